@@ -1,0 +1,601 @@
+/*
+ * engine.c - the engine's entry points: argument checks, hashing, the
+ * segment lock around each seg_*_locked() call, corruption repair and
+ * dead-holder recovery, statistics, and the region's format and validation.
+ *
+ * The shape of every data operation:
+ *     check arguments -> hash once -> lock the key's segment
+ *     -> seg_*_locked() -> repair on -EUCLEAN -> unlock
+ */
+#include "engine.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "hash.h"
+#include "lock.h"
+#include "seg.h"
+
+const char *const eng_counter_names[SEG_NCOUNTERS] = {
+#define NAME_X(name, desc) #name,
+	SEG_COUNTERS(NAME_X)
+#undef NAME_X
+};
+
+const char *const eng_counter_descs[SEG_NCOUNTERS] = {
+#define DESC_X(name, desc) desc,
+	SEG_COUNTERS(DESC_X)
+#undef DESC_X
+};
+
+/* ------------------------------------------------------------------------
+ * Locking, repair, recovery
+ * ------------------------------------------------------------------------ */
+
+/* Resets a segment found corrupted or left mid-write, holding its lock. */
+static void repair_locked(struct seg *s)
+{
+	if (!(s->h->seq & 1))
+		seg_write_begin(s);
+	seg_reset_locked(s);
+	seg_count(s, SEG_CTR_repairs);
+	seg_write_end(s);
+}
+
+/* After a takeover: a holder that died mid-mutation leaves seq odd. */
+static void recover_locked(struct seg *s)
+{
+	if (s->h->seq & 1)
+		repair_locked(s);
+}
+
+static int seg_lock(struct eng *e, struct seg *s)
+{
+	for (;;) {
+		int rc = lock_acquire(&s->h->lock, e->client_id,
+				      e->timeout_ms, e->alive,
+				      e->alive_arg);
+		if (rc != -EOWNERDEAD)
+			return rc;
+		uint32_t w = __atomic_load_n(&s->h->lock, __ATOMIC_ACQUIRE);
+		if (w != 0 &&
+		    lock_takeover(&s->h->lock, lock_owner(w), e->client_id) == 0) {
+			recover_locked(s);
+			return 0;
+		}
+		/* Someone else recovered it first: try again. */
+	}
+}
+
+static void seg_unlock(struct eng *e, struct seg *s)
+{
+	lock_release(&s->h->lock, e->client_id);
+}
+
+/* Ends an operation: repairs the segment if rc says it is corrupted. */
+static int seg_done(struct eng *e, struct seg *s, int rc)
+{
+	if (rc == -EUCLEAN)
+		repair_locked(s);
+	seg_unlock(e, s);
+	return rc;
+}
+
+int eng_recover(struct eng *e, uint32_t dead_id)
+{
+	int n = 0;
+
+	if (dead_id == 0 || dead_id == e->client_id)
+		return 0;
+	for (uint32_t i = 0; i < e->g.nseg; i++) {
+		struct seg s = seg_at(e, i);
+		uint32_t w = __atomic_load_n(&s.h->lock, __ATOMIC_ACQUIRE);
+		if (w == 0 || lock_owner(w) != dead_id)
+			continue;
+		if (lock_takeover(&s.h->lock, dead_id, e->client_id) != 0)
+			continue;
+		__atomic_thread_fence(__ATOMIC_ACQUIRE);
+		recover_locked(&s);
+		lock_release_all(&s.h->lock, e->client_id);
+		n++;
+	}
+	return n;
+}
+
+void eng_set_timeout(struct eng *e, uint32_t ms)
+{
+	e->timeout_ms = ms ? ms : e->g.lock_timeout_ms;
+}
+
+void eng_set_alive_fn(struct eng *e, eng_alive_fn fn, void *arg)
+{
+	e->alive = fn;
+	e->alive_arg = arg;
+}
+
+/* ------------------------------------------------------------------------
+ * Data operations
+ * ------------------------------------------------------------------------ */
+
+uint32_t eng_now(const struct eng *e)
+{
+	return __atomic_load_n(&e->hdr->clock, __ATOMIC_RELAXED);
+}
+
+void eng_clock_set(struct eng *e, uint32_t now)
+{
+	__atomic_store_n(&e->hdr->clock, now, __ATOMIC_RELAXED);
+}
+
+static uint32_t expire_of(uint32_t now, uint32_t ttl_s)
+{
+	if (ttl_s == 0)
+		return 0;
+	return ttl_s > UINT32_MAX - now ? UINT32_MAX : now + ttl_s;
+}
+
+static int key_ok(const void *key, size_t klen)
+{
+	if (!key || klen == 0)
+		return -EINVAL;
+	return klen > ENTRY_KEY_MAX ? -E2BIG : 0;
+}
+
+/* Hashes the key and picks its segment. */
+static struct seg locate(const struct eng *e, const void *key, size_t klen,
+			 struct seg_key *k)
+{
+	struct hash_split hs = hash_split(hash_key(key, klen), e->g.seg_bits);
+
+	k->key = key;
+	k->klen = (uint32_t)klen;
+	k->tag = hs.tag;
+	return seg_at(e, hs.seg);
+}
+
+uint32_t eng_seg_of(const struct eng *e, const void *key, size_t klen)
+{
+	return hash_split(hash_key(key, klen), e->g.seg_bits).seg;
+}
+
+int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
+	    size_t vlen, uint32_t ttl_s)
+{
+	struct seg_key k;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if (!val && vlen)
+		return -EINVAL;
+	if (vlen > e->g.max_kv || klen + vlen > e->g.max_kv)
+		return -E2BIG;
+	struct seg s = locate(e, key, klen, &k);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	uint32_t now = eng_now(e);
+	rc = seg_set_locked(&s, &k, val, (uint32_t)vlen, expire_of(now, ttl_s),
+			    now);
+	return seg_done(e, &s, rc);
+}
+
+static int get(struct eng *e, enum seg_get_mode mode, const void *key,
+	       size_t klen, void *buf, size_t cap, size_t *vlen,
+	       uint32_t *expire_at)
+{
+	struct seg_key k;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if ((!buf && cap) || !vlen)
+		return -EINVAL;
+	struct seg s = locate(e, key, klen, &k);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, vlen,
+			    expire_at);
+	return seg_done(e, &s, rc);
+}
+
+int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
+	    size_t *vlen, uint32_t *expire_at)
+{
+	return get(e, SEG_GET, key, klen, buf, cap, vlen, expire_at);
+}
+
+int eng_peek(struct eng *e, const void *key, size_t klen, void *buf,
+	     size_t cap, size_t *vlen, uint32_t *expire_at)
+{
+	return get(e, SEG_PEEK, key, klen, buf, cap, vlen, expire_at);
+}
+
+int eng_del(struct eng *e, const void *key, size_t klen)
+{
+	struct seg_key k;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	struct seg s = locate(e, key, klen, &k);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	rc = seg_del_locked(&s, &k, eng_now(e));
+	return seg_done(e, &s, rc);
+}
+
+static int expiry(struct eng *e, const void *key, size_t klen, bool touch,
+		  uint32_t ttl_s, uint32_t *ttl_out)
+{
+	struct seg_key k;
+	uint32_t expire;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if (!touch && !ttl_out)
+		return -EINVAL;
+	struct seg s = locate(e, key, klen, &k);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	uint32_t now = eng_now(e);
+	rc = seg_expiry_locked(&s, &k, now, touch, expire_of(now, ttl_s),
+			       &expire);
+	rc = seg_done(e, &s, rc);
+	if (rc == 0 && ttl_out)
+		*ttl_out = expire == 0 ? 0 : expire - now;
+	return rc;
+}
+
+int eng_ttl(struct eng *e, const void *key, size_t klen, uint32_t *ttl_s)
+{
+	return expiry(e, key, klen, false, 0, ttl_s);
+}
+
+int eng_touch(struct eng *e, const void *key, size_t klen, uint32_t ttl_s)
+{
+	return expiry(e, key, klen, true, ttl_s, NULL);
+}
+
+int eng_clear(struct eng *e)
+{
+	for (uint32_t i = 0; i < e->g.nseg; i++) {
+		struct seg s = seg_at(e, i);
+		int rc = seg_lock(e, &s);
+		if (rc)
+			return rc;
+		seg_write_begin(&s);
+		seg_reset_locked(&s);
+		seg_write_end(&s);
+		seg_unlock(e, &s);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Walks, statistics, maintenance
+ * ------------------------------------------------------------------------ */
+
+int eng_iter(struct eng *e, uint32_t from, uint32_t to, eng_iter_fn fn,
+	     void *arg)
+{
+	if (!fn || from > to || to > e->g.nseg)
+		return -EINVAL;
+	for (uint32_t i = from; i < to; i++) {
+		struct seg s = seg_at(e, i);
+		int rc = seg_lock(e, &s);
+		if (rc)
+			return rc;
+		rc = seg_iter_locked(&s, i, eng_now(e), fn, arg);
+		/* A corrupted segment is repaired and the walk goes on. */
+		if (rc == -EUCLEAN) {
+			seg_done(e, &s, rc);
+			continue;
+		}
+		seg_unlock(e, &s);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static void add_seg(const struct eng *e, uint32_t i, struct eng_stats *out)
+{
+	struct seg s = seg_at(e, i);
+	const uint64_t *c = s.h->ctr;
+	int n = 0;
+
+#define ADD_X(name, desc) out->name += __atomic_load_n(&c[n++], __ATOMIC_RELAXED);
+	SEG_COUNTERS(ADD_X)
+#undef ADD_X
+	out->entries += __atomic_load_n(&s.h->live, __ATOMIC_RELAXED);
+	out->bytes_used += __atomic_load_n(&s.h->used, __ATOMIC_RELAXED);
+	out->bytes_total += e->g.ring_size;
+	out->segments++;
+}
+
+void eng_stats(const struct eng *e, struct eng_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (uint32_t i = 0; i < e->g.nseg; i++)
+		add_seg(e, i, out);
+}
+
+int eng_seg_stats(const struct eng *e, uint32_t seg, struct eng_stats *out)
+{
+	if (seg >= e->g.nseg)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	add_seg(e, seg, out);
+	return 0;
+}
+
+int eng_check(struct eng *e, uint32_t seg, bool repair,
+	      struct eng_check_report *rep)
+{
+	if (seg >= e->g.nseg || !rep)
+		return -EINVAL;
+	struct seg s = seg_at(e, seg);
+	int rc = seg_lock(e, &s);
+	if (rc)
+		return rc;
+	rc = seg_check_locked(&s, seg, rep);
+	if (rc == 0 && rep->problems && repair) {
+		repair_locked(&s);
+		rep->repaired = 1;
+	}
+	seg_unlock(e, &s);
+	return rc;
+}
+
+int eng_sweep(struct eng *e, uint32_t seg, uint32_t budget)
+{
+	if (seg >= e->g.nseg)
+		return -EINVAL;
+	struct seg s = seg_at(e, seg);
+	int rc = seg_lock(e, &s);
+	if (rc)
+		return rc;
+	rc = seg_sweep_locked(&s, eng_now(e), budget);
+	return seg_done(e, &s, rc);
+}
+
+/* ------------------------------------------------------------------------
+ * Region: plan, format, attach
+ * ------------------------------------------------------------------------ */
+
+static bool pow2(uint64_t x)
+{
+	return x && !(x & (x - 1));
+}
+
+static uint32_t log2u(uint64_t x)
+{
+	return 63u - (uint32_t)__builtin_clzll(x);
+}
+
+static uint64_t align64(uint64_t x)
+{
+	return (x + 63) & ~UINT64_C(63);
+}
+
+/* The power of two nearest to n (at least 1). */
+static uint32_t pow2_near(uint64_t n)
+{
+	if (n <= 1)
+		return 1;
+	uint64_t lo = UINT64_C(1) << log2u(n);
+	uint64_t p = (n - lo < 2 * lo - n) ? lo : 2 * lo;
+	return p > (UINT64_C(1) << 31) ? UINT32_C(1) << 31 : (uint32_t)p;
+}
+
+/* Segment block offsets for nb buckets and nrec records. */
+static void carve(struct eng_geom *g, uint32_t nb, uint32_t nrec)
+{
+	g->nbuckets = nb;
+	g->bucket_bits = log2u(nb);
+	g->nrec = nrec;
+	g->off_buckets = LAYOUT_SEG_HDR_SIZE;
+	g->off_recs = (uint32_t)(g->off_buckets + align64((uint64_t)nb * 4));
+	g->off_free = (uint32_t)(g->off_recs +
+				 align64((uint64_t)nrec * sizeof(struct pool_rec)));
+	g->off_ring = (uint32_t)(g->off_free + align64((uint64_t)nrec * 4));
+}
+
+#define RING_MAX (UINT32_C(1) << 31)
+
+int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
+{
+	struct eng_config c = cfg ? *cfg : (struct eng_config){ 0 };
+
+	if (!c.nseg)
+		c.nseg = ENG_DEFAULT_NSEG;
+	if (!c.avg_item)
+		c.avg_item = ENG_DEFAULT_AVG_ITEM;
+	if (!c.lock_timeout_ms)
+		c.lock_timeout_ms = ENG_DEFAULT_LOCK_TIMEOUT_MS;
+	if (!g || !pow2(c.nseg) || c.nseg > 65536 ||
+	    size < LAYOUT_REGION_HDR_SIZE)
+		return -EINVAL;
+
+	memset(g, 0, sizeof(*g));
+	uint64_t stride = ((size - LAYOUT_REGION_HDR_SIZE) / c.nseg) &
+			  ~UINT64_C(63);
+	if (stride < LAYOUT_SEG_HDR_SIZE + ENG_MIN_RING + 3 * 64)
+		return -EINVAL;
+	uint64_t avail = stride - LAYOUT_SEG_HDR_SIZE;
+	uint64_t item = ENTRY_HDR_SIZE + (uint64_t)c.avg_item;
+
+	/* Records cost 12 (record) + 4 (free ring) + ~4 (bucket) bytes; find
+	 * the record count whose entries of `item` bytes fill what remains. */
+	uint64_t nrec = avail / (item + 20);
+	for (int i = 0; i < 4; i++) {
+		if (nrec < 1)
+			nrec = 1;
+		if (nrec > RING_MAX / ENTRY_HDR_SIZE)
+			nrec = RING_MAX / ENTRY_HDR_SIZE;
+		carve(g, pow2_near(nrec), (uint32_t)nrec);
+		if (g->off_ring + (uint64_t)ENG_MIN_RING > stride) {
+			nrec /= 2;
+			continue;
+		}
+		nrec = (stride - g->off_ring) / item;
+	}
+	if (nrec < 1)
+		nrec = 1;
+	carve(g, pow2_near(nrec), (uint32_t)nrec);
+	if (g->off_ring + (uint64_t)ENG_MIN_RING > stride)
+		return -EINVAL;
+	uint64_t ring = stride - g->off_ring;
+	if (ring > RING_MAX)
+		return -EINVAL; /* segments this large want more of them */
+
+	g->region_size = LAYOUT_REGION_HDR_SIZE + stride * c.nseg;
+	g->seg_base = LAYOUT_REGION_HDR_SIZE;
+	g->seg_stride = stride;
+	g->nseg = c.nseg;
+	g->seg_bits = log2u(c.nseg);
+	g->ring_size = (uint32_t)ring;
+	g->max_kv = g->ring_size / 4;
+	g->lock_timeout_ms = c.lock_timeout_ms;
+	return 0;
+}
+
+static uint64_t geom_sum(const struct region_hdr *h)
+{
+	return XXH3_64bits(h, offsetof(struct region_hdr, geom_sum));
+}
+
+int eng_format(void *base, size_t size, const struct eng_config *cfg)
+{
+	struct eng_geom g;
+	struct eng e;
+	int rc;
+
+	if (!base)
+		return -EINVAL;
+	if ((rc = eng_plan(size, cfg, &g)))
+		return rc;
+
+	struct region_hdr *h = base;
+	memset(h, 0, sizeof(*h));
+	h->magic = LAYOUT_MAGIC;
+	h->format = LAYOUT_FORMAT;
+	h->nseg = g.nseg;
+	h->region_size = g.region_size;
+	h->seg_base = g.seg_base;
+	h->seg_stride = g.seg_stride;
+	h->seg_bits = g.seg_bits;
+	h->nbuckets = g.nbuckets;
+	h->bucket_bits = g.bucket_bits;
+	h->nrec = g.nrec;
+	h->ring_size = g.ring_size;
+	h->max_kv = g.max_kv;
+	h->off_buckets = g.off_buckets;
+	h->off_recs = g.off_recs;
+	h->off_free = g.off_free;
+	h->off_ring = g.off_ring;
+	h->lock_timeout_ms = g.lock_timeout_ms;
+	h->created = (uint64_t)time(NULL);
+	h->geom_sum = geom_sum(h);
+	h->clock = (uint32_t)time(NULL);
+	h->next_client_id = 2; /* 1 is the daemon's own */
+
+	e.base = base;
+	e.hdr = h;
+	e.g = g;
+	for (uint32_t i = 0; i < g.nseg; i++) {
+		struct seg s = seg_at(&e, i);
+		memset(s.h, 0, sizeof(*s.h));
+		seg_reset_locked(&s);
+	}
+	return 0;
+}
+
+/* Checks that the header's geometry describes a region that fits. */
+static const char *geom_invalid(const struct region_hdr *h)
+{
+	uint64_t min_blk;
+
+	if (!pow2(h->nseg) || h->nseg > 65536 || log2u(h->nseg) != h->seg_bits)
+		return "segment count is not a power of two";
+	if (!pow2(h->nbuckets) || log2u(h->nbuckets) != h->bucket_bits)
+		return "bucket count is not a power of two";
+	if (h->nrec == 0 || h->ring_size < ENG_MIN_RING ||
+	    h->ring_size > RING_MAX || h->max_kv != h->ring_size / 4 ||
+	    h->lock_timeout_ms == 0)
+		return "pool or ring size out of range";
+	if (h->seg_base < LAYOUT_REGION_HDR_SIZE || h->seg_base % 64 ||
+	    h->seg_stride % 64)
+		return "segment blocks misaligned";
+	if (h->off_buckets < LAYOUT_SEG_HDR_SIZE ||
+	    h->off_recs < h->off_buckets + (uint64_t)h->nbuckets * 4 ||
+	    h->off_free < h->off_recs + (uint64_t)h->nrec * 12 ||
+	    h->off_ring < h->off_free + (uint64_t)h->nrec * 4 ||
+	    h->off_buckets % 64 || h->off_recs % 4 || h->off_free % 4)
+		return "segment block parts overlap";
+	min_blk = (uint64_t)h->off_ring + h->ring_size;
+	if (min_blk > h->seg_stride)
+		return "segment block larger than its stride";
+	if (h->seg_base + (uint64_t)h->nseg * h->seg_stride > h->region_size)
+		return "segments extend past the region";
+	return NULL;
+}
+
+int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
+	       const char **why)
+{
+	const struct region_hdr *h = base;
+	const char *dummy;
+
+	if (!why)
+		why = &dummy;
+	if (!e || !base || client_id == 0 || client_id > ENG_CLIENT_ID_MAX) {
+		*why = "bad arguments";
+		return -EINVAL;
+	}
+	if (size < sizeof(*h) || h->magic != LAYOUT_MAGIC) {
+		*why = "not a shmcached region (bad magic)";
+		return -EPROTO;
+	}
+	if (h->format != LAYOUT_FORMAT) {
+		*why = "region of another layout version";
+		return -EPROTO;
+	}
+	if (h->geom_sum != geom_sum(h)) {
+		*why = "region header checksum mismatch";
+		return -EUCLEAN;
+	}
+	if ((*why = geom_invalid(h)))
+		return -EUCLEAN;
+	if (h->region_size > size) {
+		*why = "region larger than the mapping";
+		return -ERANGE;
+	}
+
+	memset(e, 0, sizeof(*e));
+	e->base = base;
+	e->hdr = base;
+	e->client_id = client_id;
+	e->timeout_ms = h->lock_timeout_ms;
+	e->g = (struct eng_geom){
+		.region_size = h->region_size,
+		.seg_base = h->seg_base,
+		.seg_stride = h->seg_stride,
+		.nseg = h->nseg,
+		.seg_bits = h->seg_bits,
+		.nbuckets = h->nbuckets,
+		.bucket_bits = h->bucket_bits,
+		.nrec = h->nrec,
+		.ring_size = h->ring_size,
+		.max_kv = h->max_kv,
+		.off_buckets = h->off_buckets,
+		.off_recs = h->off_recs,
+		.off_free = h->off_free,
+		.off_ring = h->off_ring,
+		.lock_timeout_ms = h->lock_timeout_ms,
+	};
+	*why = "ok";
+	return 0;
+}

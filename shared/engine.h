@@ -1,0 +1,241 @@
+/*
+ * engine.h - the cache engine: a segmented ring-buffer cache that lives in a
+ * memory region (a shm mapping in production, a malloc'd buffer in tests).
+ *
+ * The engine is the whole data path.  Each operation hashes the key once
+ * (XXH3), locks one segment (futex, see lock.h), walks one short bucket
+ * chain, compares one key and copies once.  It never allocates and never
+ * makes a system call on get or set (the lock sleeps in the kernel only when
+ * it is contended).
+ *
+ * What it is not: it does not create or map the region (the daemon does),
+ * does not talk to sockets, and does not tick the clock (the daemon does,
+ * through eng_clock_set()).
+ *
+ * Conventions: every function returns 0 (or a count) on success and a
+ * negative errno on failure.  On any error nothing in the cache is changed,
+ * except -EUCLEAN: the segment was found corrupted and was reset (its
+ * entries dropped) so that no wrong value can be served.
+ *
+ * Thread safety: a struct eng is read-only after eng_attach() and may be
+ * shared by the threads of one process; all cross-thread and cross-process
+ * exclusion is done by the segment locks in the region.
+ */
+#ifndef SHMC_ENGINE_H
+#define SHMC_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+/* ------------------------------------------------------------------------
+ * Types
+ * ------------------------------------------------------------------------ */
+
+/* How to carve a region; zero fields take the defaults. */
+struct eng_config {
+	uint32_t nseg;		  /* segments, power of two; default 256 */
+	uint32_t avg_item;	  /* expected key+value bytes; default 128.
+				     Sizes the entry pools: a pool that runs
+				     out evicts, it does not fail. */
+	uint32_t lock_timeout_ms; /* default 2000 */
+};
+
+#define ENG_DEFAULT_NSEG 256u
+#define ENG_DEFAULT_AVG_ITEM 128u
+#define ENG_DEFAULT_LOCK_TIMEOUT_MS 2000u
+#define ENG_MIN_RING 1024u	/* smallest data ring per segment */
+
+/* The geometry of a region, as computed by eng_plan() and as validated and
+ * copied out of the header by eng_attach().  The engine only ever uses its
+ * private copy, so a header overwritten after attach cannot send it out of
+ * bounds. */
+struct eng_geom {
+	uint64_t region_size;
+	uint64_t seg_base, seg_stride;
+	uint32_t nseg, seg_bits;
+	uint32_t nbuckets, bucket_bits;
+	uint32_t nrec, ring_size, max_kv;
+	uint32_t off_buckets, off_recs, off_free, off_ring;
+	uint32_t lock_timeout_ms;
+};
+
+/* Called when a lock wait times out, to ask whether the holder is still
+ * alive.  Return false only when the holder is known to be dead: the engine
+ * then takes the segment over and repairs it (see eng_recover()). */
+typedef bool (*eng_alive_fn)(void *arg, uint32_t client_id);
+
+/* An attachment to a region: private to one process, see eng_attach(). */
+struct eng {
+	uint8_t *base;
+	struct region_hdr *hdr;
+	struct eng_geom g;
+	uint32_t client_id;
+	uint32_t timeout_ms; /* lock wait; from the region, see eng_set_timeout */
+	eng_alive_fn alive;
+	void *alive_arg;
+};
+
+/* Totals (or one segment's figures) for stats. */
+struct eng_stats {
+#define ENG_STATS_X(name, desc) uint64_t name;
+	SEG_COUNTERS(ENG_STATS_X)
+#undef ENG_STATS_X
+	uint64_t entries;     /* live entries in the index */
+	uint64_t bytes_used;  /* ring bytes in use, including dead entries */
+	uint64_t bytes_total; /* ring bytes in all (the segments counted) */
+	uint64_t segments;    /* segments counted */
+};
+
+/* Names and descriptions of the counters, in SEG_COUNTERS order. */
+extern const char *const eng_counter_names[SEG_NCOUNTERS];
+extern const char *const eng_counter_descs[SEG_NCOUNTERS];
+
+/* One live entry, as seen by eng_iter().  Key and value may each be split
+ * in two pieces (the second empty unless the entry straddles the ring's end).
+ * The pointers are valid only during the callback, under the segment lock. */
+struct eng_item {
+	const void *key[2];
+	size_t key_len[2];
+	const void *val[2];
+	size_t val_len[2];
+	size_t klen, vlen;
+	uint32_t expire; /* absolute unix seconds; 0 = never */
+	uint32_t seg;
+};
+
+/* Return 0 to go on, anything else to stop (eng_iter returns that value). */
+typedef int (*eng_iter_fn)(const struct eng_item *it, void *arg);
+
+/* What eng_check() found in one segment. */
+struct eng_check_report {
+	uint32_t problems;	/* inconsistencies found */
+	uint32_t repaired;	/* 1 if the segment was reset */
+	uint32_t live;		/* live entries the walk found */
+	char first[128];	/* description of the first problem, or "" */
+};
+
+/* ------------------------------------------------------------------------
+ * Region set-up
+ * ------------------------------------------------------------------------ */
+
+/* Computes the geometry for a region of `size` bytes.  Returns 0, or
+ * -EINVAL when cfg is invalid (nseg not a power of two, or more than 65536)
+ * or the region is too small to give every segment ENG_MIN_RING bytes of
+ * ring. */
+int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *out);
+
+/* Formats `base` (size bytes, zeroed or not) as an empty cache, clock set
+ * to the current time.  Returns 0 or eng_plan()'s errors.  Not safe while
+ * anyone is attached. */
+int eng_format(void *base, size_t size, const struct eng_config *cfg);
+
+/* Validates the region at base and attaches to it with `client_id` as the
+ * identity its locks carry (1..ENG_CLIENT_ID_MAX; the daemon hands them
+ * out).  Returns 0, or
+ *   -EINVAL   base NULL or client_id out of range;
+ *   -EPROTO   not a shmcached region, or one of another layout version;
+ *   -EUCLEAN  the header's geometry is inconsistent or damaged;
+ *   -ERANGE   the region is larger than the `size` bytes mapped here.
+ * When why is not NULL it receives a static one-line explanation. */
+int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
+	       const char **why);
+#define ENG_CLIENT_ID_MAX 0x7fffffffu
+
+/* Installs the liveness callback (NULL: holders are never presumed dead). */
+void eng_set_alive_fn(struct eng *e, eng_alive_fn fn, void *arg);
+
+/* How long this attachment's operations wait for a segment lock before
+ * -ETIMEDOUT (default: the region's lock_timeout_ms).  The daemon uses a
+ * short one so that a stuck client cannot stall its event loop. */
+void eng_set_timeout(struct eng *e, uint32_t ms);
+
+/* The region clock ("now" for expiry), unix seconds.  eng_clock_set() is the
+ * daemon's tick and the tests' hook; it never goes into a segment lock. */
+uint32_t eng_now(const struct eng *e);
+void eng_clock_set(struct eng *e, uint32_t now);
+
+/* ------------------------------------------------------------------------
+ * Data operations.  Keys are 1..ENTRY_KEY_MAX bytes; key + value at most
+ * g.max_kv bytes.  Common errors:
+ *   -EINVAL     klen 0, or a NULL pointer where bytes are needed;
+ *   -E2BIG      key longer than ENTRY_KEY_MAX or key + value over max_kv;
+ *   -ETIMEDOUT  the segment lock was not obtained within lock_timeout_ms;
+ *   -EUCLEAN    the segment was corrupted and has been reset.
+ * ------------------------------------------------------------------------ */
+
+/* Stores key -> value with a TTL in seconds (0: never expires).  Replaces an
+ * existing entry: in place when the value fits its capacity, else by a new
+ * entry with grown capacity.  Makes room by evacuation (drops expired and
+ * cold entries, moves recent ones), never fails for lack of space. */
+int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
+	    size_t vlen, uint32_t ttl_s);
+
+/* Copies the value of key into buf.  *vlen gets the value's full length;
+ * *expire_at (if not NULL) its absolute expiry (0 = never).  Returns 0,
+ * -ENOENT for a missing or expired key (an expired one is reclaimed), or
+ * -ENOBUFS when cap < value length (nothing copied, *vlen and *expire_at
+ * set, nothing counted).  A hit that copies updates the entry's access time
+ * and the hit counter. */
+int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
+	    size_t *vlen, uint32_t *expire_at);
+
+/* As eng_get() but changes nothing: no access time, no counters, no
+ * reclamation. */
+int eng_peek(struct eng *e, const void *key, size_t klen, void *buf,
+	     size_t cap, size_t *vlen, uint32_t *expire_at);
+
+/* Deletes key.  Returns 0 or -ENOENT (missing or already expired). */
+int eng_del(struct eng *e, const void *key, size_t klen);
+
+/* *ttl_s = seconds left (0: never expires).  -ENOENT if missing/expired. */
+int eng_ttl(struct eng *e, const void *key, size_t klen, uint32_t *ttl_s);
+
+/* Sets a new TTL (0: never expires) and counts as an access.  -ENOENT if
+ * missing or expired. */
+int eng_touch(struct eng *e, const void *key, size_t klen, uint32_t ttl_s);
+
+/* Drops every entry of every segment (counters are kept). */
+int eng_clear(struct eng *e);
+
+/* ------------------------------------------------------------------------
+ * Walks, statistics, maintenance
+ * ------------------------------------------------------------------------ */
+
+/* Calls fn for every live, unexpired entry of segments [from, to), oldest
+ * first within a segment, holding each segment's lock while it is walked
+ * (one segment at a time).  Returns 0, fn's non-zero return, or a lock
+ * error. */
+int eng_iter(struct eng *e, uint32_t from, uint32_t to, eng_iter_fn fn,
+	     void *arg);
+
+/* Figures summed over all segments, or for one segment (-EINVAL if seg is
+ * out of range).  Read without locks: each figure is exact, their sum is a
+ * snapshot that may mix instants. */
+void eng_stats(const struct eng *e, struct eng_stats *out);
+int eng_seg_stats(const struct eng *e, uint32_t seg, struct eng_stats *out);
+
+/* Walks segment `seg` under its lock and verifies that its index, free ring
+ * and data ring agree (see docs/LAYOUT.md, "Invariants").  With repair, a
+ * segment with problems is reset.  Returns 0 (report filled), -EINVAL,
+ * -ENOMEM (the walk's bitmap) or a lock error. */
+int eng_check(struct eng *e, uint32_t seg, bool repair,
+	      struct eng_check_report *rep);
+
+/* Reclaims expired entries from at most `budget` index buckets, resuming
+ * where the previous call stopped (the daemon's background sweep).  Returns
+ * the number of entries reclaimed, or a lock error. */
+int eng_sweep(struct eng *e, uint32_t seg, uint32_t budget);
+
+/* The recovery entry point: for every segment whose lock is held by
+ * dead_id, takes the lock over, resets the segment if a mutation was in
+ * progress (odd seq), and releases it, waking every waiter.  Returns the
+ * number of segments taken over. */
+int eng_recover(struct eng *e, uint32_t dead_id);
+
+/* Which segment a key belongs to (for tools and tests). */
+uint32_t eng_seg_of(const struct eng *e, const void *key, size_t klen);
+
+#endif

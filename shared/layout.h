@@ -1,0 +1,178 @@
+/*
+ * layout.h - every structure that lives in the shared-memory region.
+ *
+ * This header is the single definition of the on-shm format.  Everything in
+ * it uses fixed-width types, offsets instead of pointers, explicit padding and
+ * static assertions on size and offsets, so that every process (and every
+ * build of the daemon and of libshmc) agrees on the bytes.  Each field says
+ * who writes it and under which lock or atomic.  The picture of the region is
+ * in docs/LAYOUT.md.
+ *
+ * It is not the place for logic: the geometry is computed by region.c, the
+ * segments are operated on by seg.c.
+ *
+ *   region:  [region_hdr 4 KiB][segment 0 block][segment 1 block]...
+ *   segment: [seg_hdr 256 B][buckets u32 x nbuckets][pool_rec x nrec]
+ *            [free ring u32 x nrec][data ring, ring_size bytes]
+ *   entry:   [entry_hdr 20 B][key klen B][value vlen B][slack B]
+ */
+#ifndef SHMC_LAYOUT_H
+#define SHMC_LAYOUT_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LAYOUT_MAGIC UINT64_C(0x31454843434d4853) /* "SHMCCHE1" (LE) */
+#define LAYOUT_VERSION 1u
+#define LAYOUT_CACHELINE 64u
+#define LAYOUT_REGION_HDR_SIZE 4096u
+#define LAYOUT_SEG_HDR_SIZE 256u
+
+/* An entry_hdr.rec value: the entry was deleted or replaced; its bytes stay
+ * in the ring until evacuation reclaims them. */
+#define ENTRY_DEAD UINT32_MAX
+/* Largest key (entry_hdr.klen is 16 bits). */
+#define ENTRY_KEY_MAX 65535u
+/* Largest spare capacity after a value (entry_hdr.slack is 16 bits). */
+#define ENTRY_SLACK_MAX 65535u
+
+/* ------------------------------------------------------------------------
+ * Region header: the first 4 KiB of the region.
+ * ------------------------------------------------------------------------ */
+struct region_hdr {
+	/* Line 0-1: geometry.  Written once by region_format() before any
+	 * client can attach, never written again; covered by geom_sum. */
+	uint64_t magic;		/* LAYOUT_MAGIC */
+	uint32_t format;	/* LAYOUT_FORMAT, folds in version + sizes */
+	uint32_t nseg;		/* segments, power of two */
+	uint64_t region_size;	/* bytes the creator mapped */
+	uint64_t seg_base;	/* offset of segment 0's block */
+	uint64_t seg_stride;	/* bytes between segment blocks, multiple of 64 */
+	uint32_t seg_bits;	/* log2(nseg) */
+	uint32_t nbuckets;	/* index buckets per segment, power of two */
+	uint32_t bucket_bits;	/* log2(nbuckets) */
+	uint32_t nrec;		/* pool records per segment */
+	uint32_t ring_size;	/* data ring bytes per segment */
+	uint32_t max_kv;	/* largest klen + vlen: ring_size / 4 */
+	uint32_t off_buckets;	/* offsets inside a segment block */
+	uint32_t off_recs;
+	uint32_t off_free;
+	uint32_t off_ring;
+	uint32_t lock_timeout_ms; /* how long an operation waits for a lock */
+	uint32_t reserved0;
+	uint64_t created;	/* unix seconds at format time */
+	uint64_t geom_sum;	/* XXH3-64 of the bytes before this field */
+	uint8_t pad0[24];
+
+	/* Line 2: written by the daemon (and by test hooks), read by every
+	 * process with relaxed atomics. */
+	uint32_t clock;		/* coarse unix seconds, the cache's "now" */
+	uint32_t daemon_pid;	/* pid of the daemon that owns the region */
+	uint64_t boot_count;	/* bumped each time a daemon adopts the region */
+	uint32_t next_client_id; /* next id the daemon hands out; ids are
+				    never reused over the region's life */
+	uint8_t pad1[44];
+
+	uint8_t pad2[LAYOUT_REGION_HDR_SIZE - 3 * LAYOUT_CACHELINE];
+};
+
+/* ------------------------------------------------------------------------
+ * Statistics counters of one segment, as an X-macro list: this list makes
+ * the counters in seg_hdr, the totals in eng_stats, and the names printed
+ * by tools.  X(name, description).  Written by the lock holder with relaxed
+ * atomic stores, read without the lock with relaxed atomic loads.
+ * ------------------------------------------------------------------------ */
+#define SEG_COUNTERS(X)                                                     \
+	X(hits, "gets that found a live entry")                             \
+	X(misses, "gets that found no entry or an expired one")             \
+	X(sets, "successful sets")                                          \
+	X(overwrites, "sets that replaced a live entry")                    \
+	X(deletes, "deletes that removed a live entry")                     \
+	X(evictions, "live entries dropped to make room")                   \
+	X(moves, "recently used entries moved to the ring head")            \
+	X(expirations, "expired entries reclaimed")                         \
+	X(repairs, "segment resets after corruption or a dead lock holder")
+
+#define SEG_COUNT_X(name, desc) +1
+enum { SEG_NCOUNTERS = 0 SEG_COUNTERS(SEG_COUNT_X) };
+#undef SEG_COUNT_X
+
+/* ------------------------------------------------------------------------
+ * Segment header: 256 bytes at the start of each segment block.
+ * ------------------------------------------------------------------------ */
+struct seg_hdr {
+	/* Line 0: the contended line.  lock is the futex word (see lock.h):
+	 * 0 when free, else (owner client id << 1) | waiters bit.  seq is
+	 * written by the lock holder: odd while a mutation is in progress.
+	 * gen is bumped by the lock holder each time the segment is reset. */
+	uint32_t lock;
+	uint32_t seq;
+	uint32_t gen;
+	uint32_t reserved0;
+	uint8_t pad0[48];
+
+	/* Line 1: ring, pool and eviction state, written under the lock. */
+	uint32_t head;		/* ring offset where the next entry goes */
+	uint32_t tail;		/* ring offset of the oldest entry */
+	uint32_t used;		/* bytes between tail and head */
+	uint32_t fr_head;	/* free ring: index of the next record to pop */
+	uint32_t fr_count;	/* free ring: records available */
+	uint32_t live;		/* entries in the index (gauge "entries") */
+	uint32_t sweep_cursor;	/* next bucket the expiry sweep visits */
+	uint32_t reserved1;
+	uint64_t aclock;	/* logical access clock: +1 per access */
+	uint64_t asum;		/* sum of the live entries' access stamps */
+	uint8_t pad1[16];
+
+	/* Lines 2-3: counters (see SEG_COUNTERS). */
+	uint64_t ctr[SEG_NCOUNTERS];
+	uint8_t pad2[128 - 8 * SEG_NCOUNTERS];
+};
+
+/* One pool record: an index entry.  Written under the segment lock. */
+struct pool_rec {
+	uint32_t next;	/* next record in the bucket chain + 1; 0 ends it */
+	uint32_t tag;	/* hash bits above the segment bits; low bits = bucket */
+	uint32_t off;	/* ring offset of the entry_hdr */
+};
+
+/* The header of an entry in a data ring.  Entries are packed byte-aligned
+ * and may straddle the end of the ring; always read and write them through
+ * ring.h.  Written under the segment lock. */
+struct entry_hdr {
+	uint32_t rec;	 /* owning pool record, or ENTRY_DEAD */
+	uint32_t atime;	 /* low 32 bits of seg_hdr.aclock at last access */
+	uint32_t expire; /* absolute unix second it expires at; 0 = never */
+	uint32_t vlen;	 /* value bytes */
+	uint16_t klen;	 /* key bytes, 1..ENTRY_KEY_MAX */
+	uint16_t slack;	 /* spare bytes after the value */
+};
+
+/* The format word: version and the sizes of the structs a client relies
+ * on.  A region whose format differs is refused. */
+#define LAYOUT_FORMAT                                                       \
+	((uint32_t)(LAYOUT_VERSION << 24 |                                  \
+		    (uint32_t)sizeof(struct entry_hdr) << 16 |              \
+		    (uint32_t)sizeof(struct pool_rec) << 8 |                \
+		    (uint32_t)(sizeof(struct seg_hdr) / 8)))
+
+static_assert(sizeof(struct region_hdr) == LAYOUT_REGION_HDR_SIZE,
+	      "region_hdr must be one page");
+static_assert(offsetof(struct region_hdr, geom_sum) == 96, "geom_sum offset");
+static_assert(offsetof(struct region_hdr, clock) == 2 * LAYOUT_CACHELINE,
+	      "clock starts its own line");
+static_assert(sizeof(struct seg_hdr) == LAYOUT_SEG_HDR_SIZE, "seg_hdr size");
+static_assert(offsetof(struct seg_hdr, head) == LAYOUT_CACHELINE,
+	      "lock line holds only lock, seq, gen");
+static_assert(offsetof(struct seg_hdr, ctr) == 2 * LAYOUT_CACHELINE,
+	      "counters start line 2");
+static_assert(SEG_NCOUNTERS <= 16, "counters fit lines 2-3");
+static_assert(sizeof(struct pool_rec) == 12, "pool_rec size");
+static_assert(sizeof(struct entry_hdr) == 20, "entry_hdr size");
+static_assert(offsetof(struct entry_hdr, atime) == 4, "atime offset");
+static_assert(offsetof(struct entry_hdr, expire) == 8, "expire offset");
+
+#define ENTRY_HDR_SIZE ((uint32_t)sizeof(struct entry_hdr))
+
+#endif

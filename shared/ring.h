@@ -1,0 +1,94 @@
+/*
+ * ring.h - byte access to a segment's data ring.
+ *
+ * A ring is `size` bytes; positions are offsets in [0, size).  A run of n
+ * bytes (n <= size) starting at pos may wrap past the end: these helpers
+ * split every access into at most two contiguous pieces.  They know nothing
+ * of entries; callers hold the segment lock and have bounds-checked pos and
+ * n against the ring (see seg.c).
+ */
+#ifndef SHMC_RING_H
+#define SHMC_RING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+/* pos + n, wrapped; requires pos < size and n <= size. */
+static inline uint32_t ring_add(uint32_t pos, uint32_t n, uint32_t size)
+{
+	uint32_t room = size - pos;
+
+	return n < room ? pos + n : n - room;
+}
+
+/* Distance from `from` forward to `to`. */
+static inline uint32_t ring_dist(uint32_t from, uint32_t to, uint32_t size)
+{
+	return to >= from ? to - from : size - from + to;
+}
+
+static inline void ring_read(const uint8_t *ring, uint32_t size, uint32_t pos,
+			     void *dst, uint32_t n)
+{
+	uint32_t first = size - pos;
+
+	if (n <= first) {
+		memcpy(dst, ring + pos, n);
+	} else {
+		memcpy(dst, ring + pos, first);
+		memcpy((uint8_t *)dst + first, ring, n - first);
+	}
+}
+
+static inline void ring_write(uint8_t *ring, uint32_t size, uint32_t pos,
+			      const void *src, uint32_t n)
+{
+	uint32_t first = size - pos;
+
+	if (n <= first) {
+		memcpy(ring + pos, src, n);
+	} else {
+		memcpy(ring + pos, src, first);
+		memcpy(ring, (const uint8_t *)src + first, n - first);
+	}
+}
+
+/* True if the n ring bytes at pos equal s. */
+static inline bool ring_equal(const uint8_t *ring, uint32_t size, uint32_t pos,
+			      const void *s, uint32_t n)
+{
+	uint32_t first = size - pos;
+
+	if (n <= first)
+		return memcmp(ring + pos, s, n) == 0;
+	return memcmp(ring + pos, s, first) == 0 &&
+	       memcmp(ring, (const uint8_t *)s + first, n - first) == 0;
+}
+
+/* The two pieces of the run at pos. */
+static inline void ring_pieces(const uint8_t *ring, uint32_t size, uint32_t pos,
+			       uint32_t n, const void *p[2], size_t len[2])
+{
+	uint32_t first = size - pos;
+
+	p[0] = ring + pos;
+	if (n <= first) {
+		len[0] = n;
+		p[1] = ring;
+		len[1] = 0;
+	} else {
+		len[0] = first;
+		p[1] = ring;
+		len[1] = n - first;
+	}
+}
+
+/* Copies n bytes from src to dst inside the ring, where dst is at or before
+ * src in ring order (dst + k == src for some k >= 0, the runs may overlap).
+ * Copying forward in contiguous chunks never reads a byte it already
+ * overwrote. */
+void ring_move(uint8_t *ring, uint32_t size, uint32_t dst, uint32_t src,
+	       uint32_t n);
+
+#endif

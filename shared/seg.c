@@ -1,0 +1,703 @@
+/*
+ * seg.c - operations on one segment, under its lock.
+ *
+ * The index is nbuckets chains of pool records; a record points at its
+ * entry's header in the data ring, and the header points back at its record
+ * (entry_hdr.rec), so each side can be checked against the other.  New
+ * entries go at the ring head.  When the ring lacks room, or the pool has no
+ * free record, evacuate_one() looks at the entry at the ring tail and
+ *   - reclaims it if it is dead (deleted or replaced) or expired;
+ *   - drops it if its access stamp is not newer than the segment's average
+ *     (approximate LRU), or if the last EVAC_MAX_MOVES entries were all
+ *     moved (so a write never loops);
+ *   - otherwise moves it to the head, keeping it.
+ * Access stamps come from a per-segment logical clock (one tick per access),
+ * so the LRU order stays exact however fast the ring turns over.
+ *
+ * Everything read from shared memory is checked before use; anything that
+ * does not add up is -EUCLEAN and the caller resets the segment.
+ *
+ * Internals first, then the operations, then iteration, sweep and check.
+ */
+#include "seg.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hash.h"
+#include "ring.h"
+
+#define EVAC_MAX_MOVES 5
+
+/* ------------------------------------------------------------------------
+ * Internals
+ * ------------------------------------------------------------------------ */
+
+/* A found entry: where it is and what its header says. */
+struct found {
+	uint32_t *link; /* the bucket or record field that points at rec */
+	uint32_t rec;
+	uint32_t off;
+	uint32_t len; /* header + key + value + slack */
+	struct entry_hdr eh;
+};
+
+static inline bool expired(const struct entry_hdr *eh, uint32_t now)
+{
+	return eh->expire != 0 && eh->expire <= now;
+}
+
+/* The ring, pool and free-ring fields agree with each other and with the
+ * geometry.  Checked at the start of every operation. */
+static int state_ok(const struct seg *s)
+{
+	const struct seg_hdr *h = s->h;
+	const struct eng_geom *g = s->g;
+
+	if (h->head >= g->ring_size || h->tail >= g->ring_size ||
+	    h->used > g->ring_size || h->fr_head >= g->nrec ||
+	    h->fr_count > g->nrec || h->live != g->nrec - h->fr_count ||
+	    ring_add(h->tail, h->used, g->ring_size) != h->head)
+		return -EUCLEAN;
+	return 0;
+}
+
+/* Reads the header at off and checks that the whole entry lies inside the
+ * used part of the ring. */
+static int entry_load(const struct seg *s, uint32_t off, struct entry_hdr *eh,
+		      uint32_t *len)
+{
+	const struct eng_geom *g = s->g;
+	uint32_t size = g->ring_size;
+
+	if (off >= size)
+		return -EUCLEAN;
+	uint32_t d = ring_dist(s->h->tail, off, size);
+	if (d >= s->h->used || s->h->used - d < ENTRY_HDR_SIZE)
+		return -EUCLEAN;
+	ring_read(s->ring, size, off, eh, ENTRY_HDR_SIZE);
+	uint64_t l = (uint64_t)ENTRY_HDR_SIZE + eh->klen + eh->vlen + eh->slack;
+	if (eh->klen == 0 || l > s->h->used - d)
+		return -EUCLEAN;
+	*len = (uint32_t)l;
+	return 0;
+}
+
+static inline uint32_t hdr_field_pos(const struct seg *s, uint32_t off,
+				     uint32_t field)
+{
+	return ring_add(off, field, s->g->ring_size);
+}
+
+static inline void entry_store_hdr(struct seg *s, uint32_t off,
+				   const struct entry_hdr *eh)
+{
+	ring_write(s->ring, s->g->ring_size, off, eh, ENTRY_HDR_SIZE);
+}
+
+/* Looks key up.  0 with *f filled, -ENOENT, or -EUCLEAN. */
+static int find(struct seg *s, const struct seg_key *k, struct found *f)
+{
+	const struct eng_geom *g = s->g;
+	uint32_t *link = &s->buckets[hash_bucket(k->tag, g->nbuckets)];
+
+	for (uint32_t steps = 0; *link != 0; steps++) {
+		uint32_t r = *link - 1;
+		if (r >= g->nrec || steps >= g->nrec)
+			return -EUCLEAN;
+		const struct pool_rec *rec = &s->recs[r];
+		if (rec->tag == k->tag) {
+			uint32_t off = rec->off;
+			int rc = entry_load(s, off, &f->eh, &f->len);
+			if (rc)
+				return rc;
+			if (f->eh.rec != r)
+				return -EUCLEAN;
+			if (f->eh.klen == k->klen &&
+			    ring_equal(s->ring, g->ring_size,
+				       ring_add(off, ENTRY_HDR_SIZE, g->ring_size),
+				       k->key, k->klen)) {
+				f->link = link;
+				f->rec = r;
+				f->off = off;
+				return 0;
+			}
+		}
+		link = &s->recs[r].next;
+	}
+	return -ENOENT;
+}
+
+/* The full 64-bit value of a 32-bit access stamp (stamps are never more than
+ * 2^32 accesses old in practice; an older one reads as recent, which only
+ * costs an eviction decision). */
+static inline uint64_t stamp_full(const struct seg_hdr *h, uint32_t a)
+{
+	return h->aclock - (uint32_t)((uint32_t)h->aclock - a);
+}
+
+/* A new access stamp for an entry whose old stamp is old (live entries
+ * only: asum covers exactly the live entries). */
+static inline uint32_t stamp_renew(struct seg_hdr *h, uint32_t old)
+{
+	uint64_t prev = stamp_full(h, old);
+
+	h->aclock++;
+	h->asum += h->aclock - prev;
+	return (uint32_t)h->aclock;
+}
+
+static int fr_pop(struct seg *s, uint32_t *r)
+{
+	struct seg_hdr *h = s->h;
+	uint32_t n = s->g->nrec;
+
+	if (h->fr_count == 0)
+		return -EUCLEAN;
+	*r = s->free[h->fr_head];
+	if (*r >= n)
+		return -EUCLEAN;
+	h->fr_head = h->fr_head + 1 == n ? 0 : h->fr_head + 1;
+	h->fr_count--;
+	h->live++;
+	return 0;
+}
+
+static int fr_push(struct seg *s, uint32_t r)
+{
+	struct seg_hdr *h = s->h;
+	uint32_t n = s->g->nrec;
+
+	if (h->fr_count >= n)
+		return -EUCLEAN;
+	uint32_t pos = h->fr_head + h->fr_count;
+	if (pos >= n)
+		pos -= n;
+	s->free[pos] = r;
+	h->fr_count++;
+	h->live--;
+	return 0;
+}
+
+/* Takes an entry out of the index: unlinks its record, frees it, marks the
+ * entry dead in the ring.  Its bytes stay until evacuation. */
+static int unindex(struct seg *s, uint32_t *link, uint32_t r, uint32_t off,
+		   uint32_t atime)
+{
+	struct seg_hdr *h = s->h;
+	uint32_t dead = ENTRY_DEAD;
+
+	*link = s->recs[r].next;
+	ring_write(s->ring, s->g->ring_size,
+		   hdr_field_pos(s, off, offsetof(struct entry_hdr, rec)),
+		   &dead, sizeof(dead));
+	h->asum -= stamp_full(h, atime);
+	return fr_push(s, r);
+}
+
+/* The link that points at record r, found from r's tag. */
+static int link_of(struct seg *s, uint32_t r, uint32_t **out)
+{
+	const struct eng_geom *g = s->g;
+	uint32_t *link = &s->buckets[hash_bucket(s->recs[r].tag, g->nbuckets)];
+
+	for (uint32_t steps = 0; *link != 0; steps++) {
+		if (*link - 1 >= g->nrec || steps >= g->nrec)
+			return -EUCLEAN;
+		if (*link - 1 == r) {
+			*out = link;
+			return 0;
+		}
+		link = &s->recs[*link - 1].next;
+	}
+	return -EUCLEAN;
+}
+
+/* Frees the entry at the ring tail or moves it to the head. */
+static int evacuate_one(struct seg *s, uint32_t now, int *moves)
+{
+	struct seg_hdr *h = s->h;
+	uint32_t size = s->g->ring_size;
+	uint32_t off = h->tail, len;
+	struct entry_hdr eh;
+	int rc;
+
+	if (h->used == 0)
+		return -EUCLEAN; /* no room although the ring is empty */
+	if ((rc = entry_load(s, off, &eh, &len)))
+		return rc;
+	if (eh.rec != ENTRY_DEAD) {
+		uint32_t r = eh.rec;
+		if (r >= s->g->nrec || s->recs[r].off != off)
+			return -EUCLEAN;
+		bool exp = expired(&eh, now);
+		bool cold = h->live == 0 ||
+			    stamp_full(h, eh.atime) <= h->asum / h->live;
+		if (!exp && !cold && *moves < EVAC_MAX_MOVES) {
+			ring_move(s->ring, size, h->head, off, len);
+			s->recs[r].off = h->head;
+			h->head = ring_add(h->head, len, size);
+			h->tail = ring_add(h->tail, len, size);
+			(*moves)++;
+			seg_count(s, SEG_CTR_moves);
+			return 0;
+		}
+		uint32_t *link;
+		if ((rc = link_of(s, r, &link)) ||
+		    (rc = unindex(s, link, r, off, eh.atime)))
+			return rc;
+		seg_count(s, exp ? SEG_CTR_expirations : SEG_CTR_evictions);
+	}
+	*moves = 0;
+	h->tail = ring_add(h->tail, len, size);
+	h->used -= len;
+	return 0;
+}
+
+/* Makes `need` ring bytes and one pool record available. */
+static int make_room(struct seg *s, uint32_t need, uint32_t now)
+{
+	int moves = 0;
+
+	while (s->g->ring_size - s->h->used < need || s->h->fr_count == 0) {
+		int rc = evacuate_one(s, now, &moves);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* Writes a new entry with capacity cap >= vlen at the head and indexes it. */
+static int insert(struct seg *s, const struct seg_key *k, const void *val,
+		  uint32_t vlen, uint32_t cap, uint32_t expire, uint32_t now)
+{
+	struct seg_hdr *h = s->h;
+	uint32_t size = s->g->ring_size;
+	uint32_t need = ENTRY_HDR_SIZE + k->klen + cap;
+	uint32_t r;
+	int rc;
+
+	if ((rc = make_room(s, need, now)) || (rc = fr_pop(s, &r)))
+		return rc;
+	h->aclock++;
+	h->asum += h->aclock;
+	struct entry_hdr eh = {
+		.rec = r,
+		.atime = (uint32_t)h->aclock,
+		.expire = expire,
+		.vlen = vlen,
+		.klen = (uint16_t)k->klen,
+		.slack = (uint16_t)(cap - vlen),
+	};
+	uint32_t off = h->head;
+	entry_store_hdr(s, off, &eh);
+	uint32_t pos = ring_add(off, ENTRY_HDR_SIZE, size);
+	ring_write(s->ring, size, pos, k->key, k->klen);
+	if (vlen)
+		ring_write(s->ring, size, ring_add(pos, k->klen, size), val,
+			   vlen);
+	h->head = ring_add(off, need, size);
+	h->used += need;
+
+	uint32_t *bucket = &s->buckets[hash_bucket(k->tag, s->g->nbuckets)];
+	s->recs[r] = (struct pool_rec){ .next = *bucket, .tag = k->tag,
+					.off = off };
+	*bucket = r + 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Operations
+ * ------------------------------------------------------------------------ */
+
+void seg_reset_locked(struct seg *s)
+{
+	struct seg_hdr *h = s->h;
+	const struct eng_geom *g = s->g;
+
+	memset(s->buckets, 0, (size_t)g->nbuckets * sizeof(uint32_t));
+	for (uint32_t i = 0; i < g->nrec; i++)
+		s->free[i] = i;
+	h->fr_head = 0;
+	h->fr_count = g->nrec;
+	h->live = 0;
+	h->head = h->tail = h->used = 0;
+	h->asum = 0;
+	h->sweep_cursor = 0;
+	__atomic_store_n(&h->gen, h->gen + 1, __ATOMIC_RELAXED);
+}
+
+int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
+		   enum seg_get_mode mode, void *buf, size_t cap, size_t *vlen,
+		   uint32_t *expire)
+{
+	struct found f;
+	int rc;
+
+	if ((rc = state_ok(s)))
+		return rc;
+	rc = find(s, k, &f);
+	if (rc == 0 && expired(&f.eh, now)) {
+		if (mode == SEG_PEEK)
+			return -ENOENT;
+		seg_write_begin(s);
+		if ((rc = unindex(s, f.link, f.rec, f.off, f.eh.atime)))
+			return rc;
+		seg_write_end(s);
+		seg_count(s, SEG_CTR_expirations);
+		rc = -ENOENT;
+	}
+	if (rc == -ENOENT && mode == SEG_GET)
+		seg_count(s, SEG_CTR_misses);
+	if (rc)
+		return rc;
+
+	*vlen = f.eh.vlen;
+	if (expire)
+		*expire = f.eh.expire;
+	if (cap < f.eh.vlen)
+		return -ENOBUFS;
+	uint32_t size = s->g->ring_size;
+	if (f.eh.vlen)
+		ring_read(s->ring, size,
+			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen, size),
+			  buf, f.eh.vlen);
+	if (mode == SEG_GET) {
+		uint32_t a = stamp_renew(s->h, f.eh.atime);
+		ring_write(s->ring, size,
+			   hdr_field_pos(s, f.off,
+					 offsetof(struct entry_hdr, atime)),
+			   &a, sizeof(a));
+		seg_count(s, SEG_CTR_hits);
+	}
+	return 0;
+}
+
+int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
+		   uint32_t vlen, uint32_t expire, uint32_t now)
+{
+	uint32_t size = s->g->ring_size;
+	struct found f;
+	int rc;
+
+	if ((rc = state_ok(s)))
+		return rc;
+	rc = find(s, k, &f);
+	if (rc != 0 && rc != -ENOENT)
+		return rc;
+
+	seg_write_begin(s);
+	if (rc == -ENOENT) {
+		rc = insert(s, k, val, vlen, vlen, expire, now);
+	} else {
+		uint32_t cap = f.eh.vlen + f.eh.slack;
+		if (!expired(&f.eh, now))
+			seg_count(s, SEG_CTR_overwrites);
+		if (vlen <= cap && cap - vlen <= ENTRY_SLACK_MAX) {
+			/* In place. */
+			if (vlen)
+				ring_write(s->ring, size,
+					   ring_add(f.off,
+						    ENTRY_HDR_SIZE + k->klen,
+						    size),
+					   val, vlen);
+			f.eh.atime = stamp_renew(s->h, f.eh.atime);
+			f.eh.expire = expire;
+			f.eh.vlen = vlen;
+			f.eh.slack = (uint16_t)(cap - vlen);
+			entry_store_hdr(s, f.off, &f.eh);
+			rc = 0;
+		} else {
+			/* Grow: double the capacity, within the limits. */
+			uint64_t grown = (uint64_t)cap * 2;
+			uint32_t limit = s->g->max_kv - k->klen;
+			if (grown > limit)
+				grown = limit;
+			if (grown > (uint64_t)vlen + ENTRY_SLACK_MAX)
+				grown = (uint64_t)vlen + ENTRY_SLACK_MAX;
+			if (grown < vlen)
+				grown = vlen;
+			rc = unindex(s, f.link, f.rec, f.off, f.eh.atime);
+			if (rc == 0)
+				rc = insert(s, k, val, vlen, (uint32_t)grown,
+					    expire, now);
+		}
+	}
+	if (rc)
+		return rc; /* -EUCLEAN: seq stays odd, the caller repairs */
+	seg_write_end(s);
+	seg_count(s, SEG_CTR_sets);
+	return 0;
+}
+
+int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now)
+{
+	struct found f;
+	int rc;
+
+	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
+		return rc;
+	seg_write_begin(s);
+	if ((rc = unindex(s, f.link, f.rec, f.off, f.eh.atime)))
+		return rc;
+	seg_write_end(s);
+	if (expired(&f.eh, now)) {
+		seg_count(s, SEG_CTR_expirations);
+		return -ENOENT;
+	}
+	seg_count(s, SEG_CTR_deletes);
+	return 0;
+}
+
+int seg_expiry_locked(struct seg *s, const struct seg_key *k, uint32_t now,
+		      bool touch, uint32_t new_expire, uint32_t *expire)
+{
+	struct found f;
+	int rc;
+
+	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
+		return rc;
+	if (expired(&f.eh, now))
+		return -ENOENT;
+	if (touch) {
+		seg_write_begin(s);
+		f.eh.expire = new_expire;
+		f.eh.atime = stamp_renew(s->h, f.eh.atime);
+		entry_store_hdr(s, f.off, &f.eh);
+		seg_write_end(s);
+	}
+	*expire = f.eh.expire;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Iteration and sweep
+ * ------------------------------------------------------------------------ */
+
+int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
+		    eng_iter_fn fn, void *arg)
+{
+	uint32_t size = s->g->ring_size;
+	uint32_t off = s->h->tail, done = 0, len;
+	struct entry_hdr eh;
+	int rc;
+
+	if ((rc = state_ok(s)))
+		return rc;
+	while (done < s->h->used) {
+		if ((rc = entry_load(s, off, &eh, &len)))
+			return rc;
+		if (eh.rec != ENTRY_DEAD && !expired(&eh, now)) {
+			struct eng_item it = {
+				.klen = eh.klen,
+				.vlen = eh.vlen,
+				.expire = eh.expire,
+				.seg = seg_no,
+			};
+			uint32_t kpos = ring_add(off, ENTRY_HDR_SIZE, size);
+			ring_pieces(s->ring, size, kpos, eh.klen, it.key,
+				    it.key_len);
+			ring_pieces(s->ring, size, ring_add(kpos, eh.klen, size),
+				    eh.vlen, it.val, it.val_len);
+			if ((rc = fn(&it, arg)))
+				return rc;
+		}
+		off = ring_add(off, len, size);
+		done += len;
+	}
+	return 0;
+}
+
+int seg_sweep_locked(struct seg *s, uint32_t now, uint32_t budget)
+{
+	const struct eng_geom *g = s->g;
+	struct seg_hdr *h = s->h;
+	int reclaimed = 0, rc;
+
+	if ((rc = state_ok(s)))
+		return rc;
+	if (h->sweep_cursor >= g->nbuckets)
+		h->sweep_cursor = 0;
+	if (budget > g->nbuckets)
+		budget = g->nbuckets;
+	seg_write_begin(s);
+	for (uint32_t n = 0; n < budget; n++) {
+		uint32_t *link = &s->buckets[h->sweep_cursor];
+		for (uint32_t steps = 0; *link != 0; steps++) {
+			uint32_t r = *link - 1, len;
+			struct entry_hdr eh;
+			if (r >= g->nrec || steps >= g->nrec)
+				return -EUCLEAN;
+			if ((rc = entry_load(s, s->recs[r].off, &eh, &len)))
+				return rc;
+			if (eh.rec != r)
+				return -EUCLEAN;
+			if (!expired(&eh, now)) {
+				link = &s->recs[r].next;
+				continue;
+			}
+			if ((rc = unindex(s, link, r, s->recs[r].off,
+					  eh.atime)))
+				return rc;
+			seg_count(s, SEG_CTR_expirations);
+			reclaimed++;
+		}
+		h->sweep_cursor = h->sweep_cursor + 1 == g->nbuckets
+					  ? 0
+					  : h->sweep_cursor + 1;
+	}
+	seg_write_end(s);
+	return reclaimed;
+}
+
+/* ------------------------------------------------------------------------
+ * Integrity walk
+ * ------------------------------------------------------------------------ */
+
+enum { SEEN_RING = 1, SEEN_CHAIN = 2, SEEN_FREE = 4 };
+
+static void problem(struct eng_check_report *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void problem(struct eng_check_report *r, const char *fmt, ...)
+{
+	if (r->problems++ == 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(r->first, sizeof(r->first), fmt, ap);
+		va_end(ap);
+	}
+}
+
+static uint64_t hash_ring_key(const struct seg *s, uint32_t pos, uint32_t klen)
+{
+	const void *p[2];
+	size_t l[2];
+	XXH3_state_t st;
+
+	ring_pieces(s->ring, s->g->ring_size, pos, klen, p, l);
+	if (l[1] == 0)
+		return hash_key(p[0], l[0]);
+	XXH3_64bits_reset(&st);
+	XXH3_64bits_update(&st, p[0], l[0]);
+	XXH3_64bits_update(&st, p[1], l[1]);
+	return XXH3_64bits_digest(&st);
+}
+
+/* Walks the ring from tail to head; marks the records that own entries. */
+static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
+		       struct eng_check_report *r)
+{
+	const struct eng_geom *g = s->g;
+	uint32_t size = g->ring_size, off = s->h->tail, done = 0, len;
+	struct entry_hdr eh;
+
+	while (done < s->h->used) {
+		if (entry_load(s, off, &eh, &len)) {
+			problem(r, "ring: bad entry header at offset %u", off);
+			return;
+		}
+		if (eh.rec != ENTRY_DEAD) {
+			uint32_t rec = eh.rec;
+			uint32_t kpos = ring_add(off, ENTRY_HDR_SIZE, size);
+			struct hash_split hs =
+				hash_split(hash_ring_key(s, kpos, eh.klen),
+					   g->seg_bits);
+			if (rec >= g->nrec)
+				problem(r, "ring: entry at %u names record %u",
+					off, rec);
+			else if (seen[rec] & SEEN_RING)
+				problem(r, "ring: record %u owns two entries",
+					rec);
+			else if (s->recs[rec].off != off)
+				problem(r, "ring: record %u points at %u, not %u",
+					rec, s->recs[rec].off, off);
+			else if (hs.seg != seg_no || hs.tag != s->recs[rec].tag)
+				problem(r, "ring: key at %u does not hash to "
+					   "its segment and tag", off);
+			else {
+				seen[rec] |= SEEN_RING;
+				r->live++;
+			}
+		}
+		off = ring_add(off, len, size);
+		done += len;
+	}
+}
+
+int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r)
+{
+	const struct eng_geom *g = s->g;
+	const struct seg_hdr *h = s->h;
+	uint32_t chained = 0;
+
+	memset(r, 0, sizeof(*r));
+	if (state_ok(s)) {
+		problem(r, "state: head %u tail %u used %u free %u+%u live %u "
+			   "do not agree",
+			h->head, h->tail, h->used, h->fr_head, h->fr_count,
+			h->live);
+		return 0;
+	}
+	uint8_t *seen = calloc(g->nrec, 1);
+	if (!seen)
+		return -ENOMEM;
+
+	check_ring(s, seg_no, seen, r);
+
+	for (uint32_t b = 0; b < g->nbuckets; b++) {
+		uint32_t link = s->buckets[b];
+		for (uint32_t steps = 0; link != 0; steps++) {
+			uint32_t rec = link - 1;
+			if (rec >= g->nrec || steps >= g->nrec) {
+				problem(r, "index: bucket %u chain broken", b);
+				break;
+			}
+			if (seen[rec] & SEEN_CHAIN) {
+				problem(r, "index: record %u linked twice", rec);
+				break;
+			}
+			seen[rec] |= SEEN_CHAIN;
+			chained++;
+			if (hash_bucket(s->recs[rec].tag, g->nbuckets) != b)
+				problem(r, "index: record %u in bucket %u, "
+					   "tag says otherwise", rec, b);
+			if (!(seen[rec] & SEEN_RING))
+				problem(r, "index: record %u has no live entry",
+					rec);
+			link = s->recs[rec].next;
+		}
+	}
+
+	for (uint32_t i = 0; i < h->fr_count; i++) {
+		uint32_t pos = h->fr_head + i;
+		if (pos >= g->nrec)
+			pos -= g->nrec;
+		uint32_t rec = s->free[pos];
+		if (rec >= g->nrec) {
+			problem(r, "free ring: slot %u holds %u", pos, rec);
+			continue;
+		}
+		if (seen[rec] & (SEEN_CHAIN | SEEN_FREE))
+			problem(r, "free ring: record %u is also %s", rec,
+				seen[rec] & SEEN_FREE ? "free twice" : "in use");
+		seen[rec] |= SEEN_FREE;
+	}
+	for (uint32_t rec = 0; rec < g->nrec; rec++)
+		if ((seen[rec] & SEEN_RING) && !(seen[rec] & SEEN_CHAIN))
+			problem(r, "index: record %u owns an entry but is "
+				   "not indexed", rec);
+	if (chained + h->fr_count != g->nrec)
+		problem(r, "pool: %u used + %u free != %u records", chained,
+			h->fr_count, g->nrec);
+	if (chained != h->live || r->live != h->live)
+		problem(r, "stats: %u entries counted, %u indexed, %u in ring",
+			h->live, chained, r->live);
+	if (h->seq & 1)
+		problem(r, "seq is odd: a mutation was interrupted");
+	free(seen);
+	return 0;
+}

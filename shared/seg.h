@@ -1,0 +1,120 @@
+/*
+ * seg.h - one segment: its index (buckets of pool-record chains), its entry
+ * pool and free-slot ring, its data ring, and the evacuation that makes room.
+ *
+ * Every function here expects the caller to hold the segment's lock (hence
+ * the _locked names); engine.c takes the locks.  Each function validates
+ * every offset and length it reads from shared memory against the geometry
+ * in struct eng (never against the region's own header) and returns
+ * -EUCLEAN when something does not add up; the caller then resets the
+ * segment with seg_reset_locked().
+ */
+#ifndef SHMC_SEG_H
+#define SHMC_SEG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "layout.h"
+
+/* Pointers to the parts of one segment block. */
+struct seg {
+	struct seg_hdr *h;
+	uint32_t *buckets;
+	struct pool_rec *recs;
+	uint32_t *free;
+	uint8_t *ring;
+	const struct eng_geom *g;
+};
+
+static inline struct seg seg_at(const struct eng *e, uint32_t i)
+{
+	uint8_t *blk = e->base + e->g.seg_base + (uint64_t)i * e->g.seg_stride;
+	struct seg s = {
+		.h = (struct seg_hdr *)blk,
+		.buckets = (uint32_t *)(blk + e->g.off_buckets),
+		.recs = (struct pool_rec *)(blk + e->g.off_recs),
+		.free = (uint32_t *)(blk + e->g.off_free),
+		.ring = blk + e->g.off_ring,
+		.g = &e->g,
+	};
+	return s;
+}
+
+/* A lookup's request and result. */
+struct seg_key {
+	const void *key;
+	uint32_t klen;
+	uint32_t tag;
+};
+
+/* Counters: written by the lock holder, read by anyone. */
+enum seg_ctr {
+#define SEG_CTR_X(name, desc) SEG_CTR_##name,
+	SEG_COUNTERS(SEG_CTR_X)
+#undef SEG_CTR_X
+};
+
+static inline void seg_count(struct seg *s, enum seg_ctr c)
+{
+	uint64_t *p = &s->h->ctr[c];
+
+	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + 1,
+			 __ATOMIC_RELAXED);
+}
+
+/* Marks the start and the end of a mutation: seq is odd in between, so a
+ * holder that dies in there leaves a segment recovery knows to reset. */
+static inline void seg_write_begin(struct seg *s)
+{
+	__atomic_store_n(&s->h->seq, s->h->seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+}
+
+static inline void seg_write_end(struct seg *s)
+{
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	__atomic_store_n(&s->h->seq, s->h->seq + 1, __ATOMIC_RELAXED);
+}
+
+/* Empties the segment: index, pool, free ring and data ring; bumps gen.
+ * Keeps counters and the access clock. */
+void seg_reset_locked(struct seg *s);
+
+/* Value access modes for seg_get_locked(). */
+enum seg_get_mode {
+	SEG_GET,  /* hit: access time and counters; expired: reclaimed */
+	SEG_PEEK, /* changes nothing */
+};
+
+/* On a hit, *vlen and *expire are set and the value copied into buf when
+ * cap allows (-ENOBUFS otherwise). -ENOENT on miss or expiry. */
+int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
+		   enum seg_get_mode mode, void *buf, size_t cap, size_t *vlen,
+		   uint32_t *expire);
+
+/* Stores the entry.  The caller has checked klen and klen + vlen against
+ * the geometry's limits. */
+int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
+		   uint32_t vlen, uint32_t expire, uint32_t now);
+
+int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now);
+
+/* *expire = the entry's absolute expiry; with `touch`, first sets it to
+ * new_expire and counts an access. */
+int seg_expiry_locked(struct seg *s, const struct seg_key *k, uint32_t now,
+		      bool touch, uint32_t new_expire, uint32_t *expire);
+
+/* Walks live unexpired entries oldest first. */
+int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
+		    eng_iter_fn fn, void *arg);
+
+/* Reclaims expired entries in up to `budget` buckets from the sweep cursor.
+ * Returns the count reclaimed or -EUCLEAN. */
+int seg_sweep_locked(struct seg *s, uint32_t now, uint32_t budget);
+
+/* The integrity walk (see eng_check()). */
+int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r);
+
+#endif

@@ -1,0 +1,317 @@
+/*
+ * test_threads.c - the engine under concurrency: two threads, each with its
+ * own attachment (client ids 1 and 2) to one region, hammer set/get/del/
+ * peek/touch on overlapping keys in a few segments for about a second and a
+ * half.  Every value checks itself (it embeds its key's hash, its length and
+ * a checksum of all of it), so a torn value, a value of another key or a
+ * wrong length is caught on the read that sees it.  A second case adds a
+ * thread iterating the region while the writers run.  Afterwards eng_check
+ * is clean on every segment and no lock is left held.
+ *
+ * SHMC_TEST_SCALE scales the duration.
+ */
+#include "testutil.h"
+
+#include <pthread.h>
+
+enum {
+	NKEYS = 256,
+	HDR = 16,	/* key hash (8) + length (4) + seed (4) */
+	TRAILER = 8,	/* FNV-1a of everything before it */
+	MIN_LEN = HDR + TRAILER,
+	REGION = 256 * 1024,
+	NSEG = 4,
+};
+
+static size_t key_of(uint32_t k, char *buf, size_t cap)
+{
+	return tu_key(buf, cap, "thr:", k);
+}
+
+/* A self-checking value of len (>= MIN_LEN) bytes for key. */
+static void make_value(uint8_t *v, size_t len, const char *key, size_t klen,
+		       uint32_t seed)
+{
+	uint64_t kh = tu_hash(key, klen), sum;
+	uint32_t l = (uint32_t)len;
+
+	memcpy(v, &kh, 8);
+	memcpy(v + 8, &l, 4);
+	memcpy(v + 12, &seed, 4);
+	tu_fill(v + HDR, len - MIN_LEN, seed);
+	sum = tu_hash(v, len - TRAILER);
+	memcpy(v + len - TRAILER, &sum, TRAILER);
+}
+
+enum verdict { V_OK, V_SHORT, V_FOREIGN, V_LENGTH, V_TORN };
+
+static enum verdict check_value(const uint8_t *v, size_t len, const char *key,
+				size_t klen)
+{
+	uint64_t kh, sum;
+	uint32_t l;
+
+	if (len < MIN_LEN)
+		return V_SHORT;
+	memcpy(&kh, v, 8);
+	memcpy(&l, v + 8, 4);
+	memcpy(&sum, v + len - TRAILER, TRAILER);
+	if (sum != tu_hash(v, len - TRAILER))
+		return V_TORN;
+	if (kh != tu_hash(key, klen))
+		return V_FOREIGN;
+	if (l != len)
+		return V_LENGTH;
+	return V_OK;
+}
+
+struct worker {
+	struct eng e;
+	uint64_t seed, deadline_ms;
+	uint8_t *buf, *val;
+	/* results */
+	uint64_t ops, hits, sets;
+	uint64_t bad[V_TORN + 1]; /* by verdict; bad[V_OK] unused */
+	uint64_t errors;	  /* unexpected return codes */
+	int first_error;
+	char first_bad[96];
+};
+
+static void note_error(struct worker *w, int rc)
+{
+	if (!w->errors++)
+		w->first_error = rc;
+}
+
+static void check_read(struct worker *w, int rc, size_t vlen, const char *key,
+		       size_t klen)
+{
+	enum verdict v;
+
+	if (rc == -ENOENT)
+		return;
+	if (rc != 0) {
+		note_error(w, rc);
+		return;
+	}
+	w->hits++;
+	v = check_value(w->buf, vlen, key, klen);
+	if (v != V_OK && !w->bad[v]++)
+		snprintf(w->first_bad, sizeof(w->first_bad),
+			 "key %s: verdict %d, %zu bytes", key, (int)v, vlen);
+}
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	size_t cap = w->e.g.max_kv;
+	uint64_t rng = w->seed;
+
+	while (tu_now_ms() < w->deadline_ms) {
+		for (int burst = 0; burst < 64; burst++) {
+			uint32_t k = tu_below(&rng, NKEYS);
+			uint32_t op = tu_below(&rng, 100);
+			char key[32];
+			size_t klen = key_of(k, key, sizeof(key)), vlen = 0;
+			int rc;
+
+			w->ops++;
+			if (op < 40) {
+				size_t len = tu_one_in(&rng, 50)
+					? cap - klen - tu_below(&rng, 64)
+					: MIN_LEN + tu_below(&rng, 1500);
+
+				make_value(w->val, len, key, klen,
+					   (uint32_t)tu_rand(&rng));
+				rc = eng_set(&w->e, key, klen, w->val, len, 0);
+				if (rc)
+					note_error(w, rc);
+				else
+					w->sets++;
+			} else if (op < 85) {
+				rc = eng_get(&w->e, key, klen, w->buf, cap,
+					     &vlen, NULL);
+				check_read(w, rc, vlen, key, klen);
+			} else if (op < 90) {
+				rc = eng_peek(&w->e, key, klen, w->buf, cap,
+					      &vlen, NULL);
+				check_read(w, rc, vlen, key, klen);
+			} else if (op < 98) {
+				rc = eng_del(&w->e, key, klen);
+				if (rc && rc != -ENOENT)
+					note_error(w, rc);
+			} else {
+				rc = eng_touch(&w->e, key, klen, 0);
+				if (rc && rc != -ENOENT)
+					note_error(w, rc);
+			}
+		}
+	}
+	return NULL;
+}
+
+struct iterator {
+	struct eng *e;
+	uint64_t deadline_ms;
+	uint64_t walks, items, bad, errors;
+};
+
+static int iter_check(const struct eng_item *it, void *arg)
+{
+	struct iterator *t = arg;
+	uint8_t val[4096];
+	char key[64];
+
+	t->items++;
+	if (it->klen >= sizeof(key) || it->vlen > sizeof(val))
+		return 0; /* a big value: not copied here */
+	memcpy(key, it->key[0], it->key_len[0]);
+	memcpy(key + it->key_len[0], it->key[1], it->key_len[1]);
+	key[it->klen] = '\0';
+	memcpy(val, it->val[0], it->val_len[0]);
+	memcpy(val + it->val_len[0], it->val[1], it->val_len[1]);
+	if (check_value(val, it->vlen, key, it->klen) != V_OK)
+		t->bad++;
+	return 0;
+}
+
+static void *iterator_run(void *arg)
+{
+	struct iterator *t = arg;
+
+	while (tu_now_ms() < t->deadline_ms) {
+		if (eng_iter(t->e, 0, t->e->g.nseg, iter_check, t) != 0)
+			t->errors++;
+		t->walks++;
+	}
+	return NULL;
+}
+
+static uint64_t duration_ms(void)
+{
+	double ms = 1500.0 * tu_scale();
+
+	return ms < 300.0 ? 300 : ms > 1500.0 ? 1500 : (uint64_t)ms;
+}
+
+static void run_workers(struct tu_region *r, bool with_iterator)
+{
+	struct worker w[2];
+	struct iterator it = { 0 };
+	pthread_t tid[3];
+	uint64_t deadline = tu_now_ms() + duration_ms();
+	size_t cap = r->e.g.max_kv;
+
+	for (int i = 0; i < 2; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		assert_rc(eng_attach(&w[i].e, r->base, r->size,
+				     (uint32_t)i + 1, NULL),
+			  0);
+		w[i].seed = tu_mix(1234, (uint64_t)i);
+		w[i].deadline_ms = deadline;
+		w[i].buf = malloc(cap);
+		w[i].val = malloc(cap);
+		assert_non_null(w[i].buf);
+		assert_non_null(w[i].val);
+	}
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&tid[i], NULL, worker_run,
+						&w[i]),
+				 0);
+	if (with_iterator) {
+		/* Shares the test's own attachment, as threads may. */
+		it.e = &r->e;
+		it.deadline_ms = deadline;
+		assert_int_equal(pthread_create(&tid[2], NULL, iterator_run,
+						&it),
+				 0);
+	}
+	for (int i = 0; i < 2 + with_iterator; i++)
+		assert_int_equal(pthread_join(tid[i], NULL), 0);
+
+	for (int i = 0; i < 2; i++) {
+		print_message("client %d: %" PRIu64 " ops, %" PRIu64
+			      " sets, %" PRIu64 " hits\n",
+			      i + 1, w[i].ops, w[i].sets, w[i].hits);
+		if (w[i].errors)
+			fail_msg("client %d: %" PRIu64 " unexpected return "
+				 "codes, first %d (%s)",
+				 i + 1, w[i].errors, w[i].first_error,
+				 strerror(-w[i].first_error));
+		if (w[i].first_bad[0])
+			fail_msg("client %d: bad value (short %" PRIu64
+				 ", foreign %" PRIu64 ", length %" PRIu64
+				 ", torn %" PRIu64 "), first: %s",
+				 i + 1, w[i].bad[V_SHORT], w[i].bad[V_FOREIGN],
+				 w[i].bad[V_LENGTH], w[i].bad[V_TORN],
+				 w[i].first_bad);
+		assert_true(w[i].hits > 100);
+		assert_true(w[i].sets > 100);
+		free(w[i].buf);
+		free(w[i].val);
+	}
+	if (with_iterator) {
+		print_message("iterator: %" PRIu64 " walks, %" PRIu64
+			      " items\n",
+			      it.walks, it.items);
+		assert_int_equal(it.errors, 0);
+		assert_int_equal(it.bad, 0);
+		assert_true(it.walks > 0 && it.items > 0);
+	}
+
+	/* Nothing left locked, nothing inconsistent, contention happened. */
+	for (uint32_t s = 0; s < r->e.g.nseg; s++)
+		assert_int_equal(__atomic_load_n(&tu_seg_hdr(&r->e, s)->lock,
+						 __ATOMIC_ACQUIRE),
+				 0);
+	assert_true(tu_stats(&r->e).evictions > 0);
+	tu_assert_all_clean(&r->e);
+
+	/* Every survivor still checks out. */
+	for (uint32_t k = 0; k < NKEYS; k++) {
+		char key[32];
+		size_t klen = key_of(k, key, sizeof(key)), vlen;
+		uint8_t *buf = malloc(cap);
+		int rc;
+
+		assert_non_null(buf);
+		rc = eng_get(&r->e, key, klen, buf, cap, &vlen, NULL);
+		assert_true(rc == 0 || rc == -ENOENT);
+		if (rc == 0)
+			assert_int_equal(check_value(buf, vlen, key, klen),
+					 V_OK);
+		free(buf);
+	}
+}
+
+static void test_threads_two_clients_no_torn_values(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = NSEG };
+
+	tu_region_open(r, REGION, &cfg);
+	run_workers(r, false);
+}
+
+static void test_threads_iter_during_writes_sees_whole_values(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = NSEG };
+
+	tu_region_open(r, REGION, &cfg);
+	run_workers(r, true);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			test_threads_two_clients_no_torn_values,
+			tu_region_setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_threads_iter_during_writes_sees_whole_values,
+			tu_region_setup, tu_region_teardown),
+	};
+
+	return cmocka_run_group_tests_name("threads", tests, NULL, NULL);
+}
