@@ -58,13 +58,17 @@ static int seg_lock(struct eng *e, struct seg *s)
 				      e->alive_arg);
 		if (rc != -EOWNERDEAD)
 			return rc;
+		/* The word may have changed hands since the holder was found
+		 * dead: take it over only from an owner that is itself dead
+		 * (the CAS in lock_takeover fails if the owner changes again). */
 		uint32_t w = __atomic_load_n(&s->h->lock, __ATOMIC_ACQUIRE);
-		if (w != 0 &&
-		    lock_takeover(&s->h->lock, lock_owner(w), e->client_id) == 0) {
+		uint32_t owner = lock_owner(w);
+		if (w != 0 && !e->alive(e->alive_arg, owner) &&
+		    lock_takeover(&s->h->lock, owner, e->client_id) == 0) {
 			recover_locked(s);
 			return 0;
 		}
-		/* Someone else recovered it first: try again. */
+		/* Recovered by someone else, or a live holder now: wait again. */
 	}
 }
 

@@ -574,11 +574,13 @@ static void test_engine_peek_changes_no_counters(void **state)
 	assert_int_equal(st1.entries, st0.entries - 1);
 }
 
+enum access { ACCESS_GET, ACCESS_TOUCH, ACCESS_PEEK };
+
 /* One segment; key "A" is set first, then cold keys stream through the
- * ring while "A" is read every 8 writes, with get or with peek.  Returns
+ * ring while "A" is accessed every 8 writes (get, touch or peek).  Returns
  * whether "A" is still there after the ring has turned over several
  * times. */
-static bool early_key_survives(struct tu_region *r, bool use_get)
+static bool early_key_survives(struct tu_region *r, enum access how)
 {
 	struct eng_config cfg = { .nseg = 1 };
 	struct eng *e;
@@ -596,21 +598,29 @@ static bool early_key_survives(struct tu_region *r, bool use_get)
 		set_kv(e, "cold", i, 1, 100, 0);
 		if (i % 8 != 7)
 			continue;
-		if (use_get) {
+		switch (how) {
+		case ACCESS_GET:
 			/* Read every 8 writes, it must never be evicted. */
 			assert_rc(eng_get(e, "A", 1, buf, sizeof(buf), &vlen,
 					  NULL),
 				  0);
 			assert_memory_equal(buf, a, sizeof(a));
-		} else {
+			break;
+		case ACCESS_TOUCH:
+			assert_rc(eng_touch(e, "A", 1, 0), 0);
+			break;
+		case ACCESS_PEEK:
 			rc = eng_peek(e, "A", 1, buf, sizeof(buf), &vlen, NULL);
 			assert_true(rc == 0 || rc == -ENOENT);
 			if (rc == 0)
 				assert_memory_equal(buf, a, sizeof(a));
+			break;
 		}
 	}
 	assert_true(tu_stats(e).evictions > 0);
 	rc = eng_peek(e, "A", 1, buf, sizeof(buf), &vlen, NULL);
+	if (rc == 0)
+		assert_memory_equal(buf, a, sizeof(a));
 	tu_region_close(r);
 	return rc == 0;
 }
@@ -620,9 +630,16 @@ static void test_engine_peek_does_not_refresh_access_time(void **state)
 	struct tu_region *r = *state;
 
 	/* Control: reads through get keep the key alive... */
-	assert_true(early_key_survives(r, true));
+	assert_true(early_key_survives(r, ACCESS_GET));
 	/* ...the same reads through peek do not. */
-	assert_false(early_key_survives(r, false));
+	assert_false(early_key_survives(r, ACCESS_PEEK));
+}
+
+static void test_engine_touch_counts_as_access(void **state)
+{
+	struct tu_region *r = *state;
+
+	assert_true(early_key_survives(r, ACCESS_TOUCH));
 }
 
 static void test_engine_del(void **state)
@@ -1347,10 +1364,11 @@ static void test_engine_check_detects_and_repairs_corruption(void **state)
 	}
 }
 
-/* The get of key number i ("x" prefix) at version v and len bytes must be
- * that value or a miss (-ENOENT or -EUCLEAN), never anything else. */
+/* A get or peek of key number i ("x" prefix) must give its version-v value
+ * of len bytes, or miss (-ENOENT, or -EUCLEAN when it finds the damage);
+ * v == 0 means never set: it must miss. */
 static void assert_right_or_miss(struct eng *e, uint32_t i, uint32_t v,
-				 size_t len, uint32_t *hits)
+				 size_t len, bool peek, uint32_t *hits)
 {
 	char key[16];
 	size_t klen = tu_key(key, sizeof(key), "x", i), got = 0;
@@ -1361,10 +1379,14 @@ static void assert_right_or_miss(struct eng *e, uint32_t i, uint32_t v,
 	assert_non_null(buf);
 	assert_non_null(want);
 	mkval(want, len, i, v);
-	rc = eng_get(e, key, klen, buf, cap, &got, NULL);
+	rc = peek ? eng_peek(e, key, klen, buf, cap, &got, NULL)
+		  : eng_get(e, key, klen, buf, cap, &got, NULL);
 	if (rc != 0 && rc != -ENOENT && rc != -EUCLEAN)
-		fail_msg("get x%" PRIu32 " = %d (%s)", i, rc, strerror(-rc));
+		fail_msg("%s x%" PRIu32 " = %d (%s)", peek ? "peek" : "get", i,
+			 rc, strerror(-rc));
 	if (rc == 0) {
+		if (v == 0)
+			fail_msg("x%" PRIu32 " was never set but hit", i);
 		assert_int_equal(got, len);
 		assert_memory_equal(buf, want, len);
 		(*hits)++;
@@ -1377,32 +1399,39 @@ static void test_engine_corrupt_segment_never_serves_wrong_value(void **state)
 {
 	struct tu_region *r = *state;
 	struct eng_config cfg = { .nseg = 4 };
-	enum { N = 200 };
+	enum { N = 200, NNEW = 400 };
 
 	for (int c = 0; c < CORRUPT_N; c++) {
 		struct eng *e;
 		struct eng_check_report rep;
-		uint32_t seg, ver[N], hits = 0, euclean = 0;
+		uint32_t seg, ver[NNEW], len[NNEW], hits = 0, euclean = 0;
+		static uint8_t val[2000];
 
 		tu_region_open(r, MiB, &cfg);
 		e = &r->e;
 		seg = e->g.nseg - 1;
 		fill_for_corruption(e, N, seg);
 		corrupt(e, seg, (enum corruption)c);
-		for (uint32_t i = 0; i < N; i++)
-			ver[i] = 1;
+		for (uint32_t i = 0; i < NNEW; i++) {
+			ver[i] = i < N ? 1 : 0;
+			len[i] = 10 + i % 200;
+		}
 
-		/* Reads, then writes, then reads again, on every key. */
+		/* Peeks and gets of every key, then writes: overwrites in
+		 * place, overwrites that grow, new keys; then reads again. */
 		for (uint32_t i = 0; i < N; i++)
-			assert_right_or_miss(e, i, 1, 10 + i % 200, &hits);
-		for (uint32_t i = 0; i < N; i += 3) {
+			assert_right_or_miss(e, i, ver[i], len[i], true, &hits);
+		for (uint32_t i = 0; i < NNEW; i++)
+			assert_right_or_miss(e, i, ver[i], len[i], false,
+					     &hits);
+		for (uint32_t i = 0; i < NNEW; i += 2) {
 			char key[16];
-			uint8_t val[300];
 			size_t klen = tu_key(key, sizeof(key), "x", i);
 			int rc;
 
-			mkval(val, 10 + i % 200, i, 2);
-			rc = eng_set(e, key, klen, val, 10 + i % 200, 0);
+			len[i] = i % 4 ? len[i] : 300 + i * 3;
+			mkval(val, len[i], i, 2);
+			rc = eng_set(e, key, klen, val, len[i], 0);
 			if (rc != 0 && rc != -EUCLEAN)
 				fail_msg("set x%" PRIu32 " = %d (%s) after %s "
 					 "corruption",
@@ -1411,8 +1440,9 @@ static void test_engine_corrupt_segment_never_serves_wrong_value(void **state)
 			euclean += rc == -EUCLEAN;
 			ver[i] = 2;
 		}
-		for (uint32_t i = 0; i < N; i++)
-			assert_right_or_miss(e, i, ver[i], 10 + i % 200, &hits);
+		for (uint32_t i = 0; i < NNEW; i++)
+			assert_right_or_miss(e, i, ver[i], len[i], false,
+					     &hits);
 		print_message("corruption %s: %" PRIu32 " hits, %" PRIu32
 			      " sets refused\n",
 			      corruption_names[c], hits, euclean);
@@ -1661,6 +1691,95 @@ static void test_engine_alive_fn_dead_holder_taken_over(void **state)
 	tu_assert_all_clean(e);
 }
 
+static void test_engine_set_timeout_overrides_region_default(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 400 };
+	struct eng *e = &r->e;
+	uint32_t ki = 0;
+	uint8_t buf[16];
+	size_t vlen;
+	char key[16];
+	size_t klen;
+	uint64_t t0, dt;
+
+	tu_region_open(r, MiB, &cfg);
+	klen = tu_key_in_seg(e, 2, key, sizeof(key), "to", &ki);
+	assert_rc(eng_set(e, key, klen, "v", 1, 0), 0);
+	play_dead_holder(e, 2, false);
+
+	eng_set_timeout(e, 30);
+	t0 = tu_now_ms();
+	assert_rc(eng_get(e, key, klen, buf, sizeof(buf), &vlen, NULL),
+		  -ETIMEDOUT);
+	dt = tu_now_ms() - t0;
+	assert_in_range(dt, 25, 300);
+
+	eng_set_timeout(e, 0); /* back to the region's 400 ms */
+	t0 = tu_now_ms();
+	assert_rc(eng_get(e, key, klen, buf, sizeof(buf), &vlen, NULL),
+		  -ETIMEDOUT);
+	dt = tu_now_ms() - t0;
+	assert_in_range(dt, 380, 2000);
+}
+
+/* The liveness callback of the next test: reports DEAD_ID dead, but while
+ * it is being asked the scene moves on, as it may between processes: the
+ * dead holder's segment is recovered and another, live client (LIVE_ID)
+ * takes the lock. */
+enum { LIVE_ID = 6 };
+
+struct moving_scene {
+	uint32_t *word;
+	uint32_t calls;
+};
+
+static bool dead_then_taken(void *arg, uint32_t client_id)
+{
+	struct moving_scene *m = arg;
+
+	m->calls++;
+	if (client_id != DEAD_ID)
+		return true;
+	__atomic_store_n(m->word, ((uint32_t)LIVE_ID << 1) | LOCK_WAITERS,
+			 __ATOMIC_RELEASE);
+	return false;
+}
+
+static void test_engine_dead_holder_takeover_spares_live_holder(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 200 };
+	struct eng *e = &r->e;
+	uint32_t seg = 2, ki = 0, *word;
+	struct moving_scene m;
+	char key[16];
+	size_t klen;
+	int rc;
+
+	tu_region_open(r, MiB, &cfg);
+	word = &tu_seg_hdr(e, seg)->lock;
+	klen = tu_key_in_seg(e, seg, key, sizeof(key), "race", &ki);
+	assert_rc(eng_set(e, key, klen, "v", 1, 0), 0);
+
+	play_dead_holder(e, seg, false);
+	m = (struct moving_scene){ .word = word };
+	eng_set_alive_fn(e, dead_then_taken, &m);
+	rc = eng_set(e, key, klen, "w", 1, 0);
+	print_message("set while a live client holds the lock: %d (%s)\n", rc,
+		      strerror(-rc));
+
+	/* LIVE_ID holds the lock and is alive: the set must wait for it,
+	 * not take the lock from it. */
+	if (lock_owner(__atomic_load_n(word, __ATOMIC_ACQUIRE)) != LIVE_ID)
+		fail_msg("the lock was taken from live client %d (word now "
+			 "%#x, set returned %d)",
+			 LIVE_ID, __atomic_load_n(word, __ATOMIC_ACQUIRE), rc);
+	assert_rc(rc, -ETIMEDOUT);
+	assert_rc(lock_release(word, LIVE_ID), 0);
+	tu_assert_value(e, key, klen, "v", 1);
+}
+
 /* ------------------------------------------------------------------------ */
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tu_region_setup, tu_region_teardown)
@@ -1687,6 +1806,7 @@ int main(void)
 		T(test_engine_touch_changes_expiry),
 		T(test_engine_peek_changes_no_counters),
 		T(test_engine_peek_does_not_refresh_access_time),
+		T(test_engine_touch_counts_as_access),
 		T(test_engine_del),
 		T(test_engine_clear),
 		T(test_engine_iter_sees_exactly_live_set),
@@ -1707,6 +1827,8 @@ int main(void)
 		T(test_engine_recover_wakes_waiters),
 		T(test_engine_lock_timeout_reported),
 		T(test_engine_alive_fn_dead_holder_taken_over),
+		T(test_engine_set_timeout_overrides_region_default),
+		T(test_engine_dead_holder_takeover_spares_live_holder),
 	};
 
 	return cmocka_run_group_tests_name("engine", tests, NULL, NULL);

@@ -1,0 +1,156 @@
+/*
+ * daemon.h - the state of a running shmcached, shared by its modules:
+ * the region and the engine attachment, the listening socket, and the
+ * table of client connections.
+ *
+ * Module map:
+ *   main.c        start-up and shutdown
+ *   config.c      command line and config file
+ *   region.c      create / adopt / map the shared-memory region
+ *   listen.c      the control socket (own or from systemd), peer checks
+ *   sysd.c        sd_notify and LISTEN_FDS, without libsystemd
+ *   conn.c        a connection's buffers, frames and liveness
+ *   handlers.c    one function per request type
+ *   loop_uring.c  the io_uring event loop
+ *   loop_epoll.c  the epoll fallback
+ *   log.c         leveled logging to stderr or a file
+ */
+#ifndef SHMC_DAEMON_H
+#define SHMC_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "engine.h"
+
+#define DAEMON_CLIENT_ID 1u	  /* the daemon's own lock identity */
+#define CONN_IN_INITIAL (16u << 10)
+#define CONN_OUT_HIGH (1u << 20)  /* stop reading while more is unsent */
+#define CONN_PARTIAL_TIMEOUT_MS 10000 /* half a frame that long: dropped */
+#define DAEMON_TICK_MS 100
+#define DAEMON_LOCK_TIMEOUT_MS 50 /* the loop never waits longer */
+
+/* One client connection. */
+struct conn {
+	int fd;			/* -1 when the slot is free */
+	uint32_t gen;		/* bumped when the slot is reused */
+	uint32_t client_id;	/* 0 until HELLO */
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	uint64_t since;		/* unix seconds, connect time */
+	uint64_t partial_since;	/* monotonic ms a partial frame is pending */
+
+	uint8_t *in;		/* received, unprocessed bytes */
+	size_t in_len, in_cap;
+	uint8_t *out;		/* replies not yet sent: [out_off, out_len) */
+	size_t out_off, out_len, out_cap;
+	int pass_fd;		/* fd to send with the next byte of out */
+
+	bool closing;		/* close once out is flushed */
+	unsigned inflight;	/* io_uring operations in flight */
+	bool recv_armed, send_armed;
+
+	/* Kept here for sendmsg: valid while a send is in flight. */
+	struct msghdr msg;
+	struct iovec iov;
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cmsg;
+};
+
+struct daemon {
+	struct config cfg;
+	struct eng eng;
+	int region_fd;
+	void *region_base;
+	size_t region_size;
+
+	int listen_fd;
+	bool listen_from_systemd;
+	int signal_fd;
+
+	struct conn *conns;	/* cfg.max_clients slots */
+	uint32_t nconns;
+	uint64_t started;	/* unix seconds */
+	uint32_t sweep_seg;	/* next segment for the expiry sweep */
+	bool stop;		/* set by SIGTERM/SIGINT or SHUTDOWN */
+	bool reopen_log;	/* set by SIGHUP */
+};
+
+/* conn.c ------------------------------------------------------------------ */
+
+/* Takes a freshly accepted socket: checks the peer, finds a slot.  Returns
+ * the connection, or NULL (fd closed) when no slot is free or allocation
+ * fails.  A refused peer gets a connection in `closing` state holding an
+ * error frame. */
+struct conn *conn_accept(struct daemon *d, int fd);
+
+/* n bytes were appended to c->in: parses and answers every complete frame,
+ * as far as the output high-water mark allows. */
+void conn_input(struct daemon *d, struct conn *c);
+
+/* Room at the end of c->in for the next receive (grows the buffer when a
+ * large frame is announced); 0 when input should pause. */
+size_t conn_in_room(struct daemon *d, struct conn *c);
+
+/* Releases the slot: recovers locks the client held, frees buffers. */
+void conn_release(struct daemon *d, struct conn *c);
+
+/* Per tick: connections stuck on half a frame are marked closing. */
+void conn_tick(struct daemon *d, uint64_t now_ms);
+
+/* Replies.  An error frame carries -errno and a message.  A reply body is
+ * either given whole (conn_reply) or written in place: conn_reply_start()
+ * reserves `max` body bytes in the output buffer and sets up w over them,
+ * conn_reply_finish() writes the header (or an error frame if the body
+ * overflowed).  Out of memory marks the connection closing. */
+struct proto_w;
+void conn_reply_error(struct conn *c, uint32_t id, int err, const char *msg);
+void conn_reply(struct conn *c, uint16_t req_type, uint32_t id,
+		const void *body, size_t len);
+void conn_reply_start(struct conn *c, struct proto_w *w, size_t max);
+void conn_reply_finish(struct conn *c, struct proto_w *w, uint16_t req_type,
+		       uint32_t id);
+
+/* How much output is pending. */
+static inline size_t conn_out_pending(const struct conn *c)
+{
+	return c->out_len - c->out_off;
+}
+
+/* Marks n output bytes as sent; resets the buffer when all are. */
+void conn_sent(struct conn *c, size_t n);
+
+/* Prepares c->msg/c->iov (and the fd, if any) for the next send. */
+void conn_prepare_send(struct conn *c);
+
+uint64_t mono_ms(void);
+
+/* handlers.c --------------------------------------------------------------- */
+
+/* Answers one request frame (header already validated). */
+void handle_request(struct daemon *d, struct conn *c, uint16_t type,
+		    uint32_t id, const uint8_t *body, uint32_t len);
+
+/* main.c ---------------------------------------------------------------- */
+
+/* Background work, every DAEMON_TICK_MS: clock, expiry sweep, timeouts. */
+void daemon_tick(struct daemon *d);
+
+/* A signal arrived (from the signal fd). */
+void daemon_signal(struct daemon *d, int signo);
+
+/* Loops ------------------------------------------------------------------- */
+
+/* Runs until d->stop.  Returns 0, or -errno when the loop cannot be set up
+ * (the uring loop's -ENOSYS/-EPERM means: fall back to epoll). */
+int loop_uring_run(struct daemon *d);
+int loop_epoll_run(struct daemon *d);
+
+#endif

@@ -1,0 +1,367 @@
+/*
+ * handlers.c - one function per control request (bodies in proto.h).
+ *
+ * A handler parses its body with proto_r (every field bounds-checked; a body
+ * that does not parse exactly is -EBADMSG), does its work on the engine with
+ * the daemon's short lock timeout, and queues exactly one reply frame.  The
+ * table at the end maps types to handlers; an unknown type gets an error
+ * reply and the connection goes on.
+ */
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "proto.h"
+
+typedef void handler_fn(struct daemon *d, struct conn *c, uint32_t id,
+			struct proto_r *r);
+
+/* Replies to a request whose body was parsed: -EBADMSG if it did not parse
+ * exactly, the engine's error, or an empty success. */
+static bool body_ok(struct conn *c, uint32_t id, const struct proto_r *r)
+{
+	int rc = proto_r_end(r);
+
+	if (rc)
+		conn_reply_error(c, id, rc, "malformed request body");
+	return rc == 0;
+}
+
+static void reply_rc(struct conn *c, uint16_t type, uint32_t id, int rc)
+{
+	if (rc == 0)
+		conn_reply(c, type, id, NULL, 0);
+	else
+		conn_reply_error(c, id, rc, strerror(-rc));
+}
+
+/* ------------------------------------------------------------------------
+ * Session
+ * ------------------------------------------------------------------------ */
+
+static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
+		     struct proto_r *r)
+{
+	uint32_t version = proto_get_u32(r);
+	uint32_t pid = proto_get_u32(r);
+	uint32_t prev = proto_get_u32(r);
+	(void)pid; /* SO_PEERCRED is the pid we trust */
+	(void)prev;
+
+	if (!body_ok(c, id, r))
+		return;
+	if (version != PROTO_VERSION) {
+		conn_reply_error(c, id, -EPROTO, "protocol version mismatch");
+		return;
+	}
+	if (c->client_id == 0) {
+		struct region_hdr *h = d->eng.hdr;
+		uint32_t cid = h->next_client_id;
+		if (cid <= DAEMON_CLIENT_ID || cid > ENG_CLIENT_ID_MAX)
+			cid = DAEMON_CLIENT_ID + 1; /* wrapped: 2^31 clients */
+		__atomic_store_n(&h->next_client_id, cid + 1, __ATOMIC_RELAXED);
+		c->client_id = cid;
+	}
+
+	struct proto_w w;
+	conn_reply_start(c, &w, 16);
+	proto_put_u32(&w, c->client_id);
+	proto_put_u32(&w, LAYOUT_FORMAT);
+	proto_put_u64(&w, d->region_size);
+	conn_reply_finish(c, &w, PROTO_T_HELLO, id);
+	c->pass_fd = d->region_fd;
+	log_debug("client %u is pid %d uid %u", c->client_id, (int)c->pid,
+		  (unsigned)c->uid);
+}
+
+static void on_ping(struct daemon *d, struct conn *c, uint32_t id,
+		    struct proto_r *r)
+{
+	(void)d;
+	if (body_ok(c, id, r))
+		conn_reply(c, PROTO_T_PING, id, NULL, 0);
+}
+
+static void on_shutdown(struct daemon *d, struct conn *c, uint32_t id,
+			struct proto_r *r)
+{
+	if (!body_ok(c, id, r))
+		return;
+	if (c->uid != 0 && c->uid != geteuid()) {
+		conn_reply_error(c, id, -EPERM,
+				 "only the daemon's user or root may stop it");
+		return;
+	}
+	log_info("shutdown requested by pid %d", (int)c->pid);
+	conn_reply(c, PROTO_T_SHUTDOWN, id, NULL, 0);
+	d->stop = true;
+}
+
+/* ------------------------------------------------------------------------
+ * Statistics and maintenance
+ * ------------------------------------------------------------------------ */
+
+#define GAUGES(X) X(entries) X(bytes_used) X(bytes_total)
+
+static void put_stats_row(struct proto_w *w, const struct eng_stats *s)
+{
+#define ROW_X(name, desc) proto_put_u64(w, s->name);
+	SEG_COUNTERS(ROW_X)
+#undef ROW_X
+#define GAUGE_X(name) proto_put_u64(w, s->name);
+	GAUGES(GAUGE_X)
+#undef GAUGE_X
+}
+
+static void on_stats(struct daemon *d, struct conn *c, uint32_t id,
+		     struct proto_r *r)
+{
+	uint8_t per_seg = proto_get_u8(r);
+
+	if (!body_ok(c, id, r))
+		return;
+	static const char *const gauges[] = {
+#define GNAME_X(name) #name,
+		GAUGES(GNAME_X)
+#undef GNAME_X
+	};
+	uint32_t ncols = SEG_NCOUNTERS + sizeof(gauges) / sizeof(gauges[0]);
+	uint32_t nrows = per_seg ? d->eng.g.nseg : 1;
+	struct proto_w w;
+
+	conn_reply_start(c, &w, 8 + ncols * 36 + (size_t)nrows * ncols * 8);
+	proto_put_u32(&w, ncols);
+	for (int i = 0; i < SEG_NCOUNTERS; i++)
+		proto_put_str(&w, eng_counter_names[i]);
+	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++)
+		proto_put_str(&w, gauges[i]);
+	proto_put_u32(&w, nrows);
+	struct eng_stats s;
+	if (per_seg) {
+		for (uint32_t i = 0; i < nrows; i++) {
+			eng_seg_stats(&d->eng, i, &s);
+			put_stats_row(&w, &s);
+		}
+	} else {
+		eng_stats(&d->eng, &s);
+		put_stats_row(&w, &s);
+	}
+	conn_reply_finish(c, &w, PROTO_T_STATS, id);
+}
+
+static void on_flush(struct daemon *d, struct conn *c, uint32_t id,
+		     struct proto_r *r)
+{
+	if (body_ok(c, id, r))
+		reply_rc(c, PROTO_T_FLUSH, id, eng_clear(&d->eng));
+}
+
+static void on_check(struct daemon *d, struct conn *c, uint32_t id,
+		     struct proto_r *r)
+{
+	uint8_t repair = proto_get_u8(r);
+
+	if (!body_ok(c, id, r))
+		return;
+	uint32_t nseg = d->eng.g.nseg, bad = 0, repaired = 0;
+	struct proto_w w;
+	/* Room for every segment to report, at most 140 bytes each. */
+	conn_reply_start(c, &w, 16 + (size_t)nseg * 140);
+	uint8_t *counts = proto_put_reserve(&w, 16);
+	for (uint32_t i = 0; i < nseg && !w.err; i++) {
+		struct eng_check_report rep;
+		int rc = eng_check(&d->eng, i, repair != 0, &rep);
+		if (rc) {
+			rep.problems = 1;
+			rep.repaired = 0;
+			snprintf(rep.first, sizeof(rep.first),
+				 "not checked: %s", strerror(-rc));
+		}
+		if (rep.problems == 0)
+			continue;
+		bad++;
+		repaired += rep.repaired;
+		proto_put_u32(&w, i);
+		proto_put_u32(&w, rep.problems);
+		proto_put_str(&w, rep.first);
+	}
+	if (counts) {
+		struct proto_w hw;
+		proto_w_init(&hw, counts, 16);
+		proto_put_u32(&hw, nseg);
+		proto_put_u32(&hw, bad);
+		proto_put_u32(&hw, repaired);
+		proto_put_u32(&hw, bad);
+	}
+	if (bad)
+		log_warn("check: %u of %u segments inconsistent, %u repaired",
+			 bad, nseg, repaired);
+	conn_reply_finish(c, &w, PROTO_T_CHECK, id);
+}
+
+static void on_clients(struct daemon *d, struct conn *c, uint32_t id,
+		       struct proto_r *r)
+{
+	if (!body_ok(c, id, r))
+		return;
+	struct proto_w w;
+	conn_reply_start(c, &w, 4 + (size_t)d->nconns * 24);
+	proto_put_u32(&w, 0);
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < d->cfg.max_clients; i++) {
+		const struct conn *o = &d->conns[i];
+		if (o->fd < 0 || o->closing)
+			continue;
+		proto_put_u32(&w, o->client_id);
+		proto_put_u32(&w, (uint32_t)o->pid);
+		proto_put_u32(&w, (uint32_t)o->uid);
+		proto_put_u32(&w, (uint32_t)o->gid);
+		proto_put_u64(&w, o->since);
+		n++;
+	}
+	if (!w.err) {
+		struct proto_w hw;
+		proto_w_init(&hw, w.buf, 4);
+		proto_put_u32(&hw, n);
+	}
+	conn_reply_finish(c, &w, PROTO_T_CLIENTS, id);
+}
+
+static void on_snapshot(struct daemon *d, struct conn *c, uint32_t id,
+			struct proto_r *r)
+{
+	const void *path;
+
+	(void)d;
+	proto_get_bytes(r, &path);
+	if (body_ok(c, id, r))
+		conn_reply_error(c, id, -ENOTSUP,
+				 "snapshots are not supported by this build");
+}
+
+/* ------------------------------------------------------------------------
+ * Key operations (for tools and clients that cannot map the region)
+ * ------------------------------------------------------------------------ */
+
+static void on_get(struct daemon *d, struct conn *c, uint32_t id,
+		   struct proto_r *r)
+{
+	const void *key;
+	size_t klen = proto_get_bytes(r, &key);
+
+	if (!body_ok(c, id, r))
+		return;
+	size_t cap = 4096, vlen = 0;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		struct proto_w w;
+		uint32_t expire = 0;
+		conn_reply_start(c, &w, 8 + cap);
+		if (w.err)
+			return;
+		uint8_t *hdr = proto_put_reserve(&w, 8);
+		uint8_t *val = proto_put_reserve(&w, cap);
+		int rc = eng_get(&d->eng, key, klen, val, cap, &vlen, &expire);
+		if (rc == -ENOBUFS && vlen <= PROTO_MAX_PAYLOAD - 8) {
+			cap = vlen;
+			continue; /* the value grew meanwhile: again */
+		}
+		if (rc) {
+			conn_reply_error(c, id, rc == -ENOBUFS ? -E2BIG : rc,
+					 rc == -ENOENT ? "not found"
+						       : strerror(-rc));
+			return;
+		}
+		struct proto_w hw;
+		proto_w_init(&hw, hdr, 8);
+		proto_put_u32(&hw, expire);
+		proto_put_u32(&hw, (uint32_t)vlen);
+		w.len = 8 + vlen;
+		conn_reply_finish(c, &w, PROTO_T_GET, id);
+		return;
+	}
+	conn_reply_error(c, id, -EAGAIN, "value changed during the read");
+}
+
+static void on_set(struct daemon *d, struct conn *c, uint32_t id,
+		   struct proto_r *r)
+{
+	const void *key, *val;
+	size_t klen = proto_get_bytes(r, &key);
+	size_t vlen = proto_get_bytes(r, &val);
+	uint32_t ttl = proto_get_u32(r);
+
+	if (body_ok(c, id, r))
+		reply_rc(c, PROTO_T_SET, id,
+			 eng_set(&d->eng, key, klen, val, vlen, ttl));
+}
+
+static void on_del(struct daemon *d, struct conn *c, uint32_t id,
+		   struct proto_r *r)
+{
+	const void *key;
+	size_t klen = proto_get_bytes(r, &key);
+
+	if (body_ok(c, id, r))
+		reply_rc(c, PROTO_T_DEL, id, eng_del(&d->eng, key, klen));
+}
+
+static void on_ttl(struct daemon *d, struct conn *c, uint32_t id,
+		   struct proto_r *r)
+{
+	const void *key;
+	size_t klen = proto_get_bytes(r, &key);
+	uint32_t ttl = 0;
+
+	if (!body_ok(c, id, r))
+		return;
+	int rc = eng_ttl(&d->eng, key, klen, &ttl);
+	if (rc) {
+		reply_rc(c, PROTO_T_TTL, id, rc);
+		return;
+	}
+	uint8_t body[4];
+	struct proto_w w;
+	proto_w_init(&w, body, sizeof(body));
+	proto_put_u32(&w, ttl);
+	conn_reply(c, PROTO_T_TTL, id, body, w.len);
+}
+
+static void on_touch(struct daemon *d, struct conn *c, uint32_t id,
+		     struct proto_r *r)
+{
+	const void *key;
+	size_t klen = proto_get_bytes(r, &key);
+	uint32_t ttl = proto_get_u32(r);
+
+	if (body_ok(c, id, r))
+		reply_rc(c, PROTO_T_TOUCH, id, eng_touch(&d->eng, key, klen, ttl));
+}
+
+/* ------------------------------------------------------------------------
+ * Dispatch
+ * ------------------------------------------------------------------------ */
+
+static handler_fn *const handlers[] = {
+	[PROTO_T_HELLO] = on_hello,	[PROTO_T_PING] = on_ping,
+	[PROTO_T_STATS] = on_stats,	[PROTO_T_GET] = on_get,
+	[PROTO_T_SET] = on_set,		[PROTO_T_DEL] = on_del,
+	[PROTO_T_TTL] = on_ttl,		[PROTO_T_TOUCH] = on_touch,
+	[PROTO_T_FLUSH] = on_flush,	[PROTO_T_CHECK] = on_check,
+	[PROTO_T_CLIENTS] = on_clients, [PROTO_T_SAVE] = on_snapshot,
+	[PROTO_T_LOAD] = on_snapshot,	[PROTO_T_SHUTDOWN] = on_shutdown,
+};
+
+void handle_request(struct daemon *d, struct conn *c, uint16_t type,
+		    uint32_t id, const uint8_t *body, uint32_t len)
+{
+	struct proto_r r;
+
+	if (type >= sizeof(handlers) / sizeof(handlers[0]) || !handlers[type]) {
+		conn_reply_error(c, id, -EOPNOTSUPP, "unknown request type");
+		return;
+	}
+	proto_r_init(&r, body, len);
+	handlers[type](d, c, id, &r);
+}

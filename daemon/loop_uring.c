@@ -1,0 +1,268 @@
+/*
+ * loop_uring.c - the daemon's event loop on io_uring (liburing).
+ *
+ * In flight at any time: one accept on the listening socket, one read on
+ * the signalfd, one timeout (the tick), and per connection at most one recv
+ * and one sendmsg.  Every completion is dispatched from one switch to a
+ * small handler.  user_data packs what a completion belongs to:
+ *
+ *     bits  0..7   kind (enum ev)
+ *     bits  8..31  connection slot (for EV_RECV / EV_SEND)
+ *     bits 32..63  the slot's generation, so a completion for a slot that
+ *                  was since reused is recognised and dropped
+ *
+ * A connection is released only when nothing of it is in flight: closing
+ * shuts the socket down, which completes its pending recv.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+
+enum ev { EV_ACCEPT = 1, EV_RECV, EV_SEND, EV_TICK, EV_SIGNAL };
+
+struct uloop {
+	struct io_uring ring;
+	struct daemon *d;
+	struct __kernel_timespec tick;
+	struct signalfd_siginfo si;
+	bool accept_armed;
+	bool accept_paused; /* out of fds: retry on the next tick */
+	uint64_t last_fd_warning;
+};
+
+static uint64_t ud_pack(enum ev kind, uint32_t slot, uint32_t gen)
+{
+	return (uint64_t)kind | (uint64_t)slot << 8 | (uint64_t)gen << 32;
+}
+
+/* An SQE, submitting first if the queue is full. */
+static struct io_uring_sqe *sqe_get(struct uloop *l)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+
+	if (!sqe) {
+		io_uring_submit(&l->ring);
+		sqe = io_uring_get_sqe(&l->ring);
+	}
+	return sqe;
+}
+
+static void arm_accept(struct uloop *l)
+{
+	if (l->accept_armed || l->accept_paused || l->d->stop)
+		return;
+	struct io_uring_sqe *sqe = sqe_get(l);
+	if (!sqe)
+		return;
+	io_uring_prep_accept(sqe, l->d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_pack(EV_ACCEPT, 0, 0));
+	l->accept_armed = true;
+}
+
+static void arm_tick(struct uloop *l)
+{
+	struct io_uring_sqe *sqe = sqe_get(l);
+
+	if (!sqe)
+		return;
+	l->tick.tv_sec = 0;
+	l->tick.tv_nsec = DAEMON_TICK_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &l->tick, 0, 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(EV_TICK, 0, 0));
+}
+
+static void arm_signal(struct uloop *l)
+{
+	struct io_uring_sqe *sqe = sqe_get(l);
+
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, l->d->signal_fd, &l->si, sizeof(l->si), 0);
+	io_uring_sqe_set_data64(sqe, ud_pack(EV_SIGNAL, 0, 0));
+}
+
+/* Arms what a connection needs next, or releases it when it is done. */
+static void settle(struct uloop *l, struct conn *c)
+{
+	struct daemon *d = l->d;
+	uint32_t slot = (uint32_t)(c - d->conns);
+
+	if (conn_out_pending(c) && !c->send_armed) {
+		struct io_uring_sqe *sqe = sqe_get(l);
+		if (sqe) {
+			conn_prepare_send(c);
+			io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+			io_uring_sqe_set_data64(sqe, ud_pack(EV_SEND, slot, c->gen));
+			c->send_armed = true;
+			c->inflight++;
+		}
+	}
+	if (c->closing) {
+		/* Done sending what was queued: end the pending recv. */
+		if (!conn_out_pending(c) && c->recv_armed)
+			shutdown(c->fd, SHUT_RDWR);
+		if (c->inflight == 0)
+			conn_release(d, c);
+		return;
+	}
+	if (!c->recv_armed) {
+		size_t room = conn_in_room(d, c);
+		struct io_uring_sqe *sqe = room ? sqe_get(l) : NULL;
+		if (sqe) {
+			io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, room, 0);
+			io_uring_sqe_set_data64(sqe, ud_pack(EV_RECV, slot, c->gen));
+			c->recv_armed = true;
+			c->inflight++;
+		}
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Completion handlers
+ * ------------------------------------------------------------------------ */
+
+static void on_accept(struct uloop *l, int res)
+{
+	l->accept_armed = false;
+	if (res >= 0) {
+		struct conn *c = conn_accept(l->d, res);
+		if (c)
+			settle(l, c);
+	} else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
+		   res == -ENOMEM) {
+		/* Out of descriptors: keep serving, retry on the next tick. */
+		uint64_t now = mono_ms();
+		if (now - l->last_fd_warning > 10000) {
+			log_warn("accept: %s; connections wait", strerror(-res));
+			l->last_fd_warning = now;
+		}
+		l->accept_paused = true;
+	} else if (res != -EINTR && res != -ECONNABORTED && res != -EAGAIN) {
+		log_warn("accept: %s", strerror(-res));
+	}
+	arm_accept(l);
+}
+
+static void on_recv(struct uloop *l, struct conn *c, int res)
+{
+	c->recv_armed = false;
+	c->inflight--;
+	if (res > 0 && !c->closing) {
+		c->in_len += (size_t)res;
+		conn_input(l->d, c);
+	} else if (res == 0 || (res < 0 && res != -EINTR && res != -EAGAIN)) {
+		/* The peer is gone: nothing queued can be delivered. */
+		c->closing = true;
+		c->out_off = c->out_len = 0;
+		c->pass_fd = -1;
+	}
+	settle(l, c);
+}
+
+static void on_send(struct uloop *l, struct conn *c, int res)
+{
+	c->send_armed = false;
+	c->inflight--;
+	if (res > 0) {
+		conn_sent(c, (size_t)res);
+	} else if (res != -EINTR && res != -EAGAIN) {
+		c->closing = true;
+		c->out_off = c->out_len = 0;
+	}
+	settle(l, c);
+}
+
+static void on_tick(struct uloop *l)
+{
+	struct daemon *d = l->d;
+
+	daemon_tick(d);
+	for (uint32_t i = 0; i < d->cfg.max_clients; i++)
+		if (d->conns[i].fd >= 0 && d->conns[i].closing)
+			settle(l, &d->conns[i]);
+	if (l->accept_paused) {
+		l->accept_paused = false;
+		arm_accept(l);
+	}
+	arm_tick(l);
+}
+
+static void on_signal(struct uloop *l, int res)
+{
+	if (res == (int)sizeof(l->si))
+		daemon_signal(l->d, (int)l->si.ssi_signo);
+	arm_signal(l);
+}
+
+static void dispatch(struct uloop *l, uint64_t ud, int res)
+{
+	struct daemon *d = l->d;
+	enum ev kind = (enum ev)(ud & 0xff);
+	uint32_t slot = (uint32_t)(ud >> 8) & 0xffffff;
+	uint32_t gen = (uint32_t)(ud >> 32);
+	struct conn *c = NULL;
+
+	if (kind == EV_RECV || kind == EV_SEND) {
+		if (slot >= d->cfg.max_clients || d->conns[slot].fd < 0 ||
+		    d->conns[slot].gen != gen)
+			return; /* stale: cannot happen while inflight counts */
+		c = &d->conns[slot];
+	}
+	switch (kind) {
+	case EV_ACCEPT:
+		on_accept(l, res);
+		break;
+	case EV_RECV:
+		on_recv(l, c, res);
+		break;
+	case EV_SEND:
+		on_send(l, c, res);
+		break;
+	case EV_TICK:
+		on_tick(l);
+		break;
+	case EV_SIGNAL:
+		on_signal(l, res);
+		break;
+	}
+}
+
+int loop_uring_run(struct daemon *d)
+{
+	static struct uloop l;
+	int rc;
+
+	memset(&l, 0, sizeof(l));
+	l.d = d;
+	if ((rc = io_uring_queue_init(512, &l.ring, 0)) < 0)
+		return rc;
+	log_info("event loop: io_uring");
+
+	arm_accept(&l);
+	arm_tick(&l);
+	arm_signal(&l);
+	while (!d->stop) {
+		struct io_uring_cqe *cqe;
+		unsigned head, n = 0;
+
+		rc = io_uring_submit_and_wait(&l.ring, 1);
+		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+			log_error("io_uring_submit_and_wait: %s", strerror(-rc));
+			break;
+		}
+		io_uring_for_each_cqe(&l.ring, head, cqe) {
+			dispatch(&l, io_uring_cqe_get_data64(cqe), cqe->res);
+			n++;
+		}
+		io_uring_cq_advance(&l.ring, n);
+	}
+	/* The ring goes first: its in-flight operations die with it, then the
+	 * connections are released by the caller. */
+	io_uring_queue_exit(&l.ring);
+	return rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY ? rc : 0;
+}

@@ -1,0 +1,208 @@
+/*
+ * main.c - shmcached's start-up, background tick and shutdown.
+ *
+ * Start: configuration -> log -> signals (blocked, read from a signalfd by
+ * the loop) -> region (create or adopt) -> control socket -> detach unless
+ * --foreground -> READY=1 -> event loop (io_uring, or epoll if io_uring
+ * cannot be set up or --epoll is given).
+ * Stop (SIGTERM, SIGINT, or a SHUTDOWN request): STOPPING=1, connections
+ * closed (their locks recovered), socket removed, region kept for a warm
+ * restart unless --unlink-on-exit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "listen.h"
+#include "log.h"
+#include "region.h"
+#include "sysd.h"
+
+#define SWEEP_BUCKETS 256 /* buckets per segment per sweep step */
+
+void daemon_tick(struct daemon *d)
+{
+	eng_clock_set(&d->eng, (uint32_t)time(NULL));
+
+	/* Expiry sweep: about one pass over all segments' first buckets a
+	 * second, bounded work per tick. */
+	uint32_t nseg = d->eng.g.nseg;
+	uint32_t per_tick = nseg / 10 ? nseg / 10 : 1;
+	for (uint32_t i = 0; i < per_tick; i++) {
+		eng_sweep(&d->eng, d->sweep_seg, SWEEP_BUCKETS);
+		d->sweep_seg = (d->sweep_seg + 1) & (nseg - 1);
+	}
+	conn_tick(d, mono_ms());
+}
+
+void daemon_signal(struct daemon *d, int signo)
+{
+	switch (signo) {
+	case SIGTERM:
+	case SIGINT:
+		log_info("signal %d: shutting down", signo);
+		d->stop = true;
+		break;
+	case SIGHUP:
+		if (log_reopen() < 0)
+			log_error("SIGHUP: cannot reopen the log file");
+		else
+			log_info("SIGHUP: log reopened");
+		break;
+	}
+}
+
+static int signals_open(struct daemon *d)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return -errno;
+	d->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	return d->signal_fd < 0 ? -errno : 0;
+}
+
+/* Forks into the background; the parent exits once the child is set up.
+ * Returns 0 in the child, -errno on failure. */
+static int detach(void)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (chdir("/") < 0)
+		return -errno;
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		close(fd);
+	}
+	return 0;
+}
+
+static void shutdown_all(struct daemon *d)
+{
+	sysd_notify("STOPPING=1");
+	for (uint32_t i = 0; i < d->cfg.max_clients; i++) {
+		struct conn *c = &d->conns[i];
+		if (c->fd < 0)
+			continue;
+		/* Flush what is queued (e.g. the SHUTDOWN reply), best effort. */
+		if (conn_out_pending(c)) {
+			ssize_t n = send(c->fd, c->out + c->out_off,
+					 conn_out_pending(c),
+					 MSG_DONTWAIT | MSG_NOSIGNAL);
+			(void)n;
+		}
+		conn_release(d, c);
+	}
+	listen_close(d);
+	region_close(d);
+	free(d->conns);
+	if (d->signal_fd >= 0)
+		close(d->signal_fd);
+	log_info("stopped");
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d;
+	char err[512] = "";
+	int rc;
+
+	config_defaults(&d.cfg);
+	switch (config_parse(&d.cfg, argc, argv, stdout, stderr)) {
+	case CONFIG_OK:
+		break;
+	case CONFIG_EXIT_OK:
+		return 0;
+	default:
+		return 2;
+	}
+	struct eng_geom geom;
+	if (region_plan(&d.cfg, &geom) != 0) {
+		fprintf(stderr, "shmcached: --memory %llu cannot be carved into "
+				"--segments %u (each needs at least %u ring bytes, "
+				"at most 2 GiB)\n",
+			(unsigned long long)d.cfg.memory, d.cfg.segments,
+			ENG_MIN_RING);
+		return 2;
+	}
+	if ((rc = log_open(d.cfg.log_file, d.cfg.log_level)) != 0) {
+		fprintf(stderr, "shmcached: --log-file %s: %s\n", d.cfg.log_file,
+			strerror(-rc));
+		return 1;
+	}
+	d.listen_fd = d.signal_fd = d.region_fd = -1;
+	d.started = (uint64_t)time(NULL);
+	d.conns = calloc(d.cfg.max_clients, sizeof(*d.conns));
+	if (!d.conns) {
+		log_error("out of memory for %u client slots", d.cfg.max_clients);
+		return 1;
+	}
+	for (uint32_t i = 0; i < d.cfg.max_clients; i++)
+		d.conns[i].fd = d.conns[i].pass_fd = -1;
+
+	if ((rc = signals_open(&d)) != 0) {
+		log_error("cannot set up signal handling: %s", strerror(-rc));
+		return 1;
+	}
+	if ((rc = region_open(&d, err, sizeof(err))) != 0) {
+		log_error("%s", err);
+		sysd_notify("STATUS=cannot open the region");
+		return 1;
+	}
+	if ((rc = listen_open(&d, err, sizeof(err))) != 0) {
+		log_error("%s", err[0] ? err : strerror(-rc));
+		region_close(&d);
+		return 1;
+	}
+	if (!d.cfg.foreground && (rc = detach()) != 0) {
+		log_error("cannot detach: %s", strerror(-rc));
+		return 1;
+	}
+	__atomic_store_n(&d.eng.hdr->daemon_pid, (uint32_t)getpid(),
+			 __ATOMIC_RELAXED);
+	daemon_tick(&d);
+
+	char status[512];
+	snprintf(status, sizeof(status),
+		 "READY=1\nSTATUS=serving %s, region %s (%llu MiB)",
+		 d.listen_from_systemd ? "systemd socket" : d.cfg.socket_path,
+		 d.cfg.name, (unsigned long long)(d.region_size >> 20));
+	sysd_notify(status);
+	log_info("ready: socket %s, region %s",
+		 d.listen_from_systemd ? "(from systemd)" : d.cfg.socket_path,
+		 d.cfg.name);
+
+	rc = -ENOSYS;
+	if (!d.cfg.force_epoll) {
+		rc = loop_uring_run(&d);
+		if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES ||
+		    rc == -ENOMEM)
+			log_warn("io_uring unavailable (%s): using epoll",
+				 strerror(-rc));
+	}
+	if (rc == -ENOSYS || rc == -EPERM || rc == -EACCES || rc == -ENOMEM)
+		rc = loop_epoll_run(&d);
+	if (rc)
+		log_error("event loop failed: %s", strerror(-rc));
+	shutdown_all(&d);
+	return rc ? 1 : 0;
+}

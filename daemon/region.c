@@ -1,0 +1,212 @@
+/*
+ * region.c - create or adopt the shared-memory region (see region.h).
+ *
+ * Creation: shm_open(O_CREAT|O_EXCL, 0600), ftruncate, then fallocate so
+ * that every page is reserved now: a host short of memory fails here with
+ * a clear error instead of killing a client with SIGBUS later.  Then mmap
+ * (optionally pre-faulted, optionally with transparent huge pages) and
+ * eng_format().
+ *
+ * Adoption (warm restart): the name exists; it is mapped and validated by
+ * eng_attach(), and its geometry must equal what the configuration plans.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "region.h"
+
+static void eng_config_of(const struct config *c, struct eng_config *ec)
+{
+	*ec = (struct eng_config){ .nseg = c->segments,
+				   .avg_item = c->avg_item,
+				   .lock_timeout_ms = c->lock_timeout_ms };
+}
+
+int region_plan(const struct config *c, struct eng_geom *g)
+{
+	struct eng_config ec;
+
+	eng_config_of(c, &ec);
+	return eng_plan(c->memory, &ec, g);
+}
+
+static int map(struct daemon *d, int fd, size_t size)
+{
+	int flags = MAP_SHARED | (d->cfg.prefault ? MAP_POPULATE : 0);
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	if (d->cfg.hugepages && madvise(p, size, MADV_HUGEPAGE) < 0)
+		log_warn("huge pages not available for the region: %s",
+			 strerror(errno));
+	d->region_base = p;
+	d->region_size = size;
+	d->region_fd = fd;
+	return 0;
+}
+
+static void unmap(struct daemon *d)
+{
+	if (d->region_base)
+		munmap(d->region_base, d->region_size);
+	if (d->region_fd >= 0)
+		close(d->region_fd);
+	d->region_base = NULL;
+	d->region_fd = -1;
+}
+
+/* Maps an existing region and checks it.  0, or -errno with err set. */
+static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
+		 char *err, size_t errlen)
+{
+	struct stat st;
+	const char *why = "";
+
+	if (fstat(fd, &st) < 0 || st.st_size < (off_t)LAYOUT_REGION_HDR_SIZE) {
+		snprintf(err, errlen, "region %s exists but is empty or "
+				      "unreadable", d->cfg.name);
+		close(fd);
+		return -EUCLEAN;
+	}
+	int rc = map(d, fd, (size_t)st.st_size);
+	if (rc) {
+		close(fd);
+		snprintf(err, errlen, "cannot map region %s: %s", d->cfg.name,
+			 strerror(-rc));
+		return rc;
+	}
+	rc = eng_attach(&d->eng, d->region_base, d->region_size,
+			DAEMON_CLIENT_ID, &why);
+	if (rc == 0 && (d->eng.g.region_size != want->region_size ||
+			d->eng.g.nseg != want->nseg ||
+			d->eng.g.nrec != want->nrec ||
+			d->eng.g.ring_size != want->ring_size)) {
+		why = "it was made with another size, segment count or item "
+		      "size";
+		rc = -EEXIST;
+	}
+	if (rc) {
+		snprintf(err, errlen, "region %s exists but cannot be adopted: "
+				      "%s; --reset replaces it (its contents "
+				      "are lost)", d->cfg.name, why);
+		unmap(d);
+		return rc == -EEXIST ? rc : -EUCLEAN;
+	}
+	return 0;
+}
+
+static int create(struct daemon *d, const struct eng_geom *g, char *err,
+		  size_t errlen)
+{
+	struct eng_config ec;
+	const char *why;
+	int fd = shm_open(d->cfg.name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+			  0600);
+	if (fd < 0) {
+		int rc = -errno;
+		snprintf(err, errlen, "cannot create region %s: %s",
+			 d->cfg.name, strerror(errno));
+		return rc;
+	}
+	int rc = 0;
+	if (ftruncate(fd, (off_t)g->region_size) < 0)
+		rc = -errno;
+	else if ((rc = posix_fallocate(fd, 0, (off_t)g->region_size)) != 0 &&
+		 rc != EOPNOTSUPP && rc != EINVAL)
+		rc = -rc;
+	else
+		rc = 0;
+	if (rc) {
+		snprintf(err, errlen, "cannot reserve %llu bytes for region "
+				      "%s: %s",
+			 (unsigned long long)g->region_size, d->cfg.name,
+			 strerror(-rc));
+		close(fd);
+		shm_unlink(d->cfg.name);
+		return rc;
+	}
+	if ((rc = map(d, fd, g->region_size)) != 0) {
+		snprintf(err, errlen, "cannot map region %s: %s", d->cfg.name,
+			 strerror(-rc));
+		close(fd);
+		shm_unlink(d->cfg.name);
+		return rc;
+	}
+	eng_config_of(&d->cfg, &ec);
+	if ((rc = eng_format(d->region_base, d->region_size, &ec)) != 0 ||
+	    (rc = eng_attach(&d->eng, d->region_base, d->region_size,
+			     DAEMON_CLIENT_ID, &why)) != 0) {
+		snprintf(err, errlen, "cannot format region %s: %s",
+			 d->cfg.name, strerror(-rc));
+		unmap(d);
+		shm_unlink(d->cfg.name);
+		return rc;
+	}
+	return 0;
+}
+
+int region_open(struct daemon *d, char *err, size_t errlen)
+{
+	struct eng_geom want;
+	int rc;
+
+	d->region_fd = -1;
+	if ((rc = region_plan(&d->cfg, &want)) != 0) {
+		snprintf(err, errlen, "cannot carve %llu bytes into %u "
+				      "segments", (unsigned long long)d->cfg.memory,
+			 d->cfg.segments);
+		return rc;
+	}
+
+	int fd = shm_open(d->cfg.name, O_RDWR | O_CLOEXEC, 0);
+	if (fd >= 0) {
+		rc = adopt(d, fd, &want, err, errlen);
+		if (rc == 0) {
+			log_info("adopted region %s (%llu bytes, %u segments): "
+				 "warm restart", d->cfg.name,
+				 (unsigned long long)d->region_size,
+				 d->eng.g.nseg);
+			goto attached;
+		}
+		if (!d->cfg.reset)
+			return rc;
+		log_warn("replacing region %s (--reset): %s", d->cfg.name, err);
+		shm_unlink(d->cfg.name);
+	} else if (errno != ENOENT) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open region %s: %s", d->cfg.name,
+			 strerror(errno));
+		return rc;
+	}
+	if ((rc = create(d, &want, err, errlen)) != 0)
+		return rc;
+	log_info("created region %s: %llu bytes, %u segments of %u ring "
+		 "bytes and %u entries", d->cfg.name,
+		 (unsigned long long)d->region_size, d->eng.g.nseg,
+		 d->eng.g.ring_size, d->eng.g.nrec);
+attached:
+	eng_set_timeout(&d->eng, DAEMON_LOCK_TIMEOUT_MS);
+	struct region_hdr *h = d->eng.hdr;
+	__atomic_store_n(&h->daemon_pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
+	__atomic_fetch_add(&h->boot_count, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+void region_close(struct daemon *d)
+{
+	if (d->eng.hdr)
+		__atomic_store_n(&d->eng.hdr->daemon_pid, 0, __ATOMIC_RELAXED);
+	unmap(d);
+	if (d->cfg.unlink_on_exit) {
+		shm_unlink(d->cfg.name);
+		log_info("removed region %s", d->cfg.name);
+	}
+}

@@ -1,0 +1,264 @@
+"""A small, independent client of shmcached's control protocol, for the
+integration tests (stdlib only).  It follows docs/PROTOCOL.md rather than
+the C codec, so a disagreement between the two shows up as a failing test.
+
+Also: DaemonProc, which starts the real daemon binary on a throwaway socket
+and region name and stops it again.
+"""
+import itertools
+import os
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+
+VERSION = 1
+HDR = struct.Struct("<IHBBI")  # len, type, version, flags, id
+REPLY = 0x8000
+ERROR = 0xFFFF
+
+T = dict(HELLO=1, PING=2, STATS=3, GET=4, SET=5, DEL=6, TTL=7, TOUCH=8,
+         FLUSH=9, CHECK=10, CLIENTS=11, SAVE=12, LOAD=13, SHUTDOWN=14)
+
+ENOENT, EACCES, EPROTO, EBADMSG, EOPNOTSUPP, ENOTSUP = 2, 13, 71, 74, 95, 95
+EMSGSIZE, E2BIG, EINVAL, EUSERS = 90, 7, 22, 87
+
+
+class ProtoError(Exception):
+    def __init__(self, err, msg):
+        super().__init__(f"{err}: {msg}")
+        self.err = err
+        self.msg = msg
+
+
+def u32(v):
+    return struct.pack("<I", v)
+
+
+def u64(v):
+    return struct.pack("<Q", v)
+
+
+def bstr(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return u32(len(b)) + b
+
+
+class Reader:
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def take(self, n):
+        if self.pos + n > len(self.data):
+            raise ValueError("short body")
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+    def u8(self):
+        return self.take(1)[0]
+
+    def u32(self):
+        return struct.unpack("<I", self.take(4))[0]
+
+    def i32(self):
+        return struct.unpack("<i", self.take(4))[0]
+
+    def u64(self):
+        return struct.unpack("<Q", self.take(8))[0]
+
+    def bytes(self):
+        return self.take(self.u32())
+
+    def str(self):
+        return self.bytes().decode()
+
+    def end(self):
+        assert self.pos == len(self.data), "trailing bytes in reply"
+
+
+class Client:
+    def __init__(self, path, timeout=5.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.ids = itertools.count(1)
+        self.fds = []
+
+    def close(self):
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+        self.sock.close()
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def frame(self, type_, body=b"", id_=None, version=VERSION, flags=0):
+        id_ = next(self.ids) if id_ is None else id_
+        return HDR.pack(len(body), type_, version, flags, id_) + body, id_
+
+    def recv_exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            msg, anc, _flags, _addr = self.sock.recvmsg(
+                n - len(buf), socket.CMSG_SPACE(4 * 4))
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    self.fds += list(struct.unpack(f"<{len(data)//4}i",
+                                                   data[:len(data)//4*4]))
+            if not msg:
+                raise EOFError("daemon closed the connection")
+            buf += msg
+        return buf
+
+    def read_frame(self):
+        ln, type_, ver, flags, id_ = HDR.unpack(self.recv_exact(HDR.size))
+        assert ver == VERSION and flags == 0
+        return type_, id_, self.recv_exact(ln) if ln else b""
+
+    def call(self, name, body=b""):
+        """Sends a request, returns a Reader over the reply body; raises
+        ProtoError on an error frame."""
+        data, id_ = self.frame(T[name], body)
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon may have said why before closing: read it
+        type_, rid, payload = self.read_frame()
+        # id 0: an error about the connection (refused peer, too many
+        # clients, broken framing), whatever was asked.
+        assert rid in (id_, 0), f"reply id {rid} for request {id_}"
+        if type_ == ERROR:
+            r = Reader(payload)
+            raise ProtoError(-r.i32(), r.str())
+        assert type_ == T[name] | REPLY, f"reply type {type_:#x}"
+        return Reader(payload)
+
+    # -- the requests ------------------------------------------------------
+    def hello(self):
+        r = self.call("HELLO", u32(VERSION) + u32(os.getpid()) + u32(0))
+        cid, fmt, size = r.u32(), r.u32(), r.u64()
+        r.end()
+        return cid, fmt, size
+
+    def ping(self):
+        self.call("PING").end()
+
+    def set(self, key, val, ttl=0):
+        self.call("SET", bstr(key) + bstr(val) + u32(ttl)).end()
+
+    def get(self, key):
+        r = self.call("GET", bstr(key))
+        expire, val = r.u32(), r.bytes()
+        r.end()
+        return val, expire
+
+    def delete(self, key):
+        self.call("DEL", bstr(key)).end()
+
+    def ttl(self, key):
+        r = self.call("TTL", bstr(key))
+        v = r.u32()
+        r.end()
+        return v
+
+    def touch(self, key, ttl):
+        self.call("TOUCH", bstr(key) + u32(ttl)).end()
+
+    def flush(self):
+        self.call("FLUSH").end()
+
+    def stats(self, per_segment=False):
+        r = self.call("STATS", bytes([1 if per_segment else 0]))
+        names = [r.str() for _ in range(r.u32())]
+        rows = [dict(zip(names, [r.u64() for _ in names]))
+                for _ in range(r.u32())]
+        r.end()
+        return rows if per_segment else rows[0]
+
+    def check(self, repair=False):
+        r = self.call("CHECK", bytes([1 if repair else 0]))
+        nseg, bad, repaired, n = r.u32(), r.u32(), r.u32(), r.u32()
+        segs = [(r.u32(), r.u32(), r.str()) for _ in range(n)]
+        r.end()
+        return dict(segments=nseg, bad=bad, repaired=repaired, list=segs)
+
+    def clients(self):
+        r = self.call("CLIENTS")
+        out = [dict(id=r.u32(), pid=r.u32(), uid=r.u32(), gid=r.u32(),
+                    since=r.u64()) for _ in range(r.u32())]
+        r.end()
+        return out
+
+    def shutdown(self):
+        self.call("SHUTDOWN").end()
+
+
+class DaemonProc:
+    """The real shmcached on a throwaway socket and region name."""
+
+    def __init__(self, binary, extra=(), name=None, workdir=None):
+        self.binary = binary
+        self.dir = workdir or tempfile.mkdtemp(prefix="shmc-it-")
+        self.sock = os.path.join(self.dir, "s.sock")
+        self.name = name or f"/shmc-it-{os.getpid()}-{id(self) & 0xffffff}"
+        self.extra = list(extra)
+        self.proc = None
+        self.log = os.path.join(self.dir, "daemon.log")
+
+    def args(self):
+        return [self.binary, "--foreground", "--socket", self.sock,
+                "--name", self.name, "--memory", "8M", "--segments", "16",
+                "--log-level", "debug", "--log-file", self.log] + self.extra
+
+    def start(self, wait=True, env=None):
+        self.proc = subprocess.Popen(self.args(), env=env,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=10):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError("daemon exited: " + self.logtext())
+            try:
+                c = Client(self.sock, timeout=1)
+            except OSError:
+                time.sleep(0.02)
+                continue
+            try:
+                c.ping()
+                return
+            except (OSError, EOFError):
+                time.sleep(0.02)
+            finally:
+                c.close()
+        raise TimeoutError("daemon not ready: " + self.logtext())
+
+    def logtext(self):
+        try:
+            with open(self.log) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self, sig=15, timeout=10):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout)
+        rc = self.proc.returncode if self.proc else None
+        if self.proc and self.proc.stderr:
+            self.proc.stderr.close()
+        return rc
+
+    def unlink(self):
+        try:
+            os.unlink("/dev/shm" + self.name)
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,504 @@
+#!/usr/bin/env python3
+"""Integration tests of shmcached: the real daemon binary on a throwaway
+socket and region, driven over its control socket.
+
+    test_daemon.py DAEMON_BINARY {uring|epoll}
+
+Every test runs against the event loop named on the command line (meson
+registers the file twice).  Exits 77 when the host cannot run it.
+"""
+import mmap
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shmcproto as p  # noqa: E402
+
+BINARY = None
+LOOP_ARGS = []
+
+# Offsets in the region header and a segment header (shared/layout.h).
+HDR_NSEG, HDR_SEG_BASE, HDR_STRIDE = 12, 24, 32
+HDR_CLOCK = 128
+SEG_LOCK, SEG_SEQ = 0, 4
+
+
+class DaemonTest(unittest.TestCase):
+    extra = []
+
+    def setUp(self):
+        self.d = p.DaemonProc(BINARY, extra=LOOP_ARGS + self.extra).start()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+        self.d.stop()
+        self.d.unlink()
+
+    def client(self):
+        c = p.Client(self.d.sock)
+        self.clients.append(c)
+        return c
+
+    def assert_serving(self):
+        c = p.Client(self.d.sock)
+        c.ping()
+        c.close()
+
+
+class Handshake(DaemonTest):
+    def test_hello_passes_the_region(self):
+        c = self.client()
+        cid, fmt, size = c.hello()
+        self.assertGreaterEqual(cid, 2)
+        self.assertEqual(size, 8 << 20)
+        self.assertEqual(len(c.fds), 1)
+        m = mmap.mmap(c.fds[0], size)
+        self.assertEqual(m[:8], b"SHMCCHE1")
+        self.assertEqual(struct.unpack_from("<I", m, 8)[0], fmt)
+        self.assertEqual(struct.unpack_from("<I", m, HDR_NSEG)[0], 16)
+        # The daemon ticks the region clock.
+        clock = struct.unpack_from("<I", m, HDR_CLOCK)[0]
+        self.assertLess(abs(clock - time.time()), 3)
+        m.close()
+
+    def test_client_ids_are_distinct(self):
+        ids = {self.client().hello()[0] for _ in range(5)}
+        self.assertEqual(len(ids), 5)
+
+    def test_wrong_protocol_version_in_hello_is_refused(self):
+        c = self.client()
+        with self.assertRaises(p.ProtoError) as e:
+            c.call("HELLO", p.u32(99) + p.u32(0) + p.u32(0))
+        self.assertEqual(e.exception.err, p.EPROTO)
+        c.ping()  # the connection goes on
+
+    def test_clients_lists_connected_peers(self):
+        a, b = self.client(), self.client()
+        cid = a.hello()[0]
+        rows = b.clients()
+        self.assertIn(cid, [r["id"] for r in rows])
+        me = [r for r in rows if r["id"] == cid][0]
+        self.assertEqual(me["pid"], os.getpid())
+        self.assertEqual(me["uid"], os.getuid())
+
+
+class Requests(DaemonTest):
+    def test_set_get_del(self):
+        c = self.client()
+        c.set("alpha", b"one")
+        self.assertEqual(c.get("alpha"), (b"one", 0))
+        c.set("alpha", b"two" * 1000)
+        self.assertEqual(c.get("alpha")[0], b"two" * 1000)
+        c.delete("alpha")
+        with self.assertRaises(p.ProtoError) as e:
+            c.get("alpha")
+        self.assertEqual(e.exception.err, p.ENOENT)
+        with self.assertRaises(p.ProtoError) as e:
+            c.delete("alpha")
+        self.assertEqual(e.exception.err, p.ENOENT)
+
+    def test_large_value_round_trips(self):
+        c = self.client()
+        val = os.urandom(100_000)  # max_kv is ~114 KiB here
+        c.set("big", val)
+        self.assertEqual(c.get("big")[0], val)
+        with self.assertRaises(p.ProtoError) as e:
+            c.set("huge", b"x" * 1_000_000)
+        self.assertEqual(e.exception.err, p.E2BIG)
+
+    def test_ttl_and_touch(self):
+        c = self.client()
+        c.set("t", b"v", ttl=100)
+        self.assertIn(c.ttl("t"), (99, 100))
+        _, expire = c.get("t")
+        self.assertLess(abs(expire - (time.time() + 100)), 3)
+        c.touch("t", 0)
+        self.assertEqual(c.ttl("t"), 0)
+        c.set("short", b"v", ttl=1)
+        time.sleep(2.2)  # the daemon's clock is real time
+        with self.assertRaises(p.ProtoError):
+            c.get("short")
+
+    def test_empty_key_is_invalid(self):
+        with self.assertRaises(p.ProtoError) as e:
+            self.client().set("", b"v")
+        self.assertEqual(e.exception.err, p.EINVAL)
+
+    def test_stats_count_operations(self):
+        c = self.client()
+        for i in range(10):
+            c.set(f"k{i}", b"v")
+        for i in range(15):
+            try:
+                c.get(f"k{i}")
+            except p.ProtoError:
+                pass
+        s = c.stats()
+        self.assertEqual((s["sets"], s["hits"], s["misses"]), (10, 10, 5))
+        self.assertEqual(s["entries"], 10)
+        segs = c.stats(per_segment=True)
+        self.assertEqual(len(segs), 16)
+        self.assertEqual(sum(r["entries"] for r in segs), 10)
+        self.assertEqual(sum(r["bytes_total"] for r in segs), s["bytes_total"])
+
+    def test_flush_empties_the_cache(self):
+        c = self.client()
+        for i in range(50):
+            c.set(f"k{i}", b"v")
+        c.flush()
+        self.assertEqual(c.stats()["entries"], 0)
+        with self.assertRaises(p.ProtoError):
+            c.get("k1")
+
+    def test_check_is_clean_and_finds_damage(self):
+        c = self.client()
+        for i in range(200):
+            c.set(f"k{i}", os.urandom(50))
+        r = c.check()
+        self.assertEqual((r["segments"], r["bad"]), (16, 0))
+        # Damage one segment's state through the mapping.
+        c.hello()
+        m = mmap.mmap(c.fds[0], 8 << 20)
+        base, stride = struct.unpack_from("<QQ", m, HDR_SEG_BASE)
+        seg3 = base + 3 * stride
+        struct.pack_into("<I", m, seg3 + 64 + 8, 0xFFFFFF)  # used
+        r = c.check()
+        self.assertEqual(r["bad"], 1)
+        self.assertEqual(r["list"][0][0], 3)
+        r = c.check(repair=True)
+        self.assertEqual(r["repaired"], 1)
+        self.assertEqual(c.check()["bad"], 0)
+        m.close()
+
+    def test_snapshots_say_not_supported(self):
+        with self.assertRaises(p.ProtoError) as e:
+            self.client().call("SAVE", p.bstr("/tmp/x"))
+        self.assertEqual(e.exception.err, p.ENOTSUP)
+
+    def test_shutdown_stops_the_daemon(self):
+        self.client().shutdown()
+        self.assertEqual(self.d.proc.wait(10), 0)
+        self.assertFalse(os.path.exists(self.d.sock))
+
+
+class BadInput(DaemonTest):
+    extra = []
+
+    def test_unknown_type_gets_an_error_and_the_connection_goes_on(self):
+        c = self.client()
+        data, _ = c.frame(0x4242)
+        c.send_raw(data)
+        t, _, body = c.read_frame()
+        self.assertEqual(t, p.ERROR)
+        self.assertEqual(-p.Reader(body).i32(), p.EOPNOTSUPP)
+        c.ping()
+
+    def test_malformed_body_is_rejected(self):
+        c = self.client()
+        for body in (b"", b"\x05\x00\x00\x00ab", b"\x01\x00\x00\x00a" + b"x"):
+            data, _ = c.frame(p.T["GET"], body)
+            c.send_raw(data)
+            t, _, payload = c.read_frame()
+            self.assertEqual(t, p.ERROR)
+            self.assertEqual(-p.Reader(payload).i32(), p.EBADMSG)
+        c.ping()
+
+    def test_oversized_length_disconnects(self):
+        c = self.client()
+        c.send_raw(p.HDR.pack(1 << 30, p.T["SET"], p.VERSION, 0, 7))
+        t, _, payload = c.read_frame()
+        self.assertEqual((t, -p.Reader(payload).i32()), (p.ERROR, p.EMSGSIZE))
+        with self.assertRaises(EOFError):
+            c.read_frame()
+        self.assert_serving()
+
+    def test_garbage_disconnects(self):
+        c = self.client()
+        c.send_raw(os.urandom(4096))
+        try:
+            while True:
+                c.read_frame()
+        except (EOFError, ConnectionResetError, AssertionError):
+            pass
+        self.assert_serving()
+
+    def test_truncated_frame_then_close(self):
+        c = self.client()
+        data, _ = c.frame(p.T["SET"], p.bstr("k") + p.bstr("v" * 100) + p.u32(0))
+        c.send_raw(data[:30])
+        c.close()
+        self.clients.remove(c)
+        self.assert_serving()
+
+    def test_half_frame_does_not_block_others(self):
+        stuck = self.client()
+        data, _ = stuck.frame(p.T["SET"], p.bstr("k") + p.bstr("v" * 1000) + p.u32(0))
+        stuck.send_raw(data[:500])
+        other = self.client()
+        t0 = time.monotonic()
+        for _ in range(100):
+            other.ping()
+        self.assertLess(time.monotonic() - t0, 2.0)
+
+    def test_client_that_never_reads_does_not_block_others(self):
+        hog = self.client()
+        hog.set("big", b"x" * 100_000)
+        req, _ = hog.frame(p.T["GET"], p.bstr("big"))
+        hog.sock.setblocking(False)
+        sent = 0
+        try:
+            for _ in range(2000):
+                hog.sock.send(req)
+                sent += 1
+        except BlockingIOError:
+            pass
+        self.assertGreater(sent, 10)
+        other = self.client()
+        t0 = time.monotonic()
+        for _ in range(50):
+            other.ping()
+        self.assertLess(time.monotonic() - t0, 2.0)
+
+
+class Limits(DaemonTest):
+    extra = ["--max-clients", "300"]
+
+    def test_200_concurrent_connections(self):
+        conns = [p.Client(self.d.sock) for _ in range(200)]
+        self.clients += conns
+        for i, c in enumerate(conns):
+            c.set(f"c{i}", str(i))
+        errors = []
+
+        def worker(c, i):
+            try:
+                for _ in range(5):
+                    if c.get(f"c{i}")[0] != str(i).encode():
+                        errors.append(i)
+            except Exception as e:  # noqa: BLE001 - reported below
+                errors.append(repr(e))
+        threads = [threading.Thread(target=worker, args=(c, i))
+                   for i, c in enumerate(conns)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(len(conns[0].clients()), 200)
+
+
+class ConnectionLimit(DaemonTest):
+    extra = ["--max-clients", "3"]
+
+    def test_connection_over_the_limit_is_refused_clearly(self):
+        conns = [self.client() for _ in range(3)]
+        for c in conns:
+            c.ping()
+        extra = self.client()
+        t, _, payload = extra.read_frame()
+        self.assertEqual((t, -p.Reader(payload).i32()), (p.ERROR, p.EUSERS))
+        conns[0].close()
+        self.clients.remove(conns[0])
+        time.sleep(0.2)
+        self.assert_serving()
+
+
+class Recovery(DaemonTest):
+    def test_dead_lock_holder_is_recovered_on_disconnect(self):
+        c = self.client()
+        cid, _, size = c.hello()
+        for i in range(100):
+            c.set(f"k{i}", b"v")
+        m = mmap.mmap(c.fds[0], size)
+        base, stride = struct.unpack_from("<QQ", m, HDR_SEG_BASE)
+        seg = base + 5 * stride
+        # Pretend this client died inside a mutation of segment 5.
+        struct.pack_into("<I", m, seg + SEG_LOCK, cid << 1)
+        seq = struct.unpack_from("<I", m, seg + SEG_SEQ)[0]
+        struct.pack_into("<I", m, seg + SEG_SEQ, seq | 1)
+        c.close()
+        self.clients.remove(c)
+        deadline = time.monotonic() + 1
+        while struct.unpack_from("<I", m, seg + SEG_LOCK)[0] != 0:
+            self.assertLess(time.monotonic(), deadline, "lock not recovered")
+            time.sleep(0.005)
+        self.assertEqual(struct.unpack_from("<I", m, seg + SEG_SEQ)[0] & 1, 0)
+        other = self.client()
+        self.assertEqual(other.check()["bad"], 0)
+        self.assertEqual(other.stats(per_segment=True)[5]["repairs"], 1)
+        m.close()
+
+
+class Lifecycle(unittest.TestCase):
+    def setUp(self):
+        self.d = p.DaemonProc(BINARY, extra=LOOP_ARGS)
+
+    def tearDown(self):
+        self.d.stop()
+        self.d.unlink()
+
+    def test_warm_restart_keeps_the_data(self):
+        self.d.start()
+        c = p.Client(self.d.sock)
+        for i in range(300):
+            c.set(f"k{i}", f"value-{i}")
+        c.close()
+        self.assertEqual(self.d.stop(), 0)
+        self.d.start()
+        c = p.Client(self.d.sock)
+        for i in range(300):
+            self.assertEqual(c.get(f"k{i}")[0], f"value-{i}".encode())
+        self.assertEqual(c.check()["bad"], 0)
+        c.close()
+
+    def test_other_geometry_is_refused_without_reset(self):
+        self.d.start()
+        c = p.Client(self.d.sock)
+        c.set("k", "v")
+        c.close()
+        self.d.stop()
+        self.d.extra = LOOP_ARGS + ["--segments", "32"]
+        r = subprocess.run(self.d.args(), capture_output=True, text=True,
+                           timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--reset", self.d.logtext())
+        self.d.extra = LOOP_ARGS + ["--segments", "32", "--reset"]
+        self.d.start()
+        c = p.Client(self.d.sock)
+        self.assertEqual(c.stats()["entries"], 0)
+        self.assertEqual(len(c.stats(per_segment=True)), 32)
+        c.close()
+
+    def test_unlink_on_exit_removes_the_region(self):
+        self.d.extra = LOOP_ARGS + ["--unlink-on-exit"]
+        self.d.start()
+        self.assertTrue(os.path.exists("/dev/shm" + self.d.name))
+        self.d.stop()
+        self.assertFalse(os.path.exists("/dev/shm" + self.d.name))
+
+    def test_bad_options_exit_2_with_one_line(self):
+        for args in (["--memory", "lots"], ["--segments", "3"], ["--bogus"],
+                     ["--memory", "1M", "--segments", "65536"]):
+            r = subprocess.run([BINARY] + args, capture_output=True,
+                               text=True, timeout=10)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+    def test_second_daemon_on_the_same_socket_is_refused(self):
+        self.d.start()
+        other = p.DaemonProc(BINARY, extra=LOOP_ARGS, workdir=self.d.dir)
+        r = subprocess.run(other.args(), capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("another shmcached", other.logtext())
+        other.unlink()
+        self.d.wait_ready()
+
+    def test_sighup_reopens_the_log(self):
+        self.d.start()
+        os.rename(self.d.log, self.d.log + ".1")
+        self.d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while not os.path.exists(self.d.log):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+        self.assertIn("log reopened", self.d.logtext())
+
+    def test_sd_notify_ready_and_stopping(self):
+        path = os.path.join(self.d.dir, "notify")
+        ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        ns.bind(path)
+        ns.settimeout(10)
+        self.d.start(env=dict(os.environ, NOTIFY_SOCKET=path))
+        self.assertIn("READY=1", ns.recv(4096).decode())
+        self.d.stop()
+        self.assertIn("STOPPING=1", ns.recv(4096).decode())
+        ns.close()
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to act as another user")
+    def test_peer_not_in_allow_list_is_refused(self):
+        self.d.extra = LOOP_ARGS + ["--allow-user", "daemon"]
+        self.d.start()
+        os.chmod(self.d.dir, 0o755)
+        os.chmod(os.path.dirname(self.d.dir), 0o755)
+        r = subprocess.run(
+            [sys.executable, "-c",
+             "import os,sys\n"
+             "sys.path.insert(0, sys.argv[2])\n"
+             "import shmcproto as p\n"
+             "os.setgid(65534); os.setuid(65534)\n"
+             "c = p.Client(sys.argv[1])\n"
+             "try:\n"
+             "    c.ping(); print('served')\n"
+             "except p.ProtoError as e:\n"
+             "    print('refused', e.err)\n",
+             self.d.sock, os.path.dirname(os.path.abspath(__file__))],
+            capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.stdout.strip(), f"refused {p.EACCES}", r.stderr)
+        self.assertIn("refused peer", self.d.logtext())
+        self.d.wait_ready()
+
+
+class SocketActivation(unittest.TestCase):
+    def test_systemd_socket_activate(self):
+        tool = "/usr/bin/systemd-socket-activate"
+        if not os.access(tool, os.X_OK):
+            self.skipTest("systemd-socket-activate not installed")
+        d = p.DaemonProc(BINARY, extra=LOOP_ARGS)
+        proc = subprocess.Popen(
+            [tool, "-l", d.sock] + d.args()[:1] + ["--foreground", "--name",
+             d.name, "--memory", "8M", "--segments", "16", "--log-file",
+             d.log] + LOOP_ARGS,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 5
+            while not os.path.exists(d.sock):
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            c = p.Client(d.sock)  # this connection starts the daemon
+            c.set("activated", b"yes")
+            self.assertEqual(c.get("activated")[0], b"yes")
+            self.assertEqual(len(c.hello()), 3)
+            c.close()
+            self.assertIn("passed by systemd", d.logtext())
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            d.unlink()
+
+
+def main():
+    global BINARY, LOOP_ARGS
+    if len(sys.argv) < 3 or sys.argv[2] not in ("uring", "epoll"):
+        print(__doc__)
+        return 2
+    BINARY = os.path.abspath(sys.argv[1])
+    LOOP_ARGS = ["--epoll"] if sys.argv[2] == "epoll" else []
+    if not os.path.isdir("/dev/shm"):
+        print("no /dev/shm: skipped")
+        return 77
+    tempfile.tempdir = tempfile.mkdtemp(prefix="shmc-it-")
+    try:
+        prog = unittest.main(argv=[sys.argv[0]] + sys.argv[3:], exit=False,
+                             verbosity=2)
+    finally:
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+    r = prog.result
+    print(f"{r.testsRun - len(r.failures) - len(r.errors) - len(r.skipped)} "
+          f"passed, {len(r.failures) + len(r.errors)} failed, "
+          f"{len(r.skipped)} skipped")
+    return 0 if r.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
