@@ -27,6 +27,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "paths.h"
+
 #define CONFIG_PROG "shmcached"
 
 /* ------------------------------------------------------------------------
@@ -835,23 +837,8 @@ void config_defaults(struct config *c)
 	c->log_level = CONFIG_LOG_INFO;
 	c->max_clients = CONFIG_MAX_CLIENTS_DEFAULT;
 	c->lock_timeout_ms = CONFIG_LOCK_TIMEOUT_DEFAULT;
-	if (euid == 0) {
-		snprintf(c->socket_path, sizeof(c->socket_path), "%s",
-			 "/run/shmcached/shmcached.sock");
-		snprintf(c->name, sizeof(c->name), "%s", "/shmcached");
-		return;
-	}
-	/* The XDG spec says to ignore a relative XDG_RUNTIME_DIR. */
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	int n = -1;
-
-	if (xdg && xdg[0] == '/')
-		n = snprintf(c->socket_path, sizeof(c->socket_path),
-			     "%s/shmcached.sock", xdg);
-	if (n < 0 || (size_t)n >= sizeof(c->socket_path))
-		snprintf(c->socket_path, sizeof(c->socket_path),
-			 "/tmp/shmcached-%u/shmcached.sock", (unsigned)euid);
-	snprintf(c->name, sizeof(c->name), "/shmcached-%u", (unsigned)euid);
+	paths_default_socket(c->socket_path, sizeof(c->socket_path), euid);
+	paths_default_name(c->name, sizeof(c->name), euid);
 }
 
 #define USAGE_COL 28 /* where the help text of an option starts */

@@ -41,6 +41,19 @@ static void reply_rc(struct conn *c, uint16_t type, uint32_t id, int rc)
  * Session
  * ------------------------------------------------------------------------ */
 
+/* prev was handed out by this region's daemons and no connection has it. */
+static bool prev_id_free(const struct daemon *d, uint32_t prev)
+{
+	if (prev <= DAEMON_CLIENT_ID ||
+	    prev >= __atomic_load_n(&d->eng.hdr->next_client_id,
+				    __ATOMIC_RELAXED))
+		return false;
+	for (uint32_t i = 0; i < d->cfg.max_clients; i++)
+		if (d->conns[i].fd >= 0 && d->conns[i].client_id == prev)
+			return false;
+	return true;
+}
+
 static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
 		     struct proto_r *r)
 {
@@ -48,13 +61,18 @@ static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
 	uint32_t pid = proto_get_u32(r);
 	uint32_t prev = proto_get_u32(r);
 	(void)pid; /* SO_PEERCRED is the pid we trust */
-	(void)prev;
 
 	if (!body_ok(c, id, r))
 		return;
 	if (version != PROTO_VERSION) {
 		conn_reply_error(c, id, -EPROTO, "protocol version mismatch");
 		return;
+	}
+	if (c->client_id == 0 && prev_id_free(d, prev)) {
+		/* A client reconnecting after a daemon restart keeps the id its
+		 * locks carry. */
+		c->client_id = prev;
+		log_info("client %u (pid %d) re-attached", prev, (int)c->pid);
 	}
 	if (c->client_id == 0) {
 		struct region_hdr *h = d->eng.hdr;

@@ -10,6 +10,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -103,6 +104,18 @@ int eng_recover(struct eng *e, uint32_t dead_id)
 		recover_locked(&s);
 		lock_release_all(&s.h->lock, e->client_id);
 		n++;
+	}
+	for (uint32_t i = 0; i < e->g.nseg; i++) {
+		struct seg s = seg_at(e, i);
+		for (uint32_t j = 0; j < SEG_FLIGHTS; j++) {
+			uint32_t *w = &s.h->flight[j].word;
+			uint32_t v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+			if (v && lock_owner(v) == dead_id &&
+			    __atomic_compare_exchange_n(w, &v, 0, false,
+							__ATOMIC_RELEASE,
+							__ATOMIC_RELAXED))
+				lock_futex_wake(w, INT_MAX);
+		}
 	}
 	return n;
 }
@@ -199,7 +212,7 @@ static int get(struct eng *e, enum seg_get_mode mode, const void *key,
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, vlen,
-			    expire_at);
+			    expire_at, NULL);
 	return seg_done(e, &s, rc);
 }
 
@@ -275,6 +288,168 @@ int eng_clear(struct eng *e)
 		seg_unlock(e, &s);
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Zero-copy access
+ * ------------------------------------------------------------------------ */
+
+int eng_read(struct eng *e, const void *key, size_t klen, eng_read_fn fn,
+	     void *arg)
+{
+	struct seg_value v;
+	struct seg_key k;
+	size_t vlen;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if (!fn)
+		return -EINVAL;
+	struct seg s = locate(e, key, klen, &k);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET, NULL, 0, &vlen, NULL,
+			    &v);
+	if (rc == 0)
+		rc = fn(v.p[0], v.n[0], v.p[1], v.n[1], arg);
+	else
+		return seg_done(e, &s, rc);
+	seg_unlock(e, &s);
+	return rc;
+}
+
+int eng_reserve(struct eng *e, const void *key, size_t klen, size_t vlen,
+		uint32_t ttl_s, struct eng_resv *r)
+{
+	struct seg_value v;
+	struct seg_key k;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if (!r)
+		return -EINVAL;
+	if (vlen > e->g.max_kv || klen + vlen > e->g.max_kv)
+		return -E2BIG;
+	struct seg s = locate(e, key, klen, &k);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	uint32_t now = eng_now(e);
+	seg_write_begin(&s);
+	rc = seg_store_locked(&s, &k, NULL, (uint32_t)vlen,
+			      expire_of(now, ttl_s), now, &r->off);
+	if (rc)
+		return seg_done(e, &s, rc);
+	seg_value_at(&s, r->off, &v);
+	r->p[0] = v.p[0];
+	r->p[1] = v.p[1];
+	r->n[0] = v.n[0];
+	r->n[1] = v.n[1];
+	r->seg = (uint32_t)(((uint8_t *)s.h - e->base - e->g.seg_base) /
+			    e->g.seg_stride);
+	return 0;
+}
+
+int eng_commit(struct eng *e, struct eng_resv *r)
+{
+	struct seg s = seg_at(e, r->seg);
+
+	seg_write_end(&s);
+	seg_count(&s, SEG_CTR_sets);
+	seg_unlock(e, &s);
+	return 0;
+}
+
+void eng_abort(struct eng *e, struct eng_resv *r)
+{
+	struct seg s = seg_at(e, r->seg);
+	int rc = seg_drop_at_locked(&s, r->off);
+
+	if (rc == 0)
+		seg_write_end(&s);
+	seg_done(e, &s, rc);
+}
+
+/* ------------------------------------------------------------------------
+ * get_or_load
+ * ------------------------------------------------------------------------ */
+
+int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
+		     size_t cap, size_t *vlen, uint32_t *expire_at,
+		     struct eng_flight *f)
+{
+	struct seg_key k;
+	bool claimed = false;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if ((!buf && cap) || !vlen || !f)
+		return -EINVAL;
+	uint64_t h = hash_key(key, klen);
+	struct hash_split hs = hash_split(h, e->g.seg_bits);
+	struct seg s = seg_at(e, hs.seg);
+	k = (struct seg_key){ .key = key, .klen = (uint32_t)klen, .tag = hs.tag };
+
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET, buf, cap, vlen,
+			    expire_at, NULL);
+	if (rc == -ENOENT) {
+		f->hash = h;
+		f->seg = hs.seg;
+		f->slot = seg_flight_locked(&s, h, e->client_id, &claimed);
+		f->word = f->slot < 0 ? 0
+				      : __atomic_load_n(&s.h->flight[f->slot].word,
+							__ATOMIC_ACQUIRE);
+		rc = claimed || f->slot < 0 ? ENG_LOAD : ENG_WAIT;
+	}
+	return seg_done(e, &s, rc);
+}
+
+/* The flight slot f refers to, if it still holds f's key. */
+static uint32_t *flight_word(struct eng *e, const struct eng_flight *f)
+{
+	if (f->slot < 0 || (uint32_t)f->slot >= SEG_FLIGHTS ||
+	    f->seg >= e->g.nseg)
+		return NULL;
+	struct seg_flight *fl = &seg_at(e, f->seg).h->flight[f->slot];
+	return fl->hash == f->hash ? &fl->word : NULL;
+}
+
+int eng_flight_wait(struct eng *e, const struct eng_flight *f, uint32_t ms)
+{
+	uint32_t *w = flight_word(e, f);
+
+	if (!w || __atomic_load_n(w, __ATOMIC_ACQUIRE) != f->word)
+		return 0;
+	lock_futex_wait(w, f->word, ms);
+	return __atomic_load_n(w, __ATOMIC_ACQUIRE) != f->word ? 0 : -ETIMEDOUT;
+}
+
+int eng_flight_takeover(struct eng *e, struct eng_flight *f)
+{
+	uint32_t *w = flight_word(e, f);
+	uint32_t v = f->word;
+
+	if (!w || v == 0 ||
+	    !__atomic_compare_exchange_n(w, &v, e->client_id << 1, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		return -EAGAIN;
+	f->word = e->client_id << 1;
+	return 0;
+}
+
+void eng_flight_done(struct eng *e, struct eng_flight *f)
+{
+	uint32_t *w = flight_word(e, f);
+	uint32_t v = f->word;
+
+	if (w && v && lock_owner(v) == e->client_id &&
+	    __atomic_compare_exchange_n(w, &v, 0, false, __ATOMIC_RELEASE,
+					__ATOMIC_RELAXED))
+		lock_futex_wake(w, INT_MAX);
 }
 
 /* ------------------------------------------------------------------------

@@ -201,6 +201,73 @@ int eng_touch(struct eng *e, const void *key, size_t klen, uint32_t ttl_s);
 int eng_clear(struct eng *e);
 
 /* ------------------------------------------------------------------------
+ * Zero-copy access
+ * ------------------------------------------------------------------------ */
+
+/* Called under the segment lock with the value in place: p1[0..n1) then
+ * p2[0..n2). */
+typedef int (*eng_read_fn)(const void *p1, size_t n1, const void *p2,
+			   size_t n2, void *arg);
+
+/* Looks key up and calls fn on its value (a get: access time, counters).
+ * Returns fn's return value, -ENOENT, or the common errors. */
+int eng_read(struct eng *e, const void *key, size_t klen, eng_read_fn fn,
+	     void *arg);
+
+/* A reservation: an entry written but for its value, its segment locked. */
+struct eng_resv {
+	void *p[2];	/* fill p[0][0..n[0]) then p[1][0..n[1]) */
+	size_t n[2];
+	uint32_t seg;
+	uint32_t off;
+};
+
+/* Reserves an entry for key with a vlen-byte value and returns with the
+ * segment LOCKED and a mutation open (a holder dying now gets its segment
+ * reset).  Errors as eng_set(); on error nothing is locked. */
+int eng_reserve(struct eng *e, const void *key, size_t klen, size_t vlen,
+		uint32_t ttl_s, struct eng_resv *r);
+
+/* Publishes the reservation (counts a set) and unlocks.  Returns 0. */
+int eng_commit(struct eng *e, struct eng_resv *r);
+
+/* Removes the reserved entry from the index and unlocks. */
+void eng_abort(struct eng *e, struct eng_resv *r);
+
+/* ------------------------------------------------------------------------
+ * get_or_load: one loader per key across processes
+ * ------------------------------------------------------------------------ */
+
+/* Which load a caller is part of (see eng_get_or_claim()). */
+struct eng_flight {
+	uint64_t hash;
+	uint32_t seg;
+	int slot;	/* -1: no slot was free, load without coordination */
+	uint32_t word;	/* the slot's word when last seen */
+};
+
+#define ENG_LOAD 1 /* the caller must load, store, then eng_flight_done() */
+#define ENG_WAIT 2 /* another client loads: eng_flight_wait(), then retry */
+
+/* A get that, on a miss, either claims the key's load (ENG_LOAD) or finds
+ * it claimed by another caller (ENG_WAIT).  Otherwise returns as
+ * eng_get(). */
+int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
+		     size_t cap, size_t *vlen, uint32_t *expire_at,
+		     struct eng_flight *f);
+
+/* Sleeps up to ms while the load f waits for is in progress.  Returns 0
+ * when it ended (retry eng_get_or_claim), -ETIMEDOUT if it is still on. */
+int eng_flight_wait(struct eng *e, const struct eng_flight *f, uint32_t ms);
+
+/* Takes over a load whose loader is dead or too slow: returns 0 when the
+ * caller is now the loader, -EAGAIN when the load changed meanwhile. */
+int eng_flight_takeover(struct eng *e, struct eng_flight *f);
+
+/* Ends the caller's load (success or failure) and wakes every waiter. */
+void eng_flight_done(struct eng *e, struct eng_flight *f);
+
+/* ------------------------------------------------------------------------
  * Walks, statistics, maintenance
  * ------------------------------------------------------------------------ */
 
@@ -231,8 +298,9 @@ int eng_sweep(struct eng *e, uint32_t seg, uint32_t budget);
 
 /* The recovery entry point: for every segment whose lock is held by
  * dead_id, takes the lock over, resets the segment if a mutation was in
- * progress (odd seq), and releases it, waking every waiter.  Returns the
- * number of segments taken over. */
+ * progress (odd seq), and releases it, waking every waiter; ends the loads
+ * dead_id had claimed, waking their waiters.  Returns the number of
+ * segments taken over. */
 int eng_recover(struct eng *e, uint32_t dead_id);
 
 /* Which segment a key belongs to (for tools and tests). */

@@ -12,7 +12,7 @@
  * segments are operated on by seg.c.
  *
  *   region:  [region_hdr 4 KiB][segment 0 block][segment 1 block]...
- *   segment: [seg_hdr 256 B][buckets u32 x nbuckets][pool_rec x nrec]
+ *   segment: [seg_hdr 384 B][buckets u32 x nbuckets][pool_rec x nrec]
  *            [free ring u32 x nrec][data ring, ring_size bytes]
  *   entry:   [entry_hdr 20 B][key klen B][value vlen B][slack B]
  */
@@ -27,7 +27,8 @@
 #define LAYOUT_VERSION 1u
 #define LAYOUT_CACHELINE 64u
 #define LAYOUT_REGION_HDR_SIZE 4096u
-#define LAYOUT_SEG_HDR_SIZE 256u
+#define LAYOUT_SEG_HDR_SIZE 384u
+#define SEG_FLIGHTS 8u	/* concurrent get_or_load keys per segment */
 
 /* An entry_hdr.rec value: the entry was deleted or replaced; its bytes stay
  * in the ring until evacuation reclaims them. */
@@ -98,8 +99,18 @@ struct region_hdr {
 enum { SEG_NCOUNTERS = 0 SEG_COUNTERS(SEG_COUNT_X) };
 #undef SEG_COUNT_X
 
+/* One get_or_load in progress: the key being loaded (its 64-bit hash) and a
+ * futex word, 0 when the slot is free, else (loader client id << 1) |
+ * waiters bit.  Claimed and released under the segment lock; waiters sleep
+ * on word without the lock; the daemon clears a dead loader's slots. */
+struct seg_flight {
+	uint32_t word;
+	uint32_t reserved;
+	uint64_t hash;
+};
+
 /* ------------------------------------------------------------------------
- * Segment header: 256 bytes at the start of each segment block.
+ * Segment header: 384 bytes at the start of each segment block.
  * ------------------------------------------------------------------------ */
 struct seg_hdr {
 	/* Line 0: the contended line.  lock is the futex word (see lock.h):
@@ -128,6 +139,9 @@ struct seg_hdr {
 	/* Lines 2-3: counters (see SEG_COUNTERS). */
 	uint64_t ctr[SEG_NCOUNTERS];
 	uint8_t pad2[128 - 8 * SEG_NCOUNTERS];
+
+	/* Lines 4-5: loads in progress (see struct seg_flight). */
+	struct seg_flight flight[SEG_FLIGHTS];
 };
 
 /* One pool record: an index entry.  Written under the segment lock. */
@@ -168,6 +182,9 @@ static_assert(offsetof(struct seg_hdr, head) == LAYOUT_CACHELINE,
 static_assert(offsetof(struct seg_hdr, ctr) == 2 * LAYOUT_CACHELINE,
 	      "counters start line 2");
 static_assert(SEG_NCOUNTERS <= 16, "counters fit lines 2-3");
+static_assert(offsetof(struct seg_hdr, flight) == 4 * LAYOUT_CACHELINE,
+	      "flights start line 4");
+static_assert(sizeof(struct seg_flight) == 16, "seg_flight size");
 static_assert(sizeof(struct pool_rec) == 12, "pool_rec size");
 static_assert(sizeof(struct entry_hdr) == 20, "entry_hdr size");
 static_assert(offsetof(struct entry_hdr, atime) == 4, "atime offset");

@@ -42,8 +42,8 @@ static uint64_t mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Sleeps while *w == val, at most ms milliseconds.  Shared futex. */
-static void futex_wait_ms(uint32_t *w, uint32_t val, uint32_t ms)
+/* Process-shared futex calls (no FUTEX_PRIVATE_FLAG). */
+void lock_futex_wait(uint32_t *w, uint32_t val, uint32_t ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000,
 			       .tv_nsec = (long)(ms % 1000) * 1000000L };
@@ -51,7 +51,7 @@ static void futex_wait_ms(uint32_t *w, uint32_t val, uint32_t ms)
 	syscall(SYS_futex, w, FUTEX_WAIT, val, &ts, NULL, 0);
 }
 
-static void futex_wake(uint32_t *w, int n)
+void lock_futex_wake(uint32_t *w, int n)
 {
 	syscall(SYS_futex, w, FUTEX_WAKE, n, NULL, NULL, 0);
 }
@@ -100,7 +100,7 @@ int lock_acquire(uint32_t *word, uint32_t me, uint32_t timeout_ms,
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		uint64_t left = deadline - now;
-		futex_wait_ms(word, v, left < LOCK_SLICE_MS ? (uint32_t)left
+		lock_futex_wait(word, v, left < LOCK_SLICE_MS ? (uint32_t)left
 							    : LOCK_SLICE_MS);
 		/* The holder has been there a whole slice or more: ask. */
 		if (alive && mono_ms() - start >= LOCK_SLICE_MS) {
@@ -124,7 +124,7 @@ static int release(uint32_t *word, uint32_t me, int nwake)
 			break;
 	}
 	if (v & LOCK_WAITERS)
-		futex_wake(word, nwake);
+		lock_futex_wake(word, nwake);
 	return 0;
 }
 
@@ -140,7 +140,7 @@ int lock_release_all(uint32_t *word, uint32_t me)
 	int rc = release(word, me, INT_MAX);
 
 	if (rc == 0)
-		futex_wake(word, INT_MAX);
+		lock_futex_wake(word, INT_MAX);
 	return rc;
 }
 

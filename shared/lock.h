@@ -56,6 +56,13 @@ int lock_release(uint32_t *word, uint32_t me);
  * otherwise returns -ESRCH and changes nothing. */
 int lock_takeover(uint32_t *word, uint32_t dead, uint32_t me);
 
+/* The futex primitives underneath, for other words in shared memory (the
+ * get_or_load flights): sleep while *word == val, at most ms milliseconds
+ * (returns early on a wake, a change, or a signal); wake up to n sleepers
+ * (INT_MAX: all). */
+void lock_futex_wait(uint32_t *word, uint32_t val, uint32_t ms);
+void lock_futex_wake(uint32_t *word, int n);
+
 /* Releases the lock held by `me` and wakes every sleeper (after a
  * takeover, every waiter must re-check).  Returns as lock_release(). */
 int lock_release_all(uint32_t *word, uint32_t me);

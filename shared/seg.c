@@ -270,9 +270,11 @@ static int make_room(struct seg *s, uint32_t need, uint32_t now)
 	return 0;
 }
 
-/* Writes a new entry with capacity cap >= vlen at the head and indexes it. */
+/* Writes a new entry with capacity cap >= vlen at the head and indexes it
+ * (val NULL: the value bytes are left unwritten). */
 static int insert(struct seg *s, const struct seg_key *k, const void *val,
-		  uint32_t vlen, uint32_t cap, uint32_t expire, uint32_t now)
+		  uint32_t vlen, uint32_t cap, uint32_t expire, uint32_t now,
+		  uint32_t *off_out)
 {
 	struct seg_hdr *h = s->h;
 	uint32_t size = s->g->ring_size;
@@ -296,7 +298,7 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 	entry_store_hdr(s, off, &eh);
 	uint32_t pos = ring_add(off, ENTRY_HDR_SIZE, size);
 	ring_write(s->ring, size, pos, k->key, k->klen);
-	if (vlen)
+	if (vlen && val)
 		ring_write(s->ring, size, ring_add(pos, k->klen, size), val,
 			   vlen);
 	h->head = ring_add(off, need, size);
@@ -306,6 +308,7 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 	s->recs[r] = (struct pool_rec){ .next = *bucket, .tag = k->tag,
 					.off = off };
 	*bucket = r + 1;
+	*off_out = off;
 	return 0;
 }
 
@@ -330,9 +333,22 @@ void seg_reset_locked(struct seg *s)
 	__atomic_store_n(&h->gen, h->gen + 1, __ATOMIC_RELAXED);
 }
 
+void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v)
+{
+	uint32_t size = s->g->ring_size;
+	struct entry_hdr eh;
+	const void *p[2];
+
+	ring_read(s->ring, size, off, &eh, ENTRY_HDR_SIZE);
+	ring_pieces(s->ring, size, ring_add(off, ENTRY_HDR_SIZE + eh.klen, size),
+		    eh.vlen, p, v->n);
+	v->p[0] = (void *)p[0];
+	v->p[1] = (void *)p[1];
+}
+
 int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		   enum seg_get_mode mode, void *buf, size_t cap, size_t *vlen,
-		   uint32_t *expire)
+		   uint32_t *expire, struct seg_value *view)
 {
 	struct found f;
 	int rc;
@@ -358,10 +374,12 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	*vlen = f.eh.vlen;
 	if (expire)
 		*expire = f.eh.expire;
-	if (cap < f.eh.vlen)
-		return -ENOBUFS;
 	uint32_t size = s->g->ring_size;
-	if (f.eh.vlen)
+	if (view)
+		seg_value_at(s, f.off, view);
+	else if (cap < f.eh.vlen)
+		return -ENOBUFS;
+	else if (f.eh.vlen)
 		ring_read(s->ring, size,
 			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen, size),
 			  buf, f.eh.vlen);
@@ -376,8 +394,8 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	return 0;
 }
 
-int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
-		   uint32_t vlen, uint32_t expire, uint32_t now)
+int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
+		     uint32_t vlen, uint32_t expire, uint32_t now, uint32_t *off)
 {
 	uint32_t size = s->g->ring_size;
 	struct found f;
@@ -386,51 +404,93 @@ int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
 	if ((rc = state_ok(s)))
 		return rc;
 	rc = find(s, k, &f);
-	if (rc != 0 && rc != -ENOENT)
+	if (rc == -ENOENT)
+		return insert(s, k, val, vlen, vlen, expire, now, off);
+	if (rc)
 		return rc;
 
-	seg_write_begin(s);
-	if (rc == -ENOENT) {
-		rc = insert(s, k, val, vlen, vlen, expire, now);
-	} else {
-		uint32_t cap = f.eh.vlen + f.eh.slack;
-		if (!expired(&f.eh, now))
-			seg_count(s, SEG_CTR_overwrites);
-		if (vlen <= cap && cap - vlen <= ENTRY_SLACK_MAX) {
-			/* In place. */
-			if (vlen)
-				ring_write(s->ring, size,
-					   ring_add(f.off,
-						    ENTRY_HDR_SIZE + k->klen,
-						    size),
-					   val, vlen);
-			f.eh.atime = stamp_renew(s->h, f.eh.atime);
-			f.eh.expire = expire;
-			f.eh.vlen = vlen;
-			f.eh.slack = (uint16_t)(cap - vlen);
-			entry_store_hdr(s, f.off, &f.eh);
-			rc = 0;
-		} else {
-			/* Grow: double the capacity, within the limits. */
-			uint64_t grown = (uint64_t)cap * 2;
-			uint32_t limit = s->g->max_kv - k->klen;
-			if (grown > limit)
-				grown = limit;
-			if (grown > (uint64_t)vlen + ENTRY_SLACK_MAX)
-				grown = (uint64_t)vlen + ENTRY_SLACK_MAX;
-			if (grown < vlen)
-				grown = vlen;
-			rc = unindex(s, f.link, f.rec, f.off, f.eh.atime);
-			if (rc == 0)
-				rc = insert(s, k, val, vlen, (uint32_t)grown,
-					    expire, now);
-		}
+	uint32_t cap = f.eh.vlen + f.eh.slack;
+	if (!expired(&f.eh, now))
+		seg_count(s, SEG_CTR_overwrites);
+	if (vlen <= cap && cap - vlen <= ENTRY_SLACK_MAX) {
+		/* In place. */
+		if (vlen && val)
+			ring_write(s->ring, size,
+				   ring_add(f.off, ENTRY_HDR_SIZE + k->klen,
+					    size),
+				   val, vlen);
+		f.eh.atime = stamp_renew(s->h, f.eh.atime);
+		f.eh.expire = expire;
+		f.eh.vlen = vlen;
+		f.eh.slack = (uint16_t)(cap - vlen);
+		entry_store_hdr(s, f.off, &f.eh);
+		*off = f.off;
+		return 0;
 	}
+	/* Grow: double the capacity, within the limits. */
+	uint64_t grown = (uint64_t)cap * 2;
+	uint32_t limit = s->g->max_kv - k->klen;
+	if (grown > limit)
+		grown = limit;
+	if (grown > (uint64_t)vlen + ENTRY_SLACK_MAX)
+		grown = (uint64_t)vlen + ENTRY_SLACK_MAX;
+	if (grown < vlen)
+		grown = vlen;
+	if ((rc = unindex(s, f.link, f.rec, f.off, f.eh.atime)))
+		return rc;
+	return insert(s, k, val, vlen, (uint32_t)grown, expire, now, off);
+}
+
+int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
+		   uint32_t vlen, uint32_t expire, uint32_t now)
+{
+	uint32_t off;
+
+	seg_write_begin(s);
+	int rc = seg_store_locked(s, k, val, vlen, expire, now, &off);
 	if (rc)
 		return rc; /* -EUCLEAN: seq stays odd, the caller repairs */
 	seg_write_end(s);
 	seg_count(s, SEG_CTR_sets);
 	return 0;
+}
+
+int seg_drop_at_locked(struct seg *s, uint32_t off)
+{
+	struct entry_hdr eh;
+	uint32_t len, *link;
+	int rc;
+
+	if ((rc = state_ok(s)) || (rc = entry_load(s, off, &eh, &len)))
+		return rc;
+	if (eh.rec >= s->g->nrec || s->recs[eh.rec].off != off)
+		return -EUCLEAN;
+	if ((rc = link_of(s, eh.rec, &link)))
+		return rc;
+	return unindex(s, link, eh.rec, off, eh.atime);
+}
+
+int seg_flight_locked(struct seg *s, uint64_t h, uint32_t me, bool *claimed)
+{
+	struct seg_flight *fl = s->h->flight;
+	int free_slot = -1;
+
+	for (int i = 0; i < (int)SEG_FLIGHTS; i++) {
+		uint32_t w = __atomic_load_n(&fl[i].word, __ATOMIC_ACQUIRE);
+		if (w == 0) {
+			if (free_slot < 0)
+				free_slot = i;
+		} else if (fl[i].hash == h) {
+			*claimed = false;
+			return i;
+		}
+	}
+	if (free_slot >= 0) {
+		fl[free_slot].hash = h;
+		__atomic_store_n(&fl[free_slot].word, me << 1, __ATOMIC_RELEASE);
+		*claimed = true;
+	}
+	return free_slot;
 }
 
 int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now)

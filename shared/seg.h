@@ -88,16 +88,42 @@ enum seg_get_mode {
 	SEG_PEEK, /* changes nothing */
 };
 
-/* On a hit, *vlen and *expire are set and the value copied into buf when
- * cap allows (-ENOBUFS otherwise). -ENOENT on miss or expiry. */
+/* A value in place in the ring: p[0..1], n[0..1] (n[1] is 0 unless it
+ * wraps).  Valid while the lock is held. */
+struct seg_value {
+	void *p[2];
+	size_t n[2];
+};
+
+/* On a hit, *vlen and *expire are set, and either the value is copied into
+ * buf when cap allows (-ENOBUFS otherwise) or, when view is not NULL, view
+ * is pointed at it (cap and buf unused).  -ENOENT on miss or expiry. */
 int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		   enum seg_get_mode mode, void *buf, size_t cap, size_t *vlen,
-		   uint32_t *expire);
+		   uint32_t *expire, struct seg_value *view);
 
-/* Stores the entry.  The caller has checked klen and klen + vlen against
- * the geometry's limits. */
+/* Stores the entry: seg_write_begin(), seg_store_locked(), seg_write_end()
+ * and the sets counter.  The caller has checked klen and klen + vlen
+ * against the geometry's limits. */
 int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
 		   uint32_t vlen, uint32_t expire, uint32_t now);
+
+/* The store itself, inside a write the caller began.  With val NULL the
+ * value bytes are left for the caller to fill (a reservation); *off gets
+ * the entry's ring offset. */
+int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
+		     uint32_t vlen, uint32_t expire, uint32_t now, uint32_t *off);
+
+/* Where the value of the entry at off lies. */
+void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v);
+
+/* Removes the entry at off from the index (abort of a reservation). */
+int seg_drop_at_locked(struct seg *s, uint32_t off);
+
+/* The flight slot loading key hash h, or a free one claimed for `me`
+ * (word set to me << 1).  Returns the slot index and sets *claimed, or -1
+ * when every slot is busy with other keys. */
+int seg_flight_locked(struct seg *s, uint64_t h, uint32_t me, bool *claimed);
 
 int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now);
 

@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 
+#include "hash.h"
 #include "lock.h"
 
 #define MiB (1024u * 1024u)
@@ -24,6 +25,13 @@
 static void mkval(void *buf, size_t len, uint32_t i, uint32_t v)
 {
 	tu_fill(buf, len, tu_mix(i, v));
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return (a > b) - (a < b);
 }
 
 /* Sets key number i (prefix) to its version-v value of len bytes. */
@@ -289,6 +297,69 @@ static void test_engine_get_hits_and_misses(void **state)
 	assert_int_equal(st.misses, 5);
 	assert_int_equal(st.sets, 3);
 	assert_int_equal(st.entries, 3);
+}
+
+/* Two keys whose index tags are equal, found by brute force over "tag<i>"
+ * with one segment (the tag is then the low 32 bits of the key's XXH3
+ * hash, see hash.h): some 2^18 keys give several such pairs. */
+static bool find_tag_twins(char a[16], char b[16])
+{
+	enum { NTRY = 1 << 18 };
+	/* Called through a pointer: XXH3 inlined here on a small key buffer
+	 * trips gcc's -Warray-bounds on paths for long keys. */
+	uint64_t (*volatile hash)(const void *, size_t) = hash_key;
+	uint64_t *t = malloc(NTRY * sizeof(*t));
+	bool found = false;
+
+	assert_non_null(t);
+	for (uint32_t i = 0; i < NTRY; i++) {
+		char key[16];
+		size_t klen = tu_key(key, sizeof(key), "tag", i);
+		uint32_t tag = hash_split(hash(key, klen), 0).tag;
+
+		t[i] = (uint64_t)tag << 32 | i;
+	}
+	qsort(t, NTRY, sizeof(*t), cmp_u64);
+	for (uint32_t i = 1; i < NTRY && !found; i++) {
+		if (t[i] >> 32 != t[i - 1] >> 32)
+			continue;
+		tu_key(a, 16, "tag", (uint32_t)t[i - 1]);
+		tu_key(b, 16, "tag", (uint32_t)t[i]);
+		found = true;
+	}
+	free(t);
+	return found;
+}
+
+static void test_engine_keys_with_equal_tags_stay_distinct(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e = &r->e;
+	char a[16], b[16];
+	size_t alen, blen;
+
+	assert_true(find_tag_twins(a, b));
+	alen = strlen(a);
+	blen = strlen(b);
+	print_message("tag twins: %s %s\n", a, b);
+
+	tu_region_open(r, MiB, &cfg);
+	tu_assert_miss(e, a, alen);
+	assert_rc(eng_set(e, a, alen, "AAA", 3, 0), 0);
+	tu_assert_miss(e, b, blen);
+	assert_rc(eng_del(e, b, blen), -ENOENT);
+	assert_rc(eng_set(e, b, blen, "BB", 2, 0), 0);
+	tu_assert_value(e, a, alen, "AAA", 3);
+	tu_assert_value(e, b, blen, "BB", 2);
+	assert_int_equal(tu_stats(e).entries, 2);
+
+	assert_rc(eng_set(e, a, alen, "A2", 2, 0), 0);
+	tu_assert_value(e, b, blen, "BB", 2);
+	assert_rc(eng_del(e, a, alen), 0);
+	tu_assert_miss(e, a, alen);
+	tu_assert_value(e, b, blen, "BB", 2);
+	tu_assert_all_clean(e);
 }
 
 static void test_engine_get_copies_value_and_expiry(void **state)
@@ -697,6 +768,57 @@ static void test_engine_clear(void **state)
 	for (uint32_t i = 0; i < 300; i++)
 		assert_rc(get_kv(e, "c", i, 2, 80), 0);
 	assert_int_equal(tu_stats(e).entries, 300);
+}
+
+static void test_engine_sweep_reclaims_expired(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+	enum { N = 400 };
+	uint32_t t0, expiring = 0, reclaimed = 0;
+	struct eng_stats st0, st;
+
+	tu_region_open(r, MiB, &cfg);
+	t0 = eng_now(e);
+	for (uint32_t i = 0; i < N; i++) {
+		set_kv(e, "sw", i, 1, 40, i % 3 == 0 ? 5 : i % 3 == 1 ? 50 : 0);
+		expiring += i % 3 == 0;
+	}
+	eng_clock_set(e, t0 + 5);
+	st0 = tu_stats(e);
+
+	/* One bucket at a time, resuming where the last call stopped: one
+	 * full turn over every segment's buckets reclaims them all. */
+	for (uint32_t s = 0; s < e->g.nseg; s++) {
+		for (uint32_t b = 0; b < e->g.nbuckets; b++) {
+			int n = eng_sweep(e, s, 1);
+
+			assert_true(n >= 0);
+			reclaimed += (uint32_t)n;
+		}
+	}
+	assert_int_equal(reclaimed, expiring);
+	st = tu_stats(e);
+	assert_int_equal(st.entries, st0.entries - expiring);
+	assert_int_equal(st.expirations, st0.expirations + expiring);
+	assert_int_equal(st.hits + st.misses, st0.hits + st0.misses);
+
+	/* Nothing left to reclaim; the rest is untouched. */
+	for (uint32_t s = 0; s < e->g.nseg; s++)
+		assert_int_equal(eng_sweep(e, s, UINT32_MAX), 0);
+	for (uint32_t i = 0; i < N; i++)
+		assert_rc(get_kv(e, "sw", i, 1, 40), i % 3 == 0 ? -ENOENT : 0);
+
+	/* A later expiry, swept with a large budget. */
+	eng_clock_set(e, t0 + 50);
+	reclaimed = 0;
+	for (uint32_t s = 0; s < e->g.nseg; s++)
+		reclaimed += (uint32_t)eng_sweep(e, s, UINT32_MAX);
+	assert_int_equal(reclaimed, (N + 1) / 3);
+	assert_int_equal(tu_stats(e).entries, N / 3);
+	assert_rc(eng_sweep(e, e->g.nseg, 1), -EINVAL);
+	tu_assert_all_clean(e);
 }
 
 /* ------------------------------------------------------------------------
@@ -1798,6 +1920,7 @@ int main(void)
 		T(test_engine_attach_refuses_short_mapping),
 		T(test_engine_attach_accepts_larger_mapping),
 		T(test_engine_get_hits_and_misses),
+		T(test_engine_keys_with_equal_tags_stay_distinct),
 		T(test_engine_get_copies_value_and_expiry),
 		T(test_engine_get_small_buffer_enobufs),
 		T(test_engine_empty_value_roundtrips),
@@ -1809,6 +1932,7 @@ int main(void)
 		T(test_engine_touch_counts_as_access),
 		T(test_engine_del),
 		T(test_engine_clear),
+		T(test_engine_sweep_reclaims_expired),
 		T(test_engine_iter_sees_exactly_live_set),
 		T(test_engine_iter_stops_on_callback_value),
 		T(test_engine_stats_add_up),

@@ -1,0 +1,807 @@
+/*
+ * shmc.c - libshmc: the public API of shmc.h over the engine (data path, on
+ * the mapping) and the control socket (handshake and control requests).
+ *
+ * Data operations are thin: check the handle, call the engine.  The
+ * engine does the locking; nothing here allocates or makes a system call
+ * on those paths.  Control requests are serialized by a mutex, allocate
+ * their reply buffers, and reconnect once when the daemon went away
+ * (a restarted daemon re-adopts the client id, see HELLO in
+ * docs/PROTOCOL.md).
+ *
+ * Parts: handle and fork detection; socket I/O and the handshake; control
+ * requests; data operations; get_or_load; zero-copy; stats; errors.
+ */
+#include "shmc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "paths.h"
+#include "proto.h"
+
+#define SHMC_EXPORT __attribute__((visibility("default")))
+#define IO_TIMEOUT_S 30	   /* a control request that long is abandoned */
+#define LOAD_SLICE_MS 50   /* a get_or_load waiter re-checks this often */
+
+/* ------------------------------------------------------------------------
+ * The handle, and fork detection without a syscall per call
+ * ------------------------------------------------------------------------ */
+
+struct shmc {
+	struct eng e;		/* read-only after open */
+	void *base;
+	size_t size;
+	unsigned fork_gen;	/* fork_generation at open */
+
+	pthread_mutex_t ctl;	/* guards everything below */
+	int sock;		/* -1 while disconnected */
+	uint32_t next_id;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+};
+
+/* Bumped in every child after fork(): a handle whose fork_gen differs was
+ * opened by an ancestor. */
+static unsigned fork_generation;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+	__atomic_fetch_add(&fork_generation, 1, __ATOMIC_RELAXED);
+}
+
+static void fork_watch(void)
+{
+	pthread_atfork(NULL, NULL, on_fork_child);
+}
+
+/* 0 if c can be used by this process. */
+static inline int usable(const shmc *c)
+{
+	if (__builtin_expect(!c, 0))
+		return -EINVAL;
+	if (__builtin_expect(
+		    c->fork_gen !=
+			    __atomic_load_n(&fork_generation, __ATOMIC_RELAXED),
+		    0))
+		return -ECHILD;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Socket I/O and the handshake
+ * ------------------------------------------------------------------------ */
+
+static int send_all(int fd, const void *buf, size_t n)
+{
+	const uint8_t *p = buf;
+
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+/* Reads n bytes; a descriptor passed along (SCM_RIGHTS) lands in *fd_out
+ * when fd_out is not NULL (and is closed otherwise). */
+static int recv_all(int fd, void *buf, size_t n, int *fd_out)
+{
+	uint8_t *p = buf;
+
+	while (n > 0) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * 4)];
+			struct cmsghdr align;
+		} cm;
+		struct iovec iov = { .iov_base = p, .iov_len = n };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				      .msg_control = cm.buf,
+				      .msg_controllen = sizeof(cm.buf) };
+		ssize_t r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
+		     c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET ||
+			    c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < nfd; i++) {
+				int got;
+				memcpy(&got, CMSG_DATA(c) + i * sizeof(int),
+				       sizeof(int));
+				if (fd_out && *fd_out < 0)
+					*fd_out = got;
+				else
+					close(got);
+			}
+		}
+		if (r == 0)
+			return -EPIPE;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* One request, one reply.  On success *reply (malloc'd, may be NULL when
+ * empty) holds the reply body; an error frame becomes its -errno. */
+static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
+		    size_t blen, uint8_t **reply, size_t *rlen, int *fd_out)
+{
+	uint8_t hdr[PROTO_HDR_SIZE];
+	struct proto_hdr h = { .len = (uint32_t)blen, .type = type,
+			       .version = PROTO_VERSION, .id = id };
+	int rc;
+
+	*reply = NULL;
+	*rlen = 0;
+	if (blen > PROTO_MAX_PAYLOAD)
+		return -E2BIG;
+	proto_hdr_put(hdr, &h);
+	if ((rc = send_all(sock, hdr, sizeof(hdr))) ||
+	    (blen && (rc = send_all(sock, body, blen)))) {
+		/* The daemon may have said why before it closed. */
+		if (rc != -EPIPE && rc != -ECONNRESET)
+			return rc;
+	}
+	int send_rc = rc;
+	if ((rc = recv_all(sock, hdr, sizeof(hdr), fd_out)))
+		return send_rc ? send_rc : rc;
+	if (proto_hdr_get(hdr, PROTO_MAX_PAYLOAD, &h))
+		return -EIO;
+	uint8_t *p = h.len ? malloc(h.len) : NULL;
+	if (h.len && !p)
+		return -ENOMEM;
+	if ((rc = recv_all(sock, p, h.len, fd_out))) {
+		free(p);
+		return rc;
+	}
+	if (h.type == PROTO_T_ERROR) {
+		struct proto_r r;
+		proto_r_init(&r, p, h.len);
+		int32_t err = proto_get_i32(&r);
+		free(p);
+		return err < 0 && err > -4096 ? err : -EIO;
+	}
+	if (h.type != (type | PROTO_REPLY) || (h.id != id && h.id != 0)) {
+		free(p);
+		return -EIO;
+	}
+	*reply = p;
+	*rlen = h.len;
+	return 0;
+}
+
+static int connect_to(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, n);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int rc = -errno;
+		close(fd);
+		return rc;
+	}
+	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return fd;
+}
+
+/* HELLO on sock.  Fills the id, format and size; *region_fd gets the
+ * passed descriptor (-1 if none came). */
+static int hello(int sock, uint32_t id, uint32_t prev_id, uint32_t *client_id,
+		 uint32_t *format, uint64_t *size, int *region_fd)
+{
+	uint8_t body[12], *reply;
+	size_t rlen;
+	struct proto_w w;
+	struct proto_r r;
+
+	proto_w_init(&w, body, sizeof(body));
+	proto_put_u32(&w, PROTO_VERSION);
+	proto_put_u32(&w, (uint32_t)getpid());
+	proto_put_u32(&w, prev_id);
+	*region_fd = -1;
+	int rc = exchange(sock, id, PROTO_T_HELLO, body, w.len, &reply, &rlen,
+			  region_fd);
+	if (rc)
+		return rc;
+	proto_r_init(&r, reply, rlen);
+	*client_id = proto_get_u32(&r);
+	*format = proto_get_u32(&r);
+	*size = proto_get_u64(&r);
+	rc = proto_r_end(&r);
+	free(reply);
+	if (rc || *client_id == 0)
+		return -EIO;
+	return 0;
+}
+
+/* The socket to use: the argument, $SHMC_SOCKET, or the defaults. */
+static int open_socket(const char *arg, char *path, size_t n)
+{
+	const char *env = getenv("SHMC_SOCKET");
+	int fd;
+
+	if (arg || (env && *env)) {
+		snprintf(path, n, "%s", arg ? arg : env);
+		return connect_to(path);
+	}
+	/* This user's own daemon first, then the system one. */
+	paths_default_socket(path, n, geteuid());
+	fd = connect_to(path);
+	if ((fd == -ENOENT || fd == -ECONNREFUSED) &&
+	    strcmp(path, PATHS_SYSTEM_SOCKET) != 0) {
+		int fd2 = connect_to(PATHS_SYSTEM_SOCKET);
+		if (fd2 >= 0) {
+			snprintf(path, n, "%s", PATHS_SYSTEM_SOCKET);
+			return fd2;
+		}
+	}
+	return fd;
+}
+
+SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
+{
+	uint32_t cid, format;
+	uint64_t size;
+	int region_fd = -1, rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	pthread_once(&fork_once, fork_watch);
+	shmc *c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->sock = open_socket(socket_path, c->path, sizeof(c->path));
+	if (c->sock < 0) {
+		rc = c->sock;
+		free(c);
+		return rc;
+	}
+	c->next_id = 1;
+	rc = hello(c->sock, c->next_id++, 0, &cid, &format, &size, &region_fd);
+	if (rc == 0 && format != LAYOUT_FORMAT)
+		rc = -EPROTO;
+	if (rc == 0 && (region_fd < 0 || size < LAYOUT_REGION_HDR_SIZE ||
+			size > SIZE_MAX))
+		rc = -EIO;
+	if (rc == 0) {
+		c->base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+			       MAP_SHARED, region_fd, 0);
+		if (c->base == MAP_FAILED) {
+			rc = -errno;
+			c->base = NULL;
+		}
+		c->size = (size_t)size;
+	}
+	if (region_fd >= 0)
+		close(region_fd); /* the mapping keeps the region */
+	if (rc == 0)
+		rc = eng_attach(&c->e, c->base, c->size, cid, NULL);
+	if (rc) {
+		if (c->base)
+			munmap(c->base, c->size);
+		close(c->sock);
+		free(c);
+		return rc;
+	}
+	pthread_mutex_init(&c->ctl, NULL);
+	c->fork_gen = __atomic_load_n(&fork_generation, __ATOMIC_RELAXED);
+	*out = c;
+	return 0;
+}
+
+SHMC_EXPORT void shmc_close(shmc *c)
+{
+	if (!c)
+		return;
+	munmap(c->base, c->size);
+	if (c->sock >= 0)
+		close(c->sock);
+	pthread_mutex_destroy(&c->ctl);
+	free(c);
+}
+
+/* ------------------------------------------------------------------------
+ * Control requests
+ * ------------------------------------------------------------------------ */
+
+/* Reconnects to the daemon keeping our client id.  Called with ctl held. */
+static int reconnect(shmc *c)
+{
+	uint32_t cid, format;
+	uint64_t size;
+	int region_fd;
+
+	if (c->sock >= 0)
+		close(c->sock);
+	c->sock = connect_to(c->path);
+	if (c->sock < 0)
+		return c->sock;
+	int rc = hello(c->sock, c->next_id++, c->e.client_id, &cid, &format,
+		       &size, &region_fd);
+	if (region_fd >= 0)
+		close(region_fd); /* our mapping stays */
+	if (rc == 0 && (format != LAYOUT_FORMAT || cid != c->e.client_id))
+		rc = -EPROTO; /* another region, or our id is taken */
+	if (rc) {
+		close(c->sock);
+		c->sock = -1;
+	}
+	return rc;
+}
+
+/* A control request; on success *reply and *rlen hold the reply (free it). */
+static int ctl_call(shmc *c, uint16_t type, const void *body, size_t blen,
+		    uint8_t **reply, size_t *rlen)
+{
+	int rc = usable(c);
+
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&c->ctl);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (c->sock < 0 && (rc = reconnect(c)) != 0)
+			break;
+		rc = exchange(c->sock, c->next_id++, type, body, blen, reply,
+			      rlen, NULL);
+		if (rc != -EPIPE && rc != -ECONNRESET && rc != -EIO &&
+		    rc != -ENOTCONN)
+			break;
+		/* The daemon went away (or restarted): once more. */
+		close(c->sock);
+		c->sock = -1;
+		if (type == PROTO_T_SHUTDOWN)
+			break;
+	}
+	pthread_mutex_unlock(&c->ctl);
+	return rc;
+}
+
+static int ctl_simple(shmc *c, uint16_t type, const void *body, size_t blen)
+{
+	uint8_t *reply;
+	size_t rlen;
+	int rc = ctl_call(c, type, body, blen, &reply, &rlen);
+
+	free(reply);
+	return rc == 0 && rlen ? -EIO : rc;
+}
+
+SHMC_EXPORT int shmc_ping(shmc *c)
+{
+	return ctl_simple(c, PROTO_T_PING, NULL, 0);
+}
+
+SHMC_EXPORT int shmc_shutdown(shmc *c)
+{
+	return ctl_simple(c, PROTO_T_SHUTDOWN, NULL, 0);
+}
+
+SHMC_EXPORT int shmc_check(shmc *c, int repair, uint32_t *segments,
+			   uint32_t *bad, uint32_t *repaired)
+{
+	uint8_t flag = repair ? 1 : 0, *reply;
+	size_t rlen;
+	struct proto_r r;
+	int rc = ctl_call(c, PROTO_T_CHECK, &flag, 1, &reply, &rlen);
+
+	if (rc)
+		return rc;
+	proto_r_init(&r, reply, rlen);
+	uint32_t s = proto_get_u32(&r), b = proto_get_u32(&r);
+	uint32_t rep = proto_get_u32(&r);
+	rc = r.err ? -EIO : 0;
+	free(reply);
+	if (rc == 0) {
+		if (segments)
+			*segments = s;
+		if (bad)
+			*bad = b;
+		if (repaired)
+			*repaired = rep;
+	}
+	return rc;
+}
+
+SHMC_EXPORT int shmc_clients(shmc *c, struct shmc_client_info *out,
+			     size_t cap, size_t *n)
+{
+	uint8_t *reply;
+	size_t rlen;
+	struct proto_r r;
+
+	if (!n || (!out && cap))
+		return -EINVAL;
+	int rc = ctl_call(c, PROTO_T_CLIENTS, NULL, 0, &reply, &rlen);
+	if (rc)
+		return rc;
+	proto_r_init(&r, reply, rlen);
+	uint32_t count = proto_get_u32(&r);
+	for (uint32_t i = 0; i < count && !r.err; i++) {
+		struct shmc_client_info ci;
+		ci.id = proto_get_u32(&r);
+		ci.pid = proto_get_u32(&r);
+		ci.uid = proto_get_u32(&r);
+		ci.gid = proto_get_u32(&r);
+		ci.since = proto_get_u64(&r);
+		if (i < cap)
+			out[i] = ci;
+	}
+	rc = proto_r_end(&r) ? -EIO : 0;
+	free(reply);
+	if (rc == 0)
+		*n = count;
+	return rc;
+}
+
+static int snapshot(shmc *c, uint16_t type, const char *path,
+		    uint64_t *entries)
+{
+	uint8_t *reply;
+	size_t rlen, plen;
+	struct proto_r r;
+
+	if (!path || (plen = strlen(path)) == 0 || plen > 4096)
+		return -EINVAL;
+	uint8_t *body = malloc(4 + plen);
+	if (!body)
+		return -ENOMEM;
+	struct proto_w w;
+	proto_w_init(&w, body, 4 + plen);
+	proto_put_bytes(&w, path, plen);
+	int rc = ctl_call(c, type, body, w.len, &reply, &rlen);
+	free(body);
+	if (rc)
+		return rc;
+	proto_r_init(&r, reply, rlen);
+	uint64_t n = proto_get_u64(&r);
+	rc = proto_r_end(&r) ? -EIO : 0;
+	free(reply);
+	if (rc == 0 && entries)
+		*entries = n;
+	return rc;
+}
+
+SHMC_EXPORT int shmc_save(shmc *c, const char *path, uint64_t *entries)
+{
+	return snapshot(c, PROTO_T_SAVE, path, entries);
+}
+
+SHMC_EXPORT int shmc_load(shmc *c, const char *path, uint64_t *entries)
+{
+	return snapshot(c, PROTO_T_LOAD, path, entries);
+}
+
+/* ------------------------------------------------------------------------
+ * Data operations
+ * ------------------------------------------------------------------------ */
+
+SHMC_EXPORT int shmc_set(shmc *c, const void *key, size_t klen,
+			 const void *val, size_t vlen, uint32_t ttl_s)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_set(&c->e, key, klen, val, vlen, ttl_s);
+}
+
+SHMC_EXPORT int shmc_get(shmc *c, const void *key, size_t klen, void *buf,
+			 size_t cap, size_t *vlen)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_get(&c->e, key, klen, buf, cap, vlen, NULL);
+}
+
+SHMC_EXPORT int shmc_get_ex(shmc *c, const void *key, size_t klen, void *buf,
+			    size_t cap, size_t *vlen, uint32_t *expire_at)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_get(&c->e, key, klen, buf, cap, vlen, expire_at);
+}
+
+SHMC_EXPORT int shmc_peek(shmc *c, const void *key, size_t klen, void *buf,
+			  size_t cap, size_t *vlen)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_peek(&c->e, key, klen, buf, cap, vlen, NULL);
+}
+
+SHMC_EXPORT int shmc_del(shmc *c, const void *key, size_t klen)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_del(&c->e, key, klen);
+}
+
+SHMC_EXPORT int shmc_ttl(shmc *c, const void *key, size_t klen,
+			 uint32_t *ttl_s)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_ttl(&c->e, key, klen, ttl_s);
+}
+
+SHMC_EXPORT int shmc_touch(shmc *c, const void *key, size_t klen,
+			   uint32_t ttl_s)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_touch(&c->e, key, klen, ttl_s);
+}
+
+SHMC_EXPORT int shmc_clear(shmc *c)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_clear(&c->e);
+}
+
+/* ------------------------------------------------------------------------
+ * get_or_load
+ * ------------------------------------------------------------------------ */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Runs the loader as the key's one loader and stores its value. */
+static int load_and_store(shmc *c, struct eng_flight *f, const void *key,
+			  size_t klen, void *buf, size_t cap, size_t *vlen,
+			  shmc_loader load, void *arg)
+{
+	uint32_t ttl = 0;
+	size_t len = 0;
+	int rc = load(key, klen, buf, cap, &len, &ttl, arg);
+
+	if (rc == 0 && len > cap)
+		rc = -ENOBUFS;
+	if (rc == 0)
+		rc = eng_set(&c->e, key, klen, buf, len, ttl);
+	eng_flight_done(&c->e, f);
+	if (rc == 0 || rc == -ENOBUFS)
+		*vlen = len;
+	return rc;
+}
+
+SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
+				 void *buf, size_t cap, size_t *vlen,
+				 shmc_loader load, void *arg)
+{
+	struct eng_flight f;
+	int rc = usable(c);
+
+	if (rc)
+		return rc;
+	if (!load)
+		return -EINVAL;
+	for (;;) {
+		rc = eng_get_or_claim(&c->e, key, klen, buf, cap, vlen, NULL,
+				      &f);
+		if (rc == ENG_LOAD)
+			return load_and_store(c, &f, key, klen, buf, cap, vlen,
+					      load, arg);
+		if (rc != ENG_WAIT)
+			return rc;
+
+		/* Another caller loads: wait for it, within limits. */
+		uint64_t start = now_ms();
+		while ((rc = eng_flight_wait(&c->e, &f, LOAD_SLICE_MS)) ==
+			       -ETIMEDOUT &&
+		       now_ms() - start < SHMC_LOAD_WAIT_MS)
+			;
+		if (rc == -ETIMEDOUT && eng_flight_takeover(&c->e, &f) == 0)
+			return load_and_store(c, &f, key, klen, buf, cap, vlen,
+					      load, arg);
+		/* The load ended (or changed hands): look again. */
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Zero-copy
+ * ------------------------------------------------------------------------ */
+
+SHMC_EXPORT int shmc_read(shmc *c, const void *key, size_t klen,
+			  shmc_reader fn, void *arg)
+{
+	int rc = usable(c);
+
+	return rc ? rc : eng_read(&c->e, key, klen, fn, arg);
+}
+
+SHMC_EXPORT int shmc_reserve(shmc *c, const void *key, size_t klen,
+			     size_t vlen, uint32_t ttl_s,
+			     struct shmc_reservation *r)
+{
+	struct eng_resv er;
+	int rc = usable(c);
+
+	if (rc)
+		return rc;
+	if (!r)
+		return -EINVAL;
+	if ((rc = eng_reserve(&c->e, key, klen, vlen, ttl_s, &er)))
+		return rc;
+	r->p1 = er.p[0];
+	r->p2 = er.p[1];
+	r->n1 = er.n[0];
+	r->n2 = er.n[1];
+	memset(r->priv_, 0, sizeof(r->priv_));
+	r->priv_[0] = (void *)(uintptr_t)er.seg;
+	r->priv_[1] = (void *)(uintptr_t)er.off;
+	return 0;
+}
+
+static struct eng_resv resv_of(const struct shmc_reservation *r)
+{
+	struct eng_resv er = {
+		.p = { r->p1, r->p2 },
+		.n = { r->n1, r->n2 },
+		.seg = (uint32_t)(uintptr_t)r->priv_[0],
+		.off = (uint32_t)(uintptr_t)r->priv_[1],
+	};
+	return er;
+}
+
+SHMC_EXPORT int shmc_commit(shmc *c, struct shmc_reservation *r)
+{
+	if (!c || !r)
+		return -EINVAL;
+	struct eng_resv er = resv_of(r);
+	return eng_commit(&c->e, &er);
+}
+
+SHMC_EXPORT void shmc_abort(shmc *c, struct shmc_reservation *r)
+{
+	if (!c || !r)
+		return;
+	struct eng_resv er = resv_of(r);
+	eng_abort(&c->e, &er);
+}
+
+/* ------------------------------------------------------------------------
+ * Statistics and limits
+ * ------------------------------------------------------------------------ */
+
+static void stats_out(const struct eng_stats *s, struct shmc_stats *out)
+{
+	*out = (struct shmc_stats){
+		.hits = s->hits,
+		.misses = s->misses,
+		.sets = s->sets,
+		.overwrites = s->overwrites,
+		.deletes = s->deletes,
+		.evictions = s->evictions,
+		.moves = s->moves,
+		.expirations = s->expirations,
+		.repairs = s->repairs,
+		.entries = s->entries,
+		.bytes_used = s->bytes_used,
+		.bytes_total = s->bytes_total,
+		.segments = s->segments,
+	};
+}
+
+SHMC_EXPORT int shmc_stat(shmc *c, struct shmc_stats *out)
+{
+	struct eng_stats s;
+	int rc = usable(c);
+
+	if (rc)
+		return rc;
+	if (!out)
+		return -EINVAL;
+	eng_stats(&c->e, &s);
+	stats_out(&s, out);
+	return 0;
+}
+
+SHMC_EXPORT int shmc_seg_stat(shmc *c, uint32_t seg, struct shmc_stats *out)
+{
+	struct eng_stats s;
+	int rc = usable(c);
+
+	if (rc)
+		return rc;
+	if (!out)
+		return -EINVAL;
+	if ((rc = eng_seg_stats(&c->e, seg, &s)))
+		return rc;
+	stats_out(&s, out);
+	return 0;
+}
+
+SHMC_EXPORT uint32_t shmc_segments(const shmc *c)
+{
+	return c ? c->e.g.nseg : 0;
+}
+
+SHMC_EXPORT size_t shmc_max_item(const shmc *c)
+{
+	return c ? c->e.g.max_kv : 0;
+}
+
+SHMC_EXPORT uint32_t shmc_client_id(const shmc *c)
+{
+	return c ? c->e.client_id : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------ */
+
+SHMC_EXPORT const char *shmc_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case -ENOENT:
+		return "not found (missing or expired key, or no daemon "
+		       "socket)";
+	case -ENOBUFS:
+		return "buffer too small for the value";
+	case -E2BIG:
+		return "key or value too large";
+	case -EINVAL:
+		return "invalid argument";
+	case -ETIMEDOUT:
+		return "timed out waiting for a lock held by another process";
+	case -EUCLEAN:
+		return "corrupted segment found and reset";
+	case -ECHILD:
+		return "handle opened by the parent process: call shmc_open() "
+		       "after fork()";
+	case -ECONNREFUSED:
+		return "no daemon listening on the socket";
+	case -EACCES:
+		return "not allowed by the daemon";
+	case -EPROTO:
+		return "incompatible daemon or region version";
+	case -EPIPE:
+		return "the daemon went away";
+	case -EIO:
+		return "unexpected answer from the daemon";
+	case -ENOTSUP:
+		return "not supported by this daemon";
+	case -EPERM:
+		return "operation not permitted";
+	}
+	return err < 0 && err > -4096 ? strerror(-err) : "unknown error";
+}

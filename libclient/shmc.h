@@ -1,0 +1,247 @@
+/*
+ * shmc.h - libshmc, the client library of shmcached.
+ *
+ * shmcached keeps a key/value cache in one shared-memory region.  A process
+ * opens a handle with shmc_open(): the library connects to the daemon's
+ * Unix socket, receives the region's file descriptor, maps it, and from
+ * then on every data operation (get, set, del, ...) runs directly on the
+ * mapping under a per-segment futex lock: no system call and no allocation
+ * on a get that hits or on a set.  The socket is used for control requests
+ * (check, clients, snapshots, shutdown) and stays open for the life of the
+ * handle: when the process dies, the daemon sees the connection close and
+ * releases any segment lock the process still held.
+ *
+ * Conventions
+ *   - Every function returns 0 on success or a negative errno value; the
+ *     global errno is never the interface.  shmc_strerror() describes any
+ *     return value.
+ *   - Keys are 1 to 65535 bytes of anything; key + value at most
+ *     shmc_max_item() bytes (a quarter of a segment's ring).
+ *   - TTLs are in seconds; 0 means "never expires".  Times are the cache's
+ *     clock: unix seconds, ticked by the daemon.
+ *
+ * Errors every data operation can return, besides those listed with it:
+ *   -EINVAL     c, key or a needed pointer is NULL, or klen is 0;
+ *   -E2BIG      key longer than 65535 bytes, or key + value too large;
+ *   -ETIMEDOUT  a segment lock was held by another process for longer than
+ *               the daemon's --lock-timeout (a stuck, not a dead, process);
+ *   -EUCLEAN    the segment was found corrupted and has been reset (its
+ *               entries dropped); the operation can be retried;
+ *   -ECHILD     the handle was opened by the parent of this process (after
+ *               fork(), a child must call shmc_open() itself).
+ *
+ * Thread safety: a handle may be used by any number of threads at once.
+ * One handle per process is enough; more work too.
+ */
+#ifndef SHMC_H
+#define SHMC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SHMC_VERSION_MAJOR 0
+#define SHMC_VERSION_MINOR 1
+
+typedef struct shmc shmc; /* opaque; thread-safe; one per process */
+
+/* ------------------------------------------------------------------------
+ * Opening and closing
+ * ------------------------------------------------------------------------ */
+
+/* Connects to the daemon at socket_path (NULL: $SHMC_SOCKET if set, else
+ * the daemon's default path for this user) and maps the cache.
+ * On success *out is the handle.  Errors:
+ *   -ECONNREFUSED, -ENOENT  no daemon listens there;
+ *   -EACCES     the daemon does not allow this user (see --allow-user);
+ *   -EPROTO     the daemon or its region is of an incompatible version;
+ *   -ENOMEM, -EMFILE  out of memory or file descriptors;
+ *   -EIO        the daemon answered something unexpected. */
+int shmc_open(shmc **out, const char *socket_path);
+
+/* Unmaps the cache and closes the connection.  No call on c may be in
+ * progress or follow.  NULL is ignored. */
+void shmc_close(shmc *c);
+
+/* ------------------------------------------------------------------------
+ * Data operations (on the mapping)
+ * ------------------------------------------------------------------------ */
+
+/* Stores key -> val for ttl_s seconds (0: no expiry), replacing any value
+ * the key had.  Never fails for lack of room: older and colder entries of
+ * the key's segment are evicted. */
+int shmc_set(shmc *c, const void *key, size_t klen, const void *val,
+	     size_t vlen, uint32_t ttl_s);
+
+/* Copies the value of key into buf (cap bytes) and sets *vlen to its full
+ * length.  Returns 0, -ENOENT when the key is missing or expired, or
+ * -ENOBUFS when cap < *vlen: then nothing is copied and *vlen tells the
+ * size needed.  buf may be NULL when cap is 0. */
+int shmc_get(shmc *c, const void *key, size_t klen, void *buf, size_t cap,
+	     size_t *vlen);
+
+/* As shmc_get(); *expire_at (if not NULL) receives the absolute expiry in
+ * unix seconds, 0 for none. */
+int shmc_get_ex(shmc *c, const void *key, size_t klen, void *buf, size_t cap,
+		size_t *vlen, uint32_t *expire_at);
+
+/* As shmc_get(), but changes nothing: neither the entry's access time (its
+ * place in eviction order) nor the hit/miss statistics. */
+int shmc_peek(shmc *c, const void *key, size_t klen, void *buf, size_t cap,
+	      size_t *vlen);
+
+/* Removes key.  Returns 0, or -ENOENT if it was missing or expired. */
+int shmc_del(shmc *c, const void *key, size_t klen);
+
+/* *ttl_s = seconds key has left, 0 if it never expires.  -ENOENT if the key
+ * is missing or expired. */
+int shmc_ttl(shmc *c, const void *key, size_t klen, uint32_t *ttl_s);
+
+/* Gives key a new TTL (0: never expires); counts as an access.  -ENOENT if
+ * missing or expired. */
+int shmc_touch(shmc *c, const void *key, size_t klen, uint32_t ttl_s);
+
+/* Removes every entry (statistics counters are kept). */
+int shmc_clear(shmc *c);
+
+/* ------------------------------------------------------------------------
+ * Cache-aside with thundering-herd protection across processes
+ * ------------------------------------------------------------------------ */
+
+/* Produces the value of key on a miss: writes at most cap bytes into buf,
+ * sets *vlen to the value's length and *ttl_s to its TTL, returns 0 or a
+ * negative errno of its choice (passed back to its caller). */
+typedef int (*shmc_loader)(const void *key, size_t klen, void *buf,
+			   size_t cap, size_t *vlen, uint32_t *ttl_s,
+			   void *arg);
+
+/* Gets key; on a miss, exactly one caller at a time - in any process -
+ * runs load() for it and stores the result, while the other callers for
+ * that key wait and then read the stored value.  Returns what shmc_get()
+ * returns, or the loader's error to the caller whose loader failed (then
+ * one of the waiters runs its own loader).  If the loading process dies,
+ * the waiters stop waiting at once when the daemon notices, and within
+ * SHMC_LOAD_WAIT_MS in any case, and one of them loads.  A loader's value
+ * longer than cap gives -ENOBUFS with *vlen set (the value is not stored).
+ * The loader runs without any lock held and may call shmc functions. */
+int shmc_get_or_load(shmc *c, const void *key, size_t klen, void *buf,
+		     size_t cap, size_t *vlen, shmc_loader load, void *arg);
+#define SHMC_LOAD_WAIT_MS 10000
+
+/* ------------------------------------------------------------------------
+ * Zero-copy access, for large values
+ * ------------------------------------------------------------------------ */
+
+/* Receives a value in place: the value is p1[0..n1) followed by
+ * p2[0..n2) (n2 is 0 unless the value wraps around the end of the
+ * segment's ring).  Runs under the segment lock: be brief, do not call
+ * shmc functions, and do not keep the pointers.  Its return value is
+ * returned by shmc_read(). */
+typedef int (*shmc_reader)(const void *p1, size_t n1, const void *p2,
+			   size_t n2, void *arg);
+
+/* Looks key up and, on a hit, calls fn on the value in place (counts as a
+ * get).  Returns fn's return value, or -ENOENT. */
+int shmc_read(shmc *c, const void *key, size_t klen, shmc_reader fn,
+	      void *arg);
+
+/* A reserved entry: fill p1[0..n1) then p2[0..n2) with the value, then
+ * shmc_commit() it, or shmc_abort(). */
+struct shmc_reservation {
+	void *p1, *p2;
+	size_t n1, n2;
+	void *priv_[4]; /* the library's */
+};
+
+/* Reserves room for a vlen-byte value of key (TTL ttl_s) and returns where
+ * to write it.  The key's segment stays LOCKED until shmc_commit() or
+ * shmc_abort(): fill the value promptly, make no other shmc call from this
+ * thread in between, and always finish the reservation.  Until commit,
+ * readers see the key's previous value or a miss, never a partial one; if
+ * the process dies before commit, the daemon resets the segment. */
+int shmc_reserve(shmc *c, const void *key, size_t klen, size_t vlen,
+		 uint32_t ttl_s, struct shmc_reservation *r);
+
+/* Publishes the reserved entry and unlocks.  Returns 0. */
+int shmc_commit(shmc *c, struct shmc_reservation *r);
+
+/* Drops the reserved entry (the key is then missing) and unlocks. */
+void shmc_abort(shmc *c, struct shmc_reservation *r);
+
+/* ------------------------------------------------------------------------
+ * Statistics and limits
+ * ------------------------------------------------------------------------ */
+
+struct shmc_stats {
+	uint64_t hits;	      /* gets that found a live entry */
+	uint64_t misses;      /* gets that found nothing or an expired entry */
+	uint64_t sets;	      /* successful sets */
+	uint64_t overwrites;  /* sets that replaced a live entry */
+	uint64_t deletes;     /* deletes that removed a live entry */
+	uint64_t evictions;   /* live entries dropped to make room */
+	uint64_t moves;	      /* recently used entries kept by moving them */
+	uint64_t expirations; /* expired entries reclaimed */
+	uint64_t repairs;     /* segment resets after damage or a dead holder */
+	uint64_t entries;     /* live entries now */
+	uint64_t bytes_used;  /* ring bytes in use now */
+	uint64_t bytes_total; /* ring bytes in all */
+	uint64_t segments;    /* segments counted */
+};
+
+/* Totals over the whole cache, read from the mapping (no socket). */
+int shmc_stat(shmc *c, struct shmc_stats *out);
+
+/* One segment's figures; -EINVAL if seg >= shmc_segments(c). */
+int shmc_seg_stat(shmc *c, uint32_t seg, struct shmc_stats *out);
+
+/* Number of segments; the largest key + value; this handle's client id. */
+uint32_t shmc_segments(const shmc *c);
+size_t shmc_max_item(const shmc *c);
+uint32_t shmc_client_id(const shmc *c);
+
+/* ------------------------------------------------------------------------
+ * Control requests (over the daemon's socket; the handle reconnects if the
+ * daemon was restarted).  Besides their own errors they can return
+ * -ECONNREFUSED / -ENOENT (no daemon), -EPIPE (the daemon went away during
+ * the request) and -EIO (an unexpected answer).
+ * ------------------------------------------------------------------------ */
+
+/* A round trip to the daemon. */
+int shmc_ping(shmc *c);
+
+/* The daemon's integrity walk over every segment (with repair, damaged
+ * segments are reset).  Fills the counts; *bad > 0 means violations. */
+int shmc_check(shmc *c, int repair, uint32_t *segments, uint32_t *bad,
+	       uint32_t *repaired);
+
+struct shmc_client_info {
+	uint32_t id;	/* client id (0: connected, no handshake yet) */
+	uint32_t pid, uid, gid;
+	uint64_t since; /* unix seconds */
+};
+
+/* Up to cap connected clients into out; *n = how many there are in all. */
+int shmc_clients(shmc *c, struct shmc_client_info *out, size_t cap,
+		 size_t *n);
+
+/* Writes a snapshot of the cache to path on the daemon's host / loads one
+ * (*entries: how many were written / loaded).  -ENOTSUP while the daemon
+ * has no snapshot support. */
+int shmc_save(shmc *c, const char *path, uint64_t *entries);
+int shmc_load(shmc *c, const char *path, uint64_t *entries);
+
+/* Asks the daemon to stop (-EPERM unless this process runs as the
+ * daemon's user or root). */
+int shmc_shutdown(shmc *c);
+
+/* A short description of any value these functions return (0 included). */
+const char *shmc_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
