@@ -159,15 +159,32 @@ static int key_ok(const void *key, size_t klen)
 	return klen > ENTRY_KEY_MAX ? -E2BIG : 0;
 }
 
-/* Hashes the key and picks its segment. */
+/* The checks of a store: key, value pointer, sizes. */
+static int store_ok(const struct eng *e, const void *key, size_t klen,
+		    const void *val, size_t vlen)
+{
+	int rc = key_ok(key, klen);
+
+	if (rc)
+		return rc;
+	if (!val && vlen)
+		return -EINVAL;
+	if (vlen > e->g.max_kv || klen + vlen > e->g.max_kv)
+		return -E2BIG;
+	return 0;
+}
+
+/* Hashes the key and picks its segment (its number in *seg_no if wanted). */
 static struct seg locate(const struct eng *e, const void *key, size_t klen,
-			 struct seg_key *k)
+			 struct seg_key *k, uint32_t *seg_no)
 {
 	struct hash_split hs = hash_split(hash_key(key, klen), e->g.seg_bits);
 
 	k->key = key;
 	k->klen = (uint32_t)klen;
 	k->tag = hs.tag;
+	if (seg_no)
+		*seg_no = hs.seg;
 	return seg_at(e, hs.seg);
 }
 
@@ -182,13 +199,9 @@ int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
 	struct seg_key k;
 	int rc;
 
-	if ((rc = key_ok(key, klen)))
+	if ((rc = store_ok(e, key, klen, val, vlen)))
 		return rc;
-	if (!val && vlen)
-		return -EINVAL;
-	if (vlen > e->g.max_kv || klen + vlen > e->g.max_kv)
-		return -E2BIG;
-	struct seg s = locate(e, key, klen, &k);
+	struct seg s = locate(e, key, klen, &k, NULL);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
@@ -208,7 +221,7 @@ static int get(struct eng *e, enum seg_get_mode mode, const void *key,
 		return rc;
 	if ((!buf && cap) || !vlen)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k);
+	struct seg s = locate(e, key, klen, &k, NULL);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, vlen,
@@ -235,7 +248,7 @@ int eng_del(struct eng *e, const void *key, size_t klen)
 
 	if ((rc = key_ok(key, klen)))
 		return rc;
-	struct seg s = locate(e, key, klen, &k);
+	struct seg s = locate(e, key, klen, &k, NULL);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	rc = seg_del_locked(&s, &k, eng_now(e));
@@ -253,7 +266,7 @@ static int expiry(struct eng *e, const void *key, size_t klen, bool touch,
 		return rc;
 	if (!touch && !ttl_out)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k);
+	struct seg s = locate(e, key, klen, &k, NULL);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
@@ -306,7 +319,7 @@ int eng_read(struct eng *e, const void *key, size_t klen, eng_read_fn fn,
 		return rc;
 	if (!fn)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k);
+	struct seg s = locate(e, key, klen, &k, NULL);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET, NULL, 0, &vlen, NULL,
@@ -326,13 +339,12 @@ int eng_reserve(struct eng *e, const void *key, size_t klen, size_t vlen,
 	struct seg_key k;
 	int rc;
 
-	if ((rc = key_ok(key, klen)))
+	/* The value is the caller's to write: only its size is checked. */
+	if ((rc = store_ok(e, key, klen, "", vlen)))
 		return rc;
 	if (!r)
 		return -EINVAL;
-	if (vlen > e->g.max_kv || klen + vlen > e->g.max_kv)
-		return -E2BIG;
-	struct seg s = locate(e, key, klen, &k);
+	struct seg s = locate(e, key, klen, &k, &r->seg);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
@@ -346,8 +358,6 @@ int eng_reserve(struct eng *e, const void *key, size_t klen, size_t vlen,
 	r->p[1] = v.p[1];
 	r->n[0] = v.n[0];
 	r->n[1] = v.n[1];
-	r->seg = (uint32_t)(((uint8_t *)s.h - e->base - e->g.seg_base) /
-			    e->g.seg_stride);
 	return 0;
 }
 
