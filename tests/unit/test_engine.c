@@ -1,16 +1,17 @@
 /*
  * test_engine.c - unit tests of the cache engine (shared/engine.h) on a
  * malloc'd region: hits and misses, overwrites, TTL with the test clock,
- * touch, peek, del, clear, iteration, statistics, eviction, ring
+ * touch, peek, del, clear, sweep, iteration, statistics, eviction, ring
  * wrap-around, pool exhaustion, limits, attach validation, integrity
- * checks and repair, and recovery from a dead lock holder.
+ * checks and repair, lock timeouts, and recovery from a dead lock holder.
  *
  * Every case asserts what a user of the cache would notice through the
- * public API.  The only look inside the region is where a test plays the
- * part of a crash or of memory corruption (writing a lock word, scribbling
- * on a segment); positions come from the attachment's geometry.
- * The random-operation model test and the two-thread test are in
- * test_model.c and test_threads.c.
+ * public API.  The tests look inside the region only to play the part of a
+ * crash or of memory corruption (writing a lock word, scribbling on a
+ * segment; positions come from the attachment's geometry), and use hash.h
+ * only to find two keys whose index tags collide.  The random-operation
+ * model test and the multi-thread tests are in test_model.c and
+ * test_threads.c.
  */
 #include "testutil.h"
 
@@ -1108,6 +1109,7 @@ static void test_engine_ring_wraparound_values_intact(void **state)
 	uint32_t ver[NKEYS] = { 0 }, len[NKEYS] = { 0 }, maxlen;
 	uint64_t written = 0, rng = 99;
 	uint32_t straddled = 0, n = 0;
+	struct straddle_count c;
 
 	tu_region_open(r, 64 * 1024, &cfg);
 	e = &r->e;
@@ -1137,8 +1139,7 @@ static void test_engine_ring_wraparound_values_intact(void **state)
 			if (rc == -ENOENT)
 				ver[k] = 0; /* evicted; never comes back */
 		}
-		struct straddle_count c = { 0 };
-
+		c = (struct straddle_count){ 0, 0 };
 		assert_rc(eng_iter(e, 0, 1, count_straddled, &c), 0);
 		straddled += c.straddled;
 	}

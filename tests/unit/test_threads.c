@@ -4,9 +4,11 @@
  * peek/touch on overlapping keys in a few segments for about a second and a
  * half.  Every value checks itself (it embeds its key's hash, its length and
  * a checksum of all of it), so a torn value, a value of another key or a
- * wrong length is caught on the read that sees it.  A second case adds a
- * thread iterating the region while the writers run.  Afterwards eng_check
- * is clean on every segment and no lock is left held.
+ * wrong length is caught on the read that sees it.  Two more cases add a
+ * third thread: one iterating the region (every item must check out), one
+ * doing maintenance (eng_check must find nothing while writers run, sweeps,
+ * clears, clock steps).  Afterwards eng_check is clean on every segment and
+ * no lock is left held.
  *
  * SHMC_TEST_SCALE scales the duration.
  */
@@ -121,9 +123,13 @@ static void *worker_run(void *arg)
 					? cap - klen - tu_below(&rng, 64)
 					: MIN_LEN + tu_below(&rng, 1500);
 
+				uint32_t ttl = tu_one_in(&rng, 4)
+					? 1 + tu_below(&rng, 3) : 0;
+
 				make_value(w->val, len, key, klen,
 					   (uint32_t)tu_rand(&rng));
-				rc = eng_set(&w->e, key, klen, w->val, len, 0);
+				rc = eng_set(&w->e, key, klen, w->val, len,
+					     ttl);
 				if (rc)
 					note_error(w, rc);
 				else
@@ -150,19 +156,24 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
-struct iterator {
+/* The third thread of the last two cases. */
+enum observer_kind { OBS_NONE, OBS_ITERATE, OBS_MAINTAIN };
+
+struct observer {
 	struct eng *e;
+	enum observer_kind kind;
 	uint64_t deadline_ms;
-	uint64_t walks, items, bad, errors;
+	uint64_t walks, items, bad, errors, problems, clears;
+	char first_problem[128];
 };
 
 static int iter_check(const struct eng_item *it, void *arg)
 {
-	struct iterator *t = arg;
+	struct observer *o = arg;
 	uint8_t val[4096];
 	char key[64];
 
-	t->items++;
+	o->items++;
 	if (it->klen >= sizeof(key) || it->vlen > sizeof(val))
 		return 0; /* a big value: not copied here */
 	memcpy(key, it->key[0], it->key_len[0]);
@@ -171,18 +182,51 @@ static int iter_check(const struct eng_item *it, void *arg)
 	memcpy(val, it->val[0], it->val_len[0]);
 	memcpy(val + it->val_len[0], it->val[1], it->val_len[1]);
 	if (check_value(val, it->vlen, key, it->klen) != V_OK)
-		t->bad++;
+		o->bad++;
 	return 0;
 }
 
-static void *iterator_run(void *arg)
+/* Checks every segment (nothing may be found while writers run), sweeps,
+ * steps the clock, and now and then clears the lot. */
+static void maintain_once(struct observer *o)
 {
-	struct iterator *t = arg;
+	struct eng *e = o->e;
 
-	while (tu_now_ms() < t->deadline_ms) {
-		if (eng_iter(t->e, 0, t->e->g.nseg, iter_check, t) != 0)
-			t->errors++;
-		t->walks++;
+	for (uint32_t s = 0; s < e->g.nseg; s++) {
+		struct eng_check_report rep;
+
+		if (eng_check(e, s, false, &rep) != 0) {
+			o->errors++;
+		} else if (rep.problems) {
+			if (!o->problems)
+				memcpy(o->first_problem, rep.first,
+				       sizeof(rep.first));
+			o->problems += rep.problems;
+		}
+		if (eng_sweep(e, s, 16) < 0)
+			o->errors++;
+	}
+	eng_clock_set(e, eng_now(e) + 1);
+	if (o->walks % 25 == 24) {
+		if (eng_clear(e) != 0)
+			o->errors++;
+		o->clears++;
+	}
+	tu_sleep_ms(2);
+}
+
+static void *observer_run(void *arg)
+{
+	struct observer *o = arg;
+
+	while (tu_now_ms() < o->deadline_ms) {
+		if (o->kind == OBS_ITERATE) {
+			if (eng_iter(o->e, 0, o->e->g.nseg, iter_check, o) != 0)
+				o->errors++;
+		} else {
+			maintain_once(o);
+		}
+		o->walks++;
 	}
 	return NULL;
 }
@@ -194,10 +238,10 @@ static uint64_t duration_ms(void)
 	return ms < 300.0 ? 300 : ms > 1500.0 ? 1500 : (uint64_t)ms;
 }
 
-static void run_workers(struct tu_region *r, bool with_iterator)
+static void run_workers(struct tu_region *r, enum observer_kind kind)
 {
 	struct worker w[2];
-	struct iterator it = { 0 };
+	struct observer obs = { .kind = kind };
 	pthread_t tid[3];
 	uint64_t deadline = tu_now_ms() + duration_ms();
 	size_t cap = r->e.g.max_kv;
@@ -218,15 +262,15 @@ static void run_workers(struct tu_region *r, bool with_iterator)
 		assert_int_equal(pthread_create(&tid[i], NULL, worker_run,
 						&w[i]),
 				 0);
-	if (with_iterator) {
+	if (kind != OBS_NONE) {
 		/* Shares the test's own attachment, as threads may. */
-		it.e = &r->e;
-		it.deadline_ms = deadline;
-		assert_int_equal(pthread_create(&tid[2], NULL, iterator_run,
-						&it),
+		obs.e = &r->e;
+		obs.deadline_ms = deadline;
+		assert_int_equal(pthread_create(&tid[2], NULL, observer_run,
+						&obs),
 				 0);
 	}
-	for (int i = 0; i < 2 + with_iterator; i++)
+	for (int i = 0; i < 2 + (kind != OBS_NONE); i++)
 		assert_int_equal(pthread_join(tid[i], NULL), 0);
 
 	for (int i = 0; i < 2; i++) {
@@ -250,13 +294,24 @@ static void run_workers(struct tu_region *r, bool with_iterator)
 		free(w[i].buf);
 		free(w[i].val);
 	}
-	if (with_iterator) {
+	if (kind == OBS_ITERATE) {
 		print_message("iterator: %" PRIu64 " walks, %" PRIu64
 			      " items\n",
-			      it.walks, it.items);
-		assert_int_equal(it.errors, 0);
-		assert_int_equal(it.bad, 0);
-		assert_true(it.walks > 0 && it.items > 0);
+			      obs.walks, obs.items);
+		assert_int_equal(obs.errors, 0);
+		assert_int_equal(obs.bad, 0);
+		assert_true(obs.walks > 0 && obs.items > 0);
+	}
+	if (kind == OBS_MAINTAIN) {
+		print_message("maintenance: %" PRIu64 " rounds, %" PRIu64
+			      " clears\n",
+			      obs.walks, obs.clears);
+		if (obs.problems)
+			fail_msg("eng_check found %" PRIu64 " problems while "
+				 "writers ran, first: %s",
+				 obs.problems, obs.first_problem);
+		assert_int_equal(obs.errors, 0);
+		assert_true(obs.clears > 0);
 	}
 
 	/* Nothing left locked, nothing inconsistent, contention happened. */
@@ -264,7 +319,8 @@ static void run_workers(struct tu_region *r, bool with_iterator)
 		assert_int_equal(__atomic_load_n(&tu_seg_hdr(&r->e, s)->lock,
 						 __ATOMIC_ACQUIRE),
 				 0);
-	assert_true(tu_stats(&r->e).evictions > 0);
+	if (kind != OBS_MAINTAIN) /* clears keep the maintained one roomy */
+		assert_true(tu_stats(&r->e).evictions > 0);
 	tu_assert_all_clean(&r->e);
 
 	/* Every survivor still checks out. */
@@ -290,7 +346,7 @@ static void test_threads_two_clients_no_torn_values(void **state)
 	struct eng_config cfg = { .nseg = NSEG };
 
 	tu_region_open(r, REGION, &cfg);
-	run_workers(r, false);
+	run_workers(r, OBS_NONE);
 }
 
 static void test_threads_iter_during_writes_sees_whole_values(void **state)
@@ -299,7 +355,16 @@ static void test_threads_iter_during_writes_sees_whole_values(void **state)
 	struct eng_config cfg = { .nseg = NSEG };
 
 	tu_region_open(r, REGION, &cfg);
-	run_workers(r, true);
+	run_workers(r, OBS_ITERATE);
+}
+
+static void test_threads_check_clean_during_writes_and_clears(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = NSEG };
+
+	tu_region_open(r, REGION, &cfg);
+	run_workers(r, OBS_MAINTAIN);
 }
 
 int main(void)
@@ -310,6 +375,9 @@ int main(void)
 			tu_region_setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_threads_iter_during_writes_sees_whole_values,
+			tu_region_setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_threads_check_clean_during_writes_and_clears,
 			tu_region_setup, tu_region_teardown),
 	};
 

@@ -5,8 +5,9 @@
  * knob.
  *
  * Not a test framework: every helper is a few lines, static inline, and
- * asserts through cmocka so a set-up failure fails the calling test.
- * Include after <cmocka.h>'s own prerequisites, as every test file does.
+ * asserts through cmocka so a set-up failure fails the calling test.  It
+ * includes <cmocka.h> (with the headers cmocka needs first), so a test file
+ * starts with #include "testutil.h".
  */
 #ifndef SHMC_TESTUTIL_H
 #define SHMC_TESTUTIL_H

@@ -1,0 +1,528 @@
+#!/usr/bin/env python3
+"""End-to-end tests of cachectl: the real tool against the real daemon on a
+throwaway socket and region (shmcproto.DaemonProc), checking what a user
+sees: stdout, stderr and the exit status of each command.
+
+    test_cachectl.py DAEMON_BINARY CACHECTL_BINARY [unittest args]
+
+Prints "N passed, N failed, N skipped" last; exits 0 if all passed, 1 if
+not, 77 when the host cannot run it.
+"""
+import json
+import mmap
+import os
+import pty
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shmcproto as p  # noqa: E402
+
+DAEMON = None
+CACHECTL = None
+
+# Exit statuses documented by `cachectl --help`.
+OK, NO, USAGE, UNREACHABLE, FAILED = 0, 1, 2, 3, 4
+
+# Every field of struct shmc_stats, plus the derived ones.
+STATS_KEYS = ["hits", "misses", "sets", "overwrites", "deletes", "evictions",
+              "moves", "expirations", "repairs", "entries", "bytes_used",
+              "bytes_total", "segments", "hit_rate", "fill"]
+
+# Offsets in the region header (shared/layout.h), as in test_daemon.py.
+HDR_SEG_BASE = 24
+
+
+def environ_without_socket():
+    env = dict(os.environ)
+    env.pop("SHMC_SOCKET", None)
+    return env
+
+
+def run_ctl(args, sock=None, input=b"", env=None, timeout=30):
+    """Runs cachectl (with --socket sock when given); returns the
+    CompletedProcess, stdout and stderr as bytes."""
+    argv = [CACHECTL] + (["--socket", sock] if sock else []) + list(args)
+    return subprocess.run(argv, input=input, capture_output=True,
+                          env=env or environ_without_socket(),
+                          timeout=timeout)
+
+
+def run_on_tty(argv, timeout=20):
+    """Runs argv with stdout on a pseudo-terminal; returns (status, what it
+    wrote there)."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave,
+                            stderr=subprocess.PIPE,
+                            env=environ_without_socket())
+    os.close(slave)
+    out = b""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the terminal's last writer is gone
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    rc = proc.wait(timeout)
+    proc.stderr.close()
+    return rc, out
+
+
+class CtlTest(unittest.TestCase):
+    def setUp(self):
+        # DaemonProc passes --memory 8M --segments 16 itself.
+        self.d = p.DaemonProc(DAEMON).start()
+        self.conns = []
+
+    def tearDown(self):
+        for c in self.conns:
+            c.close()
+        self.d.stop()
+        self.d.unlink()
+
+    def ctl(self, *args, input=b""):
+        return run_ctl(args, sock=self.d.sock, input=input)
+
+    def ok(self, *args, input=b""):
+        r = self.ctl(*args, input=input)
+        self.assertEqual(r.returncode, OK, (args, r.stderr))
+        return r.stdout
+
+    def json(self, *args):
+        return json.loads(self.ok(*args, "--json"))
+
+    def conn(self):
+        c = p.Client(self.d.sock)
+        self.conns.append(c)
+        return c
+
+    def assert_one_line(self, r, what):
+        lines = r.stderr.decode(errors="replace").strip().splitlines()
+        self.assertEqual(len(lines), 1, (what, r.stderr))
+        return lines[0]
+
+
+class DataCommands(CtlTest):
+    def test_cachectl_set_then_get_round_trips(self):
+        self.assertEqual(self.ok("set", "greeting", "hello world"), b"")
+        r = self.ctl("get", "greeting")
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (OK, b"hello world", b""))
+        # Seen by another client of the daemon too.
+        self.assertEqual(self.conn().get("greeting")[0], b"hello world")
+
+    def test_cachectl_set_from_stdin_is_binary_safe(self):
+        value = bytes(range(256)) * 40 + b"\0\0\n\r\xff"
+        self.assertEqual(self.ok("set", "bin", input=value), b"")
+        self.assertEqual(self.ok("get", "bin"), value)
+        self.ok("set", "dash", "-", input=b"\0from stdin\0")
+        self.assertEqual(self.ok("get", "dash"), b"\0from stdin\0")
+        self.assertEqual(self.conn().get("dash")[0], b"\0from stdin\0")
+        self.ok("set", "empty", input=b"")
+        self.assertEqual(self.ok("get", "empty"), b"")
+
+    def test_cachectl_value_and_key_may_look_like_options(self):
+        self.ok("set", "n", "-5")
+        self.assertEqual(self.ok("get", "n"), b"-5")
+        self.ok("set", "--", "-k-", "--v")
+        self.assertEqual(self.ok("get", "--", "-k-"), b"--v")
+
+    def test_cachectl_get_adds_a_newline_only_on_a_tty(self):
+        self.ok("set", "k", "value")
+        self.assertEqual(self.ok("get", "k"), b"value")
+        rc, out = run_on_tty([CACHECTL, "--socket", self.d.sock, "get", "k"])
+        self.assertEqual(rc, OK)
+        self.assertEqual(out.replace(b"\r\n", b"\n"), b"value\n")
+        self.ok("set", "nl", "line\n")
+        rc, out = run_on_tty([CACHECTL, "--socket", self.d.sock, "get", "nl"])
+        self.assertEqual(out.replace(b"\r\n", b"\n"), b"line\n")
+
+    def test_cachectl_get_missing_exits_1(self):
+        r = self.ctl("get", "nope")
+        self.assertEqual((r.returncode, r.stdout), (NO, b""))
+        self.assertIn("nope", self.assert_one_line(r, "get"))
+
+    def test_cachectl_get_json_escapes_any_bytes(self):
+        value = b'quote" back\\ nl\n nul\0 bad\xff\xc3 utf8 \xc3\xa9 \x7f'
+        key = 'k"\\\t\u00e9'
+        self.ok("set", key, input=value)
+        out = self.ok("get", key, "--json")
+        self.assertEqual(out.count(b"\n"), 1)
+        obj = json.loads(out)
+        self.assertEqual(obj["key"], key)
+        self.assertEqual(obj["value"].encode("utf-8", "surrogateescape"),
+                         value)
+        self.assertEqual(obj["bytes"], len(value))
+        self.assertIsNone(obj["expire_at"])
+        self.ok("set", "t", "v", "--ttl", "100")
+        expire = self.json("get", "t")["expire_at"]
+        self.assertLess(abs(expire - (time.time() + 100)), 3)
+
+    def test_cachectl_del_removes_then_missing_exits_1(self):
+        self.ok("set", "k", "v")
+        self.assertEqual(self.ok("del", "k"), b"")
+        self.assertEqual(self.ctl("get", "k").returncode, NO)
+        r = self.ctl("del", "k")
+        self.assertEqual(r.returncode, NO)
+        self.assert_one_line(r, "del")
+
+    def test_cachectl_ttl_with_and_without_expiry(self):
+        self.ok("set", "forever", "v")
+        self.assertEqual(self.ok("ttl", "forever"), b"none\n")
+        self.assertIsNone(self.json("ttl", "forever")["ttl"])
+        self.ok("set", "brief", "v", "--ttl", "100")
+        self.assertIn(int(self.ok("ttl", "brief")), (99, 100))
+        self.assertEqual(self.json("ttl", "brief")["key"], "brief")
+        self.assertEqual(self.ctl("ttl", "missing").returncode, NO)
+
+    def test_cachectl_set_ttl_expires(self):
+        self.ok("--ttl=1", "set", "short", "v")  # options before the command
+        self.assertEqual(self.ok("get", "short"), b"v")
+        time.sleep(2.2)  # the daemon's clock is real time
+        self.assertEqual(self.ctl("get", "short").returncode, NO)
+
+    def test_cachectl_touch_sets_a_new_ttl(self):
+        self.ok("set", "k", "v")
+        self.assertEqual(self.ok("touch", "k", "50"), b"")
+        self.assertIn(int(self.ok("ttl", "k")), (49, 50))
+        self.ok("touch", "k", "0")
+        self.assertEqual(self.ok("ttl", "k"), b"none\n")
+        self.assertEqual(self.ctl("touch", "missing", "5").returncode, NO)
+
+    def test_cachectl_flush_then_stats_shows_0_entries(self):
+        for i in range(20):
+            self.ok("set", f"k{i}", "v")
+        self.assertEqual(self.json("stats")["entries"], 20)
+        self.assertEqual(self.ok("flush"), b"")
+        s = self.json("stats")
+        self.assertEqual((s["entries"], s["bytes_used"]), (0, 0))
+        self.assertEqual(s["sets"], 20)  # counters are kept
+        self.assertEqual(self.ctl("get", "k3").returncode, NO)
+
+    def test_cachectl_set_too_large_fails_clearly(self):
+        r = self.ctl("set", "huge", input=b"x" * 1_000_000)
+        self.assertEqual(r.returncode, FAILED)
+        self.assertIn("too large", self.assert_one_line(r, "set"))
+        self.assertEqual(self.ctl("get", "huge").returncode, NO)
+
+
+class Statistics(CtlTest):
+    def test_cachectl_stats_json_counts_what_was_done(self):
+        for k in ("a", "b", "c"):
+            self.ok("set", k, "v")
+        self.ok("get", "a")
+        self.ok("get", "b")
+        s = self.json("stats")
+        self.assertEqual(list(s), STATS_KEYS)
+        self.assertEqual((s["sets"], s["hits"], s["misses"], s["entries"]),
+                         (3, 2, 0, 3))
+        self.assertEqual(s["segments"], 16)
+        self.assertEqual(s["bytes_total"],
+                         self.conn().stats()["bytes_total"])
+        self.assertEqual(s["hit_rate"], 100.0)
+        self.assertEqual(self.ctl("get", "zz").returncode, NO)
+        s = self.json("stats")
+        self.assertEqual((s["hits"], s["misses"]), (2, 1))
+        self.assertAlmostEqual(s["hit_rate"], 66.67, places=2)
+        self.assertAlmostEqual(s["fill"],
+                               100 * s["bytes_used"] / s["bytes_total"], 2)
+
+    def test_cachectl_stats_without_gets_has_null_hit_rate(self):
+        self.assertIsNone(self.json("stats")["hit_rate"])
+
+    def test_cachectl_stats_table_shows_every_field(self):
+        self.ok("set", "a", "v")
+        rows = {line.split()[0]: line.split()[1]
+                for line in self.ok("stats").decode().splitlines()}
+        self.assertEqual(sorted(rows), sorted(STATS_KEYS))
+        self.assertEqual((rows["sets"], rows["entries"], rows["segments"]),
+                         ("1", "1", "16"))
+
+    def test_cachectl_segments_lists_the_16_segments(self):
+        c = self.conn()
+        for i in range(100):
+            c.set(f"key{i}", b"v")
+        lines = self.ok("segments").decode().splitlines()
+        self.assertEqual(len(lines), 17)  # a header, then one per segment
+        self.assertEqual([int(line.split()[0]) for line in lines[1:]],
+                         list(range(16)))
+        segs = self.json("segments")
+        self.assertEqual([s["segment"] for s in segs], list(range(16)))
+        self.assertEqual(set(segs[0]), set(STATS_KEYS) | {"segment"})
+        total = self.json("stats")
+        self.assertEqual(sum(s["entries"] for s in segs), 100)
+        self.assertEqual(sum(s["bytes_total"] for s in segs),
+                         total["bytes_total"])
+        self.assertEqual([int(line.split()[1]) for line in lines[1:]],
+                         [s["entries"] for s in segs])
+
+
+class Control(CtlTest):
+    def corrupt_segment(self, c, seg):
+        """Damages one segment's state through the mapping, as
+        test_daemon.py's test_check_is_clean_and_finds_damage does."""
+        c.hello()
+        m = mmap.mmap(c.fds[0], 8 << 20)
+        base, stride = struct.unpack_from("<QQ", m, HDR_SEG_BASE)
+        struct.pack_into("<I", m, base + seg * stride + 64 + 8, 0xFFFFFF)
+        m.close()
+
+    def test_cachectl_check_is_clean_on_a_healthy_cache(self):
+        c = self.conn()
+        for i in range(200):
+            c.set(f"k{i}", os.urandom(50))
+        r = self.ctl("check")
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        self.assertIn(b"16 segments checked, 0 bad", r.stdout)
+        self.assertEqual(self.json("check"),
+                         dict(segments=16, bad=0, repaired=0))
+
+    def test_cachectl_check_finds_damage_and_repair_fixes_it(self):
+        c = self.conn()
+        for i in range(200):
+            c.set(f"k{i}", os.urandom(50))
+        self.corrupt_segment(c, 3)
+        r = self.ctl("check")
+        self.assertEqual(r.returncode, NO)
+        self.assertIn(b"1 bad", r.stdout)
+        self.assertIn(b"--repair", r.stderr)
+        r = self.ctl("check", "--repair", "--json")
+        self.assertEqual(r.returncode, NO)  # damage was found
+        self.assertEqual(json.loads(r.stdout),
+                         dict(segments=16, bad=1, repaired=1))
+        r = self.ctl("check")
+        self.assertEqual(r.returncode, OK, r.stdout)
+        self.assertEqual(self.json("segments")[3]["repairs"], 1)
+
+    def test_cachectl_clients_lists_the_tests_connection(self):
+        c = self.conn()
+        cid = c.hello()[0]
+        rows = self.json("clients")
+        mine = [r for r in rows if r["id"] == cid]
+        self.assertEqual(len(mine), 1, rows)
+        self.assertEqual((mine[0]["pid"], mine[0]["uid"], mine[0]["self"]),
+                         (os.getpid(), os.getuid(), False))
+        self.assertLess(abs(mine[0]["since"] - time.time()), 60)
+        self.assertEqual(sum(r["self"] for r in rows), 1)  # cachectl itself
+        lines = self.ok("clients").decode().splitlines()
+        self.assertEqual(lines[0].split()[:3], ["id", "pid", "uid"])
+        me = [line for line in lines[1:] if line.split()[0] == str(cid)]
+        self.assertEqual(len(me), 1, lines)
+        self.assertEqual(me[0].split()[1], str(os.getpid()))
+        self.assertEqual(me[0].split()[3],  # local date of connection
+                         time.strftime("%Y-%m-%d",
+                                       time.localtime(mine[0]["since"])))
+        self.assertIn("(this cachectl)", "\n".join(lines))
+
+    def test_cachectl_ping(self):
+        self.assertIn(b"pong", self.ok("ping"))
+
+    def test_cachectl_save_and_load_say_not_supported(self):
+        for cmd in ("save", "load"):
+            r = self.ctl(cmd, os.path.join(self.d.dir, "snap"))
+            self.assertNotEqual(r.returncode, OK)
+            self.assertEqual(r.returncode, FAILED)
+            self.assertIn("snapshots not supported by this daemon",
+                          self.assert_one_line(r, cmd))
+
+    def test_cachectl_shutdown_stops_the_daemon(self):
+        self.assertEqual(self.ok("shutdown"), b"")
+        self.assertEqual(self.d.proc.wait(10), 0)
+        r = self.ctl("ping")
+        self.assertEqual(r.returncode, UNREACHABLE)
+
+    def test_cachectl_socket_from_environment(self):
+        env = dict(environ_without_socket(), SHMC_SOCKET=self.d.sock)
+        r = run_ctl(["set", "env", "yes"], env=env)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        self.assertEqual(self.conn().get("env")[0], b"yes")
+
+
+class Watch(CtlTest):
+    def test_cachectl_watch_count_prints_twice(self):
+        t0 = time.monotonic()
+        out = self.ok("watch", "--count", "2", "--interval", "0.2")
+        self.assertGreaterEqual(time.monotonic() - t0, 0.2)
+        self.assertNotIn(b"\033", out)  # not a terminal: no clearing
+        lines = out.decode().splitlines()
+        self.assertEqual(len(lines), 3, out)  # a header, two refreshes
+        self.assertIn("gets/s", lines[0])
+        self.assertEqual(lines[1].split()[1:4], ["-", "-", "-"])
+        float(lines[2].split()[1])  # a rate from the second refresh on
+
+    def test_cachectl_watch_json_shows_the_rates(self):
+        proc = subprocess.Popen(
+            [CACHECTL, "--socket", self.d.sock, "watch", "--json",
+             "--count", "2", "--interval", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=environ_without_socket())
+        try:
+            first = json.loads(proc.stdout.readline())
+            # Between the two refreshes: 40 sets and 30 gets (20 hits).
+            c = self.conn()
+            for i in range(40):
+                c.set(f"w{i}", b"v")
+            for i in range(30):
+                try:
+                    c.get(f"w{i + 20}")
+                except p.ProtoError:
+                    pass
+            second = json.loads(proc.stdout.readline())
+            self.assertEqual(proc.wait(10), OK)
+        finally:
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertIsNone(first["sets_per_s"])
+        self.assertEqual((first["entries"], second["entries"]), (0, 40))
+        # Rates are per second over the interval of about 1 s.
+        self.assertAlmostEqual(second["sets_per_s"], 40, delta=8)
+        self.assertAlmostEqual(second["gets_per_s"], 30, delta=6)
+        self.assertAlmostEqual(second["hit_rate"], 100 * 20 / 30, places=1)
+
+    def test_cachectl_watch_clears_the_screen_on_a_tty(self):
+        rc, out = run_on_tty([CACHECTL, "--socket", self.d.sock, "watch",
+                              "--count", "2", "--interval", "0.1"])
+        self.assertEqual(rc, OK)
+        self.assertEqual(out.count(b"\033[2J"), 2, out)
+
+
+class CommandLine(unittest.TestCase):
+    """Errors that need no daemon: usage, help, an unreachable socket."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ctl-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def commands(self):
+        out = run_ctl(["--help"]).stdout.decode()
+        block = out.split("Commands:\n")[1].split("\n\n")[0]
+        return [line.split()[0] for line in block.splitlines()]
+
+    def test_cachectl_no_daemon_exits_3_with_the_socket(self):
+        missing = os.path.join(self.dir, "none.sock")
+        stale = os.path.join(self.dir, "stale.sock")
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(stale)  # a socket file nobody listens on
+        s.close()
+        for path in (missing, stale):
+            for cmd in (["stats"], ["get", "k"], ["ping"]):
+                r = run_ctl(cmd, sock=path)
+                self.assertEqual(r.returncode, UNREACHABLE, (path, cmd))
+                self.assertEqual(r.stdout, b"")
+                line = r.stderr.decode().strip()
+                self.assertEqual(len(line.splitlines()), 1)
+                self.assertTrue(line.startswith(
+                    f"cachectl: cannot reach shmcached at {path}: "), line)
+        env = dict(environ_without_socket(), SHMC_SOCKET=missing)
+        r = run_ctl(["stats"], env=env)
+        self.assertEqual(r.returncode, UNREACHABLE)
+        self.assertIn(missing.encode(), r.stderr)
+
+    def test_cachectl_usage_errors_exit_2_with_one_line(self):
+        sock = os.path.join(self.dir, "none.sock")  # never reached
+        for args in ([], ["frob"], ["get"], ["get", "a", "b"], ["set"],
+                     ["del"], ["touch", "k"], ["touch", "k", "abc"],
+                     ["touch", "k", "-1"], ["touch", "k", "99999999999"],
+                     ["touch", "k", " 5"], ["touch", "k", "5s"],
+                     ["touch", "k", "0x10"], ["set", "k", "v", "--ttl", "x"],
+                     ["set", "k", "v", "--ttl"], ["set", "k", "v", "w"],
+                     ["set", "k", "v", "--ttl=-3"], ["get", ""],
+                     ["watch", "--interval", "0"],
+                     ["watch", "--interval", "1e3"],
+                     ["watch", "--count", "0"], ["get", "k", "--repair"],
+                     ["stats", "--bogus"], ["set", "k", "v", "--json"],
+                     ["stats", "--json=yes"], ["stats", "extra"],
+                     ["check", "-x"], ["help", "frob"], ["save"],
+                     ["--socket", "", "stats"]):
+            r = run_ctl(args, sock=sock if args[:1] != ["--socket"] else None)
+            self.assertEqual(r.returncode, USAGE, (args, r.stderr))
+            self.assertEqual(r.stdout, b"", args)
+            line = r.stderr.decode()
+            self.assertEqual(len(line.strip().splitlines()), 1, (args, line))
+            self.assertTrue(line.startswith("cachectl: "), line)
+            self.assertIn("--help", line, args)
+
+    def test_cachectl_help_for_each_command(self):
+        r = run_ctl(["--help"])
+        self.assertEqual((r.returncode, r.stderr), (OK, b""))
+        text = r.stdout.decode()
+        self.assertIn("Exit status:", text)
+        for code in range(5):
+            self.assertIn(f"\n  {code}  ", text)
+        commands = self.commands()
+        for cmd in ("stats", "segments", "get", "set", "del", "ttl", "touch",
+                    "flush", "check", "clients", "watch", "save", "load",
+                    "ping", "shutdown"):
+            self.assertIn(cmd, commands)
+        for cmd in commands:
+            for args in ([cmd, "--help"], [cmd, "-h"], ["help", cmd]):
+                r = run_ctl(args)
+                self.assertEqual((r.returncode, r.stderr), (OK, b""), args)
+                self.assertTrue(r.stdout.decode().startswith(
+                    "Usage: cachectl "), args)
+                self.assertIn(f" {cmd}", r.stdout.decode().splitlines()[0])
+        self.assertIn("--ttl", run_ctl(["set", "--help"]).stdout.decode())
+        self.assertIn("--repair", run_ctl(["check", "-h"]).stdout.decode())
+        self.assertEqual(run_ctl(["help"]).stdout, run_ctl(["-h"]).stdout)
+
+    def test_cachectl_version(self):
+        r = run_ctl(["--version"])
+        self.assertEqual(r.returncode, OK)
+        self.assertRegex(r.stdout.decode(), r"^cachectl \d+\.\d+")
+
+    def test_cachectl_output_write_error_fails(self):
+        if not os.path.exists("/dev/full"):
+            self.skipTest("no /dev/full")
+        with open("/dev/full", "wb") as full:
+            r = subprocess.run([CACHECTL, "--help"], stdout=full,
+                               stderr=subprocess.PIPE, timeout=10)
+        self.assertEqual(r.returncode, FAILED)
+        self.assertIn(b"write error", r.stderr)
+
+
+def main():
+    global DAEMON, CACHECTL
+    if len(sys.argv) < 3:
+        print(__doc__)
+        return 2
+    DAEMON, CACHECTL = (os.path.abspath(a) for a in sys.argv[1:3])
+    for binary in (DAEMON, CACHECTL):
+        if not os.access(binary, os.X_OK):
+            print(f"{binary}: not an executable: skipped")
+            return 77
+    if not os.path.isdir("/dev/shm"):
+        print("no /dev/shm: skipped")
+        return 77
+    tempfile.tempdir = tempfile.mkdtemp(prefix="shmc-ctl-")
+    try:
+        prog = unittest.main(argv=[sys.argv[0]] + sys.argv[3:], exit=False,
+                             verbosity=2)
+    finally:
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+    r = prog.result
+    print(f"{r.testsRun - len(r.failures) - len(r.errors) - len(r.skipped)} "
+          f"passed, {len(r.failures) + len(r.errors)} failed, "
+          f"{len(r.skipped)} skipped")
+    return 0 if r.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
