@@ -136,6 +136,9 @@ class DataCommands(CtlTest):
         self.assertEqual(self.conn().get("dash")[0], b"\0from stdin\0")
         self.ok("set", "empty", input=b"")
         self.assertEqual(self.ok("get", "empty"), b"")
+        big = os.urandom(100_000)  # the largest item is ~114 KiB here
+        self.ok("set", "big", input=big)
+        self.assertEqual(self.ok("get", "big"), big)
 
     def test_cachectl_value_and_key_may_look_like_options(self):
         self.ok("set", "n", "-5")

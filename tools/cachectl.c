@@ -1,0 +1,1473 @@
+/*
+ * cachectl.c - the administration tool of shmcached: statistics, single
+ * keys, integrity checks, connected clients and a live view, from a shell.
+ *
+ * cachectl is a client of libshmc like any other and uses nothing but
+ * <shmc.h> and libc: the data commands (get, set, del, ttl, touch, flush)
+ * and the statistics work on the shared mapping; check, clients, save,
+ * load, ping and shutdown are control requests over the daemon's socket.
+ * It is not a benchmark and does not change the daemon's configuration.
+ *
+ * Every table is declared once - exit codes, options, the fields of struct
+ * shmc_stats, commands - and the parser, the dispatch, --help and the JSON
+ * keys are derived from them.  Handlers return an exit code (enum
+ * ctl_exit) and print their own messages; helpers return 0 or a negative
+ * errno.  Only main() ends the process.
+ */
+#include "shmc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef SHMC_VERSION /* set by meson to the project's version */
+#define SHMC_STR_(x) #x
+#define SHMC_STR(x) SHMC_STR_(x)
+#define SHMC_VERSION                                                        \
+	SHMC_STR(SHMC_VERSION_MAJOR) "." SHMC_STR(SHMC_VERSION_MINOR)
+#endif
+
+#define CTL_PROG "cachectl"
+
+/* ------------------------------------------------------------------------
+ * Tables
+ * ------------------------------------------------------------------------ */
+
+/* X(id, exit status, meaning).  Listed by --help. */
+#define CTL_EXITS(X)                                                        \
+	X(OK, 0, "success")                                                 \
+	X(NO, 1, "the key was not found, or check found damage")            \
+	X(USAGE, 2, "usage error: unknown command or option, missing or\n"  \
+		    "extra argument, bad number")                           \
+	X(UNREACHABLE, 3, "the daemon cannot be reached at the socket")    \
+	X(FAILED, 4, "any other failure (the message on stderr says which)")
+
+enum ctl_exit {
+#define EXIT_X(id, code, help) CTL_EXIT_##id = code,
+	CTL_EXITS(EXIT_X)
+#undef EXIT_X
+};
+
+/* X(id, long name, short option or 0, metavar (NULL: a flag), help).  The
+ * help may hold '\n'; continuation lines are indented under the first. */
+#define CTL_OPTIONS(X)                                                      \
+	X(SOCKET, "socket", 0, "PATH",                                      \
+	  "the daemon's control socket (default:\n"                         \
+	  "$SHMC_SOCKET, else the daemon's default)")                       \
+	X(JSON, "json", 0, NULL, "print JSON instead of text")              \
+	X(TTL, "ttl", 0, "S", "expire after S seconds (default 0: never)")  \
+	X(REPAIR, "repair", 0, NULL,                                        \
+	  "reset the damaged segments (their entries\nare lost)")           \
+	X(INTERVAL, "interval", 0, "S",                                     \
+	  "seconds between refreshes, e.g. 0.5\n"                           \
+	  "(0.001 to 86400, default 1)")                                    \
+	X(COUNT, "count", 0, "N",                                           \
+	  "stop after N refreshes (default: run until\ninterrupted)")       \
+	X(HELP, "help", 'h', NULL, "print help and exit")                   \
+	X(VERSION, "version", 'V', NULL, "print the version and exit")
+
+enum ctl_opt {
+#define OPT_X(id, name, shortc, meta, help) CTL_OPT_##id,
+	CTL_OPTIONS(OPT_X)
+#undef OPT_X
+	CTL_NOPTS
+};
+
+#define OPT_BIT(id) (1u << CTL_OPT_##id)
+/* Accepted with every command, before or after its name. */
+#define CTL_GLOBAL_OPTS (OPT_BIT(SOCKET) | OPT_BIT(HELP) | OPT_BIT(VERSION))
+
+struct ctl_option {
+	const char *name;
+	int shortc;
+	const char *meta;
+	const char *help;
+};
+
+static const struct ctl_option ctl_options[CTL_NOPTS] = {
+#define DESC_X(id, name, shortc, meta, help)                                 \
+	[CTL_OPT_##id] = { name, shortc, meta, help },
+	CTL_OPTIONS(DESC_X)
+#undef DESC_X
+};
+
+/* X(field of struct shmc_stats, unit, description).  The names are the
+ * labels of `stats` and `segments` and their JSON keys. */
+enum ctl_unit { UNIT_COUNT, UNIT_BYTES };
+
+#define CTL_STATS_FIELDS(X)                                                 \
+	X(hits, UNIT_COUNT, "gets that found a live entry")                 \
+	X(misses, UNIT_COUNT, "gets that found nothing or an expired entry") \
+	X(sets, UNIT_COUNT, "successful sets")                              \
+	X(overwrites, UNIT_COUNT, "sets that replaced a live entry")        \
+	X(deletes, UNIT_COUNT, "deletes that removed a live entry")         \
+	X(evictions, UNIT_COUNT, "live entries dropped to make room")       \
+	X(moves, UNIT_COUNT, "recently used entries kept by moving them")   \
+	X(expirations, UNIT_COUNT, "expired entries reclaimed")             \
+	X(repairs, UNIT_COUNT, "segment resets after damage or a dead holder") \
+	X(entries, UNIT_COUNT, "live entries now")                          \
+	X(bytes_used, UNIT_BYTES, "ring bytes in use now")                  \
+	X(bytes_total, UNIT_BYTES, "ring bytes in all")                     \
+	X(segments, UNIT_COUNT, "segments counted")
+
+struct ctl_stat_field {
+	const char *name;
+	enum ctl_unit unit;
+	size_t off;
+	const char *desc;
+};
+
+static const struct ctl_stat_field ctl_stat_fields[] = {
+#define FIELD_X(f, unit, desc)                                               \
+	{ #f, unit, offsetof(struct shmc_stats, f), desc },
+	CTL_STATS_FIELDS(FIELD_X)
+#undef FIELD_X
+};
+
+#define CTL_NSTATS (sizeof(ctl_stat_fields) / sizeof(ctl_stat_fields[0]))
+
+/* Every field is a uint64_t (the FIELD_X offsets would not compile for a
+ * field that does not exist); this catches one added to shmc.h but not to
+ * CTL_STATS_FIELDS. */
+_Static_assert(sizeof(struct shmc_stats) == CTL_NSTATS * sizeof(uint64_t),
+	       "struct shmc_stats has a field CTL_STATS_FIELDS lacks");
+
+struct ctl;
+typedef int ctl_handler(struct ctl *x, int argc, char **argv);
+
+/* X(name, arguments, min args, max args, options besides the global ones
+ * (OPT_BIT), summary, details).  The order is the order of --help. */
+#define CTL_COMMANDS(X)                                                     \
+	X(stats, "", 0, 0, OPT_BIT(JSON),                                   \
+	  "the cache's totals, hit rate and fill",                          \
+	  "Prints every counter and gauge of the cache, summed over its\n"  \
+	  "segments, then hit_rate (hits / (hits + misses), in %) and fill\n" \
+	  "(bytes_used / bytes_total, in %).  With --json, one object with\n" \
+	  "the same keys; a rate without a denominator is null.")           \
+	X(segments, "", 0, 0, OPT_BIT(JSON),                                \
+	  "one line per segment: entries, fill, hit rate",                  \
+	  "Prints, for each segment, its index, entries, ring bytes used and\n" \
+	  "in all (fill %), hits, misses and hit rate.  With --json, an\n"  \
+	  "array of objects holding every field of `stats` plus \"segment\".") \
+	X(get, "KEY", 1, 1, OPT_BIT(JSON),                                  \
+	  "print the value of KEY",                                         \
+	  "Writes the value to stdout exactly as stored (any bytes).  A\n"  \
+	  "newline is added only when stdout is a terminal and the value\n" \
+	  "does not end with one.  Exits 1 if the key is missing or expired.\n" \
+	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n" \
+	  "expire_at is unix seconds or null; bytes that are not UTF-8 are\n" \
+	  "written as \\udc80..\\udcff (Python: .encode('utf-8',\n"       \
+	  "'surrogateescape') gives back the exact bytes).")                \
+	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL),                           \
+	  "store VALUE (or stdin) under KEY",                               \
+	  "Stores VALUE under KEY, replacing any value it had.  Without\n"  \
+	  "VALUE, or when VALUE is '-', the value is all of stdin (any\n"   \
+	  "bytes).  The cache never refuses for lack of room: it evicts\n"  \
+	  "older entries instead; a key + value larger than the cache's\n"  \
+	  "largest item fails.")                                            \
+	X(del, "KEY", 1, 1, 0, "remove KEY",                                \
+	  "Removes KEY.  Exits 1 if it was missing or expired.")            \
+	X(ttl, "KEY", 1, 1, OPT_BIT(JSON), "seconds KEY has left",          \
+	  "Prints the seconds KEY has left, or \"none\" if it never\n"      \
+	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"  \
+	  "{\"key\", \"ttl\"}, ttl null for no expiry.")                    \
+	X(touch, "KEY TTL", 2, 2, 0, "give KEY a new TTL",                  \
+	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"   \
+	  "Exits 1 if it is missing or expired.")                           \
+	X(flush, "", 0, 0, 0, "remove every entry",                         \
+	  "Removes every entry of the cache.  The counters are kept.")      \
+	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                 \
+	  "the daemon's integrity walk over every segment",                 \
+	  "Asks the daemon to check every segment's structure and prints\n" \
+	  "how many segments were checked, found bad and repaired.  Exits 1\n" \
+	  "if any was bad, even when --repair reset it.  With --json:\n"    \
+	  "{\"segments\", \"bad\", \"repaired\"}.")                         \
+	X(clients, "", 0, 0, OPT_BIT(JSON), "the connected processes",     \
+	  "Lists the daemon's connections: client id, pid, uid and since\n" \
+	  "when (local time); this cachectl is marked.  With --json, an\n"  \
+	  "array of {\"id\", \"pid\", \"uid\", \"gid\", \"since\" (unix\n"  \
+	  "seconds), \"self\"}.")                                           \
+	X(watch, "", 0, 0, OPT_BIT(INTERVAL) | OPT_BIT(COUNT) | OPT_BIT(JSON), \
+	  "a live view of ops/s, hit rate and fill",                        \
+	  "Refreshes every interval: gets/s, sets/s and evictions/s over the\n" \
+	  "last interval, the hit rate over it, entries and fill.  On a\n"  \
+	  "terminal the screen is redrawn; otherwise one line per refresh\n" \
+	  "(after a header), and with --json one object per line.  The\n"   \
+	  "first refresh has no rates yet (\"-\", null).")                  \
+	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                \
+	  "have the daemon write a snapshot to FILE",                       \
+	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"   \
+	  "relative FILE is taken from the current directory) and prints\n" \
+	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}.") \
+	X(load, "FILE", 1, 1, OPT_BIT(JSON),                                \
+	  "have the daemon load a snapshot from FILE",                      \
+	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n" \
+	  "taken from the current directory) and prints how many entries\n" \
+	  "it loaded.  With --json: {\"file\", \"entries\"}.")              \
+	X(ping, "", 0, 0, 0, "a round trip to the daemon",                 \
+	  "Sends the daemon a request and prints the round-trip time.")    \
+	X(shutdown, "", 0, 0, 0, "stop the daemon",                        \
+	  "Asks the daemon to stop (only its user or root may).  The\n"     \
+	  "region is kept for a warm restart unless it runs with\n"         \
+	  "--unlink-on-exit.")                                              \
+	X(help, "[COMMAND]", 0, 1, 0, "this help, or a command's",          \
+	  "Prints the general help, or COMMAND's.")
+
+struct ctl_cmd {
+	const char *name;
+	ctl_handler *run;
+	const char *args;
+	int min_args, max_args;
+	unsigned opts;
+	const char *summary;
+	const char *details;
+};
+
+#define DECL_X(name, args, min, max, opts, summary, details)                 \
+	static ctl_handler cmd_##name;
+CTL_COMMANDS(DECL_X)
+#undef DECL_X
+
+static const struct ctl_cmd ctl_cmds[] = {
+#define CMD_X(name, args, min, max, opts, summary, details)                  \
+	{ #name, cmd_##name, args, min, max, opts, summary, details },
+	CTL_COMMANDS(CMD_X)
+#undef CMD_X
+};
+
+#define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
+
+/* One invocation: what was asked, and the handle once connected. */
+struct ctl {
+	const struct ctl_cmd *cmd; /* NULL: none given */
+	char **args;		   /* the command's arguments */
+	int nargs;
+	unsigned seen;		   /* OPT_BIT() of every option given */
+	const char *socket;	   /* --socket, or NULL */
+	int json, repair;
+	uint32_t ttl;
+	uint64_t interval_ns;
+	uint64_t count; /* 0: watch until interrupted */
+	shmc *c;	/* NULL until ctl_connect() */
+};
+
+/* ------------------------------------------------------------------------
+ * Helpers: escaping, numbers, messages
+ * ------------------------------------------------------------------------ */
+
+/* Copies s[0..n) into buf (cap > 4 bytes) for a one-line message: bytes
+ * outside printable ASCII become C escapes; too long, it ends in "...".
+ * Returns buf. */
+static const char *esc(const void *s, size_t n, char *buf, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = s;
+	size_t o = 0, i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char ch = p[i];
+		char tmp[4];
+		size_t len = 0;
+
+		if (ch == '\\' || ch == '\'') {
+			tmp[len++] = '\\';
+			tmp[len++] = (char)ch;
+		} else if (ch >= 0x20 && ch < 0x7f) {
+			tmp[len++] = (char)ch;
+		} else if (ch == '\n' || ch == '\t') {
+			tmp[len++] = '\\';
+			tmp[len++] = ch == '\n' ? 'n' : 't';
+		} else {
+			tmp[len++] = '\\';
+			tmp[len++] = 'x';
+			tmp[len++] = hex[ch >> 4];
+			tmp[len++] = hex[ch & 15];
+		}
+		if (o + len + 4 > cap) {
+			memcpy(buf + o, "...", 3);
+			o += 3;
+			break;
+		}
+		memcpy(buf + o, tmp, len);
+		o += len;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+#define ESC_MAX 160
+#define ESC(s, buf) esc((s), strlen(s), (buf), sizeof(buf))
+
+/* Parses a decimal integer in [min, max]: digits only, no sign, space,
+ * base prefix or suffix.  Returns 0 with *out set, -EINVAL or -ERANGE. */
+static int parse_u64(const char *s, uint64_t min, uint64_t max,
+		     uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*end != '\0')
+		return -EINVAL;
+	if (errno == ERANGE || v < min || v > max)
+		return -ERANGE;
+	*out = v;
+	return 0;
+}
+
+/* Parses seconds written DIGITS[.DIGITS] (at most 9 decimals) into
+ * nanoseconds in [min_ns, max_ns].  Returns 0, -EINVAL or -ERANGE. */
+static int parse_seconds(const char *s, uint64_t min_ns, uint64_t max_ns,
+			 uint64_t *out)
+{
+	uint64_t sec = 0, frac = 0, scale = 1000000000;
+	const char *p = s;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		sec = sec * 10 + (uint64_t)(*p - '0');
+		if (sec > max_ns / 1000000000 + 1)
+			return -ERANGE;
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (scale == 1)
+				return -EINVAL; /* below a nanosecond */
+			scale /= 10;
+			frac += (uint64_t)(*p - '0') * scale;
+		}
+	}
+	if (*p != '\0')
+		return -EINVAL;
+	if (sec * 1000000000 + frac < min_ns || sec * 1000000000 + frac > max_ns)
+		return -ERANGE;
+	*out = sec * 1000000000 + frac;
+	return 0;
+}
+
+/* Prints "cachectl: [CMD: ]MESSAGE (try 'cachectl [CMD ]--help')" as one
+ * line on stderr and returns CTL_EXIT_USAGE. */
+__attribute__((format(printf, 2, 3))) static int
+usage(const struct ctl_cmd *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(CTL_PROG ": ", stderr);
+	if (cmd)
+		fprintf(stderr, "%s: ", cmd->name);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (try '" CTL_PROG " %s%s--help')\n",
+		cmd ? cmd->name : "", cmd ? " " : "");
+	return CTL_EXIT_USAGE;
+}
+
+/* Prints "cachectl: MESSAGE" on stderr and returns CTL_EXIT_FAILED. */
+__attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs(CTL_PROG ": ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CTL_EXIT_FAILED;
+}
+
+/* Where the daemon is looked for, for messages.  The library picks the
+ * default path itself and shmc.h does not say which it is. */
+static const char *socket_name(const struct ctl *x)
+{
+	const char *env = getenv("SHMC_SOCKET");
+
+	if (x->socket)
+		return x->socket;
+	if (env && *env)
+		return env;
+	return "its default socket";
+}
+
+static int unreachable(const struct ctl *x, int err)
+{
+	char b[ESC_MAX];
+
+	fprintf(stderr, CTL_PROG ": cannot reach shmcached at %s: %s\n",
+		ESC(socket_name(x), b), shmc_strerror(err));
+	return CTL_EXIT_UNREACHABLE;
+}
+
+/* Opens the handle.  Returns 0 or the exit code after saying why not. */
+static int ctl_connect(struct ctl *x)
+{
+	int err = shmc_open(&x->c, x->socket);
+
+	return err ? unreachable(x, err) : 0;
+}
+
+/* The exit code for a failed data operation on key: a missing key is 1,
+ * anything else 4. */
+static int data_error(const char *what, const char *key, int err)
+{
+	char b[ESC_MAX];
+
+	if (err == -ENOENT) {
+		fprintf(stderr, CTL_PROG ": %s: not found\n", ESC(key, b));
+		return CTL_EXIT_NO;
+	}
+	return fail("%s '%s': %s", what, ESC(key, b), shmc_strerror(err));
+}
+
+/* The exit code for a failed control request: the connection lost is 3
+ * (shmc.h: -ECONNREFUSED, -ENOENT, -EPIPE), anything else 4. */
+static int control_error(const struct ctl *x, const char *what, int err)
+{
+	if (err == -ECONNREFUSED || err == -ENOENT || err == -EPIPE ||
+	    err == -ECONNRESET)
+		return unreachable(x, err);
+	return fail("%s: %s", what, shmc_strerror(err));
+}
+
+/* Sets *out to 100 * a / b and returns 1; returns 0 (no rate) when b is
+ * 0. */
+static int percent(uint64_t a, uint64_t b, double *out)
+{
+	if (b == 0)
+		return 0;
+	*out = 100.0 * (double)a / (double)b;
+	return 1;
+}
+
+static uint64_t stat_value(const struct shmc_stats *s,
+			   const struct ctl_stat_field *f)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)s + f->off, sizeof(v));
+	return v;
+}
+
+static uint64_t delta(uint64_t now, uint64_t before)
+{
+	return now >= before ? now - before : 0; /* a reset region */
+}
+
+static double ts_diff(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(a->tv_sec - b->tv_sec) +
+	       (double)(a->tv_nsec - b->tv_nsec) / 1e9;
+}
+
+/* "12.3 KiB" for n bytes into buf. */
+static const char *human_bytes(uint64_t n, char *buf, size_t cap)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)n;
+	unsigned u = 0;
+
+	while (v >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, cap, "%" PRIu64 " B", n);
+	else
+		snprintf(buf, cap, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+/* Local time of unix seconds t, "YYYY-MM-DD HH:MM:SS" (or only the time
+ * with time_only), into buf. */
+static const char *local_time(uint64_t t, int time_only, char *buf,
+			      size_t cap)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!localtime_r(&tt, &tm) ||
+	    !strftime(buf, cap, time_only ? "%H:%M:%S" : "%Y-%m-%d %H:%M:%S",
+		      &tm))
+		snprintf(buf, cap, "%" PRIu64, t);
+	return buf;
+}
+
+/* Reads all of fd into a malloc'ed *out (*n bytes), failing with -EFBIG
+ * once it holds more than max bytes.  Returns 0 or a negative errno. */
+static int read_all(int fd, size_t max, char **out, size_t *n)
+{
+	size_t len = 0, cap = 4096;
+	char *buf = malloc(cap);
+
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t r;
+
+		if (len == cap) {
+			char *nb = cap > SIZE_MAX / 2 ? NULL
+						      : realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		r = read(fd, buf + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int err = -errno;
+
+			free(buf);
+			return err;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+		if (len > max) {
+			free(buf);
+			return -EFBIG;
+		}
+	}
+	*out = buf;
+	*n = len;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * JSON output (to stdout)
+ * ------------------------------------------------------------------------ */
+
+/* Length of the valid UTF-8 sequence at p[0..n) (n > 0), or 0 if p[0]
+ * does not start one (overlong forms and surrogates are not valid). */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t len, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] < 0xc2)
+		return 0;
+	if (p[0] < 0xe0) {
+		len = 2;
+	} else if (p[0] < 0xf0) {
+		len = 3;
+		if (p[0] == 0xe0)
+			lo = 0xa0;
+		else if (p[0] == 0xed)
+			hi = 0x9f;
+	} else if (p[0] < 0xf5) {
+		len = 4;
+		if (p[0] == 0xf0)
+			lo = 0x90;
+		else if (p[0] == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return len;
+}
+
+/* Writes s[0..n) as a JSON string.  Valid UTF-8 is kept; '"', '\' and
+ * control characters are escaped; each byte that is not part of valid
+ * UTF-8 is written as the lone surrogate \udc80..\udcff (PEP 383's
+ * "surrogateescape"), so that any bytes can be recovered exactly. */
+static void json_str(const void *s, size_t n)
+{
+	const unsigned char *p = s;
+	size_t i = 0;
+
+	putchar('"');
+	while (i < n) {
+		size_t len = utf8_len(p + i, n - i);
+		unsigned char ch = p[i];
+
+		if (len == 0) {
+			printf("\\udc%02x", ch);
+			i++;
+			continue;
+		}
+		if (len > 1) {
+			fwrite(p + i, 1, len, stdout);
+		} else if (ch == '"' || ch == '\\') {
+			printf("\\%c", ch);
+		} else if (ch == '\n') {
+			fputs("\\n", stdout);
+		} else if (ch == '\t') {
+			fputs("\\t", stdout);
+		} else if (ch == '\r') {
+			fputs("\\r", stdout);
+		} else if (ch < 0x20) {
+			printf("\\u%04x", ch);
+		} else {
+			putchar(ch);
+		}
+		i += len;
+	}
+	putchar('"');
+}
+
+static void json_key(const char *k)
+{
+	json_str(k, strlen(k));
+	putchar(':');
+}
+
+/* A number with two decimals, or null when there is none. */
+static void json_num_or_null(int valid, double v)
+{
+	if (valid)
+		printf("%.2f", v);
+	else
+		fputs("null", stdout);
+}
+
+/* The members of a stats object (no braces): every field, then hit_rate
+ * and fill. */
+static void json_stats_members(const struct shmc_stats *s)
+{
+	double hr = 0, fill = 0;
+	int has_hr = percent(s->hits, s->hits + s->misses, &hr);
+	int has_fill = percent(s->bytes_used, s->bytes_total, &fill);
+	size_t i;
+
+	for (i = 0; i < CTL_NSTATS; i++) {
+		json_key(ctl_stat_fields[i].name);
+		printf("%" PRIu64 ",", stat_value(s, &ctl_stat_fields[i]));
+	}
+	json_key("hit_rate");
+	json_num_or_null(has_hr, hr);
+	putchar(',');
+	json_key("fill");
+	json_num_or_null(has_fill, fill);
+}
+
+/* ------------------------------------------------------------------------
+ * Commands
+ * ------------------------------------------------------------------------ */
+
+static int cmd_stats(struct ctl *x, int argc, char **argv)
+{
+	struct shmc_stats s;
+	char hb[32];
+	double v = 0;
+	size_t i;
+	int rc, err;
+
+	(void)argc;
+	(void)argv;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	err = shmc_stat(x->c, &s);
+	if (err)
+		return fail("stats: %s", shmc_strerror(err));
+	if (x->json) {
+		putchar('{');
+		json_stats_members(&s);
+		puts("}");
+		return CTL_EXIT_OK;
+	}
+	for (i = 0; i < CTL_NSTATS; i++) {
+		const struct ctl_stat_field *f = &ctl_stat_fields[i];
+		uint64_t n = stat_value(&s, f);
+
+		printf("%-12s %16" PRIu64 "  %-10s %s\n", f->name, n,
+		       f->unit == UNIT_BYTES ? human_bytes(n, hb, sizeof(hb))
+					     : "",
+		       f->desc);
+	}
+	if (percent(s.hits, s.hits + s.misses, &v))
+		printf("%-12s %15.2f%%  %-10s %s\n", "hit_rate", v, "",
+		       "hits / (hits + misses)");
+	else
+		printf("%-12s %16s  %-10s %s\n", "hit_rate", "-", "",
+		       "hits / (hits + misses): no gets yet");
+	if (percent(s.bytes_used, s.bytes_total, &v))
+		printf("%-12s %15.2f%%  %-10s %s\n", "fill", v, "",
+		       "bytes_used / bytes_total");
+	return CTL_EXIT_OK;
+}
+
+static int cmd_segments(struct ctl *x, int argc, char **argv)
+{
+	uint32_t i, n;
+	int rc;
+
+	(void)argc;
+	(void)argv;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	n = shmc_segments(x->c);
+	if (x->json)
+		puts("[");
+	else
+		printf("%7s %10s %12s %12s %7s %12s %12s %8s\n", "segment",
+		       "entries", "bytes_used", "bytes_total", "fill", "hits",
+		       "misses", "hit rate");
+	for (i = 0; i < n; i++) {
+		struct shmc_stats s;
+		double fill = 0, hr = 0;
+		int err = shmc_seg_stat(x->c, i, &s);
+		int has_fill, has_hr;
+
+		if (err)
+			return fail("segments: segment %" PRIu32 ": %s", i,
+				    shmc_strerror(err));
+		if (x->json) {
+			printf("{\"segment\":%" PRIu32 ",", i);
+			json_stats_members(&s);
+			puts(i + 1 < n ? "}," : "}");
+			continue;
+		}
+		has_fill = percent(s.bytes_used, s.bytes_total, &fill);
+		has_hr = percent(s.hits, s.hits + s.misses, &hr);
+		printf("%7" PRIu32 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64,
+		       i, s.entries, s.bytes_used, s.bytes_total);
+		if (has_fill)
+			printf(" %6.1f%%", fill);
+		else
+			printf(" %7s", "-");
+		printf(" %12" PRIu64 " %12" PRIu64, s.hits, s.misses);
+		if (has_hr)
+			printf(" %7.1f%%\n", hr);
+		else
+			printf(" %8s\n", "-");
+	}
+	if (x->json)
+		puts("]");
+	return CTL_EXIT_OK;
+}
+
+static int cmd_get(struct ctl *x, int argc, char **argv)
+{
+	const char *key = argv[0];
+	size_t klen = strlen(key), vlen = 0, cap;
+	uint32_t expire_at = 0;
+	char *buf = NULL;
+	int rc, err, tries;
+
+	(void)argc;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	/* Learn the size without counting a get (peek changes nothing),
+	 * then get it; the value may change in between, hence the loop. */
+	err = shmc_peek(x->c, key, klen, NULL, 0, &vlen);
+	if (err && err != -ENOBUFS && err != -ENOENT)
+		return data_error("get", key, err);
+	for (tries = 0;; tries++) {
+		cap = vlen ? vlen : 1;
+		free(buf);
+		buf = malloc(cap);
+		if (!buf)
+			return fail("get: %s", shmc_strerror(-ENOMEM));
+		err = shmc_get_ex(x->c, key, klen, buf, cap, &vlen, &expire_at);
+		if (err != -ENOBUFS || tries == 8)
+			break;
+	}
+	if (err) {
+		free(buf);
+		return data_error("get", key, err);
+	}
+	if (x->json) {
+		putchar('{');
+		json_key("key");
+		json_str(key, klen);
+		putchar(',');
+		json_key("value");
+		json_str(buf, vlen);
+		printf(",\"bytes\":%zu,", vlen);
+		json_key("expire_at");
+		if (expire_at)
+			printf("%" PRIu32 "}\n", expire_at);
+		else
+			puts("null}");
+	} else {
+		fwrite(buf, 1, vlen, stdout);
+		if (vlen && buf[vlen - 1] != '\n' && isatty(STDOUT_FILENO))
+			putchar('\n');
+	}
+	free(buf);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_set(struct ctl *x, int argc, char **argv)
+{
+	const char *key = argv[0];
+	size_t klen = strlen(key), vlen = 0, max;
+	char *val = NULL;
+	int rc, err;
+
+	if ((rc = ctl_connect(x)))
+		return rc;
+	if (argc == 2 && strcmp(argv[1], "-") != 0) {
+		err = shmc_set(x->c, key, klen, argv[1], strlen(argv[1]),
+			       x->ttl);
+	} else {
+		max = shmc_max_item(x->c);
+		max = max > klen ? max - klen : 0;
+		err = read_all(STDIN_FILENO, max, &val, &vlen);
+		if (err == -EFBIG)
+			return fail("set: the value on stdin is too large: key "
+				    "+ value may be %zu bytes at most",
+				    shmc_max_item(x->c));
+		if (err)
+			return fail("set: reading stdin: %s", strerror(-err));
+		err = shmc_set(x->c, key, klen, val, vlen, x->ttl);
+		free(val);
+	}
+	return err ? data_error("set", key, err) : CTL_EXIT_OK;
+}
+
+static int cmd_del(struct ctl *x, int argc, char **argv)
+{
+	int rc, err;
+
+	(void)argc;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	err = shmc_del(x->c, argv[0], strlen(argv[0]));
+	return err ? data_error("del", argv[0], err) : CTL_EXIT_OK;
+}
+
+static int cmd_ttl(struct ctl *x, int argc, char **argv)
+{
+	uint32_t left = 0;
+	int rc, err;
+
+	(void)argc;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	err = shmc_ttl(x->c, argv[0], strlen(argv[0]), &left);
+	if (err)
+		return data_error("ttl", argv[0], err);
+	if (x->json) {
+		putchar('{');
+		json_key("key");
+		json_str(argv[0], strlen(argv[0]));
+		putchar(',');
+		json_key("ttl");
+		if (left)
+			printf("%" PRIu32 "}\n", left);
+		else
+			puts("null}");
+	} else if (left) {
+		printf("%" PRIu32 "\n", left);
+	} else {
+		puts("none");
+	}
+	return CTL_EXIT_OK;
+}
+
+static int cmd_touch(struct ctl *x, int argc, char **argv)
+{
+	char b[ESC_MAX];
+	uint64_t ttl;
+	int rc, err;
+
+	(void)argc;
+	if (parse_u64(argv[1], 0, UINT32_MAX, &ttl))
+		return usage(x->cmd, "bad TTL '%s' (seconds, 0 to %" PRIu32 ")",
+			     ESC(argv[1], b), UINT32_MAX);
+	if ((rc = ctl_connect(x)))
+		return rc;
+	err = shmc_touch(x->c, argv[0], strlen(argv[0]), (uint32_t)ttl);
+	return err ? data_error("touch", argv[0], err) : CTL_EXIT_OK;
+}
+
+static int cmd_flush(struct ctl *x, int argc, char **argv)
+{
+	int rc, err;
+
+	(void)argc;
+	(void)argv;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	err = shmc_clear(x->c);
+	return err ? fail("flush: %s", shmc_strerror(err)) : CTL_EXIT_OK;
+}
+
+static int cmd_check(struct ctl *x, int argc, char **argv)
+{
+	uint32_t segs = 0, bad = 0, repaired = 0;
+	int rc, err;
+
+	(void)argc;
+	(void)argv;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	err = shmc_check(x->c, x->repair, &segs, &bad, &repaired);
+	if (err)
+		return control_error(x, "check", err);
+	if (x->json)
+		printf("{\"segments\":%" PRIu32 ",\"bad\":%" PRIu32
+		       ",\"repaired\":%" PRIu32 "}\n",
+		       segs, bad, repaired);
+	else
+		printf("%" PRIu32 " segments checked, %" PRIu32 " bad, %" PRIu32
+		       " repaired\n",
+		       segs, bad, repaired);
+	if (bad > repaired && !x->json)
+		fprintf(stderr, CTL_PROG ": '" CTL_PROG " check --repair' "
+				"resets the damaged segments (their entries "
+				"are lost)\n");
+	return bad ? CTL_EXIT_NO : CTL_EXIT_OK;
+}
+
+static int cmd_clients(struct ctl *x, int argc, char **argv)
+{
+	struct shmc_client_info *list = NULL;
+	size_t cap = 16, n = 0, i;
+	uint32_t self;
+	char tb[64];
+	int rc, err, tries;
+
+	(void)argc;
+	(void)argv;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	/* Clients come and go between two calls: retry with more room. */
+	for (tries = 0;; tries++) {
+		free(list);
+		list = calloc(cap, sizeof(*list));
+		if (!list)
+			return fail("clients: %s", shmc_strerror(-ENOMEM));
+		err = shmc_clients(x->c, list, cap, &n);
+		if (err || n <= cap || tries == 8)
+			break;
+		cap = n + 16;
+	}
+	if (err) {
+		free(list);
+		return control_error(x, "clients", err);
+	}
+	n = n < cap ? n : cap;
+	self = shmc_client_id(x->c);
+	if (x->json)
+		puts("[");
+	else
+		printf("%10s %10s %10s  %s\n", "id", "pid", "uid",
+		       "connected since");
+	for (i = 0; i < n; i++) {
+		const struct shmc_client_info *ci = &list[i];
+		int me = ci->id != 0 && ci->id == self;
+
+		if (x->json)
+			printf("{\"id\":%" PRIu32 ",\"pid\":%" PRIu32
+			       ",\"uid\":%" PRIu32 ",\"gid\":%" PRIu32
+			       ",\"since\":%" PRIu64 ",\"self\":%s}%s\n",
+			       ci->id, ci->pid, ci->uid, ci->gid, ci->since,
+			       me ? "true" : "false", i + 1 < n ? "," : "");
+		else
+			printf("%10" PRIu32 " %10" PRIu32 " %10" PRIu32
+			       "  %s%s\n",
+			       ci->id, ci->pid, ci->uid,
+			       local_time(ci->since, 0, tb, sizeof(tb)),
+			       me ? "  (this " CTL_PROG ")" : "");
+	}
+	if (x->json)
+		puts("]");
+	free(list);
+	return CTL_EXIT_OK;
+}
+
+/* One refresh of `watch`: prev is NULL on the first (no rates yet). */
+static void watch_show(const struct ctl *x, int tty, uint64_t n,
+		       const struct shmc_stats *prev,
+		       const struct shmc_stats *cur, double dt)
+{
+	double gets = 0, sets = 0, evictions = 0, hr = 0, fill = 0;
+	int rates = prev && dt > 0, has_hr = 0, has_fill;
+	char tb[32], sb[ESC_MAX];
+	uint64_t now = (uint64_t)time(NULL);
+
+	if (rates) {
+		uint64_t h = delta(cur->hits, prev->hits);
+		uint64_t m = delta(cur->misses, prev->misses);
+
+		gets = (double)(h + m) / dt;
+		sets = (double)delta(cur->sets, prev->sets) / dt;
+		evictions = (double)delta(cur->evictions, prev->evictions) / dt;
+		has_hr = percent(h, h + m, &hr);
+	}
+	has_fill = percent(cur->bytes_used, cur->bytes_total, &fill);
+	if (x->json) {
+		printf("{\"time\":%" PRIu64 ",\"gets_per_s\":", now);
+		json_num_or_null(rates, gets);
+		fputs(",\"sets_per_s\":", stdout);
+		json_num_or_null(rates, sets);
+		fputs(",\"evictions_per_s\":", stdout);
+		json_num_or_null(rates, evictions);
+		fputs(",\"hit_rate\":", stdout);
+		json_num_or_null(has_hr, hr);
+		printf(",\"entries\":%" PRIu64 ",\"fill\":", cur->entries);
+		json_num_or_null(has_fill, fill);
+		puts("}");
+		return;
+	}
+	if (tty)
+		printf("\033[H\033[2J" CTL_PROG " watch: shmcached at %s, every "
+		       "%g s, %" PRIu64 " segments (Ctrl-C quits)\n\n",
+		       ESC(socket_name(x), sb), (double)x->interval_ns / 1e9,
+		       cur->segments);
+	if (tty || n == 0)
+		printf("%8s %12s %12s %12s %8s %12s %7s\n", "time", "gets/s",
+		       "sets/s", "evictions/s", "hit rate", "entries", "fill");
+	printf("%8s", local_time(now, 1, tb, sizeof(tb)));
+	if (rates)
+		printf(" %12.1f %12.1f %12.1f", gets, sets, evictions);
+	else
+		printf(" %12s %12s %12s", "-", "-", "-");
+	if (has_hr)
+		printf(" %7.1f%%", hr);
+	else
+		printf(" %8s", "-");
+	printf(" %12" PRIu64, cur->entries);
+	if (has_fill)
+		printf(" %6.1f%%\n", fill);
+	else
+		printf(" %7s\n", "-");
+}
+
+static int cmd_watch(struct ctl *x, int argc, char **argv)
+{
+	struct shmc_stats prev = { 0 }, cur;
+	struct timespec next, tprev = { 0, 0 }, tcur;
+	int tty = !x->json && isatty(STDOUT_FILENO);
+	uint64_t n;
+	int rc, err;
+
+	(void)argc;
+	(void)argv;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (n = 0; x->count == 0 || n < x->count; n++) {
+		if (n > 0) {
+			uint64_t ns = (uint64_t)next.tv_nsec + x->interval_ns;
+
+			next.tv_sec += (time_t)(ns / 1000000000);
+			next.tv_nsec = (long)(ns % 1000000000);
+			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
+					       &next, NULL) == EINTR)
+				;
+		}
+		err = shmc_stat(x->c, &cur);
+		if (err)
+			return fail("watch: %s", shmc_strerror(err));
+		clock_gettime(CLOCK_MONOTONIC, &tcur);
+		watch_show(x, tty, n, n ? &prev : NULL, &cur,
+			   n ? ts_diff(&tcur, &tprev) : 0);
+		if (fflush(stdout) != 0 || ferror(stdout))
+			return fail("write error: %s", strerror(errno));
+		/* Fallen behind (a stopped terminal): do not catch up. */
+		if (ts_diff(&tcur, &next) > (double)x->interval_ns / 1e9)
+			next = tcur;
+		prev = cur;
+		tprev = tcur;
+	}
+	return CTL_EXIT_OK;
+}
+
+/* A malloc'ed absolute form of path: the daemon has its own directory. */
+static char *absolute(const char *path)
+{
+	char *cwd, *out;
+	size_t len;
+
+	if (path[0] == '/')
+		return strdup(path);
+	cwd = getcwd(NULL, 0);
+	if (!cwd)
+		return NULL;
+	len = strlen(cwd) + strlen(path) + 2;
+	out = malloc(len);
+	if (out)
+		snprintf(out, len, "%s/%s", cwd, path);
+	free(cwd);
+	return out;
+}
+
+/* save and load: the same request but for the direction. */
+static int snapshot(struct ctl *x, const char *file, int load)
+{
+	const char *what = load ? "load" : "save";
+	uint64_t entries = 0;
+	char b[ESC_MAX];
+	char *path;
+	int rc, err;
+
+	if (file[0] == '\0')
+		return usage(x->cmd, "FILE must not be empty");
+	if ((rc = ctl_connect(x)))
+		return rc;
+	path = absolute(file);
+	if (!path)
+		return fail("%s: %s: %s", what, ESC(file, b), strerror(errno));
+	err = load ? shmc_load(x->c, path, &entries)
+		   : shmc_save(x->c, path, &entries);
+	if (err == -ENOTSUP || err == -EOPNOTSUPP) {
+		free(path);
+		return fail("snapshots not supported by this daemon");
+	}
+	/* -ENOENT is either the daemon gone or the file missing. */
+	if (err == -ENOENT && shmc_ping(x->c) == 0)
+		rc = fail("%s: %s: %s", what, ESC(path, b), shmc_strerror(err));
+	else if (err)
+		rc = control_error(x, what, err);
+	else if (x->json) {
+		putchar('{');
+		json_key("file");
+		json_str(path, strlen(path));
+		printf(",\"entries\":%" PRIu64 "}\n", entries);
+	} else {
+		printf("%s %" PRIu64 " entries %s %s\n",
+		       load ? "loaded" : "saved", entries,
+		       load ? "from" : "to", ESC(path, b));
+	}
+	free(path);
+	return rc;
+}
+
+static int cmd_save(struct ctl *x, int argc, char **argv)
+{
+	(void)argc;
+	return snapshot(x, argv[0], 0);
+}
+
+static int cmd_load(struct ctl *x, int argc, char **argv)
+{
+	(void)argc;
+	return snapshot(x, argv[0], 1);
+}
+
+static int cmd_ping(struct ctl *x, int argc, char **argv)
+{
+	struct timespec t0, t1;
+	int rc, err;
+
+	(void)argc;
+	(void)argv;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	err = shmc_ping(x->c);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (err)
+		return control_error(x, "ping", err);
+	printf("pong from shmcached in %.3f ms\n", ts_diff(&t1, &t0) * 1e3);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_shutdown(struct ctl *x, int argc, char **argv)
+{
+	int rc, err;
+
+	(void)argc;
+	(void)argv;
+	if ((rc = ctl_connect(x)))
+		return rc;
+	err = shmc_shutdown(x->c);
+	return err ? control_error(x, "shutdown", err) : CTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Help
+ * ------------------------------------------------------------------------ */
+
+/* Prints text indented by indent, continuation lines included. */
+static void print_indented(const char *text, int indent)
+{
+	const char *p = text, *nl;
+
+	while ((nl = strchr(p, '\n'))) {
+		printf("%.*s\n%*s", (int)(nl - p), p, indent, "");
+		p = nl + 1;
+	}
+	printf("%s\n", p);
+}
+
+static void help_options(unsigned mask)
+{
+	int i;
+
+	for (i = 0; i < CTL_NOPTS; i++) {
+		const struct ctl_option *o = &ctl_options[i];
+		char left[48];
+
+		if (!(mask & (1u << i)))
+			continue;
+		snprintf(left, sizeof(left), "%c%c%c --%s%s%s",
+			 o->shortc ? '-' : ' ', o->shortc ? o->shortc : ' ',
+			 o->shortc ? ',' : ' ', o->name, o->meta ? "=" : "",
+			 o->meta ? o->meta : "");
+		printf("  %-24s", left);
+		print_indented(o->help, 26);
+	}
+}
+
+static int help_global(void)
+{
+	char left[48];
+	size_t i;
+
+	printf("Usage: " CTL_PROG " [--socket PATH] [--json] COMMAND [ARG]...\n"
+	       "Administers a running shmcached from the shell: statistics, "
+	       "keys,\nintegrity checks, connected clients and a live view.\n"
+	       "\nCommands:\n");
+	for (i = 0; i < CTL_NCMDS; i++) {
+		snprintf(left, sizeof(left), "%s %s", ctl_cmds[i].name,
+			 ctl_cmds[i].args);
+		printf("  %-24s%s\n", left, ctl_cmds[i].summary);
+	}
+	printf("\nOptions (before or after the command):\n");
+	help_options(CTL_GLOBAL_OPTS | OPT_BIT(JSON));
+	printf("\n--json is taken by:");
+	for (i = 0; i < CTL_NCMDS; i++)
+		if (ctl_cmds[i].opts & OPT_BIT(JSON))
+			printf(" %s", ctl_cmds[i].name);
+	printf(".\n'" CTL_PROG " COMMAND --help' (or '" CTL_PROG
+	       " help COMMAND') describes a command\nand its options.  "
+	       "A word after '--' is never an option, e.g.\n"
+	       "  " CTL_PROG " set -- -key- value\n"
+	       "(\"-\" and negative numbers need no '--').\n"
+	       "\nExit status:\n");
+#define EXIT_HELP_X(id, code, help)                                          \
+	printf("  %d  ", code);                                             \
+	print_indented(help, 5);
+	CTL_EXITS(EXIT_HELP_X)
+#undef EXIT_HELP_X
+	printf("\nEnvironment:\n"
+	       "  SHMC_SOCKET  the daemon's socket when --socket is not "
+	       "given\n");
+	return CTL_EXIT_OK;
+}
+
+static int help_command(const struct ctl_cmd *cmd)
+{
+	unsigned mask = cmd->opts | CTL_GLOBAL_OPTS;
+	int i;
+
+	printf("Usage: " CTL_PROG " [--socket PATH] %s%s%s", cmd->name,
+	       cmd->args[0] ? " " : "", cmd->args);
+	for (i = 0; i < CTL_NOPTS; i++)
+		if (cmd->opts & (1u << i))
+			printf(" [--%s%s%s]", ctl_options[i].name,
+			       ctl_options[i].meta ? " " : "",
+			       ctl_options[i].meta ? ctl_options[i].meta : "");
+	/* The summaries start with a lower-case ASCII letter. */
+	printf("\n%c%s.\n\n%s\n\nOptions:\n", cmd->summary[0] - 'a' + 'A',
+	       cmd->summary + 1, cmd->details);
+	help_options(mask);
+	return CTL_EXIT_OK;
+}
+
+static const struct ctl_cmd *find_command(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < CTL_NCMDS; i++)
+		if (strcmp(ctl_cmds[i].name, name) == 0)
+			return &ctl_cmds[i];
+	return NULL;
+}
+
+static int cmd_help(struct ctl *x, int argc, char **argv)
+{
+	const struct ctl_cmd *cmd;
+	char b[ESC_MAX];
+
+	(void)x;
+	if (argc == 0)
+		return help_global();
+	cmd = find_command(argv[0]);
+	if (!cmd)
+		return usage(NULL, "no command '%s'", ESC(argv[0], b));
+	return help_command(cmd);
+}
+
+/* ------------------------------------------------------------------------
+ * Command line
+ * ------------------------------------------------------------------------ */
+
+/* Stores option id's value (NULL for a flag).  Returns 0 or the usage
+ * exit code. */
+static int apply_option(struct ctl *x, int id, const char *val)
+{
+	char b[ESC_MAX];
+	uint64_t v;
+
+	x->seen |= 1u << id;
+	switch (id) {
+	case CTL_OPT_SOCKET:
+		if (*val == '\0')
+			return usage(NULL, "--socket needs a PATH");
+		x->socket = val;
+		return 0;
+	case CTL_OPT_JSON:
+		x->json = 1;
+		return 0;
+	case CTL_OPT_REPAIR:
+		x->repair = 1;
+		return 0;
+	case CTL_OPT_TTL:
+		if (parse_u64(val, 0, UINT32_MAX, &v))
+			return usage(NULL, "bad --ttl '%s' (seconds, 0 to %"
+				     PRIu32 ")", ESC(val, b), UINT32_MAX);
+		x->ttl = (uint32_t)v;
+		return 0;
+	case CTL_OPT_INTERVAL:
+		if (parse_seconds(val, 1000000, 86400 * UINT64_C(1000000000),
+				  &x->interval_ns))
+			return usage(NULL, "bad --interval '%s' (seconds, "
+				     "0.001 to 86400)", ESC(val, b));
+		return 0;
+	case CTL_OPT_COUNT:
+		if (parse_u64(val, 1, UINT32_MAX, &x->count))
+			return usage(NULL, "bad --count '%s' (1 to %" PRIu32
+				     ")", ESC(val, b), UINT32_MAX);
+		return 0;
+	default: /* HELP, VERSION: acted on once the command is known */
+		return 0;
+	}
+}
+
+/* Parses the option at argv[*i] (its value may take argv[*i + 1]). */
+static int parse_option(struct ctl *x, int argc, char **argv, int *i)
+{
+	const char *arg = argv[*i], *val = NULL, *name = arg + 2;
+	size_t len;
+	char b[ESC_MAX];
+	int id;
+
+	if (arg[1] != '-') { /* -h, -V */
+		for (id = 0; id < CTL_NOPTS; id++)
+			if (ctl_options[id].shortc == arg[1] && arg[2] == '\0')
+				return apply_option(x, id, NULL);
+		return usage(x->cmd, "unknown option '%s'", ESC(arg, b));
+	}
+	len = strcspn(name, "=");
+	if (name[len] == '=')
+		val = name + len + 1;
+	for (id = 0; id < CTL_NOPTS; id++)
+		if (strlen(ctl_options[id].name) == len &&
+		    memcmp(ctl_options[id].name, name, len) == 0)
+			break;
+	if (id == CTL_NOPTS)
+		return usage(x->cmd, "unknown option '%s'", ESC(arg, b));
+	if (!ctl_options[id].meta) {
+		if (val)
+			return usage(x->cmd, "--%s takes no value",
+				     ctl_options[id].name);
+		return apply_option(x, id, NULL);
+	}
+	if (!val) {
+		if (*i + 1 >= argc)
+			return usage(x->cmd, "--%s needs a value %s",
+				     ctl_options[id].name,
+				     ctl_options[id].meta);
+		val = argv[++*i];
+	}
+	return apply_option(x, id, val);
+}
+
+/* Fills x from argv.  Options may come before or after the command;
+ * "-" and words like "-5" (no option starts with a digit) are arguments,
+ * and so is every word after "--".  Returns 0 or the usage exit
+ * code (the message printed). */
+static int parse_args(struct ctl *x, int argc, char **argv)
+{
+	int i, rc, dashdash = 0;
+	char b[ESC_MAX];
+
+	x->args = calloc((size_t)argc, sizeof(*x->args));
+	if (!x->args)
+		return fail("%s", shmc_strerror(-ENOMEM));
+	for (i = 1; i < argc; i++) {
+		const char *arg = argv[i];
+
+		if (!dashdash && strcmp(arg, "--") == 0) {
+			dashdash = 1;
+		} else if (!dashdash && arg[0] == '-' && arg[1] != '\0' &&
+			   (arg[1] < '0' || arg[1] > '9')) {
+			if ((rc = parse_option(x, argc, argv, &i)))
+				return rc;
+		} else if (!x->cmd) {
+			x->cmd = find_command(arg);
+			if (!x->cmd)
+				return usage(NULL, "unknown command '%s'",
+					     ESC(arg, b));
+		} else {
+			x->args[x->nargs++] = argv[i];
+		}
+	}
+	return 0;
+}
+
+/* Checks what parse_args() collected against the command's entry. */
+static int check_args(const struct ctl *x)
+{
+	const struct ctl_cmd *cmd = x->cmd;
+	unsigned extra = x->seen & ~(CTL_GLOBAL_OPTS | cmd->opts);
+	int i;
+
+	for (i = 0; i < CTL_NOPTS; i++)
+		if (extra & (1u << i))
+			return usage(cmd, "takes no --%s",
+				     ctl_options[i].name);
+	if (x->nargs < cmd->min_args)
+		return usage(cmd, "missing argument, expects %s", cmd->args);
+	if (x->nargs > cmd->max_args)
+		return usage(cmd, "too many arguments, expects %s",
+			     cmd->args[0] ? cmd->args : "none");
+	if (strncmp(cmd->args, "KEY", 3) == 0 && x->args[0][0] == '\0')
+		return usage(cmd, "KEY must not be empty");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl x = { .interval_ns = UINT64_C(1000000000) };
+	int rc;
+
+	rc = parse_args(&x, argc, argv);
+	if (rc == 0 && (x.seen & OPT_BIT(HELP)))
+		rc = x.cmd ? help_command(x.cmd) : help_global();
+	else if (rc == 0 && (x.seen & OPT_BIT(VERSION)))
+		printf(CTL_PROG " " SHMC_VERSION " (shmc.h %d.%d)\n",
+		       SHMC_VERSION_MAJOR, SHMC_VERSION_MINOR);
+	else if (rc == 0 && !x.cmd)
+		rc = usage(NULL, "no command given");
+	else if (rc == 0 && (rc = check_args(&x)) == 0)
+		rc = x.cmd->run(&x, x.nargs, x.args);
+	shmc_close(x.c);
+	free(x.args);
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, CTL_PROG ": write error: %s\n",
+			strerror(errno ? errno : EIO));
+		if (rc == CTL_EXIT_OK)
+			rc = CTL_EXIT_FAILED;
+	}
+	return rc;
+}
