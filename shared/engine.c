@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fault.h"
 #include "hash.h"
 #include "lock.h"
 #include "seg.h"
@@ -224,6 +225,7 @@ static int get(struct eng *e, enum seg_get_mode mode, const void *key,
 	struct seg s = locate(e, key, klen, &k, NULL);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
+	FAULT(LOCKED);
 	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, vlen,
 			    expire_at, NULL);
 	return seg_done(e, &s, rc);
@@ -763,6 +765,7 @@ int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 		return -ERANGE;
 	}
 
+	fault_init();
 	memset(e, 0, sizeof(*e));
 	e->base = base;
 	e->hdr = base;

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fault.h"
 #include "hash.h"
 #include "ring.h"
 
@@ -216,6 +217,19 @@ static int link_of(struct seg *s, uint32_t r, uint32_t **out)
 	return -EUCLEAN;
 }
 
+/* Writes a value; a process armed with fault point p stops half-way. */
+static inline void write_value(struct seg *s, uint32_t pos, const void *val,
+			       uint32_t vlen, enum fault_point p)
+{
+	uint32_t size = s->g->ring_size;
+
+	if (__builtin_expect(fault_armed == p, 0) && vlen > 1) {
+		ring_write(s->ring, size, pos, val, vlen / 2);
+		fault_stop(p);
+	}
+	ring_write(s->ring, size, pos, val, vlen);
+}
+
 /* Frees the entry at the ring tail or moves it to the head. */
 static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 {
@@ -238,6 +252,7 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 			    stamp_full(h, eh.atime) <= h->asum / h->live;
 		if (!exp && !cold && *moves < EVAC_MAX_MOVES) {
 			ring_move(s->ring, size, h->head, off, len);
+			FAULT(EVAC_MOVE);
 			s->recs[r].off = h->head;
 			h->head = ring_add(h->head, len, size);
 			h->tail = ring_add(h->tail, len, size);
@@ -249,6 +264,7 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 		if ((rc = link_of(s, r, &link)) ||
 		    (rc = unindex(s, link, r, off, eh.atime)))
 			return rc;
+		FAULT(EVAC_DROP);
 		seg_count(s, exp ? SEG_CTR_expirations : SEG_CTR_evictions);
 	}
 	*moves = 0;
@@ -296,11 +312,12 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 	};
 	uint32_t off = h->head;
 	entry_store_hdr(s, off, &eh);
+	FAULT(SET_HEADER);
 	uint32_t pos = ring_add(off, ENTRY_HDR_SIZE, size);
 	ring_write(s->ring, size, pos, k->key, k->klen);
 	if (vlen && val)
-		ring_write(s->ring, size, ring_add(pos, k->klen, size), val,
-			   vlen);
+		write_value(s, ring_add(pos, k->klen, size), val, vlen,
+			    FAULT_SET_VALUE);
 	h->head = ring_add(off, need, size);
 	h->used += need;
 
@@ -415,10 +432,10 @@ int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
 	if (vlen <= cap && cap - vlen <= ENTRY_SLACK_MAX) {
 		/* In place. */
 		if (vlen && val)
-			ring_write(s->ring, size,
-				   ring_add(f.off, ENTRY_HDR_SIZE + k->klen,
-					    size),
-				   val, vlen);
+			write_value(s,
+				    ring_add(f.off, ENTRY_HDR_SIZE + k->klen,
+					     size),
+				    val, vlen, FAULT_OVERWRITE);
 		f.eh.atime = stamp_renew(s->h, f.eh.atime);
 		f.eh.expire = expire;
 		f.eh.vlen = vlen;
@@ -447,6 +464,7 @@ int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
 	uint32_t off;
 
 	seg_write_begin(s);
+	FAULT(SET_BEGIN);
 	int rc = seg_store_locked(s, k, val, vlen, expire, now, &off);
 	if (rc)
 		return rc; /* -EUCLEAN: seq stays odd, the caller repairs */
@@ -503,6 +521,7 @@ int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now)
 	seg_write_begin(s);
 	if ((rc = unindex(s, f.link, f.rec, f.off, f.eh.atime)))
 		return rc;
+	FAULT(DELETE);
 	seg_write_end(s);
 	if (expired(&f.eh, now)) {
 		seg_count(s, SEG_CTR_expirations);

@@ -1,0 +1,46 @@
+/*
+ * fault.h - fault injection for the crash tests: named points inside the
+ * engine's critical sections where a process can be made to stop, so that a
+ * test can kill it there deterministically instead of by luck.
+ *
+ * Off unless the environment variable SHMC_FAULT names a point when the
+ * process attaches (read once).  At the point, the process writes
+ * "shmc-fault: NAME\n" to stderr and then sleeps forever, holding whatever
+ * it holds.  Cost when off: one predictable branch per point.
+ */
+#ifndef SHMC_FAULT_H
+#define SHMC_FAULT_H
+
+/* X(id, name) */
+#define FAULT_POINTS(X)                                                      \
+	X(LOCKED, "locked")	       /* a lock held, no mutation open */   \
+	X(SET_BEGIN, "set-begin")      /* mutation open, nothing written */  \
+	X(SET_HEADER, "set-header")    /* new entry: header written only */  \
+	X(SET_VALUE, "set-value")      /* new entry: half the value */       \
+	X(OVERWRITE, "overwrite")      /* in place: value half written */    \
+	X(EVAC_MOVE, "evacuate-move")  /* entry moved, record not updated */ \
+	X(EVAC_DROP, "evacuate-drop")  /* record freed, tail not advanced */ \
+	X(DELETE, "delete")	       /* unindexed, mutation still open */
+
+enum fault_point {
+	FAULT_NONE = 0,
+#define FAULT_ENUM_X(id, name) FAULT_##id,
+	FAULT_POINTS(FAULT_ENUM_X)
+#undef FAULT_ENUM_X
+};
+
+extern enum fault_point fault_armed;
+
+/* Reads SHMC_FAULT (once per process). */
+void fault_init(void);
+
+/* Stops the process (see above). */
+void fault_stop(enum fault_point p) __attribute__((noreturn, cold));
+
+#define FAULT(id)                                                   \
+	do {                                                        \
+		if (__builtin_expect(fault_armed == FAULT_##id, 0)) \
+			fault_stop(FAULT_##id);                     \
+	} while (0)
+
+#endif

@@ -1,0 +1,143 @@
+/*
+ * crash_client.c - a libshmc client for the crash tests (test_crash.py).
+ *
+ *   crash_client SOCKET churn PREFIX N VLEN   sets PREFIX0..PREFIXn-1 round
+ *                                            and round, reading some back,
+ *                                            forever (or until a fault
+ *                                            point stops the process)
+ *   crash_client SOCKET del PREFIX N          deletes them, forever
+ *   crash_client SOCKET fill PREFIX N VLEN    sets each once, exits 0
+ *   crash_client SOCKET verify PREFIX N       reads each: prints
+ *                                            "ok HITS MISSES", exit 0, or
+ *                                            "BAD key ..." and exit 1
+ *
+ * Every value is self-validating: it starts with the 64-bit FNV-1a hash of
+ * its key and its length, and every following byte is derived from both,
+ * so a torn, foreign or shifted value is detected.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <shmc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VMAX 65536
+
+static uint64_t fnv(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 1099511628211ULL;
+	return h;
+}
+
+static size_t make_value(uint8_t *v, const char *key, size_t vlen)
+{
+	uint64_t h = fnv(key, strlen(key));
+	uint32_t len = (uint32_t)vlen;
+
+	memcpy(v, &h, 8);
+	memcpy(v + 8, &len, 4);
+	for (size_t i = 12; i < vlen; i++)
+		v[i] = (uint8_t)(h >> (i % 8 * 8)) ^ (uint8_t)(i * 31);
+	return vlen;
+}
+
+/* NULL if v is a whole value of key, else what is wrong. */
+static const char *check_value(const uint8_t *v, size_t vlen, const char *key)
+{
+	uint8_t want[VMAX];
+
+	if (vlen < 12 || vlen > VMAX)
+		return "length out of range";
+	make_value(want, key, vlen);
+	if (memcmp(v, want, 8) != 0)
+		return "key hash differs (foreign value)";
+	if (memcmp(v + 8, want + 8, 4) != 0)
+		return "length field differs";
+	if (memcmp(v, want, vlen) != 0)
+		return "payload differs (torn value)";
+	return NULL;
+}
+
+static void key_of(char *out, size_t n, const char *prefix, long i)
+{
+	snprintf(out, n, "%s%ld", prefix, i);
+}
+
+int main(int argc, char **argv)
+{
+	static uint8_t val[VMAX], buf[VMAX];
+	char key[256];
+	shmc *c;
+	int rc;
+
+	if (argc < 5) {
+		fprintf(stderr, "usage: see the comment at the top\n");
+		return 2;
+	}
+	const char *mode = argv[2], *prefix = argv[3];
+	long n = atol(argv[4]);
+	size_t vlen = argc > 5 ? (size_t)atol(argv[5]) : 100;
+	if (n <= 0 || vlen < 12 || vlen > VMAX)
+		return 2;
+	if ((rc = shmc_open(&c, argv[1])) != 0) {
+		fprintf(stderr, "open: %s\n", shmc_strerror(rc));
+		return 3;
+	}
+
+	if (strcmp(mode, "verify") == 0) {
+		long hits = 0, misses = 0;
+		for (long i = 0; i < n; i++) {
+			size_t len;
+			key_of(key, sizeof(key), prefix, i);
+			rc = shmc_get(c, key, strlen(key), buf, sizeof(buf), &len);
+			if (rc == -ENOENT) {
+				misses++;
+				continue;
+			}
+			const char *bad = rc ? shmc_strerror(rc)
+					     : check_value(buf, len, key);
+			if (bad) {
+				printf("BAD %s: %s\n", key, bad);
+				return 1;
+			}
+			hits++;
+		}
+		printf("ok %ld %ld\n", hits, misses);
+		return 0;
+	}
+	for (unsigned long round = 0;; round++) {
+		for (long i = 0; i < n; i++) {
+			key_of(key, sizeof(key), prefix, i);
+			if (strcmp(mode, "del") == 0) {
+				rc = shmc_del(c, key, strlen(key));
+				if (rc == -ENOENT)
+					rc = 0;
+			} else {
+				/* Vary sizes so overwrites go in place and grow. */
+				size_t l = 12 + (vlen - 12) * ((i + round) % 4 + 1) / 4;
+				make_value(val, key, l);
+				rc = shmc_set(c, key, strlen(key), val, l, 0);
+				if (rc == 0 && i % 3 == 0) {
+					size_t got;
+					key_of(key, sizeof(key), prefix, i / 2);
+					shmc_get(c, key, strlen(key), buf,
+						 sizeof(buf), &got);
+				}
+			}
+			if (rc && rc != -EUCLEAN) {
+				fprintf(stderr, "%s %s: %s\n", mode, key,
+					shmc_strerror(rc));
+				return 1;
+			}
+		}
+		if (strcmp(mode, "fill") == 0)
+			break;
+	}
+	shmc_close(c);
+	return 0;
+}
