@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clients.h"
 #include "daemon.h"
 #include "log.h"
 #include "proto.h"
@@ -264,6 +265,7 @@ void conn_release(struct daemon *d, struct conn *c)
 		else
 			log_debug("client %u (pid %d) left", c->client_id,
 				  (int)c->pid);
+		clients_remove(&d->eng, c->client_id);
 	}
 	close(c->fd);
 	free(c->in);

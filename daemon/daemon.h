@@ -79,6 +79,7 @@ struct daemon {
 	uint32_t nconns;
 	uint64_t started;	/* unix seconds */
 	uint32_t sweep_seg;	/* next segment for the expiry sweep */
+	uint64_t ticks;
 	bool stop;		/* set by SIGTERM/SIGINT or SHUTDOWN */
 	bool reopen_log;	/* set by SIGHUP */
 };

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clients.h"
 #include "daemon.h"
 #include "log.h"
 #include "proto.h"
@@ -81,6 +82,15 @@ static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
 			cid = DAEMON_CLIENT_ID + 1; /* wrapped: 2^31 clients */
 		__atomic_store_n(&h->next_client_id, cid + 1, __ATOMIC_RELAXED);
 		c->client_id = cid;
+	}
+
+	int rc = clients_add(&d->eng, c->client_id, c->pid,
+			     !clients_same_ns(c->pid));
+	if (rc) {
+		log_warn("client table full: refused pid %d", (int)c->pid);
+		conn_reply_error(c, id, rc, "client table full");
+		c->client_id = 0;
+		return;
 	}
 
 	struct proto_w w;

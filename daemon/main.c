@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clients.h"
 #include "daemon.h"
 #include "listen.h"
 #include "log.h"
@@ -40,6 +41,14 @@ void daemon_tick(struct daemon *d)
 		d->sweep_seg = (d->sweep_seg + 1) & (nseg - 1);
 	}
 	conn_tick(d, mono_ms());
+
+	/* About once a second: clients that died without a connection to
+	 * this daemon (attached to a previous one). */
+	if (++d->ticks % 10 == 0) {
+		int n = clients_sweep(&d->eng);
+		if (n > 0)
+			log_warn("%d unconnected client(s) died: recovered", n);
+	}
 }
 
 void daemon_signal(struct daemon *d, int signo)
@@ -177,8 +186,7 @@ int main(int argc, char **argv)
 		log_error("cannot detach: %s", strerror(-rc));
 		return 1;
 	}
-	__atomic_store_n(&d.eng.hdr->daemon_pid, (uint32_t)getpid(),
-			 __ATOMIC_RELAXED);
+	region_claim(&d);
 	daemon_tick(&d);
 
 	char status[512];

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "clients.h"
 #include "daemon.h"
 #include "log.h"
 #include "region.h"
@@ -194,16 +195,32 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 		 d->eng.g.ring_size, d->eng.g.nrec);
 attached:
 	eng_set_timeout(&d->eng, DAEMON_LOCK_TIMEOUT_MS);
+	eng_set_alive_fn(&d->eng, clients_alive, &d->eng);
 	struct region_hdr *h = d->eng.hdr;
-	__atomic_store_n(&h->daemon_pid, (uint32_t)getpid(), __ATOMIC_RELAXED);
+	__atomic_store_n(&h->pidns, clients_pidns_self(), __ATOMIC_RELAXED);
 	__atomic_fetch_add(&h->boot_count, 1, __ATOMIC_RELAXED);
+	region_claim(d);
+	/* Clients of a previous daemon that died meanwhile: their locks. */
+	int n = clients_sweep(&d->eng);
+	if (n > 0)
+		log_warn("%d client(s) of the previous daemon died: recovered",
+			 n);
 	return 0;
+}
+
+void region_claim(struct daemon *d)
+{
+	__atomic_store_n(&d->eng.hdr->daemon_pid, (uint32_t)getpid(),
+			 __ATOMIC_RELAXED);
+	clients_add(&d->eng, DAEMON_CLIENT_ID, getpid(), false);
 }
 
 void region_close(struct daemon *d)
 {
-	if (d->eng.hdr)
+	if (d->eng.hdr) {
 		__atomic_store_n(&d->eng.hdr->daemon_pid, 0, __ATOMIC_RELAXED);
+		clients_remove(&d->eng, DAEMON_CLIENT_ID);
+	}
 	unmap(d);
 	if (d->cfg.unlink_on_exit) {
 		shm_unlink(d->cfg.name);

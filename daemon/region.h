@@ -22,6 +22,10 @@ int region_plan(const struct config *c, struct eng_geom *g);
  * -errno with a one-line reason in err. */
 int region_open(struct daemon *d, char *err, size_t errlen);
 
+/* Records this process as the region's daemon (pid, client table); again
+ * after detaching, when the pid changed. */
+void region_claim(struct daemon *d);
+
 /* Unmaps; with cfg.unlink_on_exit also removes the name. */
 void region_close(struct daemon *d);
 

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clients.h"
 #include "engine.h"
 #include "paths.h"
 #include "proto.h"
@@ -309,6 +310,8 @@ SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
 		close(region_fd); /* the mapping keeps the region */
 	if (rc == 0)
 		rc = eng_attach(&c->e, c->base, c->size, cid, NULL);
+	if (rc == 0) /* waiters can judge a holder dead even with no daemon */
+		eng_set_alive_fn(&c->e, clients_alive, &c->e);
 	if (rc) {
 		if (c->base)
 			munmap(c->base, c->size);
@@ -626,8 +629,9 @@ SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
 		while ((rc = eng_flight_wait(&c->e, &f, LOAD_SLICE_MS)) ==
 			       -ETIMEDOUT &&
 		       now_ms() - start < SHMC_LOAD_WAIT_MS)
-			;
-		if (rc == -ETIMEDOUT && eng_flight_takeover(&c->e, &f) == 0)
+			; /* -EOWNERDEAD ends the wait at once */
+		if ((rc == -ETIMEDOUT || rc == -EOWNERDEAD) &&
+		    eng_flight_takeover(&c->e, &f) == 0)
 			return load_and_store(c, &f, key, klen, buf, cap, vlen,
 					      load, arg);
 		/* The load ended (or changed hands): look again. */

@@ -437,7 +437,11 @@ int eng_flight_wait(struct eng *e, const struct eng_flight *f, uint32_t ms)
 	if (!w || __atomic_load_n(w, __ATOMIC_ACQUIRE) != f->word)
 		return 0;
 	lock_futex_wait(w, f->word, ms);
-	return __atomic_load_n(w, __ATOMIC_ACQUIRE) != f->word ? 0 : -ETIMEDOUT;
+	if (__atomic_load_n(w, __ATOMIC_ACQUIRE) != f->word)
+		return 0;
+	if (e->alive && !e->alive(e->alive_arg, lock_owner(f->word)))
+		return -EOWNERDEAD;
+	return -ETIMEDOUT;
 }
 
 int eng_flight_takeover(struct eng *e, struct eng_flight *f)
@@ -595,6 +599,8 @@ static void carve(struct eng_geom *g, uint32_t nb, uint32_t nrec)
 }
 
 #define RING_MAX (UINT32_C(1) << 31)
+/* Segments start after the header and the client table. */
+#define SEG_BASE (LAYOUT_REGION_HDR_SIZE + LAYOUT_CLIENT_TABLE_SIZE)
 
 int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 {
@@ -606,13 +612,11 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 		c.avg_item = ENG_DEFAULT_AVG_ITEM;
 	if (!c.lock_timeout_ms)
 		c.lock_timeout_ms = ENG_DEFAULT_LOCK_TIMEOUT_MS;
-	if (!g || !pow2(c.nseg) || c.nseg > 65536 ||
-	    size < LAYOUT_REGION_HDR_SIZE)
+	if (!g || !pow2(c.nseg) || c.nseg > 65536 || size < SEG_BASE)
 		return -EINVAL;
 
 	memset(g, 0, sizeof(*g));
-	uint64_t stride = ((size - LAYOUT_REGION_HDR_SIZE) / c.nseg) &
-			  ~UINT64_C(63);
+	uint64_t stride = ((size - SEG_BASE) / c.nseg) & ~UINT64_C(63);
 	if (stride < LAYOUT_SEG_HDR_SIZE + ENG_MIN_RING + 3 * 64)
 		return -EINVAL;
 	uint64_t avail = stride - LAYOUT_SEG_HDR_SIZE;
@@ -642,8 +646,8 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	if (ring > RING_MAX)
 		return -EINVAL; /* segments this large want more of them */
 
-	g->region_size = LAYOUT_REGION_HDR_SIZE + stride * c.nseg;
-	g->seg_base = LAYOUT_REGION_HDR_SIZE;
+	g->region_size = SEG_BASE + stride * c.nseg;
+	g->seg_base = SEG_BASE;
 	g->seg_stride = stride;
 	g->nseg = c.nseg;
 	g->seg_bits = log2u(c.nseg);
@@ -693,6 +697,8 @@ int eng_format(void *base, size_t size, const struct eng_config *cfg)
 	h->clock = (uint32_t)time(NULL);
 	h->next_client_id = 2; /* 1 is the daemon's own */
 
+	memset((uint8_t *)base + LAYOUT_REGION_HDR_SIZE, 0,
+	       LAYOUT_CLIENT_TABLE_SIZE);
 	e.base = base;
 	e.hdr = h;
 	e.g = g;
@@ -717,7 +723,7 @@ static const char *geom_invalid(const struct region_hdr *h)
 	    h->ring_size > RING_MAX || h->max_kv != h->ring_size / 4 ||
 	    h->lock_timeout_ms == 0)
 		return "pool or ring size out of range";
-	if (h->seg_base < LAYOUT_REGION_HDR_SIZE || h->seg_base % 64 ||
+	if (h->seg_base < SEG_BASE || h->seg_base % 64 ||
 	    h->seg_stride % 64)
 		return "segment blocks misaligned";
 	if (h->off_buckets < LAYOUT_SEG_HDR_SIZE ||

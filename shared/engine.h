@@ -257,7 +257,9 @@ int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
 		     struct eng_flight *f);
 
 /* Sleeps up to ms while the load f waits for is in progress.  Returns 0
- * when it ended (retry eng_get_or_claim), -ETIMEDOUT if it is still on. */
+ * when it ended (retry eng_get_or_claim), -ETIMEDOUT if it is still on,
+ * -EOWNERDEAD if the liveness callback says its loader is dead (take it
+ * over). */
 int eng_flight_wait(struct eng *e, const struct eng_flight *f, uint32_t ms);
 
 /* Takes over a load whose loader is dead or too slow: returns 0 when the

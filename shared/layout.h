@@ -11,7 +11,7 @@
  * It is not the place for logic: the geometry is computed by region.c, the
  * segments are operated on by seg.c.
  *
- *   region:  [region_hdr 4 KiB][segment 0 block][segment 1 block]...
+ *   region:  [region_hdr 4 KiB][client table 64 KiB][segment 0 block]...
  *   segment: [seg_hdr 384 B][buckets u32 x nbuckets][pool_rec x nrec]
  *            [free ring u32 x nrec][data ring, ring_size bytes]
  *   entry:   [entry_hdr 20 B][key klen B][value vlen B][slack B]
@@ -28,6 +28,7 @@
 #define LAYOUT_CACHELINE 64u
 #define LAYOUT_REGION_HDR_SIZE 4096u
 #define LAYOUT_SEG_HDR_SIZE 384u
+#define LAYOUT_CLIENTS 4096u	/* client table slots */
 #define SEG_FLIGHTS 8u	/* concurrent get_or_load keys per segment */
 
 /* An entry_hdr.rec value: the entry was deleted or replaced; its bytes stay
@@ -73,10 +74,28 @@ struct region_hdr {
 	uint64_t boot_count;	/* bumped each time a daemon adopts the region */
 	uint32_t next_client_id; /* next id the daemon hands out; ids are
 				    never reused over the region's life */
-	uint8_t pad1[44];
+	uint32_t reserved1;
+	uint64_t pidns;		/* the daemon's pid namespace (inode of
+				   /proc/self/ns/pid); 0 if unknown */
+	uint8_t pad1[32];
 
 	uint8_t pad2[LAYOUT_REGION_HDR_SIZE - 3 * LAYOUT_CACHELINE];
 };
+
+/* One attached client, so that any process can tell whether a lock holder
+ * is alive when the daemon cannot (see shared/clients.c).  Written by the
+ * daemon only (at the handshake, on disconnect, by its liveness sweep);
+ * read by anyone.  id 0 = free slot.  The table follows the header. */
+struct client_slot {
+	uint32_t id;
+	uint32_t pid;	/* in the daemon's pid namespace */
+	uint64_t start; /* process start time (clock ticks after boot, from
+			   /proc/PID/stat) to tell a reused pid; bit 63 set:
+			   the client is in another pid namespace, its pid
+			   means nothing to others */
+};
+#define CLIENT_FOREIGN_NS (UINT64_C(1) << 63)
+#define LAYOUT_CLIENT_TABLE_SIZE (LAYOUT_CLIENTS * 16u)
 
 /* ------------------------------------------------------------------------
  * Statistics counters of one segment, as an X-macro list: this list makes
@@ -186,6 +205,7 @@ static_assert(offsetof(struct seg_hdr, flight) == 4 * LAYOUT_CACHELINE,
 	      "flights start line 4");
 static_assert(sizeof(struct seg_flight) == 16, "seg_flight size");
 static_assert(sizeof(struct pool_rec) == 12, "pool_rec size");
+static_assert(sizeof(struct client_slot) == 16, "client_slot size");
 static_assert(sizeof(struct entry_hdr) == 20, "entry_hdr size");
 static_assert(offsetof(struct entry_hdr, atime) == 4, "atime offset");
 static_assert(offsetof(struct entry_hdr, expire) == 8, "expire offset");

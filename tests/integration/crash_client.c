@@ -11,6 +11,10 @@
  *                                            "ok HITS MISSES", exit 0, or
  *                                            "BAD key ..." and exit 1
  *
+ * With SHMC_WAIT=1 in the environment, the client attaches, prints
+ * "ready", and waits for a line on stdin before it starts (to act on a
+ * region whose daemon has died meanwhile).
+ *
  * Every value is self-validating: it starts with the 64-bit FNV-1a hash of
  * its key and its length, and every following byte is derived from both,
  * so a torn, foreign or shifted value is detected.
@@ -87,6 +91,14 @@ int main(int argc, char **argv)
 	if ((rc = shmc_open(&c, argv[1])) != 0) {
 		fprintf(stderr, "open: %s\n", shmc_strerror(rc));
 		return 3;
+	}
+	const char *wait = getenv("SHMC_WAIT");
+	if (wait && strcmp(wait, "1") == 0) {
+		char line[16];
+		printf("ready\n");
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), stdin))
+			return 2;
 	}
 
 	if (strcmp(mode, "verify") == 0) {

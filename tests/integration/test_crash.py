@@ -47,7 +47,7 @@ def log_time(stamp):
         tzinfo=datetime.timezone.utc).timestamp()
 
 
-class Crash(unittest.TestCase):
+class Base(unittest.TestCase):
     def setUp(self):
         self.d = p.DaemonProc(DAEMON).start()
 
@@ -80,6 +80,8 @@ class Crash(unittest.TestCase):
         self.assertIn(f"shmc-fault: {point}".encode(), line)
         return proc
 
+
+class Crash(Base):
     def run_point(self, point):
         # Data that must survive, spread over every segment.
         self.assertEqual(self.client("fill", "keep", 300, 100).returncode, 0)
@@ -115,6 +117,44 @@ class Crash(unittest.TestCase):
         self.assertEqual(self.client("fill", "after", 500, 100).returncode, 0)
         r = self.client("verify", "after", 500)
         self.assertEqual(r.stdout.split()[:2], ["ok", "500"], r.stdout)
+
+
+class NoDaemon(Base):
+    def attached(self, *args):
+        """A client that attaches now and starts on go()."""
+        proc = subprocess.Popen([CLIENT, self.d.sock] + [str(a) for a in args],
+                                env=dict(os.environ, SHMC_WAIT="1"),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.assertEqual(proc.stdout.readline().strip(), "ready")
+        return proc
+
+    def test_crash_holder_dies_while_daemon_is_down(self):
+        self.assertEqual(self.client("fill", "keep", 300, 100).returncode, 0)
+        n = POINTS["set-value"][1]
+        verifiers = [self.attached("verify", "crash", n),
+                     self.attached("verify", "keep", 300)]
+        writer = self.attached("fill", "after", 300, 100)
+        holder = self.stop_at("set-value")
+        self.d.stop(sig=signal.SIGKILL)  # no daemon to recover anything
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+        holder.stderr.close()
+        # The attached clients find the holder dead through the client
+        # table, take the lock over and reset the half-written segment
+        # themselves: well before the 2 s lock timeout, never a torn value.
+        t0 = time.monotonic()
+        for proc in verifiers + [writer]:
+            out, err = proc.communicate("go\n", timeout=30)
+            self.assertEqual(proc.returncode, 0, out + err)
+        self.assertLess(time.monotonic() - t0, 1.5)
+        # The daemon comes back and adopts the region: all consistent.
+        self.d.start()
+        c = p.Client(self.d.sock)
+        self.assertEqual(c.check()["bad"], 0)
+        c.close()
+        r = self.client("verify", "after", 300)
+        self.assertEqual(r.stdout.split()[:2], ["ok", "300"], r.stdout)
 
 
 def make_test(point):

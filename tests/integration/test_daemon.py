@@ -362,6 +362,24 @@ class Lifecycle(unittest.TestCase):
         self.assertEqual(c.check()["bad"], 0)
         c.close()
 
+    def test_reconnecting_client_keeps_its_id(self):
+        self.d.start()
+        c = p.Client(self.d.sock)
+        cid = c.hello()[0]
+        c.close()
+        self.d.stop()
+        self.d.start()
+        c = p.Client(self.d.sock)
+        r = c.call("HELLO", p.u32(p.VERSION) + p.u32(os.getpid()) + p.u32(cid))
+        self.assertEqual(r.u32(), cid)  # its locks carry this id
+        other = p.Client(self.d.sock)
+        self.assertNotEqual(other.hello()[0], cid)
+        # An id that is in use is not handed to a second connection.
+        r = other.call("HELLO", p.u32(p.VERSION) + p.u32(0) + p.u32(cid))
+        self.assertNotEqual(r.u32(), cid)
+        c.close()
+        other.close()
+
     def test_other_geometry_is_refused_without_reset(self):
         self.d.start()
         c = p.Client(self.d.sock)

@@ -1111,7 +1111,7 @@ static void test_engine_ring_wraparound_values_intact(void **state)
 	uint32_t straddled = 0, n = 0;
 	struct straddle_count c;
 
-	tu_region_open(r, 64 * 1024, &cfg);
+	tu_region_open(r, LAYOUT_CLIENT_TABLE_SIZE + 64 * 1024, &cfg);
 	e = &r->e;
 	maxlen = e->g.max_kv - 8;
 	while (written < 20ull * e->g.ring_size) {
