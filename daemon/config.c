@@ -82,6 +82,10 @@ enum opt_kind {
 	X(UNLINK_ON_EXIT, "unlink-on-exit", 0, KIND_FLAG, NULL,             \
 	  "remove the region at shutdown (default: keep it\n"               \
 	  "for a warm restart)")                                            \
+	X(SEALED, "sealed", 0, KIND_FLAG, NULL,                             \
+	  "hardened: the region is a sealed memfd no\n"                     \
+	  "client can resize (kept across restarts only\n"                  \
+	  "in systemd's fd store)")                                         \
 	X(HUGEPAGES, "hugepages", 0, KIND_FLAG, NULL,                       \
 	  "back the region with huge pages")                                \
 	X(PREFAULT, "prefault", 0, KIND_FLAG, NULL,                         \
@@ -654,6 +658,8 @@ static int opt_apply(struct config *c, struct source *src, int id,
 		return set_flag(&c->reset, val, why, cap);
 	case OPT_UNLINK_ON_EXIT:
 		return set_flag(&c->unlink_on_exit, val, why, cap);
+	case OPT_SEALED:
+		return set_flag(&c->sealed, val, why, cap);
 	case OPT_HUGEPAGES:
 		return set_flag(&c->hugepages, val, why, cap);
 	case OPT_PREFAULT:

@@ -114,6 +114,7 @@ struct config {
 	/* --unlink-on-exit: shm_unlink at clean shutdown (default: keep the
 	 * region for a warm restart) */
 	bool unlink_on_exit;
+	bool sealed;		/* --sealed: region is a sealed memfd */
 	/* --hugepages, --prefault */
 	bool hugepages;
 	bool prefault;

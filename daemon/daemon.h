@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "engine.h"
+#include "sysd.h"
 
 #define DAEMON_CLIENT_ID 1u	  /* the daemon's own lock identity */
 #define CONN_IN_INITIAL (16u << 10)
@@ -71,6 +72,7 @@ struct daemon {
 	void *region_base;
 	size_t region_size;
 
+	struct sysd_fds sd;	/* what systemd passed, if anything */
 	int listen_fd;
 	bool listen_from_systemd;
 	int signal_fd;

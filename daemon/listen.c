@@ -40,8 +40,8 @@ int listen_open(struct daemon *d, char *err, size_t errlen)
 {
 	const struct config *c = &d->cfg;
 
-	if (sysd_listen_fds() >= 1) {
-		d->listen_fd = SYSD_LISTEN_FDS_START;
+	if (d->sd.listen_fd >= 0) {
+		d->listen_fd = d->sd.listen_fd;
 		d->listen_from_systemd = true;
 		int type = 0;
 		socklen_t len = sizeof(type);

@@ -168,6 +168,7 @@ int main(int argc, char **argv)
 	for (uint32_t i = 0; i < d.cfg.max_clients; i++)
 		d.conns[i].fd = d.conns[i].pass_fd = -1;
 
+	sysd_listen_fds(&d.sd);
 	if ((rc = signals_open(&d)) != 0) {
 		log_error("cannot set up signal handling: %s", strerror(-rc));
 		return 1;

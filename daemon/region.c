@@ -9,12 +9,19 @@
  *
  * Adoption (warm restart): the name exists; it is mapped and validated by
  * eng_attach(), and its geometry must equal what the configuration plans.
+ *
+ * Sealed (--sealed): the region is an anonymous memfd sealed with
+ * F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, so no process holding the fd
+ * can resize it and make the others' accesses fault.  Having no name, it
+ * survives a daemon restart only in systemd's file-descriptor store
+ * (FDSTORE=1, FDNAME=region), from which it comes back as a passed fd.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/memfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -104,17 +111,29 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 	return 0;
 }
 
+#define SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+
+/* Removes what create() made, on its failure paths. */
+static void discard(struct daemon *d)
+{
+	if (!d->cfg.sealed)
+		shm_unlink(d->cfg.name);
+}
+
 static int create(struct daemon *d, const struct eng_geom *g, char *err,
 		  size_t errlen)
 {
 	struct eng_config ec;
 	const char *why;
-	int fd = shm_open(d->cfg.name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-			  0600);
+	int fd = d->cfg.sealed
+			 ? memfd_create("shmcached", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+			 : shm_open(d->cfg.name,
+				    O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		int rc = -errno;
 		snprintf(err, errlen, "cannot create region %s: %s",
-			 d->cfg.name, strerror(errno));
+			 d->cfg.sealed ? "(memfd)" : d->cfg.name,
+			 strerror(errno));
 		return rc;
 	}
 	int rc = 0;
@@ -125,20 +144,22 @@ static int create(struct daemon *d, const struct eng_geom *g, char *err,
 		rc = -rc;
 	else
 		rc = 0;
+	if (rc == 0 && d->cfg.sealed && fcntl(fd, F_ADD_SEALS, SEALS) < 0)
+		rc = -errno;
 	if (rc) {
 		snprintf(err, errlen, "cannot reserve %llu bytes for region "
 				      "%s: %s",
 			 (unsigned long long)g->region_size, d->cfg.name,
 			 strerror(-rc));
 		close(fd);
-		shm_unlink(d->cfg.name);
+		discard(d);
 		return rc;
 	}
 	if ((rc = map(d, fd, g->region_size)) != 0) {
 		snprintf(err, errlen, "cannot map region %s: %s", d->cfg.name,
 			 strerror(-rc));
 		close(fd);
-		shm_unlink(d->cfg.name);
+		discard(d);
 		return rc;
 	}
 	eng_config_of(&d->cfg, &ec);
@@ -148,9 +169,13 @@ static int create(struct daemon *d, const struct eng_geom *g, char *err,
 		snprintf(err, errlen, "cannot format region %s: %s",
 			 d->cfg.name, strerror(-rc));
 		unmap(d);
-		shm_unlink(d->cfg.name);
+		discard(d);
 		return rc;
 	}
+	/* Under systemd, keep the sealed region across restarts. */
+	if (d->cfg.sealed &&
+	    sysd_notify_fd("FDSTORE=1\nFDNAME=" SYSD_REGION_FDNAME, fd) < 0)
+		log_warn("cannot put the region in systemd's fd store");
 	return 0;
 }
 
@@ -167,7 +192,21 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 		return rc;
 	}
 
-	int fd = shm_open(d->cfg.name, O_RDWR | O_CLOEXEC, 0);
+	int fd = d->cfg.sealed ? d->sd.region_fd
+			       : shm_open(d->cfg.name, O_RDWR | O_CLOEXEC, 0);
+	if (fd >= 0 && d->cfg.sealed &&
+	    (fcntl(fd, F_GET_SEALS) & SEALS) != SEALS) {
+		snprintf(err, errlen, "the region systemd passed is not "
+				      "sealed");
+		close(fd);
+		return -EINVAL;
+	}
+	if (fd < 0 && !d->cfg.sealed && errno != ENOENT) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open region %s: %s", d->cfg.name,
+			 strerror(errno));
+		return rc;
+	}
 	if (fd >= 0) {
 		rc = adopt(d, fd, &want, err, errlen);
 		if (rc == 0) {
@@ -180,12 +219,7 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 		if (!d->cfg.reset)
 			return rc;
 		log_warn("replacing region %s (--reset): %s", d->cfg.name, err);
-		shm_unlink(d->cfg.name);
-	} else if (errno != ENOENT) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot open region %s: %s", d->cfg.name,
-			 strerror(errno));
-		return rc;
+		discard(d);
 	}
 	if ((rc = create(d, &want, err, errlen)) != 0)
 		return rc;
@@ -222,7 +256,9 @@ void region_close(struct daemon *d)
 		clients_remove(&d->eng, DAEMON_CLIENT_ID);
 	}
 	unmap(d);
-	if (d->cfg.unlink_on_exit) {
+	if (d->cfg.unlink_on_exit && d->cfg.sealed) {
+		sysd_notify("FDSTOREREMOVE=1\nFDNAME=" SYSD_REGION_FDNAME);
+	} else if (d->cfg.unlink_on_exit) {
 		shm_unlink(d->cfg.name);
 		log_info("removed region %s", d->cfg.name);
 	}

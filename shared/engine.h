@@ -177,8 +177,8 @@ int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
  * *expire_at (if not NULL) its absolute expiry (0 = never).  Returns 0,
  * -ENOENT for a missing or expired key (an expired one is reclaimed), or
  * -ENOBUFS when cap < value length (nothing copied, *vlen and *expire_at
- * set, nothing counted).  A hit that copies updates the entry's access time
- * and the hit counter. */
+ * set).  A hit - -ENOBUFS included: the entry was found - updates the
+ * entry's access time and the hit counter. */
 int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
 	    size_t *vlen, uint32_t *expire_at);
 

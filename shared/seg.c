@@ -395,7 +395,7 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	if (view)
 		seg_value_at(s, f.off, view);
 	else if (cap < f.eh.vlen)
-		return -ENOBUFS;
+		rc = -ENOBUFS; /* found: still an access and a hit */
 	else if (f.eh.vlen)
 		ring_read(s->ring, size,
 			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen, size),
@@ -408,7 +408,7 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 			   &a, sizeof(a));
 		seg_count(s, SEG_CTR_hits);
 	}
-	return 0;
+	return rc;
 }
 
 int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,

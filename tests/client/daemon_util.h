@@ -22,7 +22,8 @@ struct tdaemon {
 	char sock[96];	/* dir/s.sock */
 	char log[96];	/* dir/daemon.log */
 	char name[64];	/* /shmc-t-<pid>-<n> */
-	const char *extra[TDAEMON_MAX_EXTRA + 1]; /* more arguments, NULL-ended */
+	/* more daemon arguments, NULL-ended */
+	const char *extra[TDAEMON_MAX_EXTRA + 1];
 };
 
 /* $SHMC_DAEMON; exits the program with 77 (skip) when it is not set. */

@@ -25,8 +25,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -244,6 +246,24 @@ static int wait_child(pid_t pid, unsigned timeout_ms)
 	}
 }
 
+/* Reads n bytes (from a pipe children write to one by one); returns how
+ * many came before end of file. */
+static size_t read_full(int fd, void *buf, size_t n)
+{
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t r = read(fd, (char *)buf + got, n - got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	return got;
+}
+
 /* Polls a shared flag until it is set; false after timeout_ms. */
 static bool wait_flag(volatile int *flag, unsigned timeout_ms)
 {
@@ -276,20 +296,25 @@ static int fx_start(void **state, const char *const *extra)
 	struct fx *f = calloc(1, sizeof(*f));
 	int rc;
 
+	/* cmocka skips the teardown when the setup fails: clean up here. */
+	*state = NULL;
 	if (!f)
 		return -1;
-	*state = f;
 	rc = tdaemon_create(&f->d, extra);
 	if (rc != 0) {
 		fprintf(stderr, "starting the daemon: %s\n", strerror(-rc));
+		free(f);
 		return -1;
 	}
 	rc = shmc_open(&f->c, f->d.sock);
 	if (rc != 0) {
 		fprintf(stderr, "shmc_open(%s): %s\n", f->d.sock,
 			shmc_strerror(rc));
+		tdaemon_destroy(&f->d);
+		free(f);
 		return -1;
 	}
+	*state = f;
 	return 0;
 }
 
@@ -306,16 +331,39 @@ static int fx_setup_short_lock(void **state)
 	return fx_start(state, extra);
 }
 
+/* Lets uid 65534 (nobody) connect too, for the other-user cases. */
+#define OTHER_UID 65534
+
+static int fx_setup_allow_other(void **state)
+{
+	static const char *const extra[] = { "--allow-user", "65534", NULL };
+
+	return fx_start(state, extra);
+}
+
 static int fx_teardown(void **state)
 {
 	struct fx *f = *state;
 
+	int rc = 0;
+
 	if (!f)
 		return 0;
 	shmc_close(f->c);
+	/* A daemon that does not stop cleanly (a crash, a sanitizer report)
+	 * fails the case that was talking to it. */
+	if (f->d.pid > 0) {
+		int st = tdaemon_stop(&f->d);
+
+		if (st != 0) {
+			fprintf(stderr, "the daemon exited with %d:\n", st);
+			tdaemon_print_log(&f->d);
+			rc = -1;
+		}
+	}
 	tdaemon_destroy(&f->d);
 	free(f);
-	return 0;
+	return rc;
 }
 
 /* ========================================================================
@@ -399,6 +447,41 @@ static void test_shmc_open_no_daemon(void **state)
 	rmdir(dir);
 }
 
+/* Becomes uid/gid 65534 in a forked child, with the daemon's socket
+ * reachable at the file-system level, so only the daemon can refuse. */
+static void become_other(void)
+{
+	CHILD_CHECK(setgroups(0, NULL) == 0);
+	CHILD_CHECK(setgid(OTHER_UID) == 0);
+	CHILD_CHECK(setuid(OTHER_UID) == 0);
+}
+
+static void open_other_user(struct fx *f)
+{
+	if (geteuid() != 0)
+		skip(); /* needs root to become another user */
+	assert_int_equal(chmod(f->d.dir, 0711), 0);
+	assert_int_equal(chmod(f->d.sock, 0666), 0);
+}
+
+static void refused_child(void *p)
+{
+	shmc *c = NULL;
+
+	become_other();
+	CHILD_RC(shmc_open(&c, p), -EACCES);
+}
+
+static void test_shmc_open_refused_user(void **state)
+{
+	struct fx *f = *state;
+
+	open_other_user(f);
+	assert_int_equal(wait_child(spawn(refused_child, f->d.sock), 10000),
+			 0);
+	assert_rc(shmc_ping(f->c), 0);
+}
+
 static void test_shmc_close_null(void **state)
 {
 	(void)state;
@@ -460,6 +543,24 @@ static void test_shmc_get_small_buffer(void **state)
 	assert_rc(shmc_get(f->c, "k", 1, buf, 100, &n), 0);
 	assert_int_equal(n, 100);
 	assert_memory_equal(buf, val, 100);
+}
+
+/* "hits: gets that found a live entry" - a get that found one but had
+ * too small a buffer included. */
+static void test_shmc_get_enobufs_counts_hit(void **state)
+{
+	struct fx *f = *state;
+	struct shmc_stats a, b;
+	char buf[4];
+	size_t n;
+
+	set_str(f->c, "k", "value", 0);
+	stat_of(f->c, &a);
+	assert_rc(shmc_get(f->c, "k", 1, buf, sizeof(buf), &n), -ENOBUFS);
+	assert_rc(shmc_get(f->c, "k", 1, NULL, 0, &n), -ENOBUFS);
+	stat_of(f->c, &b);
+	assert_int_equal(b.misses, a.misses);
+	assert_int_equal(b.hits, a.hits + 2);
 }
 
 static void test_shmc_get_length_only(void **state)
@@ -712,7 +813,7 @@ static void test_shmc_seg_stat_sums(void **state)
 {
 	struct fx *f = *state;
 	struct shmc_stats tot, seg, sum;
-	char k[32];
+	char k[32], buf[32];
 	size_t n;
 
 	for (int i = 0; i < 400; i++) {
@@ -721,7 +822,7 @@ static void test_shmc_seg_stat_sums(void **state)
 	}
 	for (int i = 0; i < 500; i += 2) {
 		snprintf(k, sizeof(k), "s%d", i);
-		shmc_get(f->c, k, strlen(k), NULL, 0, &n);
+		shmc_get(f->c, k, strlen(k), buf, sizeof(buf), &n);
 	}
 	for (int i = 0; i < 400; i += 7) {
 		snprintf(k, sizeof(k), "s%d", i);
@@ -753,8 +854,11 @@ static void test_shmc_seg_stat_sums(void **state)
 		sum.bytes_total += seg.bytes_total;
 		sum.segments += seg.segments;
 	}
-	assert_true(tot.hits > 0 && tot.misses > 0 && tot.deletes > 0 &&
-		    tot.overwrites > 0);
+	/* Every counter summed below has moved. */
+	assert_true(tot.hits > 0);
+	assert_true(tot.misses > 0);
+	assert_true(tot.deletes > 0);
+	assert_true(tot.overwrites > 0);
 	assert_int_equal(sum.hits, tot.hits);
 	assert_int_equal(sum.misses, tot.misses);
 	assert_int_equal(sum.sets, tot.sets);
@@ -1183,7 +1287,8 @@ static void *th_worker(void *p)
 			size_t n;
 			int rc, kl;
 
-			s = s * UINT64_C(6364136223846793005) + 1442695040888963407u;
+			s = s * UINT64_C(6364136223846793005) +
+			    UINT64_C(1442695040888963407);
 			kl = snprintf(k, sizeof(k), "th-%u",
 				      (unsigned)((s >> 33) % TH_KEYS));
 			if ((s >> 20) & 1) {
@@ -1312,7 +1417,7 @@ static void test_shmc_multiprocess_share(void **state)
 		readers[i] = spawn(mp_reader, &a);
 	close(a.ready[1]);
 	/* The readers have their handles before anything is written. */
-	assert_int_equal(read(a.ready[0], b, MP_READERS), MP_READERS);
+	assert_int_equal(read_full(a.ready[0], b, MP_READERS), MP_READERS);
 	writer = spawn(mp_writer, &a);
 	close(a.go[0]);
 	close(a.go[1]);
@@ -1482,8 +1587,6 @@ static void test_shmc_get_or_load_herd(void **state)
 	struct herd_arg a = { .sock = f->d.sock, .h = shared_page() };
 	pid_t kids[HERD_N];
 	char b[HERD_N];
-	size_t got = 0;
-	ssize_t r;
 
 	assert_int_equal(pipe(a.barrier), 0);
 	assert_int_equal(pipe(a.ready), 0);
@@ -1491,16 +1594,64 @@ static void test_shmc_get_or_load_herd(void **state)
 		kids[i] = spawn(herd_child, &a);
 	close(a.ready[1]);
 	close(a.barrier[0]);
-	while (got < HERD_N && (r = read(a.ready[0], b, HERD_N - got)) > 0)
-		got += (size_t)r;
+	assert_int_equal(read_full(a.ready[0], b, HERD_N), HERD_N);
 	close(a.ready[0]);
-	assert_int_equal(got, HERD_N);
 	close(a.barrier[1]); /* go */
 	for (int i = 0; i < HERD_N; i++)
 		assert_int_equal(wait_child(kids[i], 15000), 0);
 	assert_int_equal(a.h->loads, 1);
 	expect_str(f->c, "herd", HERD_VAL);
 	munmap(a.h, 4096);
+}
+
+/* The same race between the threads of one process, on one handle. */
+#define HT_N 4
+
+struct ht_arg {
+	shmc *c;
+	struct herd *h;
+	pthread_barrier_t *go;
+	int rc;
+	size_t n;
+	char buf[64];
+};
+
+static void *ht_worker(void *p)
+{
+	struct ht_arg *a = p;
+
+	pthread_barrier_wait(a->go);
+	a->rc = shmc_get_or_load(a->c, "thherd", 6, a->buf, sizeof(a->buf),
+				 &a->n, herd_load, a->h);
+	return NULL;
+}
+
+static void test_shmc_get_or_load_threads(void **state)
+{
+	struct fx *f = *state;
+	struct herd h = { 0 };
+	struct ht_arg a[HT_N];
+	pthread_barrier_t go;
+	pthread_t t[HT_N];
+
+	assert_int_equal(pthread_barrier_init(&go, NULL, HT_N), 0);
+	for (int i = 0; i < HT_N; i++) {
+		memset(&a[i], 0, sizeof(a[i]));
+		a[i].c = f->c;
+		a[i].h = &h;
+		a[i].go = &go;
+		assert_int_equal(pthread_create(&t[i], NULL, ht_worker, &a[i]),
+				 0);
+	}
+	for (int i = 0; i < HT_N; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+	for (int i = 0; i < HT_N; i++) {
+		assert_rc(a[i].rc, 0);
+		assert_int_equal(a[i].n, strlen(HERD_VAL));
+		assert_memory_equal(a[i].buf, HERD_VAL, a[i].n);
+	}
+	assert_int_equal(h.loads, 1);
 }
 
 /* The first caller's loader fails after 200 ms; the second caller, who
@@ -2162,6 +2313,34 @@ static void test_shmc_shutdown(void **state)
 	expect_str(f->c, "k", "v");
 }
 
+static void other_shutdown_child(void *p)
+{
+	char buf[16];
+	size_t n;
+	shmc *c;
+
+	become_other();
+	CHILD_RC(shmc_open(&c, p), 0); /* allowed by --allow-user */
+	CHILD_RC(shmc_get(c, "k", 1, buf, sizeof(buf), &n), 0);
+	CHILD_CHECK(n == 1 && buf[0] == 'v');
+	CHILD_RC(shmc_shutdown(c), -EPERM);
+	CHILD_RC(shmc_ping(c), 0);
+	shmc_close(c);
+}
+
+static void test_shmc_shutdown_other_user(void **state)
+{
+	struct fx *f = *state;
+
+	open_other_user(f);
+	set_str(f->c, "k", "v", 0);
+	assert_int_equal(
+		wait_child(spawn(other_shutdown_child, f->d.sock), 10000), 0);
+	/* The daemon still runs. */
+	assert_rc(shmc_ping(f->c), 0);
+	assert_int_equal(waitpid(f->d.pid, NULL, WNOHANG), 0);
+}
+
 /* ======================================================================== */
 
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
@@ -2172,9 +2351,12 @@ int main(void)
 		T(test_shmc_open_explicit_path),
 		T(test_shmc_open_env_socket),
 		cmocka_unit_test(test_shmc_open_no_daemon),
+		cmocka_unit_test_setup_teardown(test_shmc_open_refused_user,
+						fx_setup, fx_teardown),
 		cmocka_unit_test(test_shmc_close_null),
 		T(test_shmc_set_get_round_trip),
 		T(test_shmc_get_small_buffer),
+		T(test_shmc_get_enobufs_counts_hit),
 		T(test_shmc_get_length_only),
 		T(test_shmc_get_ex_expire_at),
 		T(test_shmc_peek_changes_no_stats),
@@ -2197,6 +2379,7 @@ int main(void)
 		T(test_shmc_multiprocess_share),
 		T(test_shmc_get_or_load_single),
 		T(test_shmc_get_or_load_herd),
+		T(test_shmc_get_or_load_threads),
 		T(test_shmc_get_or_load_loader_fails),
 		T(test_shmc_get_or_load_loader_dies),
 		T(test_shmc_read_in_place),
@@ -2215,6 +2398,9 @@ int main(void)
 		T(test_shmc_clients),
 		T(test_shmc_save_load_unsupported),
 		T(test_shmc_shutdown),
+		cmocka_unit_test_setup_teardown(test_shmc_shutdown_other_user,
+						fx_setup_allow_other,
+						fx_teardown),
 	};
 
 	tdaemon_binary(); /* exits 77 without $SHMC_DAEMON */

@@ -72,34 +72,13 @@ static void key_of(char *out, size_t n, const char *prefix, long i)
 	snprintf(out, n, "%s%ld", prefix, i);
 }
 
-int main(int argc, char **argv)
+/* The mode's work; returns the exit status. */
+static int run(shmc *c, const char *mode, const char *prefix, long n,
+	       size_t vlen)
 {
 	static uint8_t val[VMAX], buf[VMAX];
 	char key[256];
-	shmc *c;
 	int rc;
-
-	if (argc < 5) {
-		fprintf(stderr, "usage: see the comment at the top\n");
-		return 2;
-	}
-	const char *mode = argv[2], *prefix = argv[3];
-	long n = atol(argv[4]);
-	size_t vlen = argc > 5 ? (size_t)atol(argv[5]) : 100;
-	if (n <= 0 || vlen < 12 || vlen > VMAX)
-		return 2;
-	if ((rc = shmc_open(&c, argv[1])) != 0) {
-		fprintf(stderr, "open: %s\n", shmc_strerror(rc));
-		return 3;
-	}
-	const char *wait = getenv("SHMC_WAIT");
-	if (wait && strcmp(wait, "1") == 0) {
-		char line[16];
-		printf("ready\n");
-		fflush(stdout);
-		if (!fgets(line, sizeof(line), stdin))
-			return 2;
-	}
 
 	if (strcmp(mode, "verify") == 0) {
 		long hits = 0, misses = 0;
@@ -150,6 +129,39 @@ int main(int argc, char **argv)
 		if (strcmp(mode, "fill") == 0)
 			break;
 	}
-	shmc_close(c);
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	shmc *c;
+	int rc;
+
+	if (argc < 5) {
+		fprintf(stderr, "usage: see the comment at the top\n");
+		return 2;
+	}
+	const char *mode = argv[2], *prefix = argv[3];
+	long n = atol(argv[4]);
+	size_t vlen = argc > 5 ? (size_t)atol(argv[5]) : 100;
+	if (n <= 0 || vlen < 12 || vlen > VMAX)
+		return 2;
+	if ((rc = shmc_open(&c, argv[1])) != 0) {
+		fprintf(stderr, "open: %s\n", shmc_strerror(rc));
+		return 3;
+	}
+	const char *wait = getenv("SHMC_WAIT");
+	if (wait && strcmp(wait, "1") == 0) {
+		char line[16];
+		printf("ready\n");
+		fflush(stdout);
+		if (!fgets(line, sizeof(line), stdin)) {
+			shmc_close(c);
+			return 2;
+		}
+	}
+
+	rc = run(c, mode, prefix, n, vlen);
+	shmc_close(c);
+	return rc;
 }

@@ -468,6 +468,70 @@ class Lifecycle(unittest.TestCase):
         self.d.wait_ready()
 
 
+class Sealed(unittest.TestCase):
+    """--sealed: a memfd no client can resize, kept in systemd's fd store."""
+
+    def setUp(self):
+        self.d = p.DaemonProc(BINARY, extra=LOOP_ARGS + ["--sealed"])
+        self.notify_path = os.path.join(self.d.dir, "notify")
+        self.ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.ns.bind(self.notify_path)
+        self.ns.settimeout(10)
+        self.env = dict(os.environ, NOTIFY_SOCKET=self.notify_path)
+
+    def tearDown(self):
+        self.d.stop()
+        self.ns.close()
+
+    def stored_fd(self):
+        """The fd the daemon put in the (emulated) fd store."""
+        while True:
+            msg, anc, _, _ = self.ns.recvmsg(4096, socket.CMSG_SPACE(4))
+            if b"FDSTORE=1" in msg:
+                self.assertIn(b"FDNAME=region", msg)
+                level, kind, data = anc[0]
+                self.assertEqual((level, kind), (socket.SOL_SOCKET,
+                                                 socket.SCM_RIGHTS))
+                return struct.unpack("<i", data[:4])[0]
+
+    def test_client_cannot_resize_the_region(self):
+        self.d.start(env=self.env)
+        self.assertFalse(os.path.exists("/dev/shm" + self.d.name))
+        c = p.Client(self.d.sock)
+        _, _, size = c.hello()
+        fd = c.fds[0]
+        for new_size in (4096, size * 2):
+            with self.assertRaises(PermissionError):
+                os.ftruncate(fd, new_size)
+        self.assertEqual(os.fstat(fd).st_size, size)
+        c.set("still", b"here")
+        self.assertEqual(c.get("still")[0], b"here")
+        c.close()
+
+    def test_region_survives_a_restart_in_the_fd_store(self):
+        self.d.start(env=self.env)
+        stored = self.stored_fd()
+        c = p.Client(self.d.sock)
+        for i in range(100):
+            c.set(f"k{i}", f"v{i}")
+        c.close()
+        self.d.stop()
+        # Start again as systemd would: the stored fd as fd 3, named.
+        script = ('eval "exec 3<&$STORED"; LISTEN_PID=$$ LISTEN_FDS=1 '
+                  'LISTEN_FDNAMES=region exec "$@"')
+        self.d.proc = subprocess.Popen(
+            ["sh", "-c", script, "sh"] + self.d.args(),
+            env=dict(self.env, STORED=str(stored)), pass_fds=(stored,),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.d.wait_ready()
+        os.close(stored)
+        c = p.Client(self.d.sock)
+        for i in range(100):
+            self.assertEqual(c.get(f"k{i}")[0], f"v{i}".encode())
+        c.close()
+        self.assertIn("adopted region", self.d.logtext())
+
+
 class SocketActivation(unittest.TestCase):
     def test_systemd_socket_activate(self):
         tool = "/usr/bin/systemd-socket-activate"
