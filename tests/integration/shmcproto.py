@@ -218,8 +218,9 @@ class DaemonProc:
                 "--name", self.name, "--memory", "8M", "--segments", "16",
                 "--log-level", "debug", "--log-file", self.log] + self.extra
 
-    def start(self, wait=True, env=None):
+    def start(self, wait=True, env=None, preexec_fn=None):
         self.proc = subprocess.Popen(self.args(), env=env,
+                                     preexec_fn=preexec_fn,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE)
         if wait:

@@ -8,6 +8,7 @@ Every test runs against the event loop named on the command line (meson
 registers the file twice).  Exits 77 when the host cannot run it.
 """
 import mmap
+import resource
 import os
 import shutil
 import signal
@@ -530,6 +531,60 @@ class Sealed(unittest.TestCase):
             self.assertEqual(c.get(f"k{i}")[0], f"v{i}".encode())
         c.close()
         self.assertIn("adopted region", self.d.logtext())
+
+
+class Security(unittest.TestCase):
+    def setUp(self):
+        self.d = p.DaemonProc(BINARY, extra=LOOP_ARGS)
+
+    def tearDown(self):
+        self.d.stop()
+        self.d.unlink()
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to act as another user")
+    def test_other_user_cannot_open_the_region_by_name(self):
+        self.d.start()
+        path = "/dev/shm" + self.d.name
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+        r = subprocess.run(
+            [sys.executable, "-c",
+             "import os, sys\n"
+             "os.setgid(65534); os.setuid(65534)\n"
+             "try:\n"
+             "    os.open(sys.argv[1], os.O_RDONLY); print('opened')\n"
+             "except PermissionError:\n"
+             "    print('refused')\n", path],
+            capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.stdout.strip(), "refused", r.stderr)
+
+    def test_descriptor_exhaustion_is_survived(self):
+        def few_fds():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+        self.d.start(preexec_fn=few_fds)
+        conns = []
+        for _ in range(60):  # more than the daemon can hold open
+            conns.append(p.Client(self.d.sock, timeout=0.5))
+        served = 0
+        for c in conns:
+            try:
+                c.ping()
+                served += 1
+            except (OSError, EOFError):
+                pass
+        self.assertGreater(served, 5)
+        self.assertLess(served, 60)
+        for c in conns:
+            c.close()
+        # Descriptors are back: new clients are served again.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                self.d.wait_ready(timeout=1)
+                break
+            except TimeoutError:
+                self.assertLess(time.monotonic(), deadline)
+        self.assertIn("accept: Too many open files", self.d.logtext())
+        self.assertIsNone(self.d.proc.poll())
 
 
 class SocketActivation(unittest.TestCase):
