@@ -52,7 +52,8 @@ static void recover_locked(struct seg *s)
 		repair_locked(s);
 }
 
-static int seg_lock(struct eng *e, struct seg *s)
+/* Contended or dead-holder path of seg_lock(). */
+static int __attribute__((noinline)) seg_lock_slow(struct eng *e, struct seg *s)
 {
 	for (;;) {
 		int rc = lock_acquire(&s->h->lock, e->client_id,
@@ -74,8 +75,29 @@ static int seg_lock(struct eng *e, struct seg *s)
 	}
 }
 
-static void seg_unlock(struct eng *e, struct seg *s)
+/* Fast paths inline: one CAS to take a free lock, one to release a lock
+ * nobody waits for; lock.c does the rest. */
+static inline int seg_lock(struct eng *e, struct seg *s)
 {
+	uint32_t free_word = 0;
+
+	if (__builtin_expect(__atomic_compare_exchange_n(
+				     &s->h->lock, &free_word, e->client_id << 1,
+				     false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED),
+			     1))
+		return 0;
+	return seg_lock_slow(e, s);
+}
+
+static inline void seg_unlock(struct eng *e, struct seg *s)
+{
+	uint32_t mine = e->client_id << 1;
+
+	if (__builtin_expect(__atomic_compare_exchange_n(&s->h->lock, &mine, 0,
+							 false, __ATOMIC_RELEASE,
+							 __ATOMIC_RELAXED),
+			     1))
+		return;
 	lock_release(&s->h->lock, e->client_id);
 }
 

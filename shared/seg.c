@@ -52,7 +52,9 @@ static inline bool expired(const struct entry_hdr *eh, uint32_t now)
 }
 
 /* The ring, pool and free-ring fields agree with each other and with the
- * geometry.  Checked at the start of every operation. */
+ * geometry.  Checked before every mutation.  Reads do without it: they
+ * stay inside the ring because every offset is checked against the ring
+ * size and every entry's length against the ring size (entry_load). */
 static int state_ok(const struct seg *s)
 {
 	const struct seg_hdr *h = s->h;
@@ -68,7 +70,8 @@ static int state_ok(const struct seg *s)
 
 /* Reads the header at off and checks that the whole entry lies inside the
  * used part of the ring. */
-static int entry_load(const struct seg *s, uint32_t off, struct entry_hdr *eh,
+static inline __attribute__((always_inline)) int
+entry_load(const struct seg *s, uint32_t off, struct entry_hdr *eh,
 		      uint32_t *len)
 {
 	const struct eng_geom *g = s->g;
@@ -81,7 +84,7 @@ static int entry_load(const struct seg *s, uint32_t off, struct entry_hdr *eh,
 		return -EUCLEAN;
 	ring_read(s->ring, size, off, eh, ENTRY_HDR_SIZE);
 	uint64_t l = (uint64_t)ENTRY_HDR_SIZE + eh->klen + eh->vlen + eh->slack;
-	if (eh->klen == 0 || l > s->h->used - d)
+	if (eh->klen == 0 || l > s->h->used - d || l > size)
 		return -EUCLEAN;
 	*len = (uint32_t)l;
 	return 0;
@@ -100,7 +103,8 @@ static inline void entry_store_hdr(struct seg *s, uint32_t off,
 }
 
 /* Looks key up.  0 with *f filled, -ENOENT, or -EUCLEAN. */
-static int find(struct seg *s, const struct seg_key *k, struct found *f)
+static inline __attribute__((always_inline)) int
+find(struct seg *s, const struct seg_key *k, struct found *f)
 {
 	const struct eng_geom *g = s->g;
 	uint32_t *link = &s->buckets[hash_bucket(k->tag, g->nbuckets)];
@@ -368,14 +372,13 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		   uint32_t *expire, struct seg_value *view)
 {
 	struct found f;
-	int rc;
+	int rc = find(s, k, &f);
 
-	if ((rc = state_ok(s)))
-		return rc;
-	rc = find(s, k, &f);
 	if (rc == 0 && expired(&f.eh, now)) {
 		if (mode == SEG_PEEK)
 			return -ENOENT;
+		if ((rc = state_ok(s)))
+			return rc;
 		seg_write_begin(s);
 		if ((rc = unindex(s, f.link, f.rec, f.off, f.eh.atime)))
 			return rc;
@@ -537,7 +540,7 @@ int seg_expiry_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	struct found f;
 	int rc;
 
-	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
+	if ((rc = find(s, k, &f)))
 		return rc;
 	if (expired(&f.eh, now))
 		return -ENOENT;
