@@ -216,8 +216,9 @@ uint32_t eng_seg_of(const struct eng *e, const void *key, size_t klen)
 	return hash_split(hash_key(key, klen), e->g.seg_bits).seg;
 }
 
-int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
-	    size_t vlen, uint32_t ttl_s)
+/* A set with the expiry given as a TTL (abs false) or absolute. */
+static int set(struct eng *e, const void *key, size_t klen, const void *val,
+	       size_t vlen, uint32_t t, bool abs)
 {
 	struct seg_key k;
 	int rc;
@@ -228,9 +229,24 @@ int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
-	rc = seg_set_locked(&s, &k, val, (uint32_t)vlen, expire_of(now, ttl_s),
-			    now);
+	uint32_t expire = abs ? t : expire_of(now, t);
+	if (abs && expire != 0 && expire <= now)
+		rc = -ETIME;
+	else
+		rc = seg_set_locked(&s, &k, val, (uint32_t)vlen, expire, now);
 	return seg_done(e, &s, rc);
+}
+
+int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
+	    size_t vlen, uint32_t ttl_s)
+{
+	return set(e, key, klen, val, vlen, ttl_s, false);
+}
+
+int eng_set_expire_at(struct eng *e, const void *key, size_t klen,
+		      const void *val, size_t vlen, uint32_t expire_at)
+{
+	return set(e, key, klen, val, vlen, expire_at, true);
 }
 
 static int get(struct eng *e, enum seg_get_mode mode, const void *key,

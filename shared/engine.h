@@ -173,6 +173,12 @@ void eng_clock_set(struct eng *e, uint32_t now);
 int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
 	    size_t vlen, uint32_t ttl_s);
 
+/* As eng_set() with an absolute expiry (unix seconds, 0 = never) instead
+ * of a TTL: for snapshot loads.  An expire_at already past stores nothing
+ * and returns -ETIME. */
+int eng_set_expire_at(struct eng *e, const void *key, size_t klen,
+		      const void *val, size_t vlen, uint32_t expire_at);
+
 /* Copies the value of key into buf.  *vlen gets the value's full length;
  * *expire_at (if not NULL) its absolute expiry (0 = never).  Returns 0,
  * -ENOENT for a missing or expired key (an expired one is reclaimed), or
