@@ -69,7 +69,7 @@ int sysd_notify_fd(const char *state, int fd)
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
-	} cm;
+	} cm = { 0 }; /* no uninitialised padding on the wire */
 	struct msghdr msg = {
 		.msg_name = &sa,
 		.msg_namelen =

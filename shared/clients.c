@@ -51,9 +51,12 @@ uint64_t clients_start_time(pid_t pid)
 	char *p = strrchr(buf, ')');
 	if (!p)
 		return 0;
+	/* Reentrant on purpose: lock waiters in many threads call this. */
 	unsigned long long start = 0;
 	int field = 2;
-	for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+	char *save = NULL;
+	for (char *tok = strtok_r(p + 1, " ", &save); tok;
+	     tok = strtok_r(NULL, " ", &save)) {
 		if (++field == 22) {
 			sscanf(tok, "%llu", &start);
 			break;

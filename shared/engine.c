@@ -471,7 +471,9 @@ static uint32_t *flight_word(struct eng *e, const struct eng_flight *f)
 	    f->seg >= e->g.nseg)
 		return NULL;
 	struct seg_flight *fl = &seg_at(e, f->seg).h->flight[f->slot];
-	return fl->hash == f->hash ? &fl->word : NULL;
+	return __atomic_load_n(&fl->hash, __ATOMIC_RELAXED) == f->hash
+		       ? &fl->word
+		       : NULL;
 }
 
 int eng_flight_wait(struct eng *e, const struct eng_flight *f, uint32_t ms)

@@ -46,6 +46,13 @@ struct found {
 	struct entry_hdr eh;
 };
 
+/* The gauges live and used are read without the lock (eng_stats): the
+ * lock holder stores them with relaxed atomics. */
+static inline void gauge_set(uint32_t *g, uint32_t v)
+{
+	__atomic_store_n(g, v, __ATOMIC_RELAXED);
+}
+
 static inline bool expired(const struct entry_hdr *eh, uint32_t now)
 {
 	return eh->expire != 0 && eh->expire <= now;
@@ -167,7 +174,7 @@ static int fr_pop(struct seg *s, uint32_t *r)
 		return -EUCLEAN;
 	h->fr_head = h->fr_head + 1 == n ? 0 : h->fr_head + 1;
 	h->fr_count--;
-	h->live++;
+	gauge_set(&h->live, h->live + 1);
 	return 0;
 }
 
@@ -183,7 +190,7 @@ static int fr_push(struct seg *s, uint32_t r)
 		pos -= n;
 	s->free[pos] = r;
 	h->fr_count++;
-	h->live--;
+	gauge_set(&h->live, h->live - 1);
 	return 0;
 }
 
@@ -273,7 +280,7 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 	}
 	*moves = 0;
 	h->tail = ring_add(h->tail, len, size);
-	h->used -= len;
+	gauge_set(&h->used, h->used - len);
 	return 0;
 }
 
@@ -323,7 +330,7 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 		write_value(s, ring_add(pos, k->klen, size), val, vlen,
 			    FAULT_SET_VALUE);
 	h->head = ring_add(off, need, size);
-	h->used += need;
+	gauge_set(&h->used, h->used + need);
 
 	uint32_t *bucket = &s->buckets[hash_bucket(k->tag, s->g->nbuckets)];
 	s->recs[r] = (struct pool_rec){ .next = *bucket, .tag = k->tag,
@@ -347,8 +354,9 @@ void seg_reset_locked(struct seg *s)
 		s->free[i] = i;
 	h->fr_head = 0;
 	h->fr_count = g->nrec;
-	h->live = 0;
-	h->head = h->tail = h->used = 0;
+	gauge_set(&h->live, 0);
+	h->head = h->tail = 0;
+	gauge_set(&h->used, 0);
 	h->asum = 0;
 	h->sweep_cursor = 0;
 	__atomic_store_n(&h->gen, h->gen + 1, __ATOMIC_RELAXED);
@@ -507,7 +515,8 @@ int seg_flight_locked(struct seg *s, uint64_t h, uint32_t me, bool *claimed)
 		}
 	}
 	if (free_slot >= 0) {
-		fl[free_slot].hash = h;
+		/* Read without the lock by waiters (flight_word). */
+		__atomic_store_n(&fl[free_slot].hash, h, __ATOMIC_RELAXED);
 		__atomic_store_n(&fl[free_slot].word, me << 1, __ATOMIC_RELEASE);
 		*claimed = true;
 	}
