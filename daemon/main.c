@@ -42,12 +42,13 @@ void daemon_tick(struct daemon *d)
 	}
 	conn_tick(d, mono_ms());
 
-	/* About once a second: clients that died without a connection to
-	 * this daemon (attached to a previous one). */
+	/* About once a second: clients found dead through the client table
+	 * (those of a previous daemon, or ones whose closed connection this
+	 * daemon has not handled yet). */
 	if (++d->ticks % 10 == 0) {
 		int n = clients_sweep(&d->eng);
 		if (n > 0)
-			log_warn("%d unconnected client(s) died: recovered", n);
+			log_info("liveness sweep: %d dead client(s) recovered", n);
 	}
 }
 

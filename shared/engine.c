@@ -52,12 +52,27 @@ static void recover_locked(struct seg *s)
 		repair_locked(s);
 }
 
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 /* Contended or dead-holder path of seg_lock(). */
 static int __attribute__((noinline)) seg_lock_slow(struct eng *e, struct seg *s)
 {
+	/* One deadline for the whole operation, however many holders die
+	 * or change hands meanwhile. */
+	uint64_t deadline = now_ms() + e->timeout_ms;
+
 	for (;;) {
+		uint64_t t = now_ms();
+		if (t >= deadline)
+			return -ETIMEDOUT;
 		int rc = lock_acquire(&s->h->lock, e->client_id,
-				      e->timeout_ms, e->alive,
+				      (uint32_t)(deadline - t), e->alive,
 				      e->alive_arg);
 		if (rc != -EOWNERDEAD)
 			return rc;
