@@ -348,6 +348,13 @@ void conn_input(struct daemon *d, struct conn *c)
 	c->partial_since = c->in_len ? (c->partial_since ?: mono_ms()) : 0;
 }
 
+void conn_resume(struct daemon *d, struct conn *c)
+{
+	if (!c->closing && c->in_len >= PROTO_HDR_SIZE &&
+	    conn_out_pending(c) < CONN_OUT_HIGH)
+		conn_input(d, c);
+}
+
 void conn_tick(struct daemon *d, uint64_t now_ms)
 {
 	for (uint32_t i = 0; i < d->cfg.max_clients; i++) {

@@ -55,6 +55,8 @@ static void flush(struct conn *c)
 static void settle(int ep, struct daemon *d, struct conn *c)
 {
 	flush(c);
+	conn_resume(d, c);
+	flush(c);
 	if (c->closing && !conn_out_pending(c)) {
 		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 		conn_release(d, c);

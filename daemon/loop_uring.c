@@ -92,6 +92,8 @@ static void settle(struct uloop *l, struct conn *c)
 	struct daemon *d = l->d;
 	uint32_t slot = (uint32_t)(c - d->conns);
 
+	if (!c->send_armed)
+		conn_resume(d, c);
 	if (conn_out_pending(c) && !c->send_armed) {
 		struct io_uring_sqe *sqe = sqe_get(l);
 		if (sqe) {

@@ -167,8 +167,9 @@ int32_t proto_get_i32(struct proto_r *r)
 
 uint64_t proto_get_u64(struct proto_r *r)
 {
-	uint64_t lo = proto_get_u32(r);
-	return lo | (uint64_t)proto_get_u32(r) << 32;
+	const uint8_t *p = take(r, 8); /* all 8 bytes or none */
+
+	return p ? (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32 : 0;
 }
 
 size_t proto_get_bytes(struct proto_r *r, const void **out)

@@ -269,6 +269,18 @@ class BadInput(DaemonTest):
             other.ping()
         self.assertLess(time.monotonic() - t0, 2.0)
 
+    def test_pipelined_requests_past_the_output_limit_are_all_answered(self):
+        # More replies than the 1 MiB output limit, asked for in one write:
+        # input pauses, and must resume as the replies drain.
+        c = self.client()
+        c.set("v", b"x" * 8000)
+        reqs = b"".join(c.frame(p.T["GET"], p.bstr("v"))[0] for _ in range(300))
+        c.send_raw(reqs)
+        for _ in range(300):
+            t, _, body = c.read_frame()
+            self.assertEqual(t, p.T["GET"] | p.REPLY)
+            self.assertEqual(len(body), 8 + 8000)
+
     def test_client_that_never_reads_does_not_block_others(self):
         hog = self.client()
         hog.set("big", b"x" * 100_000)
