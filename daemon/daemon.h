@@ -98,9 +98,10 @@ struct conn *conn_accept(struct daemon *d, int fd);
  * as far as the output high-water mark allows. */
 void conn_input(struct daemon *d, struct conn *c);
 
-/* Answers requests that input left waiting when replies piled up: call
- * after output was sent, before arming the next send.  Pipelined frames
- * already received would otherwise wait for bytes the peer never sends. */
+/* Answers requests that input left waiting (replies piled up, or a send
+ * was in flight): call after output was sent, before arming the next send,
+ * until it consumes nothing.  Pipelined frames already received would
+ * otherwise wait for bytes the peer never sends. */
 void conn_resume(struct daemon *d, struct conn *c);
 
 /* Room at the end of c->in for the next receive (grows the buffer when a

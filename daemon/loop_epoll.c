@@ -54,9 +54,16 @@ static void flush(struct conn *c)
 /* Re-registers interest, or releases the connection when it is done. */
 static void settle(int ep, struct daemon *d, struct conn *c)
 {
-	flush(c);
-	conn_resume(d, c);
-	flush(c);
+	/* Send, and answer what input left waiting, until neither moves: a
+	 * flush that drains everything after a skipped resume would otherwise
+	 * leave answered-to-be requests with no event to wake them. */
+	for (;;) {
+		flush(c);
+		size_t before = c->in_len;
+		conn_resume(d, c);
+		if (c->in_len == before)
+			break;
+	}
 	if (c->closing && !conn_out_pending(c)) {
 		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 		conn_release(d, c);

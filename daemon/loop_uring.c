@@ -156,7 +156,10 @@ static void on_recv(struct uloop *l, struct conn *c, int res)
 	c->inflight--;
 	if (res > 0 && !c->closing) {
 		c->in_len += (size_t)res;
-		conn_input(l->d, c);
+		/* Replies are appended to c->out, which may move: never while
+		 * the kernel sends from it.  The send's completion resumes. */
+		if (!c->send_armed)
+			conn_input(l->d, c);
 	} else if (res == 0 || (res < 0 && res != -EINTR && res != -EAGAIN)) {
 		/* The peer is gone: nothing queued can be delivered. */
 		c->closing = true;
