@@ -69,7 +69,11 @@ enum opt_kind {
 	  "group name or gid allowed to connect\n"                          \
 	  "(repeatable, up to 32)")                                         \
 	X(SNAPSHOT, "snapshot", 0, KIND_VALUE, "FILE",                      \
-	  "snapshot file for save and load (default none)")                 \
+	  "snapshot file: saved at every clean stop, loaded\n"              \
+	  "at start into a new region (default none)")                      \
+	X(SNAPSHOT_PARTIAL, "snapshot-partial", 0, KIND_FLAG, NULL,         \
+	  "when the snapshot loaded at start is damaged,\n"                 \
+	  "load its blocks before the damage (default: none)")              \
 	X(FOREGROUND, "foreground", 0, KIND_FLAG, NULL,                     \
 	  "stay in the foreground, do not daemonize")                       \
 	X(LOG_LEVEL, "log-level", 0, KIND_VALUE, "LEVEL",                   \
@@ -647,6 +651,8 @@ static int opt_apply(struct config *c, struct source *src, int id,
 	case OPT_SNAPSHOT:
 		return set_path(c->snapshot, sizeof(c->snapshot), val, true,
 				why, cap);
+	case OPT_SNAPSHOT_PARTIAL:
+		return set_flag(&c->snapshot_partial, val, why, cap);
 	case OPT_FOREGROUND:
 		return set_flag(&c->foreground, val, why, cap);
 	case OPT_LOG_LEVEL:

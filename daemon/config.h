@@ -25,8 +25,9 @@
  * version).  '#' starts a comment at the start of a line or after a blank;
  * blank lines are ignored; blanks around keys and values are trimmed; there
  * is no quoting (a value runs to the end of the line or its comment).  A
- * flag (foreground, reset, unlink-on-exit, hugepages, prefault, epoll)
- * takes true/false, yes/no, on/off or 1/0, and a bare key means true.
+ * flag (foreground, reset, unlink-on-exit, hugepages, prefault, epoll,
+ * snapshot-partial) takes true/false, yes/no, on/off or 1/0, and a bare
+ * key means true.
  */
 #ifndef SHMC_CONFIG_H
 #define SHMC_CONFIG_H
@@ -102,6 +103,9 @@ struct config {
 	uint32_t n_allow_groups;
 	/* --snapshot FILE: absolute path, "" for none */
 	char snapshot[4096];
+	/* --snapshot-partial: when the snapshot loaded at start is damaged,
+	 * load the blocks before the damage (default: nothing of it) */
+	bool snapshot_partial;
 	/* --foreground: do not daemonize */
 	bool foreground;
 	/* --log-level L: an enum config_log_level; default CONFIG_LOG_INFO */

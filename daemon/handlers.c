@@ -14,6 +14,7 @@
 #include "clients.h"
 #include "daemon.h"
 #include "log.h"
+#include "persist.h"
 #include "proto.h"
 
 typedef void handler_fn(struct daemon *d, struct conn *c, uint32_t id,
@@ -257,16 +258,58 @@ static void on_clients(struct daemon *d, struct conn *c, uint32_t id,
 	conn_reply_finish(c, &w, PROTO_T_CLIENTS, id);
 }
 
+/* SAVE and LOAD (persist.c).  They read and write files with the daemon's
+ * rights, so only its user or root may ask, and the path must be absolute
+ * (a detached daemon's directory is "/").  Synchronous: the event loop
+ * waits for the file I/O, about a second per GiB (docs/SNAPSHOT.md); the
+ * clients' data path does not, it never goes through the daemon. */
 static void on_snapshot(struct daemon *d, struct conn *c, uint32_t id,
-			struct proto_r *r)
+			struct proto_r *r, bool load)
 {
-	const void *path;
+	const void *p;
+	size_t len = proto_get_bytes(r, &p);
+	char path[CONFIG_FILE_PATH_MAX + 1], err[768];
+	uint64_t entries = 0;
 
-	(void)d;
-	proto_get_bytes(r, &path);
-	if (body_ok(c, id, r))
-		conn_reply_error(c, id, -ENOTSUP,
-				 "snapshots are not supported by this build");
+	if (!body_ok(c, id, r))
+		return;
+	if (c->uid != 0 && c->uid != geteuid()) {
+		conn_reply_error(c, id, -EPERM,
+				 "only the daemon's user or root may save or "
+				 "load snapshots");
+		return;
+	}
+	if (len == 0 || len > CONFIG_FILE_PATH_MAX || memchr(p, '\0', len) ||
+	    *(const char *)p != '/') {
+		conn_reply_error(c, id, -EINVAL,
+				 "a snapshot path is absolute, at most 4095 "
+				 "bytes, without NUL");
+		return;
+	}
+	memcpy(path, p, len);
+	path[len] = '\0';
+	int rc = persist_request(d, load, path, &entries, err, sizeof(err));
+	if (rc) {
+		conn_reply_error(c, id, rc, err);
+		return;
+	}
+	uint8_t body[8];
+	struct proto_w w;
+	proto_w_init(&w, body, sizeof(body));
+	proto_put_u64(&w, entries);
+	conn_reply(c, load ? PROTO_T_LOAD : PROTO_T_SAVE, id, body, w.len);
+}
+
+static void on_save(struct daemon *d, struct conn *c, uint32_t id,
+		    struct proto_r *r)
+{
+	on_snapshot(d, c, id, r, false);
+}
+
+static void on_load(struct daemon *d, struct conn *c, uint32_t id,
+		    struct proto_r *r)
+{
+	on_snapshot(d, c, id, r, true);
 }
 
 /* ------------------------------------------------------------------------
@@ -377,8 +420,8 @@ static handler_fn *const handlers[] = {
 	[PROTO_T_SET] = on_set,		[PROTO_T_DEL] = on_del,
 	[PROTO_T_TTL] = on_ttl,		[PROTO_T_TOUCH] = on_touch,
 	[PROTO_T_FLUSH] = on_flush,	[PROTO_T_CHECK] = on_check,
-	[PROTO_T_CLIENTS] = on_clients, [PROTO_T_SAVE] = on_snapshot,
-	[PROTO_T_LOAD] = on_snapshot,	[PROTO_T_SHUTDOWN] = on_shutdown,
+	[PROTO_T_CLIENTS] = on_clients, [PROTO_T_SAVE] = on_save,
+	[PROTO_T_LOAD] = on_load,	[PROTO_T_SHUTDOWN] = on_shutdown,
 };
 
 void handle_request(struct daemon *d, struct conn *c, uint16_t type,

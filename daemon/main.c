@@ -5,8 +5,11 @@
  * the loop) -> region (create or adopt) -> control socket -> detach unless
  * --foreground -> READY=1 -> event loop (io_uring, or epoll if io_uring
  * cannot be set up or --epoll is given).
+ * With --snapshot FILE, a region created by this start is loaded from FILE
+ * before READY=1.
  * Stop (SIGTERM, SIGINT, or a SHUTDOWN request): STOPPING=1, connections
- * closed (their locks recovered), socket removed, region kept for a warm
+ * closed (the clients stay in the client table: they live on), socket
+ * removed, snapshot saved (with --snapshot), region kept for a warm
  * restart unless --unlink-on-exit.
  */
 #include <errno.h>
@@ -23,6 +26,7 @@
 #include "daemon.h"
 #include "listen.h"
 #include "log.h"
+#include "persist.h"
 #include "region.h"
 #include "sysd.h"
 
@@ -120,9 +124,17 @@ static void shutdown_all(struct daemon *d)
 					 MSG_DONTWAIT | MSG_NOSIGNAL);
 			(void)n;
 		}
+		/* The client lives on: its mapping works without a daemon and
+		 * it reconnects to the next one.  So its client-table entry and
+		 * its locks stay as they are; released as a departed client's,
+		 * a lock waiter would find it gone from the table, take it for
+		 * dead and take its segment over in the middle of a write. */
+		c->client_id = 0;
 		conn_release(d, c);
 	}
 	listen_close(d);
+	if (d->cfg.snapshot[0])
+		persist_exit(d);
 	region_close(d);
 	free(d->conns);
 	if (d->signal_fd >= 0)
@@ -179,6 +191,9 @@ int main(int argc, char **argv)
 		sysd_notify("STATUS=cannot open the region");
 		return 1;
 	}
+	/* A region this start created (its first boot) is filled from the
+	 * snapshot; an adopted one keeps its own entries. */
+	bool created = d.eng.hdr->boot_count == 1;
 	if ((rc = listen_open(&d, err, sizeof(err))) != 0) {
 		log_error("%s", err[0] ? err : strerror(-rc));
 		region_close(&d);
@@ -190,6 +205,8 @@ int main(int argc, char **argv)
 	}
 	region_claim(&d);
 	daemon_tick(&d);
+	if (d.cfg.snapshot[0] && created)
+		persist_start(&d);
 
 	char status[512];
 	snprintf(status, sizeof(status),

@@ -227,9 +227,11 @@ struct shmc_client_info {
 int shmc_clients(shmc *c, struct shmc_client_info *out, size_t cap,
 		 size_t *n);
 
-/* Writes a snapshot of the cache to path on the daemon's host / loads one
- * (*entries: how many were written / loaded).  -ENOTSUP while the daemon
- * has no snapshot support. */
+/* Writes a snapshot of the cache to path (absolute, on the daemon's host,
+ * written by the daemon atomically) / loads one (*entries: how many were
+ * written / loaded).  Only for the daemon's user or root (-EPERM).  A
+ * missing file is -ENOENT; a damaged one -EBADMSG, and nothing is loaded
+ * (the daemon's log names the file and offset).  See docs/SNAPSHOT.md. */
 int shmc_save(shmc *c, const char *path, uint64_t *entries);
 int shmc_load(shmc *c, const char *path, uint64_t *entries);
 

@@ -2285,17 +2285,22 @@ static void test_shmc_clients(void **state)
 	assert_int_equal(n, all - 1);
 }
 
-static void test_shmc_save_load_unsupported(void **state)
+static void test_shmc_save_load_round_trip(void **state)
 {
 	struct fx *f = *state;
 	char path[sizeof(f->d.dir) + 16];
-	uint64_t entries = 5;
+	uint64_t entries = 0;
 
 	snprintf(path, sizeof(path), "%s/snap", f->d.dir);
 	set_str(f->c, "k", "v", 0);
-	assert_rc(shmc_save(f->c, path, &entries), -ENOTSUP);
-	assert_rc(shmc_load(f->c, path, &entries), -ENOTSUP);
+	assert_rc(shmc_save(f->c, path, &entries), 0);
+	assert_int_equal(entries, 1);
+	assert_rc(shmc_clear(f->c), 0);
+	entries = 0;
+	assert_rc(shmc_load(f->c, path, &entries), 0);
+	assert_int_equal(entries, 1);
 	expect_str(f->c, "k", "v");
+	assert_rc(shmc_save(f->c, "relative/path", &entries), -EINVAL);
 }
 
 static void test_shmc_shutdown(void **state)
@@ -2396,7 +2401,7 @@ int main(void)
 		T(test_shmc_ping),
 		T(test_shmc_check),
 		T(test_shmc_clients),
-		T(test_shmc_save_load_unsupported),
+		T(test_shmc_save_load_round_trip),
 		T(test_shmc_shutdown),
 		cmocka_unit_test_setup_teardown(test_shmc_shutdown_other_user,
 						fx_setup_allow_other,

@@ -199,10 +199,19 @@ class Requests(DaemonTest):
         self.assertEqual(c.check()["bad"], 0)
         m.close()
 
-    def test_snapshots_say_not_supported(self):
+    def test_save_flush_load_round_trip(self):
+        c = self.client()
+        for i in range(50):
+            c.set(f"k{i}", f"v{i}")
+        path = os.path.join(self.d.dir, "snap")
+        self.assertEqual(c.call("SAVE", p.bstr(path)).u64(), 50)
+        c.flush()
+        self.assertEqual(c.call("LOAD", p.bstr(path)).u64(), 50)
+        for i in range(50):
+            self.assertEqual(c.get(f"k{i}")[0], f"v{i}".encode())
         with self.assertRaises(p.ProtoError) as e:
-            self.client().call("SAVE", p.bstr("/tmp/x"))
-        self.assertEqual(e.exception.err, p.ENOTSUP)
+            c.call("LOAD", p.bstr(path + ".missing"))
+        self.assertEqual(e.exception.err, p.ENOENT)
 
     def test_shutdown_stops_the_daemon(self):
         self.client().shutdown()
