@@ -7,11 +7,14 @@ and region name and stops it again.
 """
 import itertools
 import os
+import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
+import unittest
 
 VERSION = 1
 HDR = struct.Struct("<IHBBI")  # len, type, version, flags, id
@@ -267,3 +270,21 @@ class DaemonProc:
             os.unlink("/dev/shm" + self.name)
         except FileNotFoundError:
             pass
+
+
+def run_tests(args, prefix):
+    """Runs the __main__ module's test cases (args: unittest's arguments,
+    e.g. test names) with temporary files in a private folder, prints the
+    closing line "N passed, N failed, N skipped", and returns the exit
+    status: 0 if all passed, else 1."""
+    tempfile.tempdir = tempfile.mkdtemp(prefix=prefix)
+    try:
+        prog = unittest.main(module="__main__", argv=[sys.argv[0]] + args,
+                             exit=False, verbosity=2)
+    finally:
+        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
+    r = prog.result
+    failed = len(r.failures) + len(r.errors)
+    print(f"{r.testsRun - failed - len(r.skipped)} passed, {failed} failed, "
+          f"{len(r.skipped)} skipped")
+    return 0 if r.wasSuccessful() else 1

@@ -172,14 +172,7 @@ def main():
         print(__doc__)
         return 2
     DAEMON, CLIENT = (os.path.abspath(a) for a in sys.argv[1:3])
-    tempfile.tempdir = tempfile.mkdtemp(prefix="shmc-crash-")
-    prog = unittest.main(argv=[sys.argv[0]] + sys.argv[3:], exit=False,
-                         verbosity=2)
-    r = prog.result
-    print(f"{r.testsRun - len(r.failures) - len(r.errors) - len(r.skipped)} "
-          f"passed, {len(r.failures) + len(r.errors)} failed, "
-          f"{len(r.skipped)} skipped")
-    return 0 if r.wasSuccessful() else 1
+    return p.run_tests(sys.argv[3:], "shmc-crash-")
 
 
 if __name__ == "__main__":

@@ -752,17 +752,7 @@ def main():
     if not os.path.isdir("/dev/shm"):
         print("no /dev/shm: skipped")
         return 77
-    tempfile.tempdir = tempfile.mkdtemp(prefix="shmc-persist-")
-    try:
-        prog = unittest.main(argv=[sys.argv[0]] + rest, exit=False,
-                             verbosity=2)
-    finally:
-        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
-    r = prog.result
-    print(f"{r.testsRun - len(r.failures) - len(r.errors) - len(r.skipped)} "
-          f"passed, {len(r.failures) + len(r.errors)} failed, "
-          f"{len(r.skipped)} skipped")
-    return 0 if r.wasSuccessful() else 1
+    return p.run_tests(rest, "shmc-persist-")
 
 
 if __name__ == "__main__":

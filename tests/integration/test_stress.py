@@ -205,17 +205,7 @@ def main():
     if not os.path.isdir("/dev/shm"):
         print("no /dev/shm: skipped")
         return 77
-    tempfile.tempdir = tempfile.mkdtemp(prefix="shmc-stress-")
-    try:
-        prog = unittest.main(argv=[sys.argv[0]] + sys.argv[3:], exit=False,
-                             verbosity=2)
-    finally:
-        shutil.rmtree(tempfile.tempdir, ignore_errors=True)
-    r = prog.result
-    print(f"{r.testsRun - len(r.failures) - len(r.errors) - len(r.skipped)} "
-          f"passed, {len(r.failures) + len(r.errors)} failed, "
-          f"{len(r.skipped)} skipped")
-    return 0 if r.wasSuccessful() else 1
+    return p.run_tests(sys.argv[3:], "shmc-stress-")
 
 
 if __name__ == "__main__":
