@@ -1,0 +1,292 @@
+#!/usr/bin/env python3
+"""Integration tests of shmc-bench (tools/bench): short runs against the
+real daemon, read back through --json.  The figures themselves are not
+judged (a benchmark never fails CI on a slow machine); what is checked is
+what a user of the bench relies on: every requested backend gets a row,
+the rows are consistent, a peer that is not installed is skipped and not
+failed, a backend that cannot run is failed, and the bench leaves no
+server, region or temporary folder behind, even when interrupted.
+
+    test_bench.py DAEMON_BINARY BENCH_BINARY
+
+Exits 77 when the host cannot run it.
+"""
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shmcproto as p  # noqa: E402
+
+DAEMON = None
+BENCH = None
+SHORT = ["--keys", "1000", "--ops", "3000", "--warmup", "0"]
+
+
+def bench(args, env=None, timeout=120):
+    """Runs the bench; returns (exit code, parsed JSON or None, stderr)."""
+    r = subprocess.run([BENCH] + args, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=env, timeout=timeout)
+    out = None
+    if "--json" in args and r.stdout:
+        out = json.loads(r.stdout)
+    return r.returncode, out, r.stderr.decode(errors="replace")
+
+
+def rows(out):
+    return {(r["backend"], r["procs"]): r for r in out["results"]}
+
+
+class BenchTest(unittest.TestCase):
+    def setUp(self):
+        # The bench's temporary folders go here: each test checks that
+        # none is left.
+        self.tmp = tempfile.mkdtemp(prefix="bench-tmp-")
+        self.env = dict(os.environ, TMPDIR=self.tmp, SHMC_DAEMON=DAEMON)
+        self.shm_before = set(glob.glob("/dev/shm/shmc-bench-*"))
+
+    def tearDown(self):
+        left = os.listdir(self.tmp)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.assertEqual(left, [], "temporary folders left behind")
+        self.assertEqual(set(glob.glob("/dev/shm/shmc-bench-*")),
+                         self.shm_before, "regions left behind")
+
+    def assert_speed_row(self, r):
+        self.assertEqual(r["status"], "ok", r)
+        self.assertGreater(r["ops_per_s"], 0)
+        self.assertGreater(r["run_ops_per_s"], 0)
+        self.assertGreater(r["ns_per_op"], 0)
+        self.assertGreater(r["ops"], 0)
+        self.assertGreater(r["samples"], 0)
+        self.assertLessEqual(r["p50_ns"], r["p99_ns"])
+        self.assertLessEqual(r["p99_ns"], r["p999_ns"])
+        self.assertLessEqual(r["p999_ns"], r["max_ns"])
+        self.assertEqual(r["errors"], 0, r.get("first_error"))
+
+
+class AgainstRunningDaemon(BenchTest):
+    """--socket: the daemon is the test's (shmcproto.DaemonProc)."""
+
+    def setUp(self):
+        super().setUp()
+        self.d = p.DaemonProc(DAEMON).start()
+
+    def tearDown(self):
+        self.d.stop()
+        self.d.unlink()
+        super().tearDown()
+
+    def test_bench_json_has_shmc_and_inproc_rows(self):
+        rc, out, err = bench(["--json", "--socket", self.d.sock,
+                              "--backends", "shmc,inproc",
+                              "--mix", "get=80,set=15,del=5"] + SHORT,
+                             env=self.env)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out["mode"], "speed")
+        self.assertEqual(out["workload"]["keys"], 1000)
+        got = rows(out)
+        self.assertEqual(set(got), {("shmc", 1), ("inproc", 1)})
+        for r in got.values():
+            self.assert_speed_row(r)
+            # 3000 ops of one thread, every op counted once.
+            self.assertEqual(r["ops"], 3000)
+            self.assertEqual(set(r["latency"]), {"get", "set", "del"})
+            self.assertTrue(0 < r["hit_ratio"] <= 1)
+        self.assertEqual(got[("shmc", 1)]["vs_shmc"], 1)
+        self.assertEqual(got[("inproc", 1)]["vs_inproc"], 1)
+        # The daemon saw the bench's keys.
+        c = p.Client(self.d.sock)
+        try:
+            self.assertGreater(c.stats()["sets"], 0)
+        finally:
+            c.close()
+
+    def test_bench_missing_peer_is_skipped_not_failed(self):
+        # No memcached or redis-server on this PATH.
+        empty = os.path.join(self.tmp, "empty-path")
+        os.mkdir(empty)
+        env = dict(self.env, PATH=empty)
+        try:
+            rc, out, err = bench(["--json", "--socket", self.d.sock,
+                                  "--backends", "shmc,inproc,memcached,redis"]
+                                 + SHORT, env=env)
+        finally:
+            os.rmdir(empty)
+        self.assertEqual(rc, 0, err)
+        got = rows(out)
+        for name in ("memcached", "redis"):
+            r = got[(name, 1)]
+            self.assertEqual(r["status"], "skipped", r)
+            self.assertTrue(r["reason"], r)
+        self.assert_speed_row(got[("shmc", 1)])
+        self.assert_speed_row(got[("inproc", 1)])
+
+    def test_bench_table_names_every_backend(self):
+        empty = os.path.join(self.tmp, "empty-path")
+        os.mkdir(empty)
+        try:
+            r = subprocess.run(
+                [BENCH, "--socket", self.d.sock,
+                 "--backends", "shmc,inproc,memcached"] + SHORT,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=dict(self.env, PATH=empty), timeout=120)
+        finally:
+            os.rmdir(empty)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.decode().splitlines()
+        self.assertTrue(any(ln.startswith("shmc ") for ln in lines))
+        self.assertTrue(any(ln.startswith("inproc ") for ln in lines))
+        self.assertTrue(any(ln.startswith("memcached ") and "skipped" in ln
+                            for ln in lines), lines)
+
+
+class OwnDaemon(BenchTest):
+    """Without --socket the bench starts and stops its own shmcached."""
+
+    def test_bench_starts_its_own_daemon_and_cleans_up(self):
+        rc, out, err = bench(["--json", "--daemon", DAEMON,
+                              "--backends", "shmc", "--procs", "1,2",
+                              "--cache", "8M"] + SHORT, env=self.env)
+        self.assertEqual(rc, 0, err)
+        got = rows(out)
+        self.assertEqual(set(got), {("shmc", 1), ("shmc", 2)})
+        for r in got.values():
+            self.assert_speed_row(r)
+            self.assertEqual(r["ops"], 3000 * r["procs"])
+            self.assertGreater(r["scale"], 0)
+        self.assertIn("segments", got[("shmc", 1)]["version"])
+        # tearDown: no folder or region left.
+
+    def test_bench_daemon_that_cannot_start_is_failed(self):
+        rc, out, err = bench(["--json", "--daemon", "/nonexistent/shmcached",
+                              "--backends", "shmc,inproc"] + SHORT,
+                             env=self.env)
+        self.assertEqual(rc, 1, err)
+        got = rows(out)
+        self.assertEqual(got[("shmc", 1)]["status"], "failed")
+        self.assertIn("/nonexistent/shmcached", got[("shmc", 1)]["reason"])
+        self.assert_speed_row(got[("inproc", 1)])
+
+    def test_bench_hit_ratio_mode(self):
+        rc, out, err = bench(["--json", "--hit-ratio", "--keys", "20000",
+                              "--backends", "shmc,lru,inproc"],
+                             env=self.env)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out["mode"], "hit-ratio")
+        got = rows(out)
+        for name in ("shmc", "lru"):
+            r = got[(name, 1)]
+            self.assertEqual(r["status"], "ok", r)
+            self.assertTrue(0 < r["hit_ratio"] < 1, r)
+            self.assertGreater(r["items"], 0)
+            # Cache-aside: every measured get either hit or missed.
+            self.assertEqual(r["hits"] + r["misses"],
+                             out["workload"]["ops"] -
+                             out["workload"]["warmup_ops"])
+        self.assertEqual(got[("lru", 1)]["vs_lru_points"], 0)
+        # inproc has no memory limit: no hit ratio to speak of.
+        self.assertEqual(got[("inproc", 1)]["status"], "skipped")
+
+    def test_bench_memory_mode(self):
+        rc, out, err = bench(["--json", "--memory", "--cache", "4M",
+                              "--backends", "shmc,lru"], env=self.env)
+        self.assertEqual(rc, 0, err)
+        w = out["workload"]
+        item = w["key_size"] + w["value_max"]
+        got = rows(out)
+        for name in ("shmc", "lru"):
+            r = got[(name, 1)]
+            self.assertEqual(r["status"], "ok", r)
+            # More was set than fits, something was kept, and what was
+            # kept fits in the memory given.
+            self.assertGreater(r["items"], 0)
+            self.assertLess(r["items"], w["keys"])
+            self.assertLessEqual(r["items"] * item, w["cache_bytes"])
+            self.assertAlmostEqual(
+                r["overhead_per_item"],
+                (w["cache_bytes"] - r["items"] * item) / r["items"],
+                delta=0.01)
+        self.assertEqual(got[("lru", 1)]["items"],
+                         w["cache_bytes"] // item)
+
+    def test_bench_interrupted_stops_its_servers(self):
+        proc = subprocess.Popen([BENCH, "--daemon", DAEMON, "--backends",
+                                 "shmc", "--duration", "60", "--keys",
+                                 "1000", "--warmup", "0"],
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=self.env)
+        try:
+            end = time.monotonic() + 20
+            while time.monotonic() < end and not glob.glob(
+                    os.path.join(self.tmp, "shmc-bench-shmc-*",
+                                 "shmcached.sock")):
+                time.sleep(0.05)
+            self.assertTrue(glob.glob(os.path.join(
+                self.tmp, "shmc-bench-shmc-*", "shmcached.sock")))
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertEqual(proc.returncode, 130)
+        # tearDown: the daemon removed its region, the folder is gone.
+
+    def test_bench_bad_usage(self):
+        for args in (["--nope"], ["--mix", "get=0"], ["--keys", "0"],
+                     ["--backends", "nosuch"], ["--dist", "zipf:-1"],
+                     ["--keys", "100000", "--key-size", "4"]):
+            rc, _, err = bench(args, env=self.env)
+            self.assertEqual(rc, 2, args)
+            self.assertIn("shmc-bench", err)
+
+
+class Peers(BenchTest):
+    """The real peers, when they are installed and built in."""
+
+    def test_bench_peers_when_installed(self):
+        rc, out, err = bench(["--json", "--daemon", DAEMON, "--backends",
+                              "memcached,redis,lmdb", "--keys", "1000",
+                              "--ops", "500", "--warmup", "0"],
+                             env=self.env)
+        self.assertIn(rc, (0, 1), err)
+        got = rows(out)
+        ran = [r for r in got.values() if r["status"] == "ok"]
+        for r in got.values():
+            self.assertNotEqual(r["status"], "failed", r)
+        if not ran:
+            self.skipTest("no peer installed or built in")
+        for r in ran:
+            self.assert_speed_row(r)
+            self.assertEqual(r["hit_ratio"] > 0.5, True, r)
+
+
+def main():
+    global DAEMON, BENCH
+    if len(sys.argv) < 3:
+        print(__doc__)
+        return 2
+    DAEMON, BENCH = (os.path.abspath(a) for a in sys.argv[1:3])
+    for binary in (DAEMON, BENCH):
+        if not os.access(binary, os.X_OK):
+            print(f"{binary}: not an executable: skipped")
+            return 77
+    if not os.path.isdir("/dev/shm"):
+        print("no /dev/shm: skipped")
+        return 77
+    return p.run_tests(sys.argv[3:], "shmc-bench-")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+/*
+ * bench.h - shmc-bench's shared declarations: the workload definition
+ * (struct bench_cfg), the backend interface every cache under test
+ * implements (struct backend), the table of backends, and the helpers the
+ * backends use to start a server process (server.c).
+ *
+ * A backend is driven in four levels, each with its own object:
+ *   start/stop      in the bench's parent process: start a server (or
+ *                   create a temporary folder) for one measured run;
+ *   attach/detach   in each worker process after fork(): a process-wide
+ *                   handle (shmc_open, an LMDB env, the in-process table);
+ *   open/close      in each worker thread: what a thread needs for itself
+ *                   (a connection, a read transaction);
+ *   get/set/del     the operations measured.
+ * Nothing here is timed except get/set/del; the rest is set-up.
+ */
+#ifndef SHMC_BENCH_H
+#define SHMC_BENCH_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ------------------------------------------------------------------------
+ * The workload
+ * ------------------------------------------------------------------------ */
+
+enum bench_mode {
+	MODE_SPEED,	/* throughput and latency of a get/set/del mix */
+	MODE_HIT_RATIO, /* cache-aside, Zipf trace larger than the cache */
+	MODE_MEMORY,	/* fill until eviction, count the items kept */
+};
+
+/* Operations, as stored in the top bits of a trace entry. */
+enum bench_op { OP_GET, OP_SET, OP_DEL, NOPS };
+
+struct bench_cfg {
+	enum bench_mode mode;
+	uint32_t keys;	     /* distinct keys */
+	uint32_t key_size;   /* bytes of every key */
+	uint32_t vmin, vmax; /* value size: fixed when equal */
+	unsigned mix[NOPS];  /* weights of get, set, del */
+	double zipf;	     /* 0: uniform; else the Zipf exponent */
+	unsigned threads;    /* per process */
+	unsigned procs;	     /* worker processes of this run */
+	double duration;     /* seconds (0: use ops) */
+	uint64_t ops;	     /* per thread, when duration is 0 */
+	double warmup;	     /* seconds before measuring */
+	uint64_t warm_ops;   /* --hit-ratio: ops that only warm the cache */
+	uint64_t cache;	     /* bytes of memory every cache gets */
+	uint64_t seed;
+	unsigned sample;       /* time one op in this many (0: none) */
+	uint32_t lru_overhead; /* bytes per item the LRU simulator counts */
+	const char *daemon;    /* shmcached binary */
+	const char *daemon_args[16];
+	unsigned ndaemon_args;
+	const char *shmc_socket; /* a running daemon instead of our own */
+	const char *peers_dir;	 /* running peers (tools/peers start DIR) */
+	const char *tmpdir;	 /* where temporary folders go */
+};
+
+/* ------------------------------------------------------------------------
+ * A backend
+ * ------------------------------------------------------------------------ */
+
+/* Return values of get and del besides 0 (hit, deleted) and -errno. */
+#define BE_MISS 1
+/* Return value of start(): the backend cannot run here (why says). */
+#define BE_SKIP 2
+
+/* What start() made, handed to attach().  Filled by the backend. */
+struct be_server {
+	const struct bench_cfg *cfg;
+	char dir[PATH_MAX];  /* temporary folder ("" if none) */
+	char sock[PATH_MAX]; /* Unix socket of the server */
+	char name[64];	     /* shmc: the region's name */
+	pid_t pid;	     /* server process we started (0: none) */
+	char why[512];	     /* why start() skipped or failed */
+};
+
+enum be_flags {
+	BE_LOCAL = 1,  /* state is per process: each one prefills it */
+	BE_REMOTE = 2, /* an op is a round trip: time every op */
+	BE_EVICTS = 4, /* has a memory limit (--hit-ratio, --memory) */
+	BE_SIM = 8,    /* a simulator: --hit-ratio only */
+};
+
+struct backend {
+	const char *name;
+	const char *missing; /* not NULL: not built in, and why */
+	unsigned flags;	     /* enum be_flags */
+	/* 0, BE_SKIP or -errno (both with s->why set). */
+	int (*start)(struct be_server *s);
+	void (*stop)(struct be_server *s);
+	/* After fork(), once per worker process.  0 or -errno, why set. */
+	int (*attach)(struct be_server *s, void **proc, char *why, size_t n);
+	void (*detach)(void *proc);
+	/* Once per worker thread. */
+	int (*open)(void *proc, void **thr, char *why, size_t n);
+	void (*close)(void *thr);
+	/* 0 (hit: *vlen bytes in buf), BE_MISS, or -errno. */
+	int (*get)(void *thr, const void *key, size_t klen, void *buf,
+		   size_t cap, size_t *vlen);
+	int (*set)(void *thr, const void *key, size_t klen, const void *val,
+		   size_t vlen);
+	/* 0 (deleted), BE_MISS, or -errno. */
+	int (*del)(void *thr, const void *key, size_t klen);
+	/* Live items now (--memory); NULL when it cannot say. */
+	int (*items)(void *thr, uint64_t *n);
+	/* The server's or library's version, into buf; may be NULL. */
+	void (*version)(void *thr, char *buf, size_t cap);
+	/* Error text of a -errno this backend returned; NULL: strerror. */
+	const char *(*strerror)(int err);
+};
+
+/* The backends (backend_*.c, lru_sim.c); memcached, redis and lmdb exist
+ * only when their client library was found. */
+extern const struct backend be_shmc, be_inproc, be_memcached, be_redis, be_lmdb,
+	be_lru;
+
+/* The table of backends (backends.c), in the order rows are printed. */
+extern const struct backend *const bench_backends[];
+extern const unsigned bench_nbackends;
+
+/* ------------------------------------------------------------------------
+ * Helpers (server.c)
+ * ------------------------------------------------------------------------ */
+
+/* Full path of program `name` found in $PATH into out; false if none. */
+bool srv_which(const char *name, char *out, size_t cap);
+
+/* Makes a fresh private folder under cfg->tmpdir into s->dir. */
+int srv_mkdir(struct be_server *s, const char *tag);
+
+/* Removes s->dir and everything in it (one level deep is all we create). */
+void srv_rmdir(struct be_server *s);
+
+/* Starts argv (argv[0] a path) in its own process group with stdin from
+ * /dev/null and stdout+stderr to log; the server is sent SIGTERM if the
+ * bench dies.  Records the pid in s->pid.  0 or -errno. */
+int srv_spawn(struct be_server *s, char *const argv[], const char *log);
+
+/* Waits up to timeout_s for s->sock to accept a connection while s->pid
+ * lives.  0, or -errno with s->why set (the log's last line if given). */
+int srv_wait(struct be_server *s, double timeout_s, const char *log);
+
+/* Stops s->pid: SIGTERM, then SIGKILL after 5 s; reaps it. */
+void srv_kill(struct be_server *s);
+
+/* The last non-empty line of file path into out (for error messages). */
+void srv_tail(const char *path, char *out, size_t cap);
+
+/* Sets why to a formatted message; returns rc. */
+int srv_fail(char *why, size_t n, int rc, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+#endif
