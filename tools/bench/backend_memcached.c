@@ -55,8 +55,10 @@ static int mc_start(struct be_server *s)
 	rc = srv_mkdir(s, "memcached");
 	if (rc)
 		return rc;
-	snprintf(s->sock, sizeof(s->sock), "%s/memcached.sock", s->dir);
-	snprintf(log, sizeof(log), "%s/memcached.log", s->dir);
+	if ((rc = srv_path(s, s->sock, sizeof(s->sock), "memcached.sock")))
+		return rc;
+	if ((rc = srv_path(s, log, sizeof(log), "memcached.log")))
+		return rc;
 	snprintf(mb, sizeof(mb), "%llu",
 		 (unsigned long long)(cfg->cache >> 20));
 	if (ncpu < 1)

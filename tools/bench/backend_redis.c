@@ -35,8 +35,10 @@ static int rd_start(struct be_server *s)
 	rc = srv_mkdir(s, "redis");
 	if (rc)
 		return rc;
-	snprintf(s->sock, sizeof(s->sock), "%s/redis.sock", s->dir);
-	snprintf(log, sizeof(log), "%s/redis.log", s->dir);
+	if ((rc = srv_path(s, s->sock, sizeof(s->sock), "redis.sock")))
+		return rc;
+	if ((rc = srv_path(s, log, sizeof(log), "redis.log")))
+		return rc;
 	snprintf(maxmem, sizeof(maxmem), "%llu",
 		 (unsigned long long)cfg->cache);
 

@@ -34,12 +34,14 @@ static int shmc_be_start(struct be_server *s)
 	rc = srv_mkdir(s, "shmc");
 	if (rc)
 		return rc;
-	snprintf(s->sock, sizeof(s->sock), "%s/shmcached.sock", s->dir);
+	if ((rc = srv_path(s, s->sock, sizeof(s->sock), "shmcached.sock")))
+		return rc;
 	snprintf(s->name, sizeof(s->name), "/shmc-bench-%d-%u", (int)getpid(),
 		 runs++);
 	snprintf(mem, sizeof(mem), "%lluM",
 		 (unsigned long long)(cfg->cache >> 20));
-	snprintf(log, sizeof(log), "%s/shmcached.log", s->dir);
+	if ((rc = srv_path(s, log, sizeof(log), "shmcached.log")))
+		return rc;
 
 	argv[n++] = (char *)cfg->daemon;
 	argv[n++] = "--foreground";

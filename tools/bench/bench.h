@@ -134,6 +134,10 @@ bool srv_which(const char *name, char *out, size_t cap);
 /* Makes a fresh private folder under cfg->tmpdir into s->dir. */
 int srv_mkdir(struct be_server *s, const char *tag);
 
+/* out = s->dir + "/" + name; -ENAMETOOLONG (with s->why set) if it does
+ * not fit in cap. */
+int srv_path(struct be_server *s, char *out, size_t cap, const char *name);
+
 /* Removes s->dir and everything in it (one level deep is all we create). */
 void srv_rmdir(struct be_server *s);
 

@@ -62,6 +62,16 @@ bool srv_which(const char *name, char *out, size_t cap)
 	return found;
 }
 
+int srv_path(struct be_server *s, char *out, size_t cap, const char *name)
+{
+	int n = snprintf(out, cap, "%s/%s", s->dir, name);
+
+	if (n < 0 || (size_t)n >= cap)
+		return srv_fail(s->why, sizeof(s->why), -ENAMETOOLONG,
+				"path %s/%s too long", s->dir, name);
+	return 0;
+}
+
 int srv_mkdir(struct be_server *s, const char *tag)
 {
 	if ((size_t)snprintf(s->dir, sizeof(s->dir), "%s/shmc-bench-%s-XXXXXX",
