@@ -272,6 +272,24 @@ class DaemonProc:
             pass
 
 
+def binaries(count, doc):
+    """The first `count` command-line arguments, as absolute paths of
+    executables.  Exits 2 with the usage (doc) when they are missing, and
+    77 (skipped) when one is not executable or the host has no /dev/shm."""
+    if len(sys.argv) <= count:
+        print(doc)
+        sys.exit(2)
+    paths = [os.path.abspath(a) for a in sys.argv[1:count + 1]]
+    for binary in paths:
+        if not os.access(binary, os.X_OK):
+            print(f"{binary}: not an executable: skipped")
+            sys.exit(77)
+    if not os.path.isdir("/dev/shm"):
+        print("no /dev/shm: skipped")
+        sys.exit(77)
+    return paths
+
+
 def run_tests(args, prefix):
     """Runs the __main__ module's test cases (args: unittest's arguments,
     e.g. test names) with temporary files in a private folder, prints the

@@ -274,17 +274,7 @@ class Peers(BenchTest):
 
 def main():
     global DAEMON, BENCH
-    if len(sys.argv) < 3:
-        print(__doc__)
-        return 2
-    DAEMON, BENCH = (os.path.abspath(a) for a in sys.argv[1:3])
-    for binary in (DAEMON, BENCH):
-        if not os.access(binary, os.X_OK):
-            print(f"{binary}: not an executable: skipped")
-            return 77
-    if not os.path.isdir("/dev/shm"):
-        print("no /dev/shm: skipped")
-        return 77
+    DAEMON, BENCH = p.binaries(2, __doc__)
     return p.run_tests(sys.argv[3:], "shmc-bench-")
 
 

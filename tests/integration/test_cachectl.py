@@ -507,17 +507,7 @@ class CommandLine(unittest.TestCase):
 
 def main():
     global DAEMON, CACHECTL
-    if len(sys.argv) < 3:
-        print(__doc__)
-        return 2
-    DAEMON, CACHECTL = (os.path.abspath(a) for a in sys.argv[1:3])
-    for binary in (DAEMON, CACHECTL):
-        if not os.access(binary, os.X_OK):
-            print(f"{binary}: not an executable: skipped")
-            return 77
-    if not os.path.isdir("/dev/shm"):
-        print("no /dev/shm: skipped")
-        return 77
+    DAEMON, CACHECTL = p.binaries(2, __doc__)
     return p.run_tests(sys.argv[3:], "shmc-ctl-")
 
 

@@ -168,10 +168,7 @@ for _pt in POINTS:
 
 def main():
     global DAEMON, CLIENT
-    if len(sys.argv) < 3:
-        print(__doc__)
-        return 2
-    DAEMON, CLIENT = (os.path.abspath(a) for a in sys.argv[1:3])
+    DAEMON, CLIENT = p.binaries(2, __doc__)
     return p.run_tests(sys.argv[3:], "shmc-crash-")
 
 

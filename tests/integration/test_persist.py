@@ -738,20 +738,10 @@ def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "--writer":
         kind, sock, ctl, wid, secs, out = sys.argv[2:8]
         return writer_main(kind, sock, ctl, int(wid), float(secs), out)
-    if len(sys.argv) < 3:
-        print(__doc__)
-        return 2
-    DAEMON, CACHECTL = (os.path.abspath(a) for a in sys.argv[1:3])
+    DAEMON, CACHECTL = p.binaries(2, __doc__)
     rest = sys.argv[3:]
     if rest and not rest[0].startswith("-") and os.access(rest[0], os.X_OK):
         NO_URING = os.path.abspath(rest.pop(0))
-    for binary in (DAEMON, CACHECTL):
-        if not os.access(binary, os.X_OK):
-            print(f"{binary}: not an executable: skipped")
-            return 77
-    if not os.path.isdir("/dev/shm"):
-        print("no /dev/shm: skipped")
-        return 77
     return p.run_tests(rest, "shmc-persist-")
 
 

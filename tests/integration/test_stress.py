@@ -194,17 +194,7 @@ class DamagedRegion(unittest.TestCase):
 
 def main():
     global DAEMON, STRESS
-    if len(sys.argv) < 3:
-        print(__doc__)
-        return 2
-    DAEMON, STRESS = (os.path.abspath(a) for a in sys.argv[1:3])
-    for binary in (DAEMON, STRESS):
-        if not os.access(binary, os.X_OK):
-            print(f"{binary}: not an executable: skipped")
-            return 77
-    if not os.path.isdir("/dev/shm"):
-        print("no /dev/shm: skipped")
-        return 77
+    DAEMON, STRESS = p.binaries(2, __doc__)
     return p.run_tests(sys.argv[3:], "shmc-stress-")
 
 
