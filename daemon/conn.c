@@ -312,7 +312,8 @@ void conn_input(struct daemon *d, struct conn *c)
 {
 	size_t pos = 0;
 
-	while (!c->closing && conn_out_pending(c) < CONN_OUT_HIGH &&
+	while (!c->closing && !c->waiting &&
+	       conn_out_pending(c) < CONN_OUT_HIGH &&
 	       c->in_len - pos >= PROTO_HDR_SIZE) {
 		struct proto_hdr h;
 		int rc = proto_hdr_get(c->in + pos, PROTO_MAX_PAYLOAD, &h);
@@ -345,11 +346,16 @@ void conn_input(struct daemon *d, struct conn *c)
 			c->in_cap = CONN_IN_INITIAL;
 		}
 	}
-	c->partial_since = c->in_len ? (c->partial_since ?: mono_ms()) : 0;
+	/* A waiting connection's unparsed frames are not half frames. */
+	c->partial_since = c->in_len && !c->waiting
+				   ? (c->partial_since ?: mono_ms())
+				   : 0;
 }
 
 void conn_resume(struct daemon *d, struct conn *c)
 {
+	if (c->waiting && !job_deliver(d, c))
+		return;
 	if (!c->closing && c->in_len >= PROTO_HDR_SIZE &&
 	    conn_out_pending(c) < CONN_OUT_HIGH)
 		conn_input(d, c);
@@ -359,7 +365,7 @@ void conn_tick(struct daemon *d, uint64_t now_ms)
 {
 	for (uint32_t i = 0; i < d->cfg.max_clients; i++) {
 		struct conn *c = &d->conns[i];
-		if (c->fd < 0 || c->closing || !c->partial_since)
+		if (c->fd < 0 || c->closing || c->waiting || !c->partial_since)
 			continue;
 		if (now_ms - c->partial_since >= CONN_PARTIAL_TIMEOUT_MS) {
 			log_info("pid %d left half a frame for %d ms: "

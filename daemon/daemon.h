@@ -11,6 +11,7 @@
  *   sysd.c        sd_notify and LISTEN_FDS, without libsystemd
  *   conn.c        a connection's buffers, frames and liveness
  *   handlers.c    one function per request type
+ *   job.c         SAVE and LOAD on a thread of their own
  *   loop_uring.c  the io_uring event loop
  *   loop_epoll.c  the epoll fallback
  *   log.c         leveled logging to stderr or a file
@@ -53,6 +54,8 @@ struct conn {
 	int pass_fd;		/* fd to send with the next byte of out */
 
 	bool closing;		/* close once out is flushed */
+	bool waiting;		/* its SAVE or LOAD runs (job.c): frames
+				   behind it wait unparsed */
 	unsigned inflight;	/* io_uring operations in flight */
 	bool recv_armed, send_armed;
 
@@ -76,6 +79,7 @@ struct daemon {
 	int listen_fd;
 	bool listen_from_systemd;
 	int signal_fd;
+	int job_fd;		/* eventfd: the background job is done */
 
 	struct conn *conns;	/* cfg.max_clients slots */
 	uint32_t nconns;
@@ -146,6 +150,30 @@ uint64_t mono_ms(void);
 /* Answers one request frame (header already validated). */
 void handle_request(struct daemon *d, struct conn *c, uint16_t type,
 		    uint32_t id, const uint8_t *body, uint32_t len);
+
+/* job.c ------------------------------------------------------------------ */
+
+/* Creates d->job_fd.  Returns 0 or -errno. */
+int job_init(struct daemon *d);
+
+/* Runs a SAVE (load false) or LOAD of `path` for request `id` of c on a
+ * thread, and marks c waiting.  Returns 0, -EBUSY while another one runs,
+ * or -errno when no thread can be started (c then gets no reply from here:
+ * the caller answers). */
+int job_start(struct daemon *d, struct conn *c, uint32_t id, bool load,
+	      const char *path);
+
+/* For conn_resume(): if c's job is done, queues its reply, clears
+ * c->waiting and returns true. */
+bool job_deliver(struct daemon *d, struct conn *c);
+
+/* d->job_fd is readable: returns the connection to settle (its reply is
+ * ready for job_deliver), or NULL. */
+struct conn *job_reap(struct daemon *d);
+
+/* At shutdown (or in a harness): waits for the running job, if any, and
+ * queues its reply; returns the connection that got it, or NULL. */
+struct conn *job_finish(struct daemon *d);
 
 /* main.c ---------------------------------------------------------------- */
 

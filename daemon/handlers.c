@@ -14,7 +14,6 @@
 #include "clients.h"
 #include "daemon.h"
 #include "log.h"
-#include "persist.h"
 #include "proto.h"
 
 typedef void handler_fn(struct daemon *d, struct conn *c, uint32_t id,
@@ -260,16 +259,15 @@ static void on_clients(struct daemon *d, struct conn *c, uint32_t id,
 
 /* SAVE and LOAD (persist.c).  They read and write files with the daemon's
  * rights, so only its user or root may ask, and the path must be absolute
- * (a detached daemon's directory is "/").  Synchronous: the event loop
- * waits for the file I/O, about a second per GiB (docs/SNAPSHOT.md); the
- * clients' data path does not, it never goes through the daemon. */
+ * (a detached daemon's directory is "/").  They run on a thread (job.c),
+ * about a second per GiB (docs/SNAPSHOT.md); the reply comes when it is
+ * done, and the loop serves everyone else meanwhile. */
 static void on_snapshot(struct daemon *d, struct conn *c, uint32_t id,
 			struct proto_r *r, bool load)
 {
 	const void *p;
 	size_t len = proto_get_bytes(r, &p);
-	char path[CONFIG_FILE_PATH_MAX + 1], err[768];
-	uint64_t entries = 0;
+	char path[CONFIG_FILE_PATH_MAX + 1];
 
 	if (!body_ok(c, id, r))
 		return;
@@ -288,16 +286,12 @@ static void on_snapshot(struct daemon *d, struct conn *c, uint32_t id,
 	}
 	memcpy(path, p, len);
 	path[len] = '\0';
-	int rc = persist_request(d, load, path, &entries, err, sizeof(err));
-	if (rc) {
-		conn_reply_error(c, id, rc, err);
-		return;
-	}
-	uint8_t body[8];
-	struct proto_w w;
-	proto_w_init(&w, body, sizeof(body));
-	proto_put_u64(&w, entries);
-	conn_reply(c, load ? PROTO_T_LOAD : PROTO_T_SAVE, id, body, w.len);
+	int rc = job_start(d, c, id, load, path);
+	if (rc == -EBUSY)
+		conn_reply_error(c, id, rc,
+				 "a snapshot save or load is already running");
+	else if (rc)
+		conn_reply_error(c, id, rc, strerror(-rc));
 }
 
 static void on_save(struct daemon *d, struct conn *c, uint32_t id,

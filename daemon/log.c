@@ -37,10 +37,16 @@ int log_reopen(void)
 	int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -errno;
-	if (log_fd != STDERR_FILENO)
-		close(log_fd);
-	log_fd = fd;
-	return 0;
+	if (log_fd == STDERR_FILENO) {
+		__atomic_store_n(&log_fd, fd, __ATOMIC_RELEASE);
+		return 0;
+	}
+	/* A SAVE or LOAD thread may be writing a line: dup3() swaps the file
+	 * under the same number at once, so its write goes to the old file
+	 * or the new one, never to a closed or reused descriptor. */
+	int rc = dup3(fd, log_fd, O_CLOEXEC) < 0 ? -errno : 0;
+	close(fd);
+	return rc;
 }
 
 void log_msg(int level, const char *fmt, ...)
@@ -65,6 +71,7 @@ void log_msg(int level, const char *fmt, ...)
 	if (n > (int)sizeof(line) - 2)
 		n = (int)sizeof(line) - 2;
 	line[n++] = '\n';
-	ssize_t w = write(log_fd, line, (size_t)n);
+	ssize_t w = write(__atomic_load_n(&log_fd, __ATOMIC_ACQUIRE), line,
+			  (size_t)n);
 	(void)w; /* nowhere to report a failing log */
 }

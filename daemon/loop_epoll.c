@@ -5,7 +5,7 @@
  * Non-blocking sockets, level-triggered epoll.  Each connection is
  * registered for input while it may read (conn_in_room() > 0) and for
  * output while replies are pending.  epoll_event.data.u64 holds the slot
- * and its generation as in loop_uring.c, or one of the two fixed ids below.
+ * and its generation as in loop_uring.c, or one of the fixed ids below.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +19,7 @@
 
 #define ID_LISTEN UINT64_MAX
 #define ID_SIGNAL (UINT64_MAX - 1)
+#define ID_JOB (UINT64_MAX - 2)
 
 static uint64_t id_of(const struct daemon *d, const struct conn *c)
 {
@@ -140,7 +141,8 @@ int loop_epoll_run(struct daemon *d)
 		return -errno;
 	set_nonblock(d->listen_fd);
 	if ((rc = add(ep, d->listen_fd, ID_LISTEN)) ||
-	    (rc = add(ep, d->signal_fd, ID_SIGNAL))) {
+	    (rc = add(ep, d->signal_fd, ID_SIGNAL)) ||
+	    (rc = add(ep, d->job_fd, ID_JOB))) {
 		close(ep);
 		return rc;
 	}
@@ -163,6 +165,10 @@ int loop_epoll_run(struct daemon *d)
 				while (read(d->signal_fd, &si, sizeof(si)) ==
 				       (ssize_t)sizeof(si))
 					daemon_signal(d, (int)si.ssi_signo);
+			} else if (id == ID_JOB) {
+				struct conn *c = job_reap(d);
+				if (c)
+					settle(ep, d, c);
 			} else {
 				uint32_t slot = (uint32_t)id;
 				struct conn *c = &d->conns[slot];

@@ -2,8 +2,8 @@
  * loop_uring.c - the daemon's event loop on io_uring (liburing).
  *
  * In flight at any time: one accept on the listening socket, one read on
- * the signalfd, one timeout (the tick), and per connection at most one recv
- * and one sendmsg.  Every completion is dispatched from one switch to a
+ * the signalfd, one poll on the job eventfd, one timeout (the tick), and
+ * per connection at most one recv and one sendmsg.  Every completion is dispatched from one switch to a
  * small handler.  user_data packs what a completion belongs to:
  *
  *     bits  0..7   kind (enum ev)
@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <liburing.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -23,7 +24,7 @@
 #include "daemon.h"
 #include "log.h"
 
-enum ev { EV_ACCEPT = 1, EV_RECV, EV_SEND, EV_TICK, EV_SIGNAL };
+enum ev { EV_ACCEPT = 1, EV_RECV, EV_SEND, EV_TICK, EV_SIGNAL, EV_JOB };
 
 struct uloop {
 	struct io_uring ring;
@@ -84,6 +85,16 @@ static void arm_signal(struct uloop *l)
 		return;
 	io_uring_prep_read(sqe, l->d->signal_fd, &l->si, sizeof(l->si), 0);
 	io_uring_sqe_set_data64(sqe, ud_pack(EV_SIGNAL, 0, 0));
+}
+
+static void arm_job(struct uloop *l)
+{
+	struct io_uring_sqe *sqe = sqe_get(l);
+
+	if (!sqe)
+		return;
+	io_uring_prep_poll_add(sqe, l->d->job_fd, POLLIN);
+	io_uring_sqe_set_data64(sqe, ud_pack(EV_JOB, 0, 0));
 }
 
 /* Arms what a connection needs next, or releases it when it is done. */
@@ -204,6 +215,16 @@ static void on_signal(struct uloop *l, int res)
 	arm_signal(l);
 }
 
+/* The SAVE or LOAD thread is done: its connection gets the reply. */
+static void on_job(struct uloop *l)
+{
+	struct conn *c = job_reap(l->d);
+
+	if (c)
+		settle(l, c);
+	arm_job(l);
+}
+
 static void dispatch(struct uloop *l, uint64_t ud, int res)
 {
 	struct daemon *d = l->d;
@@ -234,6 +255,9 @@ static void dispatch(struct uloop *l, uint64_t ud, int res)
 	case EV_SIGNAL:
 		on_signal(l, res);
 		break;
+	case EV_JOB:
+		on_job(l);
+		break;
 	}
 }
 
@@ -251,6 +275,7 @@ int loop_uring_run(struct daemon *d)
 	arm_accept(&l);
 	arm_tick(&l);
 	arm_signal(&l);
+	arm_job(&l);
 	while (!d->stop) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;

@@ -113,6 +113,9 @@ static int detach(void)
 static void shutdown_all(struct daemon *d)
 {
 	sysd_notify("STOPPING=1");
+	/* A SAVE or LOAD that runs ends first; its requester gets the reply
+	 * with the rest below. */
+	job_finish(d);
 	for (uint32_t i = 0; i < d->cfg.max_clients; i++) {
 		struct conn *c = &d->conns[i];
 		if (c->fd < 0)
@@ -139,6 +142,8 @@ static void shutdown_all(struct daemon *d)
 	free(d->conns);
 	if (d->signal_fd >= 0)
 		close(d->signal_fd);
+	if (d->job_fd >= 0)
+		close(d->job_fd);
 	log_info("stopped");
 }
 
@@ -171,7 +176,7 @@ int main(int argc, char **argv)
 			strerror(-rc));
 		return 1;
 	}
-	d.listen_fd = d.signal_fd = d.region_fd = -1;
+	d.listen_fd = d.signal_fd = d.region_fd = d.job_fd = -1;
 	d.started = (uint64_t)time(NULL);
 	d.conns = calloc(d.cfg.max_clients, sizeof(*d.conns));
 	if (!d.conns) {
@@ -184,6 +189,10 @@ int main(int argc, char **argv)
 	sysd_listen_fds(&d.sd);
 	if ((rc = signals_open(&d)) != 0) {
 		log_error("cannot set up signal handling: %s", strerror(-rc));
+		return 1;
+	}
+	if ((rc = job_init(&d)) != 0) {
+		log_error("cannot create the job eventfd: %s", strerror(-rc));
 		return 1;
 	}
 	if ((rc = region_open(&d, err, sizeof(err))) != 0) {

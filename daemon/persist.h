@@ -18,10 +18,10 @@
  * no entry of a damaged block is ever stored.
  *
  * Both return when the work is done, about a second per GiB here (see
- * docs/SNAPSHOT.md); the daemon calls them from its event loop, which
- * waits.  A load stores entries on a second thread while the calling one
- * reads and verifies.  Not thread-safe: one save or load at a time per
- * process.
+ * docs/SNAPSHOT.md); the daemon calls them from a thread of their own
+ * (job.c), beside its event loop.  A load stores entries on a second
+ * thread while the calling one reads and verifies.  Not thread-safe: one
+ * save or load at a time per process (job.c runs one at a time).
  */
 #ifndef SHMC_PERSIST_H
 #define SHMC_PERSIST_H

@@ -117,6 +117,7 @@ static void setup_once(void)
 	CHECK(d.region_base != NULL);
 	d.region_fd = devnull; /* handed out by HELLO: never really sent */
 	d.listen_fd = d.signal_fd = -1;
+	CHECK(job_init(&d) == 0);
 	d.started = T0;
 
 	/* The quiet peer: said HELLO once, never sends again. */
@@ -811,7 +812,14 @@ static void record_step(const struct conn *c, uint32_t now)
 static size_t settle(struct conn *c, bool all, uint32_t now)
 {
 	send_pending(c, all);
-	conn_resume(&d, c); /* as both loops do after sending */
+	/* As both loops do after sending.  A SAVE or LOAD runs on a thread:
+	 * the loops settle c again when it is done (here: at once), and
+	 * conn_resume() delivers its reply and answers what waited. */
+	conn_resume(&d, c);
+	while (c->waiting) {
+		CHECK(job_finish(&d) == c);
+		conn_resume(&d, c);
+	}
 	record_step(c, now);
 	send_pending(c, all);
 	d.stop = false; /* SHUTDOWN asked for it: ignored here */

@@ -14,6 +14,9 @@ not, 77 when the host cannot run it.
 
 Also the writer processes of the warm-restart tests:
     test_persist.py --writer KIND SOCKET CACHECTL ID SECONDS OUT
+and the lock holder of the background tests (holds KEY's segment lock,
+through a libshmc reservation, from "held" until a line on stdin):
+    test_persist.py --hold LIBSHMC SOCKET KEY
 """
 import ctypes
 import hashlib
@@ -21,6 +24,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import signal
 import struct
@@ -38,7 +42,7 @@ CACHECTL = None
 NO_URING = None
 
 OK, NO, USAGE, UNREACHABLE, FAILED = 0, 1, 2, 3, 4
-EBADMSG, EINVAL, EPERM = 74, 22, 1
+EBADMSG, EINVAL, EPERM, EBUSY = 74, 22, 1, 16
 
 PAGE = 4096
 BLOCK_MAGIC = b"SBLK"
@@ -664,6 +668,139 @@ class Restarts(PersistTest):
         self.assert_all_present(c, want)
 
 
+def hold_main(lib_path, sock, key):
+    """Reserves key (its segment stays locked), says "held", waits for a
+    line on stdin, commits, says "committed"."""
+    lib = LibClient(lib_path, sock)
+    lib.lib.shmc_reserve.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                     ctypes.c_size_t, ctypes.c_size_t,
+                                     ctypes.c_uint32, ctypes.c_void_p]
+    lib.lib.shmc_commit.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    res = ctypes.create_string_buffer(256)  # struct shmc_reservation
+    k = key.encode()
+    rc = lib.lib.shmc_reserve(lib.h, k, len(k), 0, 0, res)
+    print("held" if rc == 0 else f"reserve failed: {rc}", flush=True)
+    sys.stdin.readline()
+    rc = lib.lib.shmc_commit(lib.h, res)
+    print("committed" if rc == 0 else f"commit failed: {rc}", flush=True)
+    return 0
+
+
+class Background(PersistTest):
+    """SAVE and LOAD run on a thread of the daemon: the event loop serves
+    everyone else meanwhile, the requester's later frames wait their turn,
+    and one runs at a time."""
+    loop = ()  # the daemon's default loop: io_uring
+
+    def hold(self, d, key):
+        """A process holding key's segment lock: a save waits for it."""
+        lib = find_libshmc()
+        if not lib:
+            self.skipTest("libshmc not found next to cachectl")
+        proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--hold", lib,
+             d.sock, key], env=sanitizer_env(lib), stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (proc.kill(), proc.communicate()))
+        self.assertEqual(proc.stdout.readline().strip(), "held",
+                         proc.stderr.read() if proc.poll() else "")
+        return proc
+
+    def release(self, proc):
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        self.assertEqual(proc.stdout.readline().strip(), "committed")
+        proc.wait(timeout=10)
+
+    def replied(self, c, wait):
+        """Whether a reply frame is waiting on c within wait seconds."""
+        return bool(select.select([c.sock], [], [], wait)[0])
+
+    def test_save_runs_beside_the_loop_and_replies_in_order(self):
+        d = self.daemon(*self.loop)
+        c = self.client(d)
+        want = {f"bg-{i}".encode(): os.urandom(50) for i in range(300)}
+        for k, v in want.items():
+            c.set(k, v)
+        holder = self.hold(d, "held-key")
+        path = os.path.join(self.dir, "bg.snap")
+        saver = self.client(d)
+        save, save_id = saver.frame(p.T["SAVE"], p.bstr(path.encode()))
+        ping, ping_id = saver.frame(p.T["PING"])
+        saver.send_raw(save + ping)  # the PING must wait for the SAVE
+        # Everyone else is served while the save waits for the lock.
+        other = self.client(d)
+        t0 = time.monotonic()
+        other.ping()
+        self.assertGreaterEqual(len(other.clients()), 2)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        with self.assertRaises(p.ProtoError) as e:
+            other.call("SAVE", p.bstr(path.encode() + b".2"))
+        self.assertEqual(e.exception.err, EBUSY)
+        self.assertIn("already running", e.exception.msg)
+        with self.assertRaises(p.ProtoError) as e:
+            other.call("LOAD", p.bstr(path.encode()))
+        self.assertEqual(e.exception.err, EBUSY)
+        self.assertFalse(self.replied(saver, 0.3), "SAVE replied early")
+        self.assertFalse(os.path.exists(path))
+
+        self.release(holder)
+        type_, rid, body = saver.read_frame()
+        self.assertEqual((type_, rid), (p.T["SAVE"] | p.REPLY, save_id))
+        self.assertEqual(p.Reader(body).u64(), len(want) + 1)  # + held-key
+        type_, rid, _ = saver.read_frame()
+        self.assertEqual((type_, rid), (p.T["PING"] | p.REPLY, ping_id))
+        # The next one runs (the slot was freed), and the file is whole.
+        self.assertEqual(self.save(d, path), len(want) + 1)
+        d2 = self.daemon()
+        self.assertEqual(self.load(d2, path), len(want) + 1)
+        c2 = self.client(d2)
+        for k, v in want.items():
+            self.assertEqual(c2.get(k)[0], v)
+
+    def test_requester_that_leaves_frees_the_slot_and_shutdown_waits(self):
+        d = self.daemon(*self.loop)
+        c = self.client(d)
+        c.set(b"a", b"1")
+        holder = self.hold(d, "held-key")
+        gone = p.Client(d.sock)
+        path = os.path.join(self.dir, "gone.snap")
+        data, _ = gone.frame(p.T["SAVE"], p.bstr(path.encode()))
+        gone.send_raw(data)
+        time.sleep(0.1)
+        gone.close()  # its save goes on; the reply has nowhere to go
+        self.release(holder)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(path))
+        # A later save is not refused as "already running".
+        self.assertEqual(self.save(d, path + ".2"), 2)
+        # SIGTERM during a save: the daemon finishes it before it exits.
+        holder = self.hold(d, "held-key")
+        saver = self.client(d)
+        data, save_id = saver.frame(p.T["SAVE"],
+                                    p.bstr(path.encode() + b".3"))
+        saver.send_raw(data)
+        time.sleep(0.1)
+        d.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        self.assertIsNone(d.proc.poll(), "exited with a save running")
+        self.release(holder)
+        self.assertEqual(d.proc.wait(timeout=10), 0)
+        self.assertIn("waiting for the running save", d.logtext())
+        type_, rid, body = saver.read_frame()
+        self.assertEqual((type_, rid), (p.T["SAVE"] | p.REPLY, save_id))
+        self.assertEqual(p.Reader(body).u64(), 2)
+        d2 = self.daemon()
+        self.assertEqual(self.load(d2, path + ".3"), 2)
+
+
+class BackgroundEpoll(Background):
+    """The same with the epoll loop."""
+    loop = ("--epoll",)
+
+
 class WarmRestartUnderLoad(PersistTest):
     def writers(self, d, seconds):
         kinds = ["proto", "proto", "ctl"]
@@ -738,6 +875,8 @@ def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "--writer":
         kind, sock, ctl, wid, secs, out = sys.argv[2:8]
         return writer_main(kind, sock, ctl, int(wid), float(secs), out)
+    if len(sys.argv) == 5 and sys.argv[1] == "--hold":
+        return hold_main(*sys.argv[2:5])
     DAEMON, CACHECTL = p.binaries(2, __doc__)
     rest = sys.argv[3:]
     if rest and not rest[0].startswith("-") and os.access(rest[0], os.X_OK):
