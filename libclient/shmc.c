@@ -146,8 +146,29 @@ static int recv_all(int fd, void *buf, size_t n, int *fd_out)
 	return 0;
 }
 
+/* The message of the calling thread's last error reply (shmc_errmsg). */
+static __thread char errmsg[512];
+
+/* Keeps an error frame's message: bytes, made printable. */
+static void keep_errmsg(struct proto_r *r)
+{
+	const void *p;
+	size_t n = proto_get_bytes(r, &p);
+
+	if (proto_r_end(r))
+		n = 0;
+	if (n >= sizeof(errmsg))
+		n = sizeof(errmsg) - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = ((const unsigned char *)p)[i];
+		errmsg[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+	}
+	errmsg[n] = '\0';
+}
+
 /* One request, one reply.  On success *reply (malloc'd, may be NULL when
- * empty) holds the reply body; an error frame becomes its -errno. */
+ * empty) holds the reply body; an error frame becomes its -errno, and its
+ * message is kept for shmc_errmsg(). */
 static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 		    size_t blen, uint8_t **reply, size_t *rlen, int *fd_out)
 {
@@ -158,6 +179,7 @@ static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 
 	*reply = NULL;
 	*rlen = 0;
+	errmsg[0] = '\0';
 	if (blen > PROTO_MAX_PAYLOAD)
 		return -E2BIG;
 	proto_hdr_put(hdr, &h);
@@ -183,6 +205,7 @@ static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 		struct proto_r r;
 		proto_r_init(&r, p, h.len);
 		int32_t err = proto_get_i32(&r);
+		keep_errmsg(&r);
 		free(p);
 		return err < 0 && err > -4096 ? err : -EIO;
 	}
@@ -770,6 +793,11 @@ SHMC_EXPORT uint32_t shmc_client_id(const shmc *c)
 /* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
+
+SHMC_EXPORT const char *shmc_errmsg(void)
+{
+	return errmsg;
+}
 
 SHMC_EXPORT const char *shmc_strerror(int err)
 {

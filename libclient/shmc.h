@@ -242,6 +242,15 @@ int shmc_shutdown(shmc *c);
 /* A short description of any value these functions return (0 included). */
 const char *shmc_strerror(int err);
 
+/* The daemon's own words about the calling thread's last control request
+ * (shmc_stats, shmc_flush, shmc_check, shmc_save, shmc_load, ...), when it
+ * failed with an error reply: e.g. for a damaged snapshot "snapshot
+ * /var/lib/x.snap: block at offset 8192: checksum mismatch (nothing
+ * loaded)".  "" when that request succeeded, or failed before the daemon
+ * answered (the returned error says why).  Per thread; valid until the
+ * thread's next control request. */
+const char *shmc_errmsg(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -435,12 +435,22 @@ static int data_error(const char *what, const char *key, int err)
 
 /* The exit code for a failed control request: the connection lost is 3
  * (shmc.h: -ECONNREFUSED, -ENOENT, -EPIPE), anything else 4. */
+/* A request the daemon refused: its own words when it gave some (they name
+ * the file and offset of a bad snapshot, say), else the error's.
+ * shmc_errmsg() is printable ASCII already. */
+static int daemon_error(const char *what, int err, const char *msg)
+{
+	if (msg && msg[0])
+		return fail("%s: %s", what, msg);
+	return fail("%s: %s", what, shmc_strerror(err));
+}
+
 static int control_error(const struct ctl *x, const char *what, int err)
 {
 	if (err == -ECONNREFUSED || err == -ENOENT || err == -EPIPE ||
 	    err == -ECONNRESET)
 		return unreachable(x, err);
-	return fail("%s: %s", what, shmc_strerror(err));
+	return daemon_error(what, err, shmc_errmsg());
 }
 
 /* Sets *out to 100 * a / b and returns 1; returns 0 (no rate) when b is
@@ -1131,9 +1141,16 @@ static int snapshot(struct ctl *x, const char *file, int load)
 		free(path);
 		return fail("snapshots not supported by this daemon");
 	}
-	/* -ENOENT is either the daemon gone or the file missing. */
-	if (err == -ENOENT && shmc_ping(x->c) == 0)
-		rc = fail("%s: %s: %s", what, ESC(path, b), shmc_strerror(err));
+	/* -ENOENT is either the daemon gone or the file missing: the daemon
+	 * said so (its message names the file), or a ping tells. */
+	char msg[512];
+	snprintf(msg, sizeof(msg), "%s", shmc_errmsg());
+	if (err == -ENOENT && (msg[0] || shmc_ping(x->c) == 0))
+		rc = msg[0] ? daemon_error(what, err, msg)
+			    : fail("%s: %s: %s", what, ESC(path, b),
+				   shmc_strerror(err));
+	else if (err && msg[0])
+		rc = daemon_error(what, err, msg);
 	else if (err)
 		rc = control_error(x, what, err);
 	else if (x->json) {

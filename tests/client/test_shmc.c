@@ -2303,6 +2303,23 @@ static void test_shmc_save_load_round_trip(void **state)
 	assert_rc(shmc_save(f->c, "relative/path", &entries), -EINVAL);
 }
 
+/* A refused request leaves the daemon's words for this thread, naming the
+ * file; the next request that succeeds clears them. */
+static void test_shmc_errmsg_has_the_daemons_words(void **state)
+{
+	struct fx *f = *state;
+	char path[sizeof(f->d.dir) + 16];
+	uint64_t entries = 0;
+
+	snprintf(path, sizeof(path), "%s/missing", f->d.dir);
+	assert_string_equal(shmc_errmsg(), "");
+	assert_rc(shmc_load(f->c, path, &entries), -ENOENT);
+	assert_non_null(strstr(shmc_errmsg(), path));
+	assert_non_null(strstr(shmc_errmsg(), "cannot open"));
+	assert_rc(shmc_ping(f->c), 0);
+	assert_string_equal(shmc_errmsg(), "");
+}
+
 static void test_shmc_shutdown(void **state)
 {
 	struct fx *f = *state;
@@ -2402,6 +2419,7 @@ int main(void)
 		T(test_shmc_check),
 		T(test_shmc_clients),
 		T(test_shmc_save_load_round_trip),
+		T(test_shmc_errmsg_has_the_daemons_words),
 		T(test_shmc_shutdown),
 		cmocka_unit_test_setup_teardown(test_shmc_shutdown_other_user,
 						fx_setup_allow_other,

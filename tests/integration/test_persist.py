@@ -416,7 +416,9 @@ class BadFiles(PersistTest):
         self.assertEqual(c.stats()["entries"], before)
         r = run_ctl(d.sock, "load", path)
         self.assertEqual(r.returncode, FAILED)
-        self.assertTrue(r.stderr.startswith(b"cachectl: load: "), r.stderr)
+        # cachectl says what the daemon said: the file and the offset.
+        self.assertEqual(r.stderr.decode(),
+                         f"cachectl: load: {e.exception.msg}\n")
         self.assertIn(e.exception.msg, d.logtext())
         return e.exception.msg
 
