@@ -116,7 +116,7 @@ struct client_slot {
 	X(overwrites, "sets that replaced a live entry")                    \
 	X(deletes, "deletes that removed a live entry")                     \
 	X(evictions, "live entries dropped to make room")                   \
-	X(moves, "recently used entries moved to the ring head")            \
+	X(moves, "entries in use moved to the ring head")                   \
 	X(expirations, "expired entries reclaimed")                         \
 	X(repairs, "segment resets after corruption or a dead lock holder")
 
