@@ -660,6 +660,8 @@ static void carve(struct eng_geom *g, uint32_t nb, uint32_t nrec)
 }
 
 #define RING_MAX (UINT32_C(1) << 31)
+static_assert(RING_MAX / 4 <= ENTRY_VLEN_MASK,
+	      "the largest value (max_kv) fits entry_hdr.vlen_use");
 /* Segments start after the header and the client table. */
 #define SEG_BASE (LAYOUT_REGION_HDR_SIZE + LAYOUT_CLIENT_TABLE_SIZE)
 

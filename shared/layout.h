@@ -14,7 +14,7 @@
  *   region:  [region_hdr 4 KiB][client table 64 KiB][segment 0 block]...
  *   segment: [seg_hdr 384 B][buckets u32 x nbuckets][pool_rec x nrec]
  *            [free ring u32 x nrec][data ring, ring_size bytes]
- *   entry:   [entry_hdr 20 B][key klen B][value vlen B][slack B]
+ *   entry:   [entry_hdr 16 B][key klen B][value vlen B][slack B]
  */
 #ifndef SHMC_LAYOUT_H
 #define SHMC_LAYOUT_H
@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define LAYOUT_MAGIC UINT64_C(0x31454843434d4853) /* "SHMCCHE1" (LE) */
-#define LAYOUT_VERSION 1u
+#define LAYOUT_VERSION 2u
 #define LAYOUT_CACHELINE 64u
 #define LAYOUT_REGION_HDR_SIZE 4096u
 #define LAYOUT_SEG_HDR_SIZE 384u
@@ -38,6 +38,12 @@
 #define ENTRY_KEY_MAX 65535u
 /* Largest spare capacity after a value (entry_hdr.slack is 16 bits). */
 #define ENTRY_SLACK_MAX 65535u
+/* entry_hdr.vlen_use: the value length in the low 30 bits (a value is at
+ * most a quarter of a ring, and a ring at most 2 GiB), the use count in the
+ * top 2. */
+#define ENTRY_VLEN_MASK ((UINT32_C(1) << 30) - 1)
+#define ENTRY_USE_SHIFT 30
+#define ENTRY_USE_MAX 3u
 
 /* ------------------------------------------------------------------------
  * Region header: the first 4 KiB of the region.
@@ -110,7 +116,7 @@ struct client_slot {
 	X(overwrites, "sets that replaced a live entry")                    \
 	X(deletes, "deletes that removed a live entry")                     \
 	X(evictions, "live entries dropped to make room")                   \
-	X(moves, "recently used entries moved to the ring head")            \
+	X(moves, "entries in use moved to the ring head")                   \
 	X(expirations, "expired entries reclaimed")                         \
 	X(repairs, "segment resets after corruption or a dead lock holder")
 
@@ -151,9 +157,7 @@ struct seg_hdr {
 	uint32_t live;		/* entries in the index (gauge "entries") */
 	uint32_t sweep_cursor;	/* next bucket the expiry sweep visits */
 	uint32_t reserved1;
-	uint64_t aclock;	/* logical access clock: +1 per access */
-	uint64_t asum;		/* sum of the live entries' access stamps */
-	uint8_t pad1[16];
+	uint8_t pad1[32];
 
 	/* Lines 2-3: counters (see SEG_COUNTERS). */
 	uint64_t ctr[SEG_NCOUNTERS];
@@ -174,12 +178,14 @@ struct pool_rec {
  * and may straddle the end of the ring; always read and write them through
  * ring.h.  Written under the segment lock. */
 struct entry_hdr {
-	uint32_t rec;	 /* owning pool record, or ENTRY_DEAD */
-	uint32_t atime;	 /* low 32 bits of seg_hdr.aclock at last access */
-	uint32_t expire; /* absolute unix second it expires at; 0 = never */
-	uint32_t vlen;	 /* value bytes */
-	uint16_t klen;	 /* key bytes, 1..ENTRY_KEY_MAX */
-	uint16_t slack;	 /* spare bytes after the value */
+	uint32_t rec;	   /* owning pool record, or ENTRY_DEAD */
+	uint32_t expire;   /* absolute unix second it expires at; 0 = never */
+	uint32_t vlen_use; /* value bytes (ENTRY_VLEN_MASK) | use count <<
+			      ENTRY_USE_SHIFT: 0 when stored, +1 per access
+			      up to ENTRY_USE_MAX, -1 each time evacuation
+			      moves the entry to the ring head */
+	uint16_t klen;	   /* key bytes, 1..ENTRY_KEY_MAX */
+	uint16_t slack;	   /* spare bytes after the value */
 };
 
 /* The format word: version and the sizes of the structs a client relies
@@ -206,9 +212,11 @@ static_assert(offsetof(struct seg_hdr, flight) == 4 * LAYOUT_CACHELINE,
 static_assert(sizeof(struct seg_flight) == 16, "seg_flight size");
 static_assert(sizeof(struct pool_rec) == 12, "pool_rec size");
 static_assert(sizeof(struct client_slot) == 16, "client_slot size");
-static_assert(sizeof(struct entry_hdr) == 20, "entry_hdr size");
-static_assert(offsetof(struct entry_hdr, atime) == 4, "atime offset");
-static_assert(offsetof(struct entry_hdr, expire) == 8, "expire offset");
+static_assert(sizeof(struct entry_hdr) == 16, "entry_hdr size");
+static_assert(offsetof(struct entry_hdr, expire) == 4, "expire offset");
+static_assert(offsetof(struct entry_hdr, vlen_use) == 8, "vlen_use offset");
+static_assert(ENTRY_USE_MAX == ~UINT32_C(0) >> ENTRY_USE_SHIFT,
+	      "the use count fills the bits above the value length");
 
 #define ENTRY_HDR_SIZE ((uint32_t)sizeof(struct entry_hdr))
 

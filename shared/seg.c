@@ -4,15 +4,19 @@
  * The index is nbuckets chains of pool records; a record points at its
  * entry's header in the data ring, and the header points back at its record
  * (entry_hdr.rec), so each side can be checked against the other.  New
- * entries go at the ring head.  When the ring lacks room, or the pool has no
- * free record, evacuate_one() looks at the entry at the ring tail and
+ * entries go at the ring head with a use count of 0; each access adds one,
+ * up to ENTRY_USE_MAX.  When the ring lacks room, or the pool has no free
+ * record, evacuate_one() looks at the entry at the ring tail and
  *   - reclaims it if it is dead (deleted or replaced) or expired;
- *   - drops it if its access stamp is not newer than the segment's average
- *     (approximate LRU), or if the last EVAC_MAX_MOVES entries were all
- *     moved (so a write never loops);
- *   - otherwise moves it to the head, keeping it.
- * Access stamps come from a per-segment logical clock (one tick per access),
- * so the LRU order stays exact however fast the ring turns over.
+ *   - drops it if its use count is 0 (not used since it was stored, or
+ *     since its use count was spent on earlier moves), or if the last
+ *     EVAC_MAX_MOVES entries were all moved (so a write never loops);
+ *   - otherwise moves it to the head with its use count less one.
+ * This is CLOCK with a 2-bit counter: an entry read once survives one more
+ * turn of the ring, a hot one three, and a key that is read between turns
+ * stays for good, while a scan of one-off keys passes through without
+ * pushing out what is in use.  A hit writes only the entry's header, and
+ * not even that once its count is at the maximum.
  *
  * Everything read from shared memory is checked before use; anything that
  * does not add up is -EUCLEAN and the caller resets the segment.
@@ -31,11 +35,21 @@
 #include "hash.h"
 #include "ring.h"
 
-#define EVAC_MAX_MOVES 5
+#define EVAC_MAX_MOVES 8
 
 /* ------------------------------------------------------------------------
  * Internals
  * ------------------------------------------------------------------------ */
+
+/* An entry header as read from the ring, its vlen_use word split. */
+struct entry {
+	uint32_t rec;
+	uint32_t expire;
+	uint32_t vlen;
+	uint32_t use;
+	uint32_t klen;
+	uint32_t slack;
+};
 
 /* A found entry: where it is and what its header says. */
 struct found {
@@ -43,7 +57,7 @@ struct found {
 	uint32_t rec;
 	uint32_t off;
 	uint32_t len; /* header + key + value + slack */
-	struct entry_hdr eh;
+	struct entry eh;
 };
 
 /* The gauges live and used are read without the lock (eng_stats): the
@@ -53,7 +67,7 @@ static inline void gauge_set(uint32_t *g, uint32_t v)
 	__atomic_store_n(g, v, __ATOMIC_RELAXED);
 }
 
-static inline bool expired(const struct entry_hdr *eh, uint32_t now)
+static inline bool expired(const struct entry *eh, uint32_t now)
 {
 	return eh->expire != 0 && eh->expire <= now;
 }
@@ -75,11 +89,25 @@ static int state_ok(const struct seg *s)
 	return 0;
 }
 
+/* Reads the header at off, unchecked. */
+static inline void entry_read(const struct seg *s, uint32_t off,
+			      struct entry *e)
+{
+	struct entry_hdr eh;
+
+	ring_read(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	e->rec = eh.rec;
+	e->expire = eh.expire;
+	e->vlen = eh.vlen_use & ENTRY_VLEN_MASK;
+	e->use = eh.vlen_use >> ENTRY_USE_SHIFT;
+	e->klen = eh.klen;
+	e->slack = eh.slack;
+}
+
 /* Reads the header at off and checks that the whole entry lies inside the
  * used part of the ring. */
 static inline __attribute__((always_inline)) int
-entry_load(const struct seg *s, uint32_t off, struct entry_hdr *eh,
-		      uint32_t *len)
+entry_load(const struct seg *s, uint32_t off, struct entry *eh, uint32_t *len)
 {
 	const struct eng_geom *g = s->g;
 	uint32_t size = g->ring_size;
@@ -89,7 +117,7 @@ entry_load(const struct seg *s, uint32_t off, struct entry_hdr *eh,
 	uint32_t d = ring_dist(s->h->tail, off, size);
 	if (d >= s->h->used || s->h->used - d < ENTRY_HDR_SIZE)
 		return -EUCLEAN;
-	ring_read(s->ring, size, off, eh, ENTRY_HDR_SIZE);
+	entry_read(s, off, eh);
 	uint64_t l = (uint64_t)ENTRY_HDR_SIZE + eh->klen + eh->vlen + eh->slack;
 	if (eh->klen == 0 || l > s->h->used - d || l > size)
 		return -EUCLEAN;
@@ -103,10 +131,45 @@ static inline uint32_t hdr_field_pos(const struct seg *s, uint32_t off,
 	return ring_add(off, field, s->g->ring_size);
 }
 
-static inline void entry_store_hdr(struct seg *s, uint32_t off,
-				   const struct entry_hdr *eh)
+static inline uint32_t vlen_use(const struct entry *e)
 {
-	ring_write(s->ring, s->g->ring_size, off, eh, ENTRY_HDR_SIZE);
+	return e->vlen | e->use << ENTRY_USE_SHIFT;
+}
+
+/* Writes the header at off (e->vlen <= ENTRY_VLEN_MASK, e->use <=
+ * ENTRY_USE_MAX, e->klen and e->slack 16-bit: the callers' limits). */
+static inline void entry_store_hdr(struct seg *s, uint32_t off,
+				   const struct entry *e)
+{
+	struct entry_hdr eh = {
+		.rec = e->rec,
+		.expire = e->expire,
+		.vlen_use = vlen_use(e),
+		.klen = (uint16_t)e->klen,
+		.slack = (uint16_t)e->slack,
+	};
+	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+}
+
+/* Writes e->use (and e->vlen) into the header at off. */
+static inline void entry_store_use(struct seg *s, uint32_t off,
+				   const struct entry *e)
+{
+	uint32_t w = vlen_use(e);
+
+	ring_write(s->ring, s->g->ring_size,
+		   hdr_field_pos(s, off, offsetof(struct entry_hdr, vlen_use)),
+		   &w, sizeof(w));
+}
+
+/* Counts an access to the entry at off: its use count + 1, at most
+ * ENTRY_USE_MAX.  At the maximum nothing is written. */
+static inline void entry_use(struct seg *s, uint32_t off, struct entry *e)
+{
+	if (e->use >= ENTRY_USE_MAX)
+		return;
+	e->use++;
+	entry_store_use(s, off, e);
 }
 
 /* Looks key up.  0 with *f filled, -ENOENT, or -EUCLEAN. */
@@ -143,25 +206,6 @@ find(struct seg *s, const struct seg_key *k, struct found *f)
 	return -ENOENT;
 }
 
-/* The full 64-bit value of a 32-bit access stamp (stamps are never more than
- * 2^32 accesses old in practice; an older one reads as recent, which only
- * costs an eviction decision). */
-static inline uint64_t stamp_full(const struct seg_hdr *h, uint32_t a)
-{
-	return h->aclock - (uint32_t)((uint32_t)h->aclock - a);
-}
-
-/* A new access stamp for an entry whose old stamp is old (live entries
- * only: asum covers exactly the live entries). */
-static inline uint32_t stamp_renew(struct seg_hdr *h, uint32_t old)
-{
-	uint64_t prev = stamp_full(h, old);
-
-	h->aclock++;
-	h->asum += h->aclock - prev;
-	return (uint32_t)h->aclock;
-}
-
 static int fr_pop(struct seg *s, uint32_t *r)
 {
 	struct seg_hdr *h = s->h;
@@ -196,17 +240,14 @@ static int fr_push(struct seg *s, uint32_t r)
 
 /* Takes an entry out of the index: unlinks its record, frees it, marks the
  * entry dead in the ring.  Its bytes stay until evacuation. */
-static int unindex(struct seg *s, uint32_t *link, uint32_t r, uint32_t off,
-		   uint32_t atime)
+static int unindex(struct seg *s, uint32_t *link, uint32_t r, uint32_t off)
 {
-	struct seg_hdr *h = s->h;
 	uint32_t dead = ENTRY_DEAD;
 
 	*link = s->recs[r].next;
 	ring_write(s->ring, s->g->ring_size,
 		   hdr_field_pos(s, off, offsetof(struct entry_hdr, rec)),
 		   &dead, sizeof(dead));
-	h->asum -= stamp_full(h, atime);
 	return fr_push(s, r);
 }
 
@@ -247,7 +288,7 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 	struct seg_hdr *h = s->h;
 	uint32_t size = s->g->ring_size;
 	uint32_t off = h->tail, len;
-	struct entry_hdr eh;
+	struct entry eh;
 	int rc;
 
 	if (h->used == 0)
@@ -259,11 +300,11 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 		if (r >= s->g->nrec || s->recs[r].off != off)
 			return -EUCLEAN;
 		bool exp = expired(&eh, now);
-		bool cold = h->live == 0 ||
-			    stamp_full(h, eh.atime) <= h->asum / h->live;
-		if (!exp && !cold && *moves < EVAC_MAX_MOVES) {
+		if (!exp && eh.use > 0 && *moves < EVAC_MAX_MOVES) {
 			ring_move(s->ring, size, h->head, off, len);
 			FAULT(EVAC_MOVE);
+			eh.use--;
+			entry_store_use(s, h->head, &eh);
 			s->recs[r].off = h->head;
 			h->head = ring_add(h->head, len, size);
 			h->tail = ring_add(h->tail, len, size);
@@ -273,7 +314,7 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 		}
 		uint32_t *link;
 		if ((rc = link_of(s, r, &link)) ||
-		    (rc = unindex(s, link, r, off, eh.atime)))
+		    (rc = unindex(s, link, r, off)))
 			return rc;
 		FAULT(EVAC_DROP);
 		seg_count(s, exp ? SEG_CTR_expirations : SEG_CTR_evictions);
@@ -300,8 +341,8 @@ static int make_room(struct seg *s, uint32_t need, uint32_t now)
 /* Writes a new entry with capacity cap >= vlen at the head and indexes it
  * (val NULL: the value bytes are left unwritten). */
 static int insert(struct seg *s, const struct seg_key *k, const void *val,
-		  uint32_t vlen, uint32_t cap, uint32_t expire, uint32_t now,
-		  uint32_t *off_out)
+		  uint32_t vlen, uint32_t cap, uint32_t expire, uint32_t use,
+		  uint32_t now, uint32_t *off_out)
 {
 	struct seg_hdr *h = s->h;
 	uint32_t size = s->g->ring_size;
@@ -311,15 +352,13 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 
 	if ((rc = make_room(s, need, now)) || (rc = fr_pop(s, &r)))
 		return rc;
-	h->aclock++;
-	h->asum += h->aclock;
-	struct entry_hdr eh = {
+	struct entry eh = {
 		.rec = r,
-		.atime = (uint32_t)h->aclock,
 		.expire = expire,
 		.vlen = vlen,
-		.klen = (uint16_t)k->klen,
-		.slack = (uint16_t)(cap - vlen),
+		.use = use,
+		.klen = k->klen,
+		.slack = cap - vlen,
 	};
 	uint32_t off = h->head;
 	entry_store_hdr(s, off, &eh);
@@ -357,7 +396,6 @@ void seg_reset_locked(struct seg *s)
 	gauge_set(&h->live, 0);
 	h->head = h->tail = 0;
 	gauge_set(&h->used, 0);
-	h->asum = 0;
 	h->sweep_cursor = 0;
 	__atomic_store_n(&h->gen, h->gen + 1, __ATOMIC_RELAXED);
 }
@@ -365,10 +403,10 @@ void seg_reset_locked(struct seg *s)
 void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v)
 {
 	uint32_t size = s->g->ring_size;
-	struct entry_hdr eh;
+	struct entry eh;
 	const void *p[2];
 
-	ring_read(s->ring, size, off, &eh, ENTRY_HDR_SIZE);
+	entry_read(s, off, &eh);
 	ring_pieces(s->ring, size, ring_add(off, ENTRY_HDR_SIZE + eh.klen, size),
 		    eh.vlen, p, v->n);
 	v->p[0] = (void *)p[0];
@@ -388,7 +426,7 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		if ((rc = state_ok(s)))
 			return rc;
 		seg_write_begin(s);
-		if ((rc = unindex(s, f.link, f.rec, f.off, f.eh.atime)))
+		if ((rc = unindex(s, f.link, f.rec, f.off)))
 			return rc;
 		seg_write_end(s);
 		seg_count(s, SEG_CTR_expirations);
@@ -412,11 +450,7 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen, size),
 			  buf, f.eh.vlen);
 	if (mode == SEG_GET) {
-		uint32_t a = stamp_renew(s->h, f.eh.atime);
-		ring_write(s->ring, size,
-			   hdr_field_pos(s, f.off,
-					 offsetof(struct entry_hdr, atime)),
-			   &a, sizeof(a));
+		entry_use(s, f.off, &f.eh);
 		seg_count(s, SEG_CTR_hits);
 	}
 	return rc;
@@ -433,7 +467,7 @@ int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
 		return rc;
 	rc = find(s, k, &f);
 	if (rc == -ENOENT)
-		return insert(s, k, val, vlen, vlen, expire, now, off);
+		return insert(s, k, val, vlen, vlen, expire, 0, now, off);
 	if (rc)
 		return rc;
 
@@ -447,10 +481,11 @@ int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
 				    ring_add(f.off, ENTRY_HDR_SIZE + k->klen,
 					     size),
 				    val, vlen, FAULT_OVERWRITE);
-		f.eh.atime = stamp_renew(s->h, f.eh.atime);
+		if (f.eh.use < ENTRY_USE_MAX)
+			f.eh.use++;
 		f.eh.expire = expire;
 		f.eh.vlen = vlen;
-		f.eh.slack = (uint16_t)(cap - vlen);
+		f.eh.slack = cap - vlen;
 		entry_store_hdr(s, f.off, &f.eh);
 		*off = f.off;
 		return 0;
@@ -464,9 +499,11 @@ int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
 		grown = (uint64_t)vlen + ENTRY_SLACK_MAX;
 	if (grown < vlen)
 		grown = vlen;
-	if ((rc = unindex(s, f.link, f.rec, f.off, f.eh.atime)))
+	if ((rc = unindex(s, f.link, f.rec, f.off)))
 		return rc;
-	return insert(s, k, val, vlen, (uint32_t)grown, expire, now, off);
+	/* An overwrite is a use, as in place. */
+	uint32_t use = f.eh.use < ENTRY_USE_MAX ? f.eh.use + 1 : ENTRY_USE_MAX;
+	return insert(s, k, val, vlen, (uint32_t)grown, expire, use, now, off);
 }
 
 int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
@@ -486,7 +523,7 @@ int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
 
 int seg_drop_at_locked(struct seg *s, uint32_t off)
 {
-	struct entry_hdr eh;
+	struct entry eh;
 	uint32_t len, *link;
 	int rc;
 
@@ -496,7 +533,7 @@ int seg_drop_at_locked(struct seg *s, uint32_t off)
 		return -EUCLEAN;
 	if ((rc = link_of(s, eh.rec, &link)))
 		return rc;
-	return unindex(s, link, eh.rec, off, eh.atime);
+	return unindex(s, link, eh.rec, off);
 }
 
 int seg_flight_locked(struct seg *s, uint64_t h, uint32_t me, bool *claimed)
@@ -531,7 +568,7 @@ int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now)
 	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
 		return rc;
 	seg_write_begin(s);
-	if ((rc = unindex(s, f.link, f.rec, f.off, f.eh.atime)))
+	if ((rc = unindex(s, f.link, f.rec, f.off)))
 		return rc;
 	FAULT(DELETE);
 	seg_write_end(s);
@@ -556,7 +593,8 @@ int seg_expiry_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	if (touch) {
 		seg_write_begin(s);
 		f.eh.expire = new_expire;
-		f.eh.atime = stamp_renew(s->h, f.eh.atime);
+		if (f.eh.use < ENTRY_USE_MAX)
+			f.eh.use++;
 		entry_store_hdr(s, f.off, &f.eh);
 		seg_write_end(s);
 	}
@@ -573,7 +611,7 @@ int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
 {
 	uint32_t size = s->g->ring_size;
 	uint32_t off = s->h->tail, done = 0, len;
-	struct entry_hdr eh;
+	struct entry eh;
 	int rc;
 
 	if ((rc = state_ok(s)))
@@ -619,7 +657,7 @@ int seg_sweep_locked(struct seg *s, uint32_t now, uint32_t budget)
 		uint32_t *link = &s->buckets[h->sweep_cursor];
 		for (uint32_t steps = 0; *link != 0; steps++) {
 			uint32_t r = *link - 1, len;
-			struct entry_hdr eh;
+			struct entry eh;
 			if (r >= g->nrec || steps >= g->nrec)
 				return -EUCLEAN;
 			if ((rc = entry_load(s, s->recs[r].off, &eh, &len)))
@@ -630,8 +668,7 @@ int seg_sweep_locked(struct seg *s, uint32_t now, uint32_t budget)
 				link = &s->recs[r].next;
 				continue;
 			}
-			if ((rc = unindex(s, link, r, s->recs[r].off,
-					  eh.atime)))
+			if ((rc = unindex(s, link, r, s->recs[r].off)))
 				return rc;
 			seg_count(s, SEG_CTR_expirations);
 			reclaimed++;
@@ -684,7 +721,7 @@ static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
 {
 	const struct eng_geom *g = s->g;
 	uint32_t size = g->ring_size, off = s->h->tail, done = 0, len;
-	struct entry_hdr eh;
+	struct entry eh;
 
 	while (done < s->h->used) {
 		if (entry_load(s, off, &eh, &len)) {

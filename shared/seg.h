@@ -79,7 +79,7 @@ static inline void seg_write_end(struct seg *s)
 }
 
 /* Empties the segment: index, pool, free ring and data ring; bumps gen.
- * Keeps counters and the access clock. */
+ * Keeps the counters. */
 void seg_reset_locked(struct seg *s);
 
 /* Value access modes for seg_get_locked(). */

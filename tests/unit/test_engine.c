@@ -697,7 +697,7 @@ static bool early_key_survives(struct tu_region *r, enum access how)
 	return rc == 0;
 }
 
-static void test_engine_peek_does_not_refresh_access_time(void **state)
+static void test_engine_peek_does_not_count_as_use(void **state)
 {
 	struct tu_region *r = *state;
 
@@ -1086,6 +1086,67 @@ static void test_engine_full_segment_evicts_cold_keeps_hot(void **state)
 	tu_assert_all_clean(e);
 }
 
+/* One segment: 8 keys read 3 times each, set in turn with 8 keys never
+ * read, then a scan of one-off keys that turns the ring over `turns` times
+ * with no reads at all.  Returns how many of the read keys are left;
+ * *unread_left gets how many of the others are. */
+static uint32_t read_keys_left_after_scan(struct tu_region *r, uint32_t turns,
+					  uint32_t *unread_left)
+{
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e;
+	enum { N = 8, LEN = 64, SCAN_LEN = 100 };
+	uint32_t left = 0, scan;
+
+	tu_region_open(r, 128 * 1024, &cfg);
+	e = &r->e;
+	for (uint32_t i = 0; i < N; i++) {
+		set_kv(e, "read", i, 1, LEN, 0);
+		set_kv(e, "unread", i, 1, LEN, 0);
+	}
+	for (uint32_t n = 0; n < 3; n++)
+		for (uint32_t i = 0; i < N; i++)
+			assert_rc(get_kv(e, "read", i, 1, LEN), 0);
+	/* Entries are longer than SCAN_LEN: more than `turns` turns. */
+	scan = turns * e->g.ring_size / SCAN_LEN;
+	for (uint32_t i = 0; i < scan; i++)
+		set_kv(e, "scan", i, 1, SCAN_LEN, 0);
+	assert_true(tu_stats(e).evictions >= scan / 2);
+
+	*unread_left = 0;
+	for (uint32_t i = 0; i < N; i++) {
+		char key[32];
+		size_t klen = tu_key(key, sizeof(key), "read", i), vlen;
+		uint8_t buf[LEN];
+
+		/* peek: counting the reads here would change nothing, but
+		 * the check should not be an access. */
+		left += eng_peek(e, key, klen, buf, sizeof(buf), &vlen,
+				 NULL) == 0;
+		klen = tu_key(key, sizeof(key), "unread", i);
+		*unread_left += eng_peek(e, key, klen, buf, sizeof(buf), &vlen,
+					 NULL) == 0;
+	}
+	tu_assert_all_clean(e);
+	tu_region_close(r);
+	return left;
+}
+
+static void test_engine_read_keys_survive_a_scan(void **state)
+{
+	struct tu_region *r = *state;
+	uint32_t unread;
+
+	/* A scan of one-off keys twice the segment's size pushes out the
+	 * keys nobody read, and none of those that were read... */
+	assert_int_equal(read_keys_left_after_scan(r, 2, &unread), 8);
+	assert_int_equal(unread, 0);
+	/* ...but keys no longer read do not stay for ever: after six turns
+	 * of the ring without a read they are gone too. */
+	assert_int_equal(read_keys_left_after_scan(r, 6, &unread), 0);
+	assert_int_equal(unread, 0);
+}
+
 struct straddle_count {
 	uint32_t items, straddled;
 };
@@ -1393,7 +1454,8 @@ static void corrupt(struct eng *e, uint32_t seg, enum corruption c)
 		break;
 	case CORRUPT_ENTRY_VLEN:
 		v = 0x7fffff00u;
-		ring_write(e, seg, tail + offsetof(struct entry_hdr, vlen), &v,
+		ring_write(e, seg,
+			   tail + offsetof(struct entry_hdr, vlen_use), &v,
 			   sizeof(v));
 		break;
 	case CORRUPT_ENTRY_KLEN:
@@ -1929,7 +1991,7 @@ int main(void)
 		T(test_engine_ttl_expiry),
 		T(test_engine_touch_changes_expiry),
 		T(test_engine_peek_changes_no_counters),
-		T(test_engine_peek_does_not_refresh_access_time),
+		T(test_engine_peek_does_not_count_as_use),
 		T(test_engine_touch_counts_as_access),
 		T(test_engine_del),
 		T(test_engine_clear),
@@ -1938,6 +2000,7 @@ int main(void)
 		T(test_engine_iter_stops_on_callback_value),
 		T(test_engine_stats_add_up),
 		T(test_engine_full_segment_evicts_cold_keeps_hot),
+		T(test_engine_read_keys_survive_a_scan),
 		T(test_engine_ring_wraparound_values_intact),
 		T(test_engine_pool_exhaustion_evicts_not_fails),
 		T(test_engine_huge_entry_refused),

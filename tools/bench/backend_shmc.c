@@ -2,8 +2,9 @@
  * backend_shmc.c - the `shmc` backend: libshmc through its public API
  * (<shmc.h>) only.  For each run the bench starts its own shmcached on a
  * temporary socket and region name with --memory equal to the workload's
- * cache size (extra daemon options: --daemon-arg), or uses the daemon at
- * --socket.  One handle per worker process (a handle is thread-safe, and
+ * cache size and --avg-item equal to its mean key + value (bench
+ * --avg-item; extra daemon options: --daemon-arg, which come last and so
+ * win), or uses the daemon at --socket.  One handle per worker process (a handle is thread-safe, and
  * after fork() a child must open its own).
  */
 #include "bench.h"
@@ -18,7 +19,7 @@ static int shmc_be_start(struct be_server *s)
 {
 	const struct bench_cfg *cfg = s->cfg;
 	static unsigned runs;
-	char *argv[40], mem[32], log[PATH_MAX + 16];
+	char *argv[40], mem[32], avg[16], log[PATH_MAX + 16];
 	unsigned n = 0;
 	int rc;
 
@@ -57,6 +58,11 @@ static int shmc_be_start(struct be_server *s)
 	argv[n++] = "warn";
 	argv[n++] = "--log-file";
 	argv[n++] = log;
+	if (cfg->avg_item) {
+		snprintf(avg, sizeof(avg), "%u", cfg->avg_item);
+		argv[n++] = "--avg-item";
+		argv[n++] = avg;
+	}
 	for (unsigned i = 0; i < cfg->ndaemon_args; i++)
 		argv[n++] = (char *)cfg->daemon_args[i];
 	argv[n] = NULL;

@@ -101,6 +101,10 @@
 	  "shmcached to start (default: $SHMC_DAEMON, else\n"               \
 	  "../../daemon/shmcached from this program, else\n"                \
 	  "$PATH)")                                                         \
+	X(AVG_ITEM, "avg-item", "B",                                        \
+	  "shmcached's --avg-item, which sizes its entry\n"                 \
+	  "pools (default: the workload's mean key + value,\n"             \
+	  "as an operator sets it; 0: the daemon's default)")               \
 	X(DAEMON_ARG, "daemon-arg", "ARG",                                  \
 	  "one more option for shmcached, e.g. --daemon-arg\n"              \
 	  "--segments=64 (repeatable)")                                     \
@@ -186,7 +190,7 @@ struct options {
 	bool json;
 	bool want[16]; /* indexed like bench_backends (6 of them) */
 	bool keys_set, cache_set, ops_set, duration_set, warm_ops_set;
-	bool dist_set;
+	bool dist_set, avg_item_set;
 	char daemon_buf[PATH_MAX];
 };
 
@@ -491,6 +495,9 @@ static int finish_config(struct options *o)
 	if (cfg->vmin > cfg->vmax || cfg->vmax > MIB / 2)
 		return bad("value-size", "",
 			   "values of 0 to 512 KiB, MIN <= MAX");
+	if (!o->avg_item_set)
+		cfg->avg_item = (uint32_t)lround(cfg->key_size +
+						 (cfg->vmin + cfg->vmax) / 2.0);
 	cfg->procs = o->procs[0];
 	return 0;
 }
@@ -633,6 +640,10 @@ static int parse_args(struct options *o, int argc, char **argv)
 			break;
 		case OPT_DAEMON:
 			cfg->daemon = a;
+			break;
+		case OPT_AVG_ITEM:
+			rc = parse_u32(name, a, &cfg->avg_item, 0, 1 << 30);
+			o->avg_item_set = true;
 			break;
 		case OPT_DAEMON_ARG:
 			if (cfg->ndaemon_args == 16)
@@ -807,6 +818,30 @@ static void print_skipped(const struct run_result *r)
 	printf("%-10s %s: %s\n", r->be->name, status_name(r->status), r->why);
 }
 
+/* How the bench started shmcached, when it did: a line under each table
+ * header, so that a figure always comes with the configuration behind it. */
+static void print_shmc_config(const struct options *o,
+			      const struct run_result *res, unsigned n)
+{
+	const struct bench_cfg *cfg = &o->cfg;
+	bool ran = false;
+
+	for (unsigned i = 0; i < n; i++)
+		ran |= !strcmp(res[i].be->name, "shmc");
+	if (!ran || cfg->shmc_socket)
+		return;
+	printf("  shmc: shmcached --memory %" PRIu64 "M", cfg->cache >> 20);
+	if (cfg->avg_item)
+		printf(" --avg-item %u", cfg->avg_item);
+	for (unsigned i = 0; i < cfg->ndaemon_args; i++)
+		printf(" %s", cfg->daemon_args[i]);
+	printf("\n");
+	if (cfg->avg_item && !o->avg_item_set)
+		printf("        (--avg-item = the mean key + value here, as an "
+		       "operator sizes the pools;\n         bench --avg-item 0 "
+		       "keeps the daemon's default)\n");
+}
+
 static void table_speed(const struct options *o, const struct workload *w,
 			const struct run_result *res, unsigned n)
 {
@@ -830,6 +865,7 @@ static void table_speed(const struct options *o, const struct workload *w,
 		printf("  %u thread(s) per process, %" PRIu64 " ops per thread "
 		       "after %.1f s warm-up, seed %" PRIu64 "\n",
 		       cfg->threads, cfg->ops, cfg->warmup, cfg->seed);
+	print_shmc_config(o, res, n);
 	if (o->repeat > 1)
 		printf("  each backend run %u times, interleaved: the run of "
 		       "median run ops/s is shown;\n  spread = (max - min) / "
@@ -939,8 +975,10 @@ static void table_hit_ratio(const struct options *o,
 	       ws / MIB, cfg->cache >> 20, 100.0 * (double)cfg->cache / ws,
 	       cfg->ops, cfg->warm_ops, cfg->seed);
 	printf("  lru: exact LRU with the same byte budget, an item counted "
-	       "as key + value + %u B\n\n",
+	       "as key + value + %u B\n",
 	       cfg->lru_overhead);
+	print_shmc_config(o, res, n);
+	printf("\n");
 	printf("%-10s %8s %9s %12s %12s\n", "backend", "hit%", "vs lru",
 	       "items(end)", "ops/s");
 	for (unsigned i = 0; i < n; i++) {
@@ -981,8 +1019,10 @@ static void table_memory(const struct options *o, const struct run_result *res,
 	       cfg->keys, cfg->key_size, cfg->vmax, cfg->cache >> 20);
 	printf("  overhead/item = (memory - items x %" PRIu64 " B) / items; "
 	       "resident: the server's RSS\n  (shmc: the region's pages) "
-	       "after the fill\n\n",
+	       "after the fill\n",
 	       item);
+	print_shmc_config(o, res, n);
+	printf("\n");
 	printf("%-10s %12s %10s %14s %8s %13s\n", "backend", "items", "B/item",
 	       "overhead/item", "fill%", "resident MiB");
 	for (unsigned i = 0; i < n; i++) {
@@ -1113,11 +1153,11 @@ static void print_json(const struct options *o, const struct workload *w,
 	       "\"warmup_ops\": %" PRIu64 ", \"cache_bytes\": %" PRIu64
 	       ", \"seed\": %" PRIu64 ", \"sample_every\": %u, "
 	       "\"clock_overhead_ns\": %" PRId64 ", \"lru_overhead\": %u, "
-	       "\"repeat\": %u},\n"
+	       "\"shmc_avg_item\": %u, \"repeat\": %u},\n"
 	       " \"results\": [",
 	       cfg->duration, cfg->ops, cfg->warmup, cfg->warm_ops, cfg->cache,
 	       cfg->seed, cfg->sample, w->clock_ovh, cfg->lru_overhead,
-	       o->repeat);
+	       cfg->avg_item, o->repeat);
 	for (unsigned i = 0; i < n; i++) {
 		const struct run_result *r = &res[i];
 		struct hist all;

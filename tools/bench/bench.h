@@ -54,6 +54,7 @@ struct bench_cfg {
 	unsigned sample;       /* time one op in this many (0: none) */
 	uint32_t lru_overhead; /* bytes per item the LRU simulator counts */
 	const char *daemon;    /* shmcached binary */
+	uint32_t avg_item;     /* shmcached --avg-item; 0: its default */
 	const char *daemon_args[16];
 	unsigned ndaemon_args;
 	const char *shmc_socket; /* a running daemon instead of our own */
