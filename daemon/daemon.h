@@ -156,12 +156,12 @@ void handle_request(struct daemon *d, struct conn *c, uint16_t type,
 /* Creates d->job_fd.  Returns 0 or -errno. */
 int job_init(struct daemon *d);
 
-/* Runs a SAVE (load false) or LOAD of `path` for request `id` of c on a
- * thread, and marks c waiting.  Returns 0, -EBUSY while another one runs,
+/* Runs a SAVE (load false) or LOAD (with PROTO_LOAD_* flags) of `path` for
+ * request `id` of c on a thread, and marks c waiting.  Returns 0, -EBUSY while another one runs,
  * or -errno when no thread can be started (c then gets no reply from here:
  * the caller answers). */
 int job_start(struct daemon *d, struct conn *c, uint32_t id, bool load,
-	      const char *path);
+	      uint32_t flags, const char *path);
 
 /* For conn_resume(): if c's job is done, queues its reply, clears
  * c->waiting and returns true. */

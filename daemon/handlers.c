@@ -261,16 +261,24 @@ static void on_clients(struct daemon *d, struct conn *c, uint32_t id,
  * rights, so only its user or root may ask, and the path must be absolute
  * (a detached daemon's directory is "/").  They run on a thread (job.c),
  * about a second per GiB (docs/SNAPSHOT.md); the reply comes when it is
- * done, and the loop serves everyone else meanwhile. */
+ * done, and the loop serves everyone else meanwhile.  LOAD may carry flags
+ * after the path (PROTO_LOAD_*). */
 static void on_snapshot(struct daemon *d, struct conn *c, uint32_t id,
 			struct proto_r *r, bool load)
 {
 	const void *p;
 	size_t len = proto_get_bytes(r, &p);
 	char path[CONFIG_FILE_PATH_MAX + 1];
+	uint32_t flags = 0;
 
+	if (load && r->err == 0 && r->len - r->pos == 4)
+		flags = proto_get_u32(r);
 	if (!body_ok(c, id, r))
 		return;
+	if (flags & ~PROTO_LOAD_FLAGS) {
+		conn_reply_error(c, id, -EINVAL, "unknown LOAD flags");
+		return;
+	}
 	if (c->uid != 0 && c->uid != geteuid()) {
 		conn_reply_error(c, id, -EPERM,
 				 "only the daemon's user or root may save or "
@@ -286,7 +294,7 @@ static void on_snapshot(struct daemon *d, struct conn *c, uint32_t id,
 	}
 	memcpy(path, p, len);
 	path[len] = '\0';
-	int rc = job_start(d, c, id, load, path);
+	int rc = job_start(d, c, id, load, flags, path);
 	if (rc == -EBUSY)
 		conn_reply_error(c, id, rc,
 				 "a snapshot save or load is already running");

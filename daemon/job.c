@@ -36,6 +36,7 @@ struct job {
 	uint32_t slot, gen;	/* the requesting connection */
 	uint32_t req_id;
 	bool load;
+	uint32_t flags;		/* LOAD: PROTO_LOAD_* */
 	char path[CONFIG_FILE_PATH_MAX + 1];
 	int rc;
 	uint64_t entries;
@@ -54,8 +55,10 @@ static void *job_main(void *arg)
 {
 	struct job *j = arg;
 
-	j->rc = persist_request(j->d, j->load, j->path, &j->entries, j->err,
-				sizeof(j->err));
+	j->rc = persist_request(j->d, j->load,
+				j->flags & PROTO_LOAD_PARTIAL ? PERSIST_PARTIAL
+							      : 0,
+				j->path, &j->entries, j->err, sizeof(j->err));
 	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
 	uint64_t one = 1;
 	ssize_t n = write(j->d->job_fd, &one, sizeof(one));
@@ -91,7 +94,7 @@ static void job_drop(void)
 }
 
 int job_start(struct daemon *d, struct conn *c, uint32_t id, bool load,
-	      const char *path)
+	      uint32_t flags, const char *path)
 {
 	/* A finished job whose connection left was never delivered. */
 	if (job.active && job_done() && !job_conn(d))
@@ -109,6 +112,7 @@ int job_start(struct daemon *d, struct conn *c, uint32_t id, bool load,
 		.gen = c->gen,
 		.req_id = id,
 		.load = load,
+		.flags = flags,
 	};
 	memcpy(job.path, path, n + 1);
 	/* The thread must not take the signals the loop reads from its

@@ -1395,11 +1395,12 @@ void persist_exit(struct daemon *d)
 		log_saved(d->cfg.snapshot, &st);
 }
 
-int persist_request(struct daemon *d, bool load, const char *path,
-		    uint64_t *entries, char *err, size_t errlen)
+int persist_request(struct daemon *d, bool load, unsigned flags,
+		    const char *path, uint64_t *entries, char *err,
+		    size_t errlen)
 {
 	struct persist_stats st;
-	int rc = load ? persist_load(&d->eng, path, 0, &st, err, errlen)
+	int rc = load ? persist_load(&d->eng, path, flags, &st, err, errlen)
 		      : persist_save(&d->eng, path, &st, err, errlen);
 
 	if (rc) {

@@ -97,9 +97,11 @@ void persist_start(struct daemon *d);
 void persist_exit(struct daemon *d);
 
 /* A SAVE (load false) or LOAD request for `path`: as persist_save() /
- * persist_load(), all or nothing, logged.  Returns 0 with *entries, or a
- * negative errno with the message in err. */
-int persist_request(struct daemon *d, bool load, const char *path,
-		    uint64_t *entries, char *err, size_t errlen);
+ * persist_load() with `flags` (0: all or nothing; PERSIST_PARTIAL: one
+ * pass, keeping the blocks before any damage), logged.  Returns 0 with
+ * *entries, or a negative errno with the message in err. */
+int persist_request(struct daemon *d, bool load, unsigned flags,
+		    const char *path, uint64_t *entries, char *err,
+		    size_t errlen);
 
 #endif

@@ -492,7 +492,8 @@ SHMC_EXPORT int shmc_clients(shmc *c, struct shmc_client_info *out,
 	return rc;
 }
 
-static int snapshot(shmc *c, uint16_t type, const char *path,
+/* SAVE, or LOAD with PROTO_LOAD_* flags (sent only when not 0). */
+static int snapshot(shmc *c, uint16_t type, const char *path, uint32_t flags,
 		    uint64_t *entries)
 {
 	uint8_t *reply;
@@ -501,12 +502,14 @@ static int snapshot(shmc *c, uint16_t type, const char *path,
 
 	if (!path || (plen = strlen(path)) == 0 || plen > 4096)
 		return -EINVAL;
-	uint8_t *body = malloc(4 + plen);
+	uint8_t *body = malloc(4 + plen + 4);
 	if (!body)
 		return -ENOMEM;
 	struct proto_w w;
-	proto_w_init(&w, body, 4 + plen);
+	proto_w_init(&w, body, 4 + plen + 4);
 	proto_put_bytes(&w, path, plen);
+	if (flags)
+		proto_put_u32(&w, flags);
 	int rc = ctl_call(c, type, body, w.len, &reply, &rlen);
 	free(body);
 	if (rc)
@@ -522,12 +525,18 @@ static int snapshot(shmc *c, uint16_t type, const char *path,
 
 SHMC_EXPORT int shmc_save(shmc *c, const char *path, uint64_t *entries)
 {
-	return snapshot(c, PROTO_T_SAVE, path, entries);
+	return snapshot(c, PROTO_T_SAVE, path, 0, entries);
 }
 
 SHMC_EXPORT int shmc_load(shmc *c, const char *path, uint64_t *entries)
 {
-	return snapshot(c, PROTO_T_LOAD, path, entries);
+	return snapshot(c, PROTO_T_LOAD, path, 0, entries);
+}
+
+SHMC_EXPORT int shmc_load_partial(shmc *c, const char *path,
+				  uint64_t *entries)
+{
+	return snapshot(c, PROTO_T_LOAD, path, PROTO_LOAD_PARTIAL, entries);
 }
 
 /* ------------------------------------------------------------------------

@@ -231,9 +231,18 @@ int shmc_clients(shmc *c, struct shmc_client_info *out, size_t cap,
  * written by the daemon atomically) / loads one (*entries: how many were
  * written / loaded).  Only for the daemon's user or root (-EPERM).  A
  * missing file is -ENOENT; a damaged one -EBADMSG, and nothing is loaded
- * (the daemon's log names the file and offset).  See docs/SNAPSHOT.md. */
+ * (shmc_errmsg() and the daemon's log name the file and offset).  Another
+ * save or load running in the daemon: -EBUSY.  A load verifies the whole
+ * file before it stores the first entry, so it reads the file twice; see
+ * docs/SNAPSHOT.md. */
 int shmc_save(shmc *c, const char *path, uint64_t *entries);
 int shmc_load(shmc *c, const char *path, uint64_t *entries);
+
+/* As shmc_load(), in one read of the file: each block is stored as soon as
+ * it is verified, so on damage (-EBADMSG) the entries of the blocks before
+ * it stay loaded (shmc_errmsg() says how many).  Faster for a file that is
+ * not in the page cache. */
+int shmc_load_partial(shmc *c, const char *path, uint64_t *entries);
 
 /* Asks the daemon to stop (-EPERM unless this process runs as the
  * daemon's user or root). */

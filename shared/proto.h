@@ -30,6 +30,11 @@
 #define PROTO_VERSION 1
 #define PROTO_HDR_SIZE 12u
 #define PROTO_MAX_PAYLOAD (8u << 20) /* 8 MiB */
+/* LOAD flags (the optional u32 after the path). */
+#define PROTO_LOAD_PARTIAL 1u /* one pass: each block is stored once it
+				 is verified; on damage the blocks before
+				 it stay loaded */
+#define PROTO_LOAD_FLAGS PROTO_LOAD_PARTIAL
 #define PROTO_REPLY 0x8000u
 
 /* Requests: X(name, value, body) - the body is documentation. */
@@ -51,7 +56,7 @@
 	X(CLIENTS, 11, "empty -> u32 n, {u32 id, u32 pid, u32 uid, "         \
 		       "u32 gid, u64 since}[n]")                             \
 	X(SAVE, 12, "bytes path -> u64 entries")                             \
-	X(LOAD, 13, "bytes path -> u64 entries")                             \
+	X(LOAD, 13, "bytes path [u32 flags] -> u64 entries")                 \
 	X(SHUTDOWN, 14, "empty -> empty")
 
 enum proto_type {

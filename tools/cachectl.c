@@ -65,6 +65,8 @@ enum ctl_exit {
 	X(TTL, "ttl", 0, "S", "expire after S seconds (default 0: never)")  \
 	X(REPAIR, "repair", 0, NULL,                                        \
 	  "reset the damaged segments (their entries\nare lost)")           \
+	X(PARTIAL, "partial", 0, NULL,                                      \
+	  "load in one read, keeping the blocks before\nany damage")        \
 	X(INTERVAL, "interval", 0, "S",                                     \
 	  "seconds between refreshes, e.g. 0.5\n"                           \
 	  "(0.001 to 86400, default 1)")                                    \
@@ -206,11 +208,15 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"   \
 	  "relative FILE is taken from the current directory) and prints\n" \
 	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}.") \
-	X(load, "FILE", 1, 1, OPT_BIT(JSON),                                \
+	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),             \
 	  "have the daemon load a snapshot from FILE",                      \
 	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n" \
 	  "taken from the current directory) and prints how many entries\n" \
-	  "it loaded.  With --json: {\"file\", \"entries\"}.")              \
+	  "it loaded.  The whole file is verified before the first entry\n" \
+	  "is stored (a damaged file loads nothing), so it is read twice;\n" \
+	  "--partial reads it once, storing each block as it is verified,\n" \
+	  "and on damage keeps the blocks before it.  With --json:\n"       \
+	  "{\"file\", \"entries\"}.")                                       \
 	X(ping, "", 0, 0, 0, "a round trip to the daemon",                 \
 	  "Sends the daemon a request and prints the round-trip time.")    \
 	X(shutdown, "", 0, 0, 0, "stop the daemon",                        \
@@ -251,7 +257,7 @@ struct ctl {
 	int nargs;
 	unsigned seen;		   /* OPT_BIT() of every option given */
 	const char *socket;	   /* --socket, or NULL */
-	int json, repair;
+	int json, repair, partial;
 	uint32_t ttl;
 	uint64_t interval_ns;
 	uint64_t count; /* 0: watch until interrupted */
@@ -1135,8 +1141,9 @@ static int snapshot(struct ctl *x, const char *file, int load)
 	path = absolute(file);
 	if (!path)
 		return fail("%s: %s: %s", what, ESC(file, b), strerror(errno));
-	err = load ? shmc_load(x->c, path, &entries)
-		   : shmc_save(x->c, path, &entries);
+	err = !load	    ? shmc_save(x->c, path, &entries)
+	      : x->partial ? shmc_load_partial(x->c, path, &entries)
+			   : shmc_load(x->c, path, &entries);
 	if (err == -ENOTSUP || err == -EOPNOTSUPP) {
 		free(path);
 		return fail("snapshots not supported by this daemon");
@@ -1347,6 +1354,9 @@ static int apply_option(struct ctl *x, int id, const char *val)
 		return 0;
 	case CTL_OPT_REPAIR:
 		x->repair = 1;
+		return 0;
+	case CTL_OPT_PARTIAL:
+		x->partial = 1;
 		return 0;
 	case CTL_OPT_TTL:
 		if (parse_u64(val, 0, UINT32_MAX, &v))

@@ -198,9 +198,12 @@ static int count_entry(const struct eng_item *it, void *arg)
  * root, and must not write files at fuzzed paths.  Being defined here, it
  * keeps persist.o out of the link.  SAVE walks the cache as a save would
  * and counts; LOAD finds no file. */
-int persist_request(struct daemon *dm, bool load, const char *path,
-		    uint64_t *entries, char *err, size_t errlen)
+int persist_request(struct daemon *dm, bool load, unsigned flags,
+		    const char *path, uint64_t *entries, char *err,
+		    size_t errlen)
 {
+	CHECKF(!load ? flags == 0 : (flags & ~PERSIST_PARTIAL) == 0,
+	       "handler passed flags %u", flags);
 	CHECKF(path[0] == '/' && strlen(path) <= 4095,
 	       "handler passed on a bad path");
 	if (load) {
@@ -314,8 +317,12 @@ static void parse_body(struct req *q, const uint8_t *body, size_t len)
 	case PROTO_T_DEL:
 	case PROTO_T_TTL:
 	case PROTO_T_SAVE:
-	case PROTO_T_LOAD:
 		q->key = rd_bytes(&r, &q->klen);
+		break;
+	case PROTO_T_LOAD: /* bytes path [u32 flags] */
+		q->key = rd_bytes(&r, &q->klen);
+		if (!r.bad && r.len - r.pos == 4)
+			q->ttl = rd_u32(&r);
 		break;
 	case PROTO_T_SET:
 		q->key = rd_bytes(&r, &q->klen);

@@ -286,6 +286,20 @@ class PersistTest(unittest.TestCase):
                 self.assertLessEqual(abs(c.ttl(key) - (expire - time.time())),
                                      1.5)
 
+    def assert_some_present(self, c, want, n):
+        """The cache holds exactly n entries, n of want's keys, each with
+        its right value."""
+        self.assert_entries(c, n)
+        present = 0
+        for key, val in want.items():
+            try:
+                got = c.get(key)[0]
+            except p.ProtoError:
+                continue
+            self.assertEqual(got, val)
+            present += 1
+        self.assertEqual(present, n)
+
     def assert_entries(self, c, n):
         self.assertEqual(c.stats()["entries"], n)
 
@@ -535,17 +549,42 @@ class BadFiles(PersistTest):
         d = self.daemon("--memory", "32M", "--snapshot", path,
                         "--snapshot-partial")
         c = self.client(d)
-        self.assert_entries(c, blocks[0][2])
-        present = 0
-        for key, val in want.items():
-            try:
-                got = c.get(key)[0]
-            except p.ProtoError:
-                continue
-            self.assertEqual(got, val)
-            present += 1
-        self.assertEqual(present, blocks[0][2])
+        self.assert_some_present(c, want, blocks[0][2])
         self.assertIn(f"the {blocks[0][2]} entries", d.logtext())
+
+    def test_partial_load_request_keeps_the_blocks_before_the_damage(self):
+        d = self.daemon("--memory", "32M")
+        c = self.client(d)
+        path, want = self.multi_block_snapshot(d, c)
+        # Whole: the same as a plain load.
+        c.flush()
+        r = run_ctl(d.sock, "load", "--partial", path)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        self.assertEqual(r.stdout.decode(),
+                         f"loaded {len(want)} entries from {path}\n")
+        for key, val in want.items():
+            self.assertEqual(c.get(key)[0], val)
+        # Damaged in block 1: block 0's entries are loaded, and said so.
+        blocks = blocks_of(path)
+        with open(path, "r+b") as f:
+            f.seek(blocks[1][0] + 1000)
+            f.write(b"\xff\xfe")
+        c.flush()
+        r = run_ctl(d.sock, "load", "--partial", path)
+        self.assertEqual(r.returncode, FAILED)
+        err = r.stderr.decode()
+        self.assertIn(f"snapshot {path}: offset {blocks[1][0]}:", err)
+        self.assertIn(f"loaded the {blocks[0][2]} entries", err)
+        self.assert_some_present(c, want, blocks[0][2])
+        # Unknown flags are refused, and nothing is loaded.
+        c.flush()
+        with self.assertRaises(p.ProtoError) as e:
+            c.call("LOAD", p.bstr(path.encode()) + p.u32(2))
+        self.assertEqual(e.exception.err, EINVAL)
+        with self.assertRaises(p.ProtoError) as e:
+            c.call("LOAD", p.bstr(path.encode()) + b"\0\0")
+        self.assertEqual(e.exception.err, EBADMSG)
+        self.assert_entries(c, 0)
 
     def test_only_the_daemons_user_may_save_or_load(self):
         if os.getuid() != 0:
