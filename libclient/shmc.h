@@ -78,8 +78,10 @@ int shmc_set(shmc *c, const void *key, size_t klen, const void *val,
 
 /* Copies the value of key into buf (cap bytes) and sets *vlen to its full
  * length.  Returns 0, -ENOENT when the key is missing or expired, or
- * -ENOBUFS when cap < *vlen: then nothing is copied and *vlen tells the
- * size needed.  buf may be NULL when cap is 0. */
+ * -ENOBUFS when cap < *vlen: then *vlen tells the size needed.  buf may be
+ * NULL when cap is 0.  On an error buf's contents are unspecified: a get of
+ * a key in use reads without the segment lock, and a read that overlapped
+ * a write is thrown away and done again (so it may have left bytes). */
 int shmc_get(shmc *c, const void *key, size_t klen, void *buf, size_t cap,
 	     size_t *vlen);
 

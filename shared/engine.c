@@ -270,6 +270,30 @@ int eng_set_expire_at(struct eng *e, const void *key, size_t klen,
 	return set(e, key, klen, val, vlen, expire_at, true);
 }
 
+/* A get without the lock (seqlock style): reads seq, looks the key up and
+ * copies the value, and keeps the result only if seq is still the same
+ * even number, i.e. no mutation began or ended meanwhile.  The hot path of
+ * a hit on an entry in use: it writes no shared cache line but its
+ * counter, so readers on several cores do not take the segment's lines
+ * from each other.  -EAGAIN: ask the locked path. */
+static inline int get_optimistic(struct seg *s, const struct seg_key *k,
+				 uint32_t now, void *buf, size_t cap,
+				 size_t *vlen, uint32_t *expire_at)
+{
+	uint32_t seq = __atomic_load_n(&s->h->seq, __ATOMIC_ACQUIRE);
+
+	if (seq & 1)
+		return -EAGAIN; /* a mutation is under way (or its writer died) */
+	int rc = seg_get_unlocked(s, k, now, buf, cap, vlen, expire_at);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&s->h->seq, __ATOMIC_RELAXED) != seq)
+		return -EAGAIN;
+	if (rc == -EAGAIN)
+		return rc;
+	seg_count_read(s, rc != -ENOENT);
+	return rc;
+}
+
 static int get(struct eng *e, enum seg_get_mode mode, const void *key,
 	       size_t klen, void *buf, size_t cap, size_t *vlen,
 	       uint32_t *expire_at)
@@ -282,6 +306,10 @@ static int get(struct eng *e, enum seg_get_mode mode, const void *key,
 	if ((!buf && cap) || !vlen)
 		return -EINVAL;
 	struct seg s = locate(e, key, klen, &k, NULL);
+	if (mode == SEG_GET && (rc = get_optimistic(&s, &k, eng_now(e), buf,
+						    cap, vlen, expire_at)) !=
+				       -EAGAIN)
+		return rc;
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	FAULT(LOCKED);

@@ -433,7 +433,7 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		rc = -ENOENT;
 	}
 	if (rc == -ENOENT && mode == SEG_GET)
-		seg_count(s, SEG_CTR_misses);
+		seg_count_read(s, false);
 	if (rc)
 		return rc;
 
@@ -451,9 +451,34 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 			  buf, f.eh.vlen);
 	if (mode == SEG_GET) {
 		entry_use(s, f.off, &f.eh);
-		seg_count(s, SEG_CTR_hits);
+		seg_count_read(s, true);
 	}
 	return rc;
+}
+
+int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
+		     void *buf, size_t cap, size_t *vlen, uint32_t *expire)
+{
+	struct found f;
+	int rc = find(s, k, &f);
+
+	if (rc == -ENOENT)
+		return rc;
+	/* Damage or a torn read (the seq check tells which), an expired
+	 * entry to reclaim, a use count to raise: all for the locked path. */
+	if (rc || expired(&f.eh, now) || f.eh.use < ENTRY_USE_MAX)
+		return -EAGAIN;
+	*vlen = f.eh.vlen;
+	if (expire)
+		*expire = f.eh.expire;
+	if (cap < f.eh.vlen)
+		return -ENOBUFS;
+	if (f.eh.vlen)
+		ring_read(s->ring, s->g->ring_size,
+			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen,
+				   s->g->ring_size),
+			  buf, f.eh.vlen);
+	return 0;
 }
 
 int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,

@@ -49,7 +49,8 @@ struct seg_key {
 	uint32_t tag;
 };
 
-/* Counters: written by the lock holder, read by anyone. */
+/* Counters: written by the lock holder, read by anyone; but hits and
+ * misses, which optimistic gets count without the lock (seg_count_read). */
 enum seg_ctr {
 #define SEG_CTR_X(name, desc) SEG_CTR_##name,
 	SEG_COUNTERS(SEG_CTR_X)
@@ -62,6 +63,13 @@ static inline void seg_count(struct seg *s, enum seg_ctr c)
 
 	__atomic_store_n(p, __atomic_load_n(p, __ATOMIC_RELAXED) + 1,
 			 __ATOMIC_RELAXED);
+}
+
+/* A hit or a miss: counted by readers with or without the lock. */
+static inline void seg_count_read(struct seg *s, bool hit)
+{
+	__atomic_fetch_add(&s->h->ctr[hit ? SEG_CTR_hits : SEG_CTR_misses], 1,
+			   __ATOMIC_RELAXED);
 }
 
 /* Marks the start and the end of a mutation: seq is odd in between, so a
@@ -101,6 +109,17 @@ struct seg_value {
 int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		   enum seg_get_mode mode, void *buf, size_t cap, size_t *vlen,
 		   uint32_t *expire, struct seg_value *view);
+
+/* seg_get_locked() in SEG_GET mode for a reader that does not hold the
+ * lock and writes nothing (eng_get's optimistic read): 0 (copied into buf),
+ * -ENOBUFS, -ENOENT, or -EAGAIN when only the locked path may answer (an
+ * expired entry to reclaim, a use count below the maximum to raise, or
+ * anything that does not add up, which a concurrent writer can cause).
+ * Every offset and length is checked as under the lock, so a torn read
+ * stays inside the segment; the caller must discard any result when seq
+ * changed meanwhile (buf may then hold anything). */
+int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
+		     void *buf, size_t cap, size_t *vlen, uint32_t *expire);
 
 /* Stores the entry: seg_write_begin(), seg_store_locked(), seg_write_end()
  * and the sets counter.  The caller has checked klen and klen + vlen

@@ -4,10 +4,12 @@
  * peek/touch on overlapping keys in a few segments for about a second and a
  * half.  Every value checks itself (it embeds its key's hash, its length and
  * a checksum of all of it), so a torn value, a value of another key or a
- * wrong length is caught on the read that sees it.  Two more cases add a
+ * wrong length is caught on the read that sees it.  Three more cases add a
  * third thread: one iterating the region (every item must check out), one
  * doing maintenance (eng_check must find nothing while writers run, sweeps,
- * clears, clock steps).  Afterwards eng_check is clean on every segment and
+ * clears, clock steps), and one that only reads: its gets of keys in use
+ * take no lock (eng_get's optimistic path), so a read that overlaps a
+ * write must be caught by the segment's seq and retried, never returned.  Afterwards eng_check is clean on every segment and
  * no lock is left held.
  *
  * SHMC_TEST_SCALE scales the duration.
@@ -157,7 +159,7 @@ static void *worker_run(void *arg)
 }
 
 /* The third thread of the last two cases. */
-enum observer_kind { OBS_NONE, OBS_ITERATE, OBS_MAINTAIN };
+enum observer_kind { OBS_NONE, OBS_ITERATE, OBS_MAINTAIN, OBS_READ };
 
 struct observer {
 	struct eng *e;
@@ -215,19 +217,49 @@ static void maintain_once(struct observer *o)
 	tu_sleep_ms(2);
 }
 
+/* Gets of random keys, each value checked: items counts the hits. */
+static void read_burst(struct observer *o, uint64_t *rng, uint8_t *buf)
+{
+	for (int i = 0; i < 256; i++) {
+		char key[32];
+		size_t klen = key_of(tu_below(rng, NKEYS), key, sizeof(key));
+		size_t vlen = 0;
+		int rc = eng_get(o->e, key, klen, buf, o->e->g.max_kv, &vlen,
+				 NULL);
+
+		if (rc == 0) {
+			o->items++;
+			if (check_value(buf, vlen, key, klen) != V_OK &&
+			    !o->bad++)
+				snprintf(o->first_problem,
+					 sizeof(o->first_problem),
+					 "key %s: bad value of %zu bytes", key,
+					 vlen);
+		} else if (rc != -ENOENT) {
+			o->errors++;
+		}
+	}
+}
+
 static void *observer_run(void *arg)
 {
 	struct observer *o = arg;
+	uint64_t rng = 99;
+	uint8_t *buf = malloc(o->e->g.max_kv);
 
+	assert_non_null(buf);
 	while (tu_now_ms() < o->deadline_ms) {
 		if (o->kind == OBS_ITERATE) {
 			if (eng_iter(o->e, 0, o->e->g.nseg, iter_check, o) != 0)
 				o->errors++;
+		} else if (o->kind == OBS_READ) {
+			read_burst(o, &rng, buf);
 		} else {
 			maintain_once(o);
 		}
 		o->walks++;
 	}
+	free(buf);
 	return NULL;
 }
 
@@ -302,6 +334,14 @@ static void run_workers(struct tu_region *r, enum observer_kind kind)
 		assert_int_equal(obs.bad, 0);
 		assert_true(obs.walks > 0 && obs.items > 0);
 	}
+	if (kind == OBS_READ) {
+		print_message("reader: %" PRIu64 " hits\n", obs.items);
+		if (obs.bad)
+			fail_msg("reader: %" PRIu64 " bad values, first: %s",
+				 obs.bad, obs.first_problem);
+		assert_int_equal(obs.errors, 0);
+		assert_true(obs.items > 1000);
+	}
 	if (kind == OBS_MAINTAIN) {
 		print_message("maintenance: %" PRIu64 " rounds, %" PRIu64
 			      " clears\n",
@@ -367,6 +407,15 @@ static void test_threads_check_clean_during_writes_and_clears(void **state)
 	run_workers(r, OBS_MAINTAIN);
 }
 
+static void test_threads_reader_without_lock_sees_whole_values(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = NSEG };
+
+	tu_region_open(r, REGION, &cfg);
+	run_workers(r, OBS_READ);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -375,6 +424,9 @@ int main(void)
 			tu_region_setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_threads_iter_during_writes_sees_whole_values,
+			tu_region_setup, tu_region_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_threads_reader_without_lock_sees_whole_values,
 			tu_region_setup, tu_region_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_threads_check_clean_during_writes_and_clears,
