@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #define LAYOUT_MAGIC UINT64_C(0x31454843434d4853) /* "SHMCCHE1" (LE) */
-#define LAYOUT_VERSION 2u
+#define LAYOUT_VERSION 3u
 #define LAYOUT_CACHELINE 64u
 #define LAYOUT_REGION_HDR_SIZE 4096u
 #define LAYOUT_SEG_HDR_SIZE 384u
@@ -167,7 +167,10 @@ struct seg_hdr {
 	struct seg_flight flight[SEG_FLIGHTS];
 };
 
-/* One pool record: an index entry.  Written under the segment lock. */
+/* One pool record: an index entry.  Written under the segment lock.  The
+ * chain of a bucket starts at the entry the bucket names (its ring offset
+ * + 1, 0 for an empty bucket); that entry's header names its record
+ * (entry_hdr.rec), whose next leads on to the rest of the chain. */
 struct pool_rec {
 	uint32_t next;	/* next record in the bucket chain + 1; 0 ends it */
 	uint32_t tag;	/* hash bits above the segment bits; low bits = bucket */

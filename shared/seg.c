@@ -3,7 +3,11 @@
  *
  * The index is nbuckets chains of pool records; a record points at its
  * entry's header in the data ring, and the header points back at its record
- * (entry_hdr.rec), so each side can be checked against the other.  New
+ * (entry_hdr.rec), so each side can be checked against the other.  A bucket
+ * holds the ring offset (+ 1) of its chain's head entry, not the head's
+ * record: a lookup of a key that heads its chain reads the bucket and the
+ * entry, and the head's record (for the rest of the chain, and to check the
+ * entry against) is loaded alongside, not after.  New
  * entries go at the ring head with a use count of 0; each access adds one,
  * up to ENTRY_USE_MAX.  When the ring lacks room, or the pool has no free
  * record, evacuate_one() looks at the entry at the ring tail and
@@ -51,9 +55,13 @@ struct entry {
 	uint32_t slack;
 };
 
+/* No record: an empty chain, or no record before the chain's head. */
+#define NO_REC UINT32_MAX
+
 /* A found entry: where it is and what its header says. */
 struct found {
-	uint32_t *link; /* the bucket or record field that points at rec */
+	uint32_t b;    /* its bucket */
+	uint32_t prev; /* the record before rec in the chain, or NO_REC */
 	uint32_t rec;
 	uint32_t off;
 	uint32_t len; /* header + key + value + slack */
@@ -172,38 +180,127 @@ static inline void entry_use(struct seg *s, uint32_t off, struct entry *e)
 	entry_store_use(s, off, e);
 }
 
-/* Looks key up.  0 with *f filled, -ENOENT, or -EUCLEAN. */
+/* A word of the index (bucket or record field) read once: the optimistic
+ * reader checks a value and then uses it, so the compiler must not read it
+ * a second time. */
+static inline uint32_t ix_load(const uint32_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* Compares the key at entry offset off (header eh) with k. */
+static inline bool key_equal(const struct seg *s, uint32_t off,
+			     const struct entry *eh, const struct seg_key *k)
+{
+	uint32_t size = s->g->ring_size;
+
+	return eh->klen == k->klen &&
+	       ring_equal(s->ring, size, ring_add(off, ENTRY_HDR_SIZE, size),
+			  k->key, k->klen);
+}
+
+/* Looks key up.  0 with *f filled, -ENOENT, or -EUCLEAN.  The bucket names
+ * the head entry; its record's fields are loaded right after its header,
+ * so that their miss overlaps the key compare (and, the checks being
+ * predicted, what the caller does with a hit), and are checked before
+ * anything is returned: the record must point back at the entry and its
+ * tag name this bucket (be the key's tag, on a hit). */
 static inline __attribute__((always_inline)) int
 find(struct seg *s, const struct seg_key *k, struct found *f)
 {
 	const struct eng_geom *g = s->g;
-	uint32_t *link = &s->buckets[hash_bucket(k->tag, g->nbuckets)];
+	uint32_t b = hash_bucket(k->tag, g->nbuckets);
+	uint32_t head = ix_load(&s->buckets[b]);
 
-	for (uint32_t steps = 0; *link != 0; steps++) {
-		uint32_t r = *link - 1;
+	if (head == 0)
+		return -ENOENT;
+	uint32_t off = head - 1;
+	int rc = entry_load(s, off, &f->eh, &f->len);
+	if (rc)
+		return rc;
+	uint32_t r = f->eh.rec;
+	if (r >= g->nrec)
+		return -EUCLEAN; /* a bucket names only live entries */
+	const struct pool_rec *rec = &s->recs[r];
+	uint32_t rnext = ix_load(&rec->next), rtag = ix_load(&rec->tag),
+		 roff = ix_load(&rec->off);
+	if (key_equal(s, off, &f->eh, k)) {
+		if (roff != off || rtag != k->tag)
+			return -EUCLEAN;
+		f->b = b;
+		f->prev = NO_REC;
+		f->rec = r;
+		f->off = off;
+		return 0;
+	}
+	if (roff != off || hash_bucket(rtag, g->nbuckets) != b)
+		return -EUCLEAN;
+
+	uint32_t prev = r, link = rnext;
+	for (uint32_t steps = 1; link != 0; steps++) {
+		r = link - 1;
 		if (r >= g->nrec || steps >= g->nrec)
 			return -EUCLEAN;
-		const struct pool_rec *rec = &s->recs[r];
-		if (rec->tag == k->tag) {
-			uint32_t off = rec->off;
-			int rc = entry_load(s, off, &f->eh, &f->len);
-			if (rc)
+		rec = &s->recs[r];
+		if (ix_load(&rec->tag) == k->tag) {
+			off = ix_load(&rec->off);
+			if ((rc = entry_load(s, off, &f->eh, &f->len)))
 				return rc;
 			if (f->eh.rec != r)
 				return -EUCLEAN;
-			if (f->eh.klen == k->klen &&
-			    ring_equal(s->ring, g->ring_size,
-				       ring_add(off, ENTRY_HDR_SIZE, g->ring_size),
-				       k->key, k->klen)) {
-				f->link = link;
+			if (key_equal(s, off, &f->eh, k)) {
+				f->b = b;
+				f->prev = prev;
 				f->rec = r;
 				f->off = off;
 				return 0;
 			}
 		}
-		link = &s->recs[r].next;
+		prev = r;
+		link = ix_load(&rec->next);
 	}
 	return -ENOENT;
+}
+
+/* The record heading bucket b's chain in *r, NO_REC if the bucket is
+ * empty.  Checks that the bucket names a live entry whose record points
+ * back at it and whose tag names b. */
+static int head_rec(const struct seg *s, uint32_t b, uint32_t *r)
+{
+	uint32_t head = s->buckets[b], len;
+	struct entry eh;
+	int rc;
+
+	*r = NO_REC;
+	if (head == 0)
+		return 0;
+	if ((rc = entry_load(s, head - 1, &eh, &len)))
+		return rc;
+	if (eh.rec >= s->g->nrec || s->recs[eh.rec].off != head - 1 ||
+	    hash_bucket(s->recs[eh.rec].tag, s->g->nbuckets) != b)
+		return -EUCLEAN;
+	*r = eh.rec;
+	return 0;
+}
+
+/* Makes the chain that starts at link `next` (a record number + 1, 0 for
+ * none) bucket b's: the bucket gets that record's entry offset + 1. */
+static int set_head(struct seg *s, uint32_t b, uint32_t next)
+{
+	const struct eng_geom *g = s->g;
+
+	if (next == 0) {
+		s->buckets[b] = 0;
+		return 0;
+	}
+	if (next - 1 >= g->nrec)
+		return -EUCLEAN;
+	const struct pool_rec *rec = &s->recs[next - 1];
+	if (rec->off >= g->ring_size ||
+	    hash_bucket(rec->tag, g->nbuckets) != b)
+		return -EUCLEAN;
+	s->buckets[b] = rec->off + 1;
+	return 0;
 }
 
 static int fr_pop(struct seg *s, uint32_t *r)
@@ -238,33 +335,50 @@ static int fr_push(struct seg *s, uint32_t r)
 	return 0;
 }
 
-/* Takes an entry out of the index: unlinks its record, frees it, marks the
+/* Takes an entry out of the index: unlinks its record r (in bucket b,
+ * after record prev or NO_REC if it heads the chain), frees it, marks the
  * entry dead in the ring.  Its bytes stay until evacuation. */
-static int unindex(struct seg *s, uint32_t *link, uint32_t r, uint32_t off)
+static int unindex(struct seg *s, uint32_t b, uint32_t prev, uint32_t r,
+		   uint32_t off)
 {
 	uint32_t dead = ENTRY_DEAD;
+	int rc;
 
-	*link = s->recs[r].next;
+	if (prev == NO_REC) {
+		if ((rc = set_head(s, b, s->recs[r].next)))
+			return rc;
+	} else {
+		s->recs[prev].next = s->recs[r].next;
+	}
 	ring_write(s->ring, s->g->ring_size,
 		   hdr_field_pos(s, off, offsetof(struct entry_hdr, rec)),
 		   &dead, sizeof(dead));
 	return fr_push(s, r);
 }
 
-/* The link that points at record r, found from r's tag. */
-static int link_of(struct seg *s, uint32_t r, uint32_t **out)
+/* Where record r sits in the index: its bucket *b (from r's tag) and the
+ * record before it, *prev (NO_REC if r heads the chain).  The caller has
+ * checked that r's entry is at recs[r].off and names r. */
+static int link_of(struct seg *s, uint32_t r, uint32_t *b, uint32_t *prev)
 {
 	const struct eng_geom *g = s->g;
-	uint32_t *link = &s->buckets[hash_bucket(s->recs[r].tag, g->nbuckets)];
+	uint32_t h;
+	int rc;
 
-	for (uint32_t steps = 0; *link != 0; steps++) {
-		if (*link - 1 >= g->nrec || steps >= g->nrec)
+	*b = hash_bucket(s->recs[r].tag, g->nbuckets);
+	*prev = NO_REC;
+	if (s->buckets[*b] == s->recs[r].off + 1)
+		return 0; /* r's entry heads the chain */
+	if ((rc = head_rec(s, *b, &h)))
+		return rc;
+	uint32_t link = h == NO_REC ? 0 : h + 1;
+	for (uint32_t steps = 0; link != 0; steps++) {
+		if (link - 1 >= g->nrec || steps >= g->nrec)
 			return -EUCLEAN;
-		if (*link - 1 == r) {
-			*out = link;
+		if (link - 1 == r)
 			return 0;
-		}
-		link = &s->recs[*link - 1].next;
+		*prev = link - 1;
+		link = s->recs[link - 1].next;
 	}
 	return -EUCLEAN;
 }
@@ -301,20 +415,24 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 			return -EUCLEAN;
 		bool exp = expired(&eh, now);
 		if (!exp && eh.use > 0 && *moves < EVAC_MAX_MOVES) {
+			uint32_t *bucket = &s->buckets[hash_bucket(
+				s->recs[r].tag, s->g->nbuckets)];
 			ring_move(s->ring, size, h->head, off, len);
 			FAULT(EVAC_MOVE);
 			eh.use--;
 			entry_store_use(s, h->head, &eh);
 			s->recs[r].off = h->head;
+			if (*bucket == off + 1)
+				*bucket = h->head + 1; /* it heads its chain */
 			h->head = ring_add(h->head, len, size);
 			h->tail = ring_add(h->tail, len, size);
 			(*moves)++;
 			seg_count(s, SEG_CTR_moves);
 			return 0;
 		}
-		uint32_t *link;
-		if ((rc = link_of(s, r, &link)) ||
-		    (rc = unindex(s, link, r, off)))
+		uint32_t b, prev;
+		if ((rc = link_of(s, r, &b, &prev)) ||
+		    (rc = unindex(s, b, prev, r, off)))
 			return rc;
 		FAULT(EVAC_DROP);
 		seg_count(s, exp ? SEG_CTR_expirations : SEG_CTR_evictions);
@@ -371,10 +489,13 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 	h->head = ring_add(off, need, size);
 	gauge_set(&h->used, h->used + need);
 
-	uint32_t *bucket = &s->buckets[hash_bucket(k->tag, s->g->nbuckets)];
-	s->recs[r] = (struct pool_rec){ .next = *bucket, .tag = k->tag,
+	uint32_t b = hash_bucket(k->tag, s->g->nbuckets), old;
+	if ((rc = head_rec(s, b, &old)))
+		return rc;
+	s->recs[r] = (struct pool_rec){ .next = old == NO_REC ? 0 : old + 1,
+					.tag = k->tag,
 					.off = off };
-	*bucket = r + 1;
+	s->buckets[b] = off + 1;
 	*off_out = off;
 	return 0;
 }
@@ -426,7 +547,7 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		if ((rc = state_ok(s)))
 			return rc;
 		seg_write_begin(s);
-		if ((rc = unindex(s, f.link, f.rec, f.off)))
+		if ((rc = unindex(s, f.b, f.prev, f.rec, f.off)))
 			return rc;
 		seg_write_end(s);
 		seg_count(s, SEG_CTR_expirations);
@@ -524,7 +645,7 @@ int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
 		grown = (uint64_t)vlen + ENTRY_SLACK_MAX;
 	if (grown < vlen)
 		grown = vlen;
-	if ((rc = unindex(s, f.link, f.rec, f.off)))
+	if ((rc = unindex(s, f.b, f.prev, f.rec, f.off)))
 		return rc;
 	/* An overwrite is a use, as in place. */
 	uint32_t use = f.eh.use < ENTRY_USE_MAX ? f.eh.use + 1 : ENTRY_USE_MAX;
@@ -549,16 +670,16 @@ int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
 int seg_drop_at_locked(struct seg *s, uint32_t off)
 {
 	struct entry eh;
-	uint32_t len, *link;
+	uint32_t len, b, prev;
 	int rc;
 
 	if ((rc = state_ok(s)) || (rc = entry_load(s, off, &eh, &len)))
 		return rc;
 	if (eh.rec >= s->g->nrec || s->recs[eh.rec].off != off)
 		return -EUCLEAN;
-	if ((rc = link_of(s, eh.rec, &link)))
+	if ((rc = link_of(s, eh.rec, &b, &prev)))
 		return rc;
-	return unindex(s, link, eh.rec, off);
+	return unindex(s, b, prev, eh.rec, off);
 }
 
 int seg_flight_locked(struct seg *s, uint64_t h, uint32_t me, bool *claimed)
@@ -593,7 +714,7 @@ int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now)
 	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
 		return rc;
 	seg_write_begin(s);
-	if ((rc = unindex(s, f.link, f.rec, f.off)))
+	if ((rc = unindex(s, f.b, f.prev, f.rec, f.off)))
 		return rc;
 	FAULT(DELETE);
 	seg_write_end(s);
@@ -679,9 +800,11 @@ int seg_sweep_locked(struct seg *s, uint32_t now, uint32_t budget)
 		budget = g->nbuckets;
 	seg_write_begin(s);
 	for (uint32_t n = 0; n < budget; n++) {
-		uint32_t *link = &s->buckets[h->sweep_cursor];
-		for (uint32_t steps = 0; *link != 0; steps++) {
-			uint32_t r = *link - 1, len;
+		uint32_t b = h->sweep_cursor, r, prev = NO_REC;
+		if ((rc = head_rec(s, b, &r)))
+			return rc;
+		for (uint32_t steps = 0; r != NO_REC; steps++) {
+			uint32_t len, next;
 			struct entry eh;
 			if (r >= g->nrec || steps >= g->nrec)
 				return -EUCLEAN;
@@ -689,14 +812,17 @@ int seg_sweep_locked(struct seg *s, uint32_t now, uint32_t budget)
 				return rc;
 			if (eh.rec != r)
 				return -EUCLEAN;
+			next = s->recs[r].next;
 			if (!expired(&eh, now)) {
-				link = &s->recs[r].next;
-				continue;
+				prev = r;
+			} else {
+				if ((rc = unindex(s, b, prev, r,
+						  s->recs[r].off)))
+					return rc;
+				seg_count(s, SEG_CTR_expirations);
+				reclaimed++;
 			}
-			if ((rc = unindex(s, link, r, s->recs[r].off)))
-				return rc;
-			seg_count(s, SEG_CTR_expirations);
-			reclaimed++;
+			r = next - 1; /* NO_REC when next is 0 */
 		}
 		h->sweep_cursor = h->sweep_cursor + 1 == g->nbuckets
 					  ? 0
@@ -802,7 +928,20 @@ int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r)
 	check_ring(s, seg_no, seen, r);
 
 	for (uint32_t b = 0; b < g->nbuckets; b++) {
-		uint32_t link = s->buckets[b];
+		uint32_t head = s->buckets[b], len;
+		struct entry eh;
+		if (head == 0)
+			continue;
+		/* The head must be a live entry that check_ring() saw its
+		 * record point at (so head is where an entry starts). */
+		if (entry_load(s, head - 1, &eh, &len) || eh.rec >= g->nrec ||
+		    !(seen[eh.rec] & SEEN_RING) ||
+		    s->recs[eh.rec].off != head - 1) {
+			problem(r, "index: bucket %u names no live entry "
+				   "(offset %u)", b, head - 1);
+			continue;
+		}
+		uint32_t link = eh.rec + 1;
 		for (uint32_t steps = 0; link != 0; steps++) {
 			uint32_t rec = link - 1;
 			if (rec >= g->nrec || steps >= g->nrec) {
