@@ -225,8 +225,8 @@ static struct seg locate(const struct eng *e, const void *key, size_t klen,
 		*seg_no = hs.seg;
 	struct seg s = seg_at(e, hs.seg);
 	/* The lock line and the key's bucket depend only on the hash: start
-	 * both loads now so that their misses overlap (the record and the
-	 * entry that follow depend on the bucket). */
+	 * both loads now so that their misses overlap (the entry that
+	 * follows, and its record, depend on the bucket). */
 	__builtin_prefetch(s.h, 1);
 	__builtin_prefetch(&s.buckets[hash_bucket(hs.tag, e->g.nbuckets)], 0);
 	return s;

@@ -1,6 +1,7 @@
 /*
- * seg.h - one segment: its index (buckets of pool-record chains), its entry
- * pool and free-slot ring, its data ring, and the evacuation that makes room.
+ * seg.h - one segment: its index (buckets naming the head entries of
+ * pool-record chains), its entry pool and free-slot ring, its data ring,
+ * and the evacuation that makes room.
  *
  * Every function here expects the caller to hold the segment's lock (hence
  * the _locked names); engine.c takes the locks.  Each function validates
