@@ -363,6 +363,168 @@ static void test_engine_keys_with_equal_tags_stay_distinct(void **state)
 	tu_assert_all_clean(e);
 }
 
+/* Finds n key numbers i whose keys "<prefix><i>" fall in one index bucket
+ * of segment 0 (the region has one segment). */
+static void find_bucket_mates(const struct eng *e, const char *prefix,
+			      uint32_t n, uint32_t *out)
+{
+	uint64_t (*volatile hash)(const void *, size_t) = hash_key;
+	uint32_t found = 0, want = 0;
+
+	for (uint32_t i = 0; found < n; i++) {
+		char key[32];
+		size_t klen = tu_key(key, sizeof(key), prefix, i);
+		uint32_t b = hash_bucket(
+			hash_split(hash(key, klen), e->g.seg_bits).tag,
+			e->g.nbuckets);
+
+		assert_true(i < 1u << 24);
+		if (found == 0)
+			want = b;
+		if (b == want)
+			out[found++] = i;
+	}
+}
+
+/* Keys that share a bucket: the one heading the chain (named by the bucket)
+ * and the ones behind it (reached through records) all survive being
+ * moved by evacuation, overwrites that move them, and the deletes of their
+ * neighbours, at the head, in the middle and at the end of the chain. */
+static void test_engine_chain_head_and_followers_survive(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e = &r->e;
+	enum { N = 4, LEN = 40, SCAN_LEN = 100 };
+	uint32_t m[N], len[N] = { LEN, LEN, LEN, LEN }, ver[N] = { 1, 1, 1, 1 };
+	bool in[N] = { true, true, true, false };
+	uint64_t moves;
+
+	tu_region_open(r, 128 * 1024, &cfg);
+	find_bucket_mates(e, "bk", N, m);
+	/* Set last first: the chain is then m[0] (head), m[1], m[2]. */
+	for (int i = 2; i >= 0; i--)
+		set_kv(e, "bk", m[i], 1, LEN, 0);
+
+	/* Reads every key in the chain (each read is a use), checks the
+	 * ones deleted miss, and checks the segment. */
+#define CHECK_CHAIN()                                                       \
+	do {                                                                \
+		for (int i_ = 0; i_ < N; i_++)                              \
+			assert_rc(get_kv(e, "bk", m[i_], ver[i_], len[i_]), \
+				  in[i_] ? 0 : -ENOENT);                    \
+		tu_assert_all_clean(e);                                     \
+	} while (0)
+	/* Turns the ring over twice with one-off keys, reading the chain
+	 * between writes so that its entries are moved, not dropped. */
+#define SCAN(from)                                                          \
+	do {                                                                \
+		uint32_t n_ = 2 * e->g.ring_size / SCAN_LEN;                \
+		for (uint32_t j_ = 0; j_ < n_; j_++) {                      \
+			set_kv(e, "scan", (from) + j_, 1, SCAN_LEN, 0);     \
+			if (j_ % 64 == 0)                                   \
+				CHECK_CHAIN();                              \
+		}                                                           \
+	} while (0)
+
+	CHECK_CHAIN();
+	moves = tu_stats(e).moves;
+	SCAN(0);
+	assert_true(tu_stats(e).moves >= moves + 6); /* each moved twice */
+	CHECK_CHAIN();
+
+	/* The middle goes; a new head comes: m[3], m[0], m[2]. */
+	{
+		char key[32];
+		size_t klen = tu_key(key, sizeof(key), "bk", m[1]);
+		assert_rc(eng_del(e, key, klen), 0);
+	}
+	in[1] = false;
+	set_kv(e, "bk", m[3], 1, LEN, 0);
+	in[3] = true;
+	CHECK_CHAIN();
+	/* The head grows (unlinked, and back at the head); the last one
+	 * grows too, then the ring turns over with them all in it. */
+	len[3] = 3 * LEN;
+	ver[3] = 2;
+	set_kv(e, "bk", m[3], 2, len[3], 0);
+	len[2] = 3 * LEN;
+	ver[2] = 2;
+	set_kv(e, "bk", m[2], 2, len[2], 0);
+	CHECK_CHAIN();
+	moves = tu_stats(e).moves;
+	SCAN(1u << 20);
+	assert_true(tu_stats(e).moves >= moves + 6);
+
+	/* Deletes of the head, then of the end, then of the last one. */
+	for (int d = 0; d < N; d++) {
+		char key[32];
+		size_t klen;
+		int i = (int[]){ 2, 3, 0, 1 }[d];
+
+		if (!in[i])
+			continue;
+		klen = tu_key(key, sizeof(key), "bk", m[i]);
+		assert_rc(eng_del(e, key, klen), 0);
+		in[i] = false;
+		CHECK_CHAIN();
+	}
+	assert_int_equal(tu_stats(e).repairs, 0);
+#undef SCAN
+#undef CHECK_CHAIN
+}
+
+/* A bucket that names another chain's head entry (a live entry, with a
+ * record that points back at it) is caught: the get refuses with
+ * -EUCLEAN, never returns the other key's value, and the segment is reset. */
+static void test_engine_swapped_bucket_is_euclean_not_a_wrong_value(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e = &r->e;
+	uint32_t m[1], o[1];
+	uint32_t *buckets;
+	uint32_t ba, bb, tmp;
+	char key[32];
+	size_t klen;
+	uint64_t (*volatile hash)(const void *, size_t) = hash_key;
+
+	tu_region_open(r, 128 * 1024, &cfg);
+	buckets = (uint32_t *)(tu_seg_block(e, 0) + e->g.off_buckets);
+	find_bucket_mates(e, "sa", 1, m);
+	klen = tu_key(key, sizeof(key), "sa", m[0]);
+	ba = hash_bucket(hash_split(hash(key, klen), 0).tag, e->g.nbuckets);
+	/* Another key in another bucket. */
+	for (o[0] = 0;; o[0]++) {
+		klen = tu_key(key, sizeof(key), "sb", o[0]);
+		bb = hash_bucket(hash_split(hash(key, klen), 0).tag,
+				 e->g.nbuckets);
+		if (bb != ba)
+			break;
+	}
+	set_kv(e, "sa", m[0], 1, 30, 0);
+	set_kv(e, "sb", o[0], 1, 30, 0);
+	assert_rc(get_kv(e, "sa", m[0], 1, 30), 0);
+	tu_assert_all_clean(e);
+
+	tmp = buckets[ba];
+	buckets[ba] = buckets[bb];
+	buckets[bb] = tmp;
+	/* The check sees it without changing anything. */
+	{
+		struct eng_check_report rep;
+		assert_rc(eng_check(e, 0, false, &rep), 0);
+		assert_true(rep.problems > 0);
+		print_message("found: %s\n", rep.first);
+	}
+	/* get_kv fails the test on a hit with a wrong value. */
+	assert_rc(get_kv(e, "sa", m[0], 1, 30), -EUCLEAN);
+	assert_int_equal(tu_stats(e).repairs, 1);
+	assert_int_equal(tu_stats(e).entries, 0);
+	assert_rc(get_kv(e, "sb", o[0], 1, 30), -ENOENT);
+	tu_assert_all_clean(e);
+}
+
 static void test_engine_get_copies_value_and_expiry(void **state)
 {
 	struct tu_region *r = *state;
@@ -1405,12 +1567,15 @@ enum corruption {
 	CORRUPT_ENTRY_VLEN,  /* oldest entry claims a huge value */
 	CORRUPT_ENTRY_KLEN,  /* oldest entry claims an empty key */
 	CORRUPT_HEAD,	     /* ring head and fill out of range */
+	CORRUPT_BUCKET_SWAP, /* two buckets exchange their head entries */
+	CORRUPT_BUCKET_SHIFT, /* every bucket names an offset 16 B on */
 	CORRUPT_N
 };
 
 static const char *const corruption_names[CORRUPT_N] = {
 	"ring",	     "buckets",	   "records", "record offsets",
 	"free ring", "entry vlen", "entry klen", "ring head",
+	"bucket swap", "bucket shift",
 };
 
 /* Writes len bytes at ring offset off of segment seg, wrapping at the
@@ -1430,7 +1595,8 @@ static void corrupt(struct eng *e, uint32_t seg, enum corruption c)
 	uint8_t *blk = tu_seg_block(e, seg);
 	struct seg_hdr *h = tu_seg_hdr(e, seg);
 	struct pool_rec *recs = (struct pool_rec *)(blk + e->g.off_recs);
-	uint32_t tail = h->tail, v;
+	uint32_t *buckets = (uint32_t *)(blk + e->g.off_buckets);
+	uint32_t tail = h->tail, v, first = UINT32_MAX;
 	uint16_t k;
 
 	switch (c) {
@@ -1466,6 +1632,31 @@ static void corrupt(struct eng *e, uint32_t seg, enum corruption c)
 	case CORRUPT_HEAD:
 		h->head = e->g.ring_size + 1000;
 		h->used = 3 * e->g.ring_size;
+		break;
+	case CORRUPT_BUCKET_SWAP:
+		/* Both still name real live entries: only their records'
+		 * tags tell that they head the wrong chains. */
+		for (uint32_t b = 0; b < e->g.nbuckets; b++) {
+			if (buckets[b] == 0)
+				continue;
+			if (first == UINT32_MAX) {
+				first = b;
+				continue;
+			}
+			v = buckets[b];
+			buckets[b] = buckets[first];
+			buckets[first] = v;
+			break;
+		}
+		assert_true(first != UINT32_MAX);
+		break;
+	case CORRUPT_BUCKET_SHIFT:
+		/* Inside the used ring, but in the middle of entries. */
+		for (uint32_t b = 0; b < e->g.nbuckets; b++)
+			if (buckets[b] != 0)
+				buckets[b] = (buckets[b] - 1 + ENTRY_HDR_SIZE) %
+						     e->g.ring_size +
+					     1;
 		break;
 	case CORRUPT_N:
 		break;
@@ -1984,6 +2175,8 @@ int main(void)
 		T(test_engine_attach_accepts_larger_mapping),
 		T(test_engine_get_hits_and_misses),
 		T(test_engine_keys_with_equal_tags_stay_distinct),
+		T(test_engine_chain_head_and_followers_survive),
+		T(test_engine_swapped_bucket_is_euclean_not_a_wrong_value),
 		T(test_engine_get_copies_value_and_expiry),
 		T(test_engine_get_small_buffer_enobufs),
 		T(test_engine_empty_value_roundtrips),
