@@ -11,8 +11,9 @@
  * The thread is joined as soon as it is done, its result moved into the
  * connection (conn.reply), so a requester that does not read its replies
  * cannot hold the job slot.  A connection that went away meanwhile loses
- * its reply; the result is still logged by persist_request().  A second SAVE or LOAD while one runs
- * is refused with -EBUSY, as Redis refuses a second BGSAVE.
+ * its reply; the result is still logged by persist_request().  A second
+ * SAVE or LOAD while one runs is refused with -EBUSY, as Redis refuses a
+ * second BGSAVE.
  *
  * The thread uses the engine as the daemon (DAEMON_CLIENT_ID), as the load
  * storer thread does: segment locks order it against the loop's own work.
@@ -21,7 +22,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
