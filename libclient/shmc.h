@@ -185,7 +185,7 @@ struct shmc_stats {
 	uint64_t overwrites;  /* sets that replaced a live entry */
 	uint64_t deletes;     /* deletes that removed a live entry */
 	uint64_t evictions;   /* live entries dropped to make room */
-	uint64_t moves;	      /* recently used entries kept by moving them */
+	uint64_t moves;	      /* entries in use kept by moving them */
 	uint64_t expirations; /* expired entries reclaimed */
 	uint64_t repairs;     /* segment resets after damage or a dead holder */
 	uint64_t entries;     /* live entries now */
