@@ -7,9 +7,9 @@
  * then on every data operation (get, set, del, ...) runs directly on the
  * mapping under a per-segment futex lock (a get of a key in use reads
  * without it, and retries if a writer overlapped): no system call and no
- * allocation on a get that hits or on a set.  The socket is used for control requests
- * (check, clients, snapshots, shutdown) and stays open for the life of the
- * handle: when the process dies, the daemon sees the connection close and
+ * allocation on a get that hits or on a set.  The socket is used for
+ * control requests (check, clients, snapshots, shutdown) and stays open for
+ * the life of the handle: when the process dies, the daemon sees the connection close and
  * releases any segment lock the process still held.
  *
  * Conventions
