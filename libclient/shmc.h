@@ -9,8 +9,8 @@
  * without it, and retries if a writer overlapped): no system call and no
  * allocation on a get that hits or on a set.  The socket is used for
  * control requests (check, clients, snapshots, shutdown) and stays open for
- * the life of the handle: when the process dies, the daemon sees the connection close and
- * releases any segment lock the process still held.
+ * the life of the handle: when the process dies, the daemon sees the
+ * connection close and releases any segment lock the process still held.
  *
  * Conventions
  *   - Every function returns 0 on success or a negative errno value; the
