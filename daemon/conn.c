@@ -270,6 +270,7 @@ void conn_release(struct daemon *d, struct conn *c)
 	close(c->fd);
 	free(c->in);
 	free(c->out);
+	free(c->reply);
 	uint32_t gen = c->gen;
 	memset(c, 0, sizeof(*c));
 	c->fd = -1;

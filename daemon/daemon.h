@@ -36,6 +36,8 @@
 #define DAEMON_TICK_MS 100
 #define DAEMON_LOCK_TIMEOUT_MS 50 /* the loop never waits longer */
 
+struct job_reply;
+
 /* One client connection. */
 struct conn {
 	int fd;			/* -1 when the slot is free */
@@ -56,6 +58,7 @@ struct conn {
 	bool closing;		/* close once out is flushed */
 	bool waiting;		/* its SAVE or LOAD runs (job.c): frames
 				   behind it wait unparsed */
+	struct job_reply *reply; /* that request's result, until sent */
 	unsigned inflight;	/* io_uring operations in flight */
 	bool recv_armed, send_armed;
 
@@ -163,12 +166,12 @@ int job_init(struct daemon *d);
 int job_start(struct daemon *d, struct conn *c, uint32_t id, bool load,
 	      uint32_t flags, const char *path);
 
-/* For conn_resume(): if c's job is done, queues its reply, clears
+/* For conn_resume(): if c's job result is in, queues its reply, clears
  * c->waiting and returns true. */
 bool job_deliver(struct daemon *d, struct conn *c);
 
-/* d->job_fd is readable: returns the connection to settle (its reply is
- * ready for job_deliver), or NULL. */
+/* d->job_fd is readable: joins the finished thread and returns the
+ * connection to settle (its result is in, for job_deliver), or NULL. */
 struct conn *job_reap(struct daemon *d);
 
 /* At shutdown (or in a harness): waits for the running job, if any, and

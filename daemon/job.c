@@ -8,16 +8,20 @@
  * keep their order.  When the thread is done it writes the eventfd; the
  * loop then settles the connection, and conn_resume() delivers the reply
  * (job_deliver) at a point where appending to the output buffer is safe.
- * A connection that went away meanwhile loses its reply; the result is
- * still logged by persist_request().  A second SAVE or LOAD while one runs
- * is refused with -EBUSY, as Redis refuses a second BGSAVE.
+ * The thread is joined as soon as it is done, its result moved into the
+ * connection (conn.reply), so a requester that does not read its replies
+ * cannot hold the job slot.  A connection that went away meanwhile loses
+ * its reply; the result is still logged by persist_request().  A second
+ * SAVE or LOAD while one runs is refused with -EBUSY, as Redis refuses a
+ * second BGSAVE.
  *
  * The thread uses the engine as the daemon (DAEMON_CLIENT_ID), as the load
  * storer thread does: segment locks order it against the loop's own work.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -26,21 +30,25 @@
 #include "persist.h"
 #include "proto.h"
 
+/* What the requester gets: kept in its connection (conn.reply) from the
+ * moment the thread is joined until a send is not in flight. */
+struct job_reply {
+	uint32_t req_id;
+	bool load;
+	int rc;
+	uint64_t entries;
+	char err[768];
+};
+
 struct job {
-	bool active;		/* started; the result not yet delivered or
-				   dropped */
-	bool joined;		/* the thread was joined */
+	bool active;		/* a thread was started and not yet joined */
 	bool done;		/* atomic: the thread has its result */
 	pthread_t tid;
 	struct daemon *d;
 	uint32_t slot, gen;	/* the requesting connection */
-	uint32_t req_id;
-	bool load;
 	uint32_t flags;		/* LOAD: PROTO_LOAD_* */
 	char path[CONFIG_FILE_PATH_MAX + 1];
-	int rc;
-	uint64_t entries;
-	char err[768];
+	struct job_reply r;
 };
 
 static struct job job;
@@ -55,10 +63,12 @@ static void *job_main(void *arg)
 {
 	struct job *j = arg;
 
-	j->rc = persist_request(j->d, j->load,
-				j->flags & PROTO_LOAD_PARTIAL ? PERSIST_PARTIAL
-							      : 0,
-				j->path, &j->entries, j->err, sizeof(j->err));
+	j->r.rc = persist_request(j->d, j->r.load,
+				  j->flags & PROTO_LOAD_PARTIAL
+					  ? PERSIST_PARTIAL
+					  : 0,
+				  j->path, &j->r.entries, j->r.err,
+				  sizeof(j->r.err));
 	__atomic_store_n(&j->done, true, __ATOMIC_RELEASE);
 	uint64_t one = 1;
 	ssize_t n = write(j->d->job_fd, &one, sizeof(one));
@@ -66,55 +76,21 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
-static bool job_done(void)
-{
-	return __atomic_load_n(&job.done, __ATOMIC_ACQUIRE);
-}
-
-/* The requesting connection, if it is still there. */
-static struct conn *job_conn(struct daemon *d)
-{
-	struct conn *c = &d->conns[job.slot];
-
-	return c->fd >= 0 && c->gen == job.gen && c->waiting ? c : NULL;
-}
-
-static void job_join(void)
-{
-	if (!job.joined)
-		pthread_join(job.tid, NULL);
-	job.joined = true;
-}
-
-/* The result goes nowhere: the requester left. */
-static void job_drop(void)
-{
-	job_join();
-	job.active = false;
-}
-
 int job_start(struct daemon *d, struct conn *c, uint32_t id, bool load,
 	      uint32_t flags, const char *path)
 {
-	/* A finished job whose connection left was never delivered. */
-	if (job.active && job_done() && !job_conn(d))
-		job_drop();
 	if (job.active)
 		return -EBUSY;
 	if (d->job_fd < 0)
 		return -ENOSYS;
-	size_t n = strlen(path);
-	if (n >= sizeof(job.path))
-		return -ENAMETOOLONG;
 	job = (struct job){
 		.d = d,
 		.slot = (uint32_t)(c - d->conns),
 		.gen = c->gen,
-		.req_id = id,
-		.load = load,
 		.flags = flags,
+		.r = { .req_id = id, .load = load },
 	};
-	memcpy(job.path, path, n + 1);
+	snprintf(job.path, sizeof(job.path), "%s", path);
 	/* The thread must not take the signals the loop reads from its
 	 * signalfd; they are blocked here already, and it inherits that. */
 	int rc = pthread_create(&job.tid, NULL, job_main, &job);
@@ -125,28 +101,46 @@ int job_start(struct daemon *d, struct conn *c, uint32_t id, bool load,
 	return 0;
 }
 
-static void reply(struct conn *c)
+/* Joins the finished thread and hands its result to the requester, if it
+ * is still there.  Returns that connection, or NULL. */
+static struct conn *collect(struct daemon *d)
 {
-	if (job.rc) {
-		conn_reply_error(c, job.req_id, job.rc, job.err);
-		return;
+	struct conn *c = &d->conns[job.slot];
+
+	pthread_join(job.tid, NULL);
+	job.active = false;
+	if (c->fd < 0 || c->gen != job.gen || !c->waiting)
+		return NULL; /* gone: the log has the outcome */
+	c->reply = malloc(sizeof(*c->reply));
+	if (!c->reply) {
+		c->closing = true; /* as on any out-of-memory reply */
+		c->waiting = false;
+		return c;
 	}
-	uint8_t body[8];
-	struct proto_w w;
-	proto_w_init(&w, body, sizeof(body));
-	proto_put_u64(&w, job.entries);
-	conn_reply(c, job.load ? PROTO_T_LOAD : PROTO_T_SAVE, job.req_id, body,
-		   w.len);
+	*c->reply = job.r;
+	return c;
 }
 
 bool job_deliver(struct daemon *d, struct conn *c)
 {
-	if (!job.active || !job_done() || job_conn(d) != c)
+	struct job_reply *r = c->reply;
+
+	(void)d;
+	if (!r)
 		return false;
-	job_join();
-	job.active = false;
+	if (r->rc) {
+		conn_reply_error(c, r->req_id, r->rc, r->err);
+	} else {
+		uint8_t body[8];
+		struct proto_w w;
+		proto_w_init(&w, body, sizeof(body));
+		proto_put_u64(&w, r->entries);
+		conn_reply(c, r->load ? PROTO_T_LOAD : PROTO_T_SAVE,
+			   r->req_id, body, w.len);
+	}
+	free(r);
+	c->reply = NULL;
 	c->waiting = false;
-	reply(c);
 	return true;
 }
 
@@ -156,25 +150,18 @@ struct conn *job_reap(struct daemon *d)
 
 	while (read(d->job_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
 		;
-	if (!job.active || !job_done())
+	if (!job.active || !__atomic_load_n(&job.done, __ATOMIC_ACQUIRE))
 		return NULL;
-	struct conn *c = job_conn(d);
-	if (!c)
-		job_drop();
-	return c;
+	return collect(d);
 }
 
 struct conn *job_finish(struct daemon *d)
 {
 	if (!job.active)
 		return NULL;
-	if (!job_done())
+	if (!__atomic_load_n(&job.done, __ATOMIC_ACQUIRE))
 		log_info("waiting for the running %s of %s to finish",
-			 job.load ? "load" : "save", job.path);
-	job_join();
-	struct conn *c = job_conn(d);
-	if (c && job_deliver(d, c))
-		return c;
-	job_drop();
-	return NULL;
+			 job.r.load ? "load" : "save", job.path);
+	struct conn *c = collect(d);
+	return c && job_deliver(d, c) ? c : NULL;
 }

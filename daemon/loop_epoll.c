@@ -78,11 +78,17 @@ static void settle(int ep, struct daemon *d, struct conn *c)
 	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
-static void on_readable(int ep, struct daemon *d, struct conn *c)
+static void on_readable(int ep, struct daemon *d, struct conn *c,
+			uint32_t events)
 {
 	size_t room = conn_in_room(d, c);
 
-	if (room) {
+	if (!room && (events & (EPOLLHUP | EPOLLERR))) {
+		/* Not reading (a full buffer behind a running SAVE, say) and
+		 * the peer is gone: a level-triggered HUP would spin. */
+		c->closing = true;
+		c->out_off = c->out_len = 0;
+	} else if (room) {
 		ssize_t n = recv(c->fd, c->in + c->in_len, room, MSG_DONTWAIT);
 		if (n > 0) {
 			c->in_len += (size_t)n;
@@ -175,7 +181,7 @@ int loop_epoll_run(struct daemon *d)
 				if (slot >= d->cfg.max_clients || c->fd < 0 ||
 				    c->gen != (uint32_t)(id >> 32))
 					continue;
-				on_readable(ep, d, c);
+				on_readable(ep, d, c, evs[i].events);
 			}
 		}
 		if (mono_ms() >= next_tick) {

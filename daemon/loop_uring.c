@@ -3,8 +3,8 @@
  *
  * In flight at any time: one accept on the listening socket, one read on
  * the signalfd, one poll on the job eventfd, one timeout (the tick), and
- * per connection at most one recv and one sendmsg.  Every completion is dispatched from one switch to a
- * small handler.  user_data packs what a completion belongs to:
+ * per connection at most one recv and one sendmsg.  Every completion is
+ * dispatched from one switch to a small handler.  user_data packs what a completion belongs to:
  *
  *     bits  0..7   kind (enum ev)
  *     bits  8..31  connection slot (for EV_RECV / EV_SEND)

@@ -394,6 +394,7 @@ static int ctl_call(shmc *c, uint16_t type, const void *body, size_t blen,
 {
 	int rc = usable(c);
 
+	errmsg[0] = '\0'; /* also when failing before the daemon answers */
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&c->ctl);
@@ -500,6 +501,7 @@ static int snapshot(shmc *c, uint16_t type, const char *path, uint32_t flags,
 	size_t rlen, plen;
 	struct proto_r r;
 
+	errmsg[0] = '\0';
 	if (!path || (plen = strlen(path)) == 0 || plen > 4096)
 		return -EINVAL;
 	uint8_t *body = malloc(4 + plen + 4);

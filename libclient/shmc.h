@@ -5,11 +5,12 @@
  * opens a handle with shmc_open(): the library connects to the daemon's
  * Unix socket, receives the region's file descriptor, maps it, and from
  * then on every data operation (get, set, del, ...) runs directly on the
- * mapping under a per-segment futex lock: no system call and no allocation
- * on a get that hits or on a set.  The socket is used for control requests
- * (check, clients, snapshots, shutdown) and stays open for the life of the
- * handle: when the process dies, the daemon sees the connection close and
- * releases any segment lock the process still held.
+ * mapping under a per-segment futex lock (a get of a key in use reads
+ * without it, and retries if a writer overlapped): no system call and no
+ * allocation on a get that hits or on a set.  The socket is used for
+ * control requests (check, clients, snapshots, shutdown) and stays open for
+ * the life of the handle: when the process dies, the daemon sees the
+ * connection close and releases any segment lock the process still held.
  *
  * Conventions
  *   - Every function returns 0 on success or a negative errno value; the
@@ -184,7 +185,7 @@ struct shmc_stats {
 	uint64_t overwrites;  /* sets that replaced a live entry */
 	uint64_t deletes;     /* deletes that removed a live entry */
 	uint64_t evictions;   /* live entries dropped to make room */
-	uint64_t moves;	      /* recently used entries kept by moving them */
+	uint64_t moves;	      /* entries in use kept by moving them */
 	uint64_t expirations; /* expired entries reclaimed */
 	uint64_t repairs;     /* segment resets after damage or a dead holder */
 	uint64_t entries;     /* live entries now */

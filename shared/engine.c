@@ -81,7 +81,10 @@ static int __attribute__((noinline)) seg_lock_slow(struct eng *e, struct seg *s)
 		 * (the CAS in lock_takeover fails if the owner changes again). */
 		uint32_t w = __atomic_load_n(&s->h->lock, __ATOMIC_ACQUIRE);
 		uint32_t owner = lock_owner(w);
-		if (w != 0 && !e->alive(e->alive_arg, owner) &&
+		/* Our own id is alive: it is another thread of this process
+		 * (the daemon's SAVE/LOAD thread and its loop share one). */
+		if (w != 0 && owner != e->client_id &&
+		    !e->alive(e->alive_arg, owner) &&
 		    lock_takeover(&s->h->lock, owner, e->client_id) == 0) {
 			recover_locked(s);
 			return 0;

@@ -102,10 +102,12 @@ int lock_acquire(uint32_t *word, uint32_t me, uint32_t timeout_ms,
 		uint64_t left = deadline - now;
 		lock_futex_wait(word, v, left < LOCK_SLICE_MS ? (uint32_t)left
 							    : LOCK_SLICE_MS);
-		/* The holder has been there a whole slice or more: ask. */
+		/* The holder has been there a whole slice or more: ask.  A
+		 * holder with our own id is another thread of ours: alive. */
 		if (alive && mono_ms() - start >= LOCK_SLICE_MS) {
 			uint32_t cur = __atomic_load_n(word, __ATOMIC_RELAXED);
-			if (cur != 0 && !alive(alive_arg, lock_owner(cur)))
+			if (cur != 0 && lock_owner(cur) != me &&
+			    !alive(alive_arg, lock_owner(cur)))
 				return -EOWNERDEAD;
 		}
 	}

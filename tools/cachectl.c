@@ -111,7 +111,7 @@ enum ctl_unit { UNIT_COUNT, UNIT_BYTES };
 	X(overwrites, UNIT_COUNT, "sets that replaced a live entry")        \
 	X(deletes, UNIT_COUNT, "deletes that removed a live entry")         \
 	X(evictions, UNIT_COUNT, "live entries dropped to make room")       \
-	X(moves, UNIT_COUNT, "recently used entries kept by moving them")   \
+	X(moves, UNIT_COUNT, "entries in use kept by moving them")           \
 	X(expirations, UNIT_COUNT, "expired entries reclaimed")             \
 	X(repairs, UNIT_COUNT, "segment resets after damage or a dead holder") \
 	X(entries, UNIT_COUNT, "live entries now")                          \

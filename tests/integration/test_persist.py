@@ -122,6 +122,9 @@ def sanitizer_env(lib):
     if m:
         env["LD_PRELOAD"] = m.group(1)
         env["ASAN_OPTIONS"] = "detect_leaks=0"  # Python's own allocations
+    m = re.search(r"libtsan\.so\.\d+ => (\S+)", out)
+    if m:  # its static TLS must be there from the start too
+        env["LD_PRELOAD"] = m.group(1)
     return env
 
 
@@ -798,6 +801,30 @@ class Background(PersistTest):
         c2 = self.client(d2)
         for k, v in want.items():
             self.assertEqual(c2.get(k)[0], v)
+
+    def test_requester_that_does_not_read_does_not_hold_the_slot(self):
+        d = self.daemon(*self.loop, "--memory", "32M", "--segments", "4")
+        c = self.client(d)
+        c.set(b"big", os.urandom(200 * 1024))
+        # 800 KiB of replies fill the socket, then a SAVE; never read.
+        hog = self.client(d)
+        path = os.path.join(self.dir, "hog.snap")
+        hog.send_raw(b"".join(hog.frame(p.T["GET"], p.bstr(b"big"))[0]
+                              for _ in range(4)) +
+                     hog.frame(p.T["SAVE"], p.bstr(path.encode()))[0])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(os.path.exists(path), "the hog's SAVE never ran")
+        # Its reply cannot be sent; the next SAVE runs all the same.
+        saved = None
+        while saved is None and time.monotonic() < deadline:
+            try:
+                saved = c.call("SAVE", p.bstr(path.encode() + b".2")).u64()
+            except p.ProtoError as e:
+                self.assertEqual(e.err, EBUSY)
+                time.sleep(0.02)
+        self.assertEqual(saved, 1)
 
     def test_requester_that_leaves_frees_the_slot_and_shutdown_waits(self):
         d = self.daemon(*self.loop)

@@ -194,6 +194,21 @@ static void test_lock_alive_true_still_times_out(void **state)
 	assert_int_equal(lock_owner(load(&word)), 9);
 }
 
+/* Two threads of one process share its id (the daemon's loop and its
+ * SAVE/LOAD thread): a holder with the waiter's own id is never judged
+ * dead, whatever the alive function says, so it is waited for. */
+static void test_lock_own_id_is_never_dead(void **state)
+{
+	struct alive_probe p = { .answer = false };
+	uint32_t word = 0;
+
+	(void)state;
+	store(&word, 1u << 1); /* held by "us", in another thread */
+	assert_rc(lock_acquire(&word, 1, 100, probe_alive, &p), -ETIMEDOUT);
+	assert_int_equal(p.calls, 0);
+	assert_int_equal(lock_owner(load(&word)), 1);
+}
+
 static void test_lock_takeover_from_dead(void **state)
 {
 	uint32_t word;
@@ -413,6 +428,7 @@ int main(void)
 		cmocka_unit_test(test_lock_timeout_when_held),
 		cmocka_unit_test(test_lock_alive_false_gives_eownerdead),
 		cmocka_unit_test(test_lock_alive_true_still_times_out),
+		cmocka_unit_test(test_lock_own_id_is_never_dead),
 		cmocka_unit_test(test_lock_takeover_from_dead),
 		cmocka_unit_test(test_lock_takeover_wrong_id_esrch),
 		cmocka_unit_test(test_lock_contended_mutual_exclusion),
