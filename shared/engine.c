@@ -722,8 +722,8 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	for (int i = 0; i < 4; i++) {
 		if (nrec < 1)
 			nrec = 1;
-		if (nrec > RING_MAX / ENTRY_HDR_SIZE)
-			nrec = RING_MAX / ENTRY_HDR_SIZE;
+		if (nrec > ENTRY_REC_MASK)
+			nrec = ENTRY_REC_MASK; /* see ENTRY_REC_BITS */
 		carve(g, pow2_near(nrec), (uint32_t)nrec);
 		if (g->off_ring + (uint64_t)ENG_MIN_RING > stride) {
 			nrec /= 2;
@@ -733,6 +733,8 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	}
 	if (nrec < 1)
 		nrec = 1;
+	if (nrec > ENTRY_REC_MASK)
+		nrec = ENTRY_REC_MASK;
 	carve(g, pow2_near(nrec), (uint32_t)nrec);
 	if (g->off_ring + (uint64_t)ENG_MIN_RING > stride)
 		return -EINVAL;
@@ -813,7 +815,8 @@ static const char *geom_invalid(const struct region_hdr *h)
 		return "segment count is not a power of two";
 	if (!pow2(h->nbuckets) || log2u(h->nbuckets) != h->bucket_bits)
 		return "bucket count is not a power of two";
-	if (h->nrec == 0 || h->ring_size < ENG_MIN_RING ||
+	if (h->nrec == 0 || h->nrec > ENTRY_REC_MASK ||
+	    h->ring_size < ENG_MIN_RING ||
 	    h->ring_size > RING_MAX || h->max_kv != h->ring_size / 4 ||
 	    h->lock_timeout_ms == 0)
 		return "pool or ring size out of range";

@@ -31,13 +31,28 @@
 #define LAYOUT_CLIENTS 4096u	/* client table slots */
 #define SEG_FLIGHTS 8u	/* concurrent get_or_load keys per segment */
 
-/* An entry_hdr.rec value: the entry was deleted or replaced; its bytes stay
- * in the ring until evacuation reclaims them. */
+/* entry_hdr.rec: the owning record's number in the low ENTRY_REC_BITS,
+ * ENTRY_REC_MASK there once the entry is deleted or replaced (its bytes
+ * stay in the ring until evacuation reclaims them); the top bits hold the
+ * low ENTRY_CHECK_REC_BITS bits of the entry's check (below).  A segment
+ * has at most ENTRY_REC_MASK records, so no record number reads as dead. */
+#define ENTRY_REC_BITS 27
+#define ENTRY_REC_MASK ((UINT32_C(1) << ENTRY_REC_BITS) - 1)
+/* The record number of a dead entry as seg.c hands it around, decoded. */
 #define ENTRY_DEAD UINT32_MAX
 /* Largest key (entry_hdr.klen is 16 bits). */
 #define ENTRY_KEY_MAX 65535u
-/* Largest spare capacity after a value (entry_hdr.slack is 16 bits). */
-#define ENTRY_SLACK_MAX 65535u
+/* entry_hdr.slack: spare capacity after the value in the low
+ * ENTRY_SLACK_BITS, the rest of the check above them. */
+#define ENTRY_SLACK_BITS 12
+#define ENTRY_SLACK_MAX ((1u << ENTRY_SLACK_BITS) - 1)
+/* The check: ENTRY_CHECK_BITS of a hash of the entry's own ring offset and
+ * its record field (seg.c, entry_check()), stored whenever a header is
+ * written at an offset.  A lookup that reaches an entry from a bucket,
+ * without its record, knows from it that the header was written at that
+ * offset, not that the bucket points into the middle of another entry. */
+#define ENTRY_CHECK_REC_BITS (32 - ENTRY_REC_BITS)
+#define ENTRY_CHECK_BITS (ENTRY_CHECK_REC_BITS + 16 - ENTRY_SLACK_BITS)
 /* entry_hdr.vlen_use: the value length in the low 30 bits (a value is at
  * most a quarter of a ring, and a ring at most 2 GiB), the use count in the
  * top 2. */
@@ -181,14 +196,16 @@ struct pool_rec {
  * and may straddle the end of the ring; always read and write them through
  * ring.h.  Written under the segment lock. */
 struct entry_hdr {
-	uint32_t rec;	   /* owning pool record, or ENTRY_DEAD */
+	uint32_t rec;	   /* owning pool record (ENTRY_REC_MASK: dead) |
+			      check low bits << ENTRY_REC_BITS */
 	uint32_t expire;   /* absolute unix second it expires at; 0 = never */
 	uint32_t vlen_use; /* value bytes (ENTRY_VLEN_MASK) | use count <<
 			      ENTRY_USE_SHIFT: 0 when stored, +1 per access
 			      up to ENTRY_USE_MAX, -1 each time evacuation
 			      moves the entry to the ring head */
 	uint16_t klen;	   /* key bytes, 1..ENTRY_KEY_MAX */
-	uint16_t slack;	   /* spare bytes after the value */
+	uint16_t slack;	   /* spare bytes after the value (ENTRY_SLACK_MAX)
+			      | check high bits << ENTRY_SLACK_BITS */
 };
 
 /* The format word: version and the sizes of the structs a client relies
@@ -222,5 +239,8 @@ static_assert(ENTRY_USE_MAX == ~UINT32_C(0) >> ENTRY_USE_SHIFT,
 	      "the use count fills the bits above the value length");
 
 #define ENTRY_HDR_SIZE ((uint32_t)sizeof(struct entry_hdr))
+static_assert(ENTRY_CHECK_BITS == 9, "entry check bits");
+static_assert((UINT32_C(1) << 31) / ENTRY_HDR_SIZE <= ENTRY_REC_MASK + 1,
+	      "a 2 GiB ring's records (one per 16 bytes) fit ENTRY_REC_BITS");
 
 #endif

@@ -6,8 +6,12 @@
  * (entry_hdr.rec), so each side can be checked against the other.  A bucket
  * holds the ring offset (+ 1) of its chain's head entry, not the head's
  * record: a lookup of a key that heads its chain reads the bucket and the
- * entry, and the head's record (for the rest of the chain, and to check the
- * entry against) is loaded alongside, not after.  New
+ * entry and nothing else.  What it cannot check against the record it
+ * checks against the entry itself: each header carries a few bits of a
+ * hash of its own ring offset and record field (entry_check()), rewritten
+ * with every header store, so a bucket that points anywhere but at the
+ * start of an entry is caught, but for a 1 in 2^ENTRY_CHECK_BITS chance
+ * that the key compare then has to catch.  New
  * entries go at the ring head with a use count of 0; each access adds one,
  * up to ENTRY_USE_MAX.  When the ring lacks room, or the pool has no free
  * record, evacuate_one() looks at the entry at the ring tail and
@@ -47,12 +51,13 @@
 
 /* An entry header as read from the ring, its vlen_use word split. */
 struct entry {
-	uint32_t rec;
+	uint32_t rec;	/* a record number, or ENTRY_DEAD */
 	uint32_t expire;
 	uint32_t vlen;
 	uint32_t use;
 	uint32_t klen;
 	uint32_t slack;
+	uint32_t chk;	/* the check bits as read (see entry_check) */
 };
 
 /* No record: an empty chain, or no record before the chain's head. */
@@ -97,6 +102,18 @@ static int state_ok(const struct seg *s)
 	return 0;
 }
 
+/* The check of a header written at ring offset off with record field rec
+ * (ENTRY_DEAD for a dead entry): the top ENTRY_CHECK_BITS of a
+ * multiplicative hash of both, so that offsets a few bytes apart, and the
+ * same offset with another record, get unrelated checks. */
+static inline uint32_t entry_check(uint32_t off, uint32_t rec)
+{
+	uint64_t x = (uint64_t)(rec & ENTRY_REC_MASK) << 32 | off;
+
+	return (uint32_t)((x * UINT64_C(0x9e3779b97f4a7c15)) >>
+			  (64 - ENTRY_CHECK_BITS));
+}
+
 /* Reads the header at off, unchecked. */
 static inline void entry_read(const struct seg *s, uint32_t off,
 			      struct entry *e)
@@ -104,18 +121,24 @@ static inline void entry_read(const struct seg *s, uint32_t off,
 	struct entry_hdr eh;
 
 	ring_read(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
-	e->rec = eh.rec;
+	e->rec = eh.rec & ENTRY_REC_MASK;
+	if (e->rec == ENTRY_REC_MASK)
+		e->rec = ENTRY_DEAD;
 	e->expire = eh.expire;
 	e->vlen = eh.vlen_use & ENTRY_VLEN_MASK;
 	e->use = eh.vlen_use >> ENTRY_USE_SHIFT;
 	e->klen = eh.klen;
-	e->slack = eh.slack;
+	e->slack = eh.slack & ENTRY_SLACK_MAX;
+	e->chk = eh.rec >> ENTRY_REC_BITS |
+		 (uint32_t)(eh.slack >> ENTRY_SLACK_BITS)
+			 << ENTRY_CHECK_REC_BITS;
 }
 
 /* Reads the header at off and checks that the whole entry lies inside the
- * used part of the ring. */
+ * used part of the ring; the check bits are not looked at. */
 static inline __attribute__((always_inline)) int
-entry_load(const struct seg *s, uint32_t off, struct entry *eh, uint32_t *len)
+entry_load_unchecked(const struct seg *s, uint32_t off, struct entry *eh,
+		     uint32_t *len)
 {
 	const struct eng_geom *g = s->g;
 	uint32_t size = g->ring_size;
@@ -133,6 +156,18 @@ entry_load(const struct seg *s, uint32_t off, struct entry *eh, uint32_t *len)
 	return 0;
 }
 
+/* entry_load_unchecked(), and the header's check bits match off: the
+ * header was written at off (but for a 1 in 2^ENTRY_CHECK_BITS chance). */
+static inline __attribute__((always_inline)) int
+entry_load(const struct seg *s, uint32_t off, struct entry *eh, uint32_t *len)
+{
+	int rc = entry_load_unchecked(s, off, eh, len);
+
+	if (rc == 0 && eh->chk != entry_check(off, eh->rec))
+		rc = -EUCLEAN;
+	return rc;
+}
+
 static inline uint32_t hdr_field_pos(const struct seg *s, uint32_t off,
 				     uint32_t field)
 {
@@ -144,17 +179,23 @@ static inline uint32_t vlen_use(const struct entry *e)
 	return e->vlen | e->use << ENTRY_USE_SHIFT;
 }
 
-/* Writes the header at off (e->vlen <= ENTRY_VLEN_MASK, e->use <=
- * ENTRY_USE_MAX, e->klen and e->slack 16-bit: the callers' limits). */
+/* Writes the header at off, with the check for off (e->rec < nrec or
+ * ENTRY_DEAD, e->vlen <= ENTRY_VLEN_MASK, e->use <= ENTRY_USE_MAX, e->klen
+ * <= ENTRY_KEY_MAX, e->slack <= ENTRY_SLACK_MAX: the callers' limits).
+ * Every header written at an offset, moved there included, goes through
+ * here, so that its check is right. */
 static inline void entry_store_hdr(struct seg *s, uint32_t off,
 				   const struct entry *e)
 {
+	uint32_t chk = entry_check(off, e->rec);
 	struct entry_hdr eh = {
-		.rec = e->rec,
+		.rec = (e->rec & ENTRY_REC_MASK) | chk << ENTRY_REC_BITS,
 		.expire = e->expire,
 		.vlen_use = vlen_use(e),
 		.klen = (uint16_t)e->klen,
-		.slack = (uint16_t)e->slack,
+		.slack = (uint16_t)(e->slack |
+				    (chk >> ENTRY_CHECK_REC_BITS)
+					    << ENTRY_SLACK_BITS),
 	};
 	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
 }
@@ -200,11 +241,14 @@ static inline bool key_equal(const struct seg *s, uint32_t off,
 }
 
 /* Looks key up.  0 with *f filled, -ENOENT, or -EUCLEAN.  The bucket names
- * the head entry; its record's fields are loaded right after its header,
- * so that their miss overlaps the key compare (and, the checks being
- * predicted, what the caller does with a hit), and are checked before
- * anything is returned: the record must point back at the entry and its
- * tag name this bucket (be the key's tag, on a hit). */
+ * the head entry, which is a hit without its record being read: the entry
+ * lies in the used ring, its lengths add up, its check bits match the
+ * offset the bucket gave (so an entry starts there), it names a record
+ * below nrec (so it is live), and its key is k.  f->rec is then the
+ * header's word only: unindex() checks it against the record before
+ * relying on it.  Past the head, the walk checks each record as before:
+ * the head's record must point back at the head entry and its tag name
+ * this bucket, each later entry must name the record that led to it. */
 static inline __attribute__((always_inline)) int
 find(struct seg *s, const struct seg_key *k, struct found *f)
 {
@@ -221,18 +265,16 @@ find(struct seg *s, const struct seg_key *k, struct found *f)
 	uint32_t r = f->eh.rec;
 	if (r >= g->nrec)
 		return -EUCLEAN; /* a bucket names only live entries */
-	const struct pool_rec *rec = &s->recs[r];
-	uint32_t rnext = ix_load(&rec->next), rtag = ix_load(&rec->tag),
-		 roff = ix_load(&rec->off);
 	if (key_equal(s, off, &f->eh, k)) {
-		if (roff != off || rtag != k->tag)
-			return -EUCLEAN;
 		f->b = b;
 		f->prev = NO_REC;
 		f->rec = r;
 		f->off = off;
 		return 0;
 	}
+	const struct pool_rec *rec = &s->recs[r];
+	uint32_t rnext = ix_load(&rec->next), rtag = ix_load(&rec->tag),
+		 roff = ix_load(&rec->off);
 	if (roff != off || hash_bucket(rtag, g->nbuckets) != b)
 		return -EUCLEAN;
 
@@ -341,18 +383,25 @@ static int fr_push(struct seg *s, uint32_t r)
 static int unindex(struct seg *s, uint32_t b, uint32_t prev, uint32_t r,
 		   uint32_t off)
 {
-	uint32_t dead = ENTRY_DEAD;
+	const struct eng_geom *g = s->g;
+	struct entry e;
 	int rc;
 
+	/* find() takes a head entry's record number from its header alone;
+	 * before a wrong one could free a record in use, check it. */
+	if (r >= g->nrec || s->recs[r].off != off ||
+	    hash_bucket(s->recs[r].tag, g->nbuckets) != b ||
+	    (prev == NO_REC && s->buckets[b] != off + 1))
+		return -EUCLEAN;
 	if (prev == NO_REC) {
 		if ((rc = set_head(s, b, s->recs[r].next)))
 			return rc;
 	} else {
 		s->recs[prev].next = s->recs[r].next;
 	}
-	ring_write(s->ring, s->g->ring_size,
-		   hdr_field_pos(s, off, offsetof(struct entry_hdr, rec)),
-		   &dead, sizeof(dead));
+	entry_read(s, off, &e);
+	e.rec = ENTRY_DEAD; /* a new record field, so a new check */
+	entry_store_hdr(s, off, &e);
 	return fr_push(s, r);
 }
 
@@ -420,7 +469,7 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 			ring_move(s->ring, size, h->head, off, len);
 			FAULT(EVAC_MOVE);
 			eh.use--;
-			entry_store_use(s, h->head, &eh);
+			entry_store_hdr(s, h->head, &eh); /* check: new offset */
 			s->recs[r].off = h->head;
 			if (*bucket == off + 1)
 				*bucket = h->head + 1; /* it heads its chain */
@@ -875,8 +924,13 @@ static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
 	struct entry eh;
 
 	while (done < s->h->used) {
-		if (entry_load(s, off, &eh, &len)) {
+		if (entry_load_unchecked(s, off, &eh, &len)) {
 			problem(r, "ring: bad entry header at offset %u", off);
+			return;
+		}
+		if (eh.chk != entry_check(off, eh.rec)) {
+			problem(r, "ring: entry at %u has check %#x, not %#x",
+				off, eh.chk, entry_check(off, eh.rec));
 			return;
 		}
 		if (eh.rec != ENTRY_DEAD) {

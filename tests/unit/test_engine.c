@@ -525,6 +525,221 @@ static void test_engine_swapped_bucket_is_euclean_not_a_wrong_value(void **state
 	tu_assert_all_clean(e);
 }
 
+/* Layout of the bucket-mates chain the next tests build: m[0] heads
+ * bucket b, m[1] follows it; off[i] is m[i]'s entry offset. */
+struct mates {
+	uint32_t m[2], b, off[2];
+	size_t klen0;
+	char key0[32];
+};
+
+/* Clears the cache and sets m[1] then m[0] (LEN-byte values; val0, if not
+ * NULL, is m[0]'s value), so that m[0] heads the chain; fills *t. */
+static void mates_set(struct eng *e, struct mates *t, size_t len,
+		      const void *val0)
+{
+	uint8_t *blk = tu_seg_block(e, 0);
+	uint32_t *buckets = (uint32_t *)(blk + e->g.off_buckets);
+	struct pool_rec *recs = (struct pool_rec *)(blk + e->g.off_recs);
+	struct entry_hdr eh;
+
+	assert_rc(eng_clear(e), 0);
+	set_kv(e, "mt", t->m[1], 1, len, 0);
+	if (val0)
+		assert_rc(eng_set(e, t->key0, t->klen0, val0, len, 0), 0);
+	else
+		set_kv(e, "mt", t->m[0], 1, len, 0);
+	t->off[0] = buckets[t->b] - 1;
+	memcpy(&eh, tu_seg_ring(e, 0) + t->off[0], sizeof(eh));
+	t->off[1] = recs[recs[eh.rec & ENTRY_REC_MASK].next - 1].off;
+	assert_int_not_equal(t->off[0], t->off[1]);
+}
+
+static void mates_find(struct eng *e, struct mates *t)
+{
+	uint64_t (*volatile hash)(const void *, size_t) = hash_key;
+
+	find_bucket_mates(e, "mt", 2, t->m);
+	t->klen0 = tu_key(t->key0, sizeof(t->key0), "mt", t->m[0]);
+	t->b = hash_bucket(hash_split(hash(t->key0, t->klen0), 0).tag,
+			   e->g.nbuckets);
+}
+
+/* A bucket pointing anywhere inside its head entry but its start, or at the
+ * entry of the other key in its chain, never makes a get return a wrong
+ * value: each get is a miss, -EUCLEAN, or (the other key, at its own
+ * entry) that key's right value. */
+static void test_engine_bucket_into_entries_is_euclean_or_miss(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e = &r->e;
+	enum { LEN = 64 };
+	struct mates t;
+	uint32_t *buckets;
+	unsigned euclean = 0, miss = 0;
+
+	tu_region_open(r, 128 * 1024, &cfg);
+	buckets = (uint32_t *)(tu_seg_block(e, 0) + e->g.off_buckets);
+	mates_find(e, &t);
+	mates_set(e, &t, LEN, NULL);
+	uint32_t len0 = ENTRY_HDR_SIZE + (uint32_t)t.klen0 + LEN;
+
+	/* Every byte of m[0]'s entry but its first, then m[1]'s entry. */
+	for (uint32_t d = 1; d <= len0; d++) {
+		uint32_t target = d < len0 ? t.off[0] + d : t.off[1];
+		for (int k = 0; k < 2; k++) {
+			mates_set(e, &t, LEN, NULL);
+			buckets[t.b] = target + 1;
+			int rc = get_kv(e, "mt", t.m[k], 1, LEN);
+			if (rc == 0) /* right value (get_kv checked) */
+				assert_true(d == len0 && k == 1);
+			else if (rc == -EUCLEAN)
+				euclean++;
+			else {
+				assert_rc(rc, -ENOENT);
+				miss++;
+			}
+		}
+	}
+	print_message("%u gets -EUCLEAN, %u misses\n", euclean, miss);
+	assert_true(euclean >= 2 * (len0 - 1));
+	mates_set(e, &t, LEN, NULL);
+	tu_assert_all_clean(e);
+}
+
+/* The residual risk, measured: a value that holds a forged header and its
+ * own key, with a bucket pointed at the forged header, passes for at most
+ * one of the 2^ENTRY_CHECK_BITS values of the forged check bits; every
+ * other value is -EUCLEAN. */
+static void test_engine_forged_header_needs_its_check(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e = &r->e;
+	enum { LEN = 64 };
+	static const char wrong[8] = "WRONGVAL";
+	struct mates t;
+	uint32_t *buckets;
+	uint8_t val[LEN], buf[LEN + 64];
+	unsigned euclean = 0, wrong_hits = 0;
+
+	tu_region_open(r, 128 * 1024, &cfg);
+	buckets = (uint32_t *)(tu_seg_block(e, 0) + e->g.off_buckets);
+	mates_find(e, &t);
+	for (uint32_t c = 0; c < 1u << ENTRY_CHECK_BITS; c++) {
+		struct entry_hdr fh = {
+			.rec = 0 | (c & ((1u << ENTRY_CHECK_REC_BITS) - 1))
+					   << ENTRY_REC_BITS,
+			.vlen_use = sizeof(wrong),
+			.klen = (uint16_t)t.klen0,
+			.slack = (uint16_t)((c >> ENTRY_CHECK_REC_BITS)
+					    << ENTRY_SLACK_BITS),
+		};
+		size_t got;
+
+		memset(val, 'v', sizeof(val));
+		memcpy(val, &fh, sizeof(fh));
+		memcpy(val + sizeof(fh), t.key0, t.klen0);
+		memcpy(val + sizeof(fh) + t.klen0, wrong, sizeof(wrong));
+		mates_set(e, &t, LEN, val);
+		buckets[t.b] = t.off[0] + ENTRY_HDR_SIZE + (uint32_t)t.klen0 + 1;
+		int rc = eng_get(e, t.key0, t.klen0, buf, sizeof(buf), &got,
+				 NULL);
+		if (rc == 0) {
+			assert_int_equal(got, sizeof(wrong));
+			assert_memory_equal(buf, wrong, sizeof(wrong));
+			wrong_hits++;
+		} else {
+			assert_rc(rc, -EUCLEAN);
+			euclean++;
+		}
+	}
+	print_message("forged header accepted for %u of %u check values\n",
+		      wrong_hits, 1u << ENTRY_CHECK_BITS);
+	assert_true(wrong_hits <= 1);
+	assert_int_equal(euclean + wrong_hits, 1u << ENTRY_CHECK_BITS);
+}
+
+/* eng_check() verifies every entry's check bits, live or dead, and a get
+ * of a key whose head entry has a bad check is -EUCLEAN. */
+static void test_engine_check_finds_bad_entry_check(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e = &r->e;
+	enum { LEN = 40 };
+	struct mates t;
+	uint8_t *ring;
+
+	tu_region_open(r, 128 * 1024, &cfg);
+	ring = tu_seg_ring(e, 0);
+	mates_find(e, &t);
+	/* One bit of the check in the rec word, one in the slack word, of
+	 * the live head entry, then of a dead entry. */
+	for (int c = 0; c < 4; c++) {
+		uint32_t off, dead_at;
+		struct eng_check_report rep;
+
+		mates_set(e, &t, LEN, NULL);
+		dead_at = tu_seg_hdr(e, 0)->head;
+		set_kv(e, "mt", 999999, 1, LEN, 0);
+		set_kv(e, "mt", 999999, 2, 4 * LEN, 0); /* grows: dead_at dies */
+		tu_assert_all_clean(e);
+		off = c < 2 ? t.off[0] : dead_at;
+		if (c % 2 == 0)
+			ring[off + 3] ^= 0x80; /* rec word, bit 31 */
+		else
+			ring[off + 15] ^= 0x80; /* slack word, bit 15 */
+		assert_rc(eng_check(e, 0, false, &rep), 0);
+		assert_true(rep.problems > 0);
+		assert_non_null(strstr(rep.first, "check"));
+		print_message("found: %s\n", rep.first);
+		if (c < 2) {
+			assert_rc(get_kv(e, "mt", t.m[0], 1, LEN), -EUCLEAN);
+			assert_int_equal(tu_stats(e).entries, 0);
+		}
+	}
+}
+
+/* A key heading its chain that evacuation moves to the ring head (its
+ * header rewritten there, with the check for its new offset) still hits,
+ * through the bucket, which now names the new offset. */
+static void test_engine_moved_head_entry_hits(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e = &r->e;
+	enum { LEN = 40, SCAN_LEN = 100 };
+	struct mates t;
+	uint32_t *buckets, first, seen_moves = 0;
+	uint64_t moves;
+
+	tu_region_open(r, 128 * 1024, &cfg);
+	buckets = (uint32_t *)(tu_seg_block(e, 0) + e->g.off_buckets);
+	mates_find(e, &t);
+	mates_set(e, &t, LEN, NULL);
+	first = buckets[t.b];
+	moves = tu_stats(e).moves;
+	for (uint32_t j = 0; j < 2 * e->g.ring_size / SCAN_LEN; j++) {
+		uint32_t before = buckets[t.b];
+
+		set_kv(e, "scan", j, 1, SCAN_LEN, 0);
+		if (buckets[t.b] != before)
+			seen_moves++;
+		if (j % 32 == 0) {
+			assert_rc(get_kv(e, "mt", t.m[0], 1, LEN), 0);
+			assert_rc(get_kv(e, "mt", t.m[1], 1, LEN), 0);
+		}
+	}
+	assert_rc(get_kv(e, "mt", t.m[0], 1, LEN), 0);
+	assert_true(seen_moves >= 2);
+	assert_int_not_equal(buckets[t.b], first);
+	assert_true(tu_stats(e).moves >= moves + 2);
+	assert_int_equal(tu_stats(e).repairs, 0);
+	tu_assert_all_clean(e);
+}
+
 static void test_engine_get_copies_value_and_expiry(void **state)
 {
 	struct tu_region *r = *state;
@@ -2177,6 +2392,10 @@ int main(void)
 		T(test_engine_keys_with_equal_tags_stay_distinct),
 		T(test_engine_chain_head_and_followers_survive),
 		T(test_engine_swapped_bucket_is_euclean_not_a_wrong_value),
+		T(test_engine_bucket_into_entries_is_euclean_or_miss),
+		T(test_engine_forged_header_needs_its_check),
+		T(test_engine_check_finds_bad_entry_check),
+		T(test_engine_moved_head_entry_hits),
 		T(test_engine_get_copies_value_and_expiry),
 		T(test_engine_get_small_buffer_enobufs),
 		T(test_engine_empty_value_roundtrips),
