@@ -427,13 +427,7 @@ static int flush_full(struct saver *s)
 static int save_item(const struct eng_item *it, void *arg)
 {
 	struct saver *s = arg;
-	struct snap_src src = {
-		.key = { it->key[0], it->key[1] },
-		.key_len = { it->key_len[0], it->key_len[1] },
-		.val = { it->val[0], it->val[1] },
-		.val_len = { it->val_len[0], it->val_len[1] },
-		.expire_at = it->expire,
-	};
+	struct snap_src src = snap_src_of_item(it);
 	size_t need = snap_entry_size(it->klen, it->vlen);
 
 	if (!snap_bw_fits(&s->cur->bw, need)) {

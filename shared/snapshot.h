@@ -35,6 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine.h"
+
 /* ------------------------------------------------------------------------
  * Constants of the format (version 1)
  * ------------------------------------------------------------------------ */
@@ -95,6 +97,18 @@ struct snap_src {
 	uint64_t expire_at;	/* absolute unix seconds; 0 = never */
 	uint32_t flags;		/* 0 in version 1 */
 };
+
+/* The entry a cache item (from eng_iter()) is saved as. */
+static inline struct snap_src snap_src_of_item(const struct eng_item *it)
+{
+	return (struct snap_src){
+		.key = { it->key[0], it->key[1] },
+		.key_len = { it->key_len[0], it->key_len[1] },
+		.val = { it->val[0], it->val[1] },
+		.val_len = { it->val_len[0], it->val_len[1] },
+		.expire_at = it->expire,
+	};
+}
 
 /* One entry read back from a verified block; the pointers point into the
  * block's buffer. */

@@ -1967,7 +1967,7 @@ static void test_shmc_reserve_commit(void **state)
 	assert_int_equal(r.n1 + r.n2, 5);
 	memcpy(r.p1, "fresh", r.n1);
 	if (r.n2)
-		memcpy(r.p2, "fresh" + r.n1, r.n2);
+		memcpy(r.p2, &"fresh"[r.n1], r.n2);
 	assert_rc(shmc_commit(f->c, &r), 0);
 	expect_str(f->c, "res", "fresh");
 	assert_rc(shmc_ttl(f->c, "res", 3, &t), 0);

@@ -29,18 +29,7 @@
 
 #include "proto.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* A broken promise of the codec: report it and crash, so that the fuzzer
- * (or the corpus replay) records the input. */
-#define CHECK(cond)                                                         \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: check failed: %s\n",       \
-				__FILE__, __LINE__, #cond);                 \
-			abort();                                            \
-		}                                                           \
-	} while (0)
+#include "fuzz_check.h"
 
 /* ------------------------------------------------------------------------
  * A log of the fields a decoder read successfully

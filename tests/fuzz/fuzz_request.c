@@ -64,19 +64,7 @@
 #define HAVE_PERSIST 1
 #endif
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond) CHECKF(cond, "%s", "")
-#define CHECKF(cond, ...)                                                   \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "%s:%d: check failed: %s: ",       \
-				__FILE__, __LINE__, #cond);                 \
-			fprintf(stderr, __VA_ARGS__);                       \
-			fputc('\n', stderr);                                \
-			abort();                                            \
-		}                                                           \
-	} while (0)
+#include "fuzz_check.h"
 
 #define REGION_MAX (1u << 20)	/* the buffer; the region is this... */
 #define REGION_TIGHT (128u << 10) /* ...or this, with TIGHT_AVG_ITEM */

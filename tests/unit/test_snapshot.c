@@ -616,13 +616,7 @@ struct to_img {
 static int iter_to_img(const struct eng_item *it, void *arg)
 {
 	struct to_img *x = arg;
-	struct snap_src src = {
-		.key = { it->key[0], it->key[1] },
-		.key_len = { it->key_len[0], it->key_len[1] },
-		.val = { it->val[0], it->val[1] },
-		.val_len = { it->val_len[0], it->val_len[1] },
-		.expire_at = it->expire,
-	};
+	struct snap_src src = snap_src_of_item(it);
 	int rc = snap_bw_add(&x->w, &src);
 
 	if (rc == -ENOSPC) {
