@@ -28,6 +28,33 @@ static inline uint32_t ring_dist(uint32_t from, uint32_t to, uint32_t size)
 	return to >= from ? to - from : size - from + to;
 }
 
+/* Asks for the cache line holding p, for reading; never faults.  On x86
+ * an asm statement, because gcc 12 drops __builtin_prefetch() when its
+ * address is a conditional expression (as ring_prefetch's clamp is). */
+static inline void prefetch_read(const void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p));
+#else
+	__builtin_prefetch(p, 0, 3);
+#endif
+}
+
+/* Asks for the `lines` cache lines after the one holding pos, clamped to
+ * the ring's last line (size is a multiple of 64 and the ring is
+ * line-aligned); a run that wraps gets its end's lines only. */
+static inline void ring_prefetch(const uint8_t *ring, uint32_t size,
+				 uint32_t pos, uint32_t lines)
+{
+	uint32_t last = size - 64, line = pos & ~UINT32_C(63);
+
+	for (uint32_t i = 1; i <= lines; i++) {
+		uint32_t at = line + 64 * i;
+
+		prefetch_read(ring + (at < last ? at : last));
+	}
+}
+
 static inline void ring_read(const uint8_t *ring, uint32_t size, uint32_t pos,
 			     void *dst, uint32_t n)
 {
