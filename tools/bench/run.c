@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #define BATCH 64
+#define AHEAD 8 /* ops ahead whose key the loop prefetches */
 #define MAX_WORKERS 256
 
 enum phase { PH_SETUP, PH_WARM, PH_RUN, PH_STOP };
@@ -202,6 +203,11 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 		for (unsigned j = 0; j < n; j++) {
 			uint32_t e = trace[pos++ & mask];
 			uint32_t k = e & TRACE_KEY_MASK;
+			uint32_t ka = trace[(pos + AHEAD) & mask] &
+				      TRACE_KEY_MASK;
+
+			__builtin_prefetch(keys + (size_t)ka * ks);
+			__builtin_prefetch(&vlen[ka]);
 			unsigned op = e >> TRACE_OP_SHIFT;
 			const char *key = keys + (size_t)k * ks;
 			bool timed = every && --countdown == 0;
