@@ -4,8 +4,14 @@
  * Creation: shm_open(O_CREAT|O_EXCL, 0600), ftruncate, then fallocate so
  * that every page is reserved now: a host short of memory fails here with
  * a clear error instead of killing a client with SIGBUS later.  Then mmap
- * (optionally pre-faulted, optionally with transparent huge pages) and
- * eng_format().
+ * (optionally pre-faulted) and eng_format().
+ *
+ * Huge pages (--hugepages): the pages are reserved after the mapping is
+ * marked MADV_HUGEPAGE, by MADV_POPULATE_WRITE instead of fallocate
+ * (which, having no mapping to look at, allocates small pages wherever
+ * the kernel's shmem policy is "advise").  Whether the kernel gave huge
+ * pages is then read back from /proc/self/smaps and logged: a policy of
+ * "never" (Debian's default for shmem) ignores the advice silently.
  *
  * Adoption (warm restart): the name exists; it is mapped and validated by
  * eng_attach(), and its geometry must equal what the configuration plans.
@@ -18,6 +24,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -45,20 +52,90 @@ int region_plan(const struct config *c, struct eng_geom *g)
 	return eng_plan(c->memory, &ec, g);
 }
 
+/* Maps the region.  With --hugepages the mapping is advised before any
+ * page is touched, so MAP_POPULATE is left to populate() then. */
 static int map(struct daemon *d, int fd, size_t size)
 {
-	int flags = MAP_SHARED | (d->cfg.prefault ? MAP_POPULATE : 0);
+	bool huge = d->cfg.hugepages;
+	int flags = MAP_SHARED | (d->cfg.prefault && !huge ? MAP_POPULATE : 0);
 	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, flags, fd, 0);
 
 	if (p == MAP_FAILED)
 		return -errno;
-	if (d->cfg.hugepages && madvise(p, size, MADV_HUGEPAGE) < 0)
+	if (huge && madvise(p, size, MADV_HUGEPAGE) < 0)
 		log_warn("huge pages not available for the region: %s",
 			 strerror(errno));
 	d->region_base = p;
 	d->region_size = size;
 	d->region_fd = fd;
 	return 0;
+}
+
+/* Faults every page in for writing (--hugepages), which also reserves
+ * them: 0, or -errno (ENOMEM, or EFAULT where the file system is full). */
+static int populate(struct daemon *d)
+{
+	if (madvise(d->region_base, d->region_size, MADV_POPULATE_WRITE) == 0)
+		return 0;
+	if (errno != EINVAL)
+		return -errno;
+	/* Before Linux 5.14: reserve as without --hugepages. */
+	int rc = posix_fallocate(d->region_fd, 0, (off_t)d->region_size);
+	return rc == 0 || rc == EOPNOTSUPP || rc == EINVAL ? 0 : -rc;
+}
+
+/* The kB of this process's mapping at base that the kernel maps with huge
+ * pages (ShmemPmdMapped + FilePmdMapped in /proc/self/smaps), -1 if that
+ * cannot be read. */
+static long huge_kb(const void *base)
+{
+	FILE *f = fopen("/proc/self/smaps", "re");
+	char line[512];
+	bool in = false;
+	long kb = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		long v;
+		int n = 0;
+
+		if (sscanf(line, "%lx-%lx %n", &lo, &hi, &n) == 2 && n > 0) {
+			if (in)
+				break; /* the next mapping */
+			in = lo == (unsigned long)base;
+			if (in)
+				kb = 0;
+		} else if (in &&
+			   (sscanf(line, "ShmemPmdMapped: %ld kB", &v) == 1 ||
+			    sscanf(line, "FilePmdMapped: %ld kB", &v) == 1)) {
+			kb += v;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+/* Logs whether --hugepages took effect (the whole region is mapped). */
+static void report_huge(const struct daemon *d)
+{
+	long kb = huge_kb(d->region_base);
+	unsigned long long mib = (d->region_size + (1u << 19)) >> 20;
+
+	if (kb > 0)
+		log_info("--hugepages: %ld of the region's %llu MiB in huge "
+			 "pages", kb >> 10, mib);
+	else if (kb == 0)
+		log_warn("--hugepages: the kernel gave the region no huge "
+			 "pages; it needs %s (README, \"Huge pages\")",
+			 d->cfg.sealed
+				 ? "/sys/kernel/mm/transparent_hugepage/"
+				   "shmem_enabled set to advise"
+				 : "/dev/shm mounted with huge=advise");
+	else
+		log_warn("--hugepages: cannot read /proc/self/smaps to tell "
+			 "whether the region has huge pages");
 }
 
 static void unmap(struct daemon *d)
@@ -120,6 +197,16 @@ static void discard(struct daemon *d)
 		shm_unlink(d->cfg.name);
 }
 
+/* create()'s failure to reserve the pages: the message, and rc. */
+static int reserve_error(const struct daemon *d, const struct eng_geom *g,
+			 int rc, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "cannot reserve %llu bytes for region %s: %s",
+		 (unsigned long long)g->region_size, d->cfg.name,
+		 strerror(-rc));
+	return rc;
+}
+
 static int create(struct daemon *d, const struct eng_geom *g, char *err,
 		  size_t errlen)
 {
@@ -139,6 +226,8 @@ static int create(struct daemon *d, const struct eng_geom *g, char *err,
 	int rc = 0;
 	if (ftruncate(fd, (off_t)g->region_size) < 0)
 		rc = -errno;
+	else if (d->cfg.hugepages)
+		rc = 0; /* reserved by populate() once mapped and advised */
 	else if ((rc = posix_fallocate(fd, 0, (off_t)g->region_size)) != 0 &&
 		 rc != EOPNOTSUPP && rc != EINVAL)
 		rc = -rc;
@@ -147,13 +236,9 @@ static int create(struct daemon *d, const struct eng_geom *g, char *err,
 	if (rc == 0 && d->cfg.sealed && fcntl(fd, F_ADD_SEALS, SEALS) < 0)
 		rc = -errno;
 	if (rc) {
-		snprintf(err, errlen, "cannot reserve %llu bytes for region "
-				      "%s: %s",
-			 (unsigned long long)g->region_size, d->cfg.name,
-			 strerror(-rc));
 		close(fd);
 		discard(d);
-		return rc;
+		return reserve_error(d, g, rc, err, errlen);
 	}
 	if ((rc = map(d, fd, g->region_size)) != 0) {
 		snprintf(err, errlen, "cannot map region %s: %s", d->cfg.name,
@@ -161,6 +246,11 @@ static int create(struct daemon *d, const struct eng_geom *g, char *err,
 		close(fd);
 		discard(d);
 		return rc;
+	}
+	if (d->cfg.hugepages && (rc = populate(d)) != 0) {
+		unmap(d);
+		discard(d);
+		return reserve_error(d, g, rc, err, errlen);
 	}
 	eng_config_of(&d->cfg, &ec);
 	if ((rc = eng_format(d->region_base, d->region_size, &ec)) != 0 ||
@@ -227,6 +317,8 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 		 "bytes and %u entries", d->cfg.name,
 		 (unsigned long long)d->region_size, d->eng.g.nseg,
 		 d->eng.g.ring_size, d->eng.g.nrec);
+	if (d->cfg.hugepages)
+		report_huge(d);
 attached:
 	eng_set_timeout(&d->eng, DAEMON_LOCK_TIMEOUT_MS);
 	eng_set_alive_fn(&d->eng, clients_alive, &d->eng);

@@ -13,6 +13,7 @@ Exits 77 when the host cannot run it.
 import mmap
 import resource
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,6 +36,22 @@ FALLBACK = [False]
 HDR_NSEG, HDR_SEG_BASE, HDR_STRIDE = 12, 24, 32
 HDR_CLOCK = 128
 SEG_LOCK, SEG_SEQ = 0, 4
+
+
+def region_pmd_kb(pid, path):
+    """kB of process pid's mapping of path mapped with huge pages, from
+    /proc/PID/smaps (ShmemPmdMapped + FilePmdMapped); -1 if not mapped."""
+    kb, inside = -1, False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                inside = len(head) >= 6 and head[5] == path
+                if inside:
+                    kb = max(kb, 0)
+            elif inside and head[0] in ("ShmemPmdMapped:", "FilePmdMapped:"):
+                kb += int(head[1])
+    return kb
 
 
 class DaemonTest(unittest.TestCase):
@@ -443,6 +460,31 @@ class Lifecycle(unittest.TestCase):
         self.assertTrue(os.path.exists("/dev/shm" + self.d.name))
         self.d.stop()
         self.assertFalse(os.path.exists("/dev/shm" + self.d.name))
+
+    def test_hugepages_says_what_the_kernel_gave(self):
+        # Whatever the host's shmem policy, the daemon's log line must
+        # agree with the kernel's own record of the region's mapping.
+        self.d.extra = LOOP_ARGS + ["--hugepages"]
+        self.d.start()
+        c = p.Client(self.d.sock)
+        for i in range(200):
+            c.set(f"k{i}", f"value-{i}")
+        self.assertEqual(c.get("k199")[0], b"value-199")
+        c.close()
+        kb = region_pmd_kb(self.d.proc.pid, "/dev/shm" + self.d.name)
+        log = self.d.logtext()
+        m = re.search(r"--hugepages: (\d+) of the region's (\d+) MiB in "
+                      r"huge pages", log)
+        if kb > 0:
+            self.assertIsNotNone(m, log)
+            self.assertGreater(int(m.group(1)), 0)
+            self.assertLessEqual(int(m.group(1)), kb >> 10)
+            self.assertEqual(int(m.group(2)), 8)
+        else:
+            self.assertIsNone(m, log)
+            self.assertIn("--hugepages: the kernel gave the region no huge "
+                          "pages; it needs /dev/shm mounted with huge=advise",
+                          log)
 
     def test_bad_options_exit_2_with_one_line(self):
         for args in (["--memory", "lots"], ["--segments", "3"], ["--bogus"],
