@@ -197,7 +197,12 @@ struct shmc_stats {
 /* Totals over the whole cache, read from the mapping (no socket). */
 int shmc_stat(shmc *c, struct shmc_stats *out);
 
-/* One segment's figures; -EINVAL if seg >= shmc_segments(c). */
+/* One segment's figures; -EINVAL if seg >= shmc_segments(c).  Its hits
+ * and misses are those of the gets that took the segment's lock (a first
+ * get of an entry, an expired one, a segment being written); a get of an
+ * entry in use is answered without the lock and counted by client, so it
+ * appears in shmc_stat()'s totals only.  Every other field of the segments
+ * adds up to the totals. */
 int shmc_seg_stat(shmc *c, uint32_t seg, struct shmc_stats *out);
 
 /* Number of segments; the largest key + value; this handle's client id. */

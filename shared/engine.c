@@ -279,9 +279,10 @@ int eng_set_expire_at(struct eng *e, const void *key, size_t klen,
  * a hit on an entry in use: it writes no shared cache line but its
  * counter, so readers on several cores do not take the segment's lines
  * from each other.  -EAGAIN: ask the locked path. */
-static inline int get_optimistic(struct seg *s, const struct seg_key *k,
-				 uint32_t now, void *buf, size_t cap,
-				 size_t *vlen, uint32_t *expire_at)
+static inline int get_optimistic(struct client_ctr *ctr, struct seg *s,
+				 const struct seg_key *k, uint32_t now,
+				 void *buf, size_t cap, size_t *vlen,
+				 uint32_t *expire_at)
 {
 	uint32_t seq = __atomic_load_n(&s->h->seq, __ATOMIC_ACQUIRE);
 
@@ -293,7 +294,8 @@ static inline int get_optimistic(struct seg *s, const struct seg_key *k,
 		return -EAGAIN;
 	if (rc == -EAGAIN)
 		return rc;
-	seg_count_read(s, rc != -ENOENT);
+	__atomic_fetch_add(rc == -ENOENT ? &ctr->misses : &ctr->hits, 1,
+			   __ATOMIC_RELAXED);
 	return rc;
 }
 
@@ -309,9 +311,9 @@ static int get(struct eng *e, enum seg_get_mode mode, const void *key,
 	if ((!buf && cap) || !vlen)
 		return -EINVAL;
 	struct seg s = locate(e, key, klen, &k, NULL);
-	if (mode == SEG_GET && (rc = get_optimistic(&s, &k, eng_now(e), buf,
-						    cap, vlen, expire_at)) !=
-				       -EAGAIN)
+	if (mode == SEG_GET &&
+	    (rc = get_optimistic(e->ctr, &s, &k, eng_now(e), buf, cap, vlen,
+				 expire_at)) != -EAGAIN)
 		return rc;
 	if ((rc = seg_lock(e, &s)))
 		return rc;
@@ -604,9 +606,15 @@ static void add_seg(const struct eng *e, uint32_t i, struct eng_stats *out)
 
 void eng_stats(const struct eng *e, struct eng_stats *out)
 {
+	const struct client_ctr *c = e->hdr->ctrs;
+
 	memset(out, 0, sizeof(*out));
 	for (uint32_t i = 0; i < e->g.nseg; i++)
 		add_seg(e, i, out);
+	for (uint32_t i = 0; i < LAYOUT_CLIENT_CTRS; i++) {
+		out->hits += __atomic_load_n(&c[i].hits, __ATOMIC_RELAXED);
+		out->misses += __atomic_load_n(&c[i].misses, __ATOMIC_RELAXED);
+	}
 }
 
 int eng_seg_stats(const struct eng *e, uint32_t seg, struct eng_stats *out)
@@ -874,6 +882,7 @@ int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 	e->hdr = base;
 	e->client_id = client_id;
 	e->timeout_ms = h->lock_timeout_ms;
+	e->ctr = &e->hdr->ctrs[client_id % LAYOUT_CLIENT_CTRS];
 	e->g = (struct eng_geom){
 		.region_size = h->region_size,
 		.seg_base = h->seg_base,

@@ -74,6 +74,7 @@ struct eng {
 	struct eng_geom g;
 	uint32_t client_id;
 	uint32_t timeout_ms; /* lock wait; from the region, see eng_set_timeout */
+	struct client_ctr *ctr; /* this client's counter line */
 	eng_alive_fn alive;
 	void *alive_arg;
 };

@@ -29,6 +29,7 @@
 #define LAYOUT_REGION_HDR_SIZE 4096u
 #define LAYOUT_SEG_HDR_SIZE 384u
 #define LAYOUT_CLIENTS 4096u	/* client table slots */
+#define LAYOUT_CLIENT_CTRS 32u	/* client counter lines, in the header */
 #define SEG_FLIGHTS 8u	/* concurrent get_or_load keys per segment */
 
 /* entry_hdr.rec: the owning record's number in the low ENTRY_REC_BITS,
@@ -59,6 +60,20 @@
 #define ENTRY_VLEN_MASK ((UINT32_C(1) << 30) - 1)
 #define ENTRY_USE_SHIFT 30
 #define ENTRY_USE_MAX 3u
+
+/* The hits and misses of the gets answered without the lock, by client:
+ * client id i counts in line i % LAYOUT_CLIENT_CTRS (ids are handed out in
+ * sequence, so clients attached at once rarely share one).  Counted there
+ * rather than in the segment's counters so that readers on several cores
+ * do not take one line from each other on every get of a hot segment.
+ * Atomic adds by the client's threads; never reset; stats add them to the
+ * segments' counters.  Zero in a region formatted before they existed (the
+ * header's padding), which is why they needed no new layout version. */
+struct client_ctr {
+	uint64_t hits;
+	uint64_t misses;
+	uint8_t pad[LAYOUT_CACHELINE - 16];
+};
 
 /* ------------------------------------------------------------------------
  * Region header: the first 4 KiB of the region.
@@ -100,7 +115,11 @@ struct region_hdr {
 				   /proc/self/ns/pid); 0 if unknown */
 	uint8_t pad1[32];
 
-	uint8_t pad2[LAYOUT_REGION_HDR_SIZE - 3 * LAYOUT_CACHELINE];
+	/* Lines 3-34: counters of gets without the lock (struct client_ctr). */
+	struct client_ctr ctrs[LAYOUT_CLIENT_CTRS];
+
+	uint8_t pad2[LAYOUT_REGION_HDR_SIZE -
+		     (3 + LAYOUT_CLIENT_CTRS) * LAYOUT_CACHELINE];
 };
 
 /* One attached client, so that any process can tell whether a lock holder
@@ -232,6 +251,9 @@ static_assert(offsetof(struct seg_hdr, flight) == 4 * LAYOUT_CACHELINE,
 static_assert(sizeof(struct seg_flight) == 16, "seg_flight size");
 static_assert(sizeof(struct pool_rec) == 12, "pool_rec size");
 static_assert(sizeof(struct client_slot) == 16, "client_slot size");
+static_assert(sizeof(struct client_ctr) == LAYOUT_CACHELINE, "client_ctr size");
+static_assert(offsetof(struct region_hdr, ctrs) == 3 * LAYOUT_CACHELINE,
+	      "client counters start at line 3");
 static_assert(sizeof(struct entry_hdr) == 16, "entry_hdr size");
 static_assert(offsetof(struct entry_hdr, expire) == 4, "expire offset");
 static_assert(offsetof(struct entry_hdr, vlen_use) == 8, "vlen_use offset");

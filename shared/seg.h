@@ -51,7 +51,9 @@ struct seg_key {
 };
 
 /* Counters: written by the lock holder, read by anyone; but hits and
- * misses, which optimistic gets count without the lock (seg_count_read). */
+ * misses, which locked gets count with an atomic add (seg_count_read) in
+ * case the counts' line is shared with a reader's.  A get answered without
+ * the lock counts in its client's line instead (layout.h, client_ctr). */
 enum seg_ctr {
 #define SEG_CTR_X(name, desc) SEG_CTR_##name,
 	SEG_COUNTERS(SEG_CTR_X)
@@ -66,7 +68,7 @@ static inline void seg_count(struct seg *s, enum seg_ctr c)
 			 __ATOMIC_RELAXED);
 }
 
-/* A hit or a miss: counted by readers with or without the lock. */
+/* A hit or a miss of a get that took the lock. */
 static inline void seg_count_read(struct seg *s, bool hit)
 {
 	__atomic_fetch_add(&s->h->ctr[hit ? SEG_CTR_hits : SEG_CTR_misses], 1,

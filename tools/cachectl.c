@@ -150,14 +150,17 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	X(stats, "", 0, 0, OPT_BIT(JSON),                                   \
 	  "the cache's totals, hit rate and fill",                          \
 	  "Prints every counter and gauge of the cache, summed over its\n"  \
-	  "segments, then hit_rate (hits / (hits + misses), in %) and fill\n" \
+	  "segments (hits and misses also over the clients' counters of\n" \
+	  "gets without the lock), then hit_rate (hits / (hits + misses), in %) and fill\n" \
 	  "(bytes_used / bytes_total, in %).  With --json, one object with\n" \
 	  "the same keys; a rate without a denominator is null.")           \
 	X(segments, "", 0, 0, OPT_BIT(JSON),                                \
 	  "one line per segment: entries, fill, hit rate",                  \
 	  "Prints, for each segment, its index, entries, ring bytes used and\n" \
-	  "in all (fill %), hits, misses and hit rate.  With --json, an\n"  \
-	  "array of objects holding every field of `stats` plus \"segment\".") \
+	  "in all (fill %), hits, misses and hit rate of the gets that took\n" \
+	  "its lock (a get of an entry in use does not: `stats` counts\n"  \
+	  "those).  With --json, an array of objects holding every field\n" \
+	  "of `stats` plus \"segment\".")                                  \
 	X(get, "KEY", 1, 1, OPT_BIT(JSON),                                  \
 	  "print the value of KEY",                                         \
 	  "Writes the value to stdout exactly as stored (any bytes).  A\n"  \
@@ -773,6 +776,9 @@ static int cmd_segments(struct ctl *x, int argc, char **argv)
 	}
 	if (x->json)
 		puts("]");
+	else
+		puts("(hits, misses: gets that took the segment's lock; "
+		     "`cachectl stats` counts every get)");
 	return CTL_EXIT_OK;
 }
 

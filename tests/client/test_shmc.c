@@ -824,6 +824,9 @@ static void test_shmc_seg_stat_sums(void **state)
 		snprintf(k, sizeof(k), "s%d", i);
 		shmc_get(f->c, k, strlen(k), buf, sizeof(buf), &n);
 	}
+	/* Gets of an entry in use: answered without the lock. */
+	for (int i = 0; i < 8; i++)
+		assert_rc(shmc_get(f->c, "s2", 2, buf, sizeof(buf), &n), 0);
 	for (int i = 0; i < 400; i += 7) {
 		snprintf(k, sizeof(k), "s%d", i);
 		assert_rc(shmc_del(f->c, k, strlen(k)), 0);
@@ -859,8 +862,10 @@ static void test_shmc_seg_stat_sums(void **state)
 	assert_true(tot.misses > 0);
 	assert_true(tot.deletes > 0);
 	assert_true(tot.overwrites > 0);
-	assert_int_equal(sum.hits, tot.hits);
-	assert_int_equal(sum.misses, tot.misses);
+	/* A segment counts only the gets that took its lock; the others are
+	 * counted by client and appear in the totals alone. */
+	assert_true(sum.hits < tot.hits);
+	assert_true(sum.misses <= tot.misses);
 	assert_int_equal(sum.sets, tot.sets);
 	assert_int_equal(sum.overwrites, tot.overwrites);
 	assert_int_equal(sum.deletes, tot.deletes);

@@ -1415,9 +1415,60 @@ static void test_engine_stats_add_up(void **state)
 		for (size_t f = 0; f < STATS_FIELDS; f++)
 			ps[f] += po[f];
 	}
+	/* The segments count the gets that took the lock; the gets answered
+	 * without it are counted in this client's line, and the totals are
+	 * both.  Every other figure is the segments' sum. */
+	assert_int_equal(sum.hits + e->ctr->hits, tot.hits);
+	assert_int_equal(sum.misses + e->ctr->misses, tot.misses);
+	assert_true(e->ctr->hits > 0 && e->ctr->misses > 0);
+	sum.hits = tot.hits;
+	sum.misses = tot.misses;
 	for (size_t f = 0; f < STATS_FIELDS; f++)
 		assert_int_equal(ps[f], pt[f]);
 	assert_rc(eng_seg_stats(e, e->g.nseg, &one), -EINVAL);
+}
+
+/* Gets without the lock count in their client's line: clients attached
+ * one after the other write different lines, clients whose ids are
+ * LAYOUT_CLIENT_CTRS apart share one, and the totals are exact either way
+ * and seen by every attachment. */
+static void test_engine_unlocked_gets_count_per_client(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng b, c;
+	const char *why = NULL;
+	char buf[16];
+	size_t n;
+
+	tu_region_open(r, MiB, &cfg);
+	assert_rc(eng_attach(&b, r->base, r->size, 2, &why), 0);
+	assert_rc(eng_attach(&c, r->base, r->size, 2 + LAYOUT_CLIENT_CTRS,
+			     &why), 0);
+	assert_ptr_not_equal(r->e.ctr, b.ctr);
+	assert_ptr_equal(b.ctr, c.ctr);
+	assert_rc(eng_set(&r->e, "k", 1, "v", 1, 0), 0);
+	for (uint32_t i = 0; i < ENTRY_USE_MAX; i++) /* raise its use */
+		assert_rc(eng_get(&r->e, "k", 1, buf, sizeof(buf), &n, NULL), 0);
+	struct eng_stats before = tu_stats(&b);
+	for (int i = 0; i < 10; i++)
+		assert_rc(eng_get(&r->e, "k", 1, buf, sizeof(buf), &n, NULL), 0);
+	for (int i = 0; i < 20; i++)
+		assert_rc(eng_get(&b, "k", 1, buf, sizeof(buf), &n, NULL), 0);
+	for (int i = 0; i < 30; i++)
+		assert_rc(eng_get(&c, "k", 1, buf, sizeof(buf), &n, NULL), 0);
+	for (int i = 0; i < 4; i++)
+		assert_rc(eng_get(&c, "nope", 4, buf, sizeof(buf), &n, NULL),
+			  -ENOENT);
+	assert_int_equal(r->e.ctr->hits, 10);
+	assert_int_equal(b.ctr->hits, 50);
+	assert_int_equal(b.ctr->misses, 4);
+	struct eng_stats after = tu_stats(&r->e);
+	assert_int_equal(after.hits - before.hits, 60);
+	assert_int_equal(after.misses - before.misses, 4);
+	/* None of them took a lock: the segments did not count them. */
+	struct eng_stats seg = tu_seg_stats(&r->e, eng_seg_of(&r->e, "k", 1));
+	assert_int_equal(seg.hits, ENTRY_USE_MAX);
 }
 
 /* ------------------------------------------------------------------------
@@ -2411,6 +2462,7 @@ int main(void)
 		T(test_engine_iter_sees_exactly_live_set),
 		T(test_engine_iter_stops_on_callback_value),
 		T(test_engine_stats_add_up),
+		T(test_engine_unlocked_gets_count_per_client),
 		T(test_engine_full_segment_evicts_cold_keeps_hot),
 		T(test_engine_read_keys_survive_a_scan),
 		T(test_engine_ring_wraparound_values_intact),
