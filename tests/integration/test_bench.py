@@ -180,6 +180,48 @@ class OwnDaemon(BenchTest):
         self.assertIn("segments", got[("shmc", 1)]["version"])
         # tearDown: no folder or region left.
 
+    def test_bench_measures_line_transfer_for_several_workers(self):
+        # Two worker processes: the cost of a shared line is measured
+        # and printed with the figures it explains.
+        rc, out, err = bench(["--json", "--backends", "inproc",
+                              "--procs", "1,2"] + SHORT, env=self.env)
+        self.assertEqual(rc, 0, err)
+        ns = out["machine"]["line_transfer_ns"]
+        if len(os.sched_getaffinity(0)) >= 2:
+            self.assertIsInstance(ns, int)
+            # A line moves between CPUs in well under a millisecond.
+            self.assertTrue(0 < ns < 1000000, ns)
+        else:
+            self.assertIsNone(ns)
+        r = subprocess.run([BENCH, "--backends", "inproc", "--threads", "2"]
+                           + SHORT, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, env=self.env, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        head = r.stdout.decode()
+        self.assertEqual("ping-pong" in head,
+                         len(os.sched_getaffinity(0)) >= 2, head)
+        # One worker shares nothing: nothing is measured.
+        rc, out, err = bench(["--json", "--backends", "inproc"] + SHORT,
+                             env=self.env)
+        self.assertEqual(rc, 0, err)
+        self.assertIsNone(out["machine"]["line_transfer_ns"])
+
+    def test_bench_on_one_cpu_says_nothing_of_line_transfer(self):
+        # Allowed one CPU, two workers run but there is no second CPU to
+        # measure against: null, and the run is not failed.
+        cpu = min(os.sched_getaffinity(0))
+        with subprocess.Popen(
+                [BENCH, "--json", "--backends", "inproc", "--procs", "2"]
+                + SHORT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=self.env,
+                preexec_fn=lambda: os.sched_setaffinity(0, {cpu})) as proc:
+            BENCH_PIDS.append(proc.pid)
+            stdout, stderr = proc.communicate(timeout=120)
+        self.assertEqual(proc.returncode, 0, stderr)
+        out = json.loads(stdout)
+        self.assertIsNone(out["machine"]["line_transfer_ns"])
+        self.assertEqual(rows(out)[("inproc", 2)]["status"], "ok")
+
     def test_bench_daemon_that_cannot_start_is_failed(self):
         rc, out, err = bench(["--json", "--daemon", "/nonexistent/shmcached",
                               "--backends", "shmc,inproc"] + SHORT,

@@ -192,6 +192,8 @@ struct options {
 	bool keys_set, cache_set, ops_set, duration_set, warm_ops_set;
 	bool dist_set, avg_item_set;
 	char daemon_buf[PATH_MAX];
+	/* Measured for speed runs of more than one worker (else ns = -1). */
+	struct line_transfer xfer;
 };
 
 static int bad(const char *opt, const char *val, const char *why)
@@ -871,6 +873,11 @@ static void table_speed(const struct options *o, const struct workload *w,
 		       "median run ops/s is shown;\n  spread = (max - min) / "
 		       "median of the run ops/s\n",
 		       o->repeat);
+	if (o->xfer.ns >= 0)
+		printf("  a cache line written on CPU %d is read on CPU %d "
+		       "%" PRId64 " ns later (ping-pong):\n  what each line "
+		       "two workers both write costs when it changes hands\n",
+		       o->xfer.cpu[0], o->xfer.cpu[1], o->xfer.ns);
 	if (cfg->sample)
 		printf("  latency: 1 op in %u timed (memcached, redis: every "
 		       "op), "
@@ -1097,7 +1104,7 @@ static void json_hist(const struct hist *h)
 	       hist_quantile(h, 0.999), h->max);
 }
 
-static void machine_json(void)
+static void machine_json(const struct options *o)
 {
 	char line[256], model[200] = "?";
 	struct utsname u;
@@ -1121,7 +1128,11 @@ static void machine_json(void)
 	json_str(model);
 	printf(", \"kernel\": ");
 	json_str(u.release);
-	printf("}");
+	printf(", \"line_transfer_ns\": ");
+	if (o->xfer.ns >= 0)
+		printf("%" PRId64 "}", o->xfer.ns);
+	else
+		printf("null}");
 }
 
 static void print_json(const struct options *o, const struct workload *w,
@@ -1139,7 +1150,7 @@ static void print_json(const struct options *o, const struct workload *w,
 								       "\"%s\","
 								       " ",
 	       modes[cfg->mode]);
-	machine_json();
+	machine_json(o);
 	printf(",\n \"workload\": {\"keys\": %u, \"key_size\": %u, "
 	       "\"value_min\": %u, \"value_max\": %u, \"mix\": {\"get\": %u, "
 	       "\"set\": %u, \"del\": %u}, \"dist\": \"%s\", \"threads\": %u, "
@@ -1343,6 +1354,15 @@ int main(int argc, char **argv)
 		return EXIT_FAILED;
 	}
 	run_install_signals();
+	o.xfer.ns = -1;
+	if (o.cfg.mode == MODE_SPEED) {
+		bool many = o.cfg.threads > 1;
+
+		for (unsigned p = 0; p < o.nprocs; p++)
+			many |= o.procs[p] > 1;
+		if (many)
+			line_transfer(&o.xfer);
+	}
 
 	for (unsigned p = 0; p < o.nprocs && !run_interrupted; p++) {
 		o.cfg.procs = o.procs[p];

@@ -161,4 +161,21 @@ void srv_tail(const char *path, char *out, size_t cap);
 int srv_fail(char *why, size_t n, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* ------------------------------------------------------------------------
+ * The machine (pingpong.c)
+ * ------------------------------------------------------------------------ */
+
+/* The time a cache line written on one CPU takes to be read on another:
+ * half the median round trip of a value handed back and forth between
+ * two threads pinned to the first two CPUs the bench may run on. */
+struct line_transfer {
+	int64_t ns; /* -1: not measured */
+	int cpu[2];
+};
+
+/* Measures it (about 50 ms).  0, or -1 with out->ns = -1 when fewer than
+ * two CPUs are allowed, a thread cannot be pinned, or the other side does
+ * not answer within 2 s. */
+int line_transfer(struct line_transfer *out);
+
 #endif
