@@ -35,19 +35,21 @@ SHORT = ["--keys", "1000", "--ops", "3000", "--warmup", "0"]
 BENCH_PIDS = []
 
 
-def bench(args, env=None, timeout=120):
-    """Runs the bench; returns (exit code, parsed JSON or None, stderr)."""
+def bench(args, env=None, timeout=120, preexec_fn=None):
+    """Runs the bench; returns (exit code, the parsed JSON with --json or
+    else the text printed, stderr)."""
     with subprocess.Popen([BENCH] + args, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, env=env) as proc:
+                          stderr=subprocess.PIPE, env=env,
+                          preexec_fn=preexec_fn) as proc:
         BENCH_PIDS.append(proc.pid)
         try:
             stdout, stderr = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    out = None
-    if "--json" in args and stdout:
-        out = json.loads(stdout)
+    out = stdout.decode(errors="replace")
+    if "--json" in args:
+        out = json.loads(stdout) if stdout else None
     return proc.returncode, out, stderr.decode(errors="replace")
 
 
@@ -193,11 +195,9 @@ class OwnDaemon(BenchTest):
             self.assertTrue(0 < ns < 1000000, ns)
         else:
             self.assertIsNone(ns)
-        r = subprocess.run([BENCH, "--backends", "inproc", "--threads", "2"]
-                           + SHORT, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, env=self.env, timeout=120)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        head = r.stdout.decode()
+        rc, head, err = bench(["--backends", "inproc", "--threads", "2"]
+                              + SHORT, env=self.env)
+        self.assertEqual(rc, 0, err)
         self.assertEqual("ping-pong" in head,
                          len(os.sched_getaffinity(0)) >= 2, head)
         # One worker shares nothing: nothing is measured.
@@ -210,15 +210,10 @@ class OwnDaemon(BenchTest):
         # Allowed one CPU, two workers run but there is no second CPU to
         # measure against: null, and the run is not failed.
         cpu = min(os.sched_getaffinity(0))
-        with subprocess.Popen(
-                [BENCH, "--json", "--backends", "inproc", "--procs", "2"]
-                + SHORT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=self.env,
-                preexec_fn=lambda: os.sched_setaffinity(0, {cpu})) as proc:
-            BENCH_PIDS.append(proc.pid)
-            stdout, stderr = proc.communicate(timeout=120)
-        self.assertEqual(proc.returncode, 0, stderr)
-        out = json.loads(stdout)
+        rc, out, err = bench(
+            ["--json", "--backends", "inproc", "--procs", "2"] + SHORT,
+            env=self.env, preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        self.assertEqual(rc, 0, err)
         self.assertIsNone(out["machine"]["line_transfer_ns"])
         self.assertEqual(rows(out)[("inproc", 2)]["status"], "ok")
 

@@ -193,7 +193,7 @@ struct options {
 	bool dist_set, avg_item_set;
 	char daemon_buf[PATH_MAX];
 	/* Measured for speed runs of more than one worker (else ns = -1). */
-	struct line_transfer xfer;
+	struct pp_transfer xfer;
 };
 
 static int bad(const char *opt, const char *val, const char *why)
@@ -874,10 +874,11 @@ static void table_speed(const struct options *o, const struct workload *w,
 		       "median of the run ops/s\n",
 		       o->repeat);
 	if (o->xfer.ns >= 0)
-		printf("  a cache line written on CPU %d is read on CPU %d "
-		       "%" PRId64 " ns later (ping-pong):\n  what each line "
-		       "two workers both write costs when it changes hands\n",
-		       o->xfer.cpu[0], o->xfer.cpu[1], o->xfer.ns);
+		printf("  a cache line written on one CPU is read on the other "
+		       "%" PRId64 " ns later (CPUs %d and %d, ping-pong):\n"
+		       "  what each line two workers both write costs when it "
+		       "changes hands\n",
+		       o->xfer.ns, o->xfer.cpu[0], o->xfer.cpu[1]);
 	if (cfg->sample)
 		printf("  latency: 1 op in %u timed (memcached, redis: every "
 		       "op), "
@@ -1361,7 +1362,7 @@ int main(int argc, char **argv)
 		for (unsigned p = 0; p < o.nprocs; p++)
 			many |= o.procs[p] > 1;
 		if (many)
-			line_transfer(&o.xfer);
+			pp_line_transfer(&o.xfer);
 	}
 
 	for (unsigned p = 0; p < o.nprocs && !run_interrupted; p++) {

@@ -4,6 +4,9 @@
  * implements (struct backend), the table of backends, and the helpers the
  * backends use to start a server process (server.c).
  *
+ * pingpong.c measures what a cache line shared by two CPUs costs, printed
+ * with the figures of several workers.
+ *
  * A backend is driven in four levels, each with its own object:
  *   start/stop      in the bench's parent process: start a server (or
  *                   create a temporary folder) for one measured run;
@@ -168,14 +171,14 @@ int srv_fail(char *why, size_t n, int rc, const char *fmt, ...)
 /* The time a cache line written on one CPU takes to be read on another:
  * half the median round trip of a value handed back and forth between
  * two threads pinned to the first two CPUs the bench may run on. */
-struct line_transfer {
+struct pp_transfer {
 	int64_t ns; /* -1: not measured */
 	int cpu[2];
 };
 
-/* Measures it (about 50 ms).  0, or -1 with out->ns = -1 when fewer than
- * two CPUs are allowed, a thread cannot be pinned, or the other side does
- * not answer within 2 s. */
-int line_transfer(struct line_transfer *out);
+/* Measures it (about 50 ms on an idle machine) into *out; out->ns is -1
+ * when fewer than two CPUs are allowed, a thread cannot be started or
+ * pinned, or a side waits 2 s for an answer that does not come. */
+void pp_line_transfer(struct pp_transfer *out);
 
 #endif
