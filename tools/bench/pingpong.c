@@ -5,16 +5,17 @@
  * back and forth through one cache line: each waits for the other's
  * value, then writes its own.  Half a round trip is the time a line
  * written on one CPU takes to be read on the other (the mean of the two
- * directions).  The wait spins without a pause hint: the figure is the
- * transfer, not what a polite spinner adds to it.  Two CPUs that are
- * hyperthreads of one core give a far smaller figure than two cores;
- * the header names the CPUs.  Every line that two
- * worker processes both write (a segment's lock word, the entry of a key
- * both read and set) costs about this much each time it changes hands,
- * so the multi-process figures are printed with it: it is what decides
- * how far a shared cache can scale on a given machine, and it differs
- * between machines by a factor of five (two cores of one L3 against two
- * of different chiplets or sockets, or vCPUs the host moves).
+ * directions).  Every line that two worker processes both write (a
+ * segment's lock word, the entry of a key both read and set) costs about
+ * this much each time it changes hands, so the multi-process figures are
+ * printed with it: it decides how far a shared cache can scale on a
+ * given machine, and it differs widely between machines (two cores under
+ * one L3, two on different chiplets or sockets, vCPUs the host moves).
+ *
+ * The wait spins without a pause hint: the figure is the transfer, not
+ * what a polite spinner adds to it.  Two CPUs that are hyperthreads of
+ * one core give a far smaller figure than two cores; the header names
+ * the CPUs.
  */
 #include "bench.h"
 
