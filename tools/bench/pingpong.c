@@ -22,7 +22,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <time.h>
+
+#include "workload.h"
 
 #define PP_ROUNDS 5
 #define PP_TRIPS 20000		   /* round trips per round */
@@ -42,14 +43,6 @@ struct pp_arg {
 	int side;
 };
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Waits until word == want; false if the run was given up: by this side,
  * when the other has not answered for PP_GIVE_UP_NS, or by the other.  A
  * busy machine only slows the answers down; the clock is read only once
@@ -65,7 +58,7 @@ static bool wait_for(struct pp *pp, uint32_t want)
 			continue;
 		if (__atomic_load_n(&pp->give_up, __ATOMIC_RELAXED))
 			return false;
-		int64_t now = mono_ns();
+		int64_t now = now_ns();
 
 		if (deadline == 0) {
 			deadline = now + PP_GIVE_UP_NS;
@@ -93,7 +86,7 @@ static void *pp_side(void *p)
 	uint32_t v = 0;
 
 	for (int r = 0; r < PP_ROUNDS; r++) {
-		int64_t t0 = mono_ns();
+		int64_t t0 = now_ns();
 
 		for (int i = 0; i < PP_TRIPS; i++) {
 			if (a->side == 1 && !wait_for(pp, v + 1))
@@ -105,16 +98,9 @@ static void *pp_side(void *p)
 			v += 2;
 		}
 		if (a->side == 0)
-			pp->ns[r] = (mono_ns() - t0) / (2 * PP_TRIPS);
+			pp->ns[r] = (now_ns() - t0) / (2 * PP_TRIPS);
 	}
 	return NULL;
-}
-
-static int cmp_i64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
 }
 
 void pp_line_transfer(struct pp_transfer *out)
@@ -146,17 +132,13 @@ void pp_line_transfer(struct pp_transfer *out)
 			break;
 		started++;
 	}
-	if (started == 1) {
-		/* The barrier would never open: let the one side through. */
-		pp->pinned[1] = 0;
+	if (started == 1) /* let the one side through; pinned[1] stays 0 */
 		pthread_barrier_wait(&pp->start);
-	}
 	for (int i = 0; i < started; i++)
 		pthread_join(t[i], NULL);
 	pthread_barrier_destroy(&pp->start);
 	if (started == 2 && pp->pinned[0] && pp->pinned[1] && !pp->give_up) {
-		qsort(pp->ns, PP_ROUNDS, sizeof(pp->ns[0]), cmp_i64);
-		out->ns = pp->ns[PP_ROUNDS / 2];
+		out->ns = median_i64(pp->ns, PP_ROUNDS);
 		out->cpu[0] = pp->cpu[0];
 		out->cpu[1] = pp->cpu[1];
 	}

@@ -133,7 +133,6 @@ static uint64_t pow2_at_least(uint64_t n)
 	return p;
 }
 
-/* ns that timing one operation adds: the median of back-to-back reads. */
 static int cmp_i64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -141,6 +140,13 @@ static int cmp_i64(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+int64_t median_i64(int64_t *v, size_t n)
+{
+	qsort(v, n, sizeof(v[0]), cmp_i64);
+	return v[n / 2];
+}
+
+/* ns that timing one operation adds: the median of back-to-back reads. */
 static int64_t clock_overhead(void)
 {
 	int64_t d[1001];
@@ -150,8 +156,7 @@ static int64_t clock_overhead(void)
 
 		d[i] = now_ns() - t0;
 	}
-	qsort(d, 1001, sizeof(d[0]), cmp_i64);
-	return d[500];
+	return median_i64(d, 1001);
 }
 
 static int build_trace(struct workload *w, struct rng *r)

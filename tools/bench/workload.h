@@ -60,6 +60,9 @@ static inline const char *wl_key(const struct workload *w, uint32_t i)
 	return w->keys + (size_t)i * w->cfg->key_size;
 }
 
+/* The median of v[0..n) (n > 0, odd for a true median); sorts v. */
+int64_t median_i64(int64_t *v, size_t n);
+
 static inline int64_t now_ns(void)
 {
 	struct timespec ts;
