@@ -1,10 +1,14 @@
 /*
  * main.c - shmcached's start-up, background tick and shutdown.
  *
- * Start: configuration -> log -> signals (blocked, read from a signalfd by
- * the loop) -> region (create or adopt) -> control socket -> detach unless
- * --foreground -> READY=1 -> event loop (io_uring, or epoll if io_uring
- * cannot be set up or --epoll is given).
+ * Start: configuration -> log -> fork into the background unless
+ * --foreground (the parent waits and exits with the child's start-up
+ * status) -> signals (blocked, read from a signalfd by the loop) -> region
+ * (claimed, then created or adopted) -> control socket (claimed) -> the
+ * parent is released -> READY=1 -> event loop (io_uring, or epoll if
+ * io_uring cannot be set up or --epoll is given).  The fork comes first
+ * because the region's and the socket's ownership are POSIX locks, which
+ * belong to the process that takes them and are not inherited.
  * With --snapshot FILE, a region created by this start is loaded from FILE
  * before READY=1.
  * Stop (SIGTERM, SIGINT, or a SHUTDOWN request): STOPPING=1, connections
@@ -19,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -88,26 +93,58 @@ static int signals_open(struct daemon *d)
 	return d->signal_fd < 0 ? -errno : 0;
 }
 
-/* Forks into the background; the parent exits once the child is set up.
- * Returns 0 in the child, -errno on failure. */
-static int detach(void)
+/* Forks into the background.  The parent waits until the child calls
+ * detach_finish() and exits 0 then; if the child exits before, the parent
+ * exits with the child's status, so the caller of `shmcached` still sees
+ * a start-up failure.  Returns, in the child, the descriptor to pass to
+ * detach_finish(), or -errno (in the parent, when fork fails). */
+static int detach_begin(void)
 {
-	pid_t pid = fork();
+	int p[2], st = 0;
 
-	if (pid < 0)
+	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	if (pid > 0)
+	pid_t pid = fork();
+	if (pid < 0) {
+		int rc = -errno;
+		close(p[0]);
+		close(p[1]);
+		return rc;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		return p[1];
+	}
+	close(p[1]);
+	char ok;
+	ssize_t n;
+	do
+		n = read(p[0], &ok, 1);
+	while (n < 0 && errno == EINTR);
+	if (n == 1)
 		_exit(0);
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+/* The child is set up: leaves the terminal's session and folder and
+ * releases the parent (report: detach_begin()'s descriptor). */
+static void detach_finish(int report)
+{
 	setsid();
 	if (chdir("/") < 0)
-		return -errno;
+		log_warn("cannot change to /: %s", strerror(errno));
 	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (fd >= 0) {
 		dup2(fd, STDIN_FILENO);
 		dup2(fd, STDOUT_FILENO);
 		close(fd);
 	}
-	return 0;
+	if (write(report, "", 1) != 1)
+		log_warn("cannot release the starting process: %s",
+			 strerror(errno));
+	close(report);
 }
 
 static void shutdown_all(struct daemon *d)
@@ -187,6 +224,11 @@ int main(int argc, char **argv)
 		d.conns[i].fd = d.conns[i].pass_fd = -1;
 
 	sysd_listen_fds(&d.sd);
+	int report = -1;
+	if (!d.cfg.foreground && (report = detach_begin()) < 0) {
+		log_error("cannot detach: %s", strerror(-report));
+		return 1;
+	}
 	if ((rc = signals_open(&d)) != 0) {
 		log_error("cannot set up signal handling: %s", strerror(-rc));
 		return 1;
@@ -205,14 +247,12 @@ int main(int argc, char **argv)
 	bool created = d.eng.hdr->boot_count == 1;
 	if ((rc = listen_open(&d, err, sizeof(err))) != 0) {
 		log_error("%s", err[0] ? err : strerror(-rc));
+		d.cfg.unlink_on_exit |= created; /* leave nothing behind */
 		region_close(&d);
 		return 1;
 	}
-	if (!d.cfg.foreground && (rc = detach()) != 0) {
-		log_error("cannot detach: %s", strerror(-rc));
-		return 1;
-	}
-	region_claim(&d);
+	if (report >= 0)
+		detach_finish(report);
 	daemon_tick(&d);
 	if (d.cfg.snapshot[0] && created)
 		persist_start(&d);

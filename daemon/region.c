@@ -16,6 +16,20 @@
  * Adoption (warm restart): the name exists; it is mapped and validated by
  * eng_attach(), and its geometry must equal what the configuration plans.
  *
+ * Ownership: one daemon per region.  The daemon claims the region with
+ * owner_claim() (a POSIX record lock on its file, owner.h) as soon as it
+ * has a descriptor of it, before it reads or writes anything in it: a
+ * region another live daemon owns is refused, with that daemon's pid,
+ * whatever the options (--reset included).  The kernel drops the lock
+ * when its owner dies, so a killed daemon's region is free at once.  The
+ * lock goes with the process's LAST close of any descriptor of the file,
+ * so the region is opened once (d->region_fd) and closed only at the end;
+ * nothing else in the daemon opens it again (persist.c works on the
+ * mapping).  Two daemons starting at once on a missing name: one creates
+ * it (O_EXCL) and claims it; the other opens what the first created and is
+ * refused, or claims it first, finds it empty and formats it itself, while
+ * the creator, refused, gives up without touching it.
+ *
  * Sealed (--sealed): the region is an anonymous memfd sealed with
  * F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL, so no process holding the fd
  * can resize it and make the others' accesses fault.  Having no name, it
@@ -35,6 +49,7 @@
 #include "clients.h"
 #include "daemon.h"
 #include "log.h"
+#include "owner.h"
 #include "region.h"
 
 static void eng_config_of(const struct config *c, struct eng_config *ec)
@@ -138,17 +153,27 @@ static void report_huge(const struct daemon *d)
 			 "whether the region has huge pages");
 }
 
-static void unmap(struct daemon *d)
+/* Unmaps the region; its descriptor stays open (and the region claimed). */
+static void unmap_keep_fd(struct daemon *d)
 {
 	if (d->region_base)
 		munmap(d->region_base, d->region_size);
-	if (d->region_fd >= 0)
-		close(d->region_fd);
 	d->region_base = NULL;
 	d->region_fd = -1;
 }
 
-/* Maps an existing region and checks it.  0, or -errno with err set. */
+static void unmap(struct daemon *d)
+{
+	int fd = d->region_fd;
+
+	unmap_keep_fd(d);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* Maps an existing region and checks it.  0, or -errno with err set; on
+ * failure fd stays open, for the caller to close (after it removed the
+ * name, if it replaces the region: closing drops the claim). */
 static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 		 char *err, size_t errlen)
 {
@@ -158,12 +183,10 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 	if (fstat(fd, &st) < 0 || st.st_size < (off_t)LAYOUT_REGION_HDR_SIZE) {
 		snprintf(err, errlen, "region %s exists but is empty or "
 				      "unreadable", d->cfg.name);
-		close(fd);
 		return -EUCLEAN;
 	}
 	int rc = map(d, fd, (size_t)st.st_size);
 	if (rc) {
-		close(fd);
 		snprintf(err, errlen, "cannot map region %s: %s", d->cfg.name,
 			 strerror(-rc));
 		return rc;
@@ -182,7 +205,7 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 		snprintf(err, errlen, "region %s exists but cannot be adopted: "
 				      "%s; --reset replaces it (its contents "
 				      "are lost)", d->cfg.name, why);
-		unmap(d);
+		unmap_keep_fd(d);
 		return rc == -EEXIST ? rc : -EUCLEAN;
 	}
 	return 0;
@@ -207,23 +230,16 @@ static int reserve_error(const struct daemon *d, const struct eng_geom *g,
 	return rc;
 }
 
-static int create(struct daemon *d, const struct eng_geom *g, char *err,
-		  size_t errlen)
+/* Sizes, reserves, maps and formats the region open at fd, which this
+ * process owns and which is empty.  0, or -errno with err set; on failure
+ * the name is removed and fd closed. */
+static int init(struct daemon *d, int fd, const struct eng_geom *g,
+		char *err, size_t errlen)
 {
 	struct eng_config ec;
 	const char *why;
-	int fd = d->cfg.sealed
-			 ? memfd_create("shmcached", MFD_CLOEXEC | MFD_ALLOW_SEALING)
-			 : shm_open(d->cfg.name,
-				    O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		int rc = -errno;
-		snprintf(err, errlen, "cannot create region %s: %s",
-			 d->cfg.sealed ? "(memfd)" : d->cfg.name,
-			 strerror(errno));
-		return rc;
-	}
 	int rc = 0;
+
 	if (ftruncate(fd, (off_t)g->region_size) < 0)
 		rc = -errno;
 	else if (d->cfg.hugepages)
@@ -236,20 +252,20 @@ static int create(struct daemon *d, const struct eng_geom *g, char *err,
 	if (rc == 0 && d->cfg.sealed && fcntl(fd, F_ADD_SEALS, SEALS) < 0)
 		rc = -errno;
 	if (rc) {
-		close(fd);
 		discard(d);
+		close(fd);
 		return reserve_error(d, g, rc, err, errlen);
 	}
 	if ((rc = map(d, fd, g->region_size)) != 0) {
 		snprintf(err, errlen, "cannot map region %s: %s", d->cfg.name,
 			 strerror(-rc));
-		close(fd);
 		discard(d);
+		close(fd);
 		return rc;
 	}
 	if (d->cfg.hugepages && (rc = populate(d)) != 0) {
-		unmap(d);
 		discard(d);
+		unmap(d);
 		return reserve_error(d, g, rc, err, errlen);
 	}
 	eng_config_of(&d->cfg, &ec);
@@ -258,8 +274,8 @@ static int create(struct daemon *d, const struct eng_geom *g, char *err,
 			     DAEMON_CLIENT_ID, &why)) != 0) {
 		snprintf(err, errlen, "cannot format region %s: %s",
 			 d->cfg.name, strerror(-rc));
-		unmap(d);
 		discard(d);
+		unmap(d);
 		return rc;
 	}
 	/* Under systemd, keep the sealed region across restarts. */
@@ -269,9 +285,121 @@ static int create(struct daemon *d, const struct eng_geom *g, char *err,
 	return 0;
 }
 
+/* Claims the region open at fd for this process (owner.h): 0, or -EBUSY
+ * (another daemon owns it) or -errno, with err set. */
+static int claim(struct daemon *d, int fd, char *err, size_t errlen)
+{
+	const char *name = d->cfg.sealed ? "(memfd)" : d->cfg.name;
+	pid_t holder = 0;
+	int rc = owner_claim(fd, &holder);
+	char who[32] = "in another pid namespace";
+
+	if (rc == -EBUSY) {
+		if (holder > 0)
+			snprintf(who, sizeof(who), "pid %d", (int)holder);
+		snprintf(err, errlen, "region %s is owned by a running "
+				      "shmcached (%s): stop that daemon first, "
+				      "or give this one another --name%s",
+			 name, who,
+			 d->cfg.reset ? " (--reset never replaces a region "
+					"a live daemon serves)"
+				      : "");
+	} else if (rc) {
+		snprintf(err, errlen, "cannot lock region %s: %s", name,
+			 strerror(-rc));
+	}
+	return rc;
+}
+
+/* The region's existing descriptor: systemd's memfd (--sealed) or the
+ * named region; -1 with errno ENOENT when there is none. */
+static int open_existing(struct daemon *d)
+{
+	if (!d->cfg.sealed)
+		return shm_open(d->cfg.name, O_RDWR | O_CLOEXEC, 0);
+	errno = ENOENT;
+	return d->sd.region_fd;
+}
+
+/* One try at opening, claiming and adopting or creating the region.
+ * *adopted says which.  -EAGAIN: another daemon starting on the same name
+ * created it between our looks; look again. */
+static int open_once(struct daemon *d, const struct eng_geom *want,
+		     bool *adopted, char *err, size_t errlen)
+{
+	struct stat st;
+	int rc, fd = open_existing(d);
+
+	if (fd < 0 && errno != ENOENT) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot open region %s: %s", d->cfg.name,
+			 strerror(errno));
+		return rc;
+	}
+	if (fd >= 0) {
+		if (d->cfg.sealed && (fcntl(fd, F_GET_SEALS) & SEALS) != SEALS) {
+			snprintf(err, errlen, "the region systemd passed is "
+					      "not sealed");
+			close(fd);
+			return -EINVAL;
+		}
+		if ((rc = claim(d, fd, err, errlen)) != 0) {
+			close(fd);
+			return rc;
+		}
+		/* Empty: its creator died, or lost the claim to us, before
+		 * sizing it.  Nothing in it to keep. */
+		if (!d->cfg.sealed && fstat(fd, &st) == 0 && st.st_size == 0) {
+			*adopted = false;
+			return init(d, fd, want, err, errlen);
+		}
+		rc = adopt(d, fd, want, err, errlen);
+		if (rc == 0) {
+			*adopted = true;
+			return 0;
+		}
+		if (!d->cfg.reset) {
+			close(fd);
+			return rc;
+		}
+		log_warn("replacing region %s (--reset): %s", d->cfg.name, err);
+		discard(d); /* while still claimed: nobody else's name */
+		close(fd);
+	}
+
+	fd = d->cfg.sealed
+		     ? memfd_create("shmcached", MFD_CLOEXEC | MFD_ALLOW_SEALING)
+		     : shm_open(d->cfg.name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+				0600);
+	if (fd < 0 && errno == EEXIST)
+		return -EAGAIN;
+	if (fd < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot create region %s: %s",
+			 d->cfg.sealed ? "(memfd)" : d->cfg.name,
+			 strerror(errno));
+		return rc;
+	}
+	if ((rc = claim(d, fd, err, errlen)) != 0) {
+		close(fd); /* someone else's now: neither format nor remove */
+		return rc == -EBUSY ? -EAGAIN : rc;
+	}
+	*adopted = false;
+	return init(d, fd, want, err, errlen);
+}
+
+/* Records this process as the region's daemon (pid, client table). */
+static void record_daemon(struct daemon *d)
+{
+	__atomic_store_n(&d->eng.hdr->daemon_pid, (uint32_t)getpid(),
+			 __ATOMIC_RELAXED);
+	clients_add(&d->eng, DAEMON_CLIENT_ID, getpid(), false);
+}
+
 int region_open(struct daemon *d, char *err, size_t errlen)
 {
 	struct eng_geom want;
+	bool adopted = false;
 	int rc;
 
 	d->region_fd = -1;
@@ -281,51 +409,35 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 			 d->cfg.segments);
 		return rc;
 	}
-
-	int fd = d->cfg.sealed ? d->sd.region_fd
-			       : shm_open(d->cfg.name, O_RDWR | O_CLOEXEC, 0);
-	if (fd >= 0 && d->cfg.sealed &&
-	    (fcntl(fd, F_GET_SEALS) & SEALS) != SEALS) {
-		snprintf(err, errlen, "the region systemd passed is not "
-				      "sealed");
-		close(fd);
-		return -EINVAL;
-	}
-	if (fd < 0 && !d->cfg.sealed && errno != ENOENT) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot open region %s: %s", d->cfg.name,
-			 strerror(errno));
+	/* A lost race ends with the winner's region claimed: the next try
+	 * finds it and is refused.  So a few tries always settle it. */
+	for (int tries = 0; tries < 4; tries++)
+		if ((rc = open_once(d, &want, &adopted, err, errlen)) != -EAGAIN)
+			break;
+	if (rc == -EAGAIN)
+		snprintf(err, errlen, "region %s keeps being created and "
+				      "removed by other processes: not started",
+			 d->cfg.name);
+	if (rc)
 		return rc;
+	if (adopted) {
+		log_info("adopted region %s (%llu bytes, %u segments): warm "
+			 "restart", d->cfg.name,
+			 (unsigned long long)d->region_size, d->eng.g.nseg);
+	} else {
+		log_info("created region %s: %llu bytes, %u segments of %u "
+			 "ring bytes and %u entries", d->cfg.name,
+			 (unsigned long long)d->region_size, d->eng.g.nseg,
+			 d->eng.g.ring_size, d->eng.g.nrec);
+		if (d->cfg.hugepages)
+			report_huge(d);
 	}
-	if (fd >= 0) {
-		rc = adopt(d, fd, &want, err, errlen);
-		if (rc == 0) {
-			log_info("adopted region %s (%llu bytes, %u segments): "
-				 "warm restart", d->cfg.name,
-				 (unsigned long long)d->region_size,
-				 d->eng.g.nseg);
-			goto attached;
-		}
-		if (!d->cfg.reset)
-			return rc;
-		log_warn("replacing region %s (--reset): %s", d->cfg.name, err);
-		discard(d);
-	}
-	if ((rc = create(d, &want, err, errlen)) != 0)
-		return rc;
-	log_info("created region %s: %llu bytes, %u segments of %u ring "
-		 "bytes and %u entries", d->cfg.name,
-		 (unsigned long long)d->region_size, d->eng.g.nseg,
-		 d->eng.g.ring_size, d->eng.g.nrec);
-	if (d->cfg.hugepages)
-		report_huge(d);
-attached:
 	eng_set_timeout(&d->eng, DAEMON_LOCK_TIMEOUT_MS);
 	eng_set_alive_fn(&d->eng, clients_alive, &d->eng);
 	struct region_hdr *h = d->eng.hdr;
 	__atomic_store_n(&h->pidns, clients_pidns_self(), __ATOMIC_RELAXED);
 	__atomic_fetch_add(&h->boot_count, 1, __ATOMIC_RELAXED);
-	region_claim(d);
+	record_daemon(d);
 	/* Clients of a previous daemon that died meanwhile: their locks. */
 	int n = clients_sweep(&d->eng);
 	if (n > 0)
@@ -334,24 +446,19 @@ attached:
 	return 0;
 }
 
-void region_claim(struct daemon *d)
-{
-	__atomic_store_n(&d->eng.hdr->daemon_pid, (uint32_t)getpid(),
-			 __ATOMIC_RELAXED);
-	clients_add(&d->eng, DAEMON_CLIENT_ID, getpid(), false);
-}
-
 void region_close(struct daemon *d)
 {
 	if (d->eng.hdr) {
 		__atomic_store_n(&d->eng.hdr->daemon_pid, 0, __ATOMIC_RELAXED);
 		clients_remove(&d->eng, DAEMON_CLIENT_ID);
 	}
-	unmap(d);
+	/* The name goes while the region is still claimed (the close in
+	 * unmap() releases it): never another daemon's region. */
 	if (d->cfg.unlink_on_exit && d->cfg.sealed) {
 		sysd_notify("FDSTOREREMOVE=1\nFDNAME=" SYSD_REGION_FDNAME);
 	} else if (d->cfg.unlink_on_exit) {
 		shm_unlink(d->cfg.name);
 		log_info("removed region %s", d->cfg.name);
 	}
+	unmap(d);
 }

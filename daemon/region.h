@@ -15,16 +15,16 @@ struct eng_geom;
  * memory cannot be carved into that many segments. */
 int region_plan(const struct config *c, struct eng_geom *g);
 
-/* Opens or creates cfg.name, maps it into d->region_base, attaches d->eng
- * as DAEMON_CLIENT_ID.  An existing region is adopted with its contents
- * when it validates and has the configured geometry; otherwise it is
- * refused (-EEXIST) unless cfg.reset, which replaces it.  Returns 0 or
- * -errno with a one-line reason in err. */
+/* Opens or creates cfg.name, claims it for this process (owner.h) before
+ * anything else, maps it into d->region_base, attaches d->eng as
+ * DAEMON_CLIENT_ID.  A region another live daemon owns is refused
+ * (-EBUSY, err names its pid), with or without cfg.reset, and nothing in
+ * it is touched.  An existing region is adopted with its contents when it
+ * validates and has the configured geometry; otherwise it is refused
+ * (-EEXIST, -EUCLEAN) unless cfg.reset, which replaces it.  Returns 0 or
+ * -errno with a one-line reason in err.  The claim lasts until
+ * region_close() or the process's death; it is not inherited by fork(). */
 int region_open(struct daemon *d, char *err, size_t errlen);
-
-/* Records this process as the region's daemon (pid, client table); again
- * after detaching, when the pid changed. */
-void region_claim(struct daemon *d);
 
 /* Unmaps; with cfg.unlink_on_exit also removes the name. */
 void region_close(struct daemon *d);
