@@ -528,9 +528,11 @@ class Lifecycle(unittest.TestCase):
     @unittest.skipUnless(os.getuid() == 0, "needs root to act as another user")
     def test_peer_not_in_allow_list_is_refused(self):
         self.d.extra = LOOP_ARGS + ["--allow-user", "daemon"]
-        self.d.start()
+        # The allowed users must be able to reach the socket, or the
+        # daemon refuses to start.
         os.chmod(self.d.dir, 0o755)
         os.chmod(os.path.dirname(self.d.dir), 0o755)
+        self.d.start()
         r = subprocess.run(
             [sys.executable, "-c",
              "import os,sys\n"
