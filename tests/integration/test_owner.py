@@ -1,0 +1,280 @@
+#!/usr/bin/env python3
+"""Integration tests of who may serve what: one daemon per region (the
+ownership lock of shared/owner.h), one daemon per socket path (PATH.lock),
+restarts right after SIGKILL, the socket folder's trust and the allow
+lists' reach.  The real daemon on throwaway sockets and region names.
+
+    test_owner.py DAEMON_BINARY
+
+Tests that act as other users or create groups need root and are skipped
+without it.  Exits 77 when the host cannot run it.
+"""
+import grp
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shmcproto as p  # noqa: E402
+
+BINARY = None
+NOBODY = 65534
+
+
+def as_user(sock, uid, gids):
+    """Connects to sock and pings, in a child process that runs as uid
+    with gids (the first is its primary group).  Returns "served",
+    "refused" (the daemon said EACCES), or "cannot connect: ERROR"."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into unittest
+        os.close(rfd)
+        try:
+            os.setgroups(gids)
+            os.setgid(gids[0])
+            os.setuid(uid)
+            try:
+                c = p.Client(sock, timeout=10)
+            except OSError as e:
+                out = f"cannot connect: {e}"
+            else:
+                try:
+                    c.ping()
+                    out = "served"
+                except p.ProtoError as e:
+                    out = "refused" if e.err == p.EACCES else f"error {e}"
+                except (OSError, EOFError) as e:
+                    out = f"cannot connect: {e}"
+        except BaseException as e:  # noqa: BLE001 - reported, not raised
+            out = f"child failed: {e!r}"
+        os.write(wfd, out.encode())
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def open_dir(path):
+    """A fresh folder at path that other users can enter (0755), as are
+    its parents up to /tmp: the allowed peers must reach sockets in it."""
+    os.makedirs(path, 0o755)
+    while path not in ("/", "/tmp"):
+        os.chmod(path, 0o755)
+        path = os.path.dirname(path)
+
+
+class Owner(unittest.TestCase):
+    def setUp(self):
+        self.procs = []
+
+    def tearDown(self):
+        for d in self.procs:
+            d.stop(sig=signal.SIGKILL)
+            d.unlink()
+
+    def daemon(self, **kw):
+        d = p.DaemonProc(BINARY, **kw)
+        self.procs.append(d)
+        return d
+
+    def run_daemon(self, d, extra=()):
+        """Runs d's command line with extra to its end (a start that must
+        fail): its exit status and log."""
+        r = subprocess.run(d.args() + list(extra), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, timeout=30)
+        return r.returncode, d.logtext() + r.stderr
+
+    def test_owner_second_daemon_on_a_region_is_refused(self):
+        a = self.daemon().start()
+        c = p.Client(a.sock)
+        c.set(b"k", b"first")
+        c.close()
+        ino = os.stat("/dev/shm" + a.name).st_ino
+        for extra in ([], ["--reset"]):
+            b = self.daemon(name=a.name)
+            rc, log = self.run_daemon(b, extra)
+            self.assertNotEqual(rc, 0, log)
+            self.assertIn(f"owned by a running shmcached (pid {a.proc.pid})",
+                          log)
+            self.assertNotIn("adopted", log)
+            self.assertFalse(os.path.exists(b.sock))
+            # Nothing changed under the first daemon.
+            self.assertEqual(os.stat("/dev/shm" + a.name).st_ino, ino)
+            c = p.Client(a.sock)
+            self.assertEqual(c.get(b"k")[0], b"first")
+            c.close()
+
+    def test_owner_simultaneous_starts_leave_one_owner(self):
+        for _ in range(10):
+            a = self.daemon()
+            b = self.daemon(name=a.name)
+            a.start(wait=False)
+            b.start(wait=False)
+            for d in (a, b):
+                d.proc.stderr.close()
+                d.proc.stderr = None
+            # One of them ends (refused); the other serves.
+            end = time.monotonic() + 30
+            while a.proc.poll() is None and b.proc.poll() is None:
+                self.assertLess(time.monotonic(), end, "neither refused")
+                time.sleep(0.01)
+            lost, won = (a, b) if a.proc.poll() is not None else (b, a)
+            self.assertNotEqual(lost.proc.returncode, 0, lost.logtext())
+            self.assertIn(f"(pid {won.proc.pid})", lost.logtext())
+            won.wait_ready(timeout=30)
+            c = p.Client(won.sock)
+            c.set(b"k", b"v")
+            self.assertEqual(c.get(b"k")[0], b"v")
+            c.close()
+            won.stop()
+            won.unlink()
+
+    def test_owner_restart_right_after_sigkill_always_works(self):
+        d = self.daemon().start()
+        c = p.Client(d.sock)
+        c.set(b"kept", b"across kills")
+        c.close()
+        for i in range(25):
+            d.proc.kill()
+            d.proc.wait()
+            d.proc.stderr.close()
+            d.start(wait=False)
+            try:
+                d.wait_ready(timeout=30)
+            except (RuntimeError, TimeoutError) as e:
+                self.fail(f"restart {i + 1} failed: {e}")
+        c = p.Client(d.sock)
+        self.assertEqual(c.get(b"kept")[0], b"across kills")
+        c.close()
+
+    def test_owner_socket_of_a_live_daemon_is_refused(self):
+        a = self.daemon().start()
+        b = self.daemon(workdir=a.dir)
+        b.log = os.path.join(a.dir, "b.log")
+        rc, log = self.run_daemon(b)
+        self.assertNotEqual(rc, 0, log)
+        self.assertIn(f"another shmcached (pid {a.proc.pid}) is serving "
+                      f"{a.sock}", log)
+        # The region it created for nothing is gone; the first serves.
+        self.assertFalse(os.path.exists("/dev/shm" + b.name))
+        a.wait_ready()
+
+    def test_owner_socket_path_that_is_not_a_socket_is_kept(self):
+        d = self.daemon()
+        with open(d.sock, "w") as f:
+            f.write("mine")
+        rc, log = self.run_daemon(d)
+        self.assertNotEqual(rc, 0, log)
+        self.assertIn("exists and is not a socket", log)
+        with open(d.sock) as f:
+            self.assertEqual(f.read(), "mine")
+
+    def test_owner_socket_folder_others_can_write_is_refused(self):
+        d = self.daemon()
+        folder = os.path.join(d.dir, "shared")
+        os.mkdir(folder)
+        os.chmod(folder, 0o777)
+        d.sock = os.path.join(folder, "s.sock")
+        rc, log = self.run_daemon(d)
+        self.assertNotEqual(rc, 0, log)
+        self.assertIn(f"socket folder {folder} (owner uid {os.geteuid()}, "
+                      "mode 0777) can be written by other users", log)
+        self.assertIn("chmod go-w", log)
+        self.assertEqual(os.listdir(folder), [])
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to chown")
+    def test_owner_socket_folder_of_another_user_is_refused(self):
+        d = self.daemon()
+        folder = os.path.join(d.dir, "shmcached-0")
+        os.mkdir(folder, 0o700)
+        os.chown(folder, NOBODY, NOBODY)
+        d.sock = os.path.join(folder, "s.sock")
+        rc, log = self.run_daemon(d)
+        self.assertNotEqual(rc, 0, log)
+        self.assertIn(f"socket folder {folder} belongs to uid {NOBODY} "
+                      "(mode 0700), not to this user", log)
+        self.assertEqual(os.listdir(folder), [])
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to act as another "
+                         "user")
+    def test_owner_allow_user_after_a_private_run(self):
+        base = tempfile.mkdtemp(dir="/tmp", prefix="shmc-own-")
+        self.addCleanup(shutil.rmtree, base, True)
+        open_dir(os.path.join(base, "w"))
+        d = self.daemon(workdir=os.path.join(base, "w"))
+        d.sock = os.path.join(base, "w", "shmcached-run", "s.sock")
+        d.start()  # no allow list: its folder is made private
+        self.assertEqual(os.stat(os.path.dirname(d.sock)).st_mode & 0o777,
+                         0o700)
+        self.assertEqual(as_user(d.sock, NOBODY, [NOBODY]).split(":")[0],
+                         "cannot connect")
+        d.stop()
+        d.extra = ["--allow-user", str(NOBODY)]
+        d.start()
+        self.assertEqual(as_user(d.sock, NOBODY, [NOBODY]), "served")
+        d.stop()
+        # A folder that is not shmcached's own is not opened: refused,
+        # with what to do.
+        other = os.path.join(base, "w", "private")
+        os.mkdir(other, 0o700)
+        d.sock = os.path.join(other, "s.sock")
+        rc, log = self.run_daemon(d)
+        self.assertNotEqual(rc, 0, log)
+        self.assertIn(f"its folder {other} has mode 0700; run chmod 0755 "
+                      f"{other}", log)
+        self.assertEqual(os.stat(other).st_mode & 0o777, 0o700)
+
+    @unittest.skipUnless(os.getuid() == 0 and shutil.which("groupadd") and
+                         shutil.which("useradd"),
+                         "needs root, groupadd and useradd")
+    def test_owner_every_allowed_group_can_connect(self):
+        tag = f"sc{os.getpid() % 100000}"
+        g1, g2, user = tag + "a", tag + "b", tag + "u"
+        for g in (g1, g2):
+            subprocess.run(["groupadd", g], check=True)
+            self.addCleanup(subprocess.run, ["groupdel", g])
+        subprocess.run(["useradd", "-M", "-N", "-g", "nogroup"
+                        if _group_exists("nogroup") else str(NOBODY),
+                        "-G", g2, "-s", "/usr/sbin/nologin", user],
+                       check=True)
+        self.addCleanup(subprocess.run, ["userdel", user])
+        uid = pwd.getpwnam(user).pw_uid
+        gid2 = grp.getgrnam(g2).gr_gid
+        primary = pwd.getpwnam(user).pw_gid
+
+        base = tempfile.mkdtemp(dir="/tmp", prefix="shmc-own-")
+        self.addCleanup(shutil.rmtree, base, True)
+        open_dir(os.path.join(base, "w"))
+        d = self.daemon(workdir=os.path.join(base, "w"),
+                        extra=["--allow-group", g1, "--allow-group", g2])
+        d.start()
+        # A member of the second group only.
+        self.assertEqual(as_user(d.sock, uid, [primary, gid2]), "served")
+        # Nobody (in neither group) reaches the socket and is refused.
+        self.assertEqual(as_user(d.sock, NOBODY, [NOBODY]), "refused")
+
+
+def _group_exists(name):
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def main():
+    global BINARY
+    BINARY = p.binaries(1, __doc__)[0]
+    return p.run_tests(sys.argv[2:], "shmc-own-")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
