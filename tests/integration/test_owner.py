@@ -3,6 +3,8 @@
 ownership lock of shared/owner.h), one daemon per socket path (PATH.lock),
 restarts right after SIGKILL, the socket folder's trust and the allow
 lists' reach.  The real daemon on throwaway sockets and region names.
+Also: the systemd unit gives the daemon the folder the README saves
+snapshots in.
 
     test_owner.py DAEMON_BINARY
 
@@ -11,6 +13,7 @@ without it.  Exits 77 when the host cannot run it.
 """
 import grp
 import os
+import re
 import pwd
 import shutil
 import signal
@@ -260,6 +263,44 @@ class Owner(unittest.TestCase):
         self.assertEqual(as_user(d.sock, uid, [primary, gid2]), "served")
         # Nobody (in neither group) reaches the socket and is refused.
         self.assertEqual(as_user(d.sock, NOBODY, [NOBODY]), "refused")
+
+
+class ServiceUnit(unittest.TestCase):
+    """daemon/systemd/shmcached.service as installed."""
+
+    TOP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+    def unit(self):
+        with open(os.path.join(self.TOP, "daemon", "systemd",
+                               "shmcached.service")) as f:
+            return f.read()
+
+    def test_owner_unit_provides_the_readmes_snapshot_folder(self):
+        with open(os.path.join(self.TOP, "README.md")) as f:
+            used = set(re.findall(r"/var/lib/([\w.-]+)/", f.read()))
+        self.assertTrue(used, "the README names no /var/lib folder")
+        given = set(re.findall(r"^StateDirectory=(.*)$", self.unit(), re.M))
+        given = {w for line in given for w in line.split()}
+        self.assertLessEqual(used, given)
+
+    @unittest.skipUnless(shutil.which("systemd-analyze"),
+                         "systemd-analyze not installed")
+    def test_owner_unit_verifies(self):
+        d = tempfile.mkdtemp()
+        # The daemon where the unit expects it, without the man page.
+        unit = re.sub(r"/usr/local/sbin/shmcached", BINARY, self.unit())
+        unit = re.sub(r"(?m)^Documentation=.*$", "", unit)
+        with open(os.path.join(d, "shmcached.service"), "w") as f:
+            f.write(unit)
+        shutil.copy(os.path.join(self.TOP, "daemon", "systemd",
+                                 "shmcached.socket"), d)
+        r = subprocess.run(["systemd-analyze", "verify",
+                            os.path.join(d, "shmcached.service"),
+                            os.path.join(d, "shmcached.socket")],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode and "Failed to" in r.stderr and "bus" in r.stderr:
+            self.skipTest("systemd-analyze cannot run here: " + r.stderr)
+        self.assertEqual(r.returncode, 0, r.stderr)
 
 
 def _group_exists(name):
