@@ -58,16 +58,23 @@ enum opt_kind {
 	  "control socket (default\n"                                       \
 	  "$XDG_RUNTIME_DIR/shmcached.sock, without it\n"                   \
 	  "/tmp/shmcached-UID/shmcached.sock, as root\n"                    \
-	  "/run/shmcached/shmcached.sock)")                                 \
+	  "/run/shmcached/shmcached.sock); its folder must\n"               \
+	  "be yours (or root's), writable by no one else;\n"                \
+	  "refused while another shmcached serves it")                      \
 	X(NAME, "name", 0, KIND_VALUE, "NAME",                              \
 	  "POSIX shm name of the region (default\n"                         \
-	  "/shmcached-UID, as root /shmcached)")                            \
+	  "/shmcached-UID, as root /shmcached); one\n"                      \
+	  "shmcached per region: refused while another\n"                   \
+	  "serves it")                                                      \
 	X(ALLOW_USER, "allow-user", 0, KIND_VALUE, "USER",                  \
 	  "user name or uid allowed to connect\n"                           \
-	  "(repeatable, up to 32)")                                         \
+	  "(repeatable, up to 32; the socket's folder must\n"               \
+	  "let them in: a shmcached* folder of yours is\n"                  \
+	  "made 0755, any other is refused if it does not)")                \
 	X(ALLOW_GROUP, "allow-group", 0, KIND_VALUE, "GROUP",               \
 	  "group name or gid allowed to connect\n"                          \
-	  "(repeatable, up to 32)")                                         \
+	  "(repeatable, up to 32; members by their\n"                       \
+	  "primary or supplementary groups)")                               \
 	X(SNAPSHOT, "snapshot", 0, KIND_VALUE, "FILE",                      \
 	  "snapshot file: saved at every clean stop, loaded\n"              \
 	  "at start into a new region (default none)")                      \
@@ -82,7 +89,8 @@ enum opt_kind {
 	  "log to PATH instead of stderr (reopened on SIGHUP)")             \
 	X(RESET, "reset", 0, KIND_FLAG, NULL,                               \
 	  "replace an existing region that does not validate\n"             \
-	  "or has another geometry (default: refuse to start)")             \
+	  "or has another geometry (default: refuse to start);\n"           \
+	  "never one that a running shmcached serves")                      \
 	X(UNLINK_ON_EXIT, "unlink-on-exit", 0, KIND_FLAG, NULL,             \
 	  "remove the region at shutdown (default: keep it\n"               \
 	  "for a warm restart)")                                            \
