@@ -27,7 +27,8 @@
  * /tmp/shmcached-UID are) that an earlier run made 0700 is opened to
  * 0755; any other folder is left alone and the start refused with what to
  * run, since opening someone's folder (e.g. $XDG_RUNTIME_DIR, which holds
- * other sockets) would expose more than shmcached.
+ * other sockets) would expose more than shmcached.  A folder with an
+ * access ACL is left to its ACL (the mode bits do not tell).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -122,6 +124,12 @@ static int check_folder(const struct config *c, char *err, size_t errlen)
 	}
 	if ((!c->n_allow_users && !c->n_allow_groups) || reachable(c, &st))
 		return 0;
+	/* An access ACL can let them in whatever the mode says: it decides. */
+	if (getxattr(dir, "system.posix_acl_access", NULL, 0) >= 0) {
+		log_info("socket folder %s has an access ACL: it decides "
+			 "whether the allowed peers can reach the socket", dir);
+		return 0;
+	}
 	const char *base = strrchr(dir, '/');
 	base = base ? base + 1 : dir;
 	if (st.st_uid == me && strncmp(base, "shmcached", 9) == 0) {

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -198,6 +199,13 @@ int tdaemon_create(struct tdaemon *d, const char *const *extra)
 	if (!mkdtemp(d->dir)) {
 		rc = -errno;
 		d->dir[0] = '\0';
+		return rc;
+	}
+	/* Others may pass through (not list): with --allow-user the daemon
+	 * refuses a socket folder the allowed users cannot enter. */
+	if (chmod(d->dir, 0711) < 0) {
+		rc = -errno;
+		tdaemon_destroy(d);
 		return rc;
 	}
 	snprintf(d->sock, sizeof(d->sock), "%s/s.sock", d->dir);
