@@ -17,6 +17,7 @@ import re
 import pwd
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,31 @@ class Owner(unittest.TestCase):
         self.assertIn(f"its folder {other} has mode 0700; run chmod 0755 "
                       f"{other}", log)
         self.assertEqual(os.stat(other).st_mode & 0o777, 0o700)
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to act as another "
+                         "user")
+    def test_owner_allow_user_through_an_acl(self):
+        base = tempfile.mkdtemp(dir="/tmp", prefix="shmc-own-")
+        self.addCleanup(shutil.rmtree, base, True)
+        open_dir(os.path.join(base, "w"))
+        folder = os.path.join(base, "w", "acl")
+        os.mkdir(folder, 0o700)
+        # u::rwx u:NOBODY:--x g::--- m::--x o::--- (the kernel's format)
+        anyone = 0xffffffff
+        acl = struct.pack("<I", 2) + b"".join(
+            struct.pack("<HHI", tag, perm, who) for tag, perm, who in
+            [(1, 7, anyone), (2, 1, NOBODY), (4, 0, anyone),
+             (0x10, 1, anyone), (0x20, 0, anyone)])
+        try:
+            os.setxattr(folder, "system.posix_acl_access", acl)
+        except OSError as e:
+            self.skipTest(f"no POSIX ACLs here: {e}")
+        d = self.daemon(workdir=os.path.join(base, "w"),
+                        extra=["--allow-user", str(NOBODY)])
+        d.sock = os.path.join(folder, "s.sock")
+        d.start()  # mode 0710, but the ACL lets nobody in
+        self.assertEqual(as_user(d.sock, NOBODY, [NOBODY]), "served")
+        self.assertEqual(os.stat(folder).st_mode & 0o777, 0o710)
 
     @unittest.skipUnless(os.getuid() == 0 and shutil.which("groupadd") and
                          shutil.which("useradd"),
