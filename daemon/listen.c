@@ -84,10 +84,12 @@ static bool reachable(const struct config *c, const struct stat *st)
 	return false;
 }
 
-/* Checks the folder that holds the socket (see the top of the file) and,
- * with allow lists, opens a 0700 folder of shmcached's own to 0755.
- * 0, or -errno with err set. */
-static int check_folder(const struct config *c, char *err, size_t errlen)
+/* Checks the folder that holds the socket (see the top of the file): that
+ * it is trusted, and with reach (once the path is claimed) that the allow
+ * lists' peers can enter it, opening a 0700 folder of shmcached's own to
+ * 0755.  0, or -errno with err set. */
+static int check_folder(const struct config *c, bool reach, char *err,
+			size_t errlen)
 {
 	char buf[sizeof(c->socket_path)];
 	struct stat st;
@@ -122,7 +124,8 @@ static int check_folder(const struct config *c, char *err, size_t errlen)
 			 dir);
 		return -EPERM;
 	}
-	if ((!c->n_allow_users && !c->n_allow_groups) || reachable(c, &st))
+	if (!reach || (!c->n_allow_users && !c->n_allow_groups) ||
+	    reachable(c, &st))
 		return 0;
 	/* An access ACL can let them in whatever the mode says: it decides. */
 	if (getxattr(dir, "system.posix_acl_access", NULL, 0) >= 0) {
@@ -224,9 +227,11 @@ int listen_open(struct daemon *d, char *err, size_t errlen)
 			 c->socket_path, strerror(-rc));
 		return rc;
 	}
-	if ((rc = check_folder(c, err, errlen)) != 0 ||
+	if ((rc = check_folder(c, false, err, errlen)) != 0 ||
 	    (rc = claim_path(c->socket_path, err, errlen)) != 0)
 		return rc;
+	if ((rc = check_folder(c, true, err, errlen)) != 0)
+		goto fail;
 
 	/* Ours now: what is at the path was left by a dead daemon. */
 	struct stat st;
