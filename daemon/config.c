@@ -109,6 +109,9 @@ enum opt_kind {
 	X(LOCK_TIMEOUT, "lock-timeout", 0, KIND_VALUE, "MS",                \
 	  "segment lock wait before the holder is checked,\n"               \
 	  "1..60000 ms (default 2000)")                                     \
+	X(HELLO_TIMEOUT, "hello-timeout", 0, KIND_VALUE, "MS",              \
+	  "close a connection that has not sent HELLO\n"                    \
+	  "by then, 100..600000 ms (default 10000)")                        \
 	X(CONFIG, "config", 0, KIND_CMD_VALUE, "FILE",                      \
 	  "read options from FILE first (see below)")                       \
 	X(HELP, "help", 'h', KIND_CMD_ONLY, NULL, "print this help and exit") \
@@ -686,6 +689,10 @@ static int opt_apply(struct config *c, struct source *src, int id,
 	case OPT_LOCK_TIMEOUT:
 		return set_uint(&c->lock_timeout_ms, val, 1,
 				CONFIG_LOCK_TIMEOUT_MAX, why, cap);
+	case OPT_HELLO_TIMEOUT:
+		return set_uint(&c->hello_timeout_ms, val,
+				CONFIG_HELLO_TIMEOUT_MIN,
+				CONFIG_HELLO_TIMEOUT_MAX, why, cap);
 	case OPT_CONFIG:
 	case OPT_HELP:
 	case OPT_VERSION:
@@ -857,6 +864,7 @@ void config_defaults(struct config *c)
 	c->log_level = CONFIG_LOG_INFO;
 	c->max_clients = CONFIG_MAX_CLIENTS_DEFAULT;
 	c->lock_timeout_ms = CONFIG_LOCK_TIMEOUT_DEFAULT;
+	c->hello_timeout_ms = CONFIG_HELLO_TIMEOUT_DEFAULT;
 	paths_default_socket(c->socket_path, sizeof(c->socket_path), euid);
 	paths_default_name(c->name, sizeof(c->name), euid);
 }

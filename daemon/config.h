@@ -57,6 +57,9 @@
 #define CONFIG_MAX_CLIENTS_MAX 65536u		/* min 1 */
 #define CONFIG_LOCK_TIMEOUT_DEFAULT 2000u
 #define CONFIG_LOCK_TIMEOUT_MAX 60000u		/* min 1 */
+#define CONFIG_HELLO_TIMEOUT_DEFAULT 10000u
+#define CONFIG_HELLO_TIMEOUT_MIN 100u
+#define CONFIG_HELLO_TIMEOUT_MAX 600000u
 #define CONFIG_ALLOW_MAX 32u			/* entries per allow list */
 #define CONFIG_SOCKET_PATH_MAX 107u		/* sun_path less its NUL */
 #define CONFIG_NAME_MAX 255u			/* shm name, with its '/' */
@@ -128,6 +131,9 @@ struct config {
 	uint32_t max_clients;
 	/* --lock-timeout MS: 1..60000; default 2000 */
 	uint32_t lock_timeout_ms;
+	/* --hello-timeout MS: a connection without HELLO by then is closed;
+	 * 100..600000; default 10000 */
+	uint32_t hello_timeout_ms;
 	/* The --config FILE that was applied, as given; "" if none */
 	char config_file[4096];
 };

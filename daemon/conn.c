@@ -1,13 +1,21 @@
 /*
  * conn.c - one client connection, independent of the event loop that moves
  * its bytes: the peer check at accept, input buffering and framing, output
- * queueing, and what happens when the connection ends (the client's locks
- * are recovered: a closed connection is how the daemon learns a client died).
+ * queueing, and what happens when the connection ends: a closed connection
+ * is how the daemon learns at once that a client died, and then it recovers
+ * the client's locks - but only once /proc shows that the process is gone
+ * (clients_judge): a connection also ends while its process lives on (it
+ * closed its socket, or the daemon closed it for broken framing, a stalled
+ * frame or lack of memory), and that process may be in the middle of a
+ * write on the mapping.  It then stays in the book, and the liveness sweep
+ * (main.c, about once a second) recovers its locks after it has exited.
  *
  * Limits that keep one peer from hurting the others: a frame's payload is at
  * most PROTO_MAX_PAYLOAD; input is not read while more than CONN_OUT_HIGH
  * bytes of replies wait to be sent; half a frame that stays half for
- * CONN_PARTIAL_TIMEOUT_MS closes the connection.
+ * CONN_PARTIAL_TIMEOUT_MS closes the connection, and so does a peer that has
+ * not sent HELLO within --hello-timeout (it would hold a --max-clients slot
+ * with no identity to show for it).
  */
 #include <errno.h>
 #include <grp.h>
@@ -222,6 +230,7 @@ struct conn *conn_accept(struct daemon *d, int fd)
 	c->gen = gen;
 	c->pass_fd = -1;
 	c->since = (uint64_t)time(NULL);
+	c->accepted_ms = mono_ms();
 	c->in = malloc(CONN_IN_INITIAL);
 	if (!c->in) {
 		c->fd = -1;
@@ -239,6 +248,7 @@ struct conn *conn_accept(struct daemon *d, int fd)
 		return c;
 	}
 	c->pid = cred.pid;
+	c->start = clients_start_word(cred.pid);
 	c->uid = cred.uid;
 	c->gid = cred.gid;
 	if (!peer_allowed(&d->cfg, cred.uid, cred.gid)) {
@@ -254,19 +264,32 @@ struct conn *conn_accept(struct daemon *d, int fd)
 	return c;
 }
 
+/* c's connection ended: recovers its client's locks if its process is
+ * gone (or cannot be judged: then the connection was the only sign of
+ * life), else keeps the client in the book for the liveness sweep. */
+static void client_left(struct daemon *d, const struct conn *c)
+{
+	const struct client_slot *r = clients_find(&d->clients, c->client_id);
+
+	if (r && clients_judge(r->pid, r->start) == CLIENTS_ALIVE) {
+		log_debug("client %u (pid %d) disconnected and still runs: "
+			  "its locks stay its own until it exits",
+			  c->client_id, (int)c->pid);
+		return;
+	}
+	int n = eng_recover(&d->eng, c->client_id);
+	if (n > 0)
+		log_warn("client %u (pid %d) died holding %d segment lock(s): "
+			 "recovered", c->client_id, (int)c->pid, n);
+	else
+		log_debug("client %u (pid %d) left", c->client_id, (int)c->pid);
+	clients_remove(&d->clients, c->client_id);
+}
+
 void conn_release(struct daemon *d, struct conn *c)
 {
-	if (c->client_id) {
-		int n = eng_recover(&d->eng, c->client_id);
-		if (n > 0)
-			log_warn("client %u (pid %d) died holding %d segment "
-				 "lock(s): recovered", c->client_id, (int)c->pid,
-				 n);
-		else
-			log_debug("client %u (pid %d) left", c->client_id,
-				  (int)c->pid);
-		clients_remove(&d->eng, c->client_id);
-	}
+	if (c->client_id)
+		client_left(d, c);
 	close(c->fd);
 	free(c->in);
 	free(c->out);
@@ -366,7 +389,19 @@ void conn_tick(struct daemon *d, uint64_t now_ms)
 {
 	for (uint32_t i = 0; i < d->cfg.max_clients; i++) {
 		struct conn *c = &d->conns[i];
-		if (c->fd < 0 || c->closing || c->waiting || !c->partial_since)
+		if (c->fd < 0 || c->closing || c->waiting)
+			continue;
+		if (c->client_id == 0 &&
+		    now_ms - c->accepted_ms >= d->cfg.hello_timeout_ms) {
+			log_info("pid %d sent no HELLO within %u ms: "
+				 "disconnecting", (int)c->pid,
+				 d->cfg.hello_timeout_ms);
+			conn_reply_error(c, 0, -ETIMEDOUT,
+					 "no HELLO in time (--hello-timeout)");
+			c->closing = true;
+			continue;
+		}
+		if (!c->partial_since)
 			continue;
 		if (now_ms - c->partial_since >= CONN_PARTIAL_TIMEOUT_MS) {
 			log_info("pid %d left half a frame for %d ms: "

@@ -25,6 +25,7 @@
 #include <sys/uio.h>
 #include <sys/socket.h>
 
+#include "clients.h"
 #include "config.h"
 #include "engine.h"
 #include "sysd.h"
@@ -44,9 +45,11 @@ struct conn {
 	uint32_t gen;		/* bumped when the slot is reused */
 	uint32_t client_id;	/* 0 until HELLO */
 	pid_t pid;
+	uint64_t start;		/* the peer's start word (clients.h) */
 	uid_t uid;
 	gid_t gid;
 	uint64_t since;		/* unix seconds, connect time */
+	uint64_t accepted_ms;	/* monotonic ms, connect time */
 	uint64_t partial_since;	/* monotonic ms a partial frame is pending */
 
 	uint8_t *in;		/* received, unprocessed bytes */
@@ -74,6 +77,7 @@ struct conn {
 struct daemon {
 	struct config cfg;
 	struct eng eng;
+	struct clients clients;	/* the book of clients (clients.h) */
 	int region_fd;
 	void *region_base;
 	size_t region_size;

@@ -42,8 +42,13 @@ static void reply_rc(struct conn *c, uint16_t type, uint32_t id, int rc)
  * Session
  * ------------------------------------------------------------------------ */
 
-/* prev was handed out by this region's daemons and no connection has it. */
-static bool prev_id_free(const struct daemon *d, uint32_t prev)
+/* c may take prev back: prev was handed out by this region's daemons, no
+ * connection has it, and the book records it as c's very process (same
+ * pid, same start time: SO_PEERCRED's pid, not the one HELLO claims).  An
+ * id is a lock identity; another process that took it could release or
+ * corrupt its owner's locks, and its death would be taken for the owner's. */
+static bool prev_id_ours(const struct daemon *d, const struct conn *c,
+			 uint32_t prev)
 {
 	if (prev <= DAEMON_CLIENT_ID ||
 	    prev >= __atomic_load_n(&d->eng.hdr->next_client_id,
@@ -52,7 +57,9 @@ static bool prev_id_free(const struct daemon *d, uint32_t prev)
 	for (uint32_t i = 0; i < d->cfg.max_clients; i++)
 		if (d->conns[i].fd >= 0 && d->conns[i].client_id == prev)
 			return false;
-	return true;
+	const struct client_slot *r = clients_find(&d->clients, prev);
+	return r && c->pid > 0 && r->pid == (uint32_t)c->pid &&
+	       (c->start & ~CLIENT_FOREIGN_NS) != 0 && r->start == c->start;
 }
 
 static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
@@ -69,11 +76,17 @@ static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
 		conn_reply_error(c, id, -EPROTO, "protocol version mismatch");
 		return;
 	}
-	if (c->client_id == 0 && prev_id_free(d, prev)) {
-		/* A client reconnecting after a daemon restart keeps the id its
-		 * locks carry. */
-		c->client_id = prev;
-		log_info("client %u (pid %d) re-attached", prev, (int)c->pid);
+	if (c->client_id == 0 && prev != 0) {
+		/* A client reconnecting (after a daemon restart, say) keeps
+		 * the id its locks carry - if it is the process that had it. */
+		if (prev_id_ours(d, c, prev)) {
+			c->client_id = prev;
+			log_info("client %u (pid %d) re-attached", prev,
+				 (int)c->pid);
+		} else {
+			log_info("pid %d asked for client id %u, which is not "
+				 "its own: given a new one", (int)c->pid, prev);
+		}
 	}
 	if (c->client_id == 0) {
 		struct region_hdr *h = d->eng.hdr;
@@ -84,8 +97,12 @@ static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
 		c->client_id = cid;
 	}
 
-	int rc = clients_add(&d->eng, c->client_id, c->pid,
-			     !clients_same_ns(c->pid));
+	int rc = clients_add(&d->clients, c->client_id, c->pid, c->start);
+	if (rc == -EUSERS) {
+		/* Full: forget the clients that died meanwhile, then retry. */
+		clients_sweep(&d->clients, NULL);
+		rc = clients_add(&d->clients, c->client_id, c->pid, c->start);
+	}
 	if (rc) {
 		log_warn("client table full: refused pid %d", (int)c->pid);
 		conn_reply_error(c, id, rc, "client table full");

@@ -55,9 +55,12 @@ void daemon_tick(struct daemon *d)
 	 * (those of a previous daemon, or ones whose closed connection this
 	 * daemon has not handled yet). */
 	if (++d->ticks % 10 == 0) {
-		int n = clients_sweep(&d->eng);
+		int gone, n = clients_sweep(&d->clients, &gone);
 		if (n > 0)
-			log_info("liveness sweep: %d dead client(s) recovered", n);
+			log_warn("liveness sweep: %d dead client(s) held "
+				 "segment locks: recovered", n);
+		if (gone > 0)
+			log_debug("liveness sweep: %d client(s) gone", gone);
 	}
 }
 

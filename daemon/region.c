@@ -393,7 +393,8 @@ static void record_daemon(struct daemon *d)
 {
 	__atomic_store_n(&d->eng.hdr->daemon_pid, (uint32_t)getpid(),
 			 __ATOMIC_RELAXED);
-	clients_add(&d->eng, DAEMON_CLIENT_ID, getpid(), false);
+	clients_add(&d->clients, DAEMON_CLIENT_ID, getpid(),
+		    clients_start_word(getpid()));
 }
 
 int region_open(struct daemon *d, char *err, size_t errlen)
@@ -433,16 +434,17 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 			report_huge(d);
 	}
 	eng_set_timeout(&d->eng, DAEMON_LOCK_TIMEOUT_MS);
-	eng_set_alive_fn(&d->eng, clients_alive, &d->eng);
+	eng_set_alive_fn(&d->eng, clients_book_alive, &d->clients);
 	struct region_hdr *h = d->eng.hdr;
 	__atomic_store_n(&h->pidns, clients_pidns_self(), __ATOMIC_RELAXED);
 	__atomic_fetch_add(&h->boot_count, 1, __ATOMIC_RELAXED);
-	record_daemon(d);
-	/* Clients of a previous daemon that died meanwhile: their locks. */
-	int n = clients_sweep(&d->eng);
+	/* The table as found: clients of a previous daemon that died
+	 * meanwhile, and whatever else does not describe a live process. */
+	int n = clients_adopt(&d->clients, &d->eng);
 	if (n > 0)
-		log_warn("%d client(s) of the previous daemon died: recovered",
-			 n);
+		log_warn("client table: %d slot(s) of dead clients or garbage "
+			 "freed, their locks recovered", n);
+	record_daemon(d);
 	return 0;
 }
 
@@ -450,7 +452,7 @@ void region_close(struct daemon *d)
 {
 	if (d->eng.hdr) {
 		__atomic_store_n(&d->eng.hdr->daemon_pid, 0, __ATOMIC_RELAXED);
-		clients_remove(&d->eng, DAEMON_CLIENT_ID);
+		clients_remove(&d->clients, DAEMON_CLIENT_ID);
 	}
 	/* The name goes while the region is still claimed (the close in
 	 * unmap() releases it): never another daemon's region. */

@@ -44,6 +44,8 @@ struct shmc {
 	struct eng e;		/* read-only after open */
 	void *base;
 	size_t size;
+	int region_fd;		/* kept: owner_query() tells if a daemon runs */
+	struct clients_view view; /* the liveness check's argument */
 	unsigned fork_gen;	/* fork_generation at open */
 
 	pthread_mutex_t ctl;	/* guards everything below */
@@ -329,13 +331,16 @@ SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
 		}
 		c->size = (size_t)size;
 	}
-	if (region_fd >= 0)
-		close(region_fd); /* the mapping keeps the region */
 	if (rc == 0)
 		rc = eng_attach(&c->e, c->base, c->size, cid, NULL);
-	if (rc == 0) /* waiters can judge a holder dead even with no daemon */
-		eng_set_alive_fn(&c->e, clients_alive, &c->e);
+	if (rc == 0) { /* waiters judge a dead holder when no daemon runs */
+		c->region_fd = region_fd;
+		c->view = (struct clients_view){ &c->e, region_fd };
+		eng_set_alive_fn(&c->e, clients_alive, &c->view);
+	}
 	if (rc) {
+		if (region_fd >= 0)
+			close(region_fd);
 		if (c->base)
 			munmap(c->base, c->size);
 		close(c->sock);
@@ -353,6 +358,7 @@ SHMC_EXPORT void shmc_close(shmc *c)
 	if (!c)
 		return;
 	munmap(c->base, c->size);
+	close(c->region_fd);
 	if (c->sock >= 0)
 		close(c->sock);
 	pthread_mutex_destroy(&c->ctl);

@@ -123,16 +123,19 @@ struct region_hdr {
 };
 
 /* One attached client, so that any process can tell whether a lock holder
- * is alive when the daemon cannot (see shared/clients.c).  Written by the
- * daemon only (at the handshake, on disconnect, by its liveness sweep);
- * read by anyone.  id 0 = free slot.  The table follows the header. */
+ * is alive when no daemon runs (see shared/clients.h).  Written by the
+ * daemon only, from its private copy (at the handshake, on disconnect, by
+ * its liveness sweep, which also rewrites slots others wrote); read by
+ * anyone, trusted by no one while a daemon runs.  id 0 = free slot.  The
+ * table follows the header. */
 struct client_slot {
 	uint32_t id;
 	uint32_t pid;	/* in the daemon's pid namespace */
 	uint64_t start; /* process start time (clock ticks after boot, from
 			   /proc/PID/stat) to tell a reused pid; bit 63 set:
-			   the client is in another pid namespace, its pid
-			   means nothing to others */
+			   the client is not in the daemon's pid namespace
+			   (or /proc hid it), and with a zero start time it
+			   cannot be judged (shared/clients.h) */
 };
 #define CLIENT_FOREIGN_NS (UINT64_C(1) << 63)
 #define LAYOUT_CLIENT_TABLE_SIZE (LAYOUT_CLIENTS * 16u)

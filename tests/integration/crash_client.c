@@ -15,16 +15,26 @@
  * "ready", and waits for a line on stdin before it starts (to act on a
  * region whose daemon has died meanwhile).
  *
+ * With SHMC_BREAK=1, the mode runs on a second thread while the main
+ * thread waits for a line on stdin, then sends a frame header of a wrong
+ * version on the handle's control socket (so that the daemon disconnects
+ * this live process: with SHMC_FAULT, while the other thread holds a lock),
+ * prints "broken", and waits for the mode to end.
+ *
  * Every value is self-validating: it starts with the 64-bit FNV-1a hash of
  * its key and its length, and every following byte is derived from both,
  * so a torn, foreign or shifted value is detected.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <shmc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #define VMAX 65536
 
@@ -132,6 +142,43 @@ static int run(shmc *c, const char *mode, const char *prefix, long n,
 	return 0;
 }
 
+/* The mode's work on a thread of its own (SHMC_BREAK). */
+struct job {
+	shmc *c;
+	const char *mode, *prefix;
+	long n;
+	size_t vlen;
+	int rc;
+};
+
+static void *job_run(void *arg)
+{
+	struct job *j = arg;
+
+	j->rc = run(j->c, j->mode, j->prefix, j->n, j->vlen);
+	return NULL;
+}
+
+/* Sends a frame header of a wrong version on this process's connection to
+ * the daemon at path (found by its peer address).  0, or -1. */
+static int break_framing(const char *path)
+{
+	static const uint8_t bad[12] = { 0, 0, 0, 0, 2, 0, 99, 0, 1, 0, 0, 0 };
+
+	for (int fd = 3; fd < 1024; fd++) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+		if (getpeername(fd, (struct sockaddr *)&sa, &len) < 0 ||
+		    sa.sun_family != AF_UNIX ||
+		    strncmp(sa.sun_path, path, sizeof(sa.sun_path)) != 0)
+			continue;
+		return write(fd, bad, sizeof(bad)) == (ssize_t)sizeof(bad)
+			       ? 0
+			       : -1;
+	}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
 	shmc *c;
@@ -161,7 +208,25 @@ int main(int argc, char **argv)
 		}
 	}
 
-	rc = run(c, mode, prefix, n, vlen);
+	const char *brk = getenv("SHMC_BREAK");
+	if (brk && strcmp(brk, "1") == 0) {
+		struct job j = { c, mode, prefix, n, vlen, 0 };
+		pthread_t t;
+		char line[16];
+		if (pthread_create(&t, NULL, job_run, &j) != 0)
+			return 2;
+		if (!fgets(line, sizeof(line), stdin) ||
+		    break_framing(argv[1]) < 0) {
+			fprintf(stderr, "cannot break the framing\n");
+			return 2;
+		}
+		printf("broken\n");
+		fflush(stdout);
+		pthread_join(t, NULL);
+		rc = j.rc;
+	} else {
+		rc = run(c, mode, prefix, n, vlen);
+	}
 	shmc_close(c);
 	return rc;
 }

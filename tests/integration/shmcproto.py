@@ -25,7 +25,7 @@ T = dict(HELLO=1, PING=2, STATS=3, GET=4, SET=5, DEL=6, TTL=7, TOUCH=8,
          FLUSH=9, CHECK=10, CLIENTS=11, SAVE=12, LOAD=13, SHUTDOWN=14)
 
 ENOENT, EACCES, EPROTO, EBADMSG, EOPNOTSUPP, ENOTSUP = 2, 13, 71, 74, 95, 95
-EMSGSIZE, E2BIG, EINVAL, EUSERS = 90, 7, 22, 87
+EMSGSIZE, E2BIG, EINVAL, EUSERS, ETIMEDOUT = 90, 7, 22, 87, 110
 
 
 class ProtoError(Exception):
@@ -145,8 +145,9 @@ class Client:
         return Reader(payload)
 
     # -- the requests ------------------------------------------------------
-    def hello(self):
-        r = self.call("HELLO", u32(VERSION) + u32(os.getpid()) + u32(0))
+    def hello(self, prev=0):
+        """HELLO, asking for client id prev back (0: a new one)."""
+        r = self.call("HELLO", u32(VERSION) + u32(os.getpid()) + u32(prev))
         cid, fmt, size = r.u32(), r.u32(), r.u64()
         r.end()
         return cid, fmt, size

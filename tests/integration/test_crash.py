@@ -8,12 +8,18 @@ inside the segment lock at that step; the test SIGKILLs it and checks that
 the daemon recovered the segment within 100 ms (from its millisecond log
 stamps), that no value read afterwards is torn or foreign, that the
 integrity walk is clean, and that other clients carry on.
+
+And the other side (LiveHolder): a holder that is alive keeps its lock
+while the daemon runs, whatever the client table says and even when the
+daemon drops its connection; it is recovered only once it has died.
 """
+import mmap
 import datetime
 import os
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -47,9 +53,15 @@ def log_time(stamp):
         tzinfo=datetime.timezone.utc).timestamp()
 
 
+TABLE_OFF, SLOT = 4096, struct.Struct("<IIQ")  # layout.h: client_slot
+CLIENTS = 4096
+
+
 class Base(unittest.TestCase):
+    extra = []
+
     def setUp(self):
-        self.d = p.DaemonProc(DAEMON).start()
+        self.d = p.DaemonProc(DAEMON, extra=self.extra).start()
 
     def tearDown(self):
         self.d.stop()
@@ -60,14 +72,15 @@ class Base(unittest.TestCase):
                               capture_output=True, text=True, timeout=60,
                               env=env, **kw)
 
-    def stop_at(self, point):
+    def stop_at(self, point, env=None, **kw):
         mode, n, vlen = POINTS[point]
         if mode == "del":
             self.assertEqual(self.client("fill", "crash", n, vlen).returncode, 0)
-        env = dict(os.environ, SHMC_FAULT=point)
+        env = dict(os.environ, SHMC_FAULT=point, **(env or {}))
+        kw.setdefault("stdout", subprocess.DEVNULL)
         proc = subprocess.Popen([CLIENT, self.d.sock, mode, "crash", str(n),
                                  str(vlen)], env=env, stderr=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL)
+                                **kw)
         deadline = time.monotonic() + 30
         line = b""
         while b"\n" not in line:
@@ -155,6 +168,126 @@ class NoDaemon(Base):
         c.close()
         r = self.client("verify", "after", 300)
         self.assertEqual(r.stdout.split()[:2], ["ok", "300"], r.stdout)
+
+
+class LiveHolder(Base):
+    """A live holder, stopped at set-begin (mutation open) on the segment
+    of one of the "crash" keys; a writer of every "crash" key must wait for
+    it, and time out, as long as it lives."""
+    extra = ["--lock-timeout", "300"]
+
+    def tearDown(self):
+        for proc in getattr(self, "procs", []):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            for f in (proc.stdin, proc.stdout, proc.stderr):
+                if f:
+                    f.close()
+        super().tearDown()
+
+    def holder(self, env=None, **kw):
+        self.assertEqual(self.client("fill", "keep", 300, 100).returncode, 0)
+        proc = self.stop_at("set-begin", env=env, **kw)
+        self.procs = [proc]
+        return proc
+
+    def repairs(self):
+        c = p.Client(self.d.sock)
+        try:
+            return c.stats()["repairs"]
+        finally:
+            c.close()
+
+    def assert_lock_kept(self):
+        """A writer times out on the held segment; nothing was reset."""
+        before = self.repairs()
+        r = self.client("fill", "crash", 200, 100)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("timed out waiting for a lock", r.stderr)
+        self.assertEqual(self.repairs(), before)
+        self.assertNotIn("died holding", self.d.logtext())
+
+    def assert_recovered_after_death(self, holder):
+        holder.kill()
+        holder.wait()
+        deadline = time.monotonic() + 20
+        while True:
+            r = self.client("fill", "crash", 200, 100)
+            if r.returncode == 0:
+                break
+            self.assertLess(time.monotonic(), deadline,
+                            "never recovered:\n" + self.d.logtext())
+        for prefix, n in (("crash", 200), ("keep", 300)):
+            r = self.client("verify", prefix, n)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def client_id_of(self, pid):
+        c = p.Client(self.d.sock)
+        try:
+            ids = [e["id"] for e in c.clients() if e["pid"] == pid]
+        finally:
+            c.close()
+        self.assertEqual(len(ids), 1)
+        return ids[0]
+
+    def table_slot(self, region, cid):
+        for i in range(CLIENTS):
+            off = TABLE_OFF + i * SLOT.size
+            if SLOT.unpack_from(region, off)[0] == cid:
+                return off
+        self.fail(f"client {cid} not in the table")
+
+    def test_crash_forged_pid_does_not_make_a_live_holder_dead(self):
+        holder = self.holder()
+        cid = self.client_id_of(holder.pid)
+        gone = subprocess.Popen(["true"])
+        gone.wait()  # a pid that no process has now
+        fd = os.open("/dev/shm" + self.d.name, os.O_RDWR)
+        region = mmap.mmap(fd, 0)
+        os.close(fd)
+        try:
+            for forged in (gone.pid, 0xFFFFFFFF, 0, 0x7FFFFFFF):
+                off = self.table_slot(region, cid)
+                _, pid, start = SLOT.unpack_from(region, off)
+                SLOT.pack_into(region, off, cid, forged, start)
+                # Waiters leave the judgement to the daemon, which knows
+                # the holder lives: they time out, nothing is reset.
+                self.assert_lock_kept()
+            # The daemon rewrites what others wrote in its table.
+            deadline = time.monotonic() + 10
+            while SLOT.unpack_from(region, off)[1] != holder.pid:
+                self.assertLess(time.monotonic(), deadline,
+                                "forged slot never restored")
+                time.sleep(0.05)
+        finally:
+            region.close()
+        self.assert_recovered_after_death(holder)
+
+    def test_crash_daemon_keeps_locks_of_a_live_client_it_disconnects(self):
+        holder = self.holder(env={"SHMC_BREAK": "1"}, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+        # The holder's main thread sends a broken frame header; the daemon
+        # drops its connection while the other thread holds the lock.
+        holder.stdin.write(b"go\n")
+        holder.stdin.flush()
+        self.assertEqual(holder.stdout.readline(), b"broken\n")
+        deadline = time.monotonic() + 10
+        while f"pid {holder.pid} sent a bad frame header" not in \
+                self.d.logtext():
+            self.assertLess(time.monotonic(), deadline, self.d.logtext())
+            time.sleep(0.02)
+        deadline = time.monotonic() + 10
+        c = p.Client(self.d.sock)
+        while any(e["pid"] == holder.pid for e in c.clients()):
+            self.assertLess(time.monotonic(), deadline, "still connected")
+            time.sleep(0.02)
+        c.close()
+        self.assert_lock_kept()
+        # Once it is dead, the liveness sweep recovers its lock.
+        self.assert_recovered_after_death(holder)
+        self.assertIn("liveness sweep: 1 dead client(s) held segment locks",
+                      self.d.logtext())
 
 
 def make_test(point):

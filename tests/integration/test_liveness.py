@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Who a client is, over the raw protocol: identities and table slots.
+
+    test_liveness.py DAEMON
+
+HELLO's previous client id is given back only to the process that had it;
+a client table filled with garbage through the mapping does not lock new
+clients out (at a restart, nor while the daemon runs); a peer that never
+sends HELLO is disconnected, freeing its --max-clients slot.
+"""
+import mmap
+import os
+import struct
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shmcproto as p  # noqa: E402
+
+DAEMON = None
+TABLE_OFF, SLOT, CLIENTS = 4096, struct.Struct("<IIQ"), 4096  # layout.h
+FOREIGN = 1 << 63
+
+# HELLO with prev id from another process; prints the id it got.
+OTHER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import shmcproto as p
+c = p.Client(sys.argv[2])
+print(c.hello(int(sys.argv[3]))[0])
+c.close()
+"""
+
+
+class Base(unittest.TestCase):
+    extra = []
+
+    def setUp(self):
+        self.d = p.DaemonProc(DAEMON, extra=self.extra).start()
+
+    def tearDown(self):
+        self.d.stop()
+        self.d.unlink()
+
+
+class Liveness(Base):
+
+    def wait_gone(self, cid):
+        """Until no connection has client id cid."""
+        deadline = time.monotonic() + 10
+        c = p.Client(self.d.sock)
+        while any(e["id"] == cid for e in c.clients()):
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.02)
+        c.close()
+
+    def test_liveness_prev_id_only_for_its_own_process(self):
+        c = p.Client(self.d.sock)
+        cid = c.hello()[0]
+        c.close()
+        self.wait_gone(cid)
+        # Another process asks for it: a new id.
+        r = subprocess.run([sys.executable, "-c", OTHER,
+                            os.path.dirname(os.path.abspath(p.__file__)),
+                            self.d.sock, str(cid)],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotEqual(int(r.stdout), cid)
+        self.assertIn(f"asked for client id {cid}, which is not its own",
+                      self.d.logtext())
+        # The process that had it gets it back.
+        c = p.Client(self.d.sock)
+        self.assertEqual(c.hello(cid)[0], cid)
+        c.close()
+
+    def fill_table_with_garbage(self):
+        fd = os.open("/dev/shm" + self.d.name, os.O_RDWR)
+        region = mmap.mmap(fd, 0)
+        os.close(fd)
+        # Slots a careless check takes for live processes: pid 1 (always
+        # there) with no start time, pid -1 (kill(-1, 0) succeeds), a
+        # "foreign" pid, and pid 0; every id far above those handed out.
+        kinds = [(1, 0), (0xFFFFFFFF, 0), (1, FOREIGN), (0, 12345)]
+        for i in range(CLIENTS):
+            pid, start = kinds[i % len(kinds)]
+            SLOT.pack_into(region, TABLE_OFF + i * SLOT.size,
+                           0x10000000 + i, pid, start)
+        region.close()
+
+    def hello_works(self):
+        c = p.Client(self.d.sock)
+        try:
+            return c.hello()[0] > 1
+        except p.ProtoError as e:
+            self.assertEqual(e.err, p.EUSERS, e.msg)
+            return False
+        finally:
+            c.close()
+
+    def test_liveness_garbage_table_cleared_at_restart(self):
+        self.d.stop()
+        self.fill_table_with_garbage()
+        self.d.start()
+        self.assertTrue(self.hello_works(), self.d.logtext())
+        self.assertIn("slot(s) of dead clients or garbage freed",
+                      self.d.logtext())
+
+    def test_liveness_garbage_table_cleared_while_running(self):
+        self.fill_table_with_garbage()
+        deadline = time.monotonic() + 10
+        while not self.hello_works():
+            self.assertLess(time.monotonic(), deadline, self.d.logtext())
+            time.sleep(0.05)
+
+
+class HelloTimeout(Base):
+    extra = ["--max-clients", "2", "--hello-timeout", "200"]
+
+    def test_liveness_peer_without_hello_is_dropped(self):
+        idle = [p.Client(self.d.sock, timeout=30) for _ in range(2)]
+        # Both slots taken: until the idle peers are dropped, a third is
+        # refused; then it is served.
+        deadline = time.monotonic() + 30
+        while True:
+            c = p.Client(self.d.sock)
+            try:
+                self.assertGreater(c.hello()[0], 1)
+                break
+            except p.ProtoError as e:
+                self.assertEqual(e.err, p.EUSERS, e.msg)
+            finally:
+                c.close()
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        for c in idle:
+            # Told why, then closed.
+            type_, _, body = c.read_frame()
+            self.assertEqual(type_, p.ERROR)
+            r = p.Reader(body)
+            self.assertEqual(-r.i32(), p.ETIMEDOUT)
+            self.assertIn("HELLO", r.str())
+            with self.assertRaises(EOFError):
+                c.read_frame()
+            c.close()
+
+
+def main():
+    global DAEMON
+    DAEMON, = p.binaries(1, __doc__)
+    return p.run_tests(sys.argv[2:], "shmc-liveness-")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
