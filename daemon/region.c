@@ -425,6 +425,12 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 		log_info("adopted region %s (%llu bytes, %u segments): warm "
 			 "restart", d->cfg.name,
 			 (unsigned long long)d->region_size, d->eng.g.nseg);
+		/* A killed daemon's locks carry our id; the claim says that
+		 * daemon is gone, and no thread of ours holds any yet. */
+		int held = eng_recover_inherited(&d->eng);
+		if (held > 0)
+			log_warn("the previous daemon died holding %d segment "
+				 "lock(s): recovered", held);
 	} else {
 		log_info("created region %s: %llu bytes, %u segments of %u "
 			 "ring bytes and %u entries", d->cfg.name,

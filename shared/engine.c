@@ -128,12 +128,11 @@ static int seg_done(struct eng *e, struct seg *s, int rc)
 	return rc;
 }
 
-int eng_recover(struct eng *e, uint32_t dead_id)
+/* eng_recover() without the check that dead_id is not our own. */
+static int recover_id(struct eng *e, uint32_t dead_id)
 {
 	int n = 0;
 
-	if (dead_id == 0 || dead_id == e->client_id)
-		return 0;
 	for (uint32_t i = 0; i < e->g.nseg; i++) {
 		struct seg s = seg_at(e, i);
 		uint32_t w = __atomic_load_n(&s.h->lock, __ATOMIC_ACQUIRE);
@@ -159,6 +158,18 @@ int eng_recover(struct eng *e, uint32_t dead_id)
 		}
 	}
 	return n;
+}
+
+int eng_recover(struct eng *e, uint32_t dead_id)
+{
+	if (dead_id == 0 || dead_id == e->client_id)
+		return 0;
+	return recover_id(e, dead_id);
+}
+
+int eng_recover_inherited(struct eng *e)
+{
+	return recover_id(e, e->client_id);
 }
 
 void eng_set_timeout(struct eng *e, uint32_t ms)

@@ -312,6 +312,13 @@ int eng_sweep(struct eng *e, uint32_t seg, uint32_t budget);
  * segments taken over. */
 int eng_recover(struct eng *e, uint32_t dead_id);
 
+/* eng_recover() for this handle's own id, held by a dead predecessor that
+ * had the same id: the daemon always attaches as one id, so the locks of a
+ * killed daemon read as the next one's.  Only for a caller that knows no
+ * thread of its own holds a lock or a load yet (the daemon after it claimed
+ * the region, before it serves).  Returns the segments taken over. */
+int eng_recover_inherited(struct eng *e);
+
 /* Which segment a key belongs to (for tools and tests). */
 uint32_t eng_seg_of(const struct eng *e, const void *key, size_t klen);
 

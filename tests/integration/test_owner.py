@@ -159,6 +159,38 @@ class Owner(unittest.TestCase):
         self.assertEqual(c.get(b"kept")[0], b"across kills")
         c.close()
 
+    def test_owner_restart_recovers_locks_the_killed_daemon_held(self):
+        """A daemon killed inside a segment lock leaves it under id 1,
+        the id every daemon attaches with: the next one takes it over."""
+        import mmap
+        d = self.daemon().start()
+        d.proc.kill()
+        d.proc.wait()
+        d.proc.stderr.close()
+        # As the killed daemon left them: every lock held by id 1, one
+        # segment mid-write.
+        fd = os.open("/dev/shm" + d.name, os.O_RDWR)
+        try:
+            m = mmap.mmap(fd, 0)
+            nseg, = struct.unpack_from("<I", m, 12)
+            base, stride = struct.unpack_from("<QQ", m, 24)  # layout.h
+            for i in range(nseg):
+                struct.pack_into("<I", m, base + i * stride, 1 << 1)
+            seq, = struct.unpack_from("<I", m, base + 4)
+            struct.pack_into("<I", m, base + 4, seq | 1)
+            m.close()
+        finally:
+            os.close(fd)
+        d.start()
+        c = p.Client(d.sock)
+        for i in range(4 * nseg):
+            c.set(b"k%d" % i, b"v%d" % i)
+        for i in range(4 * nseg):
+            self.assertEqual(c.get(b"k%d" % i)[0], b"v%d" % i)
+        c.close()
+        self.assertIn(f"the previous daemon died holding {nseg} segment "
+                      "lock(s): recovered", d.logtext())
+
     def test_owner_socket_of_a_live_daemon_is_refused(self):
         a = self.daemon().start()
         b = self.daemon(workdir=a.dir)

@@ -2172,6 +2172,39 @@ static void test_engine_recover_resets_dead_holders_segment(void **state)
 	tu_assert_all_clean(e);
 }
 
+/* A killed daemon's locks carry the id the next daemon attaches with: plain
+ * eng_recover() leaves them (they look like our own), the inherited form
+ * takes them over and repairs. */
+static void test_engine_recover_inherited_takes_predecessors_locks(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 50 };
+	struct eng *e = &r->e;
+	uint32_t seg = 3, ki = 0;
+	struct seg_hdr *h;
+	char key[16];
+	size_t klen;
+
+	tu_region_open(r, MiB, &cfg);
+	assert_true(fill_for_recover(e, 100, seg) > 0);
+	h = tu_seg_hdr(e, seg);
+	__atomic_store_n(&h->lock, e->client_id << 1 | LOCK_WAITERS,
+			 __ATOMIC_RELEASE);
+	h->seq |= 1u; /* died mid-write */
+
+	assert_rc(eng_recover(e, e->client_id), 0);
+	assert_int_not_equal(__atomic_load_n(&h->lock, __ATOMIC_ACQUIRE), 0);
+	assert_rc(eng_recover_inherited(e), 1);
+	assert_int_equal(__atomic_load_n(&h->lock, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(h->seq & 1, 0);
+
+	klen = tu_key_in_seg(e, seg, key, sizeof(key), "after", &ki);
+	assert_rc(eng_set(e, key, klen, "works", 5, 0), 0);
+	tu_assert_value(e, key, klen, "works", 5);
+	assert_rc(eng_recover_inherited(e), 0);
+	tu_assert_all_clean(e);
+}
+
 static void test_engine_recover_keeps_contents_when_seq_even(void **state)
 {
 	struct tu_region *r = *state;
@@ -2475,6 +2508,7 @@ int main(void)
 		T(test_engine_check_detects_and_repairs_corruption),
 		T(test_engine_corrupt_segment_never_serves_wrong_value),
 		T(test_engine_recover_resets_dead_holders_segment),
+		T(test_engine_recover_inherited_takes_predecessors_locks),
 		T(test_engine_recover_keeps_contents_when_seq_even),
 		T(test_engine_recover_wakes_waiters),
 		T(test_engine_lock_timeout_reported),
