@@ -102,16 +102,33 @@ static int state_ok(const struct seg *s)
 	return 0;
 }
 
-/* The check of a header written at ring offset off with record field rec
- * (ENTRY_DEAD for a dead entry): the top ENTRY_CHECK_BITS of a
- * multiplicative hash of both, so that offsets a few bytes apart, and the
- * same offset with another record, get unrelated checks. */
-static inline uint32_t entry_check(uint32_t off, uint32_t rec)
+/* The XOR of the 9-bit pieces of w: a change confined to ENTRY_CHECK_BITS
+ * adjacent bits of w changes it (each bit lands on another bit of it). */
+static inline uint32_t fold9(uint64_t w)
 {
-	uint64_t x = (uint64_t)(rec & ENTRY_REC_MASK) << 32 | off;
+	static_assert(ENTRY_CHECK_BITS == 9, "fold9 folds to the check's size");
+	w ^= w >> 36;
+	w ^= w >> 18;
+	w ^= w >> 9;
+	return (uint32_t)w & ((1u << ENTRY_CHECK_BITS) - 1);
+}
+
+/* The check of a header written at ring offset off with record field rec
+ * (ENTRY_DEAD for a dead entry) and e's expiry and lengths: the top
+ * ENTRY_CHECK_BITS of a multiplicative hash of off and rec, so that
+ * offsets a few bytes apart, and the same offset with another record, get
+ * unrelated checks; XOR the fold of the lengths (each byte of vlen, klen
+ * and slack as adjacent bits, in header order) and of the expiry, so that
+ * damage to any one byte of them always shows. */
+static inline uint32_t entry_check(uint32_t off, const struct entry *e)
+{
+	uint64_t x = (uint64_t)(e->rec & ENTRY_REC_MASK) << 32 | off;
+	uint64_t lens = (uint64_t)e->vlen | (uint64_t)e->klen << 30 |
+			(uint64_t)e->slack << 46;
 
 	return (uint32_t)((x * UINT64_C(0x9e3779b97f4a7c15)) >>
-			  (64 - ENTRY_CHECK_BITS));
+			  (64 - ENTRY_CHECK_BITS)) ^
+	       fold9(lens) ^ fold9(e->expire);
 }
 
 /* Reads the header at off, unchecked. */
@@ -163,7 +180,7 @@ entry_load(const struct seg *s, uint32_t off, struct entry *eh, uint32_t *len)
 {
 	int rc = entry_load_unchecked(s, off, eh, len);
 
-	if (rc == 0 && eh->chk != entry_check(off, eh->rec))
+	if (rc == 0 && eh->chk != entry_check(off, eh))
 		rc = -EUCLEAN;
 	return rc;
 }
@@ -187,7 +204,7 @@ static inline uint32_t vlen_use(const struct entry *e)
 static inline void entry_store_hdr(struct seg *s, uint32_t off,
 				   const struct entry *e)
 {
-	uint32_t chk = entry_check(off, e->rec);
+	uint32_t chk = entry_check(off, e);
 	struct entry_hdr eh = {
 		.rec = (e->rec & ENTRY_REC_MASK) | chk << ENTRY_REC_BITS,
 		.expire = e->expire,
@@ -939,9 +956,9 @@ static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
 			problem(r, "ring: bad entry header at offset %u", off);
 			return;
 		}
-		if (eh.chk != entry_check(off, eh.rec)) {
+		if (eh.chk != entry_check(off, &eh)) {
 			problem(r, "ring: entry at %u has check %#x, not %#x",
-				off, eh.chk, entry_check(off, eh.rec));
+				off, eh.chk, entry_check(off, &eh));
 			return;
 		}
 		if (eh.rec != ENTRY_DEAD) {
