@@ -121,11 +121,14 @@ static inline void seg_unlock(struct eng *e, struct seg *s)
 	lock_release(&s->h->lock, e->client_id);
 }
 
-/* Ends an operation: repairs the segment if rc says it is corrupted. */
+/* Ends an operation: repairs the segment if rc says it is corrupted (an
+ * entry dropped for its checksum leaves a sound segment). */
 static int seg_done(struct eng *e, struct seg *s, int rc)
 {
 	if (rc == -EUCLEAN)
 		repair_locked(s);
+	else if (rc == SEG_EBADSUM)
+		rc = -EUCLEAN;
 	seg_unlock(e, s);
 	return rc;
 }
@@ -235,11 +238,13 @@ static int store_ok(const struct eng *e, const void *key, size_t klen,
 static struct seg locate(const struct eng *e, const void *key, size_t klen,
 			 struct seg_key *k, uint32_t *seg_no)
 {
-	struct hash_split hs = hash_split(hash_key(key, klen), e->g.seg_bits);
+	uint64_t h = hash_key(key, klen);
+	struct hash_split hs = hash_split(h, e->g.seg_bits);
 
 	k->key = key;
 	k->klen = (uint32_t)klen;
 	k->tag = hs.tag;
+	k->hash = h;
 	if (seg_no)
 		*seg_no = hs.seg;
 	struct seg s = seg_at(e, hs.seg);
@@ -475,6 +480,7 @@ int eng_commit(struct eng *e, struct eng_resv *r)
 {
 	struct seg s = seg_at(e, r->seg);
 
+	seg_seal_at_locked(&s, r->off);
 	seg_write_end(&s);
 	seg_count(&s, SEG_CTR_sets);
 	seg_unlock(e, &s);
@@ -510,7 +516,9 @@ int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
 	uint64_t h = hash_key(key, klen);
 	struct hash_split hs = hash_split(h, e->g.seg_bits);
 	struct seg s = seg_at(e, hs.seg);
-	k = (struct seg_key){ .key = key, .klen = (uint32_t)klen, .tag = hs.tag };
+	k = (struct seg_key){
+		.key = key, .klen = (uint32_t)klen, .tag = hs.tag, .hash = h
+	};
 
 	if ((rc = seg_lock(e, &s)))
 		return rc;

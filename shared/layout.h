@@ -175,7 +175,8 @@ struct client_slot {
 	X(evictions, "live entries dropped to make room")                   \
 	X(moves, "entries in use moved to the ring head")                   \
 	X(expirations, "expired entries reclaimed")                         \
-	X(repairs, "segment resets after corruption or a dead lock holder")
+	X(repairs, "segment resets after corruption or a dead lock holder, "  \
+		   "entries dropped for a bad checksum")
 
 #define SEG_COUNT_X(name, desc) +1
 enum { SEG_NCOUNTERS = 0 SEG_COUNTERS(SEG_COUNT_X) };

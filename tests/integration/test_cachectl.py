@@ -377,6 +377,24 @@ class Control(CtlTest):
         self.assertIn("region header geometry and its second copy are both "
                       "damaged; --reset replaces it", self.d.logtext())
 
+    def test_checksum_mode_is_kept_by_the_region(self):
+        self.d.stop()
+        self.d.unlink()
+        self.d.extra = ["--checksum"]
+        self.d.start()
+        self.ok("set", "k", "v")
+        self.assertEqual(self.ok("get", "k"), b"v")
+        self.d.stop()
+        self.d.extra = []
+        r = subprocess.run(self.d.args(), capture_output=True, text=True,
+                           timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("it was made with --checksum; --reset replaces it",
+                      self.d.logtext())
+        self.d.extra = ["--checksum"]
+        self.d.start()
+        self.assertEqual(self.ok("get", "k"), b"v")
+
     def test_lock_timeout_applies_at_a_warm_restart(self):
         def region_timeout():
             with open("/dev/shm" + self.d.name, "rb") as f:
