@@ -102,13 +102,18 @@ enum opt_kind {
 	  "back the region with huge pages")                                \
 	X(PREFAULT, "prefault", 0, KIND_FLAG, NULL,                         \
 	  "touch every page of the region at start")                        \
+	X(CHECKSUM, "checksum", 0, KIND_FLAG, NULL,                         \
+	  "store a checksum of each entry's key and value\n"                \
+	  "and verify it on every read (set when the region\n"              \
+	  "is created; a warm restart must agree)")                          \
 	X(EPOLL, "epoll", 0, KIND_FLAG, NULL,                               \
 	  "use the epoll event loop instead of io_uring")                   \
 	X(MAX_CLIENTS, "max-clients", 0, KIND_VALUE, "N",                   \
 	  "connections at once, 1..65536 (default 1024)")                   \
 	X(LOCK_TIMEOUT, "lock-timeout", 0, KIND_VALUE, "MS",                \
 	  "segment lock wait before the holder is checked,\n"               \
-	  "1..60000 ms (default 2000)")                                     \
+	  "1..60000 ms (default 2000); applied at every\n"                  \
+	  "start, a warm restart included")                                 \
 	X(HELLO_TIMEOUT, "hello-timeout", 0, KIND_VALUE, "MS",              \
 	  "close a connection that has not sent HELLO\n"                    \
 	  "by then, 100..600000 ms (default 10000)")                        \
@@ -681,6 +686,8 @@ static int opt_apply(struct config *c, struct source *src, int id,
 		return set_flag(&c->hugepages, val, why, cap);
 	case OPT_PREFAULT:
 		return set_flag(&c->prefault, val, why, cap);
+	case OPT_CHECKSUM:
+		return set_flag(&c->checksum, val, why, cap);
 	case OPT_EPOLL:
 		return set_flag(&c->force_epoll, val, why, cap);
 	case OPT_MAX_CLIENTS:

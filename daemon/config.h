@@ -25,9 +25,9 @@
  * version).  '#' starts a comment at the start of a line or after a blank;
  * blank lines are ignored; blanks around keys and values are trimmed; there
  * is no quoting (a value runs to the end of the line or its comment).  A
- * flag (foreground, reset, unlink-on-exit, hugepages, prefault, epoll,
- * snapshot-partial) takes true/false, yes/no, on/off or 1/0, and a bare
- * key means true.
+ * flag (foreground, reset, unlink-on-exit, hugepages, prefault, checksum,
+ * epoll, snapshot-partial) takes true/false, yes/no, on/off or 1/0, and a
+ * bare key means true.
  */
 #ifndef SHMC_CONFIG_H
 #define SHMC_CONFIG_H
@@ -125,11 +125,15 @@ struct config {
 	/* --hugepages, --prefault */
 	bool hugepages;
 	bool prefault;
+	/* --checksum: entries carry a checksum verified on each read
+	 * (REGION_F_CHECKSUM), chosen when the region is created */
+	bool checksum;
 	/* --epoll: the epoll loop instead of io_uring */
 	bool force_epoll;
 	/* --max-clients N: 1..65536; default 1024 */
 	uint32_t max_clients;
-	/* --lock-timeout MS: 1..60000; default 2000 */
+	/* --lock-timeout MS: 1..60000; default 2000.  Applied to the region
+	 * at each start, a warm restart included */
 	uint32_t lock_timeout_ms;
 	/* --hello-timeout MS: a connection without HELLO by then is closed;
 	 * 100..600000; default 10000 */

@@ -213,8 +213,19 @@ static void on_check(struct daemon *d, struct conn *c, uint32_t id,
 	uint32_t nseg = d->eng.g.nseg, bad = 0, repaired = 0;
 	struct proto_w w;
 	/* Room for every segment to report, at most 140 bytes each. */
-	conn_reply_start(c, &w, 16 + (size_t)nseg * 140);
+	conn_reply_start(c, &w, 16 + ((size_t)nseg + 1) * 140);
 	uint8_t *counts = proto_put_reserve(&w, 16);
+	/* The region header first, as a record of "segment" UINT32_MAX:
+	 * damage there is repaired from the daemon's own copy. */
+	char what[128];
+	if (eng_hdr_check(&d->eng, repair != 0, what, sizeof(what))) {
+		log_warn("check: %s", what);
+		bad++;
+		repaired += repair != 0;
+		proto_put_u32(&w, UINT32_MAX);
+		proto_put_u32(&w, 1);
+		proto_put_str(&w, what);
+	}
 	for (uint32_t i = 0; i < nseg && !w.err; i++) {
 		struct eng_check_report rep;
 		int rc = eng_check(&d->eng, i, repair != 0, &rep);

@@ -14,7 +14,10 @@
  * "never" (Debian's default for shmem) ignores the advice silently.
  *
  * Adoption (warm restart): the name exists; it is mapped and validated by
- * eng_attach(), and its geometry must equal what the configuration plans.
+ * eng_attach(), and its geometry must equal what the configuration plans
+ * (--checksum included).  A header whose geometry or its second copy is
+ * damaged is rewritten from the intact one, and the log says which.  The
+ * lock timeout is not geometry: --lock-timeout applies at every start.
  *
  * Ownership: one daemon per region.  The daemon claims the region with
  * owner_claim() (a POSIX record lock on its file, owner.h) as soon as it
@@ -56,7 +59,9 @@ static void eng_config_of(const struct config *c, struct eng_config *ec)
 {
 	*ec = (struct eng_config){ .nseg = c->segments,
 				   .avg_item = c->avg_item,
-				   .lock_timeout_ms = c->lock_timeout_ms };
+				   .lock_timeout_ms = c->lock_timeout_ms,
+				   .flags = c->checksum ? REGION_F_CHECKSUM
+							: 0 };
 }
 
 int region_plan(const struct config *c, struct eng_geom *g)
@@ -193,7 +198,12 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 	}
 	rc = eng_attach(&d->eng, d->region_base, d->region_size,
 			DAEMON_CLIENT_ID, &why);
-	if (rc == 0 && (d->eng.g.region_size != want->region_size ||
+	if (rc == 0 && d->eng.g.flags != want->flags) {
+		why = d->eng.g.flags & REGION_F_CHECKSUM
+			      ? "it was made with --checksum"
+			      : "it was made without --checksum";
+		rc = -EEXIST;
+	} else if (rc == 0 && (d->eng.g.region_size != want->region_size ||
 			d->eng.g.nseg != want->nseg ||
 			d->eng.g.nrec != want->nrec ||
 			d->eng.g.ring_size != want->ring_size)) {
@@ -208,6 +218,9 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 		unmap_keep_fd(d);
 		return rc == -EEXIST ? rc : -EUCLEAN;
 	}
+	char what[160];
+	if (eng_hdr_check(&d->eng, true, what, sizeof(what)))
+		log_warn("region %s: %s", d->cfg.name, what);
 	return 0;
 }
 
@@ -439,6 +452,11 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 		if (d->cfg.hugepages)
 			report_huge(d);
 	}
+	if (eng_lock_timeout(&d->eng) != d->cfg.lock_timeout_ms)
+		log_info("lock timeout of region %s: %u ms (was %u ms)",
+			 d->cfg.name, d->cfg.lock_timeout_ms,
+			 eng_lock_timeout(&d->eng));
+	eng_set_lock_timeout(&d->eng, d->cfg.lock_timeout_ms);
 	eng_set_timeout(&d->eng, DAEMON_LOCK_TIMEOUT_MS);
 	eng_set_alive_fn(&d->eng, clients_book_alive, &d->clients);
 	struct region_hdr *h = d->eng.hdr;

@@ -456,6 +456,18 @@ SHMC_EXPORT int shmc_check(shmc *c, int repair, uint32_t *segments,
 	uint32_t s = proto_get_u32(&r), b = proto_get_u32(&r);
 	uint32_t rep = proto_get_u32(&r);
 	rc = r.err ? -EIO : 0;
+	/* The first finding, in the daemon's words, for shmc_errmsg(). */
+	if (rc == 0 && proto_get_u32(&r) > 0) {
+		uint32_t seg = proto_get_u32(&r);
+		char first[160];
+		(void)proto_get_u32(&r);
+		proto_get_str(&r, first, sizeof(first));
+		if (!r.err && seg == UINT32_MAX)
+			snprintf(errmsg, sizeof(errmsg), "%s", first);
+		else if (!r.err)
+			snprintf(errmsg, sizeof(errmsg), "segment %u: %s",
+				 (unsigned)seg, first);
+	}
 	free(reply);
 	if (rc == 0) {
 		if (segments)
@@ -833,7 +845,8 @@ SHMC_EXPORT const char *shmc_strerror(int err)
 	case -ETIMEDOUT:
 		return "timed out waiting for a lock held by another process";
 	case -EUCLEAN:
-		return "corrupted segment found and reset";
+		return "damaged shared memory found (a segment reset, an entry "
+		       "dropped, or a region header the daemon must repair)";
 	case -ECHILD:
 		return "handle opened by the parent process: call shmc_open() "
 		       "after fork()";

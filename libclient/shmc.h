@@ -220,8 +220,12 @@ uint32_t shmc_client_id(const shmc *c);
 /* A round trip to the daemon. */
 int shmc_ping(shmc *c);
 
-/* The daemon's integrity walk over every segment (with repair, damaged
- * segments are reset).  Fills the counts; *bad > 0 means violations. */
+/* The daemon's integrity walk over the region header and every segment
+ * (with repair, a damaged header is rewritten from its intact copy and
+ * damaged segments are reset).  Fills the counts (a damaged header counts
+ * as one bad part, not as a segment); *bad > 0 means violations, and
+ * shmc_errmsg() then gives the daemon's description of the first, e.g.
+ * "region header geometry damaged, repaired from the second copy". */
 int shmc_check(shmc *c, int repair, uint32_t *segments, uint32_t *bad,
 	       uint32_t *repaired);
 
@@ -263,7 +267,8 @@ const char *shmc_strerror(int err);
  * (shmc_stats, shmc_flush, shmc_check, shmc_save, shmc_load, ...), when it
  * failed with an error reply: e.g. for a damaged snapshot "snapshot
  * /var/lib/x.snap: block at offset 8192: checksum mismatch (nothing
- * loaded)".  "" when that request succeeded, or failed before the daemon
+ * loaded)"; or after a shmc_check() that found damage, the first finding.
+ * "" when that request succeeded otherwise, or failed before the daemon
  * answered (the returned error says why).  Per thread; valid until the
  * thread's next control request. */
 const char *shmc_errmsg(void);

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -65,7 +66,8 @@ static int __attribute__((noinline)) seg_lock_slow(struct eng *e, struct seg *s)
 {
 	/* One deadline for the whole operation, however many holders die
 	 * or change hands meanwhile. */
-	uint64_t deadline = now_ms() + e->timeout_ms;
+	uint64_t deadline = now_ms() + (e->timeout_ms ? e->timeout_ms
+						      : eng_lock_timeout(e));
 
 	for (;;) {
 		uint64_t t = now_ms();
@@ -119,11 +121,14 @@ static inline void seg_unlock(struct eng *e, struct seg *s)
 	lock_release(&s->h->lock, e->client_id);
 }
 
-/* Ends an operation: repairs the segment if rc says it is corrupted. */
+/* Ends an operation: repairs the segment if rc says it is corrupted (an
+ * entry dropped for its checksum leaves a sound segment). */
 static int seg_done(struct eng *e, struct seg *s, int rc)
 {
 	if (rc == -EUCLEAN)
 		repair_locked(s);
+	else if (rc == SEG_EBADSUM)
+		rc = -EUCLEAN;
 	seg_unlock(e, s);
 	return rc;
 }
@@ -174,7 +179,21 @@ int eng_recover_inherited(struct eng *e)
 
 void eng_set_timeout(struct eng *e, uint32_t ms)
 {
-	e->timeout_ms = ms ? ms : e->g.lock_timeout_ms;
+	e->timeout_ms = ms;
+}
+
+uint32_t eng_lock_timeout(const struct eng *e)
+{
+	uint32_t ms = __atomic_load_n(&e->hdr->lock_timeout_ms,
+				      __ATOMIC_RELAXED);
+
+	return ms ? ms : ENG_DEFAULT_LOCK_TIMEOUT_MS;
+}
+
+void eng_set_lock_timeout(struct eng *e, uint32_t ms)
+{
+	__atomic_store_n(&e->hdr->lock_timeout_ms,
+			 ms ? ms : ENG_DEFAULT_LOCK_TIMEOUT_MS, __ATOMIC_RELAXED);
 }
 
 void eng_set_alive_fn(struct eng *e, eng_alive_fn fn, void *arg)
@@ -230,11 +249,13 @@ static int store_ok(const struct eng *e, const void *key, size_t klen,
 static struct seg locate(const struct eng *e, const void *key, size_t klen,
 			 struct seg_key *k, uint32_t *seg_no)
 {
-	struct hash_split hs = hash_split(hash_key(key, klen), e->g.seg_bits);
+	uint64_t h = hash_key(key, klen);
+	struct hash_split hs = hash_split(h, e->g.seg_bits);
 
 	k->key = key;
 	k->klen = (uint32_t)klen;
 	k->tag = hs.tag;
+	k->hash = h;
 	if (seg_no)
 		*seg_no = hs.seg;
 	struct seg s = seg_at(e, hs.seg);
@@ -470,6 +491,7 @@ int eng_commit(struct eng *e, struct eng_resv *r)
 {
 	struct seg s = seg_at(e, r->seg);
 
+	seg_seal_at_locked(&s, r->off);
 	seg_write_end(&s);
 	seg_count(&s, SEG_CTR_sets);
 	seg_unlock(e, &s);
@@ -505,7 +527,9 @@ int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
 	uint64_t h = hash_key(key, klen);
 	struct hash_split hs = hash_split(h, e->g.seg_bits);
 	struct seg s = seg_at(e, hs.seg);
-	k = (struct seg_key){ .key = key, .klen = (uint32_t)klen, .tag = hs.tag };
+	k = (struct seg_key){
+		.key = key, .klen = (uint32_t)klen, .tag = hs.tag, .hash = h
+	};
 
 	if ((rc = seg_lock(e, &s)))
 		return rc;
@@ -733,7 +757,10 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	if (stride < LAYOUT_SEG_HDR_SIZE + ENG_MIN_RING + 3 * 64)
 		return -EINVAL;
 	uint64_t avail = stride - LAYOUT_SEG_HDR_SIZE;
-	uint64_t item = ENTRY_HDR_SIZE + (uint64_t)c.avg_item;
+	if (c.flags & ~REGION_F_KNOWN)
+		return -EINVAL;
+	uint32_t sum_size = c.flags & REGION_F_CHECKSUM ? ENTRY_SUM_SIZE : 0;
+	uint64_t item = ENTRY_HDR_SIZE + (uint64_t)c.avg_item + sum_size;
 
 	/* Records cost 12 (record) + 4 (free ring) + ~4 (bucket) bytes; find
 	 * the record count whose entries of `item` bytes fill what remains. */
@@ -768,6 +795,8 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	g->seg_bits = log2u(c.nseg);
 	g->ring_size = (uint32_t)ring;
 	g->max_kv = g->ring_size / 4;
+	g->flags = c.flags;
+	g->sum_size = sum_size;
 	g->lock_timeout_ms = c.lock_timeout_ms;
 	return 0;
 }
@@ -806,9 +835,11 @@ int eng_format(void *base, size_t size, const struct eng_config *cfg)
 	h->off_recs = g.off_recs;
 	h->off_free = g.off_free;
 	h->off_ring = g.off_ring;
-	h->lock_timeout_ms = g.lock_timeout_ms;
+	h->flags = g.flags;
 	h->created = (uint64_t)time(NULL);
 	h->geom_sum = geom_sum(h);
+	memcpy(h->geom_copy, h, LAYOUT_GEOM_SIZE);
+	h->lock_timeout_ms = g.lock_timeout_ms;
 	h->clock = (uint32_t)time(NULL);
 	h->next_client_id = 2; /* 1 is the daemon's own */
 
@@ -836,9 +867,10 @@ static const char *geom_invalid(const struct region_hdr *h)
 		return "bucket count is not a power of two";
 	if (h->nrec == 0 || h->nrec > ENTRY_REC_MASK ||
 	    h->ring_size < ENG_MIN_RING ||
-	    h->ring_size > RING_MAX || h->max_kv != h->ring_size / 4 ||
-	    h->lock_timeout_ms == 0)
+	    h->ring_size > RING_MAX || h->max_kv != h->ring_size / 4)
 		return "pool or ring size out of range";
+	if (h->flags & ~REGION_F_KNOWN)
+		return "unknown region flags";
 	if (h->seg_base < SEG_BASE || h->seg_base % 64 ||
 	    h->seg_stride % 64)
 		return "segment blocks misaligned";
@@ -856,11 +888,32 @@ static const char *geom_invalid(const struct region_hdr *h)
 	return NULL;
 }
 
+/* Validates a copy of the header's lines 0-1 (in a zeroed header, so that
+ * only those lines are read).  NULL if it is good, else why not; *proto
+ * set when it is intact but not ours (magic, or another layout version). */
+static const char *geom_bad(const struct region_hdr *h, bool *proto)
+{
+	*proto = false;
+	if (h->geom_sum != geom_sum(h))
+		return "region header checksum mismatch";
+	if (h->magic != LAYOUT_MAGIC) {
+		*proto = true;
+		return "not a shmcached region (bad magic)";
+	}
+	if (h->format != LAYOUT_FORMAT) {
+		*proto = true;
+		return "region of another layout version";
+	}
+	return geom_invalid(h);
+}
+
 int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 	       const char **why)
 {
-	const struct region_hdr *h = base;
-	const char *dummy;
+	static struct region_hdr zero;
+	struct region_hdr prim = zero, copy = zero;
+	const char *dummy, *why_copy;
+	bool proto, proto_copy;
 
 	if (!why)
 		why = &dummy;
@@ -868,20 +921,36 @@ int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 		*why = "bad arguments";
 		return -EINVAL;
 	}
-	if (size < sizeof(*h) || h->magic != LAYOUT_MAGIC) {
+	if (size < sizeof(struct region_hdr)) {
 		*why = "not a shmcached region (bad magic)";
 		return -EPROTO;
 	}
-	if (h->format != LAYOUT_FORMAT) {
-		*why = "region of another layout version";
-		return -EPROTO;
+	memcpy(&prim, base, LAYOUT_GEOM_SIZE);
+	memcpy(&copy, ((const struct region_hdr *)base)->geom_copy,
+	       LAYOUT_GEOM_SIZE);
+	uint32_t damage = 0;
+	const struct region_hdr *h = &prim;
+	if ((*why = geom_bad(&prim, &proto))) {
+		why_copy = geom_bad(&copy, &proto_copy);
+		/* Another format or no region at all, not damage: a region
+		 * of an earlier layout has no copy (zeros there). */
+		if (proto && (why_copy || memcmp(&prim, &copy, LAYOUT_GEOM_SIZE)))
+			return -EPROTO;
+		if (why_copy && prim.magic != LAYOUT_MAGIC &&
+		    copy.magic != LAYOUT_MAGIC) {
+			*why = "not a shmcached region (bad magic)";
+			return -EPROTO;
+		}
+		if (why_copy) {
+			*why = "region header geometry and its second copy are "
+			       "both damaged";
+			return -EUCLEAN;
+		}
+		damage = ENG_HDR_PRIMARY;
+		h = &copy;
+	} else if (memcmp(&prim, &copy, LAYOUT_GEOM_SIZE)) {
+		damage = ENG_HDR_COPY;
 	}
-	if (h->geom_sum != geom_sum(h)) {
-		*why = "region header checksum mismatch";
-		return -EUCLEAN;
-	}
-	if ((*why = geom_invalid(h)))
-		return -EUCLEAN;
 	if (h->region_size > size) {
 		*why = "region larger than the mapping";
 		return -ERANGE;
@@ -892,7 +961,8 @@ int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 	e->base = base;
 	e->hdr = base;
 	e->client_id = client_id;
-	e->timeout_ms = h->lock_timeout_ms;
+	e->hdr_damage = damage;
+	memcpy(e->geom, h, LAYOUT_GEOM_SIZE);
 	e->ctr = &e->hdr->ctrs[client_id % LAYOUT_CLIENT_CTRS];
 	e->g = (struct eng_geom){
 		.region_size = h->region_size,
@@ -909,8 +979,50 @@ int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 		.off_recs = h->off_recs,
 		.off_free = h->off_free,
 		.off_ring = h->off_ring,
-		.lock_timeout_ms = h->lock_timeout_ms,
+		.flags = h->flags,
+		.sum_size = h->flags & REGION_F_CHECKSUM ? ENTRY_SUM_SIZE : 0,
 	};
-	*why = "ok";
+	e->g.lock_timeout_ms = eng_lock_timeout(e);
+	*why = damage ? "ok, from the second copy of the header's geometry"
+		      : "ok";
 	return 0;
+}
+
+int eng_hdr_check(struct eng *e, bool repair, char *msg, size_t len)
+{
+	struct region_hdr *h = e->hdr;
+	uint32_t found = 0;
+
+	if (memcmp(h, e->geom, LAYOUT_GEOM_SIZE))
+		found |= ENG_HDR_PRIMARY;
+	if (memcmp(h->geom_copy, e->geom, LAYOUT_GEOM_SIZE))
+		found |= ENG_HDR_COPY;
+	/* What attach found counts too: the copy it used is intact now. */
+	found |= e->hdr_damage;
+	if (repair) {
+		memcpy(h, e->geom, LAYOUT_GEOM_SIZE);
+		memcpy(h->geom_copy, e->geom, LAYOUT_GEOM_SIZE);
+		e->hdr_damage = 0;
+	}
+	const char *what =
+		found == ENG_HDR_PRIMARY
+			? (repair ? "region header geometry damaged, repaired "
+				    "from the second copy"
+				  : "region header geometry damaged (its second "
+				    "copy is intact: check --repair restores it)")
+		: found == ENG_HDR_COPY
+			? (repair ? "second copy of the region header geometry "
+				    "damaged, rewritten from the first"
+				  : "second copy of the region header geometry "
+				    "damaged (check --repair rewrites it)")
+		: found ? (repair ? "region header geometry and its second copy "
+				    "damaged, both rewritten from the daemon's "
+				    "own copy"
+				  : "region header geometry and its second copy "
+				    "damaged (check --repair rewrites both from "
+				    "the daemon's own copy)")
+			: "region header intact";
+	if (len)
+		snprintf(msg, len, "%s", what);
+	return (int)found;
 }

@@ -41,6 +41,7 @@ struct eng_config {
 				     Sizes the entry pools: a pool that runs
 				     out evicts, it does not fail. */
 	uint32_t lock_timeout_ms; /* default 2000 */
+	uint32_t flags;		  /* REGION_F_* (layout.h); 0: none */
 };
 
 #define ENG_DEFAULT_NSEG 256u
@@ -59,7 +60,11 @@ struct eng_geom {
 	uint32_t nbuckets, bucket_bits;
 	uint32_t nrec, ring_size, max_kv;
 	uint32_t off_buckets, off_recs, off_free, off_ring;
-	uint32_t lock_timeout_ms;
+	uint32_t flags;	   /* REGION_F_* */
+	uint32_t sum_size; /* bytes of checksum after each entry: 0, or
+			      ENTRY_SUM_SIZE with REGION_F_CHECKSUM */
+	uint32_t lock_timeout_ms; /* eng_plan(): the configured lock wait;
+				     after eng_attach(): the region's then */
 };
 
 /* Called when a lock wait times out, to ask whether the holder is still
@@ -73,7 +78,11 @@ struct eng {
 	struct region_hdr *hdr;
 	struct eng_geom g;
 	uint32_t client_id;
-	uint32_t timeout_ms; /* lock wait; from the region, see eng_set_timeout */
+	uint32_t timeout_ms; /* lock wait; 0: the region's at each wait, see
+				eng_set_timeout() */
+	uint32_t hdr_damage; /* ENG_HDR_* found by eng_attach() */
+	uint8_t geom[LAYOUT_GEOM_SIZE]; /* the header's lines 0-1 as they were
+					   validated at attach */
 	struct client_ctr *ctr; /* this client's counter line */
 	eng_alive_fn alive;
 	void *alive_arg;
@@ -135,22 +144,43 @@ int eng_format(void *base, size_t size, const struct eng_config *cfg);
 
 /* Validates the region at base and attaches to it with `client_id` as the
  * identity its locks carry (1..ENG_CLIENT_ID_MAX; the daemon hands them
- * out).  Returns 0, or
+ * out).  The geometry is taken from the header's lines 0-1 or, when they
+ * are damaged, from their second copy at the header's end (e->hdr_damage
+ * then says which was found damaged; eng_attach() writes nothing: the
+ * daemon repairs with eng_hdr_check()).  Returns 0, or
  *   -EINVAL   base NULL or client_id out of range;
  *   -EPROTO   not a shmcached region, or one of another layout version;
- *   -EUCLEAN  the header's geometry is inconsistent or damaged;
+ *   -EUCLEAN  the header's geometry and its copy are both inconsistent or
+ *             damaged (only a new region, --reset, gets out of that);
  *   -ERANGE   the region is larger than the `size` bytes mapped here.
  * When why is not NULL it receives a static one-line explanation. */
 int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 	       const char **why);
 #define ENG_CLIENT_ID_MAX 0x7fffffffu
+#define ENG_HDR_PRIMARY 1u /* the header's lines 0-1 were damaged */
+#define ENG_HDR_COPY 2u	   /* their second copy was damaged */
+
+/* Compares the header's geometry and its copy with the geometry this
+ * attachment validated at attach; with repair, rewrites the damaged ones
+ * from it (only the daemon repairs: nobody else may write the header).
+ * Returns 0 when both are intact, else ENG_HDR_PRIMARY | ENG_HDR_COPY for
+ * what was found damaged, and puts one line that says what was found (and
+ * done) into msg (len bytes, may be 0). */
+int eng_hdr_check(struct eng *e, bool repair, char *msg, size_t len);
+
+/* The region's lock wait in ms, which every attachment without a timeout
+ * of its own (eng_set_timeout) reads at each lock wait; and its setter, the
+ * daemon's (--lock-timeout, applied at each start).  0 sets the default. */
+uint32_t eng_lock_timeout(const struct eng *e);
+void eng_set_lock_timeout(struct eng *e, uint32_t ms);
 
 /* Installs the liveness callback (NULL: holders are never presumed dead). */
 void eng_set_alive_fn(struct eng *e, eng_alive_fn fn, void *arg);
 
 /* How long this attachment's operations wait for a segment lock before
- * -ETIMEDOUT (default: the region's lock_timeout_ms).  The daemon uses a
- * short one so that a stuck client cannot stall its event loop. */
+ * -ETIMEDOUT (0, the default: the region's, eng_lock_timeout(), as it is
+ * at each wait).  The daemon uses a short one so that a stuck client
+ * cannot stall its event loop. */
 void eng_set_timeout(struct eng *e, uint32_t ms);
 
 /* The region clock ("now" for expiry), unix seconds.  eng_clock_set() is the

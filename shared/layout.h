@@ -15,6 +15,7 @@
  *   segment: [seg_hdr 384 B][buckets u32 x nbuckets][pool_rec x nrec]
  *            [free ring u32 x nrec][data ring, ring_size bytes]
  *   entry:   [entry_hdr 16 B][key klen B][value vlen B][slack B]
+ *            [checksum 8 B, only with REGION_F_CHECKSUM]
  */
 #ifndef SHMC_LAYOUT_H
 #define SHMC_LAYOUT_H
@@ -24,13 +25,21 @@
 #include <stdint.h>
 
 #define LAYOUT_MAGIC UINT64_C(0x31454843434d4853) /* "SHMCCHE1" (LE) */
-#define LAYOUT_VERSION 3u
+#define LAYOUT_VERSION 4u
 #define LAYOUT_CACHELINE 64u
 #define LAYOUT_REGION_HDR_SIZE 4096u
 #define LAYOUT_SEG_HDR_SIZE 384u
 #define LAYOUT_CLIENTS 4096u	/* client table slots */
 #define LAYOUT_CLIENT_CTRS 32u	/* client counter lines, in the header */
 #define SEG_FLIGHTS 8u	/* concurrent get_or_load keys per segment */
+#define LAYOUT_GEOM_SIZE 128u	/* region_hdr lines 0-1, and their copy */
+
+/* region_hdr.flags. */
+#define REGION_F_CHECKSUM 1u	/* each entry ends with ENTRY_SUM_SIZE bytes:
+				   XXH3-64 of its value seeded with the
+				   XXH3-64 of its key, verified on each read */
+#define REGION_F_KNOWN REGION_F_CHECKSUM
+#define ENTRY_SUM_SIZE 8u
 
 /* entry_hdr.rec: the owning record's number in the low ENTRY_REC_BITS,
  * ENTRY_REC_MASK there once the entry is deleted or replaced (its bytes
@@ -48,10 +57,15 @@
 #define ENTRY_SLACK_BITS 12
 #define ENTRY_SLACK_MAX ((1u << ENTRY_SLACK_BITS) - 1)
 /* The check: ENTRY_CHECK_BITS of a hash of the entry's own ring offset and
- * its record field (seg.c, entry_check()), stored whenever a header is
- * written at an offset.  A lookup that reaches an entry from a bucket,
- * without its record, knows from it that the header was written at that
- * offset, not that the bucket points into the middle of another entry. */
+ * its record field, XORed with its expiry, value length, key length and
+ * slack folded to ENTRY_CHECK_BITS by XOR (seg.c, entry_check()), stored
+ * whenever a header is written at an offset.  A lookup that reaches an
+ * entry from a bucket, without its record, knows from it that the header
+ * was written at that offset, not that the bucket points into the middle
+ * of another entry; and a read knows that the lengths which say where the
+ * key and the value stop are the ones written: damage confined to one
+ * byte of them always changes the fold (8 adjacent bits land on 8
+ * different bits of a 9-bit fold), so it is caught, never served. */
 #define ENTRY_CHECK_REC_BITS (32 - ENTRY_REC_BITS)
 #define ENTRY_CHECK_BITS (ENTRY_CHECK_REC_BITS + 16 - ENTRY_SLACK_BITS)
 /* entry_hdr.vlen_use: the value length in the low 30 bits (a value is at
@@ -97,20 +111,23 @@ struct region_hdr {
 	uint32_t off_recs;
 	uint32_t off_free;
 	uint32_t off_ring;
-	uint32_t lock_timeout_ms; /* how long an operation waits for a lock */
+	uint32_t flags;		/* REGION_F_*: modes chosen at creation */
 	uint32_t reserved0;
 	uint64_t created;	/* unix seconds at format time */
 	uint64_t geom_sum;	/* XXH3-64 of the bytes before this field */
 	uint8_t pad0[24];
 
 	/* Line 2: written by the daemon (and by test hooks), read by every
-	 * process with relaxed atomics. */
+	 * process with relaxed atomics.  lock_timeout_ms is not geometry: a
+	 * daemon sets it from its --lock-timeout each time it creates or
+	 * adopts the region, and clients read it at each lock wait. */
 	uint32_t clock;		/* coarse unix seconds, the cache's "now" */
 	uint32_t daemon_pid;	/* pid of the daemon that owns the region */
 	uint64_t boot_count;	/* bumped each time a daemon adopts the region */
 	uint32_t next_client_id; /* next id the daemon hands out; ids are
 				    never reused over the region's life */
-	uint32_t reserved1;
+	uint32_t lock_timeout_ms; /* how long an operation waits for a lock;
+				     0 (never written): the default */
 	uint64_t pidns;		/* the daemon's pid namespace (inode of
 				   /proc/self/ns/pid); 0 if unknown */
 	uint8_t pad1[32];
@@ -119,7 +136,13 @@ struct region_hdr {
 	struct client_ctr ctrs[LAYOUT_CLIENT_CTRS];
 
 	uint8_t pad2[LAYOUT_REGION_HDR_SIZE -
-		     (3 + LAYOUT_CLIENT_CTRS) * LAYOUT_CACHELINE];
+		     (5 + LAYOUT_CLIENT_CTRS) * LAYOUT_CACHELINE];
+
+	/* The last two lines: a byte copy of lines 0-1 (the geometry and its
+	 * geom_sum), written with them by region_format() and by a daemon
+	 * that repairs one from the other.  A process that attaches while
+	 * lines 0-1 are damaged takes the geometry from here. */
+	uint8_t geom_copy[LAYOUT_GEOM_SIZE];
 };
 
 /* One attached client, so that any process can tell whether a lock holder
@@ -155,7 +178,8 @@ struct client_slot {
 	X(evictions, "live entries dropped to make room")                   \
 	X(moves, "entries in use moved to the ring head")                   \
 	X(expirations, "expired entries reclaimed")                         \
-	X(repairs, "segment resets after corruption or a dead lock holder")
+	X(repairs, "segment resets after corruption or a dead lock holder, "  \
+		   "entries dropped for a bad checksum")
 
 #define SEG_COUNT_X(name, desc) +1
 enum { SEG_NCOUNTERS = 0 SEG_COUNTERS(SEG_COUNT_X) };
@@ -216,7 +240,9 @@ struct pool_rec {
 
 /* The header of an entry in a data ring.  Entries are packed byte-aligned
  * and may straddle the end of the ring; always read and write them through
- * ring.h.  Written under the segment lock. */
+ * ring.h.  Written under the segment lock.  In a region with
+ * REGION_F_CHECKSUM the entry's slack is followed by ENTRY_SUM_SIZE bytes
+ * of checksum (so an overwrite in place does not move it). */
 struct entry_hdr {
 	uint32_t rec;	   /* owning pool record (ENTRY_REC_MASK: dead) |
 			      check low bits << ENTRY_REC_BITS */
@@ -243,6 +269,13 @@ static_assert(sizeof(struct region_hdr) == LAYOUT_REGION_HDR_SIZE,
 static_assert(offsetof(struct region_hdr, geom_sum) == 96, "geom_sum offset");
 static_assert(offsetof(struct region_hdr, clock) == 2 * LAYOUT_CACHELINE,
 	      "clock starts its own line");
+static_assert(offsetof(struct region_hdr, clock) == LAYOUT_GEOM_SIZE,
+	      "the geometry is lines 0-1");
+static_assert(offsetof(struct region_hdr, lock_timeout_ms) == 148,
+	      "lock_timeout_ms offset");
+static_assert(offsetof(struct region_hdr, geom_copy) ==
+		      LAYOUT_REGION_HDR_SIZE - LAYOUT_GEOM_SIZE,
+	      "the geometry's copy fills the header's last two lines");
 static_assert(sizeof(struct seg_hdr) == LAYOUT_SEG_HDR_SIZE, "seg_hdr size");
 static_assert(offsetof(struct seg_hdr, head) == LAYOUT_CACHELINE,
 	      "lock line holds only lock, seq, gen");

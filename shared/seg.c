@@ -102,16 +102,33 @@ static int state_ok(const struct seg *s)
 	return 0;
 }
 
-/* The check of a header written at ring offset off with record field rec
- * (ENTRY_DEAD for a dead entry): the top ENTRY_CHECK_BITS of a
- * multiplicative hash of both, so that offsets a few bytes apart, and the
- * same offset with another record, get unrelated checks. */
-static inline uint32_t entry_check(uint32_t off, uint32_t rec)
+/* The XOR of the 9-bit pieces of w: a change confined to ENTRY_CHECK_BITS
+ * adjacent bits of w changes it (each bit lands on another bit of it). */
+static inline uint32_t fold9(uint64_t w)
 {
-	uint64_t x = (uint64_t)(rec & ENTRY_REC_MASK) << 32 | off;
+	static_assert(ENTRY_CHECK_BITS == 9, "fold9 folds to the check's size");
+	w ^= w >> 36;
+	w ^= w >> 18;
+	w ^= w >> 9;
+	return (uint32_t)w & ((1u << ENTRY_CHECK_BITS) - 1);
+}
+
+/* The check of a header written at ring offset off with record field rec
+ * (ENTRY_DEAD for a dead entry) and e's expiry and lengths: the top
+ * ENTRY_CHECK_BITS of a multiplicative hash of off and rec, so that
+ * offsets a few bytes apart, and the same offset with another record, get
+ * unrelated checks; XOR the fold of the lengths (each byte of vlen, klen
+ * and slack as adjacent bits, in header order) and of the expiry, so that
+ * damage to any one byte of them always shows. */
+static inline uint32_t entry_check(uint32_t off, const struct entry *e)
+{
+	uint64_t x = (uint64_t)(e->rec & ENTRY_REC_MASK) << 32 | off;
+	uint64_t lens = (uint64_t)e->vlen | (uint64_t)e->klen << 30 |
+			(uint64_t)e->slack << 46;
 
 	return (uint32_t)((x * UINT64_C(0x9e3779b97f4a7c15)) >>
-			  (64 - ENTRY_CHECK_BITS));
+			  (64 - ENTRY_CHECK_BITS)) ^
+	       fold9(lens) ^ fold9(e->expire);
 }
 
 /* Reads the header at off, unchecked. */
@@ -149,7 +166,8 @@ entry_load_unchecked(const struct seg *s, uint32_t off, struct entry *eh,
 	if (d >= s->h->used || s->h->used - d < ENTRY_HDR_SIZE)
 		return -EUCLEAN;
 	entry_read(s, off, eh);
-	uint64_t l = (uint64_t)ENTRY_HDR_SIZE + eh->klen + eh->vlen + eh->slack;
+	uint64_t l = (uint64_t)ENTRY_HDR_SIZE + eh->klen + eh->vlen +
+		     eh->slack + g->sum_size;
 	if (eh->klen == 0 || l > s->h->used - d || l > size)
 		return -EUCLEAN;
 	*len = (uint32_t)l;
@@ -163,7 +181,7 @@ entry_load(const struct seg *s, uint32_t off, struct entry *eh, uint32_t *len)
 {
 	int rc = entry_load_unchecked(s, off, eh, len);
 
-	if (rc == 0 && eh->chk != entry_check(off, eh->rec))
+	if (rc == 0 && eh->chk != entry_check(off, eh))
 		rc = -EUCLEAN;
 	return rc;
 }
@@ -187,7 +205,7 @@ static inline uint32_t vlen_use(const struct entry *e)
 static inline void entry_store_hdr(struct seg *s, uint32_t off,
 				   const struct entry *e)
 {
-	uint32_t chk = entry_check(off, e->rec);
+	uint32_t chk = entry_check(off, e);
 	struct entry_hdr eh = {
 		.rec = (e->rec & ENTRY_REC_MASK) | chk << ENTRY_REC_BITS,
 		.expire = e->expire,
@@ -247,6 +265,63 @@ static inline bool key_equal(const struct seg *s, uint32_t off,
 	return eh->klen == k->klen &&
 	       ring_equal(s->ring, size, ring_add(off, ENTRY_HDR_SIZE, size),
 			  k->key, k->klen);
+}
+
+/* ------------------------------------------------------------------------
+ * Checksums (REGION_F_CHECKSUM): the XXH3-64 of the value seeded with the
+ * key's XXH3-64, in the last ENTRY_SUM_SIZE bytes of the entry (after the
+ * slack, so an overwrite in place does not move it).
+ * ------------------------------------------------------------------------ */
+
+/* XXH3-64 of the len ring bytes at pos, seeded. */
+static uint64_t hash_ring(const struct seg *s, uint32_t pos, uint32_t len,
+			  uint64_t seed)
+{
+	const void *p[2];
+	size_t l[2];
+	XXH3_state_t st;
+
+	ring_pieces(s->ring, s->g->ring_size, pos, len, p, l);
+	if (l[1] == 0)
+		return XXH3_64bits_withSeed(p[0], l[0], seed);
+	XXH3_64bits_reset_withSeed(&st, seed);
+	XXH3_64bits_update(&st, p[0], l[0]);
+	XXH3_64bits_update(&st, p[1], l[1]);
+	return XXH3_64bits_digest(&st);
+}
+
+/* Where the checksum of the entry at off (header e, length len) is. */
+static inline uint32_t sum_pos(const struct seg *s, uint32_t off,
+			       uint32_t len)
+{
+	return ring_add(off, len - ENTRY_SUM_SIZE, s->g->ring_size);
+}
+
+static inline uint64_t sum_read(const struct seg *s, uint32_t off,
+				uint32_t len)
+{
+	uint64_t sum;
+
+	ring_read(s->ring, s->g->ring_size, sum_pos(s, off, len), &sum,
+		  sizeof(sum));
+	return sum;
+}
+
+static inline void sum_write(struct seg *s, uint32_t off, uint32_t len,
+			     uint64_t sum)
+{
+	ring_write(s->ring, s->g->ring_size, sum_pos(s, off, len), &sum,
+		   sizeof(sum));
+}
+
+/* The value of the entry at off (header e) as in the ring, hashed. */
+static uint64_t sum_of_ring_value(const struct seg *s, uint32_t off,
+				  const struct entry *e, uint64_t key_hash)
+{
+	uint32_t size = s->g->ring_size;
+
+	return hash_ring(s, ring_add(off, ENTRY_HDR_SIZE + e->klen, size),
+			 e->vlen, key_hash);
 }
 
 /* Looks key up.  0 with *f filled, -ENOENT, or -EUCLEAN.  The bucket names
@@ -524,7 +599,7 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 {
 	struct seg_hdr *h = s->h;
 	uint32_t size = s->g->ring_size;
-	uint32_t need = ENTRY_HDR_SIZE + k->klen + cap;
+	uint32_t need = ENTRY_HDR_SIZE + k->klen + cap + s->g->sum_size;
 	uint32_t r;
 	int rc;
 
@@ -546,6 +621,9 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 	if (vlen && val)
 		write_value(s, ring_add(pos, k->klen, size), val, vlen,
 			    FAULT_SET_VALUE);
+	if (s->g->sum_size && val)
+		sum_write(s, off, need,
+			  XXH3_64bits_withSeed(val, vlen, k->hash));
 	h->head = ring_add(off, need, size);
 	gauge_set(&h->used, h->used + need);
 
@@ -594,6 +672,46 @@ void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v)
 	v->p[1] = (void *)p[1];
 }
 
+/* The checksum of the entry at off (header eh, length len) matches its
+ * key and value in the ring. */
+static bool sum_ok(const struct seg *s, uint32_t off, const struct entry *eh,
+		   uint32_t len)
+{
+	uint64_t kh = hash_ring(s, ring_add(off, ENTRY_HDR_SIZE,
+					    s->g->ring_size),
+				eh->klen, 0);
+
+	return sum_read(s, off, len) == sum_of_ring_value(s, off, eh, kh);
+}
+
+void seg_seal_at_locked(struct seg *s, uint32_t off)
+{
+	uint32_t size = s->g->ring_size, len;
+	struct entry eh;
+
+	if (!s->g->sum_size || entry_load(s, off, &eh, &len))
+		return; /* a damaged entry fails its next read */
+	uint64_t kh = hash_ring(s, ring_add(off, ENTRY_HDR_SIZE, size),
+				eh.klen, 0);
+	sum_write(s, off, len, sum_of_ring_value(s, off, &eh, kh));
+}
+
+/* A found entry whose checksum did not match: out of the index, counted.
+ * SEG_EBADSUM, or -EUCLEAN if the segment does not add up either. */
+static int drop_bad_sum(struct seg *s, const struct found *f)
+{
+	int rc;
+
+	if ((rc = state_ok(s)))
+		return rc;
+	seg_write_begin(s);
+	if ((rc = unindex(s, f->b, f->prev, f->rec, f->off)))
+		return rc;
+	seg_write_end(s);
+	seg_count(s, SEG_CTR_repairs);
+	return SEG_EBADSUM;
+}
+
 int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		   enum seg_get_mode mode, void *buf, size_t cap, size_t *vlen,
 		   uint32_t *expire, struct seg_value *view)
@@ -630,6 +748,11 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		ring_read(s->ring, size,
 			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen, size),
 			  buf, f.eh.vlen);
+	if (s->g->sum_size && rc == 0 &&
+	    sum_read(s, f.off, f.len) !=
+		    (view ? sum_of_ring_value(s, f.off, &f.eh, k->hash)
+			  : XXH3_64bits_withSeed(buf, f.eh.vlen, k->hash)))
+		return drop_bad_sum(s, &f);
 	if (mode == SEG_GET) {
 		entry_use(s, f.off, &f.eh);
 		seg_count_read(s, true);
@@ -659,6 +782,11 @@ int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen,
 				   s->g->ring_size),
 			  buf, f.eh.vlen);
+	/* A mismatch may be a torn read: the locked path tells. */
+	if (s->g->sum_size &&
+	    sum_read(s, f.off, f.len) !=
+		    XXH3_64bits_withSeed(buf, f.eh.vlen, k->hash))
+		return -EAGAIN;
 	return 0;
 }
 
@@ -693,6 +821,9 @@ int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
 		f.eh.vlen = vlen;
 		f.eh.slack = cap - vlen;
 		entry_store_hdr(s, f.off, &f.eh);
+		if (s->g->sum_size && val)
+			sum_write(s, f.off, f.len,
+				  XXH3_64bits_withSeed(val, vlen, k->hash));
 		*off = f.off;
 		return 0;
 	}
@@ -825,7 +956,8 @@ int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
 	while (done < s->h->used) {
 		if ((rc = entry_load(s, off, &eh, &len)))
 			return rc;
-		if (eh.rec != ENTRY_DEAD && !expired(&eh, now)) {
+		if (eh.rec != ENTRY_DEAD && !expired(&eh, now) &&
+		    !(s->g->sum_size && !sum_ok(s, off, &eh, len))) {
 			struct eng_item it = {
 				.klen = eh.klen,
 				.vlen = eh.vlen,
@@ -911,21 +1043,6 @@ static void problem(struct eng_check_report *r, const char *fmt, ...)
 	}
 }
 
-static uint64_t hash_ring_key(const struct seg *s, uint32_t pos, uint32_t klen)
-{
-	const void *p[2];
-	size_t l[2];
-	XXH3_state_t st;
-
-	ring_pieces(s->ring, s->g->ring_size, pos, klen, p, l);
-	if (l[1] == 0)
-		return hash_key(p[0], l[0]);
-	XXH3_64bits_reset(&st);
-	XXH3_64bits_update(&st, p[0], l[0]);
-	XXH3_64bits_update(&st, p[1], l[1]);
-	return XXH3_64bits_digest(&st);
-}
-
 /* Walks the ring from tail to head; marks the records that own entries. */
 static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
 		       struct eng_check_report *r)
@@ -939,16 +1056,16 @@ static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
 			problem(r, "ring: bad entry header at offset %u", off);
 			return;
 		}
-		if (eh.chk != entry_check(off, eh.rec)) {
+		if (eh.chk != entry_check(off, &eh)) {
 			problem(r, "ring: entry at %u has check %#x, not %#x",
-				off, eh.chk, entry_check(off, eh.rec));
+				off, eh.chk, entry_check(off, &eh));
 			return;
 		}
 		if (eh.rec != ENTRY_DEAD) {
 			uint32_t rec = eh.rec;
 			uint32_t kpos = ring_add(off, ENTRY_HDR_SIZE, size);
 			struct hash_split hs =
-				hash_split(hash_ring_key(s, kpos, eh.klen),
+				hash_split(hash_ring(s, kpos, eh.klen, 0),
 					   g->seg_bits);
 			if (rec >= g->nrec)
 				problem(r, "ring: entry at %u names record %u",
@@ -962,6 +1079,9 @@ static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
 			else if (hs.seg != seg_no || hs.tag != s->recs[rec].tag)
 				problem(r, "ring: key at %u does not hash to "
 					   "its segment and tag", off);
+			else if (g->sum_size && !sum_ok(s, off, &eh, len))
+				problem(r, "ring: entry at %u fails its "
+					   "checksum", off);
 			else {
 				seen[rec] |= SEEN_RING;
 				r->live++;

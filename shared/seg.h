@@ -13,6 +13,7 @@
 #ifndef SHMC_SEG_H
 #define SHMC_SEG_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -48,7 +49,13 @@ struct seg_key {
 	const void *key;
 	uint32_t klen;
 	uint32_t tag;
+	uint64_t hash; /* the key's XXH3-64: seeds the entry's checksum */
 };
+
+/* Internal to seg.c and engine.c: the entry found had a checksum that did
+ * not match (REGION_F_CHECKSUM); it was dropped, the segment is sound.
+ * engine.c returns it as -EUCLEAN without resetting the segment. */
+#define SEG_EBADSUM (-EBADMSG)
 
 /* Counters: written by the lock holder, read by anyone; but hits and
  * misses, which locked gets count with an atomic add (seg_count_read) in
@@ -108,7 +115,9 @@ struct seg_value {
 
 /* On a hit, *vlen and *expire are set, and either the value is copied into
  * buf when cap allows (-ENOBUFS otherwise) or, when view is not NULL, view
- * is pointed at it (cap and buf unused).  -ENOENT on miss or expiry. */
+ * is pointed at it (cap and buf unused).  -ENOENT on miss or expiry.  With
+ * REGION_F_CHECKSUM the value copied or viewed is verified first: on a
+ * mismatch the entry is dropped and counted (repairs), SEG_EBADSUM. */
 int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 		   enum seg_get_mode mode, void *buf, size_t cap, size_t *vlen,
 		   uint32_t *expire, struct seg_value *view);
@@ -117,7 +126,8 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
  * lock and writes nothing (eng_get's optimistic read): 0 (copied into buf),
  * -ENOBUFS, -ENOENT, or -EAGAIN when only the locked path may answer (an
  * expired entry to reclaim, a use count below the maximum to raise, or
- * anything that does not add up, which a concurrent writer can cause).
+ * anything that does not add up, a checksum included, which a concurrent
+ * writer can cause).
  * Every offset and length is checked as under the lock, so a torn read
  * stays inside the segment; the caller must discard any result when seq
  * changed meanwhile (buf may then hold anything). */
@@ -138,6 +148,10 @@ int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
 
 /* Where the value of the entry at off lies. */
 void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v);
+
+/* Writes the checksum of the entry at off from its key and value in the
+ * ring (a filled reservation); nothing without REGION_F_CHECKSUM. */
+void seg_seal_at_locked(struct seg *s, uint32_t off);
 
 /* Removes the entry at off from the index (abort of a reservation). */
 int seg_drop_at_locked(struct seg *s, uint32_t off);

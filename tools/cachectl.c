@@ -190,9 +190,12 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "Removes every entry of the cache.  The counters are kept.")      \
 	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                 \
 	  "the daemon's integrity walk over every segment",                 \
-	  "Asks the daemon to check every segment's structure and prints\n" \
-	  "how many segments were checked, found bad and repaired.  Exits 1\n" \
-	  "if any was bad, even when --repair reset it.  With --json:\n"    \
+	  "Asks the daemon to check the region header and every segment's\n" \
+	  "structure and prints how many were checked, found bad and\n"    \
+	  "repaired, then what was found first.  --repair rewrites a\n"    \
+	  "damaged header from its intact copy and resets damaged\n"       \
+	  "segments.  Exits 1 if any was bad, even when --repair mended\n" \
+	  "it.  With --json:\n"                                             \
 	  "{\"segments\", \"bad\", \"repaired\"}.")                         \
 	X(clients, "", 0, 0, OPT_BIT(JSON), "the connected processes",     \
 	  "Lists the daemon's connections: client id, pid, uid and since\n" \
@@ -950,6 +953,9 @@ static int cmd_check(struct ctl *x, int argc, char **argv)
 		printf("%" PRIu32 " segments checked, %" PRIu32 " bad, %" PRIu32
 		       " repaired\n",
 		       segs, bad, repaired);
+	/* What was found first (the region header's damage comes first). */
+	if (bad && !x->json && shmc_errmsg()[0])
+		printf("%s\n", shmc_errmsg());
 	if (bad > repaired && !x->json)
 		fprintf(stderr, CTL_PROG ": '" CTL_PROG " check --repair' "
 				"resets the damaged segments (their entries "

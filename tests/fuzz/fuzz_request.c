@@ -97,6 +97,7 @@ static void setup_once(void)
 	CHECK(devnull >= 0);
 
 	d.cfg.max_clients = NSLOTS;
+	d.cfg.hello_timeout_ms = CONFIG_HELLO_TIMEOUT_DEFAULT;
 	d.conns = calloc(NSLOTS, sizeof(*d.conns));
 	CHECK(d.conns != NULL);
 	for (uint32_t i = 0; i < NSLOTS; i++)
@@ -137,6 +138,7 @@ static void reset_region(bool tight)
 	eng_set_timeout(&d.eng, LOCK_TIMEOUT_MS);
 	eng_clock_set(&d.eng, T0);
 	d.eng.hdr->next_client_id = FIRST_CLIENT_ID;
+	clients_adopt(&d.clients, &d.eng); /* the book starts empty */
 	d.sweep_seg = 0;
 	d.stop = false;
 }
@@ -154,6 +156,7 @@ static struct conn *accept_peer(bool other_user)
 	c->gen = gen;
 	c->pass_fd = -1;
 	c->since = T0;
+	c->accepted_ms = mono_ms();
 	c->in = malloc(CONN_IN_INITIAL);
 	CHECK(c->in != NULL);
 	c->in_cap = CONN_IN_INITIAL;
@@ -505,8 +508,10 @@ static void check_hello(const struct req *q, struct rd *r)
 
 	CHECK(format == LAYOUT_FORMAT && size == d.region_size);
 	if (m.client_id == 0) {
-		/* A reconnecting client keeps an id no one else holds. */
-		bool reattach = q->prev > DAEMON_CLIENT_ID &&
+		/* A reconnecting client keeps an id no one else holds and
+		 * that was handed to its own process: in this input, not
+		 * "before" it (those have no record of this pid). */
+		bool reattach = q->prev >= FIRST_CLIENT_ID &&
 				q->prev < m.next_id &&
 				q->prev != QUIET_CLIENT_ID;
 		uint32_t want = reattach ? q->prev : m.next_id++;
@@ -903,9 +908,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(c->in_len == len - stream.pos);
 		if (c->in_len == 0)
 			CHECK(c->in_cap == CONN_IN_INITIAL);
-		/* ... and is dropped when it stays half. */
+		/* ... and is dropped when it stays half; a peer that never
+		 * said HELLO is dropped by then too (--hello-timeout). */
+		_Static_assert(CONFIG_HELLO_TIMEOUT_DEFAULT <=
+				       CONN_PARTIAL_TIMEOUT_MS,
+			       "the tick below must reach the HELLO timeout");
 		conn_tick(&d, mono_ms() + CONN_PARTIAL_TIMEOUT_MS);
-		CHECK(c->closing == (c->in_len > 0));
+		CHECK(c->closing == (c->in_len > 0 || c->client_id == 0));
 	}
 
 	/* The segments that ever held a key: the others are as formatted. */

@@ -316,6 +316,99 @@ class Control(CtlTest):
         self.assertEqual(r.returncode, OK, r.stdout)
         self.assertEqual(self.json("segments")[3]["repairs"], 1)
 
+    def damage_header(self, offset, copy=False):
+        """Flips a byte of the region header's geometry (its second copy,
+        at the header's last 128 bytes, with copy) through /dev/shm."""
+        at = offset + (4096 - 128 if copy else 0)
+        with open("/dev/shm" + self.d.name, "r+b") as f:
+            m = mmap.mmap(f.fileno(), 4096)
+            m[at] ^= 0x5A
+            m.close()
+
+    def test_cachectl_check_names_and_repairs_header_damage(self):
+        c = self.conn()
+        for i in range(100):
+            c.set(f"k{i}", f"v{i}")
+        self.damage_header(16)  # region_size
+        # A client attaches from the intact copy: cachectl works.
+        self.assertEqual(self.ok("get", "k7"), b"v7")
+        r = self.ctl("check")
+        self.assertEqual(r.returncode, NO)
+        self.assertIn(b"region header geometry damaged", r.stdout)
+        r = self.ctl("check", "--repair")
+        self.assertEqual(r.returncode, NO)  # damage was found
+        self.assertIn(b"region header geometry damaged, repaired from the "
+                      b"second copy", r.stdout)
+        self.assertIn("region header geometry damaged, repaired from the "
+                      "second copy", self.d.logtext())
+        r = self.ctl("check")
+        self.assertEqual(r.returncode, OK, r.stdout)
+        for i in range(100):
+            self.assertEqual(self.ok("get", f"k{i}"), f"v{i}".encode())
+
+    def test_warm_restart_repairs_header_damage_and_keeps_the_data(self):
+        c = self.conn()
+        for i in range(100):
+            c.set(f"k{i}", f"v{i}")
+        self.d.stop()
+        self.damage_header(40)  # nbuckets
+        self.d.start()
+        self.assertIn("region header geometry damaged, repaired from the "
+                      "second copy", self.d.logtext())
+        for i in range(100):
+            self.assertEqual(self.ok("get", f"k{i}"), f"v{i}".encode())
+        self.assertEqual(self.ctl("check").returncode, OK)
+        # The copy is damaged now: restored from the first.
+        self.d.stop()
+        self.damage_header(40, copy=True)
+        self.d.start()
+        self.assertIn("second copy of the region header geometry damaged, "
+                      "rewritten from the first", self.d.logtext())
+        self.assertEqual(self.ok("get", "k3"), b"v3")
+
+    def test_header_damaged_in_both_copies_says_reset_is_needed(self):
+        self.conn().set("k", "v")
+        self.d.stop()
+        self.damage_header(48)
+        self.damage_header(48, copy=True)
+        r = subprocess.run(self.d.args(), capture_output=True, text=True,
+                           timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("region header geometry and its second copy are both "
+                      "damaged; --reset replaces it", self.d.logtext())
+
+    def test_checksum_mode_is_kept_by_the_region(self):
+        self.d.stop()
+        self.d.unlink()
+        self.d.extra = ["--checksum"]
+        self.d.start()
+        self.ok("set", "k", "v")
+        self.assertEqual(self.ok("get", "k"), b"v")
+        self.d.stop()
+        self.d.extra = []
+        r = subprocess.run(self.d.args(), capture_output=True, text=True,
+                           timeout=30)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("it was made with --checksum; --reset replaces it",
+                      self.d.logtext())
+        self.d.extra = ["--checksum"]
+        self.d.start()
+        self.assertEqual(self.ok("get", "k"), b"v")
+
+    def test_lock_timeout_applies_at_a_warm_restart(self):
+        def region_timeout():
+            with open("/dev/shm" + self.d.name, "rb") as f:
+                # region_hdr.lock_timeout_ms (shared/layout.h)
+                return struct.unpack_from("<I", f.read(4096), 148)[0]
+        self.conn().set("k", "v")
+        self.assertEqual(region_timeout(), 2000)
+        self.d.stop()
+        self.d.extra = ["--lock-timeout", "750"]
+        self.d.start()
+        self.assertEqual(region_timeout(), 750)
+        self.assertIn("lock timeout of region", self.d.logtext())
+        self.assertEqual(self.ok("get", "k"), b"v")  # warm: data kept
+
     def test_cachectl_clients_lists_the_tests_connection(self):
         c = self.conn()
         cid = c.hello()[0]

@@ -186,23 +186,46 @@ static void test_engine_attach_refuses_garbage(void **state)
 	free(buf);
 }
 
+/* Makes the header's geometry (both copies) say `format` and `magic`, with
+ * a checksum that matches: a region of another version, not damage. */
+static void set_format(struct region_hdr *h, uint32_t format, uint64_t magic,
+		       bool copy)
+{
+	h->format = format;
+	h->magic = magic;
+	h->geom_sum = XXH3_64bits(h, offsetof(struct region_hdr, geom_sum));
+	if (copy)
+		memcpy(h->geom_copy, h, LAYOUT_GEOM_SIZE);
+	else
+		memset(h->geom_copy, 0, LAYOUT_GEOM_SIZE);
+}
+
 static void test_engine_attach_refuses_other_format(void **state)
 {
 	struct tu_region *r = *state;
 	struct eng_config cfg = { .nseg = 4 };
+	struct region_hdr *h;
 	struct eng e2;
+	const char *why = NULL;
 
 	tu_region_open(r, MiB, &cfg);
-	r->e.hdr->format ^= 1u;
+	h = r->e.hdr;
+	set_format(h, LAYOUT_FORMAT ^ 1u, LAYOUT_MAGIC, true);
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, &why), -EPROTO);
+	assert_string_equal(why, "region of another layout version");
+	/* A region of the layout before the geometry had a copy. */
+	set_format(h, LAYOUT_FORMAT - (1u << 24), LAYOUT_MAGIC, false);
 	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), -EPROTO);
-	r->e.hdr->format ^= 1u;
-	r->e.hdr->magic ^= 0x100u;
+	set_format(h, LAYOUT_FORMAT, LAYOUT_MAGIC ^ 0x100u, true);
 	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), -EPROTO);
-	r->e.hdr->magic ^= 0x100u;
+	set_format(h, LAYOUT_FORMAT, LAYOUT_MAGIC, true);
 	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	assert_int_equal(e2.hdr_damage, 0);
 }
 
-static void test_engine_attach_refuses_altered_geometry(void **state)
+/* Damage to the header's geometry: alone it is served from the second
+ * copy (and the attachment says so); in both copies it is refused. */
+static void test_engine_attach_uses_copy_of_damaged_geometry(void **state)
 {
 	struct tu_region *r = *state;
 	struct eng_config cfg = { .nseg = 4 };
@@ -211,29 +234,111 @@ static void test_engine_attach_refuses_altered_geometry(void **state)
 	const char *why = NULL;
 
 	tu_region_open(r, MiB, &cfg);
+	assert_rc(eng_set(&r->e, "kept", 4, "value", 5, 0), 0);
 	saved = *r->e.hdr;
 
 	/* Each of these alone must be caught; the header is restored in
 	 * between. */
-	for (int which = 0; which < 7; which++) {
+	for (int which = 0; which < 9; which++) {
 		struct region_hdr *h = r->e.hdr;
 
-		switch (which) {
-		case 0: h->nseg = 8; h->seg_bits = 3; break;
-		case 1: h->seg_stride += 64; break;
-		case 2: h->ring_size += 64; break;
-		case 3: h->max_kv *= 2; break;
-		case 4: h->off_ring -= 64; break;
-		case 5: h->nrec += 1; break;
-		case 6: h->geom_sum ^= 1; break;
+		for (int both = 0; both < 2; both++) {
+			switch (which) {
+			case 0: h->nseg = 8; h->seg_bits = 3; break;
+			case 1: h->seg_stride += 64; break;
+			case 2: h->ring_size += 64; break;
+			case 3: h->max_kv *= 2; break;
+			case 4: h->off_ring -= 64; break;
+			case 5: h->nrec += 1; break;
+			case 6: h->geom_sum ^= 1; break;
+			case 7: h->format ^= 1; break;
+			case 8: h->magic ^= 0x100; break;
+			}
+			if (both)
+				memcpy(h->geom_copy, h, LAYOUT_GEOM_SIZE);
+			why = NULL;
+			memset(&e2, 0, sizeof(e2));
+			if (!both) {
+				assert_rc(eng_attach(&e2, r->base, r->size, 2,
+						     &why),
+					  0);
+				assert_int_equal(e2.hdr_damage,
+						 ENG_HDR_PRIMARY);
+				assert_memory_equal(&e2.g, &r->e.g,
+						    sizeof(e2.g));
+				tu_assert_value(&e2, "kept", 4, "value", 5);
+			} else if (which == 8) {
+				/* No copy with the magic: not a region. */
+				assert_rc(eng_attach(&e2, r->base, r->size, 2,
+						     &why),
+					  -EPROTO);
+			} else {
+				assert_rc(eng_attach(&e2, r->base, r->size, 2,
+						     &why),
+					  -EUCLEAN);
+				assert_string_equal(
+					why, "region header geometry and its "
+					     "second copy are both damaged");
+			}
+			*h = saved;
 		}
-		why = NULL;
-		assert_rc(eng_attach(&e2, r->base, r->size, 2, &why),
-			  -EUCLEAN);
-		assert_non_null(why);
-		*h = saved;
 	}
+	/* The copy alone damaged: the geometry is the primary's. */
+	r->e.hdr->geom_copy[17] ^= 4;
 	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	assert_int_equal(e2.hdr_damage, ENG_HDR_COPY);
+	*r->e.hdr = saved;
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	assert_int_equal(e2.hdr_damage, 0);
+}
+
+/* eng_hdr_check() names what it finds and rewrites it from the geometry
+ * its attachment validated: either copy, or both. */
+static void test_engine_hdr_check_repairs_geometry(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct region_hdr saved;
+	struct eng e2;
+	char msg[160];
+
+	tu_region_open(r, MiB, &cfg);
+	assert_rc(eng_set(&r->e, "kept", 4, "value", 5, 0), 0);
+	saved = *r->e.hdr;
+	assert_rc(eng_hdr_check(&r->e, false, msg, sizeof(msg)), 0);
+
+	r->e.hdr->nrec ^= 0x40;
+	assert_rc(eng_hdr_check(&r->e, false, msg, sizeof(msg)),
+		  ENG_HDR_PRIMARY);
+	assert_non_null(strstr(msg, "region header geometry damaged"));
+	assert_rc(eng_hdr_check(&r->e, true, msg, sizeof(msg)),
+		  ENG_HDR_PRIMARY);
+	assert_string_equal(msg, "region header geometry damaged, repaired "
+				 "from the second copy");
+	assert_memory_equal(r->e.hdr, &saved, sizeof(saved));
+	assert_rc(eng_hdr_check(&r->e, false, msg, sizeof(msg)), 0);
+
+	r->e.hdr->geom_copy[3] ^= 0xff;
+	assert_rc(eng_hdr_check(&r->e, true, msg, sizeof(msg)), ENG_HDR_COPY);
+	assert_memory_equal(r->e.hdr, &saved, sizeof(saved));
+
+	memset((uint8_t *)r->e.hdr + 16, 0xa5, 80);
+	memset(r->e.hdr->geom_copy + 16, 0x5a, 80);
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), -EUCLEAN);
+	assert_rc(eng_hdr_check(&r->e, true, msg, sizeof(msg)),
+		  ENG_HDR_PRIMARY | ENG_HDR_COPY);
+	assert_non_null(strstr(msg, "both rewritten"));
+	assert_memory_equal(r->e.hdr, &saved, sizeof(saved));
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	tu_assert_value(&e2, "kept", 4, "value", 5);
+
+	/* What an attachment found damaged is reported even if the header
+	 * was rewritten since (by the daemon, say). */
+	r->e.hdr->off_free += 4;
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	*r->e.hdr = saved;
+	assert_rc(eng_hdr_check(&e2, true, msg, sizeof(msg)), ENG_HDR_PRIMARY);
+	assert_rc(eng_hdr_check(&e2, true, msg, sizeof(msg)), 0);
 }
 
 static void test_engine_attach_refuses_short_mapping(void **state)
@@ -2037,6 +2142,233 @@ static void assert_right_or_miss(struct eng *e, uint32_t i, uint32_t v,
 	free(want);
 }
 
+/* The ring offsets of the entries of segment seg, oldest first (at most
+ * cap), read from the headers as the engine lays them out. */
+static uint32_t ring_entries(struct eng *e, uint32_t seg, uint32_t *offs,
+			     uint32_t cap)
+{
+	const uint8_t *ring = tu_seg_ring(e, seg);
+	const struct seg_hdr *h = tu_seg_hdr(e, seg);
+	uint32_t size = e->g.ring_size, off = h->tail, done = 0, n = 0;
+
+	while (done < h->used && n < cap) {
+		struct entry_hdr eh;
+		uint8_t *p = (uint8_t *)&eh;
+		for (uint32_t k = 0; k < ENTRY_HDR_SIZE; k++)
+			p[k] = ring[(off + k) % size];
+		uint32_t len = ENTRY_HDR_SIZE + eh.klen +
+			       (eh.vlen_use & ENTRY_VLEN_MASK) +
+			       (eh.slack & ENTRY_SLACK_MAX) + e->g.sum_size;
+		offs[n++] = off;
+		off = (off + len) % size;
+		done += len;
+	}
+	return n;
+}
+
+/* Damage to one byte of an entry's lengths (value length, key length,
+ * slack) or expiry, by any bit pattern, in many entries: every get of
+ * every key then returns its exact value, a miss, or -EUCLEAN, never bytes
+ * that run into the next entries, on the lock-free path (keys read often
+ * enough to take it) as on the locked one. */
+static void test_engine_damaged_lengths_never_serve_other_bytes(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 2 };
+	enum { N = 300 };
+	/* Byte positions in entry_hdr: expire 4-7, vlen 8-11, klen 12-13,
+	 * slack 14 (15 holds the check's high bits and slack's top 4). */
+	static const uint8_t bytes[] = { 4, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+	static uint8_t val[400], buf[64 * 1024];
+	uint64_t rng = 13;
+	uint32_t offs[N], trials = 0, euclean = 0, misses = 0;
+	struct eng *e;
+
+	tu_region_open(r, 512 * 1024, &cfg);
+	e = &r->e;
+	for (uint32_t t = 0; t < 1500; t++) {
+		uint32_t seg = t % e->g.nseg;
+		assert_rc(eng_clear(e), 0);
+		for (uint32_t i = 0; i < N; i++) {
+			char key[16];
+			size_t klen = tu_key(key, sizeof(key), "k", i);
+			uint32_t len = 1 + (i * 37) % 300;
+			mkval(val, len, i, 1);
+			assert_rc(eng_set(e, key, klen, val, len, 0), 0);
+			/* Half the keys in use, so read without the lock. */
+			for (uint32_t g = 0; g < (i & 1) * 4; g++) {
+				size_t got;
+				assert_rc(eng_get(e, key, klen, buf,
+						  sizeof(buf), &got, NULL),
+					  0);
+			}
+		}
+		uint32_t n = ring_entries(e, seg, offs, N);
+		assert_true(n > 10);
+		uint32_t off = offs[tu_below(&rng, n)];
+		uint32_t pos = bytes[t % sizeof(bytes)];
+		/* A single bit, then any other pattern in that byte. */
+		uint8_t x = t / sizeof(bytes) % 2
+				    ? (uint8_t)(1u << tu_below(&rng, 8))
+				    : (uint8_t)(1 + tu_below(&rng, 255));
+		tu_seg_ring(e, seg)[(off + pos) % e->g.ring_size] ^= x;
+		trials++;
+
+		for (uint32_t i = 0; i < N; i++) {
+			char key[16];
+			size_t klen = tu_key(key, sizeof(key), "k", i), got;
+			uint32_t len = 1 + (i * 37) % 300;
+			int rc = eng_get(e, key, klen, buf, sizeof(buf), &got,
+					 NULL);
+			mkval(val, len, i, 1);
+			if (rc == -EUCLEAN) {
+				euclean++;
+				continue;
+			}
+			if (rc == -ENOENT) {
+				misses++;
+				continue;
+			}
+			if (rc != 0 || got != len || memcmp(buf, val, len))
+				fail_msg("byte %u of the entry at %u xor %#x: "
+					 "get k%u = %d, %zu bytes, want %u",
+					 pos, off, x, i, rc, got, len);
+		}
+	}
+	print_message("%u damaged headers: %u gets -EUCLEAN, %u misses\n",
+		      trials, euclean, misses);
+	/* Damage to the lengths is found as damage, not as a miss. */
+	assert_true(euclean >= trials * 9 / 10);
+}
+
+/* The ring offset of the value of key in segment seg (the entry found by
+ * a walk of the ring). */
+static uint32_t value_off(struct eng *e, uint32_t seg, const char *key)
+{
+	uint32_t offs[512], n = ring_entries(e, seg, offs, 512);
+	const uint8_t *ring = tu_seg_ring(e, seg);
+	size_t klen = strlen(key);
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct entry_hdr eh;
+		char k[64];
+		uint8_t *p = (uint8_t *)&eh;
+		for (uint32_t j = 0; j < ENTRY_HDR_SIZE; j++)
+			p[j] = ring[(offs[i] + j) % e->g.ring_size];
+		if (eh.klen != klen || klen > sizeof(k))
+			continue;
+		for (uint32_t j = 0; j < klen; j++)
+			k[j] = (char)ring[(offs[i] + ENTRY_HDR_SIZE + j) %
+					  e->g.ring_size];
+		if (memcmp(k, key, klen) == 0)
+			return (offs[i] + ENTRY_HDR_SIZE + eh.klen) %
+			       e->g.ring_size;
+	}
+	fail_msg("no entry of %s in segment %u", key, seg);
+	return 0;
+}
+
+static int copy_out(const void *p1, size_t n1, const void *p2, size_t n2,
+		    void *arg)
+{
+	memcpy(arg, p1, n1);
+	memcpy((uint8_t *)arg + n1, p2, n2);
+	return 0;
+}
+
+/* With REGION_F_CHECKSUM a value byte damaged in the ring makes a get,
+ * locked or not, a peek and a zero-copy read fail with -EUCLEAN: the
+ * entry is dropped and counted (repairs), the rest of its segment stays.
+ * Without it, the damaged bytes are what a get returns (the documented
+ * limit: the entry check covers the header, not the value). */
+static void test_engine_checksum_mode_catches_damaged_values(void **state)
+{
+	struct tu_region *r = *state;
+	enum { N = 60 };
+	uint8_t val[100], buf[200];
+
+	for (int mode = 0; mode < 2; mode++) {
+		struct eng_config cfg = { .nseg = 1,
+					  .flags = mode ? REGION_F_CHECKSUM : 0 };
+		struct eng *e = &r->e;
+		size_t got;
+
+		tu_region_open(r, 256 * 1024, &cfg);
+		assert_int_equal(e->g.sum_size, mode ? ENTRY_SUM_SIZE : 0);
+		for (uint32_t i = 0; i < N; i++) {
+			char key[16];
+			size_t klen = tu_key(key, sizeof(key), "k", i);
+			mkval(val, sizeof(val), i, 1);
+			if (i == N - 1) { /* a reservation, sealed at commit */
+				struct eng_resv rv;
+				assert_rc(eng_reserve(e, key, klen, sizeof(val),
+						      0, &rv),
+					  0);
+				memcpy(rv.p[0], val, rv.n[0]);
+				memcpy(rv.p[1], val + rv.n[0], rv.n[1]);
+				assert_rc(eng_commit(e, &rv), 0);
+			} else {
+				assert_rc(eng_set(e, key, klen, val,
+						  sizeof(val), 0),
+					  0);
+			}
+		}
+		for (uint32_t i = 0; i < N; i++) {
+			char key[16];
+			size_t klen = tu_key(key, sizeof(key), "k", i);
+			mkval(val, sizeof(val), i, 1);
+			/* Four gets: the last ones take the lock-free path. */
+			for (int g = 0; g < 4; g++)
+				tu_assert_value(e, key, klen, val, sizeof(val));
+		}
+		struct eng_check_report rep;
+		assert_rc(eng_check(e, 0, false, &rep), 0);
+		assert_int_equal(rep.problems, 0);
+
+		/* Damage one value byte of k5 (get), k6 (peek), k7 (read). */
+		const char *keys[] = { "k5", "k6", "k7" };
+		for (int i = 0; i < 3; i++)
+			tu_seg_ring(e, 0)[(value_off(e, 0, keys[i]) + 50) %
+					  e->g.ring_size] ^= 0x20;
+		int rc5 = eng_get(e, "k5", 2, buf, sizeof(buf), &got, NULL);
+		int rc6 = eng_peek(e, "k6", 2, buf, sizeof(buf), &got, NULL);
+		memset(buf, 0, sizeof(buf));
+		int rc7 = eng_read(e, "k7", 2, copy_out, buf);
+		if (mode) {
+			assert_rc(rc5, -EUCLEAN);
+			assert_rc(rc6, -EUCLEAN);
+			assert_rc(rc7, -EUCLEAN);
+			assert_rc(eng_get(e, "k5", 2, buf, sizeof(buf), &got,
+					  NULL),
+				  -ENOENT);
+			assert_int_equal(tu_stats(e).repairs, 3);
+			assert_int_equal(tu_stats(e).entries, N - 3);
+			/* The segment was not reset: the others are there. */
+			mkval(val, sizeof(val), 9, 1);
+			tu_assert_value(e, "k9", 2, val, sizeof(val));
+			assert_rc(eng_check(e, 0, false, &rep), 0);
+			assert_int_equal(rep.problems, 0);
+			/* eng_check() finds a damaged value too. */
+			tu_seg_ring(e, 0)[value_off(e, 0, "k8")] ^= 1;
+			assert_rc(eng_check(e, 0, false, &rep), 0);
+			assert_true(rep.problems >= 1);
+			assert_non_null(strstr(rep.first, "checksum"));
+		} else {
+			mkval(val, sizeof(val), 5, 1);
+			val[50] ^= 0x20;
+			assert_rc(rc5, 0);
+			assert_rc(eng_get(e, "k5", 2, buf, sizeof(buf), &got,
+					  NULL),
+				  0);
+			assert_memory_equal(buf, val, sizeof(val));
+			assert_rc(rc6, 0);
+			assert_rc(rc7, 0);
+			assert_int_equal(tu_stats(e).repairs, 0);
+		}
+		tu_region_close(r);
+	}
+}
+
 static void test_engine_corrupt_segment_never_serves_wrong_value(void **state)
 {
 	struct tu_region *r = *state;
@@ -2469,7 +2801,8 @@ int main(void)
 		T(test_engine_attach_refuses_bad_args),
 		T(test_engine_attach_refuses_garbage),
 		T(test_engine_attach_refuses_other_format),
-		T(test_engine_attach_refuses_altered_geometry),
+		T(test_engine_attach_uses_copy_of_damaged_geometry),
+		T(test_engine_hdr_check_repairs_geometry),
 		T(test_engine_attach_refuses_short_mapping),
 		T(test_engine_attach_accepts_larger_mapping),
 		T(test_engine_get_hits_and_misses),
@@ -2478,6 +2811,8 @@ int main(void)
 		T(test_engine_swapped_bucket_is_euclean_not_a_wrong_value),
 		T(test_engine_bucket_into_entries_is_euclean_or_miss),
 		T(test_engine_forged_header_needs_its_check),
+		T(test_engine_damaged_lengths_never_serve_other_bytes),
+		T(test_engine_checksum_mode_catches_damaged_values),
 		T(test_engine_check_finds_bad_entry_check),
 		T(test_engine_moved_head_entry_hits),
 		T(test_engine_get_copies_value_and_expiry),
