@@ -388,12 +388,17 @@ static int reconnect(shmc *c)
 	return rc;
 }
 
-/* A control request; on success *reply and *rlen hold the reply (free it). */
+/* A control request; on success *reply and *rlen hold the reply (free it).
+ * On failure *reply is NULL and *rlen 0. */
 static int ctl_call(shmc *c, uint16_t type, const void *body, size_t blen,
 		    uint8_t **reply, size_t *rlen)
 {
 	int rc = usable(c);
 
+	/* Defined on every path, including those that never reach exchange()
+	 * (no daemon, a fork child): the callers free *reply. */
+	*reply = NULL;
+	*rlen = 0;
 	errmsg[0] = '\0'; /* also when failing before the daemon answers */
 	if (rc)
 		return rc;
