@@ -412,12 +412,24 @@ static const char *socket_name(const struct ctl *x)
 	return "its default socket";
 }
 
+/* The errors of reaching the daemon whose shmc_strerror() names the
+ * socket (shmc.h) and says what to do. */
+static int names_the_socket(int err)
+{
+	return err == SHMC_ENODAEMON || err == -ECONNREFUSED ||
+	       err == SHMC_EUNTRUSTED || err == -EACCES;
+}
+
 static int unreachable(const struct ctl *x, int err)
 {
 	char b[ESC_MAX];
 
-	fprintf(stderr, CTL_PROG ": cannot reach shmcached at %s: %s\n",
-		ESC(socket_name(x), b), shmc_strerror(err));
+	if (names_the_socket(err))
+		fprintf(stderr, CTL_PROG ": cannot reach shmcached: %s\n",
+			shmc_strerror(err));
+	else
+		fprintf(stderr, CTL_PROG ": cannot reach shmcached at %s: %s\n",
+			ESC(socket_name(x), b), shmc_strerror(err));
 	return CTL_EXIT_UNREACHABLE;
 }
 
@@ -442,8 +454,6 @@ static int data_error(const char *what, const char *key, int err)
 	return fail("%s '%s': %s", what, ESC(key, b), shmc_strerror(err));
 }
 
-/* The exit code for a failed control request: the connection lost is 3
- * (shmc.h: -ECONNREFUSED, -ENOENT, -EPIPE), anything else 4. */
 /* A request the daemon refused: its own words when it gave some (they name
  * the file and offset of a bad snapshot, say), else the error's.
  * shmc_errmsg() is printable ASCII already. */
@@ -454,10 +464,11 @@ static int daemon_error(const char *what, int err, const char *msg)
 	return fail("%s: %s", what, shmc_strerror(err));
 }
 
+/* The exit code for a failed control request: the daemon gone, or a
+ * reconnection refused, is 3 (shmc.h), anything else 4. */
 static int control_error(const struct ctl *x, const char *what, int err)
 {
-	if (err == -ECONNREFUSED || err == -ENOENT || err == -EPIPE ||
-	    err == -ECONNRESET)
+	if (names_the_socket(err) || err == -EPIPE || err == -ECONNRESET)
 		return unreachable(x, err);
 	return daemon_error(what, err, shmc_errmsg());
 }
@@ -1154,14 +1165,11 @@ static int snapshot(struct ctl *x, const char *file, int load)
 		free(path);
 		return fail("snapshots not supported by this daemon");
 	}
-	/* -ENOENT is either the daemon gone or the file missing: the daemon
-	 * said so (its message names the file), or a ping tells. */
-	char msg[512];
-	snprintf(msg, sizeof(msg), "%s", shmc_errmsg());
-	if (err == -ENOENT && (msg[0] || shmc_ping(x->c) == 0))
-		rc = msg[0] ? daemon_error(what, err, msg)
-			    : fail("%s: %s: %s", what, ESC(path, b),
-				   shmc_strerror(err));
+	/* The daemon's words name the file; -ENOENT is the file (a daemon
+	 * gone is SHMC_ENODAEMON or -EPIPE). */
+	const char *msg = shmc_errmsg();
+	if (err == -ENOENT && !msg[0])
+		rc = fail("%s: %s: %s", what, ESC(path, b), shmc_strerror(err));
 	else if (err && msg[0])
 		rc = daemon_error(what, err, msg);
 	else if (err)
@@ -1289,8 +1297,11 @@ static int help_global(void)
 	CTL_EXITS(EXIT_HELP_X)
 #undef EXIT_HELP_X
 	printf("\nEnvironment:\n"
-	       "  SHMC_SOCKET  the daemon's socket when --socket is not "
-	       "given\n");
+	       "  SHMC_SOCKET     the daemon's socket when --socket is not "
+	       "given\n"
+	       "  SHMC_TRUST_UID  uids (UID[,UID...]) trusted to serve the "
+	       "socket besides\n"
+	       "                  root and this user (docs/SECURITY.md)\n");
 	return CTL_EXIT_OK;
 }
 

@@ -84,6 +84,13 @@ def run_on_tty(argv, timeout=20):
     return rc, out
 
 
+def become_nobody():
+    """preexec_fn: run the child as uid and gid 65534, no other groups."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
 class CtlTest(unittest.TestCase):
     def setUp(self):
         # DaemonProc passes --memory 8M --segments 16 itself.
@@ -357,6 +364,24 @@ class Control(CtlTest):
         r = self.ctl("ping")
         self.assertEqual(r.returncode, UNREACHABLE)
 
+    def test_cachectl_refused_user_is_told_about_the_allow_lists(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to become another user")
+        # Only the daemon's check refuses: every folder up to the socket
+        # may be crossed, the socket written.
+        os.chmod(os.path.dirname(self.d.dir), 0o711)
+        os.chmod(self.d.dir, 0o711)
+        os.chmod(self.d.sock, 0o666)
+        r = subprocess.run([CACHECTL, "--socket", self.d.sock, "ping"],
+                           capture_output=True, env=environ_without_socket(),
+                           timeout=30, preexec_fn=become_nobody)
+        self.assertEqual(r.returncode, UNREACHABLE, r.stderr)
+        line = self.assert_one_line(r, "refused")
+        for words in (self.d.sock, "uid 65534", "--allow-user 65534",
+                      "--allow-group"):
+            self.assertIn(words, line)
+        self.assertIn("refused peer", self.d.logtext())
+
     def test_cachectl_socket_from_environment(self):
         env = dict(environ_without_socket(), SHMC_SOCKET=self.d.sock)
         r = run_ctl(["set", "env", "yes"], env=env)
@@ -440,11 +465,36 @@ class CommandLine(unittest.TestCase):
                 line = r.stderr.decode().strip()
                 self.assertEqual(len(line.splitlines()), 1)
                 self.assertTrue(line.startswith(
-                    f"cachectl: cannot reach shmcached at {path}: "), line)
+                    "cachectl: cannot reach shmcached: "), line)
+                # The path, how to start the daemon or point at it, and
+                # nothing about keys.
+                self.assertIn(f" {path}", line)
+                for hint in ("start the daemon", "shmcached", "systemctl",
+                             "tools/run", "--socket", "$SHMC_SOCKET"):
+                    self.assertIn(hint, line)
+                self.assertNotIn("key", line)
         env = dict(environ_without_socket(), SHMC_SOCKET=missing)
         r = run_ctl(["stats"], env=env)
         self.assertEqual(r.returncode, UNREACHABLE)
         self.assertIn(missing.encode(), r.stderr)
+
+    def test_cachectl_no_default_daemon_names_its_default_socket(self):
+        # As another user, with no daemon of its own: the message names the
+        # user's default socket and the system one, not "its default".
+        if os.geteuid() != 0:
+            self.skipTest("needs root to become another user")
+        if os.path.exists("/run/shmcached/shmcached.sock"):
+            self.skipTest("a system daemon runs here")
+        env = environ_without_socket()
+        env.pop("XDG_RUNTIME_DIR", None)
+        r = subprocess.run([CACHECTL, "stats"], capture_output=True, env=env,
+                           timeout=30, preexec_fn=become_nobody)
+        self.assertEqual(r.returncode, UNREACHABLE, r.stderr)
+        line = r.stderr.decode().strip()
+        self.assertIn("/tmp/shmcached-65534/shmcached.sock", line)
+        self.assertIn("/run/shmcached/shmcached.sock", line)
+        self.assertIn("start the daemon", line)
+        self.assertNotIn("key", line)
 
     def test_cachectl_usage_errors_exit_2_with_one_line(self):
         sock = os.path.join(self.dir, "none.sock")  # never reached
