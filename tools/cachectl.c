@@ -167,9 +167,10 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "newline is added only when stdout is a terminal and the value\n" \
 	  "does not end with one.  Exits 1 if the key is missing or expired.\n" \
 	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n" \
-	  "expire_at is unix seconds or null; bytes that are not UTF-8 are\n" \
-	  "written as \\udc80..\\udcff (Python: .encode('utf-8',\n"       \
-	  "'surrogateescape') gives back the exact bytes).")                \
+	  "expire_at is unix seconds or null.  A key or value that is not\n" \
+	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n" \
+	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n" \
+	  "`ttl --json` and the file of `save`/`load --json`.")             \
 	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL),                           \
 	  "store VALUE (or stdin) under KEY",                               \
 	  "Stores VALUE under KEY, replacing any value it had.  Without\n"  \
@@ -182,7 +183,8 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	X(ttl, "KEY", 1, 1, OPT_BIT(JSON), "seconds KEY has left",          \
 	  "Prints the seconds KEY has left, or \"none\" if it never\n"      \
 	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"  \
-	  "{\"key\", \"ttl\"}, ttl null for no expiry.")                    \
+	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n" \
+	  "that is not UTF-8, as with get).")                               \
 	X(touch, "KEY TTL", 2, 2, 0, "give KEY a new TTL",                  \
 	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"   \
 	  "Exits 1 if it is missing or expired.")                           \
@@ -210,7 +212,8 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "have the daemon write a snapshot to FILE",                       \
 	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"   \
 	  "relative FILE is taken from the current directory) and prints\n" \
-	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}.") \
+	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}\n" \
+	  "(\"file_b64\" for a name that is not UTF-8, as with get).")     \
 	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),             \
 	  "have the daemon load a snapshot from FILE",                      \
 	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n" \
@@ -620,10 +623,22 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return len;
 }
 
-/* Writes s[0..n) as a JSON string.  Valid UTF-8 is kept; '"', '\' and
- * control characters are escaped; each byte that is not part of valid
- * UTF-8 is written as the lone surrogate \udc80..\udcff (PEP 383's
- * "surrogateescape"), so that any bytes can be recovered exactly. */
+/* 1 if s[0..n) is valid UTF-8 throughout. */
+static int utf8_valid(const void *s, size_t n)
+{
+	const unsigned char *p = s;
+	size_t i = 0, len;
+
+	for (; i < n; i += len)
+		if ((len = utf8_len(p + i, n - i)) == 0)
+			return 0;
+	return 1;
+}
+
+/* Writes s[0..n), valid UTF-8 (see json_member), as a JSON string: '"',
+ * '\' and control characters escaped, the rest as it is.  A byte that is
+ * not valid UTF-8 all the same becomes U+FFFD, so that the output is
+ * always valid JSON. */
 static void json_str(const void *s, size_t n)
 {
 	const unsigned char *p = s;
@@ -635,7 +650,7 @@ static void json_str(const void *s, size_t n)
 		unsigned char ch = p[i];
 
 		if (len == 0) {
-			printf("\\udc%02x", ch);
+			fputs("\\ufffd", stdout);
 			i++;
 			continue;
 		}
@@ -663,6 +678,41 @@ static void json_key(const char *k)
 {
 	json_str(k, strlen(k));
 	putchar(':');
+}
+
+/* Writes the member name: s[0..n) exactly, as "name":"TEXT" when the
+ * bytes are valid UTF-8, else as "name_b64":"BASE64" (RFC 4648, padded):
+ * strict JSON parsers accept both, and no byte is lost or guessed. */
+static void json_member(const char *name, const void *s, size_t n)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = s;
+	size_t i;
+
+	if (utf8_valid(s, n)) {
+		json_key(name);
+		json_str(s, n);
+		return;
+	}
+	printf("\"%s_b64\":\"", name);
+	for (i = 0; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 |
+			     p[i + 2];
+		putchar(b64[v >> 18]);
+		putchar(b64[(v >> 12) & 63]);
+		putchar(b64[(v >> 6) & 63]);
+		putchar(b64[v & 63]);
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)p[i] << 16 |
+			     (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+		putchar(b64[v >> 18]);
+		putchar(b64[(v >> 12) & 63]);
+		putchar(i + 1 < n ? b64[(v >> 6) & 63] : '=');
+		putchar('=');
+	}
+	putchar('"');
 }
 
 /* A number with two decimals, or null when there is none. */
@@ -825,11 +875,9 @@ static int cmd_get(struct ctl *x, int argc, char **argv)
 	}
 	if (x->json) {
 		putchar('{');
-		json_key("key");
-		json_str(key, klen);
+		json_member("key", key, klen);
 		putchar(',');
-		json_key("value");
-		json_str(buf, vlen);
+		json_member("value", buf, vlen);
 		printf(",\"bytes\":%zu,", vlen);
 		json_key("expire_at");
 		if (expire_at)
@@ -897,8 +945,7 @@ static int cmd_ttl(struct ctl *x, int argc, char **argv)
 		return data_error("ttl", argv[0], err);
 	if (x->json) {
 		putchar('{');
-		json_key("key");
-		json_str(argv[0], strlen(argv[0]));
+		json_member("key", argv[0], strlen(argv[0]));
 		putchar(',');
 		json_key("ttl");
 		if (left)
@@ -1176,8 +1223,7 @@ static int snapshot(struct ctl *x, const char *file, int load)
 		rc = control_error(x, what, err);
 	else if (x->json) {
 		putchar('{');
-		json_key("file");
-		json_str(path, strlen(path));
+		json_member("file", path, strlen(path));
 		printf(",\"entries\":%" PRIu64 "}\n", entries);
 	} else {
 		printf("%s %" PRIu64 " entries %s %s\n",

@@ -8,6 +8,7 @@ sees: stdout, stderr and the exit status of each command.
 Prints "N passed, N failed, N skipped" last; exits 0 if all passed, 1 if
 not, 77 when the host cannot run it.
 """
+import base64
 import json
 import mmap
 import os
@@ -168,21 +169,63 @@ class DataCommands(CtlTest):
         self.assertEqual((r.returncode, r.stdout), (NO, b""))
         self.assertIn("nope", self.assert_one_line(r, "get"))
 
+    def strict_json(self, out):
+        """out parsed as a strict JSON parser would: UTF-8 throughout, no
+        control character in a string, and no lone surrogate (Python's
+        json accepts those; most parsers reject them)."""
+        text = out.decode("utf-8")  # raises on any byte that is not UTF-8
+        self.assertNotRegex(text, r"\\ud[89a-f][0-9a-f]{2}", text)
+        obj = json.loads(text, strict=True)
+        for v in obj.values():
+            if isinstance(v, str):
+                v.encode("utf-8")  # raises on a surrogate
+        return obj
+
     def test_cachectl_get_json_escapes_any_bytes(self):
-        value = b'quote" back\\ nl\n nul\0 bad\xff\xc3 utf8 \xc3\xa9 \x7f'
+        value = 'quote" back\\ nl\n nul\0 tab\t utf8 \u00e9 \x7f \U0001f600'
         key = 'k"\\\t\u00e9'
-        self.ok("set", key, input=value)
+        self.ok("set", key, input=value.encode())
         out = self.ok("get", key, "--json")
         self.assertEqual(out.count(b"\n"), 1)
-        obj = json.loads(out)
+        obj = self.strict_json(out)
         self.assertEqual(obj["key"], key)
-        self.assertEqual(obj["value"].encode("utf-8", "surrogateescape"),
-                         value)
-        self.assertEqual(obj["bytes"], len(value))
+        self.assertEqual(obj["value"], value)
+        self.assertNotIn("value_b64", obj)
+        self.assertEqual(obj["bytes"], len(value.encode()))
         self.assertIsNone(obj["expire_at"])
         self.ok("set", "t", "v", "--ttl", "100")
         expire = self.json("get", "t")["expire_at"]
         self.assertLess(abs(expire - (time.time() + 100)), 3)
+
+    def test_cachectl_json_gives_bytes_that_are_not_utf8_in_base64(self):
+        # A key with byte 0xff, a value with a truncated sequence: strict
+        # JSON, and the exact bytes back from "key_b64" / "value_b64".
+        key = b"k\xff-\xc3"
+        value = b"bad\xff\xc3 utf8 \xc3\xa9\0"
+        r = run_ctl(["set", key], sock=self.d.sock, input=value)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        r = run_ctl(["get", key, "--json"], sock=self.d.sock)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        obj = self.strict_json(r.stdout)
+        self.assertNotIn("key", obj)
+        self.assertNotIn("value", obj)
+        self.assertEqual(base64.b64decode(obj["key_b64"], validate=True), key)
+        self.assertEqual(base64.b64decode(obj["value_b64"], validate=True),
+                         value)
+        self.assertEqual(obj["bytes"], len(value))
+        r = run_ctl(["ttl", key, "--json"], sock=self.d.sock)
+        obj = self.strict_json(r.stdout)
+        self.assertEqual(base64.b64decode(obj["key_b64"]), key)
+        # Every length modulo 3, for the padding.
+        for n in range(1, 7):
+            raw = bytes([0xff] * n)
+            self.assertEqual(run_ctl(["set", b"p" + raw, "v"],
+                                     sock=self.d.sock).returncode, OK)
+            obj = self.strict_json(run_ctl(["get", b"p" + raw, "--json"],
+                                           sock=self.d.sock).stdout)
+            self.assertEqual(base64.b64decode(obj["key_b64"], validate=True),
+                             b"p" + raw)
+            self.assertEqual(obj["value"], "v")
 
     def test_cachectl_del_removes_then_missing_exits_1(self):
         self.ok("set", "k", "v")
