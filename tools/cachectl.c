@@ -207,7 +207,11 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "last interval, the hit rate over it, entries and fill.  On a\n"  \
 	  "terminal the screen is redrawn; otherwise one line per refresh\n" \
 	  "(after a header), and with --json one object per line.  The\n"   \
-	  "first refresh has no rates yet (\"-\", null).")                  \
+	  "first refresh has no rates yet (\"-\", null).  While the daemon\n" \
+	  "does not answer, no figures are shown: one line on stderr says\n" \
+	  "it is unreachable, another when it answers again, and the\n"    \
+	  "figures resume (without rates for the first refresh).  Exits 3\n" \
+	  "if it was unreachable at the last of --count refreshes.")       \
 	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                \
 	  "have the daemon write a snapshot to FILE",                       \
 	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"   \
@@ -1130,13 +1134,29 @@ static void watch_show(const struct ctl *x, int tty, uint64_t n,
 		printf(" %7s\n", "-");
 }
 
+/* 0 if the daemon answers a ping on x's handle, reopening the handle
+ * when it does not (a daemon restarted cold has another region);
+ * otherwise the error, with no handle left. */
+static int watch_reach(struct ctl *x)
+{
+	int err = x->c ? shmc_ping(x->c) : -ENOTCONN;
+
+	if (err == 0)
+		return 0;
+	shmc_close(x->c);
+	x->c = NULL;
+	err = shmc_open(&x->c, x->socket);
+	return err ? err : shmc_ping(x->c);
+}
+
 static int cmd_watch(struct ctl *x, int argc, char **argv)
 {
 	struct shmc_stats prev = { 0 }, cur;
 	struct timespec next, tprev = { 0, 0 }, tcur;
 	int tty = !x->json && isatty(STDOUT_FILENO);
-	uint64_t n;
-	int rc, err;
+	uint64_t n, shown = 0;
+	int rc, err, down = 0, have_prev = 0;
+	char b[ESC_MAX];
 
 	(void)argc;
 	(void)argv;
@@ -1153,12 +1173,30 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 					       &next, NULL) == EINTR)
 				;
 		}
+		/* Figures of a mapping whose daemon is gone mean nothing:
+		 * while it is unreachable, say so once and show none. */
+		err = watch_reach(x);
+		clock_gettime(CLOCK_MONOTONIC, &tcur);
+		if (err) {
+			if (!down)
+				fprintf(stderr, CTL_PROG ": watch: shmcached "
+					"unreachable: %s; waiting for it\n",
+					shmc_strerror(err));
+			down = 1;
+			have_prev = 0;
+			if (ts_diff(&tcur, &next) > (double)x->interval_ns / 1e9)
+				next = tcur;
+			continue;
+		}
+		if (down)
+			fprintf(stderr, CTL_PROG ": watch: shmcached at %s "
+				"answers again\n", ESC(socket_name(x), b));
+		down = 0;
 		err = shmc_stat(x->c, &cur);
 		if (err)
 			return fail("watch: %s", shmc_strerror(err));
-		clock_gettime(CLOCK_MONOTONIC, &tcur);
-		watch_show(x, tty, n, n ? &prev : NULL, &cur,
-			   n ? ts_diff(&tcur, &tprev) : 0);
+		watch_show(x, tty, shown++, have_prev ? &prev : NULL, &cur,
+			   have_prev ? ts_diff(&tcur, &tprev) : 0);
 		if (fflush(stdout) != 0 || ferror(stdout))
 			return fail("write error: %s", strerror(errno));
 		/* Fallen behind (a stopped terminal): do not catch up. */
@@ -1166,8 +1204,9 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 			next = tcur;
 		prev = cur;
 		tprev = tcur;
+		have_prev = 1;
 	}
-	return CTL_EXIT_OK;
+	return down ? CTL_EXIT_UNREACHABLE : CTL_EXIT_OK;
 }
 
 /* A malloc'ed absolute form of path: the daemon has its own directory. */

@@ -473,6 +473,64 @@ class Watch(CtlTest):
         self.assertAlmostEqual(second["gets_per_s"], 30, delta=6)
         self.assertAlmostEqual(second["hit_rate"], 100 * 20 / 30, places=1)
 
+    def test_cachectl_watch_says_when_the_daemon_is_gone_and_back(self):
+        # Bounded by its own count: 600 refreshes of 0.05 s at most.
+        proc = subprocess.Popen(
+            [CACHECTL, "--socket", self.d.sock, "watch", "--json",
+             "--count", "600", "--interval", "0.05"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=environ_without_socket())
+        out, err = b"", b""
+
+        def read_until(pred, what, timeout=20):
+            nonlocal out, err
+            end = time.monotonic() + timeout
+            while not pred():
+                left = end - time.monotonic()
+                self.assertGreater(left, 0, f"no {what}: {out!r} {err!r}")
+                ready = select.select([proc.stdout, proc.stderr], [], [],
+                                      left)[0]
+                for f in ready:
+                    chunk = os.read(f.fileno(), 4096)
+                    if f is proc.stdout:
+                        out += chunk
+                    else:
+                        err += chunk
+                self.assertIsNone(proc.poll(), (what, out, err))
+
+        def figures():  # the complete lines so far
+            return [json.loads(ln) for ln in out.split(b"\n")[:-1]]
+
+        try:
+            read_until(lambda: len(figures()) >= 1, "first figures")
+            self.d.stop()
+            read_until(lambda: b"unreachable" in err, "unreachable message")
+            self.assertIn(self.d.sock.encode(), err)
+            lines_in_outage = len(figures())
+            # Several refreshes go by with the daemon gone: no figures,
+            # and one message for the whole outage.
+            time.sleep(0.5)
+            self.d.start()
+            c = self.conn()
+            for i in range(7):
+                c.set(f"back{i}", b"v")
+            read_until(lambda: any(f["entries"] == 7 for f in figures()),
+                       "figures after the restart")
+            self.assertIn(b"answers again", err)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertEqual(err.count(b"unreachable"), 1, err)
+        self.assertEqual(err.count(b"answers again"), 1, err)
+        self.assertLessEqual(lines_in_outage, len(figures()))
+        # The first figures after the outage have no rates (no interval
+        # across a restart).
+        after = figures()[lines_in_outage:]
+        self.assertTrue(after)
+        self.assertIsNone(after[0]["sets_per_s"])
+
     def test_cachectl_watch_clears_the_screen_on_a_tty(self):
         rc, out = run_on_tty([CACHECTL, "--socket", self.d.sock, "watch",
                               "--count", "2", "--interval", "0.1"])
