@@ -444,12 +444,16 @@ class Watch(CtlTest):
         self.assertEqual(lines[1].split()[1:4], ["-", "-", "-"])
         float(lines[2].split()[1])  # a rate from the second refresh on
 
-    def test_cachectl_watch_json_shows_the_rates(self):
-        proc = subprocess.Popen(
-            [CACHECTL, "--socket", self.d.sock, "watch", "--json",
-             "--count", "2", "--interval", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    def watch_json(self, *args):
+        """`cachectl watch --json ARGS` running, its stdout and stderr
+        piped."""
+        return subprocess.Popen(
+            [CACHECTL, "--socket", self.d.sock, "watch", "--json"] +
+            list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=environ_without_socket())
+
+    def test_cachectl_watch_json_shows_the_rates(self):
+        proc = self.watch_json("--count", "2", "--interval", "1")
         try:
             first = json.loads(proc.stdout.readline())
             # Between the two refreshes: 40 sets and 30 gets (20 hits).
@@ -475,11 +479,7 @@ class Watch(CtlTest):
 
     def test_cachectl_watch_says_when_the_daemon_is_gone_and_back(self):
         # Bounded by its own count: 600 refreshes of 0.05 s at most.
-        proc = subprocess.Popen(
-            [CACHECTL, "--socket", self.d.sock, "watch", "--json",
-             "--count", "600", "--interval", "0.05"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=environ_without_socket())
+        proc = self.watch_json("--count", "600", "--interval", "0.05")
         out, err = b"", b""
 
         def read_until(pred, what, timeout=20):
