@@ -7,7 +7,9 @@
  * on those paths.  Control requests are serialized by a mutex, allocate
  * their reply buffers, and reconnect once when the daemon went away
  * (a restarted daemon re-adopts the client id, see HELLO in
- * docs/PROTOCOL.md).
+ * docs/PROTOCOL.md).  Every connection checks who serves the socket
+ * before a byte is sent (peer_check), and a failure to reach the daemon
+ * keeps words naming the socket for shmc_strerror().
  *
  * Parts: handle and fork detection; socket I/O and the handshake; control
  * requests; data operations; get_or_load; zero-copy; stats; errors.
@@ -291,8 +293,8 @@ static int trusted_by_env(uid_t uid)
 	const char *p = getenv("SHMC_TRUST_UID");
 	int found = 0;
 
-	if (!p)
-		return 0;
+	if (!p || !*p)
+		return 0; /* unset or empty: nobody more */
 	for (;;) {
 		unsigned long long v = 0;
 		const char *start = p;

@@ -70,10 +70,10 @@ typedef struct shmc shmc; /* opaque; thread-safe; one per process */
  *
  * Before it sends anything or maps anything, the library checks who
  * serves the socket (SO_PEERCRED): root, this process's effective uid, or
- * a uid listed in $SHMC_TRUST_UID ("UID[,UID...]", decimal) - e.g. a
- * daemon run as a dedicated user.  Anyone else could have taken the path
- * to serve a fake region; the connection is then closed unused.  The same
- * check is made on every reconnection.
+ * a uid listed in $SHMC_TRUST_UID ("UID[,UID...]", decimal; unset or
+ * empty: none), e.g. a daemon run as a dedicated user.  Anyone else could
+ * have taken the path to serve a fake region; the connection is then
+ * closed unused.  The same check is made on every reconnection.
  *
  * On success *out is the handle.  Errors:
  *   SHMC_ENODAEMON   no socket at the path: no daemon runs there;
