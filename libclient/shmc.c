@@ -7,7 +7,9 @@
  * on those paths.  Control requests are serialized by a mutex, allocate
  * their reply buffers, and reconnect once when the daemon went away
  * (a restarted daemon re-adopts the client id, see HELLO in
- * docs/PROTOCOL.md).
+ * docs/PROTOCOL.md).  Every connection checks who serves the socket
+ * before a byte is sent (peer_check), and a failure to reach the daemon
+ * keeps words naming the socket for shmc_strerror().
  *
  * Parts: handle and fork detection; socket I/O and the handshake; control
  * requests; data operations; get_or_load; zero-copy; stats; errors.
@@ -17,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +223,131 @@ static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 	return 0;
 }
 
+/* The calling thread's last failure to reach a daemon, in words that name
+ * the socket: shmc_strerror(reach_err) returns reach_msg.  Cleared at the
+ * start of every shmc_open() and control request. */
+static __thread char reach_msg[512];
+static __thread int reach_err;
+
+#define HOW_TO_START                                                        \
+	"start the daemon (shmcached; tools/run in its source tree; "      \
+	"systemctl start shmcached) or give the socket it listens on "     \
+	"($SHMC_SOCKET, cachectl --socket)"
+
+/* Keeps the words of a failure to reach the daemon and returns err. */
+__attribute__((format(printf, 2, 3))) static int reach_fail(int err,
+							    const char *fmt,
+							    ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reach_msg, sizeof(reach_msg), fmt, ap);
+	va_end(ap);
+	reach_err = err;
+	return err;
+}
+
+/* -EACCES: the daemon (or its socket's mode) does not let us in. */
+static int denied(const char *path)
+{
+	unsigned me = (unsigned)geteuid();
+
+	return reach_fail(-EACCES,
+			  "shmcached at %s does not allow uid %u: not in its "
+			  "allow lists; start it with --allow-user %u, or "
+			  "with --allow-group naming a group of this user",
+			  path, me, me);
+}
+
+/* SHMC_ENODAEMON or -ECONNREFUSED at path; also: the system socket, when
+ * it was tried after path in vain, or NULL. */
+static int no_daemon(int err, const char *path, const char *also)
+{
+	return reach_fail(err, "%s %s%s%s%s: " HOW_TO_START,
+			  err == SHMC_ENODAEMON ? "no shmcached socket at"
+						: "no shmcached listens on",
+			  path,
+			  err == SHMC_ENODAEMON ? ""
+						: " (a stopped daemon's file)",
+			  also ? ", nor at the system socket " : "",
+			  also ? also : "");
+}
+
+/* Why connect() to path failed, as the error shmc.h documents. */
+static int connect_error(int err, const char *path)
+{
+	switch (err) {
+	case -ENOENT:
+		return no_daemon(SHMC_ENODAEMON, path, NULL);
+	case -ECONNREFUSED:
+		return no_daemon(-ECONNREFUSED, path, NULL);
+	case -EACCES:
+		return denied(path);
+	}
+	return err;
+}
+
+/* uid is one $SHMC_TRUST_UID names: 1, 0, or -EINVAL if the variable is
+ * not a comma-separated list of decimal uids. */
+static int trusted_by_env(uid_t uid)
+{
+	const char *p = getenv("SHMC_TRUST_UID");
+	int found = 0;
+
+	if (!p || !*p)
+		return 0; /* unset or empty: nobody more */
+	for (;;) {
+		unsigned long long v = 0;
+		const char *start = p;
+
+		for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
+			v = v * 10 + (unsigned)(*p - '0');
+		if (p == start || v > UINT32_MAX || (*p && *p != ','))
+			return -EINVAL;
+		found |= (uid_t)v == uid;
+		if (!*p++)
+			return found;
+	}
+}
+
+/* 0 if the process serving fd (SO_PEERCRED) is root, runs as our euid, or
+ * has a uid of $SHMC_TRUST_UID; else SHMC_EUNTRUSTED.  Called before
+ * anything is sent or received on fd. */
+static int peer_check(int fd, const char *path)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	uid_t me = geteuid();
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return reach_fail(SHMC_EUNTRUSTED,
+				  "refusing %s: cannot read who serves it "
+				  "(SO_PEERCRED: %s)",
+				  path, strerror(errno));
+	if (cr.uid == 0 || cr.uid == me)
+		return 0;
+	int t = trusted_by_env(cr.uid);
+	if (t == 1)
+		return 0;
+	if (t < 0)
+		return reach_fail(SHMC_EUNTRUSTED,
+				  "refusing %s: served by uid %u (pid %d), and "
+				  "$SHMC_TRUST_UID is not a comma-separated "
+				  "list of uids: fix it",
+				  path, (unsigned)cr.uid, (int)cr.pid);
+	return reach_fail(SHMC_EUNTRUSTED,
+			  "refusing %s: served by uid %u (pid %d), not by "
+			  "root, this user (uid %u) or a uid of "
+			  "$SHMC_TRUST_UID; if that is your daemon, set "
+			  "SHMC_TRUST_UID=%u, otherwise another user holds "
+			  "the path: remove it and restart shmcached",
+			  path, (unsigned)cr.uid, (int)cr.pid, (unsigned)me,
+			  (unsigned)cr.uid);
+}
+
+/* A connected socket to a trusted daemon at path, or a negative error
+ * (its words kept for shmc_strerror). */
 static int connect_to(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -233,6 +361,11 @@ static int connect_to(const char *path)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int rc = -errno;
+		close(fd);
+		return connect_error(rc, path);
+	}
+	int rc = peer_check(fd, path);
+	if (rc) {
 		close(fd);
 		return rc;
 	}
@@ -285,13 +418,18 @@ static int open_socket(const char *arg, char *path, size_t n)
 	/* This user's own daemon first, then the system one. */
 	paths_default_socket(path, n, geteuid());
 	fd = connect_to(path);
-	if ((fd == -ENOENT || fd == -ECONNREFUSED) &&
+	if ((fd == SHMC_ENODAEMON || fd == -ECONNREFUSED) &&
 	    strcmp(path, PATHS_SYSTEM_SOCKET) != 0) {
 		int fd2 = connect_to(PATHS_SYSTEM_SOCKET);
+
 		if (fd2 >= 0) {
 			snprintf(path, n, "%s", PATHS_SYSTEM_SOCKET);
 			return fd2;
 		}
+		if (fd2 != SHMC_ENODAEMON && fd2 != -ECONNREFUSED)
+			return fd2; /* the system socket's own trouble */
+		/* Neither: the user's own socket is the one to start. */
+		no_daemon(fd, path, PATHS_SYSTEM_SOCKET);
 	}
 	return fd;
 }
@@ -305,6 +443,7 @@ SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
+	reach_err = 0;
 	pthread_once(&fork_once, fork_watch);
 	shmc *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -317,6 +456,8 @@ SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
 	}
 	c->next_id = 1;
 	rc = hello(c->sock, c->next_id++, 0, &cid, &format, &size, &region_fd);
+	if (rc == -EACCES) /* refused at accept by the allow lists */
+		denied(c->path);
 	if (rc == 0 && format != LAYOUT_FORMAT)
 		rc = -EPROTO;
 	if (rc == 0 && (region_fd < 0 || size < LAYOUT_REGION_HDR_SIZE ||
@@ -383,6 +524,8 @@ static int reconnect(shmc *c)
 		return c->sock;
 	int rc = hello(c->sock, c->next_id++, c->e.client_id, &cid, &format,
 		       &size, &region_fd);
+	if (rc == -EACCES)
+		denied(c->path);
 	if (region_fd >= 0)
 		close(region_fd); /* our mapping stays */
 	if (rc == 0 && (format != LAYOUT_FORMAT || cid != c->e.client_id))
@@ -394,13 +537,19 @@ static int reconnect(shmc *c)
 	return rc;
 }
 
-/* A control request; on success *reply and *rlen hold the reply (free it). */
+/* A control request; on success *reply and *rlen hold the reply (free it).
+ * On failure *reply is NULL and *rlen 0. */
 static int ctl_call(shmc *c, uint16_t type, const void *body, size_t blen,
 		    uint8_t **reply, size_t *rlen)
 {
 	int rc = usable(c);
 
+	/* Defined on every path, including those that never reach exchange()
+	 * (no daemon, a fork child): the callers free *reply. */
+	*reply = NULL;
+	*rlen = 0;
 	errmsg[0] = '\0'; /* also when failing before the daemon answers */
+	reach_err = 0;
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&c->ctl);
@@ -830,12 +979,18 @@ SHMC_EXPORT const char *shmc_errmsg(void)
 
 SHMC_EXPORT const char *shmc_strerror(int err)
 {
+	if (err != 0 && err == reach_err)
+		return reach_msg; /* names the socket, and the peer */
 	switch (err) {
 	case 0:
 		return "success";
+	case SHMC_ENODAEMON:
+		return "no daemon socket at that path: " HOW_TO_START;
+	case SHMC_EUNTRUSTED:
+		return "the daemon's socket is served by an untrusted user "
+		       "(not root, this user, nor a uid of $SHMC_TRUST_UID)";
 	case -ENOENT:
-		return "not found (missing or expired key, or no daemon "
-		       "socket)";
+		return "not found (missing or expired key, or missing file)";
 	case -ENOBUFS:
 		return "buffer too small for the value";
 	case -E2BIG:
@@ -851,9 +1006,11 @@ SHMC_EXPORT const char *shmc_strerror(int err)
 		return "handle opened by the parent process: call shmc_open() "
 		       "after fork()";
 	case -ECONNREFUSED:
-		return "no daemon listening on the socket";
+		return "no daemon listening on the socket (a stopped daemon's "
+		       "socket file): start shmcached";
 	case -EACCES:
-		return "not allowed by the daemon";
+		return "permission denied (connecting: not in the daemon's "
+		       "--allow-user / --allow-group lists)";
 	case -EPROTO:
 		return "incompatible daemon or region version";
 	case -EPIPE:

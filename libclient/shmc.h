@@ -47,6 +47,17 @@ extern "C" {
 #define SHMC_VERSION_MAJOR 0
 #define SHMC_VERSION_MINOR 1
 
+/* Errors of this library that no errno describes, in a range no errno
+ * reaches (below -SHMC_ERR_BASE).  Like the others they are returned
+ * negative, and shmc_strerror() describes them. */
+#define SHMC_ERR_BASE 10000
+/* No daemon socket at the path (nothing there): the daemon is not running
+ * or listens elsewhere.  Not -ENOENT, which means a missing key. */
+#define SHMC_ENODAEMON (-(SHMC_ERR_BASE + 1))
+/* The process serving the socket runs as a user this process does not
+ * trust (see shmc_open()); nothing was sent to it. */
+#define SHMC_EUNTRUSTED (-(SHMC_ERR_BASE + 2))
+
 typedef struct shmc shmc; /* opaque; thread-safe; one per process */
 
 /* ------------------------------------------------------------------------
@@ -54,13 +65,29 @@ typedef struct shmc shmc; /* opaque; thread-safe; one per process */
  * ------------------------------------------------------------------------ */
 
 /* Connects to the daemon at socket_path (NULL: $SHMC_SOCKET if set, else
- * the daemon's default path for this user) and maps the cache.
+ * the daemon's default path for this user, then the system daemon's
+ * /run/shmcached/shmcached.sock) and maps the cache.
+ *
+ * Before it sends anything or maps anything, the library checks who
+ * serves the socket (SO_PEERCRED): root, this process's effective uid, or
+ * a uid listed in $SHMC_TRUST_UID ("UID[,UID...]", decimal; unset or
+ * empty: none), e.g. a daemon run as a dedicated user.  Anyone else could
+ * have taken the path to serve a fake region; the connection is then
+ * closed unused.  The same check is made on every reconnection.
+ *
  * On success *out is the handle.  Errors:
- *   -ECONNREFUSED, -ENOENT  no daemon listens there;
- *   -EACCES     the daemon does not allow this user (see --allow-user);
+ *   SHMC_ENODAEMON   no socket at the path: no daemon runs there;
+ *   -ECONNREFUSED    a socket file nobody listens on (a stopped daemon);
+ *   SHMC_EUNTRUSTED  the socket is served by an untrusted uid (or
+ *                    $SHMC_TRUST_UID is not a list of uids);
+ *   -EACCES     the daemon does not allow this user (it needs
+ *               --allow-user or --allow-group), or the socket's mode;
  *   -EPROTO     the daemon or its region is of an incompatible version;
+ *   -ENAMETOOLONG  socket_path does not fit a Unix socket address;
  *   -ENOMEM, -EMFILE  out of memory or file descriptors;
- *   -EIO        the daemon answered something unexpected. */
+ *   -EIO        the daemon answered something unexpected.
+ * For the first four, shmc_strerror() names the socket (and the peer's uid,
+ * or this user's) and says what to do. */
 int shmc_open(shmc **out, const char *socket_path);
 
 /* Unmaps the cache and closes the connection.  No call on c may be in
@@ -213,8 +240,10 @@ uint32_t shmc_client_id(const shmc *c);
 /* ------------------------------------------------------------------------
  * Control requests (over the daemon's socket; the handle reconnects if the
  * daemon was restarted).  Besides their own errors they can return
- * -ECONNREFUSED / -ENOENT (no daemon), -EPIPE (the daemon went away during
- * the request) and -EIO (an unexpected answer).
+ * SHMC_ENODAEMON / -ECONNREFUSED (no daemon), SHMC_EUNTRUSTED and -EACCES
+ * (as shmc_open(), on reconnecting), -EPIPE (the daemon went away during
+ * the request) and -EIO (an unexpected answer).  A failed request sets
+ * none of its counts (*segments, *n, *entries, ...).
  * ------------------------------------------------------------------------ */
 
 /* A round trip to the daemon. */
@@ -260,7 +289,12 @@ int shmc_load_partial(shmc *c, const char *path, uint64_t *entries);
  * daemon's user or root). */
 int shmc_shutdown(shmc *c);
 
-/* A short description of any value these functions return (0 included). */
+/* A short description of any value these functions return (0 included).
+ * For the errors of reaching the daemon (SHMC_ENODAEMON, -ECONNREFUSED,
+ * SHMC_EUNTRUSTED, -EACCES) that the calling thread's last shmc_open() or
+ * control request returned, the description names the socket, and the
+ * peer's uid or this user's, and says what to do; it stays valid until
+ * that thread's next shmc_open() or control request. */
 const char *shmc_strerror(int err);
 
 /* The daemon's own words about the calling thread's last control request

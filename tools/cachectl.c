@@ -167,9 +167,10 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "newline is added only when stdout is a terminal and the value\n" \
 	  "does not end with one.  Exits 1 if the key is missing or expired.\n" \
 	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n" \
-	  "expire_at is unix seconds or null; bytes that are not UTF-8 are\n" \
-	  "written as \\udc80..\\udcff (Python: .encode('utf-8',\n"       \
-	  "'surrogateescape') gives back the exact bytes).")                \
+	  "expire_at is unix seconds or null.  A key or value that is not\n" \
+	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n" \
+	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n" \
+	  "`ttl --json` and the file of `save`/`load --json`.")             \
 	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL),                           \
 	  "store VALUE (or stdin) under KEY",                               \
 	  "Stores VALUE under KEY, replacing any value it had.  Without\n"  \
@@ -182,7 +183,8 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	X(ttl, "KEY", 1, 1, OPT_BIT(JSON), "seconds KEY has left",          \
 	  "Prints the seconds KEY has left, or \"none\" if it never\n"      \
 	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"  \
-	  "{\"key\", \"ttl\"}, ttl null for no expiry.")                    \
+	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n" \
+	  "that is not UTF-8, as with get).")                               \
 	X(touch, "KEY TTL", 2, 2, 0, "give KEY a new TTL",                  \
 	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"   \
 	  "Exits 1 if it is missing or expired.")                           \
@@ -208,12 +210,17 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "last interval, the hit rate over it, entries and fill.  On a\n"  \
 	  "terminal the screen is redrawn; otherwise one line per refresh\n" \
 	  "(after a header), and with --json one object per line.  The\n"   \
-	  "first refresh has no rates yet (\"-\", null).")                  \
+	  "first refresh has no rates yet (\"-\", null).  While the daemon\n" \
+	  "does not answer, no figures are shown: one line on stderr says\n" \
+	  "it is unreachable, another when it answers again, and the\n"    \
+	  "figures resume (without rates for the first refresh).  Exits 3\n" \
+	  "if it was unreachable at the last of --count refreshes.")       \
 	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                \
 	  "have the daemon write a snapshot to FILE",                       \
 	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"   \
 	  "relative FILE is taken from the current directory) and prints\n" \
-	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}.") \
+	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}\n" \
+	  "(\"file_b64\" for a name that is not UTF-8, as with get).")     \
 	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),             \
 	  "have the daemon load a snapshot from FILE",                      \
 	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n" \
@@ -415,12 +422,24 @@ static const char *socket_name(const struct ctl *x)
 	return "its default socket";
 }
 
+/* The errors of reaching the daemon whose shmc_strerror() names the
+ * socket (shmc.h) and says what to do. */
+static int names_the_socket(int err)
+{
+	return err == SHMC_ENODAEMON || err == -ECONNREFUSED ||
+	       err == SHMC_EUNTRUSTED || err == -EACCES;
+}
+
 static int unreachable(const struct ctl *x, int err)
 {
 	char b[ESC_MAX];
 
-	fprintf(stderr, CTL_PROG ": cannot reach shmcached at %s: %s\n",
-		ESC(socket_name(x), b), shmc_strerror(err));
+	if (names_the_socket(err))
+		fprintf(stderr, CTL_PROG ": cannot reach shmcached: %s\n",
+			shmc_strerror(err));
+	else
+		fprintf(stderr, CTL_PROG ": cannot reach shmcached at %s: %s\n",
+			ESC(socket_name(x), b), shmc_strerror(err));
 	return CTL_EXIT_UNREACHABLE;
 }
 
@@ -445,8 +464,6 @@ static int data_error(const char *what, const char *key, int err)
 	return fail("%s '%s': %s", what, ESC(key, b), shmc_strerror(err));
 }
 
-/* The exit code for a failed control request: the connection lost is 3
- * (shmc.h: -ECONNREFUSED, -ENOENT, -EPIPE), anything else 4. */
 /* A request the daemon refused: its own words when it gave some (they name
  * the file and offset of a bad snapshot, say), else the error's.
  * shmc_errmsg() is printable ASCII already. */
@@ -457,10 +474,11 @@ static int daemon_error(const char *what, int err, const char *msg)
 	return fail("%s: %s", what, shmc_strerror(err));
 }
 
+/* The exit code for a failed control request: the daemon gone, or a
+ * reconnection refused, is 3 (shmc.h), anything else 4. */
 static int control_error(const struct ctl *x, const char *what, int err)
 {
-	if (err == -ECONNREFUSED || err == -ENOENT || err == -EPIPE ||
-	    err == -ECONNRESET)
+	if (names_the_socket(err) || err == -EPIPE || err == -ECONNRESET)
 		return unreachable(x, err);
 	return daemon_error(what, err, shmc_errmsg());
 }
@@ -612,10 +630,22 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return len;
 }
 
-/* Writes s[0..n) as a JSON string.  Valid UTF-8 is kept; '"', '\' and
- * control characters are escaped; each byte that is not part of valid
- * UTF-8 is written as the lone surrogate \udc80..\udcff (PEP 383's
- * "surrogateescape"), so that any bytes can be recovered exactly. */
+/* 1 if s[0..n) is valid UTF-8 throughout. */
+static int utf8_valid(const void *s, size_t n)
+{
+	const unsigned char *p = s;
+	size_t i = 0, len;
+
+	for (; i < n; i += len)
+		if ((len = utf8_len(p + i, n - i)) == 0)
+			return 0;
+	return 1;
+}
+
+/* Writes s[0..n), valid UTF-8 (see json_member), as a JSON string: '"',
+ * '\' and control characters escaped, the rest as it is.  A byte that is
+ * not valid UTF-8 all the same becomes U+FFFD, so that the output is
+ * always valid JSON. */
 static void json_str(const void *s, size_t n)
 {
 	const unsigned char *p = s;
@@ -627,7 +657,7 @@ static void json_str(const void *s, size_t n)
 		unsigned char ch = p[i];
 
 		if (len == 0) {
-			printf("\\udc%02x", ch);
+			fputs("\\ufffd", stdout);
 			i++;
 			continue;
 		}
@@ -655,6 +685,41 @@ static void json_key(const char *k)
 {
 	json_str(k, strlen(k));
 	putchar(':');
+}
+
+/* Writes the member name: s[0..n) exactly, as "name":"TEXT" when the
+ * bytes are valid UTF-8, else as "name_b64":"BASE64" (RFC 4648, padded):
+ * strict JSON parsers accept both, and no byte is lost or guessed. */
+static void json_member(const char *name, const void *s, size_t n)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "abcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p = s;
+	size_t i;
+
+	if (utf8_valid(s, n)) {
+		json_key(name);
+		json_str(s, n);
+		return;
+	}
+	printf("\"%s_b64\":\"", name);
+	for (i = 0; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 |
+			     p[i + 2];
+		putchar(b64[v >> 18]);
+		putchar(b64[(v >> 12) & 63]);
+		putchar(b64[(v >> 6) & 63]);
+		putchar(b64[v & 63]);
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)p[i] << 16 |
+			     (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+		putchar(b64[v >> 18]);
+		putchar(b64[(v >> 12) & 63]);
+		putchar(i + 1 < n ? b64[(v >> 6) & 63] : '=');
+		putchar('=');
+	}
+	putchar('"');
 }
 
 /* A number with two decimals, or null when there is none. */
@@ -817,11 +882,9 @@ static int cmd_get(struct ctl *x, int argc, char **argv)
 	}
 	if (x->json) {
 		putchar('{');
-		json_key("key");
-		json_str(key, klen);
+		json_member("key", key, klen);
 		putchar(',');
-		json_key("value");
-		json_str(buf, vlen);
+		json_member("value", buf, vlen);
 		printf(",\"bytes\":%zu,", vlen);
 		json_key("expire_at");
 		if (expire_at)
@@ -889,8 +952,7 @@ static int cmd_ttl(struct ctl *x, int argc, char **argv)
 		return data_error("ttl", argv[0], err);
 	if (x->json) {
 		putchar('{');
-		json_key("key");
-		json_str(argv[0], strlen(argv[0]));
+		json_member("key", argv[0], strlen(argv[0]));
 		putchar(',');
 		json_key("ttl");
 		if (left)
@@ -1078,13 +1140,29 @@ static void watch_show(const struct ctl *x, int tty, uint64_t n,
 		printf(" %7s\n", "-");
 }
 
+/* 0 if the daemon answers a ping on x's handle, reopening the handle
+ * when it does not (a daemon restarted cold has another region);
+ * otherwise the error, with no handle left. */
+static int watch_reach(struct ctl *x)
+{
+	int err = x->c ? shmc_ping(x->c) : -ENOTCONN;
+
+	if (err == 0)
+		return 0;
+	shmc_close(x->c);
+	x->c = NULL;
+	err = shmc_open(&x->c, x->socket);
+	return err ? err : shmc_ping(x->c);
+}
+
 static int cmd_watch(struct ctl *x, int argc, char **argv)
 {
 	struct shmc_stats prev = { 0 }, cur;
 	struct timespec next, tprev = { 0, 0 }, tcur;
 	int tty = !x->json && isatty(STDOUT_FILENO);
-	uint64_t n;
-	int rc, err;
+	uint64_t n, shown = 0;
+	int rc, err, down = 0, have_prev = 0;
+	char b[ESC_MAX];
 
 	(void)argc;
 	(void)argv;
@@ -1101,12 +1179,30 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 					       &next, NULL) == EINTR)
 				;
 		}
+		/* Figures of a mapping whose daemon is gone mean nothing:
+		 * while it is unreachable, say so once and show none. */
+		err = watch_reach(x);
+		clock_gettime(CLOCK_MONOTONIC, &tcur);
+		if (err) {
+			if (!down)
+				fprintf(stderr, CTL_PROG ": watch: shmcached "
+					"unreachable: %s; waiting for it\n",
+					shmc_strerror(err));
+			down = 1;
+			have_prev = 0;
+			if (ts_diff(&tcur, &next) > (double)x->interval_ns / 1e9)
+				next = tcur;
+			continue;
+		}
+		if (down)
+			fprintf(stderr, CTL_PROG ": watch: shmcached at %s "
+				"answers again\n", ESC(socket_name(x), b));
+		down = 0;
 		err = shmc_stat(x->c, &cur);
 		if (err)
 			return fail("watch: %s", shmc_strerror(err));
-		clock_gettime(CLOCK_MONOTONIC, &tcur);
-		watch_show(x, tty, n, n ? &prev : NULL, &cur,
-			   n ? ts_diff(&tcur, &tprev) : 0);
+		watch_show(x, tty, shown++, have_prev ? &prev : NULL, &cur,
+			   have_prev ? ts_diff(&tcur, &tprev) : 0);
 		if (fflush(stdout) != 0 || ferror(stdout))
 			return fail("write error: %s", strerror(errno));
 		/* Fallen behind (a stopped terminal): do not catch up. */
@@ -1114,8 +1210,9 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 			next = tcur;
 		prev = cur;
 		tprev = tcur;
+		have_prev = 1;
 	}
-	return CTL_EXIT_OK;
+	return down ? CTL_EXIT_UNREACHABLE : CTL_EXIT_OK;
 }
 
 /* A malloc'ed absolute form of path: the daemon has its own directory. */
@@ -1160,22 +1257,18 @@ static int snapshot(struct ctl *x, const char *file, int load)
 		free(path);
 		return fail("snapshots not supported by this daemon");
 	}
-	/* -ENOENT is either the daemon gone or the file missing: the daemon
-	 * said so (its message names the file), or a ping tells. */
-	char msg[512];
-	snprintf(msg, sizeof(msg), "%s", shmc_errmsg());
-	if (err == -ENOENT && (msg[0] || shmc_ping(x->c) == 0))
-		rc = msg[0] ? daemon_error(what, err, msg)
-			    : fail("%s: %s: %s", what, ESC(path, b),
-				   shmc_strerror(err));
+	/* The daemon's words name the file; -ENOENT is the file (a daemon
+	 * gone is SHMC_ENODAEMON or -EPIPE). */
+	const char *msg = shmc_errmsg();
+	if (err == -ENOENT && !msg[0])
+		rc = fail("%s: %s: %s", what, ESC(path, b), shmc_strerror(err));
 	else if (err && msg[0])
 		rc = daemon_error(what, err, msg);
 	else if (err)
 		rc = control_error(x, what, err);
 	else if (x->json) {
 		putchar('{');
-		json_key("file");
-		json_str(path, strlen(path));
+		json_member("file", path, strlen(path));
 		printf(",\"entries\":%" PRIu64 "}\n", entries);
 	} else {
 		printf("%s %" PRIu64 " entries %s %s\n",
@@ -1295,8 +1388,11 @@ static int help_global(void)
 	CTL_EXITS(EXIT_HELP_X)
 #undef EXIT_HELP_X
 	printf("\nEnvironment:\n"
-	       "  SHMC_SOCKET  the daemon's socket when --socket is not "
-	       "given\n");
+	       "  SHMC_SOCKET     the daemon's socket when --socket is not "
+	       "given\n"
+	       "  SHMC_TRUST_UID  uids (UID[,UID...]) trusted to serve the "
+	       "socket besides\n"
+	       "                  root and this user (docs/SECURITY.md)\n");
 	return CTL_EXIT_OK;
 }
 

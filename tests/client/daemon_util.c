@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,6 +121,9 @@ int tdaemon_start(struct tdaemon *d)
 		return -errno;
 	if (pid == 0) {
 		/* Only async-signal-safe calls until exec. */
+		if (d->uid && (setgroups(0, NULL) < 0 || setgid(d->uid) < 0 ||
+			       setuid(d->uid) < 0))
+			_exit(126);
 		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		int nul = open("/dev/null", O_RDONLY);
 
@@ -185,10 +189,17 @@ int tdaemon_stop(struct tdaemon *d)
 
 int tdaemon_create(struct tdaemon *d, const char *const *extra)
 {
+	return tdaemon_create_as(d, extra, 0);
+}
+
+int tdaemon_create_as(struct tdaemon *d, const char *const *extra,
+		      uid_t uid)
+{
 	size_t n = 0;
 	int rc;
 
 	memset(d, 0, sizeof(*d));
+	d->uid = uid;
 	if (extra)
 		for (; extra[n]; n++) {
 			if (n == TDAEMON_MAX_EXTRA)
@@ -198,6 +209,12 @@ int tdaemon_create(struct tdaemon *d, const char *const *extra)
 	snprintf(d->dir, sizeof(d->dir), "/tmp/shmc-t-XXXXXX");
 	if (!mkdtemp(d->dir)) {
 		rc = -errno;
+		d->dir[0] = '\0';
+		return rc;
+	}
+	if (uid && chown(d->dir, uid, uid) < 0) {
+		rc = -errno;
+		rmdir(d->dir);
 		d->dir[0] = '\0';
 		return rc;
 	}

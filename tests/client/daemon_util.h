@@ -24,6 +24,7 @@ struct tdaemon {
 	char name[64];	/* /shmc-t-<pid>-<n> */
 	/* more daemon arguments, NULL-ended */
 	const char *extra[TDAEMON_MAX_EXTRA + 1];
+	uid_t uid;	/* run as this uid and gid (0: as the test runs) */
 };
 
 /* $SHMC_DAEMON; exits the program with 77 (skip) when it is not set. */
@@ -35,6 +36,13 @@ const char *tdaemon_binary(void);
  * d), or NULL.  Returns 0 or a negative errno; on failure nothing is left
  * behind. */
 int tdaemon_create(struct tdaemon *d, const char *const *extra);
+
+/* As tdaemon_create(), with the daemon run as uid (and gid uid, no
+ * supplementary groups), its directory owned by uid.  Needs root.  The
+ * test process must trust uid ($SHMC_TRUST_UID) for the readiness check
+ * to succeed. */
+int tdaemon_create_as(struct tdaemon *d, const char *const *extra,
+		      uid_t uid);
 
 /* Starts the daemon on d's socket and region name (again, after
  * tdaemon_stop: a warm restart) and waits, at most 10 s, until shmc_open()

@@ -48,8 +48,20 @@ show() { # file: print it to stderr, indented
 	[ -f "$1" ] && sed 's/^/  | /' "$1" >&2
 }
 
+# A stand-in for ldconfig that records its calls; with -p it lists
+# libshmc.so.0 in $FAKE_LIBDIR, as the real cache would after ldconfig.
+cat >"$tmp/ldconfig" <<EOF
+#!/bin/sh
+echo "ldconfig \$*" >>"$tmp/ldconfig.calls"
+[ "\$1" = -p ] && echo "	libshmc.so.0 (libc6,x86-64) => \$FAKE_LIBDIR/libshmc.so.0"
+exit 0
+EOF
+chmod +x "$tmp/ldconfig"
+export SHMC_LDCONFIG=$tmp/ldconfig
+
 # 1. Install.  --no-rebuild: `meson test` has built everything already,
-# and a nested ninja would race with it.
+# and a nested ninja would race with it.  Under a destdir ldconfig must
+# not run (the running system's cache is not the staging tree's).
 dest=$tmp/root
 if ! meson install -C "$builddir" --destdir "$dest" --no-rebuild \
 	--quiet >"$tmp/install.log" 2>&1; then
@@ -62,6 +74,29 @@ if ! meson install -C "$builddir" --destdir "$dest" --no-rebuild \
 	show "$tmp/install.log"
 	fail "meson install -C $builddir --destdir $dest"
 fi
+
+[ ! -e "$tmp/ldconfig.calls" ] || fail "meson install --destdir ran" \
+	"ldconfig: $(cat "$tmp/ldconfig.calls")"
+
+# Into the running system (here the install script alone, with the
+# stand-in): as root it runs ldconfig, and says what to do when the libdir
+# is not one the linker searches; as another user it says to run ldconfig.
+script=$srcdir/libclient/install_ldconfig.sh
+if [ "$(id -u)" -eq 0 ]; then
+	FAKE_LIBDIR=/opt/x/lib sh "$script" /opt/x/lib >"$tmp/ldc.out" 2>&1
+	grep -qx "ldconfig " "$tmp/ldconfig.calls" ||
+		fail "install_ldconfig.sh did not run ldconfig"
+	[ ! -s "$tmp/ldc.out" ] ||
+		fail "a searched libdir got: $(cat "$tmp/ldc.out")"
+	FAKE_LIBDIR=/usr/lib sh "$script" /opt/x/lib >"$tmp/ldc.out" 2>&1
+	grep -q "LD_LIBRARY_PATH=/opt/x/lib" "$tmp/ldc.out" ||
+		fail "no advice for a libdir the linker does not search"
+else
+	sh "$script" /opt/x/lib >"$tmp/ldc.out" 2>&1
+	grep -q "run 'ldconfig' as root" "$tmp/ldc.out" ||
+		fail "no advice to run ldconfig as root"
+fi
+unset SHMC_LDCONFIG
 
 pc=$(find "$dest" -name shmc.pc -print -quit)
 [ -n "$pc" ] || fail "no shmc.pc installed under $dest"

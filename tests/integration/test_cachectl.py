@@ -8,6 +8,7 @@ sees: stdout, stderr and the exit status of each command.
 Prints "N passed, N failed, N skipped" last; exits 0 if all passed, 1 if
 not, 77 when the host cannot run it.
 """
+import base64
 import json
 import mmap
 import os
@@ -82,6 +83,13 @@ def run_on_tty(argv, timeout=20):
     rc = proc.wait(timeout)
     proc.stderr.close()
     return rc, out
+
+
+def become_nobody():
+    """preexec_fn: run the child as uid and gid 65534, no other groups."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
 
 
 class CtlTest(unittest.TestCase):
@@ -161,21 +169,63 @@ class DataCommands(CtlTest):
         self.assertEqual((r.returncode, r.stdout), (NO, b""))
         self.assertIn("nope", self.assert_one_line(r, "get"))
 
+    def strict_json(self, out):
+        """out parsed as a strict JSON parser would: UTF-8 throughout, no
+        control character in a string, and no lone surrogate (Python's
+        json accepts those; most parsers reject them)."""
+        text = out.decode("utf-8")  # raises on any byte that is not UTF-8
+        self.assertNotRegex(text, r"\\ud[89a-f][0-9a-f]{2}", text)
+        obj = json.loads(text, strict=True)
+        for v in obj.values():
+            if isinstance(v, str):
+                v.encode("utf-8")  # raises on a surrogate
+        return obj
+
     def test_cachectl_get_json_escapes_any_bytes(self):
-        value = b'quote" back\\ nl\n nul\0 bad\xff\xc3 utf8 \xc3\xa9 \x7f'
+        value = 'quote" back\\ nl\n nul\0 tab\t utf8 \u00e9 \x7f \U0001f600'
         key = 'k"\\\t\u00e9'
-        self.ok("set", key, input=value)
+        self.ok("set", key, input=value.encode())
         out = self.ok("get", key, "--json")
         self.assertEqual(out.count(b"\n"), 1)
-        obj = json.loads(out)
+        obj = self.strict_json(out)
         self.assertEqual(obj["key"], key)
-        self.assertEqual(obj["value"].encode("utf-8", "surrogateescape"),
-                         value)
-        self.assertEqual(obj["bytes"], len(value))
+        self.assertEqual(obj["value"], value)
+        self.assertNotIn("value_b64", obj)
+        self.assertEqual(obj["bytes"], len(value.encode()))
         self.assertIsNone(obj["expire_at"])
         self.ok("set", "t", "v", "--ttl", "100")
         expire = self.json("get", "t")["expire_at"]
         self.assertLess(abs(expire - (time.time() + 100)), 3)
+
+    def test_cachectl_json_gives_bytes_that_are_not_utf8_in_base64(self):
+        # A key with byte 0xff, a value with a truncated sequence: strict
+        # JSON, and the exact bytes back from "key_b64" / "value_b64".
+        key = b"k\xff-\xc3"
+        value = b"bad\xff\xc3 utf8 \xc3\xa9\0"
+        r = run_ctl(["set", key], sock=self.d.sock, input=value)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        r = run_ctl(["get", key, "--json"], sock=self.d.sock)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        obj = self.strict_json(r.stdout)
+        self.assertNotIn("key", obj)
+        self.assertNotIn("value", obj)
+        self.assertEqual(base64.b64decode(obj["key_b64"], validate=True), key)
+        self.assertEqual(base64.b64decode(obj["value_b64"], validate=True),
+                         value)
+        self.assertEqual(obj["bytes"], len(value))
+        r = run_ctl(["ttl", key, "--json"], sock=self.d.sock)
+        obj = self.strict_json(r.stdout)
+        self.assertEqual(base64.b64decode(obj["key_b64"]), key)
+        # Every length modulo 3, for the padding.
+        for n in range(1, 7):
+            raw = bytes([0xff] * n)
+            self.assertEqual(run_ctl(["set", b"p" + raw, "v"],
+                                     sock=self.d.sock).returncode, OK)
+            obj = self.strict_json(run_ctl(["get", b"p" + raw, "--json"],
+                                           sock=self.d.sock).stdout)
+            self.assertEqual(base64.b64decode(obj["key_b64"], validate=True),
+                             b"p" + raw)
+            self.assertEqual(obj["value"], "v")
 
     def test_cachectl_del_removes_then_missing_exits_1(self):
         self.ok("set", "k", "v")
@@ -450,6 +500,24 @@ class Control(CtlTest):
         r = self.ctl("ping")
         self.assertEqual(r.returncode, UNREACHABLE)
 
+    def test_cachectl_refused_user_is_told_about_the_allow_lists(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to become another user")
+        # Only the daemon's check refuses: every folder up to the socket
+        # may be crossed, the socket written.
+        os.chmod(os.path.dirname(self.d.dir), 0o711)
+        os.chmod(self.d.dir, 0o711)
+        os.chmod(self.d.sock, 0o666)
+        r = subprocess.run([CACHECTL, "--socket", self.d.sock, "ping"],
+                           capture_output=True, env=environ_without_socket(),
+                           timeout=30, preexec_fn=become_nobody)
+        self.assertEqual(r.returncode, UNREACHABLE, r.stderr)
+        line = self.assert_one_line(r, "refused")
+        for words in (self.d.sock, "uid 65534", "--allow-user 65534",
+                      "--allow-group"):
+            self.assertIn(words, line)
+        self.assertIn("refused peer", self.d.logtext())
+
     def test_cachectl_socket_from_environment(self):
         env = dict(environ_without_socket(), SHMC_SOCKET=self.d.sock)
         r = run_ctl(["set", "env", "yes"], env=env)
@@ -469,12 +537,16 @@ class Watch(CtlTest):
         self.assertEqual(lines[1].split()[1:4], ["-", "-", "-"])
         float(lines[2].split()[1])  # a rate from the second refresh on
 
-    def test_cachectl_watch_json_shows_the_rates(self):
-        proc = subprocess.Popen(
-            [CACHECTL, "--socket", self.d.sock, "watch", "--json",
-             "--count", "2", "--interval", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    def watch_json(self, *args):
+        """`cachectl watch --json ARGS` running, its stdout and stderr
+        piped."""
+        return subprocess.Popen(
+            [CACHECTL, "--socket", self.d.sock, "watch", "--json"] +
+            list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             env=environ_without_socket())
+
+    def test_cachectl_watch_json_shows_the_rates(self):
+        proc = self.watch_json("--count", "2", "--interval", "1")
         try:
             first = json.loads(proc.stdout.readline())
             # Between the two refreshes: 40 sets and 30 gets (20 hits).
@@ -497,6 +569,60 @@ class Watch(CtlTest):
         self.assertAlmostEqual(second["sets_per_s"], 40, delta=8)
         self.assertAlmostEqual(second["gets_per_s"], 30, delta=6)
         self.assertAlmostEqual(second["hit_rate"], 100 * 20 / 30, places=1)
+
+    def test_cachectl_watch_says_when_the_daemon_is_gone_and_back(self):
+        # Bounded by its own count: 600 refreshes of 0.05 s at most.
+        proc = self.watch_json("--count", "600", "--interval", "0.05")
+        out, err = b"", b""
+
+        def read_until(pred, what, timeout=20):
+            nonlocal out, err
+            end = time.monotonic() + timeout
+            while not pred():
+                left = end - time.monotonic()
+                self.assertGreater(left, 0, f"no {what}: {out!r} {err!r}")
+                ready = select.select([proc.stdout, proc.stderr], [], [],
+                                      left)[0]
+                for f in ready:
+                    chunk = os.read(f.fileno(), 4096)
+                    if f is proc.stdout:
+                        out += chunk
+                    else:
+                        err += chunk
+                self.assertIsNone(proc.poll(), (what, out, err))
+
+        def figures():  # the complete lines so far
+            return [json.loads(ln) for ln in out.split(b"\n")[:-1]]
+
+        try:
+            read_until(lambda: len(figures()) >= 1, "first figures")
+            self.d.stop()
+            read_until(lambda: b"unreachable" in err, "unreachable message")
+            self.assertIn(self.d.sock.encode(), err)
+            lines_in_outage = len(figures())
+            # Several refreshes go by with the daemon gone: no figures,
+            # and one message for the whole outage.
+            time.sleep(0.5)
+            self.d.start()
+            c = self.conn()
+            for i in range(7):
+                c.set(f"back{i}", b"v")
+            read_until(lambda: any(f["entries"] == 7 for f in figures()),
+                       "figures after the restart")
+            self.assertIn(b"answers again", err)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            proc.stdout.close()
+            proc.stderr.close()
+        self.assertEqual(err.count(b"unreachable"), 1, err)
+        self.assertEqual(err.count(b"answers again"), 1, err)
+        self.assertLessEqual(lines_in_outage, len(figures()))
+        # The first figures after the outage have no rates (no interval
+        # across a restart).
+        after = figures()[lines_in_outage:]
+        self.assertTrue(after)
+        self.assertIsNone(after[0]["sets_per_s"])
 
     def test_cachectl_watch_clears_the_screen_on_a_tty(self):
         rc, out = run_on_tty([CACHECTL, "--socket", self.d.sock, "watch",
@@ -533,11 +659,36 @@ class CommandLine(unittest.TestCase):
                 line = r.stderr.decode().strip()
                 self.assertEqual(len(line.splitlines()), 1)
                 self.assertTrue(line.startswith(
-                    f"cachectl: cannot reach shmcached at {path}: "), line)
+                    "cachectl: cannot reach shmcached: "), line)
+                # The path, how to start the daemon or point at it, and
+                # nothing about keys.
+                self.assertIn(f" {path}", line)
+                for hint in ("start the daemon", "shmcached", "systemctl",
+                             "tools/run", "--socket", "$SHMC_SOCKET"):
+                    self.assertIn(hint, line)
+                self.assertNotIn("key", line)
         env = dict(environ_without_socket(), SHMC_SOCKET=missing)
         r = run_ctl(["stats"], env=env)
         self.assertEqual(r.returncode, UNREACHABLE)
         self.assertIn(missing.encode(), r.stderr)
+
+    def test_cachectl_no_default_daemon_names_its_default_socket(self):
+        # As another user, with no daemon of its own: the message names the
+        # user's default socket and the system one, not "its default".
+        if os.geteuid() != 0:
+            self.skipTest("needs root to become another user")
+        if os.path.exists("/run/shmcached/shmcached.sock"):
+            self.skipTest("a system daemon runs here")
+        env = environ_without_socket()
+        env.pop("XDG_RUNTIME_DIR", None)
+        r = subprocess.run([CACHECTL, "stats"], capture_output=True, env=env,
+                           timeout=30, preexec_fn=become_nobody)
+        self.assertEqual(r.returncode, UNREACHABLE, r.stderr)
+        line = r.stderr.decode().strip()
+        self.assertIn("/tmp/shmcached-65534/shmcached.sock", line)
+        self.assertIn("/run/shmcached/shmcached.sock", line)
+        self.assertIn("start the daemon", line)
+        self.assertNotIn("key", line)
 
     def test_cachectl_usage_errors_exit_2_with_one_line(self):
         sock = os.path.join(self.dir, "none.sock")  # never reached
