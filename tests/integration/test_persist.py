@@ -42,7 +42,7 @@ CACHECTL = None
 NO_URING = None
 
 OK, NO, USAGE, UNREACHABLE, FAILED = 0, 1, 2, 3, 4
-EBADMSG, EINVAL, EPERM, EBUSY = 74, 22, 1, 16
+EBADMSG, EINVAL, EPERM, EBUSY, EISDIR = 74, 22, 1, 16, 21
 
 PAGE = 4096
 BLOCK_MAGIC = b"SBLK"
@@ -534,6 +534,34 @@ class BadFiles(PersistTest):
         os.rmdir(path + ".tmp")
         self.assertEqual(self.save(d, path), 2)
 
+    def test_save_whose_rename_fails_leaves_no_tmp_file(self):
+        d = self.daemon()
+        c = self.client(d)
+        c.set("a", b"1")
+        # FILE is a directory (empty, then not): FILE.tmp is written,
+        # then cannot be renamed over it.
+        path = os.path.join(self.dir, "dir.snap")
+        os.mkdir(path)
+        for inside in (None, "keep"):
+            if inside:
+                with open(os.path.join(path, inside), "wb") as f:
+                    f.write(b"mine")
+            with self.assertRaises(p.ProtoError) as e:
+                c.call("SAVE", p.bstr(path))
+            self.assertFalse(os.path.lexists(path + ".tmp"),
+                             "FILE.tmp left behind")
+            self.assertEqual(e.exception.err, EISDIR)
+            self.assertIn(f"snapshot {path}: cannot rename {path}.tmp",
+                          e.exception.msg)
+            self.assertIn("a directory has that name", e.exception.msg)
+            self.assertEqual(sorted(os.listdir(path)),
+                             [inside] if inside else [])
+        r = run_ctl(d.sock, "save", path)
+        self.assertEqual(r.returncode, FAILED)
+        self.assertIn("a directory has that name", r.stderr.decode())
+        self.assertFalse(os.path.lexists(path + ".tmp"))
+        c.ping()
+
     def test_partial_at_start_loads_the_blocks_before_the_damage(self):
         src = self.daemon("--memory", "32M")
         path, want = self.multi_block_snapshot(src, self.client(src))
@@ -617,6 +645,135 @@ class BadFiles(PersistTest):
                            text=True, timeout=20)
         self.assertEqual(r.stdout.split(), [str(EPERM)] * 2, r.stderr)
         self.assertFalse(os.path.exists(path))
+
+
+class DamagedSnapshotFile(PersistTest):
+    """A --snapshot file that fails to load is never saved over: it is
+    moved aside, and what it holds can still be recovered."""
+
+    def damaged_snapshot(self):
+        """A snapshot of 3+ blocks with bytes flipped in the middle of
+        block 1; returns (path, {key: value}, blocks)."""
+        src = self.daemon("--memory", "32M")
+        path, want = self.multi_block_snapshot(src, self.client(src))
+        blocks = blocks_of(path)
+        with open(path, "r+b") as f:
+            f.seek(blocks[1][0] + blocks[1][1] // 2)
+            b = f.read(16)
+            f.seek(-16, 1)
+            f.write(bytes(x ^ 0xA5 for x in b))
+        return path, want, blocks
+
+    def moved_to(self, log, path, kind="damaged"):
+        """The name the log says path was moved aside to."""
+        m = re.search(rf"moved the [^\n]*snapshot {re.escape(path)}[^\n]* "
+                      rf"aside to ({re.escape(path)}\.{kind}-"
+                      rf"\d{{8}}T\d{{6}}Z(?:-\d+)?) ", log)
+        self.assertIsNotNone(m, log)
+        return m.group(1)
+
+    def test_damaged_snapshot_is_moved_aside_and_not_saved_over(self):
+        path, want, blocks = self.damaged_snapshot()
+        damaged = read_file(path)
+        d = self.daemon("--memory", "32M", "--snapshot", path)
+        c = self.client(d)
+        self.assert_entries(c, 0)
+        log = d.logtext()
+        self.assertIn("starting with an empty cache", log)
+        moved = self.moved_to(log, path)
+        # The log says how to recover it.
+        self.assertIn(f"cachectl --socket {d.sock} load --partial {moved}",
+                      log)
+        self.assertEqual(os.path.dirname(moved), os.path.dirname(path))
+        c.set("new", b"after the start")
+        c.close()
+        self.assertEqual(d.stop(), 0)  # a clean stop saves to path
+        self.assertIn(f"saved 1 entries (", d.logtext())
+        # The damaged bytes survive, under the new name only.
+        self.assertEqual(read_file(moved), damaged)
+        aside = [n for n in os.listdir(self.dir) if ".damaged-" in n]
+        self.assertEqual(aside, [os.path.basename(moved)])
+        # path is the new snapshot: the one entry set since the start.
+        d2 = self.daemon("--memory", "32M")
+        c2 = self.client(d2)
+        self.assertEqual(self.load(d2, path), 1)
+        self.assertEqual(c2.get("new")[0], b"after the start")
+        # load --partial of the moved file recovers block 0's entries.
+        c2.flush()
+        r = run_ctl(d2.sock, "load", "--partial", moved)
+        self.assertEqual(r.returncode, FAILED, r.stderr)
+        self.assertIn(f"loaded the {blocks[0][2]} entries of the 1 blocks "
+                      f"before it", r.stderr.decode())
+        self.assertGreater(blocks[0][2], 0)
+        self.assert_some_present(c2, want, blocks[0][2])
+
+    def test_move_aside_never_replaces_an_existing_file(self):
+        path, _, _ = self.damaged_snapshot()
+        # Every name of the next two minutes is taken already.
+        now = int(time.time())
+        taken = {}
+        for t in range(now - 1, now + 120):
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(t))
+            name = f"{path}.damaged-{stamp}"
+            with open(name, "wb") as f:
+                f.write(name.encode())
+            taken[name] = name.encode()
+        d = self.daemon("--memory", "32M", "--snapshot", path)
+        moved = self.moved_to(d.logtext(), path)
+        self.assertTrue(moved.endswith("-2"), moved)
+        self.assertFalse(os.path.exists(path))
+        for name, data in taken.items():
+            self.assertEqual(read_file(name), data)
+
+    def test_other_version_is_moved_aside_too(self):
+        # A version 2 file with a valid checksum: the fuzz seed written by
+        # test_snapshot --write-corpus, past its first byte (the fuzz
+        # harness's mode).
+        seed = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "..", "fuzz", "corpus", "snapshot", "version-2")
+        data = read_file(seed)[1:]
+        self.assertEqual(data[:8], b"SHMCSNAP")
+        path = os.path.join(self.dir, "v2.snap")
+        with open(path, "wb") as f:
+            f.write(data)
+        d = self.daemon("--snapshot", path)
+        self.assertEqual(d.stop(), 0)
+        moved = self.moved_to(d.logtext(), path, kind="unloaded")
+        self.assertEqual(read_file(moved), data)
+        self.assertIn("snapshot format version 2", d.logtext())
+
+    def test_failed_load_request_of_the_snapshot_file_is_kept_at_stop(self):
+        path = os.path.join(self.dir, "req.snap")
+        d = self.daemon("--memory", "32M", "--snapshot", path)
+        c = self.client(d)
+        c.set("a", b"1")
+        self.assertEqual(self.save(d, path), 1)
+        with open(path, "r+b") as f:  # the header's checksummed bytes
+            f.seek(100)
+            f.write(b"\xff" * 8)
+        damaged = read_file(path)
+        r = run_ctl(d.sock, "load", path)
+        self.assertEqual(r.returncode, FAILED)
+        # Still there for the operator until the stop...
+        self.assertEqual(read_file(path), damaged)
+        self.assertEqual(d.stop(), 0)
+        # ...which moves it aside, then saves.
+        moved = self.moved_to(d.logtext(), path)
+        self.assertEqual(read_file(moved), damaged)
+        d2 = self.daemon()
+        self.assertEqual(self.load(d2, path), 1)
+
+    def test_directory_at_snapshot_path_is_left_alone(self):
+        path = os.path.join(self.dir, "isdir.snap")
+        os.mkdir(path)
+        d = self.daemon("--snapshot", path)
+        self.assertEqual(d.stop(), 0)
+        log = d.logtext()
+        self.assertIn("not a regular file", log)
+        self.assertNotIn("moved", log)
+        self.assertIn("a directory has that name", log)
+        self.assertTrue(os.path.isdir(path))
+        self.assertFalse(os.path.lexists(path + ".tmp"))
 
 
 class SmallerCache(PersistTest):
