@@ -175,7 +175,7 @@ class DataCommands(CtlTest):
         self.assertIsNone(obj["expire_at"])
         self.ok("set", "t", "v", "--ttl", "100")
         expire = self.json("get", "t")["expire_at"]
-        self.assertLess(abs(expire - (time.time() + 100)), 3)
+        self.assertLess(abs(expire - (time.time() + 100)), 30)
 
     def test_cachectl_del_removes_then_missing_exits_1(self):
         self.ok("set", "k", "v")
@@ -197,8 +197,12 @@ class DataCommands(CtlTest):
     def test_cachectl_set_ttl_expires(self):
         self.ok("--ttl=1", "set", "short", "v")  # options before the command
         self.assertEqual(self.ok("get", "short"), b"v")
-        time.sleep(2.2)  # the daemon's clock is real time
-        self.assertEqual(self.ctl("get", "short").returncode, NO)
+        # The daemon's clock is real time, ticked in whole seconds: gone
+        # within about 2 s; polled, with a deadline that catches hangs.
+        deadline = time.monotonic() + p.HANG_S
+        while self.ctl("get", "short").returncode != NO:
+            self.assertLess(time.monotonic(), deadline, "never expired")
+            time.sleep(0.1)
 
     def test_cachectl_touch_sets_a_new_ttl(self):
         self.ok("set", "k", "v")
@@ -353,7 +357,7 @@ class Control(CtlTest):
 
     def test_cachectl_shutdown_stops_the_daemon(self):
         self.assertEqual(self.ok("shutdown"), b"")
-        self.assertEqual(self.d.proc.wait(10), 0)
+        self.assertEqual(self.d.proc.wait(p.HANG_S), 0)
         r = self.ctl("ping")
         self.assertEqual(r.returncode, UNREACHABLE)
 

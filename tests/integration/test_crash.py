@@ -24,7 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shmcproto as p  # noqa: E402
 
 DAEMON = CLIENT = None
-RECOVERY_LIMIT_S = 0.100
+# Deadlines only catch hangs: none of these tests asserts how fast anything
+# is (a busy 2-core machine is slower), only what happened and who did it.
+HANG_S = 30
 
 # point -> (mode, keys, value bytes): enough churn to reach the point.
 POINTS = {
@@ -91,8 +93,11 @@ class Crash(Base):
         proc.wait()
         proc.stderr.close()
 
-        # The daemon saw the connection close and took the lock over.
-        deadline = time.monotonic() + 2
+        # The daemon saw the connection close and took the lock over: this
+        # log line comes from that path only (conn.c), not from the 1 s
+        # liveness sweep nor from a waiter.  How long it took (well under
+        # 100 ms on an idle machine: docs/RELIABILITY.md) is not asserted.
+        deadline = time.monotonic() + HANG_S
         match = None
         while match is None:
             self.assertLess(time.monotonic(), deadline,
@@ -103,8 +108,7 @@ class Crash(Base):
                     match = m
             time.sleep(0.01)
         self.assertGreaterEqual(int(match.group(3)), 1)
-        took = log_time(match.group(1)) - killed_at
-        self.assertLess(took, RECOVERY_LIMIT_S, f"recovery took {took:.3f} s")
+        self.assertGreaterEqual(log_time(match.group(1)), killed_at - 0.01)
 
         # Nothing torn or foreign is served; the walk is clean.
         for prefix, n in (("crash", POINTS[point][1]), ("keep", 300)):
@@ -142,12 +146,12 @@ class NoDaemon(Base):
         holder.stderr.close()
         # The attached clients find the holder dead through the client
         # table, take the lock over and reset the half-written segment
-        # themselves: well before the 2 s lock timeout, never a torn value.
-        t0 = time.monotonic()
+        # themselves, never a torn value.  Had they waited out the 2 s
+        # lock timeout instead, their get or set would have returned
+        # -ETIMEDOUT, and crash_client exits 1 on that.
         for proc in verifiers + [writer]:
-            out, err = proc.communicate("go\n", timeout=30)
+            out, err = proc.communicate("go\n", timeout=HANG_S)
             self.assertEqual(proc.returncode, 0, out + err)
-        self.assertLess(time.monotonic() - t0, 1.5)
         # The daemon comes back and adopts the region: all consistent.
         self.d.start()
         c = p.Client(self.d.sock)
