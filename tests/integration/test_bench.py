@@ -288,7 +288,7 @@ class OwnDaemon(BenchTest):
                 self.tmp, "shmc-bench-shmc-*", "shmcached.sock")))
             time.sleep(0.5)
             proc.send_signal(signal.SIGINT)
-            proc.wait(20)
+            proc.wait(p.HANG_S)
         finally:
             if proc.poll() is None:
                 proc.kill()

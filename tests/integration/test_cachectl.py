@@ -55,7 +55,7 @@ def run_ctl(args, sock=None, input=b"", env=None, timeout=30):
                           timeout=timeout)
 
 
-def run_on_tty(argv, timeout=20):
+def run_on_tty(argv, timeout=p.HANG_S):
     """Runs argv with stdout on a pseudo-terminal; returns (status, what it
     wrote there)."""
     master, slave = pty.openpty()
@@ -398,7 +398,7 @@ class Watch(CtlTest):
                 except p.ProtoError:
                     pass
             second = json.loads(proc.stdout.readline())
-            self.assertEqual(proc.wait(10), OK)
+            self.assertEqual(proc.wait(p.HANG_S), OK)
         finally:
             proc.stdout.close()
             proc.stderr.close()
@@ -507,7 +507,7 @@ class CommandLine(unittest.TestCase):
             self.skipTest("no /dev/full")
         with open("/dev/full", "wb") as full:
             r = subprocess.run([CACHECTL, "--help"], stdout=full,
-                               stderr=subprocess.PIPE, timeout=10)
+                               stderr=subprocess.PIPE, timeout=p.HANG_S)
         self.assertEqual(r.returncode, FAILED)
         self.assertIn(b"write error", r.stderr)
 

@@ -249,7 +249,7 @@ class Requests(DaemonTest):
 
     def test_shutdown_stops_the_daemon(self):
         self.client().shutdown()
-        self.assertEqual(self.d.proc.wait(10), 0)
+        self.assertEqual(self.d.proc.wait(p.HANG_S), 0)
         self.assertFalse(os.path.exists(self.d.sock))
 
 
@@ -482,7 +482,7 @@ class Lifecycle(unittest.TestCase):
         self.d.stop()
         self.d.extra = LOOP_ARGS + ["--segments", "32"]
         r = subprocess.run(self.d.args(), capture_output=True, text=True,
-                           timeout=10)
+                           timeout=p.HANG_S)
         self.assertEqual(r.returncode, 1)
         self.assertIn("--reset", self.d.logtext())
         self.d.extra = LOOP_ARGS + ["--segments", "32", "--reset"]
@@ -528,14 +528,14 @@ class Lifecycle(unittest.TestCase):
         for args in (["--memory", "lots"], ["--segments", "3"], ["--bogus"],
                      ["--memory", "1M", "--segments", "65536"]):
             r = subprocess.run([BINARY] + args, capture_output=True,
-                               text=True, timeout=10)
+                               text=True, timeout=p.HANG_S)
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
     def test_second_daemon_on_the_same_socket_is_refused(self):
         self.d.start()
         other = p.DaemonProc(BINARY, extra=LOOP_ARGS, workdir=self.d.dir)
-        r = subprocess.run(other.args(), capture_output=True, timeout=10)
+        r = subprocess.run(other.args(), capture_output=True, timeout=p.HANG_S)
         self.assertEqual(r.returncode, 1)
         self.assertIn("another shmcached", other.logtext())
         other.unlink()
@@ -581,7 +581,7 @@ class Lifecycle(unittest.TestCase):
              "except p.ProtoError as e:\n"
              "    print('refused', e.err)\n",
              self.d.sock, os.path.dirname(os.path.abspath(__file__))],
-            capture_output=True, text=True, timeout=10)
+            capture_output=True, text=True, timeout=p.HANG_S)
         self.assertEqual(r.stdout.strip(), f"refused {p.EACCES}", r.stderr)
         self.assertIn("refused peer", self.d.logtext())
         self.d.wait_ready()
@@ -672,7 +672,7 @@ class Security(unittest.TestCase):
              "    os.open(sys.argv[1], os.O_RDONLY); print('opened')\n"
              "except PermissionError:\n"
              "    print('refused')\n", path],
-            capture_output=True, text=True, timeout=10)
+            capture_output=True, text=True, timeout=p.HANG_S)
         self.assertEqual(r.stdout.strip(), "refused", r.stderr)
 
     def test_descriptor_exhaustion_is_survived(self):
@@ -743,7 +743,7 @@ class SocketActivation(unittest.TestCase):
             self.assertIn("passed by systemd", d.logtext())
         finally:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(p.HANG_S)
             d.unlink()
 
 

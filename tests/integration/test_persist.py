@@ -103,7 +103,7 @@ def find_libshmc():
     """libshmc.so next to the cachectl that uses it, or None."""
     try:
         out = subprocess.run(["ldd", CACHECTL], capture_output=True,
-                             text=True, timeout=10).stdout
+                             text=True, timeout=p.HANG_S).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     m = re.search(r"libshmc\.so\.\d+ => (\S+)", out)
@@ -116,7 +116,7 @@ def sanitizer_env(lib):
     env = dict(os.environ)
     try:
         out = subprocess.run(["ldd", lib], capture_output=True, text=True,
-                             timeout=10).stdout
+                             timeout=p.HANG_S).stdout
     except (OSError, subprocess.SubprocessError):
         return env
     m = re.search(r"libasan\.so\.\d+ => (\S+)", out)
@@ -666,7 +666,7 @@ class BadFiles(PersistTest):
             "    except p.ProtoError as e:\n"
             "        print(e.err)\n")
         r = subprocess.run([sys.executable, "-c", code], capture_output=True,
-                           text=True, timeout=20)
+                           text=True, timeout=p.HANG_S)
         self.assertEqual(r.stdout.split(), [str(EPERM)] * 2, r.stderr)
         self.assertFalse(os.path.exists(path))
 
@@ -878,7 +878,7 @@ class Restarts(PersistTest):
         # Another geometry is refused without --reset...
         d.extra = ["--memory", "48M", "--segments", "64"]
         d.start(wait=False)
-        self.assertNotEqual(d.proc.wait(10), 0)
+        self.assertNotEqual(d.proc.wait(p.HANG_S), 0)
         self.assertIn("--reset", d.logtext())
         # ...and with --reset --snapshot the new region is filled.
         mark = len(d.logtext())
@@ -935,7 +935,7 @@ class Background(PersistTest):
         proc.stdin.write("go\n")
         proc.stdin.flush()
         self.assertEqual(proc.stdout.readline().strip(), "committed")
-        proc.wait(timeout=10)
+        proc.wait(timeout=p.HANG_S)
 
     def wait_job_running(self, d):
         """Waits until a save or load runs: a LOAD of a missing file is
@@ -1052,7 +1052,7 @@ class Background(PersistTest):
         time.sleep(0.2)
         self.assertIsNone(d.proc.poll(), "exited with a save running")
         self.release(holder)
-        self.assertEqual(d.proc.wait(timeout=10), 0)
+        self.assertEqual(d.proc.wait(timeout=p.HANG_S), 0)
         self.assertIn("waiting for the running save", d.logtext())
         type_, rid, body = saver.read_frame()
         self.assertEqual((type_, rid), (p.T["SAVE"] | p.REPLY, save_id))

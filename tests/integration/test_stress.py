@@ -147,7 +147,7 @@ class StressTest(unittest.TestCase):
         for args in (["--mix", "get=60,fly=3"], ["--procs", "0"],
                      ["--duration", "x"], ["--bogus"]):
             r = subprocess.run([STRESS, "--socket", self.d.sock, *args],
-                               capture_output=True, text=True, timeout=10)
+                               capture_output=True, text=True, timeout=p.HANG_S)
             self.assertEqual(r.returncode, USAGE, args)
             self.assertIn("shmc-stress:", r.stderr)
             self.assertEqual(r.stdout, "")
@@ -157,7 +157,7 @@ class NoDaemon(unittest.TestCase):
     def test_stress_without_daemon_fails_with_a_clear_message(self):
         sock = os.path.join(tempfile.mkdtemp(), "none.sock")
         r = subprocess.run([STRESS, "--socket", sock, "--duration", "1"],
-                           capture_output=True, text=True, timeout=20)
+                           capture_output=True, text=True, timeout=p.HANG_S)
         self.assertEqual(r.returncode, UNREACHABLE)
         self.assertIn(f"cannot reach the daemon at {sock}", r.stderr)
         self.assertEqual(r.stdout, "")
