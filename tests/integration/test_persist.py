@@ -787,6 +787,27 @@ class DamagedSnapshotFile(PersistTest):
         d2 = self.daemon()
         self.assertEqual(self.load(d2, path), 1)
 
+    def test_snapshot_that_cannot_be_moved_aside_is_not_saved_over(self):
+        path, _, _ = self.damaged_snapshot()
+        damaged = read_file(path)
+        # An immutable file cannot be renamed (nor replaced by a rename).
+        r = subprocess.run(["chattr", "+i", path], capture_output=True)
+        if r.returncode != 0:
+            self.skipTest("chattr +i not available here")
+        self.addCleanup(subprocess.run, ["chattr", "-i", path])
+        d = self.daemon("--memory", "32M", "--snapshot", path)
+        c = self.client(d)
+        c.set("new", b"x")
+        c.close()
+        self.assertEqual(d.stop(), 0)
+        log = d.logtext()
+        self.assertIn(f"snapshot {path} failed to load and cannot be moved "
+                      f"aside to {path}.damaged-", log)
+        self.assertIn("not saving the snapshot", log)
+        self.assertNotIn("saved 1 entries", log)
+        self.assertEqual(read_file(path), damaged)
+        self.assertFalse(os.path.lexists(path + ".tmp"))
+
     def test_directory_at_snapshot_path_is_left_alone(self):
         path = os.path.join(self.dir, "isdir.snap")
         os.mkdir(path)
