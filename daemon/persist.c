@@ -49,7 +49,7 @@
 #define READ_BUFS 4u		/* chunks being read or used at once */
 #define READ_CARRY SNAP_BLOCK_SIZE /* room for a unit cut by a chunk end */
 /* A segment lock or a store that times out is tried again, this many
- * times: 100 lock timeouts (--lock-timeout, 2 s by default: 200 s). */
+ * times (with the daemon's 50 ms lock timeout: 5 s). */
 #define LOCK_RETRIES 100
 
 static double now_s(void)

@@ -54,8 +54,7 @@ struct persist_stats {
  *   -ENOENT, -EACCES, -ENOSPC, -EIO, ...  creating, writing, fsync or
  *              rename failed (FILE is left as it was, FILE.tmp removed);
  *   -EEXIST    FILE.tmp exists and cannot be replaced (another user's);
- *   -ETIMEDOUT a segment stayed locked by a live client for 100 lock
- *              timeouts (200 s with the default --lock-timeout of 2 s);
+ *   -ETIMEDOUT a segment stayed locked by a live client for 5 s;
  *   -ENOMEM    no memory for the buffers. */
 int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 		 char *err, size_t errlen);
