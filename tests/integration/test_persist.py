@@ -991,8 +991,9 @@ class Background(PersistTest):
         ping, ping_id = saver.frame(p.T["PING"])
         saver.send_raw(save + ping)  # the PING must wait for the SAVE
         # Everyone else is served while the save waits for the lock.
-        # (Were the loop waiting with the save, these would wait for the
-        # lock too: up to 100 lock timeouts, past the client's deadline.)
+        # (Were the loop waiting with the save, these would be answered
+        # only once the save gave up, and the SAVE and LOAD below would
+        # then not be refused as "already running".)
         other = self.client(d)
         other.ping()
         self.assertGreaterEqual(len(other.clients()), 2)
