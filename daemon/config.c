@@ -77,7 +77,8 @@ enum opt_kind {
 	  "primary or supplementary groups)")                               \
 	X(SNAPSHOT, "snapshot", 0, KIND_VALUE, "FILE",                      \
 	  "snapshot file: saved at every clean stop, loaded\n"              \
-	  "at start into a new region (default none)")                      \
+	  "at start into a new region; one that fails to load\n"           \
+	  "is moved aside, never saved over (default none)")                \
 	X(SNAPSHOT_PARTIAL, "snapshot-partial", 0, KIND_FLAG, NULL,         \
 	  "when the snapshot loaded at start is damaged,\n"                 \
 	  "load its blocks before the damage (default: none)")              \

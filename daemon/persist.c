@@ -638,6 +638,7 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 5), *dir = dir_of(path);
 	int rc = 0, dfd = -1, old = -1;
+	bool made = false;	/* FILE.tmp is ours: removed on any failure */
 
 	memset(st, 0, sizeof(*st));
 	msg(err, errlen, "%s", "");
@@ -667,6 +668,7 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 		    strerror(errno));
 		goto out;
 	}
+	made = true;
 	direct_io(s.fd);
 	pio_init(&s.io);
 	if ((rc = save_to(&s, path, err, errlen))) {
@@ -692,10 +694,15 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	old = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (rename(tmp, path) < 0) {
 		rc = -errno;
-		msg(err, errlen, "snapshot %s: cannot rename %s to it: %s",
-		    path, tmp, strerror(errno));
+		msg(err, errlen, "snapshot %s: cannot rename %s to it: %s%s",
+		    path, tmp, strerror(errno),
+		    rc == -EISDIR || rc == -ENOTEMPTY || rc == -EEXIST
+			    ? " (a directory has that name: give the path "
+			      "of a file)"
+			    : "");
 		goto out;
 	}
+	made = false; /* it is FILE now */
 	/* The rename itself is durable once the directory is. */
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	struct pio_op dsync = { .kind = PIO_FSYNC, .fd = dfd };
@@ -709,10 +716,10 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	st->file_bytes = s.t.file_size;
 	st->data_bytes = s.t.data_bytes;
 out:
-	if (s.fd >= 0) {
+	if (s.fd >= 0)
 		close(s.fd);
+	if (made)
 		unlink(tmp);
-	}
 	if (dfd >= 0)
 		close(dfd);
 	close_later(old);
@@ -1348,6 +1355,125 @@ static void log_loaded(const char *path, const struct persist_stats *st)
 		 st->expired, st->too_big, st->failed);
 }
 
+/* The --snapshot file, when it failed to load and is still there (a LOAD
+ * request of it failed, or it could not be moved aside at start): the
+ * stop moves it aside before it saves, or does not save.  Set by the job
+ * thread or at start, read at the stop, after the last job (job.c). */
+static struct {
+	bool set;
+	dev_t dev;
+	ino_t ino;
+	int rc;		/* why it failed */
+} unloaded;
+
+/* Whether path names the file of *sb (and lstat does not fail). */
+static bool same_file(const char *path, const struct stat *sb)
+{
+	struct stat now;
+
+	return lstat(path, &now) == 0 && now.st_dev == sb->st_dev &&
+	       now.st_ino == sb->st_ino;
+}
+
+/* Renames path to `to` unless `to` exists: renameat2(RENAME_NOREPLACE),
+ * or link and unlink where the file system does not take that flag.
+ * Returns 0 or -errno (-EEXIST: `to` exists). */
+static int rename_noreplace(const char *path, const char *to)
+{
+	if (renameat2(AT_FDCWD, path, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -errno;
+	if (link(path, to) < 0)
+		return -errno;
+	if (unlink(path) < 0) {
+		int rc = -errno;
+		unlink(to);
+		return rc;
+	}
+	return 0;
+}
+
+/* Moves the --snapshot file, which failed to load with rc, out of the way
+ * of the next save: renamed, in its folder, to PATH.damaged-<UTC time>
+ * (rc -EBADMSG) or PATH.unloaded-<UTC time> (any other failure), with
+ * "-2", "-3"... added when that name exists (an existing file is never
+ * replaced).  Logs where it went and how to use it, or why it could not
+ * be moved.  Returns 0, or -errno when it is still at PATH. */
+static int move_aside(struct daemon *d, int rc)
+{
+	const char *path = d->cfg.snapshot;
+	const char *kind = rc == -EBADMSG ? "damaged" : "unloaded";
+	size_t cap = strlen(path) + 64;
+	char stamp[32], *to = malloc(cap);
+	struct tm tm;
+	struct stat sb;
+	time_t now = time(NULL);
+	int mrc = -ENOMEM;
+
+	if (lstat(path, &sb) < 0) {
+		free(to);
+		return 0; /* gone meanwhile: nothing to keep */
+	}
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	for (int n = 1; to && n <= 100; n++) {
+		if (n == 1)
+			snprintf(to, cap, "%s.%s-%s", path, kind, stamp);
+		else
+			snprintf(to, cap, "%s.%s-%s-%d", path, kind, stamp, n);
+		if ((mrc = rename_noreplace(path, to)) != -EEXIST)
+			break;
+	}
+	if (mrc) {
+		log_error("snapshot %s failed to load and cannot be moved "
+			  "aside%s%s: %s; it is kept as it is and the stop "
+			  "will not save over it (move it away, then "
+			  "`cachectl --socket %s save %s` saves the cache)",
+			  path, to ? " to " : "", to ? to : "",
+			  strerror(-mrc), d->cfg.socket_path, path);
+		free(to);
+		return mrc;
+	}
+	if (rc == -EBADMSG)
+		log_warn("moved the damaged snapshot %s aside to %s (the stop "
+			 "saves to %s again); to recover the entries of its "
+			 "blocks before the damage: cachectl --socket %s load "
+			 "--partial %s", path, to, path, d->cfg.socket_path,
+			 to);
+	else if (rc == -EPROTONOSUPPORT)
+		log_warn("moved the snapshot %s of another format version "
+			 "aside to %s (the stop saves to %s again); the "
+			 "shmcached version that wrote it can load it",
+			 path, to, path);
+	else
+		log_warn("moved the snapshot %s, which could not be loaded, "
+			 "aside to %s (the stop saves to %s again); once the "
+			 "cause is fixed: cachectl --socket %s load %s",
+			 path, to, path, d->cfg.socket_path, to);
+	free(to);
+	return 0;
+}
+
+/* Remembers the file of *sb, which failed to load with rc, as the
+ * --snapshot file not to save over. */
+static void set_unloaded(const struct stat *sb, int rc)
+{
+	unloaded.set = true;
+	unloaded.dev = sb->st_dev;
+	unloaded.ino = sb->st_ino;
+	unloaded.rc = rc;
+}
+
+/* Whether a failure of load with rc says nothing about the file's
+ * contents: it is missing, or is not a regular file (a directory, a
+ * FIFO: nothing a save could destroy, and nothing to move aside). */
+static bool nothing_to_keep(int rc)
+{
+	return rc == -ENOENT || rc == -EINVAL || rc == -ENOTDIR ||
+	       rc == -ELOOP;
+}
+
 void persist_start(struct daemon *d)
 {
 	struct persist_stats st;
@@ -1367,21 +1493,33 @@ void persist_start(struct daemon *d)
 			      &st, err, sizeof(err));
 	if (rc == 0) {
 		log_loaded(path, &st);
-	} else if (st.entries) {
-		log_error("%s", err);
+		return;
+	}
+	log_error("%s", err);
+	if (st.entries)
 		log_warn("--snapshot-partial: started with the %" PRIu64
 			 " entries of the valid blocks", st.entries);
-	} else {
-		log_error("%s", err);
+	else
 		log_warn("starting with an empty cache");
-	}
+	struct stat sb;
+	if (!nothing_to_keep(rc) && lstat(path, &sb) == 0 &&
+	    move_aside(d, rc) < 0)
+		set_unloaded(&sb, rc);
 }
 
 void persist_exit(struct daemon *d)
 {
 	struct persist_stats st;
 	char err[768];
+	struct stat sb = { .st_dev = unloaded.dev, .st_ino = unloaded.ino };
 
+	if (unloaded.set && same_file(d->cfg.snapshot, &sb) &&
+	    move_aside(d, unloaded.rc) < 0) {
+		log_error("not saving the snapshot: %s failed to load and "
+			  "could not be moved aside; it is left as it is",
+			  d->cfg.snapshot);
+		return;
+	}
 	sysd_notify("STATUS=saving the snapshot");
 	if (persist_save(&d->eng, d->cfg.snapshot, &st, err, sizeof(err)))
 		log_error("%s", err);
@@ -1394,13 +1532,23 @@ int persist_request(struct daemon *d, bool load, unsigned flags,
 		    size_t errlen)
 {
 	struct persist_stats st;
+	struct stat sb;
 	int rc = load ? persist_load(&d->eng, path, flags, &st, err, errlen)
 		      : persist_save(&d->eng, path, &st, err, errlen);
 
 	if (rc) {
 		log_error("%s", err);
+		/* The --snapshot file itself failed to load: the stop moves
+		 * it aside before it saves (it stays where it is meanwhile,
+		 * for the operator to look at or load again). */
+		if (load && d->cfg.snapshot[0] && !nothing_to_keep(rc) &&
+		    stat(path, &sb) == 0 && same_file(d->cfg.snapshot, &sb))
+			set_unloaded(&sb, rc);
 		return rc;
 	}
+	if (load && unloaded.set && stat(path, &sb) == 0 &&
+	    sb.st_dev == unloaded.dev && sb.st_ino == unloaded.ino)
+		unloaded.set = false; /* it loads now */
 	if (load)
 		log_loaded(path, &st);
 	else

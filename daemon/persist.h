@@ -89,17 +89,28 @@ int persist_load(struct eng *e, const char *path, unsigned flags,
 /* At start, when the region was just created and --snapshot is set: loads
  * it (a missing file is not an error: the first start has none).  Any
  * failure is logged and the daemon goes on, empty or (--snapshot-partial)
- * with the valid blocks. */
+ * with the valid blocks.  A file that exists and failed to load is never
+ * saved over: it is moved aside at once, in its folder, to
+ * FILE.damaged-<UTC yyyymmddThhmmssZ> (damaged, truncated, not a
+ * snapshot) or FILE.unloaded-<time> (another format version, unreadable),
+ * never replacing an existing file, and the log says where and how to
+ * load it; when it cannot be moved it stays and persist_exit() does not
+ * save over it. */
 void persist_start(struct daemon *d);
 
 /* At a clean shutdown, when --snapshot is set: saves.  A failure is
- * logged; the previous snapshot file is then still there. */
+ * logged; the previous snapshot file is then still there.  A --snapshot
+ * file that failed to load (at start, or by a LOAD request) and is still
+ * there is first moved aside as at start; if it cannot be, nothing is
+ * saved. */
 void persist_exit(struct daemon *d);
 
 /* A SAVE (load false) or LOAD request for `path`: as persist_save() /
  * persist_load() with `flags` (0: all or nothing; PERSIST_PARTIAL: one
- * pass, keeping the blocks before any damage), logged.  Returns 0 with
- * *entries, or a negative errno with the message in err. */
+ * pass, keeping the blocks before any damage), logged.  A failed LOAD of
+ * the --snapshot file itself marks it for persist_exit() to move aside
+ * (it stays where it is meanwhile).  Returns 0 with *entries, or a
+ * negative errno with the message in err. */
 int persist_request(struct daemon *d, bool load, unsigned flags,
 		    const char *path, uint64_t *entries, char *err,
 		    size_t errlen);

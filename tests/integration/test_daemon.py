@@ -12,6 +12,7 @@ Exits 77 when the host cannot run it.
 """
 import mmap
 import resource
+import select
 import os
 import re
 import shutil
@@ -77,6 +78,22 @@ class DaemonTest(unittest.TestCase):
         c.ping()
         c.close()
 
+    def wait_until(self, cond, what):
+        """Polls cond() until it is true; fails after p.HANG_S (a deadline
+        that only catches hangs, never a measure of speed)."""
+        deadline = time.monotonic() + p.HANG_S
+        while not cond():
+            self.assertLess(time.monotonic(), deadline, what)
+            time.sleep(0.02)
+
+    def gone(self, c, key):
+        try:
+            c.get(key)
+        except p.ProtoError as e:
+            self.assertEqual(e.err, p.ENOENT)
+            return True
+        return False
+
 
 class Loop(DaemonTest):
     def test_event_loop_is_the_expected_one(self):
@@ -104,7 +121,7 @@ class Handshake(DaemonTest):
         self.assertEqual(struct.unpack_from("<I", m, HDR_NSEG)[0], 16)
         # The daemon ticks the region clock.
         clock = struct.unpack_from("<I", m, HDR_CLOCK)[0]
-        self.assertLess(abs(clock - time.time()), 3)
+        self.assertLess(abs(clock - time.time()), 30)  # wall clock seconds
         m.close()
 
     def test_client_ids_are_distinct(self):
@@ -157,13 +174,13 @@ class Requests(DaemonTest):
         c.set("t", b"v", ttl=100)
         self.assertIn(c.ttl("t"), (99, 100))
         _, expire = c.get("t")
-        self.assertLess(abs(expire - (time.time() + 100)), 3)
+        self.assertLess(abs(expire - (time.time() + 100)), 30)
         c.touch("t", 0)
         self.assertEqual(c.ttl("t"), 0)
         c.set("short", b"v", ttl=1)
-        time.sleep(2.2)  # the daemon's clock is real time
-        with self.assertRaises(p.ProtoError):
-            c.get("short")
+        # The daemon's clock is real time, ticked in whole seconds.
+        self.wait_until(lambda: self.gone(c, "short"), "never expired")
+        self.assertEqual(c.get("t")[0], b"v")  # TTL 0: never expires
 
     def test_empty_key_is_invalid(self):
         with self.assertRaises(p.ProtoError) as e:
@@ -232,7 +249,7 @@ class Requests(DaemonTest):
 
     def test_shutdown_stops_the_daemon(self):
         self.client().shutdown()
-        self.assertEqual(self.d.proc.wait(10), 0)
+        self.assertEqual(self.d.proc.wait(p.HANG_S), 0)
         self.assertFalse(os.path.exists(self.d.sock))
 
 
@@ -287,13 +304,16 @@ class BadInput(DaemonTest):
 
     def test_half_frame_does_not_block_others(self):
         stuck = self.client()
-        data, _ = stuck.frame(p.T["SET"], p.bstr("k") + p.bstr("v" * 1000) + p.u32(0))
+        data, sid = stuck.frame(p.T["SET"], p.bstr("k") + p.bstr("v" * 1000) + p.u32(0))
         stuck.send_raw(data[:500])
         other = self.client()
-        t0 = time.monotonic()
         for _ in range(100):
             other.ping()
-        self.assertLess(time.monotonic() - t0, 2.0)
+        # Served while the half frame waited (not after dropping it): the
+        # frame still completes on the same connection.
+        stuck.send_raw(data[500:])
+        t, rid, _ = stuck.read_frame()
+        self.assertEqual((t, rid), (p.T["SET"] | p.REPLY, sid))
 
     def test_pipelined_requests_past_the_output_limit_are_all_answered(self):
         # More replies than the 1 MiB output limit, asked for in one write:
@@ -321,10 +341,16 @@ class BadInput(DaemonTest):
             pass
         self.assertGreater(sent, 10)
         other = self.client()
-        t0 = time.monotonic()
         for _ in range(50):
             other.ping()
-        self.assertLess(time.monotonic() - t0, 2.0)
+        # Served while the hog was kept (paused, not dropped): it still
+        # gets every reply once it reads.
+        hog.sock.setblocking(True)
+        hog.sock.settimeout(p.HANG_S)
+        for _ in range(sent):
+            t, _, body = hog.read_frame()
+            self.assertEqual((t, len(body)), (p.T["GET"] | p.REPLY,
+                                              8 + 100_000))
 
 
 class Limits(DaemonTest):
@@ -366,8 +392,20 @@ class ConnectionLimit(DaemonTest):
         self.assertEqual((t, -p.Reader(payload).i32()), (p.ERROR, p.EUSERS))
         conns[0].close()
         self.clients.remove(conns[0])
-        time.sleep(0.2)
-        self.assert_serving()
+        # Its slot is free once the daemon has seen the close.
+        def served():
+            c = p.Client(self.d.sock)
+            try:
+                c.ping()
+                return True
+            except p.ProtoError as e:
+                self.assertEqual(e.err, p.EUSERS)
+                return False
+            except (OSError, EOFError):
+                return False
+            finally:
+                c.close()
+        self.wait_until(served, "the freed slot was never reused")
 
 
 class Recovery(DaemonTest):
@@ -401,7 +439,7 @@ class Recovery(DaemonTest):
         os.close(fd)
         base, stride = struct.unpack_from("<QQ", m, HDR_SEG_BASE)
         seg = base + 5 * stride
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + p.HANG_S
         while struct.unpack_from("<I", m, seg + SEG_LOCK)[0] != 0:
             self.assertLess(time.monotonic(), deadline, "lock not recovered")
             time.sleep(0.005)
@@ -460,7 +498,7 @@ class Lifecycle(unittest.TestCase):
         self.d.stop()
         self.d.extra = LOOP_ARGS + ["--segments", "32"]
         r = subprocess.run(self.d.args(), capture_output=True, text=True,
-                           timeout=10)
+                           timeout=p.HANG_S)
         self.assertEqual(r.returncode, 1)
         self.assertIn("--reset", self.d.logtext())
         self.d.extra = LOOP_ARGS + ["--segments", "32", "--reset"]
@@ -506,14 +544,14 @@ class Lifecycle(unittest.TestCase):
         for args in (["--memory", "lots"], ["--segments", "3"], ["--bogus"],
                      ["--memory", "1M", "--segments", "65536"]):
             r = subprocess.run([BINARY] + args, capture_output=True,
-                               text=True, timeout=10)
+                               text=True, timeout=p.HANG_S)
             self.assertEqual(r.returncode, 2, args)
             self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
 
     def test_second_daemon_on_the_same_socket_is_refused(self):
         self.d.start()
         other = p.DaemonProc(BINARY, extra=LOOP_ARGS, workdir=self.d.dir)
-        r = subprocess.run(other.args(), capture_output=True, timeout=10)
+        r = subprocess.run(other.args(), capture_output=True, timeout=p.HANG_S)
         self.assertEqual(r.returncode, 1)
         self.assertIn("another shmcached", other.logtext())
         other.unlink()
@@ -524,7 +562,7 @@ class Lifecycle(unittest.TestCase):
         os.rename(self.d.log, self.d.log + ".1")
         self.d.proc.send_signal(signal.SIGHUP)
         # The new file appears first, the line is written just after.
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + p.HANG_S
         while "log reopened" not in self.d.logtext():
             self.assertLess(time.monotonic(), deadline,
                             "no 'log reopened' in a new log file")
@@ -561,7 +599,7 @@ class Lifecycle(unittest.TestCase):
              "except p.ProtoError as e:\n"
              "    print('refused', e.err)\n",
              self.d.sock, os.path.dirname(os.path.abspath(__file__))],
-            capture_output=True, text=True, timeout=10)
+            capture_output=True, text=True, timeout=p.HANG_S)
         self.assertEqual(r.stdout.strip(), f"refused {p.EACCES}", r.stderr)
         self.assertIn("refused peer", self.d.logtext())
         self.d.wait_ready()
@@ -652,7 +690,7 @@ class Security(unittest.TestCase):
              "    os.open(sys.argv[1], os.O_RDONLY); print('opened')\n"
              "except PermissionError:\n"
              "    print('refused')\n", path],
-            capture_output=True, text=True, timeout=10)
+            capture_output=True, text=True, timeout=p.HANG_S)
         self.assertEqual(r.stdout.strip(), "refused", r.stderr)
 
     def test_descriptor_exhaustion_is_survived(self):
@@ -661,24 +699,34 @@ class Security(unittest.TestCase):
         self.d.start(preexec_fn=few_fds)
         conns = []
         for _ in range(60):  # more than the daemon can hold open
-            conns.append(p.Client(self.d.sock, timeout=0.5))
-        for c in conns:  # all asks first, then the answers: one wait
+            conns.append(p.Client(self.d.sock))
+        for c in conns:  # all asks first, then the answers
             c.send_raw(c.frame(p.T["PING"])[0])
-        time.sleep(0.5)
-        served = 0
-        for c in conns:
-            c.sock.settimeout(0.01)
-            try:
-                c.read_frame()
-                served += 1
-            except (OSError, EOFError):
-                pass
+        # Those the daemon could accept are answered; the others wait in
+        # the backlog.  Read answers until more than 5 came and then none
+        # for a while: with 32 descriptors it cannot answer all 60, however
+        # long it is given.
+        waiting = {c.sock: c for c in conns}
+        served, deadline, quiet = 0, time.monotonic() + p.HANG_S, None
+        while waiting and (quiet is None or time.monotonic() < quiet):
+            self.assertLess(time.monotonic(), deadline,
+                            f"only {served} served")
+            ready = select.select(list(waiting), [], [], 0.1)[0]
+            for sock in ready:
+                c = waiting.pop(sock)
+                try:
+                    c.read_frame()
+                    served += 1
+                except (OSError, EOFError):
+                    pass
+            if served > 5 and ready:
+                quiet = time.monotonic() + 0.5
         self.assertGreater(served, 5)
         self.assertLess(served, 60)
         for c in conns:
             c.close()
         # Descriptors are back: new clients are served again.
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + p.HANG_S
         while True:
             try:
                 self.d.wait_ready(timeout=1)
@@ -703,7 +751,7 @@ class SocketActivation(unittest.TestCase):
         try:
             # The file appears at bind(), before systemd-socket-activate
             # listens: until then a connect is refused.
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + p.HANG_S
             while True:
                 try:
                     c = p.Client(d.sock)  # this connection starts it
@@ -718,7 +766,7 @@ class SocketActivation(unittest.TestCase):
             self.assertIn("passed by systemd", d.logtext())
         finally:
             proc.terminate()
-            proc.wait(10)
+            proc.wait(p.HANG_S)
             d.unlink()
 
 

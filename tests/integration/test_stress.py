@@ -9,6 +9,10 @@ a damaged segment (bytes written into the region through the mapping).
 
 Prints "N passed, N failed, N skipped" last; exits 0 if all passed, 1 if
 not, 77 when the host cannot run it.  Takes about 15 seconds.
+
+Load-proof: nothing here asserts how much happens in a given time (a run
+on a busy 2-core machine does fewer operations, kills and replacements);
+deadlines are generous and only catch hangs.
 """
 import json
 import mmap
@@ -19,7 +23,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -37,7 +40,7 @@ HDR_SEG_BASE = 24
 SEG_USED = 64 + 8
 
 
-def run_stress(sock, *args, timeout=60):
+def run_stress(sock, *args, timeout=120):
     """Runs shmc-stress --json; returns (exit status, summary dict or None,
     stderr)."""
     proc = subprocess.run([STRESS, "--socket", sock, "--json", *args],
@@ -75,10 +78,13 @@ class StressTest(unittest.TestCase):
         self.assertIsNone(s["check_error"])
 
     def test_stress_short_run_is_clean(self):
+        # --min-ops: however busy the machine, enough operations for every
+        # kind to have run (the rarest is a few % of them).
         rc, s, err = run_stress(self.d.sock, "--procs", "2", "--threads",
-                                "2", "--duration", "3", "--keys", "2000")
+                                "2", "--duration", "3", "--keys", "2000",
+                                "--min-ops", "20000")
         self.assert_clean(rc, s, err)
-        self.assertGreater(s["ops"], 0)
+        self.assertGreaterEqual(s["ops"], 20000)
         if s["euclean"] == 0:  # a set that failed counts in ops only
             self.assertEqual(s["ops"], s["gets"] + s["sets"] + s["aborts"] +
                              s["dels"] + s["touches"])
@@ -96,9 +102,14 @@ class StressTest(unittest.TestCase):
                                 "--chaos-interval", "200")
         self.assert_clean(rc, s, err)
         self.assertGreater(s["kills"], 0)
-        # Each victim was replaced, but perhaps the last one.
-        self.assertGreaterEqual(s["workers_started"], 2 + s["kills"] - 1)
-        self.assertLessEqual(s["workers_started"], 2 + s["kills"])
+        # Each victim reaped during the run was replaced.  Those still
+        # dying when the run ended were not: at most one per worker slot
+        # (a slot's worker is not killed again before it is reaped), and
+        # on a busy machine a victim can take longer to die than the
+        # interval between kills.
+        replaced = s["workers_started"] - 2
+        self.assertLessEqual(replaced, s["kills"])
+        self.assertGreaterEqual(replaced, s["kills"] - 2)
         self.assertGreater(s["ops"], 0)
         # Victims may die holding locks, yet nobody waits out the 2 s lock
         # timeout (assert_clean: etimedout == 0): the daemon recovers them.
@@ -110,12 +121,13 @@ class StressTest(unittest.TestCase):
     def test_stress_detects_a_bad_value_and_reports_it(self):
         # Worker 0 damages one payload byte of every 50th value it writes
         # (after the checksum); with 20 keys one is read back at once.
-        start = time.monotonic()
+        # The run stops at the first bad value, long before its duration
+        # (run_stress's deadline is shorter than that duration).
         rc, s, err = run_stress(self.d.sock, "--procs", "2", "--threads",
-                                "2", "--duration", "10", "--keys", "20",
-                                "--inject-bad")
+                                "2", "--duration", "600", "--keys", "20",
+                                "--inject-bad", timeout=120)
         self.assertEqual(rc, FAILED, err)
-        self.assertLess(time.monotonic() - start, 8, "did not stop at once")
+        self.assertLess(s["elapsed_s"], 600, "did not stop at once")
         self.assertFalse(s["ok"])
         self.assertGreaterEqual(s["bad"], 1)
         self.assertIn("bad value", s["failure"])
@@ -135,7 +147,7 @@ class StressTest(unittest.TestCase):
         for args in (["--mix", "get=60,fly=3"], ["--procs", "0"],
                      ["--duration", "x"], ["--bogus"]):
             r = subprocess.run([STRESS, "--socket", self.d.sock, *args],
-                               capture_output=True, text=True, timeout=10)
+                               capture_output=True, text=True, timeout=p.HANG_S)
             self.assertEqual(r.returncode, USAGE, args)
             self.assertIn("shmc-stress:", r.stderr)
             self.assertEqual(r.stdout, "")
@@ -145,7 +157,7 @@ class NoDaemon(unittest.TestCase):
     def test_stress_without_daemon_fails_with_a_clear_message(self):
         sock = os.path.join(tempfile.mkdtemp(), "none.sock")
         r = subprocess.run([STRESS, "--socket", sock, "--duration", "1"],
-                           capture_output=True, text=True, timeout=20)
+                           capture_output=True, text=True, timeout=p.HANG_S)
         self.assertEqual(r.returncode, UNREACHABLE)
         self.assertIn(f"cannot reach the daemon at {sock}", r.stderr)
         self.assertEqual(r.stdout, "")
@@ -160,16 +172,24 @@ class DamagedRegion(unittest.TestCase):
         self.d.unlink()
 
     def test_stress_fails_when_check_finds_a_damaged_segment(self):
-        # Damage every segment's state through the mapping near the end of
-        # the run.  The workers' operations and the daemon's sweep (one
-        # segment per 100 ms here) repair some before the final check, not
-        # all of them: the check must see the rest and fail the run.
+        # Damage every segment's state through the mapping once the
+        # workers have stopped, just before the final check
+        # (--pause-before-check).  The daemon's sweep repairs one segment
+        # per 100 ms tick here, so it needs 16 ticks to repair them all
+        # before the check: the check must see the rest and fail the run.
         proc = subprocess.Popen(
             [STRESS, "--socket", self.d.sock, "--json", "--procs", "2",
-             "--threads", "2", "--duration", "3", "--keys", "1"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             "--threads", "2", "--duration", "1", "--keys", "1",
+             "--pause-before-check"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(2)
+            err_lines = []
+            for line in proc.stderr:  # the workers run for 1 s
+                err_lines.append(line)
+                if "waiting for a line on stdin" in line:
+                    break
+            self.assertIn("waiting for a line on stdin", "".join(err_lines))
             c = p.Client(self.d.sock)
             c.hello()
             m = mmap.mmap(c.fds[0], 8 << 20)
@@ -179,7 +199,8 @@ class DamagedRegion(unittest.TestCase):
                                  0xFFFFFF)
             m.close()
             c.close()
-            out, err = proc.communicate(timeout=30)
+            out, err = proc.communicate("go\n", timeout=120)
+            err = "".join(err_lines) + err
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -2587,7 +2587,7 @@ static void *waiter_get(void *arg)
 static void test_engine_recover_wakes_waiters(void **state)
 {
 	struct tu_region *r = *state;
-	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 5000 };
+	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 60000 };
 	struct eng *e = &r->e;
 	uint32_t seg = 3, ki = 0;
 	struct waiter w;
@@ -2607,8 +2607,10 @@ static void test_engine_recover_wakes_waiters(void **state)
 	assert_rc(eng_recover(e, DEAD_ID), 1);
 	assert_int_equal(pthread_join(t, NULL), 0);
 
+	/* Got it (after the recovery), long before its 60 s timeout: a
+	 * bound in time would only measure the machine's load. */
 	assert_rc(w.rc, 0);
-	assert_true(w.done_ms - t_recover < 1000);
+	assert_true(w.done_ms >= t_recover);
 }
 
 static void test_engine_lock_timeout_reported(void **state)
@@ -2634,7 +2636,7 @@ static void test_engine_lock_timeout_reported(void **state)
 		  -ETIMEDOUT);
 	dt = tu_now_ms() - t0;
 	print_message("get timed out after %" PRIu64 " ms\n", dt);
-	assert_in_range(dt, 40, 1000);
+	assert_in_range(dt, 40, 30000); /* never early; late under load */
 	assert_rc(eng_set(e, key, klen, "after", 5, 0), -ETIMEDOUT);
 	assert_rc(eng_del(e, key, klen), -ETIMEDOUT);
 
@@ -2660,7 +2662,7 @@ static bool alive_says_dead(void *arg, uint32_t client_id)
 static void test_engine_alive_fn_dead_holder_taken_over(void **state)
 {
 	struct tu_region *r = *state;
-	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 100 };
+	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 60000 };
 	struct eng *e = &r->e;
 	struct alive_calls a = { 0, 0 };
 	uint32_t seg = 1, ki = 0, kj;
@@ -2679,7 +2681,7 @@ static void test_engine_alive_fn_dead_holder_taken_over(void **state)
 	eng_set_alive_fn(e, alive_says_dead, &a);
 	t0 = tu_now_ms();
 	rc = eng_set(e, key, klen, "new", 3, 0);
-	assert_true(tu_now_ms() - t0 < 2000);
+	assert_true(tu_now_ms() - t0 < 30000); /* taken over, not waited out */
 	if (rc != 0 && rc != -EUCLEAN)
 		fail_msg("set on a dead holder's segment = %d (%s)", rc,
 			 strerror(-rc));
@@ -2701,7 +2703,7 @@ static void test_engine_alive_fn_dead_holder_taken_over(void **state)
 static void test_engine_set_timeout_overrides_region_default(void **state)
 {
 	struct tu_region *r = *state;
-	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 1000 };
+	struct eng_config cfg = { .nseg = 4, .lock_timeout_ms = 3000 };
 	struct eng *e = &r->e;
 	uint32_t ki = 0;
 	uint8_t buf[16];
@@ -2720,14 +2722,16 @@ static void test_engine_set_timeout_overrides_region_default(void **state)
 	assert_rc(eng_get(e, key, klen, buf, sizeof(buf), &vlen, NULL),
 		  -ETIMEDOUT);
 	dt = tu_now_ms() - t0;
-	assert_in_range(dt, 25, 800); /* well short of the region's 1000 */
+	/* Short of the region's 3000 ms by far more than a busy machine's
+	 * scheduling delays. */
+	assert_in_range(dt, 25, 2900);
 
-	eng_set_timeout(e, 0); /* back to the region's 1000 ms */
+	eng_set_timeout(e, 0); /* back to the region's 3000 ms */
 	t0 = tu_now_ms();
 	assert_rc(eng_get(e, key, klen, buf, sizeof(buf), &vlen, NULL),
 		  -ETIMEDOUT);
 	dt = tu_now_ms() - t0;
-	assert_in_range(dt, 950, 3000);
+	assert_in_range(dt, 2950, 30000);
 }
 
 /* The liveness callback of the next test: reports DEAD_ID dead, but while

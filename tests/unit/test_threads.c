@@ -69,9 +69,16 @@ static enum verdict check_value(const uint8_t *v, size_t len, const char *key,
 	return V_OK;
 }
 
+/* A run lasts duration_ms() and until each thread has seen what the
+ * checks below need (so many hits, sets, clears, an eviction): on a busy
+ * machine that takes longer, and the checks must not depend on it.
+ * HANG_MS ends it anyway, for the checks to report what is missing. */
+#define HANG_MS 60000u
+
 struct worker {
 	struct eng e;
-	uint64_t seed, deadline_ms;
+	uint64_t seed, deadline_ms, hang_ms;
+	bool want_evictions;	/* go on until the cache has evicted */
 	uint8_t *buf, *val;
 	/* results */
 	uint64_t ops, hits, sets;
@@ -105,13 +112,24 @@ static void check_read(struct worker *w, int rc, size_t vlen, const char *key,
 			 "key %s: verdict %d, %zu bytes", key, (int)v, vlen);
 }
 
+/* Whether w may stop: its time is up and it has what the checks need. */
+static bool worker_done(struct worker *w)
+{
+	uint64_t now = tu_now_ms();
+
+	if (now >= w->hang_ms)
+		return true;
+	return now >= w->deadline_ms && w->hits > 100 && w->sets > 100 &&
+	       (!w->want_evictions || tu_stats(&w->e).evictions > 0);
+}
+
 static void *worker_run(void *arg)
 {
 	struct worker *w = arg;
 	size_t cap = w->e.g.max_kv;
 	uint64_t rng = w->seed;
 
-	while (tu_now_ms() < w->deadline_ms) {
+	while (!worker_done(w)) {
 		for (int burst = 0; burst < 64; burst++) {
 			uint32_t k = tu_below(&rng, NKEYS);
 			uint32_t op = tu_below(&rng, 100);
@@ -164,7 +182,7 @@ enum observer_kind { OBS_NONE, OBS_ITERATE, OBS_MAINTAIN, OBS_READ };
 struct observer {
 	struct eng *e;
 	enum observer_kind kind;
-	uint64_t deadline_ms;
+	uint64_t deadline_ms, hang_ms;
 	uint64_t walks, items, bad, errors, problems, clears;
 	char first_problem[128];
 };
@@ -241,6 +259,23 @@ static void read_burst(struct observer *o, uint64_t *rng, uint8_t *buf)
 	}
 }
 
+/* Whether o may stop (as worker_done()). */
+static bool observer_done(const struct observer *o)
+{
+	uint64_t now = tu_now_ms();
+
+	if (now >= o->hang_ms)
+		return true;
+	if (now < o->deadline_ms)
+		return false;
+	switch (o->kind) {
+	case OBS_ITERATE: return o->walks > 0 && o->items > 0;
+	case OBS_READ: return o->items > 1000;
+	case OBS_MAINTAIN: return o->clears > 0;
+	default: return true;
+	}
+}
+
 static void *observer_run(void *arg)
 {
 	struct observer *o = arg;
@@ -248,7 +283,7 @@ static void *observer_run(void *arg)
 	uint8_t *buf = malloc(o->e->g.max_kv);
 
 	assert_non_null(buf);
-	while (tu_now_ms() < o->deadline_ms) {
+	while (!observer_done(o)) {
 		if (o->kind == OBS_ITERATE) {
 			if (eng_iter(o->e, 0, o->e->g.nseg, iter_check, o) != 0)
 				o->errors++;
@@ -276,6 +311,7 @@ static void run_workers(struct tu_region *r, enum observer_kind kind)
 	struct observer obs = { .kind = kind };
 	pthread_t tid[3];
 	uint64_t deadline = tu_now_ms() + duration_ms();
+	uint64_t hang = tu_now_ms() + HANG_MS;
 	size_t cap = r->e.g.max_kv;
 
 	for (int i = 0; i < 2; i++) {
@@ -285,6 +321,8 @@ static void run_workers(struct tu_region *r, enum observer_kind kind)
 			  0);
 		w[i].seed = tu_mix(1234, (uint64_t)i);
 		w[i].deadline_ms = deadline;
+		w[i].hang_ms = hang;
+		w[i].want_evictions = kind != OBS_MAINTAIN;
 		w[i].buf = malloc(cap);
 		w[i].val = malloc(cap);
 		assert_non_null(w[i].buf);
@@ -298,6 +336,7 @@ static void run_workers(struct tu_region *r, enum observer_kind kind)
 		/* Shares the test's own attachment, as threads may. */
 		obs.e = &r->e;
 		obs.deadline_ms = deadline;
+		obs.hang_ms = hang;
 		assert_int_equal(pthread_create(&tid[2], NULL, observer_run,
 						&obs),
 				 0);
