@@ -306,10 +306,10 @@ class LiveHolder(Base):
             time.sleep(0.02)
         c.close()
         self.assert_lock_kept()
-        # Once it is dead, the liveness sweep recovers its lock.
+        # Once it is dead, the daemon recovers its lock: its liveness
+        # sweep, or its expiry sweep's lock wait, whichever finds the
+        # holder dead first (waiters leave it to the daemon, which runs).
         self.assert_recovered_after_death(holder)
-        self.assertIn("liveness sweep: 1 dead client(s) held segment locks",
-                      self.d.logtext())
 
 
 def make_test(point):
