@@ -266,12 +266,14 @@ struct conn *conn_accept(struct daemon *d, int fd)
 
 /* c's connection ended: recovers its client's locks if its process is
  * gone (or cannot be judged: then the connection was the only sign of
- * life), else keeps the client in the book for the liveness sweep. */
+ * life) or if it said BYE (its handle is closed: what the id still holds
+ * is abandoned), else keeps the client in the book for the liveness
+ * sweep. */
 static void client_left(struct daemon *d, const struct conn *c)
 {
 	const struct client_slot *r = clients_find(&d->clients, c->client_id);
 
-	if (r && clients_judge(r->pid, r->start) == CLIENTS_ALIVE) {
+	if (!c->bye && r && clients_judge(r->pid, r->start) == CLIENTS_ALIVE) {
 		log_debug("client %u (pid %d) disconnected and still runs: "
 			  "its locks stay its own until it exits",
 			  c->client_id, (int)c->pid);
@@ -279,10 +281,12 @@ static void client_left(struct daemon *d, const struct conn *c)
 	}
 	int n = eng_recover(&d->eng, c->client_id);
 	if (n > 0)
-		log_warn("client %u (pid %d) died holding %d segment lock(s): "
-			 "recovered", c->client_id, (int)c->pid, n);
+		log_warn("client %u (pid %d) %s holding %d segment lock(s): "
+			 "recovered", c->client_id, (int)c->pid,
+			 c->bye ? "closed its handle" : "died", n);
 	else
-		log_debug("client %u (pid %d) left", c->client_id, (int)c->pid);
+		log_debug("client %u (pid %d) %s", c->client_id, (int)c->pid,
+			  c->bye ? "closed its handle" : "left");
 	clients_remove(&d->clients, c->client_id);
 }
 

@@ -59,6 +59,7 @@ struct conn {
 	int pass_fd;		/* fd to send with the next byte of out */
 
 	bool closing;		/* close once out is flushed */
+	bool bye;		/* the client said BYE: its id is done */
 	bool waiting;		/* its SAVE or LOAD runs (job.c): frames
 				   behind it wait unparsed */
 	struct job_reply *reply; /* that request's result, until sent */

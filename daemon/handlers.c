@@ -129,6 +129,20 @@ static void on_ping(struct daemon *d, struct conn *c, uint32_t id,
 		conn_reply(c, PROTO_T_PING, id, NULL, 0);
 }
 
+/* The client closes its handle: its id will not be used again, so the
+ * daemon can forget it at once (see client_left()) instead of keeping it
+ * for as long as the process lives.  The daemon closes the connection. */
+static void on_bye(struct daemon *d, struct conn *c, uint32_t id,
+		   struct proto_r *r)
+{
+	(void)d;
+	if (!body_ok(c, id, r))
+		return;
+	c->bye = true;
+	conn_reply(c, PROTO_T_BYE, id, NULL, 0);
+	c->closing = true;
+}
+
 static void on_shutdown(struct daemon *d, struct conn *c, uint32_t id,
 			struct proto_r *r)
 {
@@ -452,6 +466,7 @@ static handler_fn *const handlers[] = {
 	[PROTO_T_FLUSH] = on_flush,	[PROTO_T_CHECK] = on_check,
 	[PROTO_T_CLIENTS] = on_clients, [PROTO_T_SAVE] = on_save,
 	[PROTO_T_LOAD] = on_load,	[PROTO_T_SHUTDOWN] = on_shutdown,
+	[PROTO_T_BYE] = on_bye,
 };
 
 void handle_request(struct daemon *d, struct conn *c, uint16_t type,

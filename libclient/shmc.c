@@ -500,6 +500,18 @@ SHMC_EXPORT void shmc_close(shmc *c)
 		return;
 	munmap(c->base, c->size);
 	close(c->region_fd);
+	/* BYE: our id is done, the daemon may forget it now rather than
+	 * when this process exits.  Not from a forked child: the socket is
+	 * the parent's, and so is the id.  Not waited for: the daemon reads
+	 * it before the end of the stream. */
+	if (c->sock >= 0 && usable(c) == 0) {
+		uint8_t hdr[PROTO_HDR_SIZE];
+		struct proto_hdr h = { .type = PROTO_T_BYE,
+				       .version = PROTO_VERSION };
+		proto_hdr_put(hdr, &h);
+		(void)!send(c->sock, hdr, sizeof(hdr),
+			    MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
 	if (c->sock >= 0)
 		close(c->sock);
 	pthread_mutex_destroy(&c->ctl);

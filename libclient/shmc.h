@@ -90,8 +90,11 @@ typedef struct shmc shmc; /* opaque; thread-safe; one per process */
  * or this user's) and says what to do. */
 int shmc_open(shmc **out, const char *socket_path);
 
-/* Unmaps the cache and closes the connection.  No call on c may be in
- * progress or follow.  NULL is ignored. */
+/* Unmaps the cache and closes the connection, telling the daemon that the
+ * handle's client id is done (so that a process may open and close handles
+ * without limit).  No call on c may be in progress or follow.  In a forked
+ * child, closes what the child inherited and tells the daemon nothing (the
+ * id is the parent's).  NULL is ignored. */
 void shmc_close(shmc *c);
 
 /* ------------------------------------------------------------------------

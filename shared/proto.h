@@ -57,7 +57,8 @@
 		       "u32 gid, u64 since}[n]")                             \
 	X(SAVE, 12, "bytes path -> u64 entries")                             \
 	X(LOAD, 13, "bytes path [u32 flags] -> u64 entries")                 \
-	X(SHUTDOWN, 14, "empty -> empty")
+	X(SHUTDOWN, 14, "empty -> empty")                                    \
+	X(BYE, 15, "empty -> empty")
 
 enum proto_type {
 #define PROTO_ENUM_X(name, val, body) PROTO_T_##name = val,

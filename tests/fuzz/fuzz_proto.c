@@ -482,7 +482,7 @@ static void check_header(const uint8_t *p)
 	}
 
 	const char *name = proto_type_name(h.type);
-	bool known = (h.type >= PROTO_T_HELLO && h.type <= PROTO_T_SHUTDOWN) ||
+	bool known = (h.type >= PROTO_T_HELLO && h.type <= PROTO_T_BYE) ||
 		     h.type == PROTO_T_ERROR;
 	CHECK((name != NULL) == known);
 }

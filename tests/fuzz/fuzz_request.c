@@ -352,7 +352,7 @@ static struct req next_request(void)
 	q.kind = REQ_FRAME;
 	q.type = h.type;
 	q.id = h.id;
-	q.known = h.type >= PROTO_T_HELLO && h.type <= PROTO_T_SHUTDOWN;
+	q.known = h.type >= PROTO_T_HELLO && h.type <= PROTO_T_BYE;
 	parse_body(&q, stream.s + stream.pos + PROTO_HDR_SIZE, h.len);
 	stream.pos += PROTO_HDR_SIZE + h.len;
 	return q;
@@ -668,6 +668,10 @@ static void check_success(const struct req *q, const uint8_t *body,
 		break;
 	case PROTO_T_SHUTDOWN:
 		CHECK(m.owner);
+		break;
+	case PROTO_T_BYE:
+		/* The daemon closes the connection: nothing after is read. */
+		stream.closed = true;
 		break;
 	default: /* PING: empty */
 		break;

@@ -21,7 +21,8 @@ VERSION = 1
 REPLY = 0x8000
 ERROR = 0xFFFF
 T = dict(HELLO=1, PING=2, STATS=3, GET=4, SET=5, DEL=6, TTL=7, TOUCH=8,
-         FLUSH=9, CHECK=10, CLIENTS=11, SAVE=12, LOAD=13, SHUTDOWN=14)
+         FLUSH=9, CHECK=10, CLIENTS=11, SAVE=12, LOAD=13, SHUTDOWN=14,
+         BYE=15)
 MAX_PAYLOAD = 8 << 20
 COUNTERS = ["hits", "misses", "sets", "overwrites", "deletes", "evictions",
             "moves", "expirations", "repairs", "entries", "bytes_used",
@@ -137,6 +138,7 @@ REQUEST = {
     "save": u8(WHOLE) + key_req("SAVE", "/tmp/shmc.snap"),
     "load": u8(WHOLE) + key_req("LOAD", "/tmp/shmc.snap"),
     "shutdown": u8(WHOLE) + req("SHUTDOWN") + req("PING"),
+    "bye": u8(WHOLE) + hello() + req("BYE") + req("PING"),
     "shutdown-other-user": u8(WHOLE | OTHER_USER) + hello() + req("SHUTDOWN")
     + key_req("SAVE", "/tmp/shmc.snap") + req("CLIENTS"),
     "save-counts": u8(WHOLE) + set_("a", "1") + set_("b", "2", 5)
@@ -164,7 +166,8 @@ REQUEST = {
     "frames-then-bad-header": u8(WHOLE) + req("PING") + req("PING")
     + req("PING", version=0) + req("PING"),
     "unknown-type-0": u8(WHOLE) + frame(0),
-    "unknown-type-15": u8(WHOLE) + frame(15, b"abc"),
+    "unknown-type-16": u8(WHOLE) + frame(16, b"abc"),
+    "bye-with-body": u8(WHOLE) + hello() + frame(T["BYE"], b"abc"),
     "unknown-type-reply": u8(WHOLE) + frame(T["PING"] | REPLY),
     "unknown-type-error": u8(WHOLE) + frame(ERROR, i32(-5) + bstr("x")),
     "two-frames": u8(WHOLE) + set_("k", "v") + key_req("GET", "k"),

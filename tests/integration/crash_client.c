@@ -10,6 +10,10 @@
  *   crash_client SOCKET verify PREFIX N       reads each: prints
  *                                            "ok HITS MISSES", exit 0, or
  *                                            "BAD key ..." and exit 1
+ *   crash_client SOCKET reopen PREFIX N       N times: opens a second
+ *                                            handle, sets PREFIXi and
+ *                                            reads it back, closes it;
+ *                                            exit 0, or 1 with the error
  *
  * With SHMC_WAIT=1 in the environment, the client attaches, prints
  * "ready", and waits for a line on stdin before it starts (to act on a
@@ -179,6 +183,33 @@ static int break_framing(const char *path)
 	return -1;
 }
 
+/* The reopen mode (a process that opens a handle per request). */
+static int reopen(const char *sock, const char *prefix, long n)
+{
+	for (long i = 0; i < n; i++) {
+		char key[64], got[64];
+		size_t len = 0;
+		shmc *h;
+		int klen = snprintf(key, sizeof(key), "%s%ld", prefix, i);
+		int rc = shmc_open(&h, sock);
+		if (rc) {
+			fprintf(stderr, "open %ld: %s\n", i, shmc_strerror(rc));
+			return 1;
+		}
+		if ((rc = shmc_set(h, key, (size_t)klen, key, (size_t)klen,
+				   0)) == 0)
+			rc = shmc_get(h, key, (size_t)klen, got, sizeof(got),
+				      &len);
+		shmc_close(h);
+		if (rc || len != (size_t)klen || memcmp(got, key, len) != 0) {
+			fprintf(stderr, "handle %ld: %s\n", i,
+				rc ? shmc_strerror(rc) : "wrong value");
+			return 1;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	shmc *c;
@@ -224,6 +255,8 @@ int main(int argc, char **argv)
 		fflush(stdout);
 		pthread_join(t, NULL);
 		rc = j.rc;
+	} else if (strcmp(mode, "reopen") == 0) {
+		rc = reopen(argv[1], prefix, n);
 	} else {
 		rc = run(c, mode, prefix, n, vlen);
 	}

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Who a client is, over the raw protocol: identities and table slots.
 
-    test_liveness.py DAEMON
+    test_liveness.py DAEMON CRASH_CLIENT
 
 HELLO's previous client id is given back only to the process that had it;
+a client that says BYE is forgotten at once, so that a process opening a
+handle per request never fills the client table;
 a client table filled with garbage through the mapping does not lock new
 clients out (at a restart, nor while the daemon runs); a peer that never
 sends HELLO is disconnected, freeing its --max-clients slot.
@@ -19,7 +21,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shmcproto as p  # noqa: E402
 
-DAEMON = None
+DAEMON = CLIENT = None
 TABLE_OFF, SLOT, CLIENTS = 4096, struct.Struct("<IIQ"), 4096  # layout.h
 FOREIGN = 1 << 63
 
@@ -74,6 +76,44 @@ class Liveness(Base):
         c = p.Client(self.d.sock)
         self.assertEqual(c.hello(cid)[0], cid)
         c.close()
+
+    def table_ids(self):
+        fd = os.open("/dev/shm" + self.d.name, os.O_RDONLY)
+        region = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+        os.close(fd)
+        try:
+            return {SLOT.unpack_from(region, TABLE_OFF + i * SLOT.size)[0]
+                    for i in range(CLIENTS)} - {0}
+        finally:
+            region.close()
+
+    def test_liveness_bye_forgets_the_id_plain_close_keeps_it(self):
+        bye = p.Client(self.d.sock)
+        bye_id = bye.hello()[0]
+        bye.call("BYE").end()
+        bye.close()
+        kept = p.Client(self.d.sock)
+        kept_id = kept.hello()[0]
+        kept.close()  # this process lives on: its id stays its own
+        self.wait_gone(bye_id)
+        self.wait_gone(kept_id)
+        deadline = time.monotonic() + p.HANG_S
+        while bye_id in self.table_ids():
+            self.assertLess(time.monotonic(), deadline, self.d.logtext())
+            time.sleep(0.02)
+        self.assertIn(kept_id, self.table_ids())
+        # A BYE'd id is not given back, even to its own process.
+        c = p.Client(self.d.sock)
+        self.assertNotEqual(c.hello(bye_id)[0], bye_id)
+        c.close()
+
+    def test_liveness_handle_per_request_never_fills_the_table(self):
+        # More handles than the table has slots, one after another, in
+        # one process that lives throughout: shmc_close() says BYE.
+        r = subprocess.run([CLIENT, self.d.sock, "reopen", "h",
+                            str(CLIENTS + 200)],
+                           capture_output=True, text=True, timeout=600)
+        self.assertEqual(r.returncode, 0, r.stderr + self.d.logtext())
 
     def fill_table_with_garbage(self):
         fd = os.open("/dev/shm" + self.d.name, os.O_RDWR)
@@ -147,9 +187,9 @@ class HelloTimeout(Base):
 
 
 def main():
-    global DAEMON
-    DAEMON, = p.binaries(1, __doc__)
-    return p.run_tests(sys.argv[2:], "shmc-liveness-")
+    global DAEMON, CLIENT
+    DAEMON, CLIENT = p.binaries(2, __doc__)
+    return p.run_tests(sys.argv[3:], "shmc-liveness-")
 
 
 if __name__ == "__main__":
