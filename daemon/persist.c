@@ -40,6 +40,7 @@
 #include "daemon.h"
 #include "engine.h"
 #include "log.h"
+#include "owner.h"
 #include "snapshot.h"
 #include "sysd.h"
 
@@ -651,6 +652,13 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	}
 	memcpy(tmp, path, plen);
 	memcpy(tmp + plen, ".tmp", 5);
+	if (owner_is_claimed(path) || owner_is_claimed(tmp)) {
+		rc = -EINVAL;
+		msg(err, errlen, "snapshot %s: that is a file this daemon "
+				 "serves (its region or its socket's lock): "
+				 "give another path", path);
+		goto out;
+	}
 
 	/* FILE.tmp is made afresh (O_EXCL after removing a stale one), so
 	 * that a symbolic link planted there is never followed. */
@@ -1266,6 +1274,13 @@ int persist_load(struct eng *e, const char *path, unsigned flags,
 
 	memset(st, 0, sizeof(*st));
 	msg(err, errlen, "%s", "");
+	/* Opening and closing it would drop this daemon's claim on it. */
+	if (owner_is_claimed(path)) {
+		msg(err, errlen, "snapshot %s: that is a file this daemon "
+				 "serves (its region or its socket's lock): "
+				 "give another path", path);
+		return -EINVAL;
+	}
 	/* O_NONBLOCK: a FIFO planted at path must not hang the daemon. */
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0) {

@@ -16,6 +16,7 @@
 #ifndef SHMC_OWNER_H
 #define SHMC_OWNER_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* Takes ownership of the region open at fd (which must be open for
@@ -24,6 +25,12 @@
  * in a pid namespace this process cannot see.  Other -errno: fcntl failed
  * (-EBADF, -ENOLCK).  Never waits. */
 int owner_claim(int fd, pid_t *holder);
+
+/* Whether path names a file this process has claimed with owner_claim()
+ * (following symbolic links, as open() does).  Opening and closing such a
+ * file would drop the claim, so code that opens paths it is given (a
+ * snapshot's) asks first.  Claims are made before other threads ask. */
+bool owner_is_claimed(const char *path);
 
 /* Whether a process other than the caller owns the region open at fd.
  * 1: yes, *holder (if not NULL) gets its pid (0 when not visible here);

@@ -191,6 +191,36 @@ class Owner(unittest.TestCase):
         self.assertIn(f"the previous daemon died holding {nseg} segment "
                       "lock(s): recovered", d.logtext())
 
+    def test_owner_snapshot_of_a_claimed_file_is_refused_and_keeps_the_claim(self):
+        """Opening and closing the region (or PATH.lock) would drop the
+        daemon's claim on it (fcntl(2)): SAVE and LOAD refuse them."""
+        a = self.daemon().start()
+        c = p.Client(a.sock)
+        c.set(b"kept", b"yes")
+        for req, path in (("LOAD", "/dev/shm" + a.name),
+                          ("SAVE", "/dev/shm" + a.name),
+                          ("LOAD", a.sock + ".lock"),
+                          ("SAVE", a.sock + ".lock")):
+            with self.assertRaises(p.ProtoError) as cm:
+                c.call(req, p.bstr(path))
+            self.assertEqual(cm.exception.err, p.EINVAL)
+            self.assertIn("a file this daemon serves", cm.exception.msg)
+        c.close()
+        # Still the only owner of both; the region still under its name.
+        b = self.daemon(name=a.name)
+        b.log = os.path.join(b.dir, "b.log")
+        rc, log = self.run_daemon(b)
+        self.assertNotEqual(rc, 0, log)
+        self.assertIn(f"(pid {a.proc.pid})", log)
+        b = self.daemon(workdir=a.dir)
+        b.log = os.path.join(a.dir, "b2.log")
+        rc, log = self.run_daemon(b)
+        self.assertNotEqual(rc, 0, log)
+        self.assertIn(f"another shmcached (pid {a.proc.pid}) is serving", log)
+        c = p.Client(a.sock)
+        self.assertEqual(c.get(b"kept")[0], b"yes")
+        c.close()
+
     def test_owner_socket_of_a_live_daemon_is_refused(self):
         a = self.daemon().start()
         b = self.daemon(workdir=a.dir)

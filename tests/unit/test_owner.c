@@ -1,8 +1,9 @@
 /*
  * test_owner.c - unit tests of region ownership (shared/owner.h): one
  * process owns a file at a time, a second claim is refused with the owner's
- * pid, a descriptor passed to another process does not carry ownership, and
- * the kernel frees the claim when the owner is killed.
+ * pid, the claimer knows its claimed files by path, a descriptor passed to
+ * another process does not carry ownership, and the kernel frees the claim
+ * when the owner is killed.
  */
 #include "testutil.h"
 
@@ -89,6 +90,23 @@ static void test_owner_own_claim_is_not_seen_and_repeats(void **state)
 	close(fd);
 }
 
+static void test_owner_claimed_files_are_known_by_path(void **state)
+{
+	int fd = region_file(), other = region_file();
+	char path[64], other_path[64];
+
+	(void)state;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	snprintf(other_path, sizeof(other_path), "/proc/self/fd/%d", other);
+	assert_false(owner_is_claimed(path));
+	assert_rc(owner_claim(fd, NULL), 0);
+	assert_true(owner_is_claimed(path));
+	assert_false(owner_is_claimed(other_path));
+	assert_false(owner_is_claimed("/nonexistent/shmc"));
+	close(fd);
+	close(other);
+}
+
 static void test_owner_bad_descriptor(void **state)
 {
 	(void)state;
@@ -101,6 +119,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_owner_second_claim_names_the_owner),
 		cmocka_unit_test(test_owner_own_claim_is_not_seen_and_repeats),
+		cmocka_unit_test(test_owner_claimed_files_are_known_by_path),
 		cmocka_unit_test(test_owner_bad_descriptor),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
