@@ -226,13 +226,26 @@ static void mirror(struct clients *b, uint32_t i)
 	__atomic_store_n(&s->id, r->id, __ATOMIC_RELEASE);
 }
 
+/* How many records claim id; *first gets the first one's index. */
+static int records_of(const struct clients *b, uint32_t id, uint32_t *first)
+{
+	int n = 0;
+
+	for (uint32_t i = 0; i < LAYOUT_CLIENTS; i++)
+		if (b->rec[i].id == id && n++ == 0 && first)
+			*first = i;
+	return n;
+}
+
 int clients_adopt(struct clients *b, struct eng *e)
 {
 	uint32_t next = __atomic_load_n(&e->hdr->next_client_id,
 					__ATOMIC_RELAXED);
+	struct client_slot dropped[LAYOUT_CLIENTS];
 	int freed = 0;
 
 	memset(b, 0, sizeof(*b));
+	pthread_mutex_init(&b->lock, NULL);
 	b->e = e;
 	for (uint32_t i = 0; i < LAYOUT_CLIENTS; i++) {
 		const struct client_slot *s = &table(e)[i];
@@ -241,31 +254,36 @@ int clients_adopt(struct clients *b, struct eng *e)
 			.pid = __atomic_load_n(&s->pid, __ATOMIC_RELAXED),
 			.start = __atomic_load_n(&s->start, __ATOMIC_RELAXED),
 		};
+		dropped[i].id = 0;
 		if (r.id == 0)
 			continue;
 		bool keep = r.id != e->client_id && r.id < next &&
-			    r.id <= ENG_CLIENT_ID_MAX && !clients_find(b, r.id) &&
+			    r.id <= ENG_CLIENT_ID_MAX &&
 			    clients_judge(r.pid, r.start) == CLIENTS_ALIVE;
 		if (keep) {
 			b->rec[i] = r;
 		} else {
-			if (r.id <= ENG_CLIENT_ID_MAX)
-				eng_recover(e, r.id);
+			dropped[i] = r;
 			freed++;
 		}
 		mirror(b, i);
+	}
+	/* Only now is it known whether a kept slot claims a dropped id. */
+	for (uint32_t i = 0; i < LAYOUT_CLIENTS; i++) {
+		uint32_t id = dropped[i].id;
+		if (id && id <= ENG_CLIENT_ID_MAX && records_of(b, id, NULL) == 0)
+			eng_recover(e, id);
 	}
 	return freed;
 }
 
 const struct client_slot *clients_find(const struct clients *b, uint32_t id)
 {
-	if (id == 0)
+	uint32_t i = 0;
+
+	if (id == 0 || records_of(b, id, &i) != 1)
 		return NULL;
-	for (uint32_t i = 0; i < LAYOUT_CLIENTS; i++)
-		if (b->rec[i].id == id)
-			return &b->rec[i];
-	return NULL;
+	return &b->rec[i];
 }
 
 int clients_add(struct clients *b, uint32_t id, pid_t pid, uint64_t start)
@@ -282,9 +300,11 @@ int clients_add(struct clients *b, uint32_t id, pid_t pid, uint64_t start)
 	}
 	if (free_slot < 0)
 		return -EUSERS;
+	pthread_mutex_lock(&b->lock);
 	b->rec[free_slot] = (struct client_slot){ .id = id,
 						  .pid = (uint32_t)pid,
 						  .start = start };
+	pthread_mutex_unlock(&b->lock);
 	mirror(b, (uint32_t)free_slot);
 	return 0;
 }
@@ -293,7 +313,9 @@ void clients_remove(struct clients *b, uint32_t id)
 {
 	for (uint32_t i = 0; i < LAYOUT_CLIENTS; i++) {
 		if (b->rec[i].id == id) {
+			pthread_mutex_lock(&b->lock);
 			b->rec[i] = (struct client_slot){ 0 };
+			pthread_mutex_unlock(&b->lock);
 			mirror(b, i);
 		}
 	}
@@ -301,26 +323,40 @@ void clients_remove(struct clients *b, uint32_t id)
 
 bool clients_book_alive(void *arg, uint32_t id)
 {
-	const struct client_slot *r = clients_find(arg, id);
+	struct clients *b = arg;
+	bool alive = false;
 
-	return r && clients_judge(r->pid, r->start) != CLIENTS_DEAD;
+	pthread_mutex_lock(&b->lock);
+	for (uint32_t i = 0; i < LAYOUT_CLIENTS && !alive; i++)
+		alive = b->rec[i].id == id &&
+			clients_judge(b->rec[i].pid, b->rec[i].start) !=
+				CLIENTS_DEAD;
+	pthread_mutex_unlock(&b->lock);
+	return alive;
 }
 
 int clients_sweep(struct clients *b, int *removed)
 {
+	uint32_t dead[LAYOUT_CLIENTS];
 	int held = 0, gone = 0;
 
 	for (uint32_t i = 0; i < LAYOUT_CLIENTS; i++) {
 		struct client_slot *r = &b->rec[i];
 		if (r->id != 0 && r->id != b->e->client_id &&
 		    clients_judge(r->pid, r->start) == CLIENTS_DEAD) {
-			if (eng_recover(b->e, r->id) > 0)
-				held++;
+			dead[gone++] = r->id;
+			pthread_mutex_lock(&b->lock);
 			*r = (struct client_slot){ 0 };
-			gone++;
+			pthread_mutex_unlock(&b->lock);
 		}
 		mirror(b, i);
 	}
+	/* An id several records claimed (clients_adopt) keeps its locks
+	 * while one of them is left. */
+	for (int i = 0; i < gone; i++)
+		if (records_of(b, dead[i], NULL) == 0 &&
+		    eng_recover(b->e, dead[i]) > 0)
+			held++;
 	if (removed)
 		*removed = gone;
 	return held;

@@ -23,13 +23,16 @@
  * judges, and a client whose start time the daemon could not read (a pid
  * namespace it cannot see) cannot be judged at all - presumed alive while
  * connected, since a wrong "dead" would let two processes into one critical
- * section while a wrong "alive" only waits for the daemon or the timeout.
+ * section while a wrong "alive" only waits for the daemon or the timeout;
+ * once its connection is gone, the connection was the only sign of life,
+ * and its locks are taken over (conn.c, clients_adopt).
  *
  * Not for: deciding who may connect (conn.c), or locking (lock.h).
  */
 #ifndef SHMC_CLIENTS_H
 #define SHMC_CLIENTS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -75,19 +78,27 @@ enum clients_verdict clients_judge(uint32_t pid, uint64_t start);
  * ------------------------------------------------------------------------ */
 
 /* The daemon's private record of its clients; rec[i] is what table slot i
- * must hold. */
+ * must hold.  Written by the loop thread only; `lock` is held while it
+ * writes and by clients_book_alive(), which other threads (the snapshot
+ * job's lock waits) call too.  An id has one record, except ids adopted
+ * from a table that several slots claim (see clients_adopt). */
 struct clients {
 	struct eng *e;
+	pthread_mutex_t lock;
 	struct client_slot rec[LAYOUT_CLIENTS];
 };
 
 /* Starts the book for the region attached at e (a new region, or one
- * adopted at a warm restart): keeps each table slot that describes a live
- * process of an id this region handed out (2..next_client_id-1, once) and
- * frees every other slot - garbage, dead or reused pids, missing start
- * times, clients that cannot be judged - taking over the locks of its id
- * (eng_recover).  The id that e itself carries is left for clients_add.
- * Returns how many slots were freed. */
+ * adopted at a warm restart): keeps each table slot of an id this region
+ * handed out (2..next_client_id-1) that describes a live process, and frees
+ * every other slot - garbage, dead or reused pids, missing start times, and
+ * clients that cannot be judged from here (another pid namespace, a hidden
+ * /proc: kept, a forged "foreign" slot would hold its place for ever).  The table was writable by every client while no daemon ran, so
+ * a slot may be forged: an id that several kept slots claim keeps them all
+ * (its locks are its until none of them is alive) and is given back to
+ * nobody (clients_find).  The locks of an id no kept slot claims are taken
+ * over (eng_recover).  The id that e itself carries is left for
+ * clients_add.  Returns how many slots were freed. */
 int clients_adopt(struct clients *b, struct eng *e);
 
 /* Records client id as process pid with start word `start` (see
@@ -98,17 +109,20 @@ int clients_add(struct clients *b, uint32_t id, pid_t pid, uint64_t start);
 /* Forgets id (no-op if absent). */
 void clients_remove(struct clients *b, uint32_t id);
 
-/* The book's record of id, or NULL. */
+/* The book's record of id, or NULL (also when several records claim id:
+ * no process may take such an id back). */
 const struct client_slot *clients_find(const struct clients *b, uint32_t id);
 
-/* The daemon's liveness check (an eng_alive_fn; arg is the struct clients):
- * false when id is not in the book or its process is judged dead. */
+/* The daemon's liveness check (an eng_alive_fn; arg is the struct clients),
+ * from any thread: false when no record of id describes a process that is
+ * alive or cannot be judged. */
 bool clients_book_alive(void *arg, uint32_t id);
 
-/* For each recorded client (but the daemon's own id) judged dead: takes
- * its locks over (eng_recover) and forgets it; then rewrites every table
- * slot that differs from the book.  Returns how many dead clients held a
- * lock; *removed (if not NULL) gets how many were forgotten. */
+/* Forgets each recorded client (but the daemon's own id) judged dead, and
+ * takes over the locks of its id (eng_recover) once no record of that id
+ * is left; rewrites every table slot that differs from the book.  Returns
+ * how many dead clients held a lock; *removed (if not NULL) gets how many
+ * records were forgotten. */
 int clients_sweep(struct clients *b, int *removed);
 
 /* ------------------------------------------------------------------------

@@ -23,7 +23,28 @@ import shmcproto as p  # noqa: E402
 
 DAEMON = CLIENT = None
 TABLE_OFF, SLOT, CLIENTS = 4096, struct.Struct("<IIQ"), 4096  # layout.h
+NEXT_ID_OFF = 144  # region_hdr.next_client_id
 FOREIGN = 1 << 63
+
+# A process that says HELLO and prints its id; then, for each id read on
+# stdin, asks for it back on a new connection and prints the id it got.
+HOLD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import shmcproto as p
+c = p.Client(sys.argv[2])
+print(c.hello()[0], flush=True)
+for line in sys.stdin:
+    c = p.Client(sys.argv[2])
+    print(c.hello(int(line))[0], flush=True)
+    c.close()
+"""
+
+
+def start_of(pid):
+    """Start time of pid (clock ticks after boot), /proc/PID/stat field 22."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
 
 # HELLO with prev id from another process; prints the id it got.
 OTHER = """
@@ -120,9 +141,15 @@ class Liveness(Base):
         region = mmap.mmap(fd, 0)
         os.close(fd)
         # Slots a careless check takes for live processes: pid 1 (always
-        # there) with no start time, pid -1 (kill(-1, 0) succeeds), a
-        # "foreign" pid, and pid 0; every id far above those handed out.
-        kinds = [(1, 0), (0xFFFFFFFF, 0), (1, FOREIGN), (0, 12345)]
+        # there) with no start time or another start time, pid -1
+        # (kill(-1, 0) succeeds), a "foreign" pid, pid 0, an exited pid;
+        # with ids the region handed out (next_client_id moved past them),
+        # so that only the judgement of the process can free them.
+        gone = subprocess.Popen(["true"])
+        gone.wait()
+        kinds = [(1, 0), (1, 12345), (0xFFFFFFFF, 0), (1, FOREIGN),
+                 (0, 12345), (gone.pid, start_of(os.getpid()))]
+        struct.pack_into("<I", region, NEXT_ID_OFF, 0x10000000 + CLIENTS)
         for i in range(CLIENTS):
             pid, start = kinds[i % len(kinds)]
             SLOT.pack_into(region, TABLE_OFF + i * SLOT.size,
@@ -147,11 +174,75 @@ class Liveness(Base):
         self.assertIn("slot(s) of dead clients or garbage freed",
                       self.d.logtext())
 
+    def holder(self):
+        """A live process that took a client id (and keeps living)."""
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD,
+             os.path.dirname(os.path.abspath(p.__file__)), self.d.sock],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.stdout.close)
+        self.addCleanup(proc.stdin.close)
+        return proc, int(proc.stdout.readline())
+
+    def test_liveness_forged_claim_on_an_id_at_restart_steals_nothing(self):
+        """While no daemon runs, a process writes a slot that claims a live
+        client's id as its own, ahead of the real one: the next daemon
+        neither takes that client's locks nor gives its id away."""
+        victim, vid = self.holder()
+        thief, _ = self.holder()
+        self.d.stop()
+        fd = os.open("/dev/shm" + self.d.name, os.O_RDWR)
+        region = mmap.mmap(fd, 0)
+        os.close(fd)
+        try:
+            # The victim's real slot moves to the end of the table, the
+            # forged one takes its place, ahead of it.
+            slots = [SLOT.unpack_from(region, TABLE_OFF + i * SLOT.size)
+                     for i in range(CLIENTS)]
+            real = [i for i, s in enumerate(slots) if s[0] == vid]
+            self.assertEqual(len(real), 1)
+            SLOT.pack_into(region, TABLE_OFF + (CLIENTS - 1) * SLOT.size,
+                           *slots[real[0]])
+            SLOT.pack_into(region, TABLE_OFF + real[0] * SLOT.size, vid,
+                           thief.pid, start_of(thief.pid))
+            # The victim holds segment 3's lock, mid-write.
+            base, stride = struct.unpack_from("<QQ", region, 24)
+            seg = base + 3 * stride
+            struct.pack_into("<I", region, seg, vid << 1)
+            seq, = struct.unpack_from("<I", region, seg + 4)
+            struct.pack_into("<I", region, seg + 4, seq | 1)
+            self.d.start()
+            self.assertEqual(struct.unpack_from("<I", region, seg)[0],
+                             vid << 1, "a live client's lock was taken")
+            # Neither claimant gets the id back.
+            for proc in (thief, victim):
+                proc.stdin.write(f"{vid}\n")
+                proc.stdin.flush()
+                self.assertNotEqual(int(proc.stdout.readline()), vid)
+            # Once both claimants are gone, the daemon recovers the lock.
+            for proc in (victim, thief):
+                proc.kill()
+                proc.wait()
+            deadline = time.monotonic() + p.HANG_S
+            while struct.unpack_from("<I", region, seg)[0] != 0:
+                self.assertLess(time.monotonic(), deadline,
+                                "lock never recovered:\n" + self.d.logtext())
+                time.sleep(0.02)
+        finally:
+            region.close()
+
     def test_liveness_garbage_table_cleared_while_running(self):
         self.fill_table_with_garbage()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + p.HANG_S
         while not self.hello_works():
             self.assertLess(time.monotonic(), deadline, self.d.logtext())
+            time.sleep(0.05)
+        # The daemon rewrites the table from its own record: the garbage
+        # goes, what others read there is true again.
+        garbage = range(0x10000000, 0x10000000 + CLIENTS)
+        while any(i in garbage for i in self.table_ids()):
+            self.assertLess(time.monotonic(), deadline, "garbage stays")
             time.sleep(0.05)
 
 
