@@ -94,6 +94,8 @@ struct daemon {
 	uint64_t started;	/* unix seconds */
 	uint32_t sweep_seg;	/* next segment for the expiry sweep */
 	uint64_t ticks;
+	uint64_t full_sweep_tick; /* last tick a full table made HELLO sweep,
+				     plus one (0: never) */
 	bool stop;		/* set by SIGTERM/SIGINT or SHUTDOWN */
 	bool reopen_log;	/* set by SIGHUP */
 };

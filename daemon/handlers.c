@@ -98,8 +98,11 @@ static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
 	}
 
 	int rc = clients_add(&d->clients, c->client_id, c->pid, c->start);
-	if (rc == -EUSERS) {
-		/* Full: forget the clients that died meanwhile, then retry. */
+	if (rc == -EUSERS && d->full_sweep_tick != d->ticks + 1) {
+		/* Full: forget the clients that died meanwhile, then retry;
+		 * at most once a tick (a sweep reads /proc for every record,
+		 * and a full table could be asked on every HELLO). */
+		d->full_sweep_tick = d->ticks + 1;
 		clients_sweep(&d->clients, NULL);
 		rc = clients_add(&d->clients, c->client_id, c->pid, c->start);
 	}

@@ -96,13 +96,23 @@ static int check_folder(const struct config *c, bool reach, char *err,
 
 	snprintf(buf, sizeof(buf), "%s", c->socket_path);
 	const char *dir = dirname(buf);
+	uid_t me = geteuid();
+	/* A symbolic link is as trusted as its owner, who can point it
+	 * elsewhere at any time: only ours or root's is followed. */
+	if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != me &&
+	    st.st_uid != 0) {
+		snprintf(err, errlen, "socket folder %s is a symbolic link of "
+				      "uid %u, who could point it elsewhere; "
+				      "give --socket in a folder of your own",
+			 dir, (unsigned)st.st_uid);
+		return -EPERM;
+	}
 	if (stat(dir, &st) < 0) {
 		int rc = -errno;
 		snprintf(err, errlen, "socket folder %s: %s", dir,
 			 strerror(errno));
 		return rc;
 	}
-	uid_t me = geteuid();
 	unsigned mode = (unsigned)st.st_mode & 07777;
 	if (st.st_uid != me && st.st_uid != 0) {
 		snprintf(err, errlen, "socket folder %s belongs to uid %u "

@@ -269,6 +269,24 @@ class Owner(unittest.TestCase):
                       "(mode 0700), not to this user", log)
         self.assertEqual(os.listdir(folder), [])
 
+    @unittest.skipUnless(os.getuid() == 0, "needs root to plant a link as "
+                         "another user")
+    def test_owner_socket_folder_linked_by_another_user_is_refused(self):
+        """Another user's link to a folder of ours: it could be pointed
+        elsewhere later, so it is not trusted, whatever it points to."""
+        d = self.daemon()
+        mine = os.path.join(d.dir, "mine")
+        os.mkdir(mine, 0o700)
+        link = os.path.join(d.dir, "shmcached-0")
+        os.symlink(mine, link)
+        os.lchown(link, NOBODY, NOBODY)
+        d.sock = os.path.join(link, "s.sock")
+        rc, log = self.run_daemon(d)
+        self.assertNotEqual(rc, 0, log)
+        self.assertIn(f"socket folder {link} is a symbolic link of uid "
+                      f"{NOBODY}", log)
+        self.assertEqual(os.listdir(mine), [])
+
     @unittest.skipUnless(os.getuid() == 0, "needs root to act as another "
                          "user")
     def test_owner_allow_user_after_a_private_run(self):
