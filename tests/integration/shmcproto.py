@@ -279,6 +279,21 @@ class DaemonProc:
             pass
 
 
+
+class DaemonCase(unittest.TestCase):
+    """A test case with its own daemon: DaemonCase.binary (set by the test
+    program's main), with the class's `extra` arguments, started before
+    each test, stopped and its region removed after."""
+    binary = None
+    extra = []
+
+    def setUp(self):
+        self.d = DaemonProc(DaemonCase.binary, extra=self.extra).start()
+
+    def tearDown(self):
+        self.d.stop()
+        self.d.unlink()
+
 def binaries(count, doc):
     """The first `count` command-line arguments, as absolute paths of
     executables.  Exits 2 with the usage (doc) when they are missing, and

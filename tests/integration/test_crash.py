@@ -36,7 +36,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shmcproto as p  # noqa: E402
 
-DAEMON = CLIENT = None
+CLIENT = None
 WRAP = shlex.split(os.environ.get("SHMC_TEST_WRAP", ""))
 # Deadlines only catch hangs: none of these tests asserts how fast anything
 # is (a busy 2-core machine is slower), only what happened and who did it.
@@ -71,16 +71,7 @@ TABLE_OFF, SLOT = 4096, struct.Struct("<IIQ")  # layout.h: client_slot
 CLIENTS = 4096
 
 
-class Base(unittest.TestCase):
-    extra = []
-
-    def setUp(self):
-        self.d = p.DaemonProc(DAEMON, extra=self.extra).start()
-
-    def tearDown(self):
-        self.d.stop()
-        self.d.unlink()
-
+class Base(p.DaemonCase):
     def client(self, *args, env=None, **kw):
         return subprocess.run(WRAP + [CLIENT, self.d.sock] + [str(a) for a in args],
                               capture_output=True, text=True, timeout=60,
@@ -322,8 +313,8 @@ for _pt in POINTS:
 
 
 def main():
-    global DAEMON, CLIENT
-    DAEMON, CLIENT = p.binaries(2, __doc__)
+    global CLIENT
+    p.DaemonCase.binary, CLIENT = p.binaries(2, __doc__)
     return p.run_tests(sys.argv[3:], "shmc-crash-")
 
 

@@ -21,7 +21,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shmcproto as p  # noqa: E402
 
-DAEMON = CLIENT = None
+CLIENT = None
 TABLE_OFF, SLOT, CLIENTS = 4096, struct.Struct("<IIQ"), 4096  # layout.h
 NEXT_ID_OFF = 144  # region_hdr.next_client_id
 FOREIGN = 1 << 63
@@ -57,18 +57,7 @@ c.close()
 """
 
 
-class Base(unittest.TestCase):
-    extra = []
-
-    def setUp(self):
-        self.d = p.DaemonProc(DAEMON, extra=self.extra).start()
-
-    def tearDown(self):
-        self.d.stop()
-        self.d.unlink()
-
-
-class Liveness(Base):
+class Liveness(p.DaemonCase):
 
     def wait_gone(self, cid):
         """Until no connection has client id cid."""
@@ -246,7 +235,7 @@ class Liveness(Base):
             time.sleep(0.05)
 
 
-class HelloTimeout(Base):
+class HelloTimeout(p.DaemonCase):
     extra = ["--max-clients", "2", "--hello-timeout", "200"]
 
     def test_liveness_peer_without_hello_is_dropped(self):
@@ -278,8 +267,8 @@ class HelloTimeout(Base):
 
 
 def main():
-    global DAEMON, CLIENT
-    DAEMON, CLIENT = p.binaries(2, __doc__)
+    global CLIENT
+    p.DaemonCase.binary, CLIENT = p.binaries(2, __doc__)
     return p.run_tests(sys.argv[3:], "shmc-liveness-")
 
 
