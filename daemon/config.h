@@ -37,10 +37,7 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-/* The version --version prints; the build defines it from the project. */
-#ifndef SHMC_VERSION
-#define SHMC_VERSION "0.1.0"
-#endif
+#include "shmc_version.h" /* SHMC_VERSION, what --version prints */
 
 /* ------------------------------------------------------------------------
  * Limits and defaults

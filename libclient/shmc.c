@@ -989,6 +989,17 @@ SHMC_EXPORT const char *shmc_errmsg(void)
 	return errmsg;
 }
 
+SHMC_EXPORT const char *shmc_version(int *major, int *minor, int *patch)
+{
+	if (major)
+		*major = SHMC_VERSION_MAJOR;
+	if (minor)
+		*minor = SHMC_VERSION_MINOR;
+	if (patch)
+		*patch = SHMC_VERSION_PATCH;
+	return SHMC_VERSION;
+}
+
 SHMC_EXPORT const char *shmc_strerror(int err)
 {
 	if (err != 0 && err == reach_err)

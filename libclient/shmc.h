@@ -40,12 +40,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "shmc_version.h" /* SHMC_VERSION_MAJOR, _MINOR, _PATCH, SHMC_VERSION */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define SHMC_VERSION_MAJOR 0
-#define SHMC_VERSION_MINOR 1
+/* The version of the libshmc this program runs with (which may be newer
+ * than the shmc.h it was built with: compare with SHMC_VERSION_MAJOR...).
+ * Returns "MAJOR.MINOR.PATCH", a static string; stores the three numbers
+ * through the pointers that are not NULL.  Thread-safe; never fails. */
+const char *shmc_version(int *major, int *minor, int *patch);
 
 /* Errors of this library that no errno describes, in a range no errno
  * reaches (below -SHMC_ERR_BASE).  Like the others they are returned

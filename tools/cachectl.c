@@ -27,12 +27,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifndef SHMC_VERSION /* set by meson to the project's version */
-#define SHMC_STR_(x) #x
-#define SHMC_STR(x) SHMC_STR_(x)
-#define SHMC_VERSION                                                        \
-	SHMC_STR(SHMC_VERSION_MAJOR) "." SHMC_STR(SHMC_VERSION_MINOR)
-#endif
 
 #define CTL_PROG "cachectl"
 
@@ -1590,8 +1584,8 @@ int main(int argc, char **argv)
 	if (rc == 0 && (x.seen & OPT_BIT(HELP)))
 		rc = x.cmd ? help_command(x.cmd) : help_global();
 	else if (rc == 0 && (x.seen & OPT_BIT(VERSION)))
-		printf(CTL_PROG " " SHMC_VERSION " (shmc.h %d.%d)\n",
-		       SHMC_VERSION_MAJOR, SHMC_VERSION_MINOR);
+		printf(CTL_PROG " " SHMC_VERSION " (libshmc %s)\n",
+		       shmc_version(NULL, NULL, NULL));
 	else if (rc == 0 && !x.cmd)
 		rc = usage(NULL, "no command given");
 	else if (rc == 0 && (rc = check_args(&x)) == 0)

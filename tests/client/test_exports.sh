@@ -1,5 +1,5 @@
 #!/bin/bash
-# test_exports.sh LIBPATH HEADERPATH
+# test_exports.sh LIBPATH HEADERPATH [INCLUDEDIR]
 #
 # libshmc.so must export exactly the functions shmc.h declares: nothing of
 # the engine or of its helpers leaks out, and nothing declared is missing.
@@ -7,12 +7,13 @@
 # only in prose does not count as a declaration.
 set -u
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 LIBPATH HEADERPATH" >&2
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+	echo "usage: $0 LIBPATH HEADERPATH [INCLUDEDIR]" >&2
 	exit 2
 fi
 lib=$1
 hdr=$2
+inc=${3:-} # where the generated headers shmc.h includes are
 for tool in nm cc; do
 	if ! command -v "$tool" >/dev/null; then
 		echo "SKIP: $tool not found" >&2
@@ -39,7 +40,7 @@ awk '$2 != "A" && $2 != "T" { sub(/@.*/, "", $3); print $3 " (" $2 ")" }' \
 
 # Functions of the header: shmc_name( in the preprocessed text, which
 # leaves out types such as "(*shmc_loader)(" and struct names.
-if ! cc -E -P -x c "$hdr" >"$tmp/hdr.i"; then
+if ! cc -E -P -x c ${inc:+-I"$inc"} "$hdr" >"$tmp/hdr.i"; then
 	echo "FAIL: cannot preprocess $hdr" >&2
 	exit 1
 fi

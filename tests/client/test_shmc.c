@@ -391,6 +391,22 @@ static int fx_teardown(void **state)
  * Opening and closing
  * ======================================================================== */
 
+/* The library says the version its header says, in both forms. */
+static void test_shmc_version_matches_the_header(void **state)
+{
+	int major = -1, minor = -1, patch = -1;
+	char want[32];
+
+	(void)state;
+	snprintf(want, sizeof(want), "%d.%d.%d", SHMC_VERSION_MAJOR,
+		 SHMC_VERSION_MINOR, SHMC_VERSION_PATCH);
+	assert_string_equal(shmc_version(&major, &minor, &patch), want);
+	assert_string_equal(shmc_version(NULL, NULL, NULL), SHMC_VERSION);
+	assert_int_equal(major, SHMC_VERSION_MAJOR);
+	assert_int_equal(minor, SHMC_VERSION_MINOR);
+	assert_int_equal(patch, SHMC_VERSION_PATCH);
+}
+
 static void test_shmc_open_explicit_path(void **state)
 {
 	struct fx *f = *state;
@@ -2646,6 +2662,7 @@ static void test_shmc_shutdown_other_user(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shmc_version_matches_the_header),
 		T(test_shmc_open_explicit_path),
 		T(test_shmc_open_env_socket),
 		cmocka_unit_test(test_shmc_open_no_daemon),

@@ -13,6 +13,7 @@ import json
 import mmap
 import os
 import pty
+import re
 import select
 import shutil
 import socket
@@ -744,7 +745,12 @@ class CommandLine(unittest.TestCase):
     def test_cachectl_version(self):
         r = run_ctl(["--version"])
         self.assertEqual(r.returncode, OK)
-        self.assertRegex(r.stdout.decode(), r"^cachectl \d+\.\d+")
+        # Its own version and the library's it runs with: one version,
+        # from meson.build, in both.
+        m = re.match(r"^cachectl (\d+\.\d+\.\d+) \(libshmc (\S+)\)\n$",
+                     r.stdout.decode())
+        self.assertIsNotNone(m, r.stdout)
+        self.assertEqual(m.group(1), m.group(2))
 
     def test_cachectl_output_write_error_fails(self):
         if not os.path.exists("/dev/full"):

@@ -24,6 +24,7 @@
 #include "bench.h"
 #include "run.h"
 #include "workload.h"
+#include "shmc_version.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -37,9 +38,6 @@
 #include <unistd.h>
 
 #define PROG "shmc-bench"
-#ifndef SHMC_VERSION /* set by meson to the project's version */
-#define SHMC_VERSION "0.1"
-#endif
 
 #define MIB (1ULL << 20)
 #define MAX_PROCS_LIST 8
