@@ -30,14 +30,6 @@
 #include "log.h"
 #include "proto.h"
 
-uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* ------------------------------------------------------------------------
  * Output
  * ------------------------------------------------------------------------ */
@@ -230,7 +222,7 @@ struct conn *conn_accept(struct daemon *d, int fd)
 	c->gen = gen;
 	c->pass_fd = -1;
 	c->since = (uint64_t)time(NULL);
-	c->accepted_ms = mono_ms();
+	c->accepted_ms = clock_mono_ms();
 	c->in = malloc(CONN_IN_INITIAL);
 	if (!c->in) {
 		c->fd = -1;
@@ -376,7 +368,7 @@ void conn_input(struct daemon *d, struct conn *c)
 	}
 	/* A waiting connection's unparsed frames are not half frames. */
 	c->partial_since = c->in_len && !c->waiting
-				   ? (c->partial_since ?: mono_ms())
+				   ? (c->partial_since ?: clock_mono_ms())
 				   : 0;
 }
 

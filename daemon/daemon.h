@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 
 #include "clients.h"
+#include "clock.h"
 #include "config.h"
 #include "engine.h"
 #include "sysd.h"
@@ -152,8 +153,6 @@ void conn_sent(struct conn *c, size_t n);
 
 /* Prepares c->msg/c->iov (and the fd, if any) for the next send. */
 void conn_prepare_send(struct conn *c);
-
-uint64_t mono_ms(void);
 
 /* handlers.c --------------------------------------------------------------- */
 

@@ -108,7 +108,7 @@ static void on_accept(int ep, struct daemon *d, uint64_t *last_warning)
 				 SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE) {
-				uint64_t now = mono_ms();
+				uint64_t now = clock_mono_ms();
 				if (now - *last_warning > 10000) {
 					log_warn("accept: %s; connections wait",
 						 strerror(errno));
@@ -139,7 +139,7 @@ static int add(int ep, int fd, uint64_t id)
 int loop_epoll_run(struct daemon *d)
 {
 	struct epoll_event evs[64];
-	uint64_t next_tick = mono_ms() + DAEMON_TICK_MS, last_warning = 0;
+	uint64_t next_tick = clock_mono_ms() + DAEMON_TICK_MS, last_warning = 0;
 	int rc = 0;
 
 	int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -155,7 +155,7 @@ int loop_epoll_run(struct daemon *d)
 	log_info("event loop: epoll");
 
 	while (!d->stop) {
-		uint64_t now = mono_ms();
+		uint64_t now = clock_mono_ms();
 		int timeout = now >= next_tick ? 0 : (int)(next_tick - now);
 		int n = epoll_wait(ep, evs, 64, timeout);
 		if (n < 0 && errno != EINTR) {
@@ -184,8 +184,8 @@ int loop_epoll_run(struct daemon *d)
 				on_readable(ep, d, c, evs[i].events);
 			}
 		}
-		if (mono_ms() >= next_tick) {
-			next_tick = mono_ms() + DAEMON_TICK_MS;
+		if (clock_mono_ms() >= next_tick) {
+			next_tick = clock_mono_ms() + DAEMON_TICK_MS;
 			daemon_tick(d);
 			for (uint32_t i = 0; i < d->cfg.max_clients; i++)
 				if (d->conns[i].fd >= 0 && d->conns[i].closing)

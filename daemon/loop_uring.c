@@ -149,7 +149,7 @@ static void on_accept(struct uloop *l, int res)
 	} else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
 		   res == -ENOMEM) {
 		/* Out of descriptors: keep serving, retry on the next tick. */
-		uint64_t now = mono_ms();
+		uint64_t now = clock_mono_ms();
 		if (now - l->last_fd_warning > 10000) {
 			log_warn("accept: %s; connections wait", strerror(-res));
 			l->last_fd_warning = now;

@@ -49,7 +49,7 @@ void daemon_tick(struct daemon *d)
 		eng_sweep(&d->eng, d->sweep_seg, SWEEP_BUCKETS);
 		d->sweep_seg = (d->sweep_seg + 1) & (nseg - 1);
 	}
-	conn_tick(d, mono_ms());
+	conn_tick(d, clock_mono_ms());
 
 	/* About once a second: clients found dead through the client table
 	 * (those of a previous daemon, or ones whose closed connection this

@@ -37,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon.h"
 #include "engine.h"
 #include "log.h"
@@ -52,14 +53,6 @@
 /* A segment lock or a store that times out is tried again, this many
  * times (with the daemon's 50 ms lock timeout: 5 s). */
 #define LOCK_RETRIES 100
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 __attribute__((format(printf, 3, 4))) static void
 msg(char *err, size_t errlen, const char *fmt, ...)
@@ -635,7 +628,7 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 		 char *err, size_t errlen)
 {
 	struct saver s = { .e = e, .fd = -1 };
-	double t0 = now_s();
+	double t0 = clock_mono_s();
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 5), *dir = dir_of(path);
 	int rc = 0, dfd = -1, old = -1;
@@ -735,7 +728,7 @@ out:
 	saver_free(&s);
 	free(tmp);
 	free(dir);
-	st->seconds = now_s() - t0;
+	st->seconds = clock_mono_s() - t0;
 	return rc;
 }
 
@@ -1268,7 +1261,7 @@ int persist_load(struct eng *e, const char *path, unsigned flags,
 	bool partial = flags & PERSIST_PARTIAL;
 	bool fresh = flags & PERSIST_FRESH;
 	struct loader L = { .e = e, .path = path, .st = st };
-	double t0 = now_s();
+	double t0 = clock_mono_s();
 	struct stat sb;
 	int rc;
 
@@ -1339,7 +1332,7 @@ int persist_load(struct eng *e, const char *path, unsigned flags,
 out:
 	rs_close(&L.r);
 	close(fd);
-	st->seconds = now_s() - t0;
+	st->seconds = clock_mono_s() - t0;
 	return rc;
 }
 

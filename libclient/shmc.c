@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "clients.h"
+#include "clock.h"
 #include "engine.h"
 #include "paths.h"
 #include "proto.h"
@@ -790,14 +791,6 @@ SHMC_EXPORT int shmc_clear(shmc *c)
  * get_or_load
  * ------------------------------------------------------------------------ */
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Runs the loader as the key's one loader and stores its value. */
 static int load_and_store(shmc *c, struct eng_flight *f, const void *key,
 			  size_t klen, void *buf, size_t cap, size_t *vlen,
@@ -838,10 +831,10 @@ SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
 			return rc;
 
 		/* Another caller loads: wait for it, within limits. */
-		uint64_t start = now_ms();
+		uint64_t start = clock_mono_ms();
 		while ((rc = eng_flight_wait(&c->e, &f, LOAD_SLICE_MS)) ==
 			       -ETIMEDOUT &&
-		       now_ms() - start < SHMC_LOAD_WAIT_MS)
+		       clock_mono_ms() - start < SHMC_LOAD_WAIT_MS)
 			; /* -EOWNERDEAD ends the wait at once */
 		if ((rc == -ETIMEDOUT || rc == -EOWNERDEAD) &&
 		    eng_flight_takeover(&c->e, &f) == 0)

@@ -7,7 +7,6 @@
  *     check arguments -> hash once -> lock the key's segment
  *     -> seg_*_locked() -> repair on -EUCLEAN -> unlock
  */
-#include "engine.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -15,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "fault.h"
 #include "hash.h"
 #include "lock.h"
@@ -53,24 +53,16 @@ static void recover_locked(struct seg *s)
 		repair_locked(s);
 }
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Contended or dead-holder path of seg_lock(). */
 static int __attribute__((noinline)) seg_lock_slow(struct eng *e, struct seg *s)
 {
 	/* One deadline for the whole operation, however many holders die
 	 * or change hands meanwhile. */
-	uint64_t deadline = now_ms() + (e->timeout_ms ? e->timeout_ms
+	uint64_t deadline = clock_mono_ms() + (e->timeout_ms ? e->timeout_ms
 						      : eng_lock_timeout(e));
 
 	for (;;) {
-		uint64_t t = now_ms();
+		uint64_t t = clock_mono_ms();
 		if (t >= deadline)
 			return -ETIMEDOUT;
 		int rc = lock_acquire(&s->h->lock, e->client_id,

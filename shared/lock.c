@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 #define LOCK_ID_MAX 0x7fffffffu
 
 static inline void cpu_relax(void)
@@ -32,14 +34,6 @@ static inline bool cas(uint32_t *w, uint32_t *expect, uint32_t want)
 {
 	return __atomic_compare_exchange_n(w, expect, want, false,
 					   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Process-shared futex calls (no FUTEX_PRIVATE_FLAG). */
@@ -82,7 +76,7 @@ int lock_acquire(uint32_t *word, uint32_t me, uint32_t timeout_ms,
 			return 0;
 	}
 
-	uint64_t start = mono_ms();
+	uint64_t start = clock_mono_ms();
 	uint64_t deadline = start + timeout_ms;
 	for (;;) {
 		v = __atomic_load_n(word, __ATOMIC_RELAXED);
@@ -96,7 +90,7 @@ int lock_acquire(uint32_t *word, uint32_t me, uint32_t timeout_ms,
 				continue;
 			v |= LOCK_WAITERS;
 		}
-		uint64_t now = mono_ms();
+		uint64_t now = clock_mono_ms();
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		uint64_t left = deadline - now;
@@ -104,7 +98,7 @@ int lock_acquire(uint32_t *word, uint32_t me, uint32_t timeout_ms,
 							    : LOCK_SLICE_MS);
 		/* The holder has been there a whole slice or more: ask.  A
 		 * holder with our own id is another thread of ours: alive. */
-		if (alive && mono_ms() - start >= LOCK_SLICE_MS) {
+		if (alive && clock_mono_ms() - start >= LOCK_SLICE_MS) {
 			uint32_t cur = __atomic_load_n(word, __ATOMIC_RELAXED);
 			if (cur != 0 && lock_owner(cur) != me &&
 			    !alive(alive_arg, lock_owner(cur)))

@@ -156,7 +156,7 @@ static struct conn *accept_peer(bool other_user)
 	c->gen = gen;
 	c->pass_fd = -1;
 	c->since = T0;
-	c->accepted_ms = mono_ms();
+	c->accepted_ms = clock_mono_ms();
 	c->in = malloc(CONN_IN_INITIAL);
 	CHECK(c->in != NULL);
 	c->in_cap = CONN_IN_INITIAL;
@@ -917,7 +917,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		_Static_assert(CONFIG_HELLO_TIMEOUT_DEFAULT <=
 				       CONN_PARTIAL_TIMEOUT_MS,
 			       "the tick below must reach the HELLO timeout");
-		conn_tick(&d, mono_ms() + CONN_PARTIAL_TIMEOUT_MS);
+		conn_tick(&d, clock_mono_ms() + CONN_PARTIAL_TIMEOUT_MS);
 		CHECK(c->closing == (c->in_len > 0 || c->client_id == 0));
 	}
 
