@@ -3,10 +3,16 @@
  * engine's critical sections where a process can be made to stop, so that a
  * test can kill it there deterministically instead of by luck.
  *
- * Off unless the environment variable SHMC_FAULT names a point when the
- * process attaches (read once).  At the point, the process writes
+ * Only in test builds: meson -Dfault_injection=true (tools/test sets it)
+ * compiles fault.c into the engine and defines SHMC_FAULT_INJECTION.  There
+ * it is off unless the environment variable SHMC_FAULT names a point when
+ * the process attaches (read once).  At the point, the process writes
  * "shmc-fault: NAME\n" to stderr and then sleeps forever, holding whatever
  * it holds.  Cost when off: one predictable branch per point.
+ *
+ * Without SHMC_FAULT_INJECTION (the default, and every build users get)
+ * SHMC_FAULT is ignored: fault_init() does nothing, fault_armed is the
+ * constant FAULT_NONE and FAULT() compiles to nothing.
  */
 #ifndef SHMC_FAULT_H
 #define SHMC_FAULT_H
@@ -29,6 +35,8 @@ enum fault_point {
 #undef FAULT_ENUM_X
 };
 
+#ifdef SHMC_FAULT_INJECTION
+
 extern enum fault_point fault_armed;
 
 /* Reads SHMC_FAULT (once per process). */
@@ -42,5 +50,19 @@ void fault_stop(enum fault_point p) __attribute__((noreturn, cold));
 		if (__builtin_expect(fault_armed == FAULT_##id, 0)) \
 			fault_stop(FAULT_##id);                     \
 	} while (0)
+
+#else /* a build without fault injection: SHMC_FAULT is ignored */
+
+#define fault_armed FAULT_NONE
+
+static inline void fault_init(void)
+{
+}
+
+#define FAULT(id) \
+	do {      \
+	} while (0)
+
+#endif
 
 #endif

@@ -524,10 +524,14 @@ static inline void write_value(struct seg *s, uint32_t pos, const void *val,
 {
 	uint32_t size = s->g->ring_size;
 
+#ifdef SHMC_FAULT_INJECTION
 	if (__builtin_expect(fault_armed == p, 0) && vlen > 1) {
 		ring_write(s->ring, size, pos, val, vlen / 2);
 		fault_stop(p);
 	}
+#else
+	(void)p;
+#endif
 	ring_write(s->ring, size, pos, val, vlen);
 }
 
