@@ -607,10 +607,14 @@ SHMC_EXPORT int shmc_shutdown(shmc *c)
 SHMC_EXPORT int shmc_check(shmc *c, int repair, uint32_t *segments,
 			   uint32_t *bad, uint32_t *repaired)
 {
-	uint8_t flag = repair ? 1 : 0, *reply;
+	uint8_t body[1], *reply;
 	size_t rlen;
 	struct proto_r r;
-	int rc = ctl_call(c, PROTO_T_CHECK, &flag, 1, &reply, &rlen);
+	struct proto_w w;
+
+	proto_w_init(&w, body, sizeof(body));
+	proto_put_u8(&w, repair ? 1 : 0);
+	int rc = ctl_call(c, PROTO_T_CHECK, body, w.len, &reply, &rlen);
 
 	if (rc)
 		return rc;

@@ -7,20 +7,6 @@
 #include <errno.h>
 #include <string.h>
 
-const char *proto_type_name(uint16_t type)
-{
-	switch (type) {
-#define PROTO_NAME_X(name, val, body) \
-	case val:                     \
-		return #name;
-		PROTO_TYPES(PROTO_NAME_X)
-#undef PROTO_NAME_X
-	case PROTO_T_ERROR:
-		return "ERROR";
-	}
-	return NULL;
-}
-
 static inline void le32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)v;

@@ -75,9 +75,6 @@ struct proto_hdr {
 	uint32_t id;
 };
 
-/* The name of a request type, or NULL for an unknown one. */
-const char *proto_type_name(uint16_t type);
-
 /* Encodes a header into 12 bytes. */
 void proto_hdr_put(uint8_t out[PROTO_HDR_SIZE], const struct proto_hdr *h);
 
