@@ -189,3 +189,16 @@ int proto_r_end(const struct proto_r *r)
 		return r->err;
 	return r->pos == r->len ? 0 : -EBADMSG;
 }
+
+int proto_error_get(const void *buf, size_t len, const void **msg,
+		    size_t *mlen)
+{
+	struct proto_r r;
+
+	proto_r_init(&r, buf, len);
+	int32_t err = proto_get_i32(&r);
+	*mlen = proto_get_bytes(&r, msg);
+	if (proto_r_end(&r))
+		*mlen = 0;
+	return err < 0 && err > -4096 ? err : -EIO;
+}
