@@ -426,12 +426,6 @@ static const char *const log_level_names[] = {
 #define N_LOG_LEVELS \
 	((int)(sizeof(log_level_names) / sizeof(log_level_names[0])))
 
-const char *config_log_level_name(int level)
-{
-	return level >= 0 && level < N_LOG_LEVELS ? log_level_names[level]
-						   : "?";
-}
-
 /* A level by name (either case) or by number. */
 static int set_log_level(int *dst, const char *val, char *why, size_t cap)
 {

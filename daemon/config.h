@@ -207,8 +207,4 @@ int config_parse_size(const char *s, uint64_t *out);
  * line of help, then the config-file format.  Thread-safe. */
 void config_usage(FILE *out);
 
-/* The name of a log level ("error", "warn", "info", "debug"), or "?" when
- * level is out of range.  Thread-safe. */
-const char *config_log_level_name(int level);
-
 #endif

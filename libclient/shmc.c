@@ -156,13 +156,8 @@ static int recv_all(int fd, void *buf, size_t n, int *fd_out)
 static __thread char errmsg[512];
 
 /* Keeps an error frame's message: bytes, made printable. */
-static void keep_errmsg(struct proto_r *r)
+static void keep_errmsg(const void *p, size_t n)
 {
-	const void *p;
-	size_t n = proto_get_bytes(r, &p);
-
-	if (proto_r_end(r))
-		n = 0;
 	if (n >= sizeof(errmsg))
 		n = sizeof(errmsg) - 1;
 	for (size_t i = 0; i < n; i++) {
@@ -208,12 +203,12 @@ static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 		return rc;
 	}
 	if (h.type == PROTO_T_ERROR) {
-		struct proto_r r;
-		proto_r_init(&r, p, h.len);
-		int32_t err = proto_get_i32(&r);
-		keep_errmsg(&r);
+		const void *msg;
+		size_t n;
+		int err = proto_error_get(p, h.len, &msg, &n);
+		keep_errmsg(msg, n);
 		free(p);
-		return err < 0 && err > -4096 ? err : -EIO;
+		return err;
 	}
 	if (h.type != (type | PROTO_REPLY) || (h.id != id && h.id != 0)) {
 		free(p);
@@ -607,10 +602,14 @@ SHMC_EXPORT int shmc_shutdown(shmc *c)
 SHMC_EXPORT int shmc_check(shmc *c, int repair, uint32_t *segments,
 			   uint32_t *bad, uint32_t *repaired)
 {
-	uint8_t flag = repair ? 1 : 0, *reply;
+	uint8_t body[1], *reply;
 	size_t rlen;
 	struct proto_r r;
-	int rc = ctl_call(c, PROTO_T_CHECK, &flag, 1, &reply, &rlen);
+	struct proto_w w;
+
+	proto_w_init(&w, body, sizeof(body));
+	proto_put_u8(&w, repair ? 1 : 0);
+	int rc = ctl_call(c, PROTO_T_CHECK, body, w.len, &reply, &rlen);
 
 	if (rc)
 		return rc;

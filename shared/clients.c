@@ -104,7 +104,8 @@ uint64_t clients_pidns_self(void)
 	return stat("/proc/self/ns/pid", &st) == 0 ? (uint64_t)st.st_ino : 0;
 }
 
-bool clients_same_ns(pid_t pid)
+/* Whether pid is in this process's pid namespace (false if unknown). */
+static bool clients_same_ns(pid_t pid)
 {
 	char path[64];
 	struct stat st;

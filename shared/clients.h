@@ -47,9 +47,6 @@
 /* The inode of this process's pid namespace, 0 if unknown. */
 uint64_t clients_pidns_self(void);
 
-/* Whether pid is in this process's pid namespace (false if unknown). */
-bool clients_same_ns(pid_t pid);
-
 /* Start time of pid (clock ticks after boot), or 0 if unreadable or pid is
  * out of range. */
 uint64_t clients_start_time(pid_t pid);

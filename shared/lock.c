@@ -50,15 +50,6 @@ void lock_futex_wake(uint32_t *w, int n)
 	syscall(SYS_futex, w, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
-int lock_try(uint32_t *word, uint32_t me)
-{
-	uint32_t expect = 0;
-
-	if (me == 0 || me > LOCK_ID_MAX)
-		return -EINVAL;
-	return cas(word, &expect, me << 1) ? 0 : -EBUSY;
-}
-
 int lock_acquire(uint32_t *word, uint32_t me, uint32_t timeout_ms,
 		 lock_alive_fn alive, void *alive_arg)
 {

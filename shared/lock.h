@@ -43,9 +43,6 @@ typedef bool (*lock_alive_fn)(void *arg, uint32_t owner);
 int lock_acquire(uint32_t *word, uint32_t me, uint32_t timeout_ms,
 		 lock_alive_fn alive, void *alive_arg);
 
-/* Takes the lock if it is free.  Returns 0 or -EBUSY. */
-int lock_try(uint32_t *word, uint32_t me);
-
 /* Releases a lock held by `me`, waking one sleeper if there may be any.
  * Returns 0, or -EPERM if the word did not name `me` as holder (the word is
  * then left as it was). */

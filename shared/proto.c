@@ -7,20 +7,6 @@
 #include <errno.h>
 #include <string.h>
 
-const char *proto_type_name(uint16_t type)
-{
-	switch (type) {
-#define PROTO_NAME_X(name, val, body) \
-	case val:                     \
-		return #name;
-		PROTO_TYPES(PROTO_NAME_X)
-#undef PROTO_NAME_X
-	case PROTO_T_ERROR:
-		return "ERROR";
-	}
-	return NULL;
-}
-
 static inline void le32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)v;
@@ -202,4 +188,17 @@ int proto_r_end(const struct proto_r *r)
 	if (r->err)
 		return r->err;
 	return r->pos == r->len ? 0 : -EBADMSG;
+}
+
+int proto_error_get(const void *buf, size_t len, const void **msg,
+		    size_t *mlen)
+{
+	struct proto_r r;
+
+	proto_r_init(&r, buf, len);
+	int32_t err = proto_get_i32(&r);
+	*mlen = proto_get_bytes(&r, msg);
+	if (proto_r_end(&r))
+		*mlen = 0;
+	return err < 0 && err > -4096 ? err : -EIO;
 }

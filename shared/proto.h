@@ -75,9 +75,6 @@ struct proto_hdr {
 	uint32_t id;
 };
 
-/* The name of a request type, or NULL for an unknown one. */
-const char *proto_type_name(uint16_t type);
-
 /* Encodes a header into 12 bytes. */
 void proto_hdr_put(uint8_t out[PROTO_HDR_SIZE], const struct proto_hdr *h);
 
@@ -124,5 +121,12 @@ size_t proto_get_bytes(struct proto_r *r, const void **p);
 void proto_get_str(struct proto_r *r, char *out, size_t cap);
 /* 0 if everything was read and nothing is left, else -EBADMSG. */
 int proto_r_end(const struct proto_r *r);
+
+/* Decodes the body of a PROTO_T_ERROR frame (i32 -errno, str message).
+ * Returns the -errno, or -EIO when the body holds none (a code that is not
+ * a negative errno below 4096); *msg and *mlen are the message, not
+ * terminated and untrusted, empty when the body does not parse exactly. */
+int proto_error_get(const void *buf, size_t len, const void **msg,
+		    size_t *mlen);
 
 #endif

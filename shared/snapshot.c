@@ -517,27 +517,3 @@ bool snap_block_next(struct snap_block *b, struct snap_entry *e)
 	b->pos += (uint32_t)snap_entry_size(e->klen, e->vlen);
 	return true;
 }
-
-int snap_scan_image(struct snap_scan *s, const uint8_t *img, size_t len,
-		    snap_entry_fn fn, void *arg, struct snap_err *err)
-{
-	snap_scan_init(s, len);
-	while (s->next) {
-		size_t size;
-		struct snap_block blk;
-		int rc = snap_scan_peek(s, img + s->off, len - s->off, &size, err);
-
-		if (rc)
-			return rc;
-		rc = snap_scan_unit(s, img + s->off, size, &blk, err);
-		if (rc < 0)
-			return rc;
-		if (rc != SNAP_U_BLOCK || !fn)
-			continue;
-		struct snap_entry e;
-		while (snap_block_next(&blk, &e))
-			if ((rc = fn(&e, arg)))
-				return rc;
-	}
-	return 0;
-}

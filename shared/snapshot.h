@@ -255,13 +255,4 @@ int snap_scan_unit(struct snap_scan *s, const uint8_t *p, size_t size,
  * or false after the last one. */
 bool snap_block_next(struct snap_block *b, struct snap_entry *e);
 
-/* Walks a whole file image in memory (tests, the fuzz target): verifies
- * every unit and calls fn (when not NULL) for every entry of every block,
- * in file order, as soon as that block is verified.  Returns 0 with *s
- * holding the totals, fn's non-zero return, or a decoder error with err
- * filled (and *s where the walk stopped: s->t counts the verified blocks). */
-typedef int (*snap_entry_fn)(const struct snap_entry *e, void *arg);
-int snap_scan_image(struct snap_scan *s, const uint8_t *img, size_t len,
-		    snap_entry_fn fn, void *arg, struct snap_err *err);
-
 #endif

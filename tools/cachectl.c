@@ -6,6 +6,10 @@
  * <shmc.h> and libc: the data commands (get, set, del, ttl, touch, flush)
  * and the statistics work on the shared mapping; check, clients, save,
  * load, ping and shutdown are control requests over the daemon's socket.
+ * With --no-map the data commands and the statistics are requests over
+ * the socket too (docs/PROTOCOL.md), for a process that cannot map the
+ * region; that is the one place cachectl speaks the protocol itself, with
+ * the project's codec (shared/proto.h).
  * It is not a benchmark and does not change the daemon's configuration.
  *
  * Every table is declared once - exit codes, options, the fields of struct
@@ -24,8 +28,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "paths.h"
+#include "proto.h"
 
 
 #define CTL_PROG "cachectl"
@@ -66,6 +75,10 @@ enum ctl_exit {
 	  "(0.001 to 86400, default 1)")                                    \
 	X(COUNT, "count", 0, "N",                                           \
 	  "stop after N refreshes (default: run until\ninterrupted)")       \
+	X(NO_MAP, "no-map", 0, NULL,                                        \
+	  "send the request over the socket instead of\n"                   \
+	  "mapping the region (for a process that\n"                        \
+	  "cannot map it: another user or namespace)")                     \
 	X(HELP, "help", 'h', NULL, "print help and exit")                   \
 	X(VERSION, "version", 'V', NULL, "print the version and exit")
 
@@ -141,7 +154,7 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 /* X(name, arguments, min args, max args, options besides the global ones
  * (OPT_BIT), summary, details).  The order is the order of --help. */
 #define CTL_COMMANDS(X)                                                     \
-	X(stats, "", 0, 0, OPT_BIT(JSON),                                   \
+	X(stats, "", 0, 0, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                                   \
 	  "the cache's totals, hit rate and fill",                          \
 	  "Prints every counter and gauge of the cache, summed over its\n"  \
 	  "segments (hits and misses also over the clients' counters of\n" \
@@ -155,7 +168,7 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "its lock (a get of an entry in use does not: `stats` counts\n"  \
 	  "those).  With --json, an array of objects holding every field\n" \
 	  "of `stats` plus \"segment\".")                                  \
-	X(get, "KEY", 1, 1, OPT_BIT(JSON),                                  \
+	X(get, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                                  \
 	  "print the value of KEY",                                         \
 	  "Writes the value to stdout exactly as stored (any bytes).  A\n"  \
 	  "newline is added only when stdout is a terminal and the value\n" \
@@ -165,24 +178,24 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n" \
 	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n" \
 	  "`ttl --json` and the file of `save`/`load --json`.")             \
-	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL),                           \
+	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL) | OPT_BIT(NO_MAP),                           \
 	  "store VALUE (or stdin) under KEY",                               \
 	  "Stores VALUE under KEY, replacing any value it had.  Without\n"  \
 	  "VALUE, or when VALUE is '-', the value is all of stdin (any\n"   \
 	  "bytes).  The cache never refuses for lack of room: it evicts\n"  \
 	  "older entries instead; a key + value larger than the cache's\n"  \
 	  "largest item fails.")                                            \
-	X(del, "KEY", 1, 1, 0, "remove KEY",                                \
+	X(del, "KEY", 1, 1, OPT_BIT(NO_MAP), "remove KEY",                                \
 	  "Removes KEY.  Exits 1 if it was missing or expired.")            \
-	X(ttl, "KEY", 1, 1, OPT_BIT(JSON), "seconds KEY has left",          \
+	X(ttl, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP), "seconds KEY has left",          \
 	  "Prints the seconds KEY has left, or \"none\" if it never\n"      \
 	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"  \
 	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n" \
 	  "that is not UTF-8, as with get).")                               \
-	X(touch, "KEY TTL", 2, 2, 0, "give KEY a new TTL",                  \
+	X(touch, "KEY TTL", 2, 2, OPT_BIT(NO_MAP), "give KEY a new TTL",                  \
 	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"   \
 	  "Exits 1 if it is missing or expired.")                           \
-	X(flush, "", 0, 0, 0, "remove every entry",                         \
+	X(flush, "", 0, 0, OPT_BIT(NO_MAP), "remove every entry",                         \
 	  "Removes every entry of the cache.  The counters are kept.")      \
 	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                 \
 	  "the daemon's integrity walk over every segment",                 \
@@ -265,6 +278,8 @@ struct ctl {
 	unsigned seen;		   /* OPT_BIT() of every option given */
 	const char *socket;	   /* --socket, or NULL */
 	int json, repair, partial;
+	int no_map; /* --no-map: sock instead of c */
+	int sock;   /* -1 until ctl_connect() with --no-map */
 	uint32_t ttl;
 	uint64_t interval_ns;
 	uint64_t count; /* 0: watch until interrupted */
@@ -437,9 +452,235 @@ static int unreachable(const struct ctl *x, int err)
 	return CTL_EXIT_UNREACHABLE;
 }
 
-/* Opens the handle.  Returns 0 or the exit code after saying why not. */
+/* ------------------------------------------------------------------------
+ * --no-map: the data commands as requests over the socket
+ * ------------------------------------------------------------------------ */
+
+/* A process that cannot map the region (another user or namespace without
+ * the region's /dev/shm file) can still reach the daemon's socket: with
+ * --no-map, get, set, del, ttl, touch, flush and stats are the GET, SET,
+ * DEL, TTL, TOUCH, FLUSH and STATS requests of docs/PROTOCOL.md.  No HELLO
+ * is sent (it would hand out the region), so the connection takes no client
+ * id and holds no lock. */
+
+/* The daemon's words for the last refused request (printable or empty). */
+static char remote_msg[256];
+
+static int io_all(int fd, void *buf, size_t n, int out)
+{
+	uint8_t *p = buf;
+
+	while (n > 0) {
+		ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : read(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -ECONNRESET;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Connects x->sock to --socket, $SHMC_SOCKET, or the default socket of
+ * this user's daemon.  Returns 0 or the exit code after saying why not. */
+static int remote_connect(struct ctl *x)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	const char *env = getenv("SHMC_SOCKET");
+	char b[ESC_MAX];
+
+	if (x->socket || (env && *env))
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s",
+			 x->socket ? x->socket : env);
+	else
+		paths_default_socket(sa.sun_path, sizeof(sa.sun_path),
+				     geteuid());
+	x->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (x->sock >= 0 &&
+	    connect(x->sock, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+		return 0;
+	fprintf(stderr, CTL_PROG ": cannot reach shmcached at %s: %s\n",
+		ESC(sa.sun_path, b), strerror(errno));
+	return CTL_EXIT_UNREACHABLE;
+}
+
+/* Sends one request and reads its reply: 0 with *reply (malloc'd, freed
+ * by the caller) and *rlen, or the daemon's -errno (its words in
+ * remote_msg), or -EIO for a reply that is not one. */
+static int remote_call(struct ctl *x, uint16_t type, const void *body,
+		       size_t blen, uint8_t **reply, size_t *rlen)
+{
+	uint8_t hdr[PROTO_HDR_SIZE];
+	struct proto_hdr h = { .len = (uint32_t)blen, .type = type,
+			       .version = PROTO_VERSION, .id = 1 };
+	int rc;
+
+	*reply = NULL;
+	*rlen = 0;
+	proto_hdr_put(hdr, &h);
+	if ((rc = io_all(x->sock, hdr, sizeof(hdr), 1)) ||
+	    (rc = io_all(x->sock, (void *)body, blen, 1)) ||
+	    (rc = io_all(x->sock, hdr, sizeof(hdr), 0)))
+		return rc;
+	if (proto_hdr_get(hdr, PROTO_MAX_PAYLOAD, &h))
+		return -EIO;
+	uint8_t *p = malloc(h.len ? h.len : 1);
+	if (!p)
+		return -ENOMEM;
+	if ((rc = io_all(x->sock, p, h.len, 0))) {
+		free(p);
+		return rc;
+	}
+	if (h.type == PROTO_T_ERROR) {
+		const void *msg;
+		size_t n;
+		int err = proto_error_get(p, h.len, &msg, &n);
+		esc(msg, n, remote_msg, sizeof(remote_msg));
+		free(p);
+		return err;
+	}
+	if (h.type != (type | PROTO_REPLY)) {
+		free(p);
+		return -EIO;
+	}
+	*reply = p;
+	*rlen = h.len;
+	return 0;
+}
+
+/* A request whose reply is empty.  Returns 0 or a negative errno. */
+static int remote_simple(struct ctl *x, uint16_t type, const void *body,
+			 size_t blen)
+{
+	uint8_t *reply;
+	size_t rlen;
+	int rc = remote_call(x, type, body, blen, &reply, &rlen);
+
+	free(reply);
+	return rc == 0 && rlen ? -EIO : rc;
+}
+
+/* A request whose body is a key, then a value when val is not NULL, then
+ * a u32 ttl when has_ttl.  reply NULL: the reply must be empty. */
+static int remote_key(struct ctl *x, uint16_t type, const char *key,
+		      const void *val, size_t vlen, int has_ttl, uint32_t ttl,
+		      uint8_t **reply, size_t *rlen)
+{
+	size_t klen = strlen(key), cap = 12 + klen + vlen;
+	uint8_t *body = malloc(cap);
+	struct proto_w w;
+	int rc;
+
+	if (!body)
+		return -ENOMEM;
+	proto_w_init(&w, body, cap);
+	proto_put_bytes(&w, key, klen);
+	if (val)
+		proto_put_bytes(&w, val, vlen);
+	if (has_ttl)
+		proto_put_u32(&w, ttl);
+	if (reply)
+		rc = remote_call(x, type, body, w.len, reply, rlen);
+	else
+		rc = remote_simple(x, type, body, w.len);
+	free(body);
+	return rc;
+}
+
+/* GET (val not NULL: *val malloc'd, *num the expiry) or TTL (*num the
+ * seconds left).  Returns 0 or a negative errno. */
+static int remote_get(struct ctl *x, uint16_t type, const char *key,
+		      uint32_t *num, char **val, size_t *vlen)
+{
+	uint8_t *reply;
+	size_t rlen, n = 0;
+	const void *v = NULL;
+	struct proto_r r;
+	int rc = remote_key(x, type, key, NULL, 0, 0, 0, &reply, &rlen);
+
+	if (rc)
+		return rc;
+	proto_r_init(&r, reply, rlen);
+	*num = proto_get_u32(&r);
+	if (val)
+		n = proto_get_bytes(&r, &v);
+	rc = proto_r_end(&r) ? -EIO : 0;
+	if (rc == 0 && val && (*val = malloc(n ? n : 1)) == NULL)
+		rc = -ENOMEM;
+	if (rc == 0 && val) {
+		memcpy(*val, v, n);
+		*vlen = n;
+	}
+	free(reply);
+	return rc;
+}
+
+/* STATS: the totals (one row), and the number of segments from the
+ * per-segment form's row count.  The columns are matched by name to the
+ * fields of struct shmc_stats (they are the same counters and gauges). */
+static int remote_stats_rows(struct ctl *x, uint8_t per_segment,
+			     struct shmc_stats *s, uint32_t *nrows)
+{
+	uint8_t *reply;
+	size_t rlen;
+	struct proto_r r;
+	int rc = remote_call(x, PROTO_T_STATS, &per_segment, 1, &reply, &rlen);
+
+	if (rc)
+		return rc;
+	proto_r_init(&r, reply, rlen);
+	uint32_t ncols = proto_get_u32(&r);
+	size_t *off = calloc(ncols ? ncols : 1, sizeof(*off));
+	if (!off) {
+		free(reply);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < ncols && !r.err; i++) {
+		const void *name;
+		size_t n = proto_get_bytes(&r, &name);
+		off[i] = SIZE_MAX;
+		for (size_t f = 0; f < CTL_NSTATS; f++)
+			if (strlen(ctl_stat_fields[f].name) == n &&
+			    memcmp(ctl_stat_fields[f].name, name, n) == 0)
+				off[i] = ctl_stat_fields[f].off;
+	}
+	*nrows = proto_get_u32(&r);
+	memset(s, 0, sizeof(*s));
+	for (uint32_t row = 0; row < *nrows && !r.err; row++)
+		for (uint32_t i = 0; i < ncols; i++) {
+			uint64_t v = proto_get_u64(&r);
+			if (off[i] != SIZE_MAX)
+				*(uint64_t *)((char *)s + off[i]) += v;
+		}
+	rc = proto_r_end(&r) ? -EIO : 0;
+	free(off);
+	free(reply);
+	return rc;
+}
+
+static int remote_stats(struct ctl *x, struct shmc_stats *s)
+{
+	struct shmc_stats per_seg;
+	uint32_t rows, nseg;
+	int rc = remote_stats_rows(x, 0, s, &rows);
+
+	if (rc == 0)
+		rc = remote_stats_rows(x, 1, &per_seg, &nseg);
+	if (rc == 0)
+		s->segments = nseg;
+	return rc;
+}
+
+
+/* Opens the handle (with --no-map, the connection).  Returns 0 or the
+ * exit code after saying why not. */
 static int ctl_connect(struct ctl *x)
 {
+	if (x->no_map)
+		return remote_connect(x);
 	int err = shmc_open(&x->c, x->socket);
 
 	return err ? unreachable(x, err) : 0;
@@ -455,6 +696,8 @@ static int data_error(const char *what, const char *key, int err)
 		fprintf(stderr, CTL_PROG ": %s: not found\n", ESC(key, b));
 		return CTL_EXIT_NO;
 	}
+	if (remote_msg[0]) /* --no-map: the daemon's words */
+		return fail("%s '%s': %s", what, ESC(key, b), remote_msg);
 	return fail("%s '%s': %s", what, ESC(key, b), shmc_strerror(err));
 }
 
@@ -761,9 +1004,10 @@ static int cmd_stats(struct ctl *x, int argc, char **argv)
 	(void)argv;
 	if ((rc = ctl_connect(x)))
 		return rc;
-	err = shmc_stat(x->c, &s);
+	err = x->no_map ? remote_stats(x, &s) : shmc_stat(x->c, &s);
 	if (err)
-		return fail("stats: %s", shmc_strerror(err));
+		return fail("stats: %s",
+			    remote_msg[0] ? remote_msg : shmc_strerror(err));
 	if (x->json) {
 		putchar('{');
 		json_stats_members(&s);
@@ -844,32 +1088,48 @@ static int cmd_segments(struct ctl *x, int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
+/* get on the mapping: *buf (malloc'd) holds the value.  Returns 0 or a
+ * negative errno. */
+static int mapped_get(struct ctl *x, const char *key, char **buf,
+		      size_t *vlen, uint32_t *expire_at)
+{
+	size_t klen = strlen(key), cap;
+	int err, tries;
+
+	/* Learn the size without counting a get (peek changes nothing),
+	 * then get it; the value may change in between, hence the loop. */
+	err = shmc_peek(x->c, key, klen, NULL, 0, vlen);
+	if (err && err != -ENOBUFS && err != -ENOENT)
+		return err;
+	for (tries = 0;; tries++) {
+		cap = *vlen ? *vlen : 1;
+		free(*buf);
+		*buf = malloc(cap);
+		if (!*buf)
+			return -ENOMEM;
+		err = shmc_get_ex(x->c, key, klen, *buf, cap, vlen, expire_at);
+		if (err != -ENOBUFS || tries == 8)
+			break;
+	}
+	return err;
+}
+
 static int cmd_get(struct ctl *x, int argc, char **argv)
 {
 	const char *key = argv[0];
-	size_t klen = strlen(key), vlen = 0, cap;
+	size_t klen = strlen(key), vlen = 0;
 	uint32_t expire_at = 0;
 	char *buf = NULL;
-	int rc, err, tries;
+	int rc, err;
 
 	(void)argc;
 	if ((rc = ctl_connect(x)))
 		return rc;
-	/* Learn the size without counting a get (peek changes nothing),
-	 * then get it; the value may change in between, hence the loop. */
-	err = shmc_peek(x->c, key, klen, NULL, 0, &vlen);
-	if (err && err != -ENOBUFS && err != -ENOENT)
-		return data_error("get", key, err);
-	for (tries = 0;; tries++) {
-		cap = vlen ? vlen : 1;
-		free(buf);
-		buf = malloc(cap);
-		if (!buf)
-			return fail("get: %s", shmc_strerror(-ENOMEM));
-		err = shmc_get_ex(x->c, key, klen, buf, cap, &vlen, &expire_at);
-		if (err != -ENOBUFS || tries == 8)
-			break;
-	}
+	if (x->no_map)
+		err = remote_get(x, PROTO_T_GET, key, &expire_at, &buf,
+				 &vlen);
+	else
+		err = mapped_get(x, key, &buf, &vlen, &expire_at);
 	if (err) {
 		free(buf);
 		return data_error("get", key, err);
@@ -904,19 +1164,27 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 	if ((rc = ctl_connect(x)))
 		return rc;
 	if (argc == 2 && strcmp(argv[1], "-") != 0) {
-		err = shmc_set(x->c, key, klen, argv[1], strlen(argv[1]),
-			       x->ttl);
+		err = x->no_map ? remote_key(x, PROTO_T_SET, key, argv[1],
+					     strlen(argv[1]), 1, x->ttl, NULL,
+					     NULL)
+				: shmc_set(x->c, key, klen, argv[1],
+					   strlen(argv[1]), x->ttl);
 	} else {
-		max = shmc_max_item(x->c);
-		max = max > klen ? max - klen : 0;
+		/* Over the socket, the frame's limit; the daemon refuses
+		 * what its largest item cannot hold. */
+		size_t most = x->no_map ? PROTO_MAX_PAYLOAD - 12
+					: shmc_max_item(x->c);
+		max = most > klen ? most - klen : 0;
 		err = read_all(STDIN_FILENO, max, &val, &vlen);
 		if (err == -EFBIG)
 			return fail("set: the value on stdin is too large: key "
 				    "+ value may be %zu bytes at most",
-				    shmc_max_item(x->c));
+				    most);
 		if (err)
 			return fail("set: reading stdin: %s", strerror(-err));
-		err = shmc_set(x->c, key, klen, val, vlen, x->ttl);
+		err = x->no_map ? remote_key(x, PROTO_T_SET, key, val, vlen, 1,
+					     x->ttl, NULL, NULL)
+				: shmc_set(x->c, key, klen, val, vlen, x->ttl);
 		free(val);
 	}
 	return err ? data_error("set", key, err) : CTL_EXIT_OK;
@@ -929,7 +1197,9 @@ static int cmd_del(struct ctl *x, int argc, char **argv)
 	(void)argc;
 	if ((rc = ctl_connect(x)))
 		return rc;
-	err = shmc_del(x->c, argv[0], strlen(argv[0]));
+	err = x->no_map ? remote_key(x, PROTO_T_DEL, argv[0], NULL, 0, 0, 0,
+				     NULL, NULL)
+			: shmc_del(x->c, argv[0], strlen(argv[0]));
 	return err ? data_error("del", argv[0], err) : CTL_EXIT_OK;
 }
 
@@ -941,7 +1211,9 @@ static int cmd_ttl(struct ctl *x, int argc, char **argv)
 	(void)argc;
 	if ((rc = ctl_connect(x)))
 		return rc;
-	err = shmc_ttl(x->c, argv[0], strlen(argv[0]), &left);
+	err = x->no_map ? remote_get(x, PROTO_T_TTL, argv[0], &left, NULL,
+					    NULL)
+			: shmc_ttl(x->c, argv[0], strlen(argv[0]), &left);
 	if (err)
 		return data_error("ttl", argv[0], err);
 	if (x->json) {
@@ -973,7 +1245,10 @@ static int cmd_touch(struct ctl *x, int argc, char **argv)
 			     ESC(argv[1], b), UINT32_MAX);
 	if ((rc = ctl_connect(x)))
 		return rc;
-	err = shmc_touch(x->c, argv[0], strlen(argv[0]), (uint32_t)ttl);
+	err = x->no_map ? remote_key(x, PROTO_T_TOUCH, argv[0], NULL, 0, 1,
+				     (uint32_t)ttl, NULL, NULL)
+			: shmc_touch(x->c, argv[0], strlen(argv[0]),
+				     (uint32_t)ttl);
 	return err ? data_error("touch", argv[0], err) : CTL_EXIT_OK;
 }
 
@@ -985,8 +1260,12 @@ static int cmd_flush(struct ctl *x, int argc, char **argv)
 	(void)argv;
 	if ((rc = ctl_connect(x)))
 		return rc;
-	err = shmc_clear(x->c);
-	return err ? fail("flush: %s", shmc_strerror(err)) : CTL_EXIT_OK;
+	err = x->no_map ? remote_simple(x, PROTO_T_FLUSH, NULL, 0)
+			: shmc_clear(x->c);
+	if (err)
+		return fail("flush: %s",
+			    remote_msg[0] ? remote_msg : shmc_strerror(err));
+	return CTL_EXIT_OK;
 }
 
 static int cmd_check(struct ctl *x, int argc, char **argv)
@@ -1460,6 +1739,9 @@ static int apply_option(struct ctl *x, int id, const char *val)
 	case CTL_OPT_PARTIAL:
 		x->partial = 1;
 		return 0;
+	case CTL_OPT_NO_MAP:
+		x->no_map = 1;
+		return 0;
 	case CTL_OPT_TTL:
 		if (parse_u64(val, 0, UINT32_MAX, &v))
 			return usage(NULL, "bad --ttl '%s' (seconds, 0 to %"
@@ -1577,7 +1859,7 @@ static int check_args(const struct ctl *x)
 
 int main(int argc, char **argv)
 {
-	struct ctl x = { .interval_ns = UINT64_C(1000000000) };
+	struct ctl x = { .interval_ns = UINT64_C(1000000000), .sock = -1 };
 	int rc;
 
 	rc = parse_args(&x, argc, argv);
@@ -1591,6 +1873,8 @@ int main(int argc, char **argv)
 	else if (rc == 0 && (rc = check_args(&x)) == 0)
 		rc = x.cmd->run(&x, x.nargs, x.args);
 	shmc_close(x.c);
+	if (x.sock >= 0)
+		close(x.sock);
 	free(x.args);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, CTL_PROG ": write error: %s\n",

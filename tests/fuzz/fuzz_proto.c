@@ -480,11 +480,19 @@ static void check_header(const uint8_t *p)
 		CHECK(proto_hdr_get(p, h.len - 1, &h2) == -EMSGSIZE);
 		CHECK(proto_hdr_get(p, h.len, &h2) == 0);
 	}
+}
 
-	const char *name = proto_type_name(h.type);
-	bool known = (h.type >= PROTO_T_HELLO && h.type <= PROTO_T_BYE) ||
-		     h.type == PROTO_T_ERROR;
-	CHECK((name != NULL) == known);
+/* proto_error_get(): a negative errno or -EIO, and a message inside the
+ * body (or empty) whatever the bytes. */
+static void check_error_body(const uint8_t *body, size_t len)
+{
+	const void *msg = NULL;
+	size_t n = 1;
+	int err = proto_error_get(body, len, &msg, &n);
+
+	CHECK(err < 0 && err > -4096);
+	CHECK(n == 0 || ((const uint8_t *)msg >= body + 8 &&
+			 (const uint8_t *)msg + n == body + len));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -504,6 +512,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const uint8_t *body = data + pos;
 		pos += len;
 
+		if (h.type == PROTO_T_ERROR)
+			check_error_body(body, len);
 		if (h.type == PROTO_T_ERROR)
 			round_trip(S_ERROR, &h, body, len);
 		else if (h.type & PROTO_REPLY)

@@ -37,6 +37,7 @@
 
 #include "snapshot.h"
 
+#include "../unit/snap_image.h"
 #include "fuzz_check.h"
 
 #define MODE_FIX_SUMS 1u

@@ -280,6 +280,60 @@ class DataCommands(CtlTest):
         self.assertEqual(self.ctl("get", "huge").returncode, NO)
 
 
+class NoMap(CtlTest):
+    """--no-map: the data commands as requests over the socket, for a
+    process that cannot map the region."""
+
+    def test_cachectl_no_map_data_commands_meet_the_mapped_ones(self):
+        nm = "--no-map"
+        self.ok("set", "k", "over the socket", "--ttl", "100", nm)
+        # The mapped path and a raw protocol client see what it stored.
+        self.assertEqual(self.ok("get", "k"), b"over the socket")
+        self.assertEqual(self.conn().get("k")[0], b"over the socket")
+        self.ok("set", "m", "mapped")
+        self.assertEqual(self.ok("get", "m", nm), b"mapped")
+        self.assertEqual(self.ok("set", "bin", nm, input=b"\x00\xff\n"),
+                         b"")
+        self.assertEqual(self.ok("get", "bin"), b"\x00\xff\n")
+        got = self.json("get", "k", nm)
+        self.assertEqual(got["value"], "over the socket")
+        self.assertGreater(got["expire_at"], time.time())
+        self.assertIn(int(self.ok("ttl", "k", nm)), range(95, 101))
+        self.ok("touch", "k", "0", nm)
+        self.assertEqual(self.ok("ttl", "k", nm), b"none\n")
+        self.assertEqual(self.ok("ttl", "k"), b"none\n")
+        self.ok("del", "k", nm)
+        for args in (["get", "k"], ["get", "k", nm], ["del", "k", nm],
+                     ["ttl", "k", nm], ["touch", "k", "5", nm]):
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, NO, (args, r.stderr))
+            self.assertIn(b"k: not found", r.stderr)
+        # The same counters and gauges either way.
+        self.assertEqual(self.json("stats", nm), self.json("stats"))
+        self.assertEqual(self.json("stats", nm)["segments"], 16)
+        self.ok("flush", nm)
+        self.assertEqual(self.json("stats")["entries"], 0)
+
+    def test_cachectl_no_map_says_what_the_daemon_refused(self):
+        big = b"x" * (1 << 20)  # more than an 8 MiB cache's largest item
+        r = self.ctl("set", "big", "--no-map", input=big)
+        self.assertEqual(r.returncode, FAILED, r.stderr)
+        self.assert_one_line(r, "too large")
+        self.assertIn(b"set 'big': ", r.stderr)
+
+    def test_cachectl_no_map_is_only_for_data_commands(self):
+        for args in (["check", "--no-map"], ["ping", "--no-map"]):
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, USAGE, (args, r.stderr))
+            self.assertIn(b"takes no --no-map", r.stderr)
+
+    def test_cachectl_no_map_unreachable_exits_3(self):
+        sock = os.path.join(self.d.dir, "none.sock")
+        r = run_ctl(["get", "k", "--no-map"], sock=sock)
+        self.assertEqual(r.returncode, UNREACHABLE, r.stderr)
+        self.assertIn(sock.encode(), self.assert_one_line(r, "x").encode())
+
+
 class Statistics(CtlTest):
     def test_cachectl_stats_json_counts_what_was_done(self):
         for k in ("a", "b", "c"):

@@ -67,7 +67,7 @@ static void test_lock_word_carries_owner_id(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-		assert_rc(lock_try(&word, ids[i]), 0);
+		assert_rc(lock_acquire(&word, ids[i], 100, NULL, NULL), 0);
 		assert_int_equal(lock_owner(load(&word)), ids[i]);
 		assert_true(load(&word) != 0);
 		assert_rc(lock_release(&word, ids[i]), 0);
@@ -85,22 +85,6 @@ static void test_lock_bad_id_refused(void **state)
 	assert_int_equal(load(&word), 0);
 }
 
-static void test_lock_try_busy_when_held(void **state)
-{
-	uint32_t word = 0, held;
-
-	(void)state;
-	assert_rc(lock_try(&word, 1), 0);
-	held = load(&word);
-	assert_rc(lock_try(&word, 2), -EBUSY);
-	assert_rc(lock_try(&word, 1), -EBUSY); /* no recursion */
-	assert_int_equal(load(&word), held);
-	assert_rc(lock_release(&word, 1), 0);
-	assert_rc(lock_try(&word, 2), 0);
-	assert_int_equal(lock_owner(load(&word)), 2);
-	assert_rc(lock_release(&word, 2), 0);
-}
-
 static void test_lock_release_by_wrong_owner_eperm(void **state)
 {
 	uint32_t word = 0, held;
@@ -109,7 +93,7 @@ static void test_lock_release_by_wrong_owner_eperm(void **state)
 	assert_rc(lock_release(&word, 1), -EPERM); /* free */
 	assert_int_equal(load(&word), 0);
 
-	assert_rc(lock_try(&word, 1), 0);
+	assert_rc(lock_acquire(&word, 1, 100, NULL, NULL), 0);
 	held = load(&word);
 	assert_rc(lock_release(&word, 2), -EPERM);
 	assert_int_equal(load(&word), held);
@@ -129,7 +113,7 @@ static void test_lock_timeout_when_held(void **state)
 	uint64_t t0, dt;
 
 	(void)state;
-	assert_rc(lock_try(&word, 2), 0);
+	assert_rc(lock_acquire(&word, 2, 100, NULL, NULL), 0);
 	t0 = tu_now_ms();
 	assert_rc(lock_acquire(&word, 1, 50, NULL, NULL), -ETIMEDOUT);
 	dt = tu_now_ms() - t0;
@@ -426,7 +410,6 @@ int main(void)
 		cmocka_unit_test(test_lock_acquire_release),
 		cmocka_unit_test(test_lock_word_carries_owner_id),
 		cmocka_unit_test(test_lock_bad_id_refused),
-		cmocka_unit_test(test_lock_try_busy_when_held),
 		cmocka_unit_test(test_lock_release_by_wrong_owner_eperm),
 		cmocka_unit_test(test_lock_timeout_when_held),
 		cmocka_unit_test(test_lock_alive_false_gives_eownerdead),

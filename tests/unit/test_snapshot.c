@@ -17,6 +17,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "snap_image.h"
 #include "snapshot.h"
 
 /* ------------------------------------------------------------------------
