@@ -18,7 +18,7 @@
  * Parts: pio; saving; the storer; the read stream; the load passes; the
  * daemon's hooks.
  *
- * What it is not: the format (shared/snapshot.c), the request parsing
+ * What it is not: the format (daemon/snapshot.c), the request parsing
  * (handlers.c).
  */
 #include "persist.h"

@@ -1,6 +1,6 @@
 /*
  * fuzz_snapshot.c - libFuzzer target for the snapshot loader's decoder
- * (shared/snapshot.c): the walk that daemon/persist.c runs over a file
+ * (daemon/snapshot.c): the walk that daemon/persist.c runs over a file
  * before any entry of it reaches the cache.
  *
  * Input: one mode byte, then the file image.
