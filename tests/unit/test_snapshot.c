@@ -20,7 +20,7 @@
 #include "snapshot.h"
 
 /* ------------------------------------------------------------------------
- * Building files in memory, the way daemon/persist.c does
+ * Building files in memory, the way daemon/persist_save.c does
  * ------------------------------------------------------------------------ */
 
 struct tentry {
