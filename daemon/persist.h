@@ -1,7 +1,7 @@
 /*
  * persist.h - snapshots of the cache to a file and back: the SAVE and LOAD
  * requests, --snapshot FILE (saved at a clean shutdown, loaded at start
- * into a new region).  The format is shared/snapshot.h's; this module does
+ * into a new region).  The format is daemon/snapshot.h's; this module does
  * the file I/O, through io_uring (or plain pread/pwrite where io_uring is
  * unavailable), and the walk of the cache.
  *

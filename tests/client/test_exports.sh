@@ -2,7 +2,8 @@
 # test_exports.sh LIBPATH HEADERPATH [INCLUDEDIR]
 #
 # libshmc.so must export exactly the functions shmc.h declares: nothing of
-# the engine or of its helpers leaks out, and nothing declared is missing.
+# the engine or of its helpers leaks out, and nothing declared is missing;
+# and it must not carry the daemon's snapshot codec at all.
 # The header is read without its comments (cc -E) so that a name mentioned
 # only in prose does not count as a declaration.
 set -u
@@ -69,7 +70,23 @@ if [ -s "$tmp/not-functions" ]; then
 	sed 's/^/  /' "$tmp/not-functions" >&2
 	rc=1
 fi
+# Code the library never calls is not linked into it, exported or not:
+# the snapshot format (daemon/snapshot.c) belongs to the daemon alone.
+# The whole symbol table is read (not only -D); a stripped library has
+# none, and then there is nothing to check.
+if nm "$lib" >"$tmp/nm.all" 2>"$tmp/nm.err"; then
+	grep -E ' snap_[A-Za-z0-9_]*$' "$tmp/nm.all" >"$tmp/snap"
+	if [ -s "$tmp/snap" ]; then
+		echo "FAIL: $lib links the snapshot codec:" >&2
+		sed 's/^/  /' "$tmp/snap" >&2
+		rc=1
+	fi
+elif ! grep -q 'no symbols' "$tmp/nm.err"; then
+	echo "FAIL: nm $lib" >&2
+	cat "$tmp/nm.err" >&2
+	rc=1
+fi
 if [ $rc -eq 0 ]; then
-	echo "ok: $(wc -l <"$tmp/declared") functions, exported exactly"
+	echo "ok: $(wc -l <"$tmp/declared") functions, exported exactly; no snap_ code"
 fi
 exit $rc

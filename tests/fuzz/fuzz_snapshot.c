@@ -1,7 +1,7 @@
 /*
  * fuzz_snapshot.c - libFuzzer target for the snapshot loader's decoder
- * (shared/snapshot.c): the walk that daemon/persist.c runs over a file
- * before any entry of it reaches the cache.
+ * (daemon/snapshot.c): the walk that daemon/persist_load.c runs over a
+ * file before any entry of it reaches the cache.
  *
  * Input: one mode byte, then the file image.
  *   mode bit 0: before the walk, recompute every checksum the image's own
@@ -9,10 +9,10 @@
  *               plausible, the trailer's chain and header sum), so that
  *               the fuzzer gets past them to the fields they protect;
  *               the counts in the trailer are left as they are.
- * The image is walked as persist.c does, unit by unit, each unit handed to
- * the decoder in a buffer of exactly its size (and the peek in one of
- * exactly what is left, up to a page), so that ASan sees any read past
- * what the decoder was given.
+ * The image is walked as persist_load.c does, unit by unit, each unit
+ * handed to the decoder in a buffer of exactly its size (and the peek in
+ * one of exactly what is left, up to a page), so that ASan sees any read
+ * past what the decoder was given.
  *
  * Checks, beyond the sanitizers:
  *   - an error has a code of the two the format defines, an offset inside
@@ -167,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (mode & MODE_FIX_SUMS)
 		fix_sums(img, len);
 
-	/* The walk, unit by unit, as persist.c does it. */
+	/* The walk, unit by unit, as persist_load.c does it. */
 	struct snap_scan s;
 	struct snap_err err = { .code = 0 };
 	struct snap_totals t; /* the writer's view of what was read */

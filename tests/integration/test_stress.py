@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Short runs of shmc-stress (tools/stress.c) against the real daemon on a
-throwaway socket and region (shmcproto.DaemonProc): a clean run, a run
+"""Short runs of shmc-stress (tests/stress/stress.c) against the real daemon
+on a throwaway socket and region (shmcproto.DaemonProc): a clean run, a run
 with chaos (workers SIGKILLed and replaced), a run with no daemon, and the
 proof that the program does catch a bad value (its --inject-bad hook) and
 a damaged segment (bytes written into the region through the mapping).

@@ -1,5 +1,5 @@
 /*
- * test_snapshot.c - the snapshot codec (shared/snapshot.c): files built
+ * test_snapshot.c - the snapshot codec (daemon/snapshot.c): files built
  * with the writer read back identical; every damage a file can suffer
  * (any flipped byte, any truncation, a wrong version, blocks dropped,
  * swapped or borrowed from another file) is refused with the offset of
@@ -21,7 +21,7 @@
 #include "snapshot.h"
 
 /* ------------------------------------------------------------------------
- * Building files in memory, the way daemon/persist.c does
+ * Building files in memory, the way daemon/persist_save.c does
  * ------------------------------------------------------------------------ */
 
 struct tentry {

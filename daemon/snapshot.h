@@ -19,7 +19,7 @@
  * A decoder never trusts a length before its bounds are checked, and no
  * entry is handed out of a block before the block's checksum is verified.
  *
- * What it is not: it does no I/O (daemon/persist.c reads and writes the
+ * What it is not: it does no I/O (daemon/persist*.c reads and writes the
  * file) and knows nothing of the engine; it never allocates.
  *
  * Conventions: functions return 0 or a negative errno; the decoders fill a
