@@ -47,6 +47,8 @@ int opt_parse_size(const char *s, uint64_t *out);
  * divides it: 1048576 -> "1M", 1536 -> "1536", 0 -> "0".  Returns buf. */
 const char *opt_size_str(uint64_t v, char *buf, size_t cap);
 
+#define OPT_WHY_MAX 256 /* room for any explanation of opt_uint/opt_size */
+
 /* Checked values, for an option `what` ("--keys", or NULL when the caller
  * names the option itself).  Each returns 0 and sets *out, or -EINVAL
  * (not a number or size) or -ERANGE (outside [min, max]) with *out
