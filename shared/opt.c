@@ -138,8 +138,9 @@ int opt_uint(const char *what, const char *val, uint64_t min, uint64_t max,
 	int rc = opt_parse_uint(val, &v);
 
 	if (rc == -EINVAL)
-		return explain(-EINVAL, what, why, cap, "invalid number %s",
-			       opt_quote(&q, val ? val : ""));
+		return explain(-EINVAL, what, why, cap,
+			       "invalid number %s (%" PRIu64 " to %" PRIu64 ")",
+			       opt_quote(&q, val ? val : ""), min, max);
 	if (rc || v < min || v > max)
 		return explain(-ERANGE, what, why, cap,
 			       "%s is out of range (%" PRIu64 " to %" PRIu64

@@ -54,7 +54,7 @@ const char *opt_size_str(uint64_t v, char *buf, size_t cap);
  * (not a number or size) or -ERANGE (outside [min, max]) with *out
  * unchanged and one line of explanation, without a newline, in why (cap
  * bytes, cut if need be):
- *   "[what: ]invalid number 'x'"
+ *   "[what: ]invalid number 'x' (MIN to MAX)"
  *   "[what: ]'x' is out of range (MIN to MAX)"
  *   "[what: ]invalid size 'x' (use e.g. 64M, 2G)"
  *   "[what: ]size 'x' is out of range (1M to 1T)"

@@ -168,7 +168,7 @@ static void test_opt_range_messages_name_option_and_range(void **state)
 	assert_int_equal(opt_uint("--procs", "", 1, 256, &v, why,
 				  sizeof(why)),
 			 -EINVAL);
-	assert_string_equal(why, "--procs: invalid number ''");
+	assert_string_equal(why, "--procs: invalid number '' (1 to 256)");
 	assert_int_equal(v, 42);
 	assert_int_equal(opt_uint("--procs", "1", 1, 256, &v, why,
 				  sizeof(why)),
