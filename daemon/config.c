@@ -27,6 +27,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "opt.h"
 #include "paths.h"
 
 #define CONFIG_PROG "shmcached"
@@ -146,6 +147,14 @@ static const struct opt_desc opts[OPT_COUNT] = {
 #undef DESC_X
 };
 
+/* The same table as --help shows it (opt_usage()). */
+static const struct opt_spec specs[OPT_COUNT] = {
+#define SPEC_X(id, name, shortc, kind, meta, help)                           \
+	[OPT_##id] = { name, shortc, meta, help },
+	CONFIG_OPTIONS(SPEC_X)
+#undef SPEC_X
+};
+
 /* getopt_long's `val` for an option without a short form: above every
  * character, so that it cannot be confused with one. */
 #define OPT_VAL_BASE 256
@@ -202,49 +211,8 @@ static int opt_of_val(int val)
  * Messages
  * ------------------------------------------------------------------------ */
 
-#define QUOTE_MAX 64 /* bytes of a value shown in a message */
-
-/* Room for QUOTE_MAX bytes each escaped as \xNN, the quotes, "..." and NUL. */
-struct qbuf {
-	char s[QUOTE_MAX * 4 + 8];
-};
-
-/* s, cut to QUOTE_MAX bytes with control characters escaped, so that a
- * message quoting it stays on one line; in single quotes if `quotes`. */
-static const char *quote_as(struct qbuf *b, const char *s, bool quotes)
-{
-	size_t n = 0, i;
-
-	if (quotes)
-		b->s[n++] = '\'';
-	for (i = 0; s[i] && i < QUOTE_MAX; i++) {
-		unsigned char ch = (unsigned char)s[i];
-
-		if (ch < 0x20 || ch == 0x7f) {
-			static const char hex[] = "0123456789abcdef";
-
-			b->s[n++] = '\\';
-			b->s[n++] = 'x';
-			b->s[n++] = hex[ch >> 4];
-			b->s[n++] = hex[ch & 15];
-		} else {
-			b->s[n++] = (char)ch;
-		}
-	}
-	if (s[i]) {
-		memcpy(b->s + n, "...", 3);
-		n += 3;
-	}
-	if (quotes)
-		b->s[n++] = '\'';
-	b->s[n] = '\0';
-	return b->s;
-}
-
-static const char *quote(struct qbuf *b, const char *s)
-{
-	return quote_as(b, s, true);
-}
+/* Values quoted in messages go through opt_quote(): cut to
+ * OPT_QUOTE_MAX bytes, control bytes escaped. */
 
 /* Prints "shmcached: <where>: <message>\n" (without "<where>: " when
  * where is NULL) to err: the one error line. */
@@ -283,104 +251,23 @@ fail(char *why, size_t cap, const char *fmt, ...)
  * Values
  * ------------------------------------------------------------------------ */
 
-int config_parse_size(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-	unsigned shift = 0;
-	bool overflow = false;
-	const char *p = s;
-
-	if (!s || !out || !isdigit((unsigned char)*p))
-		return -EINVAL;
-	for (; isdigit((unsigned char)*p); p++) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (v > (UINT64_MAX - d) / 10)
-			overflow = true;
-		else
-			v = v * 10 + d;
-	}
-	switch (*p) {
-	case 'k': case 'K': shift = 10; p++; break;
-	case 'm': case 'M': shift = 20; p++; break;
-	case 'g': case 'G': shift = 30; p++; break;
-	case 't': case 'T': shift = 40; p++; break;
-	default: break;
-	}
-	if (shift && (*p == 'i' || *p == 'I')) {
-		p++; /* "iB" only after a multiple, and only with its B */
-		if (*p != 'b' && *p != 'B')
-			return -EINVAL;
-		p++;
-	} else if (*p == 'b' || *p == 'B') {
-		p++;
-	}
-	if (*p)
-		return -EINVAL;
-	if (overflow || (shift && v > UINT64_MAX >> shift))
-		return -ERANGE;
-	*out = v << shift;
-	return 0;
-}
-
-/* Plain decimal digits into *out: 0, -EINVAL (empty, sign, junk) or
- * -ERANGE (more than 64 bits). */
-static int parse_uint(const char *s, uint64_t *out)
-{
-	uint64_t v = 0;
-	bool overflow = false;
-
-	if (!isdigit((unsigned char)*s))
-		return -EINVAL;
-	for (; isdigit((unsigned char)*s); s++) {
-		unsigned d = (unsigned)(*s - '0');
-
-		if (v > (UINT64_MAX - d) / 10)
-			overflow = true;
-		else
-			v = v * 10 + d;
-	}
-	if (*s)
-		return -EINVAL;
-	if (overflow)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
-
 /* An integer option in [min, max]. */
 static int set_uint(uint32_t *dst, const char *val, uint32_t min, uint32_t max,
 		    char *why, size_t cap)
 {
-	struct qbuf q;
 	uint64_t v;
-	int rc = parse_uint(val, &v);
 
-	if (rc == -EINVAL)
-		return fail(why, cap, "invalid number %s", quote(&q, val));
-	if (rc || v < min || v > max)
-		return fail(why, cap, "%s is out of range (%u to %u)",
-			    quote(&q, val), (unsigned)min, (unsigned)max);
+	if (opt_uint(NULL, val, min, max, &v, why, cap))
+		return -1;
 	*dst = (uint32_t)v;
 	return 0;
 }
 
-/* A size option in [min, max]; min_s and max_s spell the limits. */
+/* A size option in [min, max]. */
 static int set_size(uint64_t *dst, const char *val, uint64_t min, uint64_t max,
-		    const char *min_s, const char *max_s, char *why, size_t cap)
+		    char *why, size_t cap)
 {
-	struct qbuf q;
-	uint64_t v;
-	int rc = config_parse_size(val, &v);
-
-	if (rc == -EINVAL)
-		return fail(why, cap, "invalid size %s (use e.g. 64M, 2G)",
-			    quote(&q, val));
-	if (rc || v < min || v > max)
-		return fail(why, cap, "size %s is out of range (%s to %s)",
-			    quote(&q, val), min_s, max_s);
-	*dst = v;
-	return 0;
+	return opt_size(NULL, val, min, max, dst, why, cap) ? -1 : 0;
 }
 
 static int parse_bool(const char *s, bool *out)
@@ -404,7 +291,7 @@ static int parse_bool(const char *s, bool *out)
 /* A flag: no value means true. */
 static int set_flag(bool *dst, const char *val, char *why, size_t cap)
 {
-	struct qbuf q;
+	struct opt_qbuf q;
 
 	if (!val) {
 		*dst = true;
@@ -413,7 +300,7 @@ static int set_flag(bool *dst, const char *val, char *why, size_t cap)
 	if (parse_bool(val, dst))
 		return fail(why, cap,
 			    "invalid value %s (use yes or no, true or false)",
-			    quote(&q, val));
+			    opt_quote(&q, val));
 	return 0;
 }
 
@@ -429,7 +316,7 @@ static const char *const log_level_names[] = {
 /* A level by name (either case) or by number. */
 static int set_log_level(int *dst, const char *val, char *why, size_t cap)
 {
-	struct qbuf q;
+	struct opt_qbuf q;
 
 	for (int i = 0; i < N_LOG_LEVELS; i++) {
 		if (!strcasecmp(val, log_level_names[i]) ||
@@ -444,7 +331,7 @@ static int set_log_level(int *dst, const char *val, char *why, size_t cap)
 	}
 	return fail(why, cap,
 		    "unknown log level %s (use error, warn, info or debug)",
-		    quote(&q, val));
+		    opt_quote(&q, val));
 }
 
 /* A path, made absolute against the current directory, into dst (cap
@@ -452,7 +339,7 @@ static int set_log_level(int *dst, const char *val, char *why, size_t cap)
 static int set_path(char *dst, size_t cap, const char *val, bool allow_empty,
 		    char *why, size_t wcap)
 {
-	struct qbuf q;
+	struct opt_qbuf q;
 	char cwd[PATH_MAX];
 	size_t len = strlen(val), clen = 0;
 	bool slash = false;
@@ -467,13 +354,13 @@ static int set_path(char *dst, size_t cap, const char *val, bool allow_empty,
 		if (!getcwd(cwd, sizeof(cwd)))
 			return fail(why, wcap,
 				    "cannot make %s absolute: %s",
-				    quote(&q, val), strerror(errno));
+				    opt_quote(&q, val), strerror(errno));
 		clen = strlen(cwd);
 		slash = clen && cwd[clen - 1] != '/';
 	}
 	if (clen + slash + len >= cap)
 		return fail(why, wcap, "path %s is longer than %zu bytes",
-			    quote(&q, val), cap - 1);
+			    opt_quote(&q, val), cap - 1);
 	if (clen)
 		memcpy(dst, cwd, clen);
 	if (slash)
@@ -486,17 +373,17 @@ static int set_path(char *dst, size_t cap, const char *val, bool allow_empty,
 static int set_name(char *dst, size_t cap, const char *val, char *why,
 		    size_t wcap)
 {
-	struct qbuf q;
+	struct opt_qbuf q;
 	const char *p = val[0] == '/' ? val + 1 : val;
 	size_t len = strlen(p);
 
 	if (!len || strchr(p, '/') || !strcmp(p, ".") || !strcmp(p, ".."))
 		return fail(why, wcap,
 			    "invalid name %s (use /NAME, with no other '/')",
-			    quote(&q, val));
+			    opt_quote(&q, val));
 	if (1 + len >= cap || 1 + len > CONFIG_NAME_MAX)
 		return fail(why, wcap, "name %s is longer than %u bytes",
-			    quote(&q, val), CONFIG_NAME_MAX);
+			    opt_quote(&q, val), CONFIG_NAME_MAX);
 	dst[0] = '/';
 	memcpy(dst + 1, p, len + 1);
 	return 0;
@@ -507,7 +394,7 @@ static int parse_id(const char *val, uint32_t *out)
 {
 	uint64_t v;
 
-	if (parse_uint(val, &v) || v >= UINT32_MAX)
+	if (opt_parse_uint(val, &v) || v >= UINT32_MAX)
 		return -1;
 	*out = (uint32_t)v;
 	return 0;
@@ -528,7 +415,7 @@ static int lookup_id(const char *val, bool is_group, uint32_t *out, char *why,
 		     size_t cap)
 {
 	const char *what = is_group ? "group" : "user";
-	struct qbuf q;
+	struct opt_qbuf q;
 	long hint = sysconf(is_group ? _SC_GETGR_R_SIZE_MAX
 				     : _SC_GETPW_R_SIZE_MAX);
 	size_t size = hint > 0 && hint <= 65536 ? (size_t)hint : 16384;
@@ -539,7 +426,7 @@ static int lookup_id(const char *val, bool is_group, uint32_t *out, char *why,
 	if (all_digits(val)) {
 		if (parse_id(val, out))
 			return fail(why, cap, "%s id %s is out of range", what,
-				    quote(&q, val));
+				    opt_quote(&q, val));
 		return 0;
 	}
 	for (;;) {
@@ -548,7 +435,7 @@ static int lookup_id(const char *val, bool is_group, uint32_t *out, char *why,
 
 		if (!buf)
 			return fail(why, cap, "cannot look %s %s up: %s", what,
-				    quote(&q, val), strerror(ENOMEM));
+				    opt_quote(&q, val), strerror(ENOMEM));
 		if (is_group) {
 			struct group gr, *res = NULL;
 
@@ -578,9 +465,9 @@ static int lookup_id(const char *val, bool is_group, uint32_t *out, char *why,
 		if (!rc || rc == ENOENT || rc == ESRCH || rc == EBADF ||
 		    rc == EPERM)
 			return fail(why, cap, "no such %s %s", what,
-				    quote(&q, val));
+				    opt_quote(&q, val));
 		return fail(why, cap, "cannot look %s %s up: %s", what,
-			    quote(&q, val), strerror(rc));
+			    opt_quote(&q, val), strerror(rc));
 	}
 }
 
@@ -624,22 +511,21 @@ static int opt_apply(struct config *c, struct source *src, int id,
 	switch ((enum opt_id)id) {
 	case OPT_MEMORY:
 		return set_size(&c->memory, val, CONFIG_MEMORY_MIN,
-				CONFIG_MEMORY_MAX, "1M", "1T", why, cap);
+				CONFIG_MEMORY_MAX, why, cap);
 	case OPT_SEGMENTS:
 		if (set_uint(&v32, val, 1, CONFIG_SEGMENTS_MAX, why, cap))
 			return -1;
 		if (v32 & (v32 - 1)) {
-			struct qbuf q;
+			struct opt_qbuf q;
 
 			return fail(why, cap,
 				    "%s is not a power of two (1, 2, 4 ... %u)",
-				    quote(&q, val), CONFIG_SEGMENTS_MAX);
+				    opt_quote(&q, val), CONFIG_SEGMENTS_MAX);
 		}
 		c->segments = v32;
 		return 0;
 	case OPT_AVG_ITEM:
-		if (set_size(&v64, val, 1, CONFIG_AVG_ITEM_MAX, "1", "1G", why,
-			     cap))
+		if (set_size(&v64, val, 1, CONFIG_AVG_ITEM_MAX, why, cap))
 			return -1;
 		c->avg_item = (uint32_t)v64;
 		return 0;
@@ -748,14 +634,14 @@ static char *trim(char *s)
 static int load_file(struct config *c, const char *path, FILE *err)
 {
 	struct source src = { 0 };
-	struct qbuf qp, qk;
+	struct opt_qbuf qp, qk;
 	char *line = malloc(LINE_MAX_CFG + 2);
-	char why[512], where[QUOTE_MAX * 8 + 64];
+	char why[512], where[OPT_QUOTE_MAX * 8 + 64];
 	unsigned lineno = 0;
 	int rc = -1;
 	FILE *f;
 
-	quote_as(&qp, path, false);
+	opt_quote_as(&qp, path, false);
 	if (!line) {
 		report(err, "--config", "cannot read '%s': %s", qp.s,
 		       strerror(ENOMEM));
@@ -821,7 +707,7 @@ static int load_file(struct config *c, const char *path, FILE *err)
 			if (!strcmp(key, opts[i].name))
 				id = i;
 		if (id < 0) {
-			report(err, where, "unknown key %s", quote(&qk, key));
+			report(err, where, "unknown key %s", opt_quote(&qk, key));
 			goto out;
 		}
 		if (opts[id].kind == KIND_CMD_VALUE ||
@@ -871,8 +757,6 @@ void config_defaults(struct config *c)
 	paths_default_name(c->name, sizeof(c->name), euid);
 }
 
-#define USAGE_COL 28 /* where the help text of an option starts */
-
 void config_usage(FILE *out)
 {
 	fprintf(out,
@@ -880,31 +764,7 @@ void config_usage(FILE *out)
 		"Runs the shmcached daemon: owns a shared-memory cache region "
 		"and serves\nits control socket.\n\nOptions:\n",
 		CONFIG_PROG);
-	for (int i = 0; i < OPT_COUNT; i++) {
-		const struct opt_desc *d = &opts[i];
-		char left[80];
-		int n;
-
-		if (d->shortc)
-			n = snprintf(left, sizeof(left), "  -%c, --%s",
-				     d->shortc, d->name);
-		else
-			n = snprintf(left, sizeof(left), "      --%s",
-				     d->name);
-		if (d->meta && n > 0 && (size_t)n < sizeof(left))
-			n += snprintf(left + n, sizeof(left) - (size_t)n,
-				      "=%s", d->meta);
-		if (n < USAGE_COL - 1)
-			fprintf(out, "%-*s", USAGE_COL, left);
-		else
-			fprintf(out, "%s\n%*s", left, USAGE_COL, "");
-		for (const char *h = d->help; *h; h++) {
-			fputc(*h, out);
-			if (*h == '\n')
-				fprintf(out, "%*s", USAGE_COL, "");
-		}
-		fputc('\n', out);
-	}
+	opt_usage(out, specs, OPT_COUNT, OPT_ALL, OPT_USAGE_META_EQ);
 	fprintf(out,
 		"\n"
 		"A flag takes an optional =yes or =no, e.g. --reset=no to "
@@ -931,7 +791,7 @@ static const char *dashed(char *buf, size_t cap, int id)
  * argument it was in. */
 static void report_bad_option(FILE *err, const char *arg, int opt)
 {
-	struct qbuf q;
+	struct opt_qbuf q;
 	char name[64];
 	int id = opt_of_val(opt);
 
@@ -942,7 +802,7 @@ static void report_bad_option(FILE *err, const char *arg, int opt)
 	if (opt > 0 && opt < OPT_VAL_BASE) {
 		char s[3] = { '-', (char)opt, '\0' };
 
-		report(err, NULL, "unknown option %s", quote(&q, s));
+		report(err, NULL, "unknown option %s", opt_quote(&q, s));
 		return;
 	}
 	if (!arg) {
@@ -966,18 +826,18 @@ static void report_bad_option(FILE *err, const char *arg, int opt)
 			matches++;
 		}
 		if (matches > 1) {
-			char s[QUOTE_MAX + 3];
+			char s[OPT_QUOTE_MAX + 3];
 
 			snprintf(s, sizeof(s), "%.*s",
 				 (int)(len + 2 < sizeof(s) ? len + 2
 							   : sizeof(s) - 1),
 				 arg);
 			report(err, NULL, "ambiguous option %s (%s)",
-			       quote(&q, s), list);
+			       opt_quote(&q, s), list);
 			return;
 		}
 	}
-	report(err, NULL, "unknown option %s", quote(&q, arg));
+	report(err, NULL, "unknown option %s", opt_quote(&q, arg));
 }
 
 enum config_result config_parse(struct config *c, int argc, char **argv,
@@ -1060,10 +920,10 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 		}
 	}
 	if (optind < argc) {
-		struct qbuf q;
+		struct opt_qbuf q;
 
 		report(err, NULL, "unexpected argument %s",
-		       quote(&q, argv[optind]));
+		       opt_quote(&q, argv[optind]));
 		goto done;
 	}
 	*c = w;

@@ -194,14 +194,9 @@ void config_defaults(struct config *c);
 enum config_result config_parse(struct config *c, int argc, char **argv,
 				FILE *out, FILE *err);
 
-/* Parses a size: decimal digits, then optionally K, M, G or T (either
- * case, binary multiples: 1K = 1024), then optionally "B" or "iB":
- * "65536", "64k", "64M", "64MiB", "2GB", "512B".  No blanks, signs,
- * fractions or hex.  Returns 0 and sets *out, or
- *   -EINVAL  s or out NULL, empty, or not of that form;
- *   -ERANGE  the value does not fit in 64 bits.
- * On error *out is unchanged.  Thread-safe. */
-int config_parse_size(const char *s, uint64_t *out);
+/* Sizes (--memory, --avg-item) are read by opt_parse_size() (shared/opt.h):
+ * decimal digits, then optionally K, M, G or T (binary multiples), then
+ * optionally "B" or "iB". */
 
 /* Prints the usage (--help) to out: every option with its argument and a
  * line of help, then the config-file format.  Thread-safe. */

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "opt.h"
 #include "paths.h"
 #include "proto.h"
 
@@ -93,14 +95,7 @@ enum ctl_opt {
 /* Accepted with every command, before or after its name. */
 #define CTL_GLOBAL_OPTS (OPT_BIT(SOCKET) | OPT_BIT(HELP) | OPT_BIT(VERSION))
 
-struct ctl_option {
-	const char *name;
-	int shortc;
-	const char *meta;
-	const char *help;
-};
-
-static const struct ctl_option ctl_options[CTL_NOPTS] = {
+static const struct opt_spec ctl_options[CTL_NOPTS] = {
 #define DESC_X(id, name, shortc, meta, help)                                 \
 	[CTL_OPT_##id] = { name, shortc, meta, help },
 	CTL_OPTIONS(DESC_X)
@@ -332,26 +327,6 @@ static const char *esc(const void *s, size_t n, char *buf, size_t cap)
 
 #define ESC_MAX 160
 #define ESC(s, buf) esc((s), strlen(s), (buf), sizeof(buf))
-
-/* Parses a decimal integer in [min, max]: digits only, no sign, space,
- * base prefix or suffix.  Returns 0 with *out set, -EINVAL or -ERANGE. */
-static int parse_u64(const char *s, uint64_t min, uint64_t max,
-		     uint64_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*end != '\0')
-		return -EINVAL;
-	if (errno == ERANGE || v < min || v > max)
-		return -ERANGE;
-	*out = v;
-	return 0;
-}
 
 /* Parses seconds written DIGITS[.DIGITS] (at most 9 decimals) into
  * nanoseconds in [min_ns, max_ns].  Returns 0, -EINVAL or -ERANGE. */
@@ -742,12 +717,6 @@ static uint64_t stat_value(const struct shmc_stats *s,
 static uint64_t delta(uint64_t now, uint64_t before)
 {
 	return now >= before ? now - before : 0; /* a reset region */
-}
-
-static double ts_diff(const struct timespec *a, const struct timespec *b)
-{
-	return (double)(a->tv_sec - b->tv_sec) +
-	       (double)(a->tv_nsec - b->tv_nsec) / 1e9;
 }
 
 /* "12.3 KiB" for n bytes into buf. */
@@ -1235,14 +1204,13 @@ static int cmd_ttl(struct ctl *x, int argc, char **argv)
 
 static int cmd_touch(struct ctl *x, int argc, char **argv)
 {
-	char b[ESC_MAX];
+	char why[OPT_WHY_MAX];
 	uint64_t ttl;
 	int rc, err;
 
 	(void)argc;
-	if (parse_u64(argv[1], 0, UINT32_MAX, &ttl))
-		return usage(x->cmd, "bad TTL '%s' (seconds, 0 to %" PRIu32 ")",
-			     ESC(argv[1], b), UINT32_MAX);
+	if (opt_uint("TTL", argv[1], 0, UINT32_MAX, &ttl, why, sizeof(why)))
+		return usage(x->cmd, "%s", why);
 	if ((rc = ctl_connect(x)))
 		return rc;
 	err = x->no_map ? remote_key(x, PROTO_T_TOUCH, argv[0], NULL, 0, 1,
@@ -1431,7 +1399,7 @@ static int watch_reach(struct ctl *x)
 static int cmd_watch(struct ctl *x, int argc, char **argv)
 {
 	struct shmc_stats prev = { 0 }, cur;
-	struct timespec next, tprev = { 0, 0 }, tcur;
+	uint64_t next, tprev = 0, tcur;
 	int tty = !x->json && isatty(STDOUT_FILENO);
 	uint64_t n, shown = 0;
 	int rc, err, down = 0, have_prev = 0;
@@ -1441,21 +1409,22 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 	(void)argv;
 	if ((rc = ctl_connect(x)))
 		return rc;
-	clock_gettime(CLOCK_MONOTONIC, &next);
+	next = clock_mono_ns();
 	for (n = 0; x->count == 0 || n < x->count; n++) {
 		if (n > 0) {
-			uint64_t ns = (uint64_t)next.tv_nsec + x->interval_ns;
+			struct timespec ts;
 
-			next.tv_sec += (time_t)(ns / 1000000000);
-			next.tv_nsec = (long)(ns % 1000000000);
+			next += x->interval_ns;
+			ts.tv_sec = (time_t)(next / 1000000000);
+			ts.tv_nsec = (long)(next % 1000000000);
 			while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME,
-					       &next, NULL) == EINTR)
+					       &ts, NULL) == EINTR)
 				;
 		}
 		/* Figures of a mapping whose daemon is gone mean nothing:
 		 * while it is unreachable, say so once and show none. */
 		err = watch_reach(x);
-		clock_gettime(CLOCK_MONOTONIC, &tcur);
+		tcur = clock_mono_ns();
 		if (err) {
 			if (!down)
 				fprintf(stderr, CTL_PROG ": watch: shmcached "
@@ -1463,7 +1432,7 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 					shmc_strerror(err));
 			down = 1;
 			have_prev = 0;
-			if (ts_diff(&tcur, &next) > (double)x->interval_ns / 1e9)
+			if (tcur > next && tcur - next > x->interval_ns)
 				next = tcur;
 			continue;
 		}
@@ -1475,11 +1444,11 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 		if (err)
 			return fail("watch: %s", shmc_strerror(err));
 		watch_show(x, tty, shown++, have_prev ? &prev : NULL, &cur,
-			   have_prev ? ts_diff(&tcur, &tprev) : 0);
+			   have_prev ? (double)(tcur - tprev) / 1e9 : 0);
 		if (fflush(stdout) != 0 || ferror(stdout))
 			return fail("write error: %s", strerror(errno));
 		/* Fallen behind (a stopped terminal): do not catch up. */
-		if (ts_diff(&tcur, &next) > (double)x->interval_ns / 1e9)
+		if (tcur > next && tcur - next > x->interval_ns)
 			next = tcur;
 		prev = cur;
 		tprev = tcur;
@@ -1566,19 +1535,19 @@ static int cmd_load(struct ctl *x, int argc, char **argv)
 
 static int cmd_ping(struct ctl *x, int argc, char **argv)
 {
-	struct timespec t0, t1;
+	uint64_t t0, t1;
 	int rc, err;
 
 	(void)argc;
 	(void)argv;
 	if ((rc = ctl_connect(x)))
 		return rc;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = clock_mono_ns();
 	err = shmc_ping(x->c);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t1 = clock_mono_ns();
 	if (err)
 		return control_error(x, "ping", err);
-	printf("pong from shmcached in %.3f ms\n", ts_diff(&t1, &t0) * 1e3);
+	printf("pong from shmcached in %.3f ms\n", (double)(t1 - t0) / 1e6);
 	return CTL_EXIT_OK;
 }
 
@@ -1612,21 +1581,7 @@ static void print_indented(const char *text, int indent)
 
 static void help_options(unsigned mask)
 {
-	int i;
-
-	for (i = 0; i < CTL_NOPTS; i++) {
-		const struct ctl_option *o = &ctl_options[i];
-		char left[48];
-
-		if (!(mask & (1u << i)))
-			continue;
-		snprintf(left, sizeof(left), "%c%c%c --%s%s%s",
-			 o->shortc ? '-' : ' ', o->shortc ? o->shortc : ' ',
-			 o->shortc ? ',' : ' ', o->name, o->meta ? "=" : "",
-			 o->meta ? o->meta : "");
-		printf("  %-24s", left);
-		print_indented(o->help, 26);
-	}
+	opt_usage(stdout, ctl_options, CTL_NOPTS, mask, OPT_USAGE_META_EQ);
 }
 
 static int help_global(void)
@@ -1641,7 +1596,8 @@ static int help_global(void)
 	for (i = 0; i < CTL_NCMDS; i++) {
 		snprintf(left, sizeof(left), "%s %s", ctl_cmds[i].name,
 			 ctl_cmds[i].args);
-		printf("  %-24s%s\n", left, ctl_cmds[i].summary);
+		printf("  %-*s%s\n", OPT_HELP_COL - 2, left,
+		       ctl_cmds[i].summary);
 	}
 	printf("\nOptions (before or after the command):\n");
 	help_options(CTL_GLOBAL_OPTS | OPT_BIT(JSON));
@@ -1720,7 +1676,7 @@ static int cmd_help(struct ctl *x, int argc, char **argv)
  * exit code. */
 static int apply_option(struct ctl *x, int id, const char *val)
 {
-	char b[ESC_MAX];
+	char b[ESC_MAX], why[OPT_WHY_MAX];
 	uint64_t v;
 
 	x->seen |= 1u << id;
@@ -1743,9 +1699,9 @@ static int apply_option(struct ctl *x, int id, const char *val)
 		x->no_map = 1;
 		return 0;
 	case CTL_OPT_TTL:
-		if (parse_u64(val, 0, UINT32_MAX, &v))
-			return usage(NULL, "bad --ttl '%s' (seconds, 0 to %"
-				     PRIu32 ")", ESC(val, b), UINT32_MAX);
+		if (opt_uint("--ttl", val, 0, UINT32_MAX, &v, why,
+			     sizeof(why)))
+			return usage(NULL, "%s", why);
 		x->ttl = (uint32_t)v;
 		return 0;
 	case CTL_OPT_INTERVAL:
@@ -1755,9 +1711,9 @@ static int apply_option(struct ctl *x, int id, const char *val)
 				     "0.001 to 86400)", ESC(val, b));
 		return 0;
 	case CTL_OPT_COUNT:
-		if (parse_u64(val, 1, UINT32_MAX, &x->count))
-			return usage(NULL, "bad --count '%s' (1 to %" PRIu32
-				     ")", ESC(val, b), UINT32_MAX);
+		if (opt_uint("--count", val, 1, UINT32_MAX, &x->count, why,
+			     sizeof(why)))
+			return usage(NULL, "%s", why);
 		return 0;
 	default: /* HELP, VERSION: acted on once the command is known */
 		return 0;

@@ -20,19 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "shmc.h"
 
 #define TDAEMON_WAIT_MS 30000 /* only a hang takes that long */
 
 static unsigned tdaemon_seq;
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void sleep_ms(long ms)
 {
@@ -92,7 +85,7 @@ int tdaemon_start(struct tdaemon *d)
 {
 	const char *argv[16 + TDAEMON_MAX_EXTRA];
 	const char *bin = tdaemon_binary();
-	long long end;
+	uint64_t end;
 	size_t n = 0;
 	pid_t pid;
 
@@ -140,8 +133,8 @@ int tdaemon_start(struct tdaemon *d)
 	}
 	d->pid = pid;
 
-	end = now_ms() + TDAEMON_WAIT_MS;
-	while (now_ms() < end) {
+	end = clock_mono_ms() + TDAEMON_WAIT_MS;
+	while (clock_mono_ms() < end) {
 		shmc *c;
 		int rc = tdaemon_reap(d, WNOHANG);
 
@@ -168,15 +161,15 @@ int tdaemon_start(struct tdaemon *d)
 
 int tdaemon_stop(struct tdaemon *d)
 {
-	long long end;
+	uint64_t end;
 	int rc;
 
 	if (d->pid <= 0)
 		return -ESRCH;
 	kill(d->pid, SIGTERM);
-	end = now_ms() + TDAEMON_WAIT_MS;
+	end = clock_mono_ms() + TDAEMON_WAIT_MS;
 	while ((rc = tdaemon_reap(d, WNOHANG)) == -EAGAIN) {
-		if (now_ms() >= end) {
+		if (clock_mono_ms() >= end) {
 			fprintf(stderr, "daemon %d ignores SIGTERM: killing\n",
 				(int)d->pid);
 			kill(d->pid, SIGKILL);

@@ -20,14 +20,6 @@ void assert_says(int err, ...)
 	va_end(ap);
 }
 
-uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void sleep_ms(unsigned ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000,
@@ -159,7 +151,7 @@ pid_t spawn(child_fn fn, void *arg)
  * or -ETIMEDOUT (after killing it). */
 int wait_child(pid_t pid, unsigned timeout_ms)
 {
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = clock_mono_ms() + timeout_ms;
 	int st;
 
 	for (;;) {
@@ -170,7 +162,7 @@ int wait_child(pid_t pid, unsigned timeout_ms)
 					     : 128 + WTERMSIG(st);
 		if (r < 0 && errno != EINTR)
 			return -errno;
-		if (now_ms() >= end) {
+		if (clock_mono_ms() >= end) {
 			kill(pid, SIGKILL);
 			waitpid(pid, &st, 0);
 			return -ETIMEDOUT;
@@ -200,10 +192,10 @@ size_t read_full(int fd, void *buf, size_t n)
 /* Polls a shared flag until it is set; false after timeout_ms. */
 bool wait_flag(volatile int *flag, unsigned timeout_ms)
 {
-	uint64_t end = now_ms() + timeout_ms;
+	uint64_t end = clock_mono_ms() + timeout_ms;
 
 	while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE)) {
-		if (now_ms() >= end)
+		if (clock_mono_ms() >= end)
 			return false;
 		sleep_ms(1);
 	}

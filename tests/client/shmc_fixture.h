@@ -41,6 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "daemon_util.h"
 #include "shmc.h"
 
@@ -106,8 +107,6 @@ struct fx {
 
 /* shmc_strerror(err) holds every string of the NULL-ended list. */
 void assert_says(int err, ...);
-
-uint64_t now_ms(void);
 
 void sleep_ms(unsigned ms);
 

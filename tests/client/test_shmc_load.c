@@ -390,16 +390,16 @@ static void test_shmc_get_or_load_loader_dies(void **state)
 	assert_true(wait_flag(&a.h->calling, HANG_MS));
 	sleep_ms(200); /* the waiter is now waiting for the load */
 	set_flag(&a.h->killed);
-	t0 = now_ms();
+	t0 = clock_mono_ms();
 	kill(loader, SIGKILL);
 	assert_int_equal(wait_child(loader, HANG_MS), 128 + SIGKILL);
 	rc = wait_child(waiter, HANG_MS);
 	if (rc != 0)
 		fail_msg("waiter: %d (%s) %llu ms after the loader was killed",
 			 rc, rc == -ETIMEDOUT ? "still waiting" : "failed",
-			 (unsigned long long)(now_ms() - t0));
+			 (unsigned long long)(clock_mono_ms() - t0));
 	print_message("waiter done %llu ms after the loader died\n",
-		      (unsigned long long)(now_ms() - t0));
+		      (unsigned long long)(clock_mono_ms() - t0));
 	assert_int_equal(a.h->loads, 1);
 	assert_int_equal(a.h->b_loads, 1);
 	/* It waited while the loader lived. */

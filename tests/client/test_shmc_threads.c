@@ -240,7 +240,7 @@ static void test_shmc_lock_stuck_then_dead_holder(void **state)
 		fail_msg("the holder never reserved");
 	}
 	/* --lock-timeout 300: a live holder makes us give up. */
-	t0 = now_ms();
+	t0 = clock_mono_ms();
 	rc = shmc_get(f->c, "held", 4, buf, sizeof(buf), &n);
 	if (rc != -ETIMEDOUT) {
 		kill(holder, SIGKILL);
@@ -248,15 +248,15 @@ static void test_shmc_lock_stuck_then_dead_holder(void **state)
 		fail_msg("get on a segment held by a stuck process: %d (%s), "
 			 "want -ETIMEDOUT", rc, shmc_strerror(rc));
 	}
-	assert_true(now_ms() - t0 >= 250);
+	assert_true(clock_mono_ms() - t0 >= 250);
 
 	kill(holder, SIGKILL);
 	assert_int_equal(wait_child(holder, HANG_MS), 128 + SIGKILL);
 	/* Now the daemon takes the lock over and resets the segment. */
-	end = now_ms() + HANG_MS;
+	end = clock_mono_ms() + HANG_MS;
 	do {
 		rc = shmc_get(f->c, "held", 4, buf, sizeof(buf), &n);
-	} while ((rc == -ETIMEDOUT || rc == -EUCLEAN) && now_ms() < end);
+	} while ((rc == -ETIMEDOUT || rc == -EUCLEAN) && clock_mono_ms() < end);
 	assert_rc(rc, -ENOENT); /* never committed */
 	set_str(f->c, "held", "free again", 0);
 	expect_str(f->c, "held", "free again");

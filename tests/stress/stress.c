@@ -55,6 +55,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "opt.h"
+
 #define PROG "shmc-stress"
 
 /* ------------------------------------------------------------------------
@@ -205,12 +208,8 @@ enum stress_opt {
 	NOPTS
 };
 
-struct opt_desc {
-	const char *name, *meta, *help;
-};
-
-static const struct opt_desc opt_descs[NOPTS] = {
-#define OPT_DESC_X(id, name, meta, help) [OPT_##id] = { name, meta, help },
+static const struct opt_spec opt_descs[NOPTS] = {
+#define OPT_DESC_X(id, name, meta, help) [OPT_##id] = { name, 0, meta, help },
 	STRESS_OPTIONS(OPT_DESC_X)
 #undef OPT_DESC_X
 };
@@ -288,14 +287,6 @@ struct shared {
 /* ------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------ */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void sleep_ns(uint64_t ns)
 {
@@ -581,7 +572,7 @@ struct wthread {
 	uint64_t rng;
 	uint64_t seq;		/* values written */
 	uint64_t nops;
-	uint64_t op_start;	/* now_ns() when the current operation began */
+	uint64_t op_start;	/* clock_mono_ns() when the current operation began */
 	unsigned noted;		/* lock errors already described on stderr */
 	uint64_t ctr[NCTR];	/* not yet flushed to the slot */
 	uint64_t slowest;	/* SLOWEST() of its slowest operation */
@@ -651,7 +642,7 @@ static void wthread_rc(struct wthread *t, int rc, const char *key,
 				  (unsigned)t->tid, api_names[t->api],
 				  (int)klen, key,
 				  rc == -ETIMEDOUT ? "-ETIMEDOUT" : "-EUCLEAN",
-				  (double)(now_ns() - t->op_start) / 1e6);
+				  (double)(clock_mono_ns() - t->op_start) / 1e6);
 			sb_flush_stderr(&s);
 		}
 		return;
@@ -952,7 +943,7 @@ static void *wthread_main(void *arg)
 	char key[KEY_MAX];
 
 	for (;;) {
-		uint64_t t0 = now_ns();
+		uint64_t t0 = clock_mono_ns();
 		t->op_start = t0;
 		if (__atomic_load_n(&sh->stop, __ATOMIC_RELAXED) ||
 		    __atomic_load_n(&t->w->quit, __ATOMIC_RELAXED) ||
@@ -976,7 +967,7 @@ static void *wthread_main(void *arg)
 		case NOPS:
 			break;
 		}
-		uint64_t dt = now_ns() - t0;
+		uint64_t dt = clock_mono_ns() - t0;
 		if (SLOWEST(dt, t->api) > t->slowest)
 			t->slowest = SLOWEST(dt, t->api);
 		if (dt > SLOW_OP_NS)
@@ -1227,7 +1218,7 @@ static uint64_t run_ops(const struct run *r)
 static void run_workers(struct run *r, double *elapsed_s)
 {
 	const struct stress_cfg *cfg = r->cfg;
-	uint64_t start = now_ns();
+	uint64_t start = clock_mono_ns();
 	uint64_t interval = (uint64_t)cfg->chaos_ms * 1000000ull;
 	uint64_t next_kill = start + interval;
 
@@ -1240,7 +1231,7 @@ static void run_workers(struct run *r, double *elapsed_s)
 		}
 	}
 	while (!r->why[0] && !interrupted) {
-		uint64_t now = now_ns();
+		uint64_t now = clock_mono_ns();
 		if (now >= r->sh->deadline_ns) {
 			if (run_ops(r) >= cfg->min_ops)
 				break;
@@ -1260,13 +1251,13 @@ static void run_workers(struct run *r, double *elapsed_s)
 			nap = next_kill - now;
 		sleep_ns(left < nap ? left : nap);
 	}
-	*elapsed_s = (double)(now_ns() - start) / 1e9;
+	*elapsed_s = (double)(clock_mono_ns() - start) / 1e9;
 
 	/* Stop: ask, then wait, then kill what does not listen. */
 	r->stopping = true;
 	__atomic_store_n(&r->sh->stop, 1, __ATOMIC_RELAXED);
-	uint64_t limit = now_ns() + REAP_TIMEOUT_MS * 1000000ull;
-	while (run_alive(r) > 0 && now_ns() < limit) {
+	uint64_t limit = clock_mono_ns() + REAP_TIMEOUT_MS * 1000000ull;
+	while (run_alive(r) > 0 && clock_mono_ns() < limit) {
 		run_reap_nohang(r);
 		if (run_alive(r) > 0)
 			sleep_ns(1000000ull);
@@ -1413,39 +1404,24 @@ static void usage(FILE *f)
 		"first wrong, torn or corrupted\nvalue, on any unexpected "
 		"error, and when the daemon's check finds damage\nafter the "
 		"run.\n\n");
-	for (int i = 0; i < NOPTS; i++) {
-		const struct opt_desc *o = &opt_descs[i];
-		char head[48];
-		if (!o->help)
-			continue; /* hidden: a test hook */
-		snprintf(head, sizeof(head), "--%s%s%s", o->name,
-			 o->meta ? " " : "", o->meta ? o->meta : "");
-		fprintf(f, "  %-24s ", head);
-		for (const char *p = o->help; *p; p++) {
-			fputc(*p, f);
-			if (*p == '\n')
-				fprintf(f, "  %-24s ", "");
-		}
-		fputc('\n', f);
-	}
+	opt_usage(f, opt_descs, NOPTS, OPT_ALL, OPT_USAGE_META_SPACE);
 	fprintf(f, "\nExit status: 0 clean run, 1 failed run (bad value, "
 		   "unexpected error, check\nnot clean), 2 usage, 3 daemon "
 		   "unreachable.\n");
 }
 
-/* Parses an unsigned in [lo, hi]; 0 or -EINVAL. */
-static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+/* Option o's value as an unsigned in [lo, hi] (opt_uint()); 0, or -1
+ * with the one-line message printed. */
+static int num_arg(int o, const char *arg, uint64_t lo, uint64_t hi,
+		   uint64_t *out)
 {
-	char *end;
+	char what[32], why[OPT_WHY_MAX];
 
-	if (!s || !*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || *end || v < lo || v > hi)
-		return -EINVAL;
-	*out = v;
-	return 0;
+	snprintf(what, sizeof(what), "--%s", opt_descs[o].name);
+	if (!opt_uint(what, arg, lo, hi, out, why, sizeof(why)))
+		return 0;
+	fprintf(stderr, PROG ": %s\n", why);
+	return -1;
 }
 
 /* "get=60,set=30,..." into cfg->mix; 0 or -EINVAL (why in *bad). */
@@ -1477,7 +1453,7 @@ static int parse_mix(const char *s, struct stress_cfg *cfg, const char **bad)
 			*bad = "unknown operation (get, set, del, touch)";
 			return -EINVAL;
 		}
-		if (parse_u64(eq + 1, 0, 1000000, &w)) {
+		if (opt_uint(NULL, eq + 1, 0, 1000000, &w, NULL, 0)) {
 			*bad = "a weight is not a number from 0 to 1000000";
 			return -EINVAL;
 		}
@@ -1544,13 +1520,13 @@ static int parse_args(int argc, char **argv, struct stress_cfg *cfg,
 			cfg->socket = arg;
 			break;
 		case OPT_PROCS:
-			if (parse_u64(arg, 1, MAX_PROCS, &v))
-				why = "a number from 1 to 256";
+			if (num_arg(o, arg, 1, MAX_PROCS, &v))
+				return STRESS_USAGE;
 			cfg->procs = (unsigned)v;
 			break;
 		case OPT_THREADS:
-			if (parse_u64(arg, 1, MAX_THREADS, &v))
-				why = "a number from 1 to 256";
+			if (num_arg(o, arg, 1, MAX_THREADS, &v))
+				return STRESS_USAGE;
 			cfg->threads = (unsigned)v;
 			break;
 		case OPT_DURATION: {
@@ -1563,18 +1539,18 @@ static int parse_args(int argc, char **argv, struct stress_cfg *cfg,
 			break;
 		}
 		case OPT_MIN_OPS:
-			if (parse_u64(arg, 0, UINT64_MAX / 2, &v))
-				why = "a number";
+			if (num_arg(o, arg, 0, UINT64_MAX / 2, &v))
+				return STRESS_USAGE;
 			cfg->min_ops = v;
 			break;
 		case OPT_KEYS:
-			if (parse_u64(arg, 1, UINT32_MAX, &v))
-				why = "a number from 1 to 4294967295";
+			if (num_arg(o, arg, 1, UINT32_MAX, &v))
+				return STRESS_USAGE;
 			cfg->keys = (uint32_t)v;
 			break;
 		case OPT_MAX_VALUE:
-			if (parse_u64(arg, VAL_HDR, 1u << 30, &v))
-				why = "bytes, from 40 (the header) to 2^30";
+			if (num_arg(o, arg, VAL_HDR, 1u << 30, &v))
+				return STRESS_USAGE;
 			cfg->max_value = (size_t)v;
 			break;
 		case OPT_MIX:
@@ -1585,13 +1561,13 @@ static int parse_args(int argc, char **argv, struct stress_cfg *cfg,
 			cfg->chaos = true;
 			break;
 		case OPT_CHAOS_INTERVAL:
-			if (parse_u64(arg, 1, 3600000, &v))
-				why = "milliseconds, from 1 to 3600000";
+			if (num_arg(o, arg, 1, 3600000, &v))
+				return STRESS_USAGE;
 			cfg->chaos_ms = (unsigned)v;
 			break;
 		case OPT_SEED:
-			if (parse_u64(arg, 0, UINT64_MAX, &v))
-				why = "a number";
+			if (num_arg(o, arg, 0, UINT64_MAX, &v))
+				return STRESS_USAGE;
 			cfg->seed = v;
 			seed_set = true;
 			break;
@@ -1622,7 +1598,7 @@ static int parse_args(int argc, char **argv, struct stress_cfg *cfg,
 		usage(stderr);
 		return STRESS_USAGE;
 	}
-	uint64_t t = now_ns() ^ ((uint64_t)getpid() << 32) ^
+	uint64_t t = clock_mono_ns() ^ ((uint64_t)getpid() << 32) ^
 		     (uint64_t)time(NULL);
 	if (!seed_set)
 		cfg->seed = mix64(t) >> 1; /* printable as a JSON integer */

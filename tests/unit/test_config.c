@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "opt.h"
 
 /* ------------------------------------------------------------------------
  * Helpers
@@ -596,7 +597,7 @@ static void test_config_sizes(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		uint64_t v = 0xdeadbeef;
-		int rc = config_parse_size(cases[i].s, &v);
+		int rc = opt_parse_size(cases[i].s, &v);
 
 		if (rc != cases[i].rc)
 			fail_msg("size \"%s\": rc %d, want %d", cases[i].s, rc,
@@ -604,8 +605,8 @@ static void test_config_sizes(void **state)
 		assert_int_equal(v, rc ? 0xdeadbeef : cases[i].v);
 	}
 	uint64_t v;
-	assert_int_equal(config_parse_size(NULL, &v), -EINVAL);
-	assert_int_equal(config_parse_size("1", NULL), -EINVAL);
+	assert_int_equal(opt_parse_size(NULL, &v), -EINVAL);
+	assert_int_equal(opt_parse_size("1", NULL), -EINVAL);
 }
 
 /* ------------------------------------------------------------------------

@@ -164,7 +164,7 @@ static void *waiter_get(void *arg)
 	size_t vlen;
 
 	w->rc = eng_get(&w->e, w->key, w->klen, buf, sizeof(buf), &vlen, NULL);
-	w->done_ms = tu_now_ms();
+	w->done_ms = clock_mono_ms();
 	return NULL;
 }
 
@@ -187,7 +187,7 @@ static void test_engine_recover_wakes_waiters(void **state)
 	play_dead_holder(e, seg, false);
 	assert_int_equal(pthread_create(&t, NULL, waiter_get, &w), 0);
 	tu_sleep_ms(150); /* long enough to be asleep on the lock */
-	t_recover = tu_now_ms();
+	t_recover = clock_mono_ms();
 	assert_rc(eng_recover(e, DEAD_ID), 1);
 	assert_int_equal(pthread_join(t, NULL), 0);
 
@@ -215,10 +215,10 @@ static void test_engine_lock_timeout_reported(void **state)
 	assert_rc(eng_set(e, key, klen, "before", 6, 0), 0);
 
 	play_dead_holder(e, seg, false); /* no alive fn: presumed alive */
-	t0 = tu_now_ms();
+	t0 = clock_mono_ms();
 	assert_rc(eng_get(e, key, klen, buf, sizeof(buf), &vlen, NULL),
 		  -ETIMEDOUT);
-	dt = tu_now_ms() - t0;
+	dt = clock_mono_ms() - t0;
 	print_message("get timed out after %" PRIu64 " ms\n", dt);
 	assert_in_range(dt, 40, 30000); /* never early; late under load */
 	assert_rc(eng_set(e, key, klen, "after", 5, 0), -ETIMEDOUT);
@@ -263,9 +263,9 @@ static void test_engine_alive_fn_dead_holder_taken_over(void **state)
 
 	play_dead_holder(e, seg, true);
 	eng_set_alive_fn(e, alive_says_dead, &a);
-	t0 = tu_now_ms();
+	t0 = clock_mono_ms();
 	rc = eng_set(e, key, klen, "new", 3, 0);
-	assert_true(tu_now_ms() - t0 < 30000); /* taken over, not waited out */
+	assert_true(clock_mono_ms() - t0 < 30000); /* taken over, not waited out */
 	if (rc != 0 && rc != -EUCLEAN)
 		fail_msg("set on a dead holder's segment = %d (%s)", rc,
 			 strerror(-rc));
@@ -302,19 +302,19 @@ static void test_engine_set_timeout_overrides_region_default(void **state)
 	play_dead_holder(e, 2, false);
 
 	eng_set_timeout(e, 30);
-	t0 = tu_now_ms();
+	t0 = clock_mono_ms();
 	assert_rc(eng_get(e, key, klen, buf, sizeof(buf), &vlen, NULL),
 		  -ETIMEDOUT);
-	dt = tu_now_ms() - t0;
+	dt = clock_mono_ms() - t0;
 	/* Short of the region's 3000 ms by far more than a busy machine's
 	 * scheduling delays. */
 	assert_in_range(dt, 25, 2900);
 
 	eng_set_timeout(e, 0); /* back to the region's 3000 ms */
-	t0 = tu_now_ms();
+	t0 = clock_mono_ms();
 	assert_rc(eng_get(e, key, klen, buf, sizeof(buf), &vlen, NULL),
 		  -ETIMEDOUT);
-	dt = tu_now_ms() - t0;
+	dt = clock_mono_ms() - t0;
 	assert_in_range(dt, 2950, 30000);
 }
 

@@ -29,10 +29,10 @@ static void store(uint32_t *word, uint32_t v)
  * announced sleeping on the word. */
 static bool wait_for_waiters_bit(const uint32_t *word)
 {
-	uint64_t t0 = tu_now_ms();
+	uint64_t t0 = clock_mono_ms();
 
 	while (!(load(word) & LOCK_WAITERS)) {
-		if (tu_now_ms() - t0 > 30000)
+		if (clock_mono_ms() - t0 > 30000)
 			return false;
 		tu_sleep_ms(1);
 	}
@@ -114,9 +114,9 @@ static void test_lock_timeout_when_held(void **state)
 
 	(void)state;
 	assert_rc(lock_acquire(&word, 2, 100, NULL, NULL), 0);
-	t0 = tu_now_ms();
+	t0 = clock_mono_ms();
 	assert_rc(lock_acquire(&word, 1, 50, NULL, NULL), -ETIMEDOUT);
-	dt = tu_now_ms() - t0;
+	dt = clock_mono_ms() - t0;
 	print_message("timed out after %" PRIu64 " ms\n", dt);
 	assert_in_range(dt, 45, 30000); /* never early; late under load */
 	assert_int_equal(lock_owner(load(&word)), 2); /* still 2's */
@@ -153,9 +153,9 @@ static void test_lock_alive_false_gives_eownerdead(void **state)
 
 	(void)state;
 	store(&word, 9u << 1); /* held by 9, who is dead */
-	t0 = tu_now_ms();
+	t0 = clock_mono_ms();
 	assert_rc(lock_acquire(&word, 1, 60000, probe_alive, &p), -EOWNERDEAD);
-	dt = tu_now_ms() - t0;
+	dt = clock_mono_ms() - t0;
 	print_message("dead holder reported after %" PRIu64 " ms\n", dt);
 	assert_true(dt < 30000); /* asked between slices, not at the end */
 	assert_true(p.calls > 0);
@@ -172,9 +172,9 @@ static void test_lock_alive_true_still_times_out(void **state)
 
 	(void)state;
 	store(&word, 9u << 1);
-	t0 = tu_now_ms();
+	t0 = clock_mono_ms();
 	assert_rc(lock_acquire(&word, 1, 100, probe_alive, &p), -ETIMEDOUT);
-	dt = tu_now_ms() - t0;
+	dt = clock_mono_ms() - t0;
 	assert_in_range(dt, 90, 30000);
 	assert_int_equal(lock_owner(load(&word)), 9);
 }
@@ -287,7 +287,7 @@ static void test_lock_contended_mutual_exclusion(void **state)
 	struct mx_thread t[MX_THREADS];
 	pthread_t tid[MX_THREADS];
 	uint32_t iters = (uint32_t)(MX_ITERS * tu_scale());
-	uint64_t t0 = tu_now_ms();
+	uint64_t t0 = clock_mono_ms();
 
 	(void)state;
 	if (iters < 1000)
@@ -304,7 +304,7 @@ static void test_lock_contended_mutual_exclusion(void **state)
 	for (uint32_t i = 0; i < MX_THREADS; i++)
 		assert_int_equal(pthread_join(tid[i], NULL), 0);
 	print_message("%u x %" PRIu32 " lock/unlock in %" PRIu64 " ms\n",
-		      MX_THREADS, iters, tu_now_ms() - t0);
+		      MX_THREADS, iters, clock_mono_ms() - t0);
 
 	for (uint32_t i = 0; i < MX_THREADS; i++) {
 		assert_int_equal(t[i].errors, 0);
@@ -329,7 +329,7 @@ static void *sleeper_run(void *arg)
 	struct sleeper *s = arg;
 
 	s->rc = lock_acquire(s->word, s->id, s->timeout_ms, NULL, NULL);
-	s->acquired_ms = tu_now_ms();
+	s->acquired_ms = clock_mono_ms();
 	if (s->rc == 0) {
 		s->owner_seen = lock_owner(load(s->word));
 		tu_sleep_ms(1);
@@ -355,7 +355,7 @@ static void test_lock_release_wakes_sleeper(void **state)
 	assert_true(wait_for_waiters_bit(&word));
 	assert_int_equal(lock_owner(load(&word)), 1);
 	tu_sleep_ms(30);
-	t_rel = tu_now_ms();
+	t_rel = clock_mono_ms();
 	assert_rc(lock_release(&word, 1), 0);
 	assert_int_equal(pthread_join(tid, NULL), 0);
 
@@ -391,7 +391,7 @@ static void test_lock_release_all_wakes_every_waiter(void **state)
 
 	assert_rc(lock_takeover(&word, 9, 1), 0);
 	assert_int_equal(lock_owner(load(&word)), 1);
-	t_rel = tu_now_ms();
+	t_rel = clock_mono_ms();
 	assert_rc(lock_release_all(&word, 1), 0);
 	for (uint32_t i = 0; i < NW; i++)
 		assert_int_equal(pthread_join(tid[i], NULL), 0);

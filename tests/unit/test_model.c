@@ -346,7 +346,7 @@ static void test_model_random_ops_match_reference(void **state)
 	struct tu_region *r = *state;
 	struct eng_config cfg = { .nseg = NSEG };
 	struct model m = { 0 };
-	uint64_t rng = 0x5eedf00d, t_start = tu_now_ms();
+	uint64_t rng = 0x5eedf00d, t_start = clock_mono_ms();
 	uint32_t nops = (uint32_t)(1e6 * tu_scale());
 	struct eng_stats st;
 
@@ -402,7 +402,7 @@ static void test_model_random_ops_match_reference(void **state)
 		      " values verified, %" PRIu64 " evicted-key misses, "
 		      "%" PRIu64 " evictions, %" PRIu64 " expirations, "
 		      "%" PRIu64 " moves\n",
-		      nops, tu_now_ms() - t_start, m.verified,
+		      nops, clock_mono_ms() - t_start, m.verified,
 		      m.evicted_misses, st.evictions, st.expirations, st.moves);
 
 	/* The counters saw what the test did. */

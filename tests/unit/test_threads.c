@@ -115,7 +115,7 @@ static void check_read(struct worker *w, int rc, size_t vlen, const char *key,
 /* Whether w may stop: its time is up and it has what the checks need. */
 static bool worker_done(struct worker *w)
 {
-	uint64_t now = tu_now_ms();
+	uint64_t now = clock_mono_ms();
 
 	if (now >= w->hang_ms)
 		return true;
@@ -262,7 +262,7 @@ static void read_burst(struct observer *o, uint64_t *rng, uint8_t *buf)
 /* Whether o may stop (as worker_done()). */
 static bool observer_done(const struct observer *o)
 {
-	uint64_t now = tu_now_ms();
+	uint64_t now = clock_mono_ms();
 
 	if (now >= o->hang_ms)
 		return true;
@@ -310,8 +310,8 @@ static void run_workers(struct tu_region *r, enum observer_kind kind)
 	struct worker w[2];
 	struct observer obs = { .kind = kind };
 	pthread_t tid[3];
-	uint64_t deadline = tu_now_ms() + duration_ms();
-	uint64_t hang = tu_now_ms() + HANG_MS;
+	uint64_t deadline = clock_mono_ms() + duration_ms();
+	uint64_t hang = clock_mono_ms() + HANG_MS;
 	size_t cap = r->e.g.max_kv;
 
 	for (int i = 0; i < 2; i++) {

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "engine.h"
 #include "layout.h"
 
@@ -114,13 +115,7 @@ static inline uint64_t tu_hash(const void *data, size_t len)
  * Time and scale
  * ------------------------------------------------------------------------ */
 
-static inline uint64_t tu_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+/* The clock is clock_mono_ms() (shared/clock.h). */
 
 static inline void tu_sleep_ms(unsigned ms)
 {

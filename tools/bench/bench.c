@@ -25,6 +25,7 @@
 #include "run.h"
 #include "workload.h"
 #include "shmc_version.h"
+#include "opt.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -122,12 +123,8 @@ enum bench_opt {
 		NOPTS
 };
 
-struct opt_desc {
-	const char *name, *meta, *help;
-};
-
-static const struct opt_desc opt_descs[NOPTS] = {
-#define OPT_DESC_X(id, name, meta, help) [OPT_##id] = { name, meta, help },
+static const struct opt_spec opt_descs[NOPTS] = {
+#define OPT_DESC_X(id, name, meta, help) [OPT_##id] = { name, 0, meta, help },
 	BENCH_OPTIONS(OPT_DESC_X)
 #undef OPT_DESC_X
 };
@@ -151,27 +148,7 @@ static void usage(FILE *f)
 		   "not installed is reported as skipped (tools/peers "
 		   "install).\n"
 		   "\nOptions:\n");
-	for (int i = 0; i < NOPTS; i++) {
-		const struct opt_desc *d = &opt_descs[i];
-		char left[64];
-		const char *h = d->help;
-
-		snprintf(left, sizeof(left), "--%s%s%s", d->name,
-			 d->meta ? " " : "", d->meta ? d->meta : "");
-		fprintf(f, "  %-26s", left);
-		if (strlen(left) > 26)
-			fprintf(f, "\n  %-26s", "");
-		while (*h) {
-			size_t n = strcspn(h, "\n");
-
-			fprintf(f, "%.*s\n", (int)n, h);
-			h += n;
-			if (*h == '\n') {
-				h++;
-				fprintf(f, "  %-26s", "");
-			}
-		}
-	}
+	opt_usage(f, opt_descs, NOPTS, OPT_ALL, OPT_USAGE_META_SPACE);
 	fprintf(f, "\nExit status: 0 figures printed (skipped peers included), "
 		   "1 a backend\nfailed to run, 2 bad usage, 130 "
 		   "interrupted.\n");
@@ -200,62 +177,29 @@ static int bad(const char *opt, const char *val, const char *why)
 	return -EINVAL;
 }
 
-static int parse_u64(const char *s, uint64_t *out, bool size)
+/* Option opt's value, a number in [min, max], into *out (opt_uint());
+ * 0, or -EINVAL with the message printed. */
+static int parse_num(const char *opt, const char *s, uint64_t min,
+		     uint64_t max, uint64_t *out)
 {
-	char *end;
-	unsigned long long v;
+	char what[40], why[OPT_WHY_MAX];
 
-	if (!*s || *s == '-')
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	if (size && *end) {
-		unsigned shift = 0;
-
-		switch (*end) {
-		case 'K':
-		case 'k':
-			shift = 10;
-			break;
-		case 'M':
-		case 'm':
-			shift = 20;
-			break;
-		case 'G':
-		case 'g':
-			shift = 30;
-			break;
-		default:
-			return -EINVAL;
-		}
-		if (end[1] || v > (UINT64_MAX >> shift))
-			return -EINVAL;
-		v <<= shift;
-		end++;
-	}
-	if (*end)
-		return -EINVAL;
-	*out = v;
-	return 0;
+	snprintf(what, sizeof(what), "--%s", opt);
+	if (!opt_uint(what, s, min, max, out, why, sizeof(why)))
+		return 0;
+	fprintf(stderr, PROG ": %s\n", why);
+	return -EINVAL;
 }
 
 static int parse_u32(const char *opt, const char *s, uint32_t *out,
 		     uint64_t min, uint64_t max)
 {
 	uint64_t v;
+	int rc = parse_num(opt, s, min, max, &v);
 
-	if (parse_u64(s, &v, false) || v < min || v > max) {
-		char why[64];
-
-		snprintf(why, sizeof(why),
-			 "a number from %" PRIu64 " to %" PRIu64 " expected",
-			 min, max);
-		return bad(opt, s, why);
-	}
-	*out = (uint32_t)v;
-	return 0;
+	if (!rc)
+		*out = (uint32_t)v;
+	return rc;
 }
 
 static int parse_seconds(const char *opt, const char *s, double *out)
@@ -280,7 +224,7 @@ static int parse_mix(const char *s, unsigned mix[NOPS])
 	for (tok = strtok_r(copy, ",", &save); tok && !rc;
 	     tok = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(tok, '=');
-		uint32_t w;
+		uint64_t w;
 		int op;
 
 		rc = -EINVAL;
@@ -289,9 +233,10 @@ static int parse_mix(const char *s, unsigned mix[NOPS])
 		*eq = '\0';
 		for (op = 0; op < NOPS && strcmp(tok, op_names[op]); op++)
 			;
-		if (op == NOPS || parse_u32("mix", eq + 1, &w, 0, 1000000))
+		if (op == NOPS ||
+		    opt_uint(NULL, eq + 1, 0, 1000000, &w, NULL, 0))
 			break;
-		mix[op] = w;
+		mix[op] = (unsigned)w;
 		rc = 0;
 	}
 	free(copy);
@@ -506,7 +451,6 @@ static int parse_args(struct options *o, int argc, char **argv)
 {
 	struct option longs[NOPTS + 1];
 	struct bench_cfg *cfg = &o->cfg;
-	uint64_t v;
 	int c;
 
 	memset(o, 0, sizeof(*o));
@@ -590,31 +534,29 @@ static int parse_args(struct options *o, int argc, char **argv)
 			o->duration_set = true;
 			break;
 		case OPT_OPS:
-			rc = parse_u64(a, &cfg->ops, false);
-			if (rc || cfg->ops == 0)
-				rc = bad(name, a, "a number > 0 expected");
+			rc = parse_num(name, a, 1, UINT64_MAX, &cfg->ops);
 			o->ops_set = true;
 			break;
 		case OPT_WARMUP:
 			rc = parse_seconds(name, a, &cfg->warmup);
 			break;
 		case OPT_WARMUP_OPS:
-			rc = parse_u64(a, &cfg->warm_ops, false);
-			if (rc)
-				rc = bad(name, a, "a number expected");
+			rc = parse_num(name, a, 0, UINT64_MAX, &cfg->warm_ops);
 			o->warm_ops_set = true;
 			break;
 		case OPT_BACKENDS:
 			rc = parse_backends(o, a);
 			break;
-		case OPT_CACHE:
-			rc = parse_u64(a, &v, true);
-			if (rc || v < MIB || v > (1ULL << 40))
-				rc = bad(name, a,
-					 "a size from 1M to 1T expected");
-			cfg->cache = v;
+		case OPT_CACHE: {
+			char why[OPT_WHY_MAX];
+
+			rc = opt_size("--cache", a, MIB, UINT64_C(1) << 40,
+				      &cfg->cache, why, sizeof(why));
+			if (rc)
+				fprintf(stderr, PROG ": %s\n", why);
 			o->cache_set = true;
 			break;
+		}
 		case OPT_SAMPLE:
 			rc = parse_u32(name, a, &cfg->sample, 0, 1 << 20);
 			break;
@@ -622,9 +564,7 @@ static int parse_args(struct options *o, int argc, char **argv)
 			rc = parse_u32(name, a, &o->repeat, 1, RUN_MAX_REPEAT);
 			break;
 		case OPT_SEED:
-			rc = parse_u64(a, &cfg->seed, false);
-			if (rc)
-				rc = bad(name, a, "a number expected");
+			rc = parse_num(name, a, 0, UINT64_MAX, &cfg->seed);
 			break;
 		case OPT_JSON:
 			o->json = true;

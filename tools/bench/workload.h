@@ -13,7 +13,8 @@
 #include "bench.h"
 
 #include <stdint.h>
-#include <time.h>
+
+#include "clock.h"
 
 /* A trace entry: the operation in the top 2 bits, the key index below. */
 #define TRACE_OP_SHIFT 30
@@ -63,12 +64,11 @@ static inline const char *wl_key(const struct workload *w, uint32_t i)
 /* The median of v[0..n) (n > 0, odd for a true median); sorts v. */
 int64_t median_i64(int64_t *v, size_t n);
 
+/* clock_mono_ns() (shared/clock.h) as a signed count: the bench subtracts
+ * timings and overheads that may come out negative. */
 static inline int64_t now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	return (int64_t)clock_mono_ns();
 }
 
 #endif
