@@ -51,12 +51,14 @@
  *     (2 s by default).  Fill the value and finish at once: no I/O, no
  *     waiting, no other shmc call in between.  The lock is not recursive.
  *     A shmc_reader runs under the same lock and has the same rule.
- *   - fork().  In the child, every call on a handle the parent opened
- *     returns -ECHILD (the handle's client id and socket are the parent's);
- *     the child calls shmc_open() for a handle of its own.  shmc_close() on
- *     the parent's handle in the child only unmaps and closes what the
- *     child inherited, and sends the daemon nothing.  The parent's handle
- *     is unaffected.
+ *   - fork().  In the child, every data operation and control request on
+ *     a handle the parent opened returns -ECHILD (the handle's client id
+ *     and socket are the parent's); the child calls shmc_open() for a
+ *     handle of its own.  A reservation open at the fork is the parent's:
+ *     the child neither commits nor aborts it.  shmc_close() on the
+ *     parent's handle in the child only unmaps and closes what the child
+ *     inherited, and sends the daemon nothing.  The parent's handle is
+ *     unaffected.
  *   - Signals.  No function here is async-signal-safe: call none from a
  *     signal handler (a handler that interrupts a thread holding a segment
  *     lock would wait on that lock until -ETIMEDOUT; control requests take
