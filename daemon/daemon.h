@@ -12,6 +12,7 @@
  *   conn.c        a connection's buffers, frames and liveness
  *   handlers.c    one function per request type
  *   job.c         SAVE and LOAD on a thread of their own
+ *   persist.c     snapshot files: save, load, and the --snapshot hooks
  *   loop_uring.c  the io_uring event loop
  *   loop_epoll.c  the epoll fallback
  *   log.c         leveled logging to stderr or a file

@@ -2,8 +2,9 @@
  * main.c - shmcached's start-up, background tick and shutdown.
  *
  * Start: configuration -> log -> fork into the background unless
- * --foreground (the parent waits and exits with the child's start-up
- * status) -> signals (blocked, read from a signalfd by the loop) -> region
+ * --foreground (the parent waits only until the child releases it, and
+ * exits 0 then, or with the child's status if the child exits first)
+ * -> signals (blocked, read from a signalfd by the loop) -> region
  * (claimed, then created or adopted) -> control socket (claimed) -> the
  * parent is released -> READY=1 -> event loop (io_uring, or epoll if
  * io_uring cannot be set up or --epoll is given).  The fork comes first

@@ -226,14 +226,15 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 
 #define SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
-/* Removes what create() made, on its failure paths. */
+/* Removes the region's name (a sealed memfd has none): on init()'s failure
+ * paths, and before --reset replaces a region. */
 static void discard(struct daemon *d)
 {
 	if (!d->cfg.sealed)
 		shm_unlink(d->cfg.name);
 }
 
-/* create()'s failure to reserve the pages: the message, and rc. */
+/* init()'s failure to reserve the pages: the message, and rc. */
 static int reserve_error(const struct daemon *d, const struct eng_geom *g,
 			 int rc, char *err, size_t errlen)
 {

@@ -33,6 +33,45 @@
  *
  * Thread safety: a handle may be used by any number of threads at once.
  * One handle per process is enough; more work too.
+ *
+ * Caveats
+ *   - A replaced region.  A daemon restarted on the same region (a warm
+ *     restart) keeps every handle working: gets and sets go on while no
+ *     daemon runs and control requests reconnect.  A region that is
+ *     replaced instead (the daemon started with --reset over a damaged or
+ *     differently sized region, or a new one after --unlink-on-exit or a
+ *     reboot) is not seen by an open handle: its data operations go on,
+ *     without error, on the old region, which nobody else sees and whose
+ *     memory stays allocated until the handle is closed; its control
+ *     requests fail with -EPROTO.  On -EPROTO from a control request,
+ *     shmc_close() the handle and shmc_open() a new one.
+ *   - shmc_reserve() holds the key's segment lock until shmc_commit() or
+ *     shmc_abort(): every other process's operation on that segment waits
+ *     for it, and fails with -ETIMEDOUT after the daemon's --lock-timeout
+ *     (2 s by default).  Fill the value and finish at once: no I/O, no
+ *     waiting, no other shmc call in between.  The lock is not recursive.
+ *     A shmc_reader runs under the same lock and has the same rule.
+ *   - fork().  In the child, every data operation and control request on
+ *     a handle the parent opened returns -ECHILD (the handle's client id
+ *     and socket are the parent's); the child calls shmc_open() for a
+ *     handle of its own.  A reservation open at the fork is the parent's:
+ *     the child neither commits nor aborts it.  shmc_close() on the
+ *     parent's handle in the child only unmaps and closes what the child
+ *     inherited, and sends the daemon nothing.  The parent's handle is
+ *     unaffected.
+ *   - Signals.  No function here is async-signal-safe: call none from a
+ *     signal handler (a handler that interrupts a thread holding a segment
+ *     lock would wait on that lock until -ETIMEDOUT; control requests take
+ *     a mutex and allocate).  A signal delivered during a call does not
+ *     make it fail: no function returns -EINTR.  A process killed by a
+ *     signal inside a lock is recovered by the daemon (first paragraph).
+ *   - Other processes.  Every process that opens a handle maps the whole
+ *     region read-write: it can read, change or delete any entry, corrupt
+ *     segments (others then get -EUCLEAN, never a bad access) and hold a
+ *     segment lock forever (others get -ETIMEDOUT).  There is no per-key
+ *     access control: let only processes you would trust with the whole
+ *     cache connect (the daemon's --allow-user / --allow-group).  What such
+ *     a process can and cannot do to the others is in docs/SECURITY.md.
  */
 #ifndef SHMC_H
 #define SHMC_H
@@ -306,7 +345,7 @@ int shmc_shutdown(shmc *c);
 const char *shmc_strerror(int err);
 
 /* The daemon's own words about the calling thread's last control request
- * (shmc_stats, shmc_flush, shmc_check, shmc_save, shmc_load, ...), when it
+ * (shmc_check, shmc_save, shmc_load, shmc_load_partial, ...), when it
  * failed with an error reply: e.g. for a damaged snapshot "snapshot
  * /var/lib/x.snap: block at offset 8192: checksum mismatch (nothing
  * loaded)"; or after a shmc_check() that found damage, the first finding.

@@ -8,8 +8,9 @@
  * who writes it and under which lock or atomic.  The picture of the region is
  * in docs/LAYOUT.md.
  *
- * It is not the place for logic: the geometry is computed by region.c, the
- * segments are operated on by seg.c.
+ * It is not the place for logic: the geometry is computed by eng_plan() and
+ * written by eng_format() (engine.c), the segments are operated on by
+ * seg.c.
  *
  *   region:  [region_hdr 4 KiB][client table 64 KiB][segment 0 block]...
  *   segment: [seg_hdr 384 B][buckets u32 x nbuckets][pool_rec x nrec]
@@ -93,8 +94,9 @@ struct client_ctr {
  * Region header: the first 4 KiB of the region.
  * ------------------------------------------------------------------------ */
 struct region_hdr {
-	/* Line 0-1: geometry.  Written once by region_format() before any
-	 * client can attach, never written again; covered by geom_sum. */
+	/* Line 0-1: geometry.  Written once by eng_format() before any
+	 * client can attach; afterwards only restored from geom_copy by the
+	 * daemon's eng_hdr_check() repair; covered by geom_sum. */
 	uint64_t magic;		/* LAYOUT_MAGIC */
 	uint32_t format;	/* LAYOUT_FORMAT, folds in version + sizes */
 	uint32_t nseg;		/* segments, power of two */
@@ -139,8 +141,8 @@ struct region_hdr {
 		     (5 + LAYOUT_CLIENT_CTRS) * LAYOUT_CACHELINE];
 
 	/* The last two lines: a byte copy of lines 0-1 (the geometry and its
-	 * geom_sum), written with them by region_format() and by a daemon
-	 * that repairs one from the other.  A process that attaches while
+	 * geom_sum), written with them by eng_format() and by a daemon that
+	 * repairs one from the other (eng_hdr_check()).  A process that attaches while
 	 * lines 0-1 are damaged takes the geometry from here. */
 	uint8_t geom_copy[LAYOUT_GEOM_SIZE];
 };
