@@ -12,7 +12,11 @@
  *   conn.c        a connection's buffers, frames and liveness
  *   handlers.c    one function per request type
  *   job.c         SAVE and LOAD on a thread of their own
- *   persist.c     snapshot files: save, load, and the --snapshot hooks
+ *   persist.c     snapshot files: the --snapshot hooks, SAVE and LOAD
+ *                 requests, a failed file moved aside; its parts:
+ *   persist_io.c  the file I/O layer (io_uring, pread/pwrite, O_DIRECT)
+ *   persist_save.c, persist_load.c   writing and reading a snapshot
+ *   snapshot.c    the snapshot file format (docs/SNAPSHOT.md)
  *   loop_uring.c  the io_uring event loop
  *   loop_epoll.c  the epoll fallback
  *   log.c         leveled logging to stderr or a file
