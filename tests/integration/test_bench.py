@@ -182,6 +182,38 @@ class OwnDaemon(BenchTest):
         self.assertIn("segments", got[("shmc", 1)]["version"])
         # tearDown: no folder or region left.
 
+    def test_bench_names_the_build_it_measured(self):
+        # The build folder's own options (meson introspection) say what
+        # the bench must report: figures of a debug or sanitizer build
+        # must not pass for the release build's.
+        top = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(BENCH))))
+        info = os.path.join(top, "meson-info", "intro-buildoptions.json")
+        if not os.path.exists(info):
+            self.skipTest("the bench is not in a meson build folder")
+        with open(info) as f:
+            opts = {o["name"]: o["value"] for o in json.load(f)}
+        btype = opts["buildtype"]
+        ndebug = opts["b_ndebug"] == "true" or (
+            opts["b_ndebug"] == "if-release" and btype == "release")
+        sanitize = opts["b_sanitize"]
+        for mode in (["--backends", "inproc"],
+                     ["--hit-ratio", "--backends", "lru"],
+                     ["--memory", "--cache", "4M", "--backends", "lru"]):
+            rc, out, err = bench(["--json"] + mode + SHORT, env=self.env)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(out["build"], btype)
+            self.assertEqual(out["asserts"], not ndebug)
+            self.assertEqual(out["sanitize"], sanitize)
+            rc, head, err = bench(mode + SHORT, env=self.env)
+            self.assertEqual(rc, 0, err)
+            line = "  build: %s, asserts %s" % (
+                btype, "off" if ndebug else "on")
+            self.assertIn(line, head)
+            self.assertEqual("not the release build" in head,
+                             btype != "release" or not ndebug
+                             or sanitize != "none", head)
+
     def test_bench_measures_line_transfer_for_several_workers(self):
         # Two worker processes: the cost of a shared line is measured
         # and printed with the figures it explains.

@@ -40,6 +40,21 @@
 
 #define PROG "shmc-bench"
 
+/* The build this bench came from (tools/bench/meson.build): meson's
+ * buildtype and b_sanitize.  libshmc is linked from the same build; the
+ * daemon is that build's too unless --daemon or --socket say otherwise. */
+#ifndef SHMC_BUILDTYPE
+#define SHMC_BUILDTYPE "unknown"
+#endif
+#ifndef SHMC_SANITIZE
+#define SHMC_SANITIZE "none"
+#endif
+#ifdef NDEBUG
+#define SHMC_ASSERTS false
+#else
+#define SHMC_ASSERTS true
+#endif
+
 #define MIB (1ULL << 20)
 #define MAX_PROCS_LIST 8
 
@@ -758,6 +773,21 @@ static void print_skipped(const struct run_result *r)
 	printf("%-10s %s: %s\n", r->be->name, status_name(r->status), r->why);
 }
 
+/* Which build measured: a line under each table header.  Only the
+ * release build's figures compare with docs/BENCHMARKS.md. */
+static void print_build(void)
+{
+	bool release = !strcmp(SHMC_BUILDTYPE, "release") &&
+		       !SHMC_ASSERTS && !strcmp(SHMC_SANITIZE, "none");
+
+	printf("  build: %s, asserts %s", SHMC_BUILDTYPE,
+	       SHMC_ASSERTS ? "on" : "off");
+	if (strcmp(SHMC_SANITIZE, "none"))
+		printf(", sanitize=%s", SHMC_SANITIZE);
+	printf("%s\n", release ? "" : " (not the release build: tools/run "
+				      "builds that in build-release/)");
+}
+
 /* How the bench started shmcached, when it did: a line under each table
  * header, so that a figure always comes with the configuration behind it. */
 static void print_shmc_config(const struct options *o,
@@ -805,6 +835,7 @@ static void table_speed(const struct options *o, const struct workload *w,
 		printf("  %u thread(s) per process, %" PRIu64 " ops per thread "
 		       "after %.1f s warm-up, seed %" PRIu64 "\n",
 		       cfg->threads, cfg->ops, cfg->warmup, cfg->seed);
+	print_build();
 	print_shmc_config(o, res, n);
 	if (o->repeat > 1)
 		printf("  each backend run %u times, interleaved: the run of "
@@ -920,6 +951,7 @@ static void table_hit_ratio(const struct options *o,
 	       "seed %" PRIu64 "\n",
 	       ws / MIB, cfg->cache >> 20, 100.0 * (double)cfg->cache / ws,
 	       cfg->ops, cfg->warm_ops, cfg->seed);
+	print_build();
 	printf("  lru: exact LRU with the same byte budget, an item counted "
 	       "as key + value + %u B\n",
 	       cfg->lru_overhead);
@@ -967,6 +999,7 @@ static void table_memory(const struct options *o, const struct run_result *res,
 	       "resident: the server's RSS\n  (shmc: the region's pages) "
 	       "after the fill\n",
 	       item);
+	print_build();
 	print_shmc_config(o, res, n);
 	printf("\n");
 	printf("%-10s %12s %10s %14s %8s %13s\n", "backend", "items", "B/item",
@@ -1084,11 +1117,9 @@ static void print_json(const struct options *o, const struct workload *w,
 	char d[32];
 
 	printf("{\"tool\": \"" PROG "\", \"version\": \"" SHMC_VERSION "\", "
-								       "\"mode"
-								       "\": "
-								       "\"%s\","
-								       " ",
-	       modes[cfg->mode]);
+	       "\"build\": \"" SHMC_BUILDTYPE "\", \"asserts\": %s, "
+	       "\"sanitize\": \"" SHMC_SANITIZE "\", \"mode\": \"%s\", ",
+	       SHMC_ASSERTS ? "true" : "false", modes[cfg->mode]);
 	machine_json(o);
 	printf(",\n \"workload\": {\"keys\": %u, \"key_size\": %u, "
 	       "\"value_min\": %u, \"value_max\": %u, \"mix\": {\"get\": %u, "
