@@ -86,6 +86,15 @@ static inline int usable(const shmc *c)
 	return 0;
 }
 
+/* usable(c), then -EINVAL unless arg_ok: the entry check of the calls that
+ * need a pointer argument (an output, a callback). */
+static inline int usable_with(const shmc *c, bool arg_ok)
+{
+	int rc = usable(c);
+
+	return rc ? rc : arg_ok ? 0 : -EINVAL;
+}
+
 /* ------------------------------------------------------------------------
  * Socket I/O and the handshake
  * ------------------------------------------------------------------------ */
@@ -814,12 +823,10 @@ SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
 				 shmc_loader load, void *arg)
 {
 	struct eng_flight f;
-	int rc = usable(c);
+	int rc = usable_with(c, load != NULL);
 
 	if (rc)
 		return rc;
-	if (!load)
-		return -EINVAL;
 	for (;;) {
 		rc = eng_get_or_claim(&c->e, key, klen, buf, cap, vlen, NULL,
 				      &f);
@@ -860,12 +867,10 @@ SHMC_EXPORT int shmc_reserve(shmc *c, const void *key, size_t klen,
 			     struct shmc_reservation *r)
 {
 	struct eng_resv er;
-	int rc = usable(c);
+	int rc = usable_with(c, r != NULL);
 
 	if (rc)
 		return rc;
-	if (!r)
-		return -EINVAL;
 	if ((rc = eng_reserve(&c->e, key, klen, vlen, ttl_s, &er)))
 		return rc;
 	r->p1 = er.p[0];
@@ -931,12 +936,10 @@ static void stats_out(const struct eng_stats *s, struct shmc_stats *out)
 SHMC_EXPORT int shmc_stat(shmc *c, struct shmc_stats *out)
 {
 	struct eng_stats s;
-	int rc = usable(c);
+	int rc = usable_with(c, out != NULL);
 
 	if (rc)
 		return rc;
-	if (!out)
-		return -EINVAL;
 	eng_stats(&c->e, &s);
 	stats_out(&s, out);
 	return 0;
@@ -945,12 +948,10 @@ SHMC_EXPORT int shmc_stat(shmc *c, struct shmc_stats *out)
 SHMC_EXPORT int shmc_seg_stat(shmc *c, uint32_t seg, struct shmc_stats *out)
 {
 	struct eng_stats s;
-	int rc = usable(c);
+	int rc = usable_with(c, out != NULL);
 
 	if (rc)
 		return rc;
-	if (!out)
-		return -EINVAL;
 	if ((rc = eng_seg_stats(&c->e, seg, &s)))
 		return rc;
 	stats_out(&s, out);
