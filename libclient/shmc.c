@@ -86,6 +86,15 @@ static inline int usable(const shmc *c)
 	return 0;
 }
 
+/* usable(c), then -EINVAL unless arg_ok: the entry check of the calls that
+ * need a pointer argument (an output, a callback). */
+static inline int usable_with(const shmc *c, bool arg_ok)
+{
+	int rc = usable(c);
+
+	return rc ? rc : arg_ok ? 0 : -EINVAL;
+}
+
 /* ------------------------------------------------------------------------
  * Socket I/O and the handshake
  * ------------------------------------------------------------------------ */
@@ -155,9 +164,11 @@ static int recv_all(int fd, void *buf, size_t n, int *fd_out)
 /* The message of the calling thread's last error reply (shmc_errmsg). */
 static __thread char errmsg[512];
 
-/* Keeps an error frame's message: bytes, made printable. */
-static void keep_errmsg(const void *p, size_t n)
+/* Keeps an error frame's message: bytes, made printable.  A
+ * proto_errmsg_fn; ctx is unused. */
+static void keep_errmsg(void *ctx, const void *p, size_t n)
 {
+	(void)ctx;
 	if (n >= sizeof(errmsg))
 		n = sizeof(errmsg) - 1;
 	for (size_t i = 0; i < n; i++) {
@@ -167,9 +178,23 @@ static void keep_errmsg(const void *p, size_t n)
 	errmsg[n] = '\0';
 }
 
-/* One request, one reply.  On success *reply (malloc'd, may be NULL when
- * empty) holds the reply body; an error frame becomes its -errno, and its
- * message is kept for shmc_errmsg(). */
+/* Where exchange() reads a reply's body from: recv_all's arguments. */
+struct recv_to {
+	int sock;
+	int *fd_out;
+};
+
+/* recv_all() as a proto_read_fn. */
+static int recv_body(void *ctx, void *buf, size_t n)
+{
+	struct recv_to *t = ctx;
+
+	return recv_all(t->sock, buf, n, t->fd_out);
+}
+
+/* One request, one reply.  On success *reply (malloc'd) holds the reply
+ * body; an error frame becomes its -errno, and its message is kept for
+ * shmc_errmsg(). */
 static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 		    size_t blen, uint8_t **reply, size_t *rlen, int *fd_out)
 {
@@ -193,29 +218,16 @@ static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 	int send_rc = rc;
 	if ((rc = recv_all(sock, hdr, sizeof(hdr), fd_out)))
 		return send_rc ? send_rc : rc;
-	if (proto_hdr_get(hdr, PROTO_MAX_PAYLOAD, &h))
-		return -EIO;
-	uint8_t *p = h.len ? malloc(h.len) : NULL;
-	if (h.len && !p)
-		return -ENOMEM;
-	if ((rc = recv_all(sock, p, h.len, fd_out))) {
-		free(p);
+	struct recv_to to = { .sock = sock, .fd_out = fd_out };
+	if ((rc = proto_reply_read(hdr, type, recv_body, keep_errmsg, &to, &h,
+				   reply, rlen)))
 		return rc;
-	}
-	if (h.type == PROTO_T_ERROR) {
-		const void *msg;
-		size_t n;
-		int err = proto_error_get(p, h.len, &msg, &n);
-		keep_errmsg(msg, n);
-		free(p);
-		return err;
-	}
-	if (h.type != (type | PROTO_REPLY) || (h.id != id && h.id != 0)) {
-		free(p);
+	if (h.id != id && h.id != 0) {
+		free(*reply);
+		*reply = NULL;
+		*rlen = 0;
 		return -EIO;
 	}
-	*reply = p;
-	*rlen = h.len;
 	return 0;
 }
 
@@ -814,12 +826,10 @@ SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
 				 shmc_loader load, void *arg)
 {
 	struct eng_flight f;
-	int rc = usable(c);
+	int rc = usable_with(c, load != NULL);
 
 	if (rc)
 		return rc;
-	if (!load)
-		return -EINVAL;
 	for (;;) {
 		rc = eng_get_or_claim(&c->e, key, klen, buf, cap, vlen, NULL,
 				      &f);
@@ -860,12 +870,10 @@ SHMC_EXPORT int shmc_reserve(shmc *c, const void *key, size_t klen,
 			     struct shmc_reservation *r)
 {
 	struct eng_resv er;
-	int rc = usable(c);
+	int rc = usable_with(c, r != NULL);
 
 	if (rc)
 		return rc;
-	if (!r)
-		return -EINVAL;
 	if ((rc = eng_reserve(&c->e, key, klen, vlen, ttl_s, &er)))
 		return rc;
 	r->p1 = er.p[0];
@@ -931,12 +939,10 @@ static void stats_out(const struct eng_stats *s, struct shmc_stats *out)
 SHMC_EXPORT int shmc_stat(shmc *c, struct shmc_stats *out)
 {
 	struct eng_stats s;
-	int rc = usable(c);
+	int rc = usable_with(c, out != NULL);
 
 	if (rc)
 		return rc;
-	if (!out)
-		return -EINVAL;
 	eng_stats(&c->e, &s);
 	stats_out(&s, out);
 	return 0;
@@ -945,12 +951,10 @@ SHMC_EXPORT int shmc_stat(shmc *c, struct shmc_stats *out)
 SHMC_EXPORT int shmc_seg_stat(shmc *c, uint32_t seg, struct shmc_stats *out)
 {
 	struct eng_stats s;
-	int rc = usable(c);
+	int rc = usable_with(c, out != NULL);
 
 	if (rc)
 		return rc;
-	if (!out)
-		return -EINVAL;
 	if ((rc = eng_seg_stats(&c->e, seg, &s)))
 		return rc;
 	stats_out(&s, out);

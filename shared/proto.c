@@ -1,10 +1,12 @@
 /*
  * proto.c - the control protocol's codec (see proto.h).  Pure functions on
- * buffers; no I/O.
+ * buffers; no I/O of its own (proto_reply_read() reads through the
+ * caller's function).
  */
 #include "proto.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 static inline void le32(uint8_t *p, uint32_t v)
@@ -201,4 +203,38 @@ int proto_error_get(const void *buf, size_t len, const void **msg,
 	if (proto_r_end(&r))
 		*mlen = 0;
 	return err < 0 && err > -4096 ? err : -EIO;
+}
+
+int proto_reply_read(const uint8_t hdr[PROTO_HDR_SIZE], uint16_t type,
+		     proto_read_fn rd, proto_errmsg_fn on_error, void *ctx,
+		     struct proto_hdr *h, uint8_t **body, size_t *len)
+{
+	int rc;
+
+	*body = NULL;
+	*len = 0;
+	if (proto_hdr_get(hdr, PROTO_MAX_PAYLOAD, h))
+		return -EIO;
+	uint8_t *p = malloc(h->len ? h->len : 1);
+	if (!p)
+		return -ENOMEM;
+	if ((rc = rd(ctx, p, h->len))) {
+		free(p);
+		return rc;
+	}
+	if (h->type == PROTO_T_ERROR) {
+		const void *msg;
+		size_t n;
+		int err = proto_error_get(p, h->len, &msg, &n);
+		on_error(ctx, msg, n);
+		free(p);
+		return err;
+	}
+	if (h->type != (type | PROTO_REPLY)) {
+		free(p);
+		return -EIO;
+	}
+	*body = p;
+	*len = h->len;
+	return 0;
 }

@@ -18,7 +18,8 @@
  * rejected with -EBADMSG.
  *
  * Not in here: sockets, file descriptors (the hello reply's region fd rides
- * as SCM_RIGHTS on the same sendmsg), or any policy.
+ * as SCM_RIGHTS on the same sendmsg), or any policy.  proto_reply_read()
+ * reads a reply's body through the caller's own read function.
  */
 #ifndef SHMC_PROTO_H
 #define SHMC_PROTO_H
@@ -128,5 +129,23 @@ int proto_r_end(const struct proto_r *r);
  * terminated and untrusted, empty when the body does not parse exactly. */
 int proto_error_get(const void *buf, size_t len, const void **msg,
 		    size_t *mlen);
+
+/* Reads exactly n bytes from the caller's transport: 0 or a negative
+ * errno. */
+typedef int (*proto_read_fn)(void *ctx, void *buf, size_t n);
+/* Takes an error frame's message: not terminated, untrusted. */
+typedef void (*proto_errmsg_fn)(void *ctx, const void *msg, size_t n);
+
+/* The rest of the reply to a request of type `type`, whose 12-byte header
+ * `hdr` the caller has read: decodes it into *h, reads its body with
+ * rd(ctx, ...) into *body (malloc'd, at least one byte even when empty;
+ * the caller frees it) and sets *len.  An error frame's message goes to
+ * on_error(ctx, ...) and its -errno is returned.  Returns 0; -EIO for a
+ * header that does not decode or a reply to another type; -ENOMEM; rd's
+ * error; or the error frame's -errno.  On failure *body is NULL and *len
+ * 0.  The id is not checked: it is in h->id for the caller. */
+int proto_reply_read(const uint8_t hdr[PROTO_HDR_SIZE], uint16_t type,
+		     proto_read_fn rd, proto_errmsg_fn on_error, void *ctx,
+		     struct proto_hdr *h, uint8_t **body, size_t *len);
 
 #endif

@@ -482,6 +482,19 @@ static int remote_connect(struct ctl *x)
 	return CTL_EXIT_UNREACHABLE;
 }
 
+/* io_all() reading from the struct ctl's socket: a proto_read_fn. */
+static int remote_read(void *ctx, void *buf, size_t n)
+{
+	return io_all(((struct ctl *)ctx)->sock, buf, n, 0);
+}
+
+/* Keeps the daemon's words, escaped, in remote_msg: a proto_errmsg_fn. */
+static void remote_errmsg(void *ctx, const void *msg, size_t n)
+{
+	(void)ctx;
+	esc(msg, n, remote_msg, sizeof(remote_msg));
+}
+
 /* Sends one request and reads its reply: 0 with *reply (malloc'd, freed
  * by the caller) and *rlen, or the daemon's -errno (its words in
  * remote_msg), or -EIO for a reply that is not one. */
@@ -500,30 +513,8 @@ static int remote_call(struct ctl *x, uint16_t type, const void *body,
 	    (rc = io_all(x->sock, (void *)body, blen, 1)) ||
 	    (rc = io_all(x->sock, hdr, sizeof(hdr), 0)))
 		return rc;
-	if (proto_hdr_get(hdr, PROTO_MAX_PAYLOAD, &h))
-		return -EIO;
-	uint8_t *p = malloc(h.len ? h.len : 1);
-	if (!p)
-		return -ENOMEM;
-	if ((rc = io_all(x->sock, p, h.len, 0))) {
-		free(p);
-		return rc;
-	}
-	if (h.type == PROTO_T_ERROR) {
-		const void *msg;
-		size_t n;
-		int err = proto_error_get(p, h.len, &msg, &n);
-		esc(msg, n, remote_msg, sizeof(remote_msg));
-		free(p);
-		return err;
-	}
-	if (h.type != (type | PROTO_REPLY)) {
-		free(p);
-		return -EIO;
-	}
-	*reply = p;
-	*rlen = h.len;
-	return 0;
+	return proto_reply_read(hdr, type, remote_read, remote_errmsg, x, &h,
+				reply, rlen);
 }
 
 /* A request whose reply is empty.  Returns 0 or a negative errno. */

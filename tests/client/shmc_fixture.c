@@ -29,19 +29,6 @@ void sleep_ms(unsigned ms)
 		;
 }
 
-/* FNV-1a 64: the tests' own hash. */
-uint64_t hash64(const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= UINT64_C(0x100000001b3);
-	}
-	return h;
-}
-
 /* len bytes determined by seed alone (splitmix64 stream). */
 void fill(void *buf, size_t len, uint64_t seed)
 {

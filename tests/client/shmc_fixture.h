@@ -43,6 +43,7 @@
 
 #include "clock.h"
 #include "daemon_util.h"
+#include "fnv1a.h"
 #include "shmc.h"
 
 #define NSEG 16 /* --segments of daemon_util.h */
@@ -109,9 +110,6 @@ struct fx {
 void assert_says(int err, ...);
 
 void sleep_ms(unsigned ms);
-
-/* FNV-1a 64: the tests' own hash. */
-uint64_t hash64(const void *data, size_t len);
 
 /* len bytes determined by seed alone (splitmix64 stream). */
 void fill(void *buf, size_t len, uint64_t seed);

@@ -617,14 +617,14 @@ static void test_shmc_many_keys(void **state)
 
 	for (int i = 0; i < MANY_KEYS; i++) {
 		int kl = snprintf(k, sizeof(k), "many-%05d", i);
-		size_t vl = 8 + (size_t)(hash64(k, (size_t)kl) % 64);
+		size_t vl = 8 + (size_t)(fnv1a64(k, (size_t)kl) % 64);
 
 		fill(val, vl, (uint64_t)i);
 		assert_rc(shmc_set(f->c, k, (size_t)kl, val, vl, 0), 0);
 	}
 	for (int i = 0; i < MANY_KEYS; i++) {
 		int kl = snprintf(k, sizeof(k), "many-%05d", i);
-		size_t vl = 8 + (size_t)(hash64(k, (size_t)kl) % 64);
+		size_t vl = 8 + (size_t)(fnv1a64(k, (size_t)kl) % 64);
 		int rc = shmc_get(f->c, k, (size_t)kl, buf, sizeof(buf), &n);
 
 		if (rc == -ENOENT)

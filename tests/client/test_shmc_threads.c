@@ -24,7 +24,7 @@ struct th_arg {
  * from the seed, len derived from the seed too. */
 static size_t th_value(uint8_t *v, const char *k, size_t kl, uint64_t seed)
 {
-	uint64_t kh = hash64(k, kl);
+	uint64_t kh = fnv1a64(k, kl);
 	size_t len = (size_t)(seed % 400);
 
 	memcpy(v, &kh, 8);
@@ -41,7 +41,7 @@ static bool th_valid(const uint8_t *v, size_t n, const char *k, size_t kl)
 		return false;
 	memcpy(&kh, v, 8);
 	memcpy(&seed, v + 8, 8);
-	return kh == hash64(k, kl) && n == 16 + seed % 400 &&
+	return kh == fnv1a64(k, kl) && n == 16 + seed % 400 &&
 	       filled(v + 16, n - 16, seed);
 }
 

@@ -8,21 +8,21 @@
                        stream is cut into receives, slow reading, clock
                        ticks; see fuzz_request.c), then what a peer sends
 
-Frames follow docs/PROTOCOL.md, written here independently of the C codec.
+Frames follow docs/PROTOCOL.md, written here independently of the C codec
+(the constants and encoders are those of tests/integration/shmcproto.py,
+the tests' own Python client, which is independent of it too).
 Run from anywhere: python3 tests/fuzz/make_corpus.py.  It rewrites its own
 files and leaves the others (inputs found by the fuzzer, crash-* regression
 inputs) alone.  Standard library only.
 """
 import os
 import struct
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-VERSION = 1
-REPLY = 0x8000
-ERROR = 0xFFFF
-T = dict(HELLO=1, PING=2, STATS=3, GET=4, SET=5, DEL=6, TTL=7, TOUCH=8,
-         FLUSH=9, CHECK=10, CLIENTS=11, SAVE=12, LOAD=13, SHUTDOWN=14,
-         BYE=15)
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+from shmcproto import ERROR, REPLY, T, VERSION, bstr, u32, u64  # noqa: E402
+
 MAX_PAYLOAD = 8 << 20
 COUNTERS = ["hits", "misses", "sets", "overwrites", "deletes", "evictions",
             "moves", "expirations", "repairs", "entries", "bytes_used",
@@ -41,22 +41,8 @@ def u8(v):
     return struct.pack("<B", v)
 
 
-def u32(v):
-    return struct.pack("<I", v)
-
-
 def i32(v):
     return struct.pack("<i", v)
-
-
-def u64(v):
-    return struct.pack("<Q", v)
-
-
-def bstr(b):
-    if isinstance(b, str):
-        b = b.encode()
-    return u32(len(b)) + b
 
 
 # Request ids.  fuzz-proto also reads every payload with a program of

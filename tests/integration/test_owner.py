@@ -89,6 +89,15 @@ class Owner(unittest.TestCase):
         self.procs.append(d)
         return d
 
+    def open_workdir(self):
+        """A fresh work folder under /tmp that other users can enter
+        (open_dir), removed after the test."""
+        base = tempfile.mkdtemp(dir="/tmp", prefix="shmc-own-")
+        self.addCleanup(shutil.rmtree, base, True)
+        work = os.path.join(base, "w")
+        open_dir(work)
+        return work
+
     def run_daemon(self, d, extra=()):
         """Runs d's command line with extra to its end (a start that must
         fail): its exit status and log."""
@@ -290,11 +299,9 @@ class Owner(unittest.TestCase):
     @unittest.skipUnless(os.getuid() == 0, "needs root to act as another "
                          "user")
     def test_owner_allow_user_after_a_private_run(self):
-        base = tempfile.mkdtemp(dir="/tmp", prefix="shmc-own-")
-        self.addCleanup(shutil.rmtree, base, True)
-        open_dir(os.path.join(base, "w"))
-        d = self.daemon(workdir=os.path.join(base, "w"))
-        d.sock = os.path.join(base, "w", "shmcached-run", "s.sock")
+        work = self.open_workdir()
+        d = self.daemon(workdir=work)
+        d.sock = os.path.join(work, "shmcached-run", "s.sock")
         d.start()  # no allow list: its folder is made private
         self.assertEqual(os.stat(os.path.dirname(d.sock)).st_mode & 0o777,
                          0o700)
@@ -307,7 +314,7 @@ class Owner(unittest.TestCase):
         d.stop()
         # A folder that is not shmcached's own is not opened: refused,
         # with what to do.
-        other = os.path.join(base, "w", "private")
+        other = os.path.join(work, "private")
         os.mkdir(other, 0o700)
         d.sock = os.path.join(other, "s.sock")
         rc, log = self.run_daemon(d)
@@ -319,10 +326,8 @@ class Owner(unittest.TestCase):
     @unittest.skipUnless(os.getuid() == 0, "needs root to act as another "
                          "user")
     def test_owner_allow_user_through_an_acl(self):
-        base = tempfile.mkdtemp(dir="/tmp", prefix="shmc-own-")
-        self.addCleanup(shutil.rmtree, base, True)
-        open_dir(os.path.join(base, "w"))
-        folder = os.path.join(base, "w", "acl")
+        work = self.open_workdir()
+        folder = os.path.join(work, "acl")
         os.mkdir(folder, 0o700)
         # u::rwx u:NOBODY:--x g::--- m::--x o::--- (the kernel's format)
         anyone = 0xffffffff
@@ -334,7 +339,7 @@ class Owner(unittest.TestCase):
             os.setxattr(folder, "system.posix_acl_access", acl)
         except OSError as e:
             self.skipTest(f"no POSIX ACLs here: {e}")
-        d = self.daemon(workdir=os.path.join(base, "w"),
+        d = self.daemon(workdir=work,
                         extra=["--allow-user", str(NOBODY)])
         d.sock = os.path.join(folder, "s.sock")
         d.start()  # mode 0710, but the ACL lets nobody in
@@ -359,10 +364,8 @@ class Owner(unittest.TestCase):
         gid2 = grp.getgrnam(g2).gr_gid
         primary = pwd.getpwnam(user).pw_gid
 
-        base = tempfile.mkdtemp(dir="/tmp", prefix="shmc-own-")
-        self.addCleanup(shutil.rmtree, base, True)
-        open_dir(os.path.join(base, "w"))
-        d = self.daemon(workdir=os.path.join(base, "w"),
+        work = self.open_workdir()
+        d = self.daemon(workdir=work,
                         extra=["--allow-group", g1, "--allow-group", g2])
         d.start()
         # A member of the second group only.

@@ -56,6 +56,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "fnv1a.h"
 #include "opt.h"
 
 #define PROG "shmc-stress"
@@ -320,19 +321,6 @@ static uint64_t rng_below(uint64_t *s, uint64_t n)
 	return rng_next(s) % n;
 }
 
-/* FNV-1a, 64 bits: the key hash a value carries. */
-static uint64_t key_hash(const void *key, size_t klen)
-{
-	const uint8_t *p = key;
-	uint64_t h = 0xcbf29ce484222325ull;
-
-	for (size_t i = 0; i < klen; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
-}
-
 /* Key number idx of this run: "stress:TAG:IDX:" and a filler whose length
  * depends on idx, so that key lengths vary from 18 to 55 bytes. */
 static size_t key_make(const struct stress_cfg *cfg, uint32_t idx,
@@ -402,7 +390,7 @@ static void sb_flush_stderr(const struct sbuf *s)
 struct val_hdr {
 	uint32_t magic;	/* VAL_MAGIC */
 	uint32_t len;	/* the whole value's length, header included */
-	uint64_t khash; /* key_hash() of the key it was written for */
+	uint64_t khash; /* fnv1a64() of the key it was written for */
 	uint32_t pid;	/* the writer: process, */
 	uint16_t tid;	/* thread of that process, */
 	uint16_t via;	/* enum val_via, */
@@ -501,7 +489,7 @@ static void val_report(struct sbuf *s, const char *problem, const uint8_t *v,
 		       size_t vlen, const char *key, size_t klen,
 		       uint64_t seed, uint8_t *scratch)
 {
-	uint64_t khash = key_hash(key, klen);
+	uint64_t khash = fnv1a64(key, klen);
 	struct val_hdr h = { 0 };
 
 	memcpy(&h, v, vlen < VAL_HDR ? vlen : VAL_HDR);
@@ -657,7 +645,7 @@ static void wthread_rc(struct wthread *t, int rc, const char *key,
 static void wthread_check(struct wthread *t, const uint8_t *v, size_t vlen,
 			  const char *key, size_t klen)
 {
-	const char *problem = val_problem(v, vlen, key_hash(key, klen));
+	const char *problem = val_problem(v, vlen, fnv1a64(key, klen));
 
 	if (!problem)
 		return;
@@ -704,7 +692,7 @@ static size_t wthread_value(struct wthread *t, const char *key, size_t klen,
 	size_t len = wthread_len(t);
 
 	t->seq++;
-	val_make(t->wbuf, len, key_hash(key, klen), t->w->cfg->seed, t->w->pid,
+	val_make(t->wbuf, len, fnv1a64(key, klen), t->w->cfg->seed, t->w->pid,
 		 t->tid, t->seq, via);
 	if (t->w->cfg->inject_bad && t->w->index == 0 && t->tid == 0 &&
 	    len > VAL_HDR && t->seq % INJECT_EVERY == 0) {
@@ -734,7 +722,7 @@ static int stress_loader(const void *key, size_t klen, void *buf, size_t cap,
 	if (len > cap) /* not reached: cap is max_value */
 		return -ENOBUFS;
 	t->seq++;
-	val_make(buf, len, key_hash(key, klen), t->w->cfg->seed, t->w->pid,
+	val_make(buf, len, fnv1a64(key, klen), t->w->cfg->seed, t->w->pid,
 		 t->tid, t->seq, VIA_LOAD);
 	*vlen = len;
 	*ttl_s = wthread_ttl(t);

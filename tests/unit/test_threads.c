@@ -36,14 +36,14 @@ static size_t key_of(uint32_t k, char *buf, size_t cap)
 static void make_value(uint8_t *v, size_t len, const char *key, size_t klen,
 		       uint32_t seed)
 {
-	uint64_t kh = tu_hash(key, klen), sum;
+	uint64_t kh = fnv1a64(key, klen), sum;
 	uint32_t l = (uint32_t)len;
 
 	memcpy(v, &kh, 8);
 	memcpy(v + 8, &l, 4);
 	memcpy(v + 12, &seed, 4);
 	tu_fill(v + HDR, len - MIN_LEN, seed);
-	sum = tu_hash(v, len - TRAILER);
+	sum = fnv1a64(v, len - TRAILER);
 	memcpy(v + len - TRAILER, &sum, TRAILER);
 }
 
@@ -60,9 +60,9 @@ static enum verdict check_value(const uint8_t *v, size_t len, const char *key,
 	memcpy(&kh, v, 8);
 	memcpy(&l, v + 8, 4);
 	memcpy(&sum, v + len - TRAILER, TRAILER);
-	if (sum != tu_hash(v, len - TRAILER))
+	if (sum != fnv1a64(v, len - TRAILER))
 		return V_TORN;
-	if (kh != tu_hash(key, klen))
+	if (kh != fnv1a64(key, klen))
 		return V_FOREIGN;
 	if (l != len)
 		return V_LENGTH;

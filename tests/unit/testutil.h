@@ -28,6 +28,7 @@
 
 #include "clock.h"
 #include "engine.h"
+#include "fnv1a.h"
 #include "layout.h"
 
 /* Asserts that an int-returning call gives `want`, printing both as errno
@@ -96,19 +97,6 @@ static inline void tu_fill(void *buf, size_t len, uint64_t seed)
 
 		memcpy(p, &x, len);
 	}
-}
-
-/* FNV-1a 64: the tests' own hash, independent of the engine's XXH3. */
-static inline uint64_t tu_hash(const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	uint64_t h = UINT64_C(0xcbf29ce484222325);
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= UINT64_C(0x100000001b3);
-	}
-	return h;
 }
 
 /* ------------------------------------------------------------------------
