@@ -46,90 +46,90 @@ enum opt_kind {
 
 /* X(id, long name, short option or 0, kind, metavar, help).  The help text
  * may hold '\n'; continuation lines are indented under the first. */
-#define CONFIG_OPTIONS(X)                                                   \
-	X(MEMORY, "memory", 0, KIND_VALUE, "SIZE",                          \
-	  "size of the region, 1M to 1T (default 64M)")                     \
-	X(SEGMENTS, "segments", 0, KIND_VALUE, "N",                         \
-	  "segments (lock domains), a power of two\n"                       \
-	  "1..65536 (default 256)")                                         \
-	X(AVG_ITEM, "avg-item", 0, KIND_VALUE, "SIZE",                      \
-	  "expected key+value size; sizes the entry\n"                      \
-	  "pools (default 128)")                                            \
-	X(SOCKET, "socket", 0, KIND_VALUE, "PATH",                          \
-	  "control socket (default\n"                                       \
-	  "$XDG_RUNTIME_DIR/shmcached.sock, without it\n"                   \
-	  "/tmp/shmcached-UID/shmcached.sock, as root\n"                    \
-	  "/run/shmcached/shmcached.sock); its folder must\n"               \
-	  "be yours (or root's), writable by no one else;\n"                \
-	  "refused while another shmcached serves it")                      \
-	X(NAME, "name", 0, KIND_VALUE, "NAME",                              \
-	  "POSIX shm name of the region (default\n"                         \
-	  "/shmcached-UID, as root /shmcached); one\n"                      \
-	  "shmcached per region: refused while another\n"                   \
-	  "serves it")                                                      \
-	X(ALLOW_USER, "allow-user", 0, KIND_VALUE, "USER",                  \
-	  "user name or uid allowed to connect\n"                           \
-	  "(repeatable, up to 32; the socket's folder must\n"               \
-	  "let them in: a shmcached* folder of yours is\n"                  \
-	  "made 0755, any other is refused if it does not)")                \
-	X(ALLOW_GROUP, "allow-group", 0, KIND_VALUE, "GROUP",               \
-	  "group name or gid allowed to connect\n"                          \
-	  "(repeatable, up to 32; members by their\n"                       \
-	  "primary or supplementary groups)")                               \
-	X(SNAPSHOT, "snapshot", 0, KIND_VALUE, "FILE",                      \
-	  "snapshot file: saved at every clean stop, loaded\n"              \
-	  "at start into a new region; one that fails to load\n"           \
-	  "is moved aside, never saved over (default none)")                \
-	X(SNAPSHOT_PARTIAL, "snapshot-partial", 0, KIND_FLAG, NULL,         \
-	  "when the snapshot loaded at start is damaged,\n"                 \
-	  "load its blocks before the damage (default: none)")              \
-	X(FOREGROUND, "foreground", 0, KIND_FLAG, NULL,                     \
-	  "stay in the foreground, do not daemonize")                       \
-	X(LOG_LEVEL, "log-level", 0, KIND_VALUE, "LEVEL",                   \
-	  "error, warn, info or debug (default info)")                      \
-	X(LOG_FILE, "log-file", 0, KIND_VALUE, "PATH",                      \
-	  "log to PATH instead of stderr (reopened on SIGHUP)")             \
-	X(RESET, "reset", 0, KIND_FLAG, NULL,                               \
-	  "replace an existing region that does not validate\n"             \
-	  "or has another geometry (default: refuse to start);\n"           \
-	  "never one that a running shmcached serves")                      \
-	X(UNLINK_ON_EXIT, "unlink-on-exit", 0, KIND_FLAG, NULL,             \
-	  "remove the region at shutdown (default: keep it\n"               \
-	  "for a warm restart)")                                            \
-	X(SEALED, "sealed", 0, KIND_FLAG, NULL,                             \
-	  "hardened: the region is a sealed memfd no\n"                     \
-	  "client can resize (kept across restarts only\n"                  \
-	  "in systemd's fd store)")                                         \
-	X(HUGEPAGES, "hugepages", 0, KIND_FLAG, NULL,                       \
-	  "back the region with huge pages")                                \
-	X(PREFAULT, "prefault", 0, KIND_FLAG, NULL,                         \
-	  "touch every page of the region at start")                        \
-	X(CHECKSUM, "checksum", 0, KIND_FLAG, NULL,                         \
-	  "store a checksum of each entry's key and value\n"                \
-	  "and verify it on every read (set when the region\n"              \
-	  "is created; a warm restart must agree)")                          \
-	X(EPOLL, "epoll", 0, KIND_FLAG, NULL,                               \
-	  "use the epoll event loop instead of io_uring")                   \
-	X(MAX_CLIENTS, "max-clients", 0, KIND_VALUE, "N",                   \
-	  "connections at once, 1..65536 (default 1024)")                   \
-	X(LOCK_TIMEOUT, "lock-timeout", 0, KIND_VALUE, "MS",                \
-	  "segment lock wait before the holder is checked,\n"               \
-	  "1..60000 ms (default 2000); applied at every\n"                  \
-	  "start, a warm restart included")                                 \
-	X(HELLO_TIMEOUT, "hello-timeout", 0, KIND_VALUE, "MS",              \
-	  "close a connection that has not sent HELLO\n"                    \
-	  "by then, 100..600000 ms (default 10000)")                        \
-	X(CONFIG, "config", 0, KIND_CMD_VALUE, "FILE",                      \
-	  "read options from FILE first (see below)")                       \
-	X(HELP, "help", 'h', KIND_CMD_ONLY, NULL, "print this help and exit") \
-	X(VERSION, "version", 'V', KIND_CMD_ONLY, NULL,                     \
+#define CONFIG_OPTIONS(X)                                                      \
+	X(MEMORY, "memory", 0, KIND_VALUE, "SIZE",                             \
+	  "size of the region, 1M to 1T (default 64M)")                        \
+	X(SEGMENTS, "segments", 0, KIND_VALUE, "N",                            \
+	  "segments (lock domains), a power of two\n"                          \
+	  "1..65536 (default 256)")                                            \
+	X(AVG_ITEM, "avg-item", 0, KIND_VALUE, "SIZE",                         \
+	  "expected key+value size; sizes the entry\n"                         \
+	  "pools (default 128)")                                               \
+	X(SOCKET, "socket", 0, KIND_VALUE, "PATH",                             \
+	  "control socket (default\n"                                          \
+	  "$XDG_RUNTIME_DIR/shmcached.sock, without it\n"                      \
+	  "/tmp/shmcached-UID/shmcached.sock, as root\n"                       \
+	  "/run/shmcached/shmcached.sock); its folder must\n"                  \
+	  "be yours (or root's), writable by no one else;\n"                   \
+	  "refused while another shmcached serves it")                         \
+	X(NAME, "name", 0, KIND_VALUE, "NAME",                                 \
+	  "POSIX shm name of the region (default\n"                            \
+	  "/shmcached-UID, as root /shmcached); one\n"                         \
+	  "shmcached per region: refused while another\n"                      \
+	  "serves it")                                                         \
+	X(ALLOW_USER, "allow-user", 0, KIND_VALUE, "USER",                     \
+	  "user name or uid allowed to connect\n"                              \
+	  "(repeatable, up to 32; the socket's folder must\n"                  \
+	  "let them in: a shmcached* folder of yours is\n"                     \
+	  "made 0755, any other is refused if it does not)")                   \
+	X(ALLOW_GROUP, "allow-group", 0, KIND_VALUE, "GROUP",                  \
+	  "group name or gid allowed to connect\n"                             \
+	  "(repeatable, up to 32; members by their\n"                          \
+	  "primary or supplementary groups)")                                  \
+	X(SNAPSHOT, "snapshot", 0, KIND_VALUE, "FILE",                         \
+	  "snapshot file: saved at every clean stop, loaded\n"                 \
+	  "at start into a new region; one that fails to load\n"               \
+	  "is moved aside, never saved over (default none)")                   \
+	X(SNAPSHOT_PARTIAL, "snapshot-partial", 0, KIND_FLAG, NULL,            \
+	  "when the snapshot loaded at start is damaged,\n"                    \
+	  "load its blocks before the damage (default: none)")                 \
+	X(FOREGROUND, "foreground", 0, KIND_FLAG, NULL,                        \
+	  "stay in the foreground, do not daemonize")                          \
+	X(LOG_LEVEL, "log-level", 0, KIND_VALUE, "LEVEL",                      \
+	  "error, warn, info or debug (default info)")                         \
+	X(LOG_FILE, "log-file", 0, KIND_VALUE, "PATH",                         \
+	  "log to PATH instead of stderr (reopened on SIGHUP)")                \
+	X(RESET, "reset", 0, KIND_FLAG, NULL,                                  \
+	  "replace an existing region that does not validate\n"                \
+	  "or has another geometry (default: refuse to start);\n"              \
+	  "never one that a running shmcached serves")                         \
+	X(UNLINK_ON_EXIT, "unlink-on-exit", 0, KIND_FLAG, NULL,                \
+	  "remove the region at shutdown (default: keep it\n"                  \
+	  "for a warm restart)")                                               \
+	X(SEALED, "sealed", 0, KIND_FLAG, NULL,                                \
+	  "hardened: the region is a sealed memfd no\n"                        \
+	  "client can resize (kept across restarts only\n"                     \
+	  "in systemd's fd store)")                                            \
+	X(HUGEPAGES, "hugepages", 0, KIND_FLAG, NULL,                          \
+	  "back the region with huge pages")                                   \
+	X(PREFAULT, "prefault", 0, KIND_FLAG, NULL,                            \
+	  "touch every page of the region at start")                           \
+	X(CHECKSUM, "checksum", 0, KIND_FLAG, NULL,                            \
+	  "store a checksum of each entry's key and value\n"                   \
+	  "and verify it on every read (set when the region\n"                 \
+	  "is created; a warm restart must agree)")                            \
+	X(EPOLL, "epoll", 0, KIND_FLAG, NULL,                                  \
+	  "use the epoll event loop instead of io_uring")                      \
+	X(MAX_CLIENTS, "max-clients", 0, KIND_VALUE, "N",                      \
+	  "connections at once, 1..65536 (default 1024)")                      \
+	X(LOCK_TIMEOUT, "lock-timeout", 0, KIND_VALUE, "MS",                   \
+	  "segment lock wait before the holder is checked,\n"                  \
+	  "1..60000 ms (default 2000); applied at every\n"                     \
+	  "start, a warm restart included")                                    \
+	X(HELLO_TIMEOUT, "hello-timeout", 0, KIND_VALUE, "MS",                 \
+	  "close a connection that has not sent HELLO\n"                       \
+	  "by then, 100..600000 ms (default 10000)")                           \
+	X(CONFIG, "config", 0, KIND_CMD_VALUE, "FILE",                         \
+	  "read options from FILE first (see below)")                          \
+	X(HELP, "help", 'h', KIND_CMD_ONLY, NULL, "print this help and exit")  \
+	X(VERSION, "version", 'V', KIND_CMD_ONLY, NULL,                        \
 	  "print the version and exit")
 
 enum opt_id {
 #define ID_X(id, name, shortc, kind, meta, help) OPT_##id,
 	CONFIG_OPTIONS(ID_X)
 #undef ID_X
-	OPT_COUNT
+		OPT_COUNT
 };
 
 struct opt_desc {
@@ -141,7 +141,7 @@ struct opt_desc {
 };
 
 static const struct opt_desc opts[OPT_COUNT] = {
-#define DESC_X(id, name, shortc, kind, meta, help)                           \
+#define DESC_X(id, name, shortc, kind, meta, help)                             \
 	[OPT_##id] = { name, shortc, kind, meta, help },
 	CONFIG_OPTIONS(DESC_X)
 #undef DESC_X
@@ -149,7 +149,7 @@ static const struct opt_desc opts[OPT_COUNT] = {
 
 /* The same table as --help shows it (opt_usage()). */
 static const struct opt_spec specs[OPT_COUNT] = {
-#define SPEC_X(id, name, shortc, kind, meta, help)                           \
+#define SPEC_X(id, name, shortc, kind, meta, help)                             \
 	[OPT_##id] = { name, shortc, meta, help },
 	CONFIG_OPTIONS(SPEC_X)
 #undef SPEC_X
@@ -174,7 +174,7 @@ static void getopt_tables_init(struct getopt_tables *t)
 	t->optstring[n++] = ':';
 	for (int i = 0; i < OPT_COUNT; i++) {
 		const struct opt_desc *d = &opts[i];
-		int has_arg = d->kind == KIND_FLAG	  ? optional_argument
+		int has_arg = d->kind == KIND_FLAG	 ? optional_argument
 			      : d->kind == KIND_CMD_ONLY ? no_argument
 							 : required_argument;
 
@@ -236,8 +236,8 @@ report(FILE *err, const char *where, const char *fmt, ...)
 
 /* Writes an explanation (no prefix, no newline) for the caller to report;
  * returns -1 so that value checks can `return fail(...)`. */
-__attribute__((format(printf, 3, 4))) static int
-fail(char *why, size_t cap, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *why, size_t cap,
+						      const char *fmt, ...)
 {
 	va_list ap;
 
@@ -310,7 +310,7 @@ static const char *const log_level_names[] = {
 	[CONFIG_LOG_INFO] = "info",
 	[CONFIG_LOG_DEBUG] = "debug",
 };
-#define N_LOG_LEVELS \
+#define N_LOG_LEVELS                                                           \
 	((int)(sizeof(log_level_names) / sizeof(log_level_names[0])))
 
 /* A level by name (either case) or by number. */
@@ -352,8 +352,7 @@ static int set_path(char *dst, size_t cap, const char *val, bool allow_empty,
 	}
 	if (val[0] != '/') {
 		if (!getcwd(cwd, sizeof(cwd)))
-			return fail(why, wcap,
-				    "cannot make %s absolute: %s",
+			return fail(why, wcap, "cannot make %s absolute: %s",
 				    opt_quote(&q, val), strerror(errno));
 		clen = strlen(cwd);
 		slash = clen && cwd[clen - 1] != '/';
@@ -707,7 +706,8 @@ static int load_file(struct config *c, const char *path, FILE *err)
 			if (!strcmp(key, opts[i].name))
 				id = i;
 		if (id < 0) {
-			report(err, where, "unknown key %s", opt_quote(&qk, key));
+			report(err, where, "unknown key %s",
+			       opt_quote(&qk, key));
 			goto out;
 		}
 		if (opts[id].kind == KIND_CMD_VALUE ||
@@ -859,8 +859,8 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 
 	/* Pass 1: --help, --version and --config, before anything else. */
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, t.optstring, t.longopts,
-				 NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, t.optstring, t.longopts, NULL)) !=
+	       -1) {
 		int id = opt_of_val(ch);
 
 		if (id == OPT_HELP)
@@ -895,14 +895,15 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 
 	/* Pass 2: everything else, in order, over the file's values. */
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, t.optstring, t.longopts,
-				 NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, t.optstring, t.longopts, NULL)) !=
+	       -1) {
 		int id = opt_of_val(ch);
 
 		if (ch == ':') {
 			id = opt_of_val(optopt);
-			report(err, id >= 0 ? dashed(name, sizeof(name), id)
-					    : "option",
+			report(err,
+			       id >= 0 ? dashed(name, sizeof(name), id)
+				       : "option",
 			       "missing value");
 			goto done;
 		}

@@ -47,20 +47,20 @@
 #define CONFIG_MEMORY_MIN (UINT64_C(1) << 20)
 #define CONFIG_MEMORY_MAX (UINT64_C(1) << 40)
 #define CONFIG_SEGMENTS_DEFAULT 256u
-#define CONFIG_SEGMENTS_MAX 65536u		/* min 1; a power of two */
+#define CONFIG_SEGMENTS_MAX 65536u /* min 1; a power of two */
 #define CONFIG_AVG_ITEM_DEFAULT 128u
-#define CONFIG_AVG_ITEM_MAX (UINT32_C(1) << 30)	/* min 1 */
+#define CONFIG_AVG_ITEM_MAX (UINT32_C(1) << 30) /* min 1 */
 #define CONFIG_MAX_CLIENTS_DEFAULT 1024u
-#define CONFIG_MAX_CLIENTS_MAX 65536u		/* min 1 */
+#define CONFIG_MAX_CLIENTS_MAX 65536u /* min 1 */
 #define CONFIG_LOCK_TIMEOUT_DEFAULT 2000u
-#define CONFIG_LOCK_TIMEOUT_MAX 60000u		/* min 1 */
+#define CONFIG_LOCK_TIMEOUT_MAX 60000u /* min 1 */
 #define CONFIG_HELLO_TIMEOUT_DEFAULT 10000u
 #define CONFIG_HELLO_TIMEOUT_MIN 100u
 #define CONFIG_HELLO_TIMEOUT_MAX 600000u
-#define CONFIG_ALLOW_MAX 32u			/* entries per allow list */
-#define CONFIG_SOCKET_PATH_MAX 107u		/* sun_path less its NUL */
-#define CONFIG_NAME_MAX 255u			/* shm name, with its '/' */
-#define CONFIG_FILE_PATH_MAX 4095u		/* snapshot, log file */
+#define CONFIG_ALLOW_MAX 32u	    /* entries per allow list */
+#define CONFIG_SOCKET_PATH_MAX 107u /* sun_path less its NUL */
+#define CONFIG_NAME_MAX 255u	    /* shm name, with its '/' */
+#define CONFIG_FILE_PATH_MAX 4095u  /* snapshot, log file */
 
 /* Log levels, the values of config.log_level. */
 enum config_log_level {
@@ -118,7 +118,7 @@ struct config {
 	/* --unlink-on-exit: shm_unlink at clean shutdown (default: keep the
 	 * region for a warm restart) */
 	bool unlink_on_exit;
-	bool sealed;		/* --sealed: region is a sealed memfd */
+	bool sealed; /* --sealed: region is a sealed memfd */
 	/* --hugepages, --prefault */
 	bool hugepages;
 	bool prefault;

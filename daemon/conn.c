@@ -108,8 +108,10 @@ static void reply_end(struct conn *c, struct proto_w *w, uint16_t type,
 {
 	if (w->err)
 		return;
-	struct proto_hdr h = { .len = (uint32_t)w->len, .type = type,
-			       .version = PROTO_VERSION, .id = id };
+	struct proto_hdr h = { .len = (uint32_t)w->len,
+			       .type = type,
+			       .version = PROTO_VERSION,
+			       .id = id };
 	proto_hdr_put(c->out + c->out_len, &h);
 	c->out_len += PROTO_HDR_SIZE + w->len;
 }
@@ -245,8 +247,8 @@ struct conn *conn_accept(struct daemon *d, int fd)
 	c->gid = cred.gid;
 	if (!peer_allowed(&d->cfg, cred.uid, cred.gid)) {
 		log_warn("refused peer pid %d uid %u gid %u: not in the allow "
-			 "lists", (int)cred.pid, (unsigned)cred.uid,
-			 (unsigned)cred.gid);
+			 "lists",
+			 (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
 		conn_reply_error(c, 0, -EACCES, "not allowed");
 		c->closing = true;
 		return c;
@@ -274,7 +276,8 @@ static void client_left(struct daemon *d, const struct conn *c)
 	int n = eng_recover(&d->eng, c->client_id);
 	if (n > 0)
 		log_warn("client %u (pid %d) %s holding %d segment lock(s): "
-			 "recovered", c->client_id, (int)c->pid,
+			 "recovered",
+			 c->client_id, (int)c->pid,
 			 c->bye ? "closed its handle" : "died", n);
 	else
 		log_debug("client %u (pid %d) %s", c->client_id, (int)c->pid,
@@ -340,7 +343,8 @@ void conn_input(struct daemon *d, struct conn *c)
 		if (rc) {
 			/* The framing cannot be trusted any more. */
 			log_info("pid %d sent a bad frame header (%s): "
-				 "disconnecting", (int)c->pid,
+				 "disconnecting",
+				 (int)c->pid,
 				 rc == -EMSGSIZE ? "too large" : "bad version");
 			conn_reply_error(c, h.id, rc,
 					 rc == -EMSGSIZE ? "frame too large"
@@ -390,8 +394,8 @@ void conn_tick(struct daemon *d, uint64_t now_ms)
 		if (c->client_id == 0 &&
 		    now_ms - c->accepted_ms >= d->cfg.hello_timeout_ms) {
 			log_info("pid %d sent no HELLO within %u ms: "
-				 "disconnecting", (int)c->pid,
-				 d->cfg.hello_timeout_ms);
+				 "disconnecting",
+				 (int)c->pid, d->cfg.hello_timeout_ms);
 			conn_reply_error(c, 0, -ETIMEDOUT,
 					 "no HELLO in time (--hello-timeout)");
 			c->closing = true;
@@ -401,8 +405,8 @@ void conn_tick(struct daemon *d, uint64_t now_ms)
 			continue;
 		if (now_ms - c->partial_since >= CONN_PARTIAL_TIMEOUT_MS) {
 			log_info("pid %d left half a frame for %d ms: "
-				 "disconnecting", (int)c->pid,
-				 CONN_PARTIAL_TIMEOUT_MS);
+				 "disconnecting",
+				 (int)c->pid, CONN_PARTIAL_TIMEOUT_MS);
 			c->closing = true;
 		}
 	}

@@ -36,9 +36,9 @@
 #include "engine.h"
 #include "sysd.h"
 
-#define DAEMON_CLIENT_ID 1u	  /* the daemon's own lock identity */
+#define DAEMON_CLIENT_ID 1u /* the daemon's own lock identity */
 #define CONN_IN_INITIAL (16u << 10)
-#define CONN_OUT_HIGH (1u << 20)  /* stop reading while more is unsent */
+#define CONN_OUT_HIGH (1u << 20)      /* stop reading while more is unsent */
 #define CONN_PARTIAL_TIMEOUT_MS 10000 /* half a frame that long: dropped */
 #define DAEMON_TICK_MS 100
 #define DAEMON_LOCK_TIMEOUT_MS 50 /* the loop never waits longer */
@@ -47,29 +47,29 @@ struct job_reply;
 
 /* One client connection. */
 struct conn {
-	int fd;			/* -1 when the slot is free */
-	uint32_t gen;		/* bumped when the slot is reused */
-	uint32_t client_id;	/* 0 until HELLO */
+	int fd;		    /* -1 when the slot is free */
+	uint32_t gen;	    /* bumped when the slot is reused */
+	uint32_t client_id; /* 0 until HELLO */
 	pid_t pid;
-	uint64_t start;		/* the peer's start word (clients.h) */
+	uint64_t start; /* the peer's start word (clients.h) */
 	uid_t uid;
 	gid_t gid;
 	uint64_t since;		/* unix seconds, connect time */
 	uint64_t accepted_ms;	/* monotonic ms, connect time */
-	uint64_t partial_since;	/* monotonic ms a partial frame is pending */
+	uint64_t partial_since; /* monotonic ms a partial frame is pending */
 
-	uint8_t *in;		/* received, unprocessed bytes */
+	uint8_t *in; /* received, unprocessed bytes */
 	size_t in_len, in_cap;
-	uint8_t *out;		/* replies not yet sent: [out_off, out_len) */
+	uint8_t *out; /* replies not yet sent: [out_off, out_len) */
 	size_t out_off, out_len, out_cap;
-	int pass_fd;		/* fd to send with the next byte of out */
+	int pass_fd; /* fd to send with the next byte of out */
 
-	bool closing;		/* close once out is flushed */
-	bool bye;		/* the client said BYE: its id is done */
-	bool waiting;		/* its SAVE or LOAD runs (job.c): frames
+	bool closing;		 /* close once out is flushed */
+	bool bye;		 /* the client said BYE: its id is done */
+	bool waiting;		 /* its SAVE or LOAD runs (job.c): frames
 				   behind it wait unparsed */
 	struct job_reply *reply; /* that request's result, until sent */
-	unsigned inflight;	/* io_uring operations in flight */
+	unsigned inflight;	 /* io_uring operations in flight */
 	bool recv_armed, send_armed;
 
 	/* Kept here for sendmsg: valid while a send is in flight. */
@@ -84,26 +84,26 @@ struct conn {
 struct daemon {
 	struct config cfg;
 	struct eng eng;
-	struct clients clients;	/* the book of clients (clients.h) */
+	struct clients clients; /* the book of clients (clients.h) */
 	int region_fd;
 	void *region_base;
 	size_t region_size;
 
-	struct sysd_fds sd;	/* what systemd passed, if anything */
+	struct sysd_fds sd; /* what systemd passed, if anything */
 	int listen_fd;
 	bool listen_from_systemd;
 	int signal_fd;
-	int job_fd;		/* eventfd: the background job is done */
+	int job_fd; /* eventfd: the background job is done */
 
-	struct conn *conns;	/* cfg.max_clients slots */
+	struct conn *conns; /* cfg.max_clients slots */
 	uint32_t nconns;
-	uint64_t started;	/* unix seconds */
-	uint32_t sweep_seg;	/* next segment for the expiry sweep */
+	uint64_t started;   /* unix seconds */
+	uint32_t sweep_seg; /* next segment for the expiry sweep */
 	uint64_t ticks;
 	uint64_t full_sweep_tick; /* last tick a full table made HELLO sweep,
 				     plus one (0: never) */
-	bool stop;		/* set by SIGTERM/SIGINT or SHUTDOWN */
-	bool reopen_log;	/* set by SIGHUP */
+	bool stop;		  /* set by SIGTERM/SIGINT or SHUTDOWN */
+	bool reopen_log;	  /* set by SIGHUP */
 };
 
 /* conn.c ------------------------------------------------------------------ */

@@ -85,7 +85,8 @@ static void on_hello(struct daemon *d, struct conn *c, uint32_t id,
 				 (int)c->pid);
 		} else {
 			log_info("pid %d asked for client id %u, which is not "
-				 "its own: given a new one", (int)c->pid, prev);
+				 "its own: given a new one",
+				 (int)c->pid, prev);
 		}
 	}
 	if (c->client_id == 0) {
@@ -454,7 +455,8 @@ static void on_touch(struct daemon *d, struct conn *c, uint32_t id,
 	uint32_t ttl = proto_get_u32(r);
 
 	if (body_ok(c, id, r))
-		reply_rc(c, PROTO_T_TOUCH, id, eng_touch(&d->eng, key, klen, ttl));
+		reply_rc(c, PROTO_T_TOUCH, id,
+			 eng_touch(&d->eng, key, klen, ttl));
 }
 
 /* ------------------------------------------------------------------------

@@ -41,12 +41,12 @@ struct job_reply {
 };
 
 struct job {
-	bool active;		/* a thread was started and not yet joined */
-	bool done;		/* atomic: the thread has its result */
+	bool active; /* a thread was started and not yet joined */
+	bool done;   /* atomic: the thread has its result */
 	pthread_t tid;
 	struct daemon *d;
-	uint32_t slot, gen;	/* the requesting connection */
-	uint32_t flags;		/* LOAD: PROTO_LOAD_* */
+	uint32_t slot, gen; /* the requesting connection */
+	uint32_t flags;	    /* LOAD: PROTO_LOAD_* */
 	char path[CONFIG_FILE_PATH_MAX + 1];
 	struct job_reply r;
 };
@@ -135,8 +135,8 @@ bool job_deliver(struct daemon *d, struct conn *c)
 		struct proto_w w;
 		proto_w_init(&w, body, sizeof(body));
 		proto_put_u64(&w, r->entries);
-		conn_reply(c, r->load ? PROTO_T_LOAD : PROTO_T_SAVE,
-			   r->req_id, body, w.len);
+		conn_reply(c, r->load ? PROTO_T_LOAD : PROTO_T_SAVE, r->req_id,
+			   body, w.len);
 	}
 	free(r);
 	c->reply = NULL;

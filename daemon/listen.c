@@ -101,9 +101,10 @@ static int check_folder(const struct config *c, bool reach, char *err,
 	 * elsewhere at any time: only ours or root's is followed. */
 	if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode) && st.st_uid != me &&
 	    st.st_uid != 0) {
-		snprintf(err, errlen, "socket folder %s is a symbolic link of "
-				      "uid %u, who could point it elsewhere; "
-				      "give --socket in a folder of your own",
+		snprintf(err, errlen,
+			 "socket folder %s is a symbolic link of "
+			 "uid %u, who could point it elsewhere; "
+			 "give --socket in a folder of your own",
 			 dir, (unsigned)st.st_uid);
 		return -EPERM;
 	}
@@ -115,20 +116,22 @@ static int check_folder(const struct config *c, bool reach, char *err,
 	}
 	unsigned mode = (unsigned)st.st_mode & 07777;
 	if (st.st_uid != me && st.st_uid != 0) {
-		snprintf(err, errlen, "socket folder %s belongs to uid %u "
-				      "(mode %04o), not to this user (uid %u) "
-				      "or root: its owner could replace the "
-				      "socket; give --socket in a folder of "
-				      "your own",
+		snprintf(err, errlen,
+			 "socket folder %s belongs to uid %u "
+			 "(mode %04o), not to this user (uid %u) "
+			 "or root: its owner could replace the "
+			 "socket; give --socket in a folder of "
+			 "your own",
 			 dir, (unsigned)st.st_uid, mode, (unsigned)me);
 		return -EPERM;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-		snprintf(err, errlen, "socket folder %s (owner uid %u, mode "
-				      "%04o) can be written by %s: they could "
-				      "replace the socket; run chmod go-w %s, "
-				      "or give --socket in a folder only you "
-				      "can write to",
+		snprintf(err, errlen,
+			 "socket folder %s (owner uid %u, mode "
+			 "%04o) can be written by %s: they could "
+			 "replace the socket; run chmod go-w %s, "
+			 "or give --socket in a folder only you "
+			 "can write to",
 			 dir, (unsigned)st.st_uid, mode,
 			 st.st_mode & S_IWOTH ? "other users" : "its group",
 			 dir);
@@ -140,7 +143,8 @@ static int check_folder(const struct config *c, bool reach, char *err,
 	/* An access ACL can let them in whatever the mode says: it decides. */
 	if (getxattr(dir, "system.posix_acl_access", NULL, 0) >= 0) {
 		log_info("socket folder %s has an access ACL: it decides "
-			 "whether the allowed peers can reach the socket", dir);
+			 "whether the allowed peers can reach the socket",
+			 dir);
 		return 0;
 	}
 	const char *base = strrchr(dir, '/');
@@ -154,10 +158,11 @@ static int check_folder(const struct config *c, bool reach, char *err,
 		}
 		log_warn("cannot chmod %s: %s", dir, strerror(errno));
 	}
-	snprintf(err, errlen, "the allowed users and groups cannot reach "
-			      "the socket: its folder %s has mode %04o; run "
-			      "chmod 0755 %s, or give --socket in a folder "
-			      "they can enter",
+	snprintf(err, errlen,
+		 "the allowed users and groups cannot reach "
+		 "the socket: its folder %s has mode %04o; run "
+		 "chmod 0755 %s, or give --socket in a folder "
+		 "they can enter",
 		 dir, mode, dir);
 	return -EACCES;
 }
@@ -179,15 +184,18 @@ static int claim_path(const char *path, char *err, size_t errlen)
 	}
 	int rc = owner_claim(fd, &holder);
 	if (rc == -EBUSY && holder > 0)
-		snprintf(err, errlen, "another shmcached (pid %d) is serving "
-				      "%s: stop it first, or give this one "
-				      "another --socket",
+		snprintf(err, errlen,
+			 "another shmcached (pid %d) is serving "
+			 "%s: stop it first, or give this one "
+			 "another --socket",
 			 (int)holder, path);
 	else if (rc == -EBUSY)
-		snprintf(err, errlen, "another shmcached (in another pid "
-				      "namespace) is serving %s: stop it "
-				      "first, or give this one another "
-				      "--socket", path);
+		snprintf(err, errlen,
+			 "another shmcached (in another pid "
+			 "namespace) is serving %s: stop it "
+			 "first, or give this one another "
+			 "--socket",
+			 path);
 	else if (rc)
 		snprintf(err, errlen, "cannot lock %s: %s", lock,
 			 strerror(-rc));
@@ -211,8 +219,9 @@ int listen_open(struct daemon *d, char *err, size_t errlen)
 		if (getsockopt(d->listen_fd, SOL_SOCKET, SO_TYPE, &type, &len) <
 			    0 ||
 		    type != SOCK_STREAM) {
-			snprintf(err, errlen, "the socket systemd passed is not "
-					      "a stream socket");
+			snprintf(err, errlen,
+				 "the socket systemd passed is not "
+				 "a stream socket");
 			return -EINVAL;
 		}
 		log_info("listening on the socket passed by systemd");
@@ -228,10 +237,9 @@ int listen_open(struct daemon *d, char *err, size_t errlen)
 	}
 	memcpy(sa.sun_path, c->socket_path, plen);
 
-	int rc = make_parent(c->socket_path, c->n_allow_users ||
-						     c->n_allow_groups
-					     ? 0755
-					     : 0700);
+	int rc = make_parent(c->socket_path,
+			     c->n_allow_users || c->n_allow_groups ? 0755
+								   : 0700);
 	if (rc) {
 		snprintf(err, errlen, "cannot create the folder of %s: %s",
 			 c->socket_path, strerror(-rc));
@@ -246,8 +254,9 @@ int listen_open(struct daemon *d, char *err, size_t errlen)
 	/* Ours now: what is at the path was left by a dead daemon. */
 	struct stat st;
 	if (lstat(c->socket_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen, "%s exists and is not a socket: remove "
-				      "it, or give another --socket",
+		snprintf(err, errlen,
+			 "%s exists and is not a socket: remove "
+			 "it, or give another --socket",
 			 c->socket_path);
 		rc = -EEXIST;
 		goto fail;

@@ -34,7 +34,8 @@ int log_reopen(void)
 {
 	if (!log_path[0])
 		return 0;
-	int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+		      0640);
 	if (fd < 0)
 		return -errno;
 	if (log_fd == STDERR_FILENO) {
@@ -60,11 +61,12 @@ void log_msg(int level, const char *fmt, ...)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	int n = snprintf(line, sizeof(line),
-			 "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ shmcached[%d] %s: ",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-			 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
-			 (int)getpid(), level_names[level]);
+	int n = snprintf(
+		line, sizeof(line),
+		"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ shmcached[%d] %s: ",
+		tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, (int)getpid(),
+		level_names[level]);
 	va_start(ap, fmt);
 	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);

@@ -39,7 +39,8 @@ static void flush(struct conn *c)
 {
 	while (conn_out_pending(c)) {
 		conn_prepare_send(c);
-		ssize_t n = sendmsg(c->fd, &c->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t n = sendmsg(c->fd, &c->msg,
+				    MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n > 0) {
 			conn_sent(c, (size_t)n);
 			continue;
@@ -115,7 +116,8 @@ static void on_accept(int ep, struct daemon *d, uint64_t *last_warning)
 					*last_warning = now;
 				}
 				/* Stop listening until the next tick. */
-				epoll_ctl(ep, EPOLL_CTL_DEL, d->listen_fd, NULL);
+				epoll_ctl(ep, EPOLL_CTL_DEL, d->listen_fd,
+					  NULL);
 			}
 			return;
 		}

@@ -109,8 +109,10 @@ static void settle(struct uloop *l, struct conn *c)
 		struct io_uring_sqe *sqe = sqe_get(l);
 		if (sqe) {
 			conn_prepare_send(c);
-			io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
-			io_uring_sqe_set_data64(sqe, ud_pack(EV_SEND, slot, c->gen));
+			io_uring_prep_sendmsg(sqe, c->fd, &c->msg,
+					      MSG_NOSIGNAL);
+			io_uring_sqe_set_data64(sqe,
+						ud_pack(EV_SEND, slot, c->gen));
 			c->send_armed = true;
 			c->inflight++;
 		}
@@ -127,8 +129,10 @@ static void settle(struct uloop *l, struct conn *c)
 		size_t room = conn_in_room(d, c);
 		struct io_uring_sqe *sqe = room ? sqe_get(l) : NULL;
 		if (sqe) {
-			io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, room, 0);
-			io_uring_sqe_set_data64(sqe, ud_pack(EV_RECV, slot, c->gen));
+			io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, room,
+					   0);
+			io_uring_sqe_set_data64(sqe,
+						ud_pack(EV_RECV, slot, c->gen));
 			c->recv_armed = true;
 			c->inflight++;
 		}
@@ -151,7 +155,8 @@ static void on_accept(struct uloop *l, int res)
 		/* Out of descriptors: keep serving, retry on the next tick. */
 		uint64_t now = clock_mono_ms();
 		if (now - l->last_fd_warning > 10000) {
-			log_warn("accept: %s; connections wait", strerror(-res));
+			log_warn("accept: %s; connections wait",
+				 strerror(-res));
 			l->last_fd_warning = now;
 		}
 		l->accept_paused = true;
@@ -282,10 +287,12 @@ int loop_uring_run(struct daemon *d)
 
 		rc = io_uring_submit_and_wait(&l.ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-			log_error("io_uring_submit_and_wait: %s", strerror(-rc));
+			log_error("io_uring_submit_and_wait: %s",
+				  strerror(-rc));
 			break;
 		}
-		io_uring_for_each_cqe(&l.ring, head, cqe) {
+		io_uring_for_each_cqe(&l.ring, head, cqe)
+		{
 			dispatch(&l, io_uring_cqe_get_data64(cqe), cqe->res);
 			n++;
 		}

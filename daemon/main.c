@@ -59,7 +59,8 @@ void daemon_tick(struct daemon *d)
 		int gone, n = clients_sweep(&d->clients, &gone);
 		if (n > 0)
 			log_warn("liveness sweep: %d dead client(s) held "
-				 "segment locks: recovered", n);
+				 "segment locks: recovered",
+				 n);
 		if (gone > 0)
 			log_debug("liveness sweep: %d client(s) gone", gone);
 	}
@@ -205,23 +206,25 @@ int main(int argc, char **argv)
 	}
 	struct eng_geom geom;
 	if (region_plan(&d.cfg, &geom) != 0) {
-		fprintf(stderr, "shmcached: --memory %llu cannot be carved into "
-				"--segments %u (each needs at least %u ring bytes, "
-				"at most 2 GiB)\n",
+		fprintf(stderr,
+			"shmcached: --memory %llu cannot be carved into "
+			"--segments %u (each needs at least %u ring bytes, "
+			"at most 2 GiB)\n",
 			(unsigned long long)d.cfg.memory, d.cfg.segments,
 			ENG_MIN_RING);
 		return 2;
 	}
 	if ((rc = log_open(d.cfg.log_file, d.cfg.log_level)) != 0) {
-		fprintf(stderr, "shmcached: --log-file %s: %s\n", d.cfg.log_file,
-			strerror(-rc));
+		fprintf(stderr, "shmcached: --log-file %s: %s\n",
+			d.cfg.log_file, strerror(-rc));
 		return 1;
 	}
 	d.listen_fd = d.signal_fd = d.region_fd = d.job_fd = -1;
 	d.started = (uint64_t)time(NULL);
 	d.conns = calloc(d.cfg.max_clients, sizeof(*d.conns));
 	if (!d.conns) {
-		log_error("out of memory for %u client slots", d.cfg.max_clients);
+		log_error("out of memory for %u client slots",
+			  d.cfg.max_clients);
 		return 1;
 	}
 	for (uint32_t i = 0; i < d.cfg.max_clients; i++)

@@ -30,8 +30,7 @@
 #include "log.h"
 #include "sysd.h"
 
-void
-persist_msg(char *err, size_t errlen, const char *fmt, ...)
+void persist_msg(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -77,7 +76,7 @@ static struct {
 	bool set;
 	dev_t dev;
 	ino_t ino;
-	int rc;		/* why it failed */
+	int rc; /* why it failed */
 } unloaded;
 
 /* Whether path names the file of *sb (and lstat does not fail). */
@@ -144,8 +143,8 @@ static int move_aside(struct daemon *d, int rc)
 			  "aside%s%s: %s; it is kept as it is and the stop "
 			  "will not save over it (move it away, then "
 			  "`cachectl --socket %s save %s` saves the cache)",
-			  path, to ? " to " : "", to ? to : "",
-			  strerror(-mrc), d->cfg.socket_path, path);
+			  path, to ? " to " : "", to ? to : "", strerror(-mrc),
+			  d->cfg.socket_path, path);
 		free(to);
 		return mrc;
 	}
@@ -153,8 +152,8 @@ static int move_aside(struct daemon *d, int rc)
 		log_warn("moved the damaged snapshot %s aside to %s (the stop "
 			 "saves to %s again); to recover the entries of its "
 			 "blocks before the damage: cachectl --socket %s load "
-			 "--partial %s", path, to, path, d->cfg.socket_path,
-			 to);
+			 "--partial %s",
+			 path, to, path, d->cfg.socket_path, to);
 	else if (rc == -EPROTONOSUPPORT)
 		log_warn("moved the snapshot %s of another format version "
 			 "aside to %s (the stop saves to %s again); the "
@@ -184,8 +183,7 @@ static void set_unloaded(const struct stat *sb, int rc)
  * FIFO: nothing a save could destroy, and nothing to move aside). */
 static bool nothing_to_keep(int rc)
 {
-	return rc == -ENOENT || rc == -EINVAL || rc == -ENOTDIR ||
-	       rc == -ELOOP;
+	return rc == -ENOENT || rc == -EINVAL || rc == -ENOTDIR || rc == -ELOOP;
 }
 
 void persist_start(struct daemon *d)
@@ -201,9 +199,9 @@ void persist_start(struct daemon *d)
 	}
 	sysd_notify("STATUS=loading the snapshot");
 	int rc = persist_load(&d->eng, path,
-			      PERSIST_FRESH | (d->cfg.snapshot_partial
-						       ? PERSIST_PARTIAL
-						       : 0),
+			      PERSIST_FRESH |
+				      (d->cfg.snapshot_partial ? PERSIST_PARTIAL
+							       : 0),
 			      &st, err, sizeof(err));
 	if (rc == 0) {
 		log_loaded(path, &st);
@@ -212,7 +210,8 @@ void persist_start(struct daemon *d)
 	log_error("%s", err);
 	if (st.entries)
 		log_warn("--snapshot-partial: started with the %" PRIu64
-			 " entries of the valid blocks", st.entries);
+			 " entries of the valid blocks",
+			 st.entries);
 	else
 		log_warn("starting with an empty cache");
 	struct stat sb;

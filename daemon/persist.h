@@ -35,16 +35,16 @@ struct eng;
 
 /* What a save or a load did. */
 struct persist_stats {
-	uint64_t entries;	/* saved, or loaded (stored in the cache) */
-	uint64_t expired;	/* load: skipped, expired before it was stored */
-	uint64_t too_big;	/* load: skipped, larger than this cache's max_kv */
-	uint64_t failed;	/* load: not stored (segment lock timed out,
+	uint64_t entries; /* saved, or loaded (stored in the cache) */
+	uint64_t expired; /* load: skipped, expired before it was stored */
+	uint64_t too_big; /* load: skipped, larger than this cache's max_kv */
+	uint64_t failed;  /* load: not stored (segment lock timed out,
 				   segment found corrupted) */
-	uint64_t blocks;	/* blocks written, or verified and used */
-	uint64_t file_bytes;	/* bytes of the file */
-	uint64_t data_bytes;	/* key + value bytes of the entries */
-	uint64_t created;	/* load: when the snapshot was taken */
-	double seconds;		/* wall time of the whole operation */
+	uint64_t blocks;  /* blocks written, or verified and used */
+	uint64_t file_bytes; /* bytes of the file */
+	uint64_t data_bytes; /* key + value bytes of the entries */
+	uint64_t created;    /* load: when the snapshot was taken */
+	double seconds;	     /* wall time of the whole operation */
 };
 
 /* Writes every live, unexpired entry of the cache to `path` (absolute or
@@ -61,7 +61,8 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 
 /* persist_load() flags. */
 #define PERSIST_PARTIAL 1u /* on damage, keep the blocks before it */
-#define PERSIST_FRESH 2u   /* the cache is empty and nobody uses it yet (a
+#define PERSIST_FRESH                                                          \
+	2u /* the cache is empty and nobody uses it yet (a
 			      region this process just created): it is
 			      filled as each block is verified, in a single
 			      read of the file, and emptied again on damage

@@ -30,8 +30,8 @@
 #define LOCK_RETRIES 100
 
 /* Writes a message into err (errlen bytes, 0: none wanted), as snprintf. */
-__attribute__((format(printf, 3, 4))) void
-persist_msg(char *err, size_t errlen, const char *fmt, ...);
+__attribute__((format(printf, 3, 4))) void persist_msg(char *err, size_t errlen,
+						       const char *fmt, ...);
 
 /* ------------------------------------------------------------------------
  * pio: reads, writes and fsyncs through io_uring, or synchronously
@@ -46,22 +46,22 @@ struct pio_op {
 	enum pio_kind kind;
 	int fd;
 	uint8_t *buf;
-	size_t len;		/* bytes to read or write */
-	size_t need;		/* read: complete once this many are read
+	size_t len;	     /* bytes to read or write */
+	size_t need;	     /* read: complete once this many are read
 				   (the rest of len may lie past the end of
 				   the file); 0: len */
-	uint64_t off;		/* file offset */
-	size_t done;		/* bytes read or written so far */
-	bool async;		/* io_uring: IOSQE_ASYNC (a read the kernel
+	uint64_t off;	     /* file offset */
+	size_t done;	     /* bytes read or written so far */
+	bool async;	     /* io_uring: IOSQE_ASYNC (a read the kernel
 				   would otherwise copy inline, at submit) */
-	int res;		/* when complete: 0 or -errno */
-	struct pio_op *next;	/* synchronous mode: the completed list */
+	int res;	     /* when complete: 0 or -errno */
+	struct pio_op *next; /* synchronous mode: the completed list */
 };
 
 struct pio {
 	struct io_uring ring;
 	bool uring;
-	unsigned inflight;	/* submitted, not yet handed back */
+	unsigned inflight;		  /* submitted, not yet handed back */
 	struct pio_op *done, **done_tail; /* synchronous mode */
 };
 

@@ -20,7 +20,7 @@
 #include "log.h"
 #include "snapshot.h"
 
-#define PIO_DEPTH 8u		/* submission queue entries */
+#define PIO_DEPTH 8u /* submission queue entries */
 
 /* ------------------------------------------------------------------------
  * pio: reads, writes and fsyncs through io_uring, or synchronously
@@ -188,8 +188,8 @@ int pio_run(struct pio *io, struct pio_op *op)
 
 void *pio_page_alloc(size_t n)
 {
-	return aligned_alloc(SNAP_PAGE, (n + SNAP_PAGE - 1) / SNAP_PAGE *
-						SNAP_PAGE);
+	return aligned_alloc(SNAP_PAGE,
+			     (n + SNAP_PAGE - 1) / SNAP_PAGE * SNAP_PAGE);
 }
 
 bool pio_direct(int fd)
@@ -204,4 +204,3 @@ bool pio_direct(int fd)
 	int fl = fcntl(fd, F_GETFL);
 	return fl >= 0 && fcntl(fd, F_SETFL, fl | O_DIRECT) == 0;
 }
-

@@ -26,8 +26,8 @@
 #include "snapshot.h"
 
 #define READ_CHUNK (UINT32_C(8) << 20) /* bytes per read */
-#define READ_BUFS 4u		/* chunks being read or used at once */
-#define READ_CARRY SNAP_BLOCK_SIZE /* room for a unit cut by a chunk end */
+#define READ_BUFS 4u		       /* chunks being read or used at once */
+#define READ_CARRY SNAP_BLOCK_SIZE     /* room for a unit cut by a chunk end */
 
 /* ------------------------------------------------------------------------
  * Loading: the storer, a thread that stores verified blocks
@@ -49,7 +49,7 @@ struct rbuf;
 
 struct store_job {
 	struct snap_block blk;
-	struct rbuf *owner;	/* the buffer it lies in */
+	struct rbuf *owner; /* the buffer it lies in */
 };
 
 struct storer {
@@ -57,22 +57,22 @@ struct storer {
 	pthread_t thread;
 	bool running;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;	/* any change of the fields below */
+	pthread_cond_t cv; /* any change of the fields below */
 	struct store_job q[STORE_QUEUE];
-	unsigned head, n;	/* queued jobs */
-	unsigned busy;		/* queued or being stored */
+	unsigned head, n; /* queued jobs */
+	unsigned busy;	  /* queued or being stored */
 	bool stop;
 	struct persist_stats counts; /* what the thread stored */
 	struct persist_stats helped; /* what the caller stored meanwhile */
 };
 
 struct rbuf {
-	struct pio_op op;	/* first: an op's address is its rbuf's */
-	uint8_t *mem;		/* READ_CARRY + READ_CHUNK bytes */
-	bool pending;		/* a read is in flight */
-	size_t want;		/* the bytes of the file the read is for (its
+	struct pio_op op; /* first: an op's address is its rbuf's */
+	uint8_t *mem;	  /* READ_CARRY + READ_CHUNK bytes */
+	bool pending;	  /* a read is in flight */
+	size_t want;	  /* the bytes of the file the read is for (its
 				   length may be rounded up for O_DIRECT) */
-	unsigned users;		/* blocks in it not yet stored (atomic) */
+	unsigned users;	  /* blocks in it not yet stored (atomic) */
 };
 
 static void store_block(struct eng *e, struct snap_block *b,
@@ -81,18 +81,27 @@ static void store_block(struct eng *e, struct snap_block *b,
 	struct snap_entry en;
 
 	while (snap_block_next(b, &en)) {
-		uint32_t exp = en.expire_at > UINT32_MAX ? UINT32_MAX
-							 : (uint32_t)en.expire_at;
+		uint32_t exp = en.expire_at > UINT32_MAX
+				       ? UINT32_MAX
+				       : (uint32_t)en.expire_at;
 		int rc, tries = 0;
 		while ((rc = eng_set_expire_at(e, en.key, en.klen, en.val,
 					       en.vlen, exp)) == -ETIMEDOUT &&
 		       ++tries < LOCK_RETRIES)
 			;
 		switch (rc) {
-		case 0: st->entries++; break;
-		case -ETIME: st->expired++; break;
-		case -E2BIG: st->too_big++; break;
-		default: st->failed++; break;
+		case 0:
+			st->entries++;
+			break;
+		case -ETIME:
+			st->expired++;
+			break;
+		case -E2BIG:
+			st->too_big++;
+			break;
+		default:
+			st->failed++;
+			break;
 		}
 	}
 	st->blocks++;
@@ -246,22 +255,22 @@ static void storer_stop(struct storer *w, struct persist_stats *st)
 struct rstream {
 	struct pio io;
 	int fd;
-	uint64_t size;		/* of the file */
-	bool direct;		/* O_DIRECT: lengths rounded up to SNAP_PAGE */
-	struct storer *storer;	/* whose blocks may still be in the buffers */
+	uint64_t size;	       /* of the file */
+	bool direct;	       /* O_DIRECT: lengths rounded up to SNAP_PAGE */
+	struct storer *storer; /* whose blocks may still be in the buffers */
 	struct rbuf b[READ_BUFS];
 	unsigned cur;		/* the buffer p points into; the next ones
 				   hold (or will) the chunks that follow */
-	unsigned rf_head, rf_n;	/* buffers left behind, to read into again,
+	unsigned rf_head, rf_n; /* buffers left behind, to read into again,
 				   oldest first (ring order) */
 	const uint8_t *p;	/* the bytes at file offset pos */
 	size_t avail;		/* how many there are at p */
 	uint64_t pos;
-	uint64_t next_off;	/* where the next chunk read starts */
-	uint8_t *big;		/* a unit larger than a chunk */
+	uint64_t next_off; /* where the next chunk read starts */
+	uint8_t *big;	   /* a unit larger than a chunk */
 	size_t big_cap;
-	bool in_big;		/* p points into big */
-	bool broken;		/* the ring failed: buffers may be in use */
+	bool in_big; /* p points into big */
+	bool broken; /* the ring failed: buffers may be in use */
 };
 
 static int rs_wait(struct rstream *r, struct rbuf *want)
@@ -299,10 +308,13 @@ static int rs_read_next(struct rstream *r, struct rbuf *b)
 	/* Buffered reads from the page cache would be copied inline, at
 	 * submit: IOSQE_ASYNC has a kernel worker do it.  Direct reads are
 	 * asynchronous by themselves. */
-	b->op = (struct pio_op){ .kind = PIO_READ, .fd = r->fd,
+	b->op = (struct pio_op){ .kind = PIO_READ,
+				 .fd = r->fd,
 				 .buf = b->mem + READ_CARRY,
-				 .len = rs_len(r, b->want), .need = b->want,
-				 .off = off, .async = !r->direct };
+				 .len = rs_len(r, b->want),
+				 .need = b->want,
+				 .off = off,
+				 .async = !r->direct };
 	b->pending = false;
 	if (b->op.len == 0)
 		return 0;
@@ -414,8 +426,7 @@ static int rs_get(struct rstream *r, size_t n, const uint8_t **out)
 		/* The next chunk, read (or to read: every other buffer is
 		 * still the storer's) in the next buffer; the cut unit's
 		 * start goes in front of it; this buffer is left behind. */
-		if (r->rf_n && r->rf_head == nx &&
-		    (rc = rs_refill(r, true)))
+		if (r->rf_n && r->rf_head == nx && (rc = rs_refill(r, true)))
 			return rc;
 		if ((rc = rs_wait(r, next)))
 			return rc;
@@ -446,8 +457,12 @@ static int rs_get(struct rstream *r, size_t n, const uint8_t **out)
 	}
 	if ((rc = rs_drain(r)))
 		return rc;
-	struct pio_op op = { .kind = PIO_READ, .fd = r->fd, .buf = r->big,
-			     .len = len, .need = n, .off = r->pos };
+	struct pio_op op = { .kind = PIO_READ,
+			     .fd = r->fd,
+			     .buf = r->big,
+			     .len = len,
+			     .need = n,
+			     .off = r->pos };
 	if ((rc = pio_run(&r->io, &op)))
 		return rc;
 	if (op.done < n)
@@ -531,10 +546,10 @@ bad:
 	return se.code;
 io:
 	persist_msg(err, errlen, "snapshot %s: read at offset %" PRIu64 ": %s",
-	    L->path, r->pos,
-	    rc == -EIO ? "the file is shorter than it was (changed "
-			 "while it was read?)"
-		       : strerror(-rc));
+		    L->path, r->pos,
+		    rc == -EIO ? "the file is shorter than it was (changed "
+				 "while it was read?)"
+			       : strerror(-rc));
 	return rc;
 }
 
@@ -566,9 +581,11 @@ int persist_load(struct eng *e, const char *path, unsigned flags,
 	persist_msg(err, errlen, "%s", "");
 	/* Opening and closing it would drop this daemon's claim on it. */
 	if (owner_is_claimed(path)) {
-		persist_msg(err, errlen, "snapshot %s: that is a file this "
+		persist_msg(err, errlen,
+			    "snapshot %s: that is a file this "
 			    "daemon serves (its region or its socket's "
-			    "lock): give another path", path);
+			    "lock): give another path",
+			    path);
 		return -EINVAL;
 	}
 	/* O_NONBLOCK: a FIFO planted at path must not hang the daemon. */
@@ -576,13 +593,14 @@ int persist_load(struct eng *e, const char *path, unsigned flags,
 	if (fd < 0) {
 		rc = -errno;
 		persist_msg(err, errlen, "snapshot %s: cannot open: %s", path,
-		    strerror(errno));
+			    strerror(errno));
 		return rc;
 	}
 	rc = fstat(fd, &sb) < 0 ? -errno : S_ISREG(sb.st_mode) ? 0 : -EINVAL;
 	if (rc) {
 		persist_msg(err, errlen, "snapshot %s: %s", path,
-		    rc == -EINVAL ? "not a regular file" : strerror(-rc));
+			    rc == -EINVAL ? "not a regular file"
+					  : strerror(-rc));
 		close(fd);
 		return rc;
 	}
@@ -605,21 +623,25 @@ int persist_load(struct eng *e, const char *path, unsigned flags,
 	L.r.storer = NULL;
 	if (rc) {
 		if (partial) {
-			msg_add(err, errlen, " (loaded the %" PRIu64 " entries "
+			msg_add(err, errlen,
+				" (loaded the %" PRIu64 " entries "
 				"of the %" PRIu64 " blocks before it)",
 				st->entries, st->blocks);
 		} else if (fresh) {
 			int crc = eng_clear(e);
-			msg_add(err, errlen, crc ? " (%" PRIu64 " entries of "
-				"the blocks before it could not be removed: %s)"
-				: " (nothing loaded)", st->entries,
-				strerror(-crc));
+			msg_add(err, errlen,
+				crc ? " (%" PRIu64 " entries of "
+				      "the blocks before it could not be removed: %s)"
+				    : " (nothing loaded)",
+				st->entries, strerror(-crc));
 			if (!crc)
 				st->entries = st->blocks = 0;
 		} else {
-			msg_add(err, errlen, " (the file changed between the "
-				"check and the load; %" PRIu64 " entries of %"
-				PRIu64 " checked blocks were loaded)",
+			msg_add(err, errlen,
+				" (the file changed between the "
+				"check and the load; %" PRIu64
+				" entries of %" PRIu64
+				" checked blocks were loaded)",
 				st->entries, st->blocks);
 		}
 		goto out;

@@ -24,7 +24,7 @@
 #include "owner.h"
 #include "snapshot.h"
 
-#define SAVE_INFLIGHT 4u	/* block writes in flight at once */
+#define SAVE_INFLIGHT 4u /* block writes in flight at once */
 
 /* ------------------------------------------------------------------------
  * Saving
@@ -32,9 +32,9 @@
 
 /* A block buffer: filled under a segment lock, sealed and written after. */
 struct wbuf {
-	struct pio_op op;	/* first: an op's address is its wbuf's */
+	struct pio_op op; /* first: an op's address is its wbuf's */
 	struct snap_bw bw;
-	bool own;		/* a one-off buffer (header, trailer, a large
+	bool own; /* a one-off buffer (header, trailer, a large
 				   entry): freed after its write */
 	struct wbuf *next;
 };
@@ -43,15 +43,15 @@ struct saver {
 	struct eng *e;
 	struct pio io;
 	int fd;
-	struct wbuf *cur;	/* being filled */
-	struct wbuf *full;	/* filled, to seal and write, in file order */
+	struct wbuf *cur;  /* being filled */
+	struct wbuf *full; /* filled, to seal and write, in file order */
 	struct wbuf **full_tail;
-	struct wbuf *spare;	/* SNAP_BLOCK_SIZE buffers to reuse */
+	struct wbuf *spare; /* SNAP_BLOCK_SIZE buffers to reuse */
 	unsigned nspare;
 	struct snap_totals t;
-	int io_err;		/* the first write error */
+	int io_err; /* the first write error */
 	uint64_t io_err_off;
-	bool broken;		/* the ring failed: buffers may be in use */
+	bool broken; /* the ring failed: buffers may be in use */
 };
 
 static struct wbuf *wbuf_new(size_t cap, bool own)
@@ -142,8 +142,11 @@ static int write_buf(struct saver *s, struct wbuf *b, size_t len, uint64_t off)
 	while (s->io.inflight >= SAVE_INFLIGHT)
 		if ((rc = reap_one(s)))
 			return rc;
-	b->op = (struct pio_op){ .kind = PIO_WRITE, .fd = s->fd,
-				 .buf = b->bw.buf, .len = len, .off = off };
+	b->op = (struct pio_op){ .kind = PIO_WRITE,
+				 .fd = s->fd,
+				 .buf = b->bw.buf,
+				 .len = len,
+				 .off = off };
 	if ((rc = pio_submit(&s->io, &b->op))) {
 		recycle(s, b);
 		return rc;
@@ -190,7 +193,8 @@ static int save_item(const struct eng_item *it, void *arg)
 		}
 		if (!snap_bw_fits(&s->cur->bw, need)) {
 			/* Larger than a block: a block of its own. */
-			struct wbuf *big = wbuf_new(snap_block_size(need), true);
+			struct wbuf *big = wbuf_new(snap_block_size(need),
+						    true);
 			if (!big)
 				return -ENOMEM;
 			snap_bw_add(&big->bw, &src);
@@ -208,7 +212,8 @@ static int reserve(struct saver *s, uint32_t seg)
 	struct eng_stats ss;
 
 	eng_seg_stats(s->e, seg, &ss);
-	uint64_t want = ss.bytes_used / (SNAP_BLOCK_SIZE - SNAP_BLOCK_HDR_SIZE) + 1;
+	uint64_t want =
+		ss.bytes_used / (SNAP_BLOCK_SIZE - SNAP_BLOCK_HDR_SIZE) + 1;
 	while (s->nspare < want) {
 		struct wbuf *b = wbuf_new(SNAP_BLOCK_SIZE, false);
 		if (!b)
@@ -241,8 +246,7 @@ static struct wbuf *page_buf(void)
 }
 
 /* Writes the file's content to s->fd.  0, or -errno with err set. */
-static int save_to(struct saver *s, const char *path, char *err,
-		   size_t errlen)
+static int save_to(struct saver *s, const char *path, char *err, size_t errlen)
 {
 	struct eng *e = s->e;
 	struct wbuf *hdr = page_buf();
@@ -282,10 +286,11 @@ static int save_to(struct saver *s, const char *path, char *err,
 			;
 		if (rc) {
 			persist_msg(err, errlen, "snapshot %s: segment %u: %s",
-			    path, seg,
-			    rc == -ETIMEDOUT ? "stayed locked by a client"
-			    : rc == -ENOMEM  ? "out of memory"
-					     : strerror(-rc));
+				    path, seg,
+				    rc == -ETIMEDOUT
+					    ? "stayed locked by a client"
+				    : rc == -ENOMEM ? "out of memory"
+						    : strerror(-rc));
 			return rc;
 		}
 		if ((rc = flush_full(s)))
@@ -314,8 +319,9 @@ io_fail:
 	if (s->io_err) {
 		rc = s->io_err;
 		off = s->io_err_off;
-		persist_msg(err, errlen, "snapshot %s: write at offset %"
-			    PRIu64 ": %s", path, off, strerror(-rc));
+		persist_msg(err, errlen,
+			    "snapshot %s: write at offset %" PRIu64 ": %s",
+			    path, off, strerror(-rc));
 	} else {
 		persist_msg(err, errlen, "snapshot %s: write: %s", path,
 			    strerror(-rc));
@@ -341,9 +347,11 @@ static void close_later(int fd)
 	if (fd < 0)
 		return;
 	if (pthread_attr_init(&a) == 0) {
-		int rc = pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		int rc = pthread_attr_setdetachstate(&a,
+						     PTHREAD_CREATE_DETACHED);
 		if (rc == 0)
-			rc = pthread_create(&t, &a, closer, (void *)(intptr_t)fd);
+			rc = pthread_create(&t, &a, closer,
+					    (void *)(intptr_t)fd);
 		pthread_attr_destroy(&a);
 		if (rc == 0)
 			return;
@@ -371,7 +379,7 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 5), *dir = dir_of(path);
 	int rc = 0, dfd = -1, old = -1;
-	bool made = false;	/* FILE.tmp is ours: removed on any failure */
+	bool made = false; /* FILE.tmp is ours: removed on any failure */
 
 	memset(st, 0, sizeof(*st));
 	persist_msg(err, errlen, "%s", "");
@@ -386,9 +394,11 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	memcpy(tmp + plen, ".tmp", 5);
 	if (owner_is_claimed(path) || owner_is_claimed(tmp)) {
 		rc = -EINVAL;
-		persist_msg(err, errlen, "snapshot %s: that is a file this "
+		persist_msg(err, errlen,
+			    "snapshot %s: that is a file this "
 			    "daemon serves (its region or its socket's "
-			    "lock): give another path", path);
+			    "lock): give another path",
+			    path);
 		goto out;
 	}
 
@@ -419,14 +429,14 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	struct pio_op sync = { .kind = PIO_FSYNC, .fd = s.fd };
 	if ((rc = pio_run(&s.io, &sync))) {
 		persist_msg(err, errlen, "snapshot %s: fsync %s: %s", path, tmp,
-		    strerror(-rc));
+			    strerror(-rc));
 		goto out;
 	}
 	rc = close(s.fd) < 0 ? -errno : 0;
 	s.fd = -1;
 	if (rc) {
 		persist_msg(err, errlen, "snapshot %s: close %s: %s", path, tmp,
-		    strerror(-rc));
+			    strerror(-rc));
 		goto out;
 	}
 	/* Held open across the rename, the snapshot being replaced is freed
@@ -434,13 +444,14 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	old = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (rename(tmp, path) < 0) {
 		rc = -errno;
-		persist_msg(err, errlen,
-			    "snapshot %s: cannot rename %s to it: %s%s",
-		    path, tmp, strerror(errno),
-		    rc == -EISDIR || rc == -ENOTEMPTY || rc == -EEXIST
-			    ? " (a directory has that name: give the path "
-			      "of a file)"
-			    : "");
+		persist_msg(
+			err, errlen,
+			"snapshot %s: cannot rename %s to it: %s%s", path, tmp,
+			strerror(errno),
+			rc == -EISDIR || rc == -ENOTEMPTY || rc == -EEXIST
+				? " (a directory has that name: give the path "
+				  "of a file)"
+				: "");
 		goto out;
 	}
 	made = false; /* it is FILE now */
@@ -449,9 +460,10 @@ int persist_save(struct eng *e, const char *path, struct persist_stats *st,
 	struct pio_op dsync = { .kind = PIO_FSYNC, .fd = dfd };
 	if (dfd < 0 || (rc = pio_run(&s.io, &dsync))) {
 		rc = dfd < 0 ? -errno : rc;
-		persist_msg(err, errlen, "snapshot %s: written, but the fsync "
-			    "of its directory %s failed: %s", path, dir,
-			    strerror(-rc));
+		persist_msg(err, errlen,
+			    "snapshot %s: written, but the fsync "
+			    "of its directory %s failed: %s",
+			    path, dir, strerror(-rc));
 	}
 	st->entries = s.t.entries;
 	st->blocks = s.t.blocks;

@@ -145,14 +145,14 @@ static void report_huge(const struct daemon *d)
 
 	if (kb > 0)
 		log_info("--hugepages: %ld of the region's %llu MiB in huge "
-			 "pages", kb >> 10, mib);
+			 "pages",
+			 kb >> 10, mib);
 	else if (kb == 0)
 		log_warn("--hugepages: the kernel gave the region no huge "
 			 "pages; it needs %s (README, \"Huge pages\")",
-			 d->cfg.sealed
-				 ? "/sys/kernel/mm/transparent_hugepage/"
-				   "shmem_enabled set to advise"
-				 : "/dev/shm mounted with huge=advise");
+			 d->cfg.sealed ? "/sys/kernel/mm/transparent_hugepage/"
+					 "shmem_enabled set to advise"
+				       : "/dev/shm mounted with huge=advise");
 	else
 		log_warn("--hugepages: cannot read /proc/self/smaps to tell "
 			 "whether the region has huge pages");
@@ -186,8 +186,10 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 	const char *why = "";
 
 	if (fstat(fd, &st) < 0 || st.st_size < (off_t)LAYOUT_REGION_HDR_SIZE) {
-		snprintf(err, errlen, "region %s exists but is empty or "
-				      "unreadable", d->cfg.name);
+		snprintf(err, errlen,
+			 "region %s exists but is empty or "
+			 "unreadable",
+			 d->cfg.name);
 		return -EUCLEAN;
 	}
 	int rc = map(d, fd, (size_t)st.st_size);
@@ -204,17 +206,19 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 			      : "it was made without --checksum";
 		rc = -EEXIST;
 	} else if (rc == 0 && (d->eng.g.region_size != want->region_size ||
-			d->eng.g.nseg != want->nseg ||
-			d->eng.g.nrec != want->nrec ||
-			d->eng.g.ring_size != want->ring_size)) {
+			       d->eng.g.nseg != want->nseg ||
+			       d->eng.g.nrec != want->nrec ||
+			       d->eng.g.ring_size != want->ring_size)) {
 		why = "it was made with another size, segment count or item "
 		      "size";
 		rc = -EEXIST;
 	}
 	if (rc) {
-		snprintf(err, errlen, "region %s exists but cannot be adopted: "
-				      "%s; --reset replaces it (its contents "
-				      "are lost)", d->cfg.name, why);
+		snprintf(err, errlen,
+			 "region %s exists but cannot be adopted: "
+			 "%s; --reset replaces it (its contents "
+			 "are lost)",
+			 d->cfg.name, why);
 		unmap_keep_fd(d);
 		return rc == -EEXIST ? rc : -EUCLEAN;
 	}
@@ -247,8 +251,8 @@ static int reserve_error(const struct daemon *d, const struct eng_geom *g,
 /* Sizes, reserves, maps and formats the region open at fd, which this
  * process owns and which is empty.  0, or -errno with err set; on failure
  * the name is removed and fd closed. */
-static int init(struct daemon *d, int fd, const struct eng_geom *g,
-		char *err, size_t errlen)
+static int init(struct daemon *d, int fd, const struct eng_geom *g, char *err,
+		size_t errlen)
 {
 	struct eng_config ec;
 	const char *why;
@@ -311,9 +315,10 @@ static int claim(struct daemon *d, int fd, char *err, size_t errlen)
 	if (rc == -EBUSY) {
 		if (holder > 0)
 			snprintf(who, sizeof(who), "pid %d", (int)holder);
-		snprintf(err, errlen, "region %s is owned by a running "
-				      "shmcached (%s): stop that daemon first, "
-				      "or give this one another --name%s",
+		snprintf(err, errlen,
+			 "region %s is owned by a running "
+			 "shmcached (%s): stop that daemon first, "
+			 "or give this one another --name%s",
 			 name, who,
 			 d->cfg.reset ? " (--reset never replaces a region "
 					"a live daemon serves)"
@@ -351,9 +356,11 @@ static int open_once(struct daemon *d, const struct eng_geom *want,
 		return rc;
 	}
 	if (fd >= 0) {
-		if (d->cfg.sealed && (fcntl(fd, F_GET_SEALS) & SEALS) != SEALS) {
-			snprintf(err, errlen, "the region systemd passed is "
-					      "not sealed");
+		if (d->cfg.sealed &&
+		    (fcntl(fd, F_GET_SEALS) & SEALS) != SEALS) {
+			snprintf(err, errlen,
+				 "the region systemd passed is "
+				 "not sealed");
 			close(fd);
 			return -EINVAL;
 		}
@@ -382,9 +389,10 @@ static int open_once(struct daemon *d, const struct eng_geom *want,
 	}
 
 	fd = d->cfg.sealed
-		     ? memfd_create("shmcached", MFD_CLOEXEC | MFD_ALLOW_SEALING)
-		     : shm_open(d->cfg.name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
-				0600);
+		     ? memfd_create("shmcached",
+				    MFD_CLOEXEC | MFD_ALLOW_SEALING)
+		     : shm_open(d->cfg.name,
+				O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == EEXIST)
 		return -EAGAIN;
 	if (fd < 0) {
@@ -419,37 +427,42 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 
 	d->region_fd = -1;
 	if ((rc = region_plan(&d->cfg, &want)) != 0) {
-		snprintf(err, errlen, "cannot carve %llu bytes into %u "
-				      "segments", (unsigned long long)d->cfg.memory,
-			 d->cfg.segments);
+		snprintf(err, errlen,
+			 "cannot carve %llu bytes into %u "
+			 "segments",
+			 (unsigned long long)d->cfg.memory, d->cfg.segments);
 		return rc;
 	}
 	/* A lost race ends with the winner's region claimed: the next try
 	 * finds it and is refused.  So a few tries always settle it. */
 	for (int tries = 0; tries < 4; tries++)
-		if ((rc = open_once(d, &want, &adopted, err, errlen)) != -EAGAIN)
+		if ((rc = open_once(d, &want, &adopted, err, errlen)) !=
+		    -EAGAIN)
 			break;
 	if (rc == -EAGAIN)
-		snprintf(err, errlen, "region %s keeps being created and "
-				      "removed by other processes: not started",
+		snprintf(err, errlen,
+			 "region %s keeps being created and "
+			 "removed by other processes: not started",
 			 d->cfg.name);
 	if (rc)
 		return rc;
 	if (adopted) {
 		log_info("adopted region %s (%llu bytes, %u segments): warm "
-			 "restart", d->cfg.name,
-			 (unsigned long long)d->region_size, d->eng.g.nseg);
+			 "restart",
+			 d->cfg.name, (unsigned long long)d->region_size,
+			 d->eng.g.nseg);
 		/* A killed daemon's locks carry our id; the claim says that
 		 * daemon is gone, and no thread of ours holds any yet. */
 		int held = eng_recover_inherited(&d->eng);
 		if (held > 0)
 			log_warn("the previous daemon died holding %d segment "
-				 "lock(s): recovered", held);
+				 "lock(s): recovered",
+				 held);
 	} else {
 		log_info("created region %s: %llu bytes, %u segments of %u "
-			 "ring bytes and %u entries", d->cfg.name,
-			 (unsigned long long)d->region_size, d->eng.g.nseg,
-			 d->eng.g.ring_size, d->eng.g.nrec);
+			 "ring bytes and %u entries",
+			 d->cfg.name, (unsigned long long)d->region_size,
+			 d->eng.g.nseg, d->eng.g.ring_size, d->eng.g.nrec);
 		if (d->cfg.hugepages)
 			report_huge(d);
 	}
@@ -468,7 +481,8 @@ int region_open(struct daemon *d, char *err, size_t errlen)
 	int n = clients_adopt(&d->clients, &d->eng);
 	if (n > 0)
 		log_warn("client table: %d slot(s) of dead clients or garbage "
-			 "freed, their locks recovered", n);
+			 "freed, their locks recovered",
+			 n);
 	record_daemon(d);
 	return 0;
 }

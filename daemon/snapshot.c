@@ -33,7 +33,7 @@ static_assert(SNAP_BLOCK_MAX % SNAP_PAGE == 0, "blocks are whole pages");
 
 /* File header. */
 #define H_MAGIC 0
-#define H_SUM 8		/* XXH3-64 of bytes [16, SNAP_HDR_SIZE) */
+#define H_SUM 8 /* XXH3-64 of bytes [16, SNAP_HDR_SIZE) */
 #define H_VERSION 16
 #define H_SIZE 20
 #define H_CREATED 24
@@ -44,10 +44,10 @@ static_assert(SNAP_BLOCK_MAX % SNAP_PAGE == 0, "blocks are whole pages");
 #define H_MAX_KV 52
 #define H_LAYOUT 56
 #define H_BLOCK_SIZE 60
-#define H_END 64	/* zero from here to SNAP_HDR_SIZE */
+#define H_END 64 /* zero from here to SNAP_HDR_SIZE */
 
 /* Block header. */
-#define B_SUM 0		/* XXH3-64 of bytes [8, size) */
+#define B_SUM 0 /* XXH3-64 of bytes [8, size) */
 #define B_MAGIC 8
 #define B_COUNT 12
 #define B_SIZE 16
@@ -63,7 +63,7 @@ static_assert(B_SEQ + 8 == SNAP_BLOCK_HDR_SIZE, "block header layout");
 static_assert(E_EXPIRE + 8 == SNAP_ENTRY_HDR_SIZE, "entry header layout");
 
 /* Trailer. */
-#define T_SUM 0		/* XXH3-64 of bytes [8, SNAP_TRAILER_SIZE) */
+#define T_SUM 0 /* XXH3-64 of bytes [8, SNAP_TRAILER_SIZE) */
 #define T_MAGIC 8
 #define T_RESERVED 12
 #define T_BLOCKS 16
@@ -72,7 +72,7 @@ static_assert(E_EXPIRE + 8 == SNAP_ENTRY_HDR_SIZE, "entry header layout");
 #define T_FILE_SIZE 40
 #define T_CHAIN 48
 #define T_HDR_SUM 56
-#define T_END 64	/* zero from here to SNAP_TRAILER_SIZE */
+#define T_END 64 /* zero from here to SNAP_TRAILER_SIZE */
 
 /* ------------------------------------------------------------------------
  * Little-endian fields
@@ -292,11 +292,13 @@ int snap_scan_peek(const struct snap_scan *s, const uint8_t *p, size_t avail,
 	if (rem == 0)
 		return fail(err, SNAP_EDAMAGED, off,
 			    "truncated: the file ends after block %" PRIu64
-			    " without its trailer", s->t.blocks);
+			    " without its trailer",
+			    s->t.blocks);
 	if (rem < SNAP_PAGE || avail < SNAP_BLOCK_HDR_SIZE)
 		return fail(err, SNAP_EDAMAGED, off,
 			    "truncated: %" PRIu64 " bytes left, less than a "
-			    "block or the trailer", rem);
+			    "block or the trailer",
+			    rem);
 	uint32_t magic = ld32(p + B_MAGIC);
 	if (magic == SNAP_TRAILER_MAGIC) {
 		*size = SNAP_TRAILER_SIZE;
@@ -310,8 +312,9 @@ int snap_scan_peek(const struct snap_scan *s, const uint8_t *p, size_t avail,
 	uint32_t bsize = ld32(p + B_SIZE);
 	if (bsize < SNAP_PAGE || bsize % SNAP_PAGE || bsize > SNAP_BLOCK_MAX)
 		return fail(err, SNAP_EDAMAGED, off,
-			    "block %" PRIu64 " is damaged: impossible size %"
-			    PRIu32, s->t.blocks, bsize);
+			    "block %" PRIu64
+			    " is damaged: impossible size %" PRIu32,
+			    s->t.blocks, bsize);
 	if (bsize > rem)
 		return fail(err, SNAP_EDAMAGED, off,
 			    "truncated: block %" PRIu64 " is %" PRIu32
@@ -334,7 +337,8 @@ static int check_header(struct snap_scan *s, const uint8_t *p,
 	if (version != SNAP_VERSION && sum_ok)
 		return fail(err, SNAP_EVERSION, 0,
 			    "snapshot format version %" PRIu32 ": this "
-			    "shmcached reads version %u", version, SNAP_VERSION);
+			    "shmcached reads version %u",
+			    version, SNAP_VERSION);
 	if (!sum_ok)
 		return fail(err, SNAP_EDAMAGED, 0,
 			    "the header is damaged (checksum mismatch)");
@@ -377,7 +381,8 @@ static int check_block(struct snap_scan *s, const uint8_t *p, size_t size,
 	if (seq != k)
 		return fail(err, SNAP_EDAMAGED, off,
 			    "block numbered %" PRIu64 " where block %" PRIu64
-			    " belongs (blocks out of order)", seq, k);
+			    " belongs (blocks out of order)",
+			    seq, k);
 	if (n == 0 || data_len > size - SNAP_BLOCK_HDR_SIZE ||
 	    size - SNAP_BLOCK_HDR_SIZE - data_len >= SNAP_PAGE)
 		return fail(err, SNAP_EDAMAGED, off,
@@ -395,8 +400,9 @@ static int check_block(struct snap_scan *s, const uint8_t *p, size_t size,
 	for (uint32_t i = 0; i < n; i++) {
 		if (end - pos < SNAP_ENTRY_HDR_SIZE)
 			return fail(err, SNAP_EDAMAGED, off + pos,
-				    "block %" PRIu64 " is malformed: entry %"
-				    PRIu32 " of %" PRIu32 " is cut off",
+				    "block %" PRIu64
+				    " is malformed: entry %" PRIu32
+				    " of %" PRIu32 " is cut off",
 				    k, i, n);
 		uint32_t klen = ld32(p + pos + E_KLEN);
 		uint32_t vlen = ld32(p + pos + E_VLEN);
@@ -405,9 +411,10 @@ static int check_block(struct snap_scan *s, const uint8_t *p, size_t size,
 		if (klen == 0 || klen > SNAP_KEY_MAX || flags != 0 ||
 		    need > end - pos)
 			return fail(err, SNAP_EDAMAGED, off + pos,
-				    "block %" PRIu64 " is malformed: entry %"
-				    PRIu32 " (key %" PRIu32 " bytes, value %"
-				    PRIu32 ", flags %#" PRIx32 ")",
+				    "block %" PRIu64
+				    " is malformed: entry %" PRIu32
+				    " (key %" PRIu32 " bytes, value %" PRIu32
+				    ", flags %#" PRIx32 ")",
 				    k, i, klen, vlen, flags);
 		pos += (size_t)need;
 		data_bytes += (uint64_t)klen + vlen;
@@ -415,7 +422,8 @@ static int check_block(struct snap_scan *s, const uint8_t *p, size_t size,
 	if (pos != end)
 		return fail(err, SNAP_EDAMAGED, off + pos,
 			    "block %" PRIu64 " is malformed: %zu bytes after "
-			    "its last entry", k, end - pos);
+			    "its last entry",
+			    k, end - pos);
 
 	s->t.blocks++;
 	s->t.entries += n;
@@ -423,8 +431,11 @@ static int check_block(struct snap_scan *s, const uint8_t *p, size_t size,
 	s->t.file_size += size;
 	s->t.chain = chain_add(s->t.chain, sum);
 	if (blk)
-		*blk = (struct snap_block){ .p = p, .off = off, .seq = seq,
-					    .size = (uint32_t)size, .n = n,
+		*blk = (struct snap_block){ .p = p,
+					    .off = off,
+					    .seq = seq,
+					    .size = (uint32_t)size,
+					    .n = n,
 					    .data_len = data_len,
 					    .pos = SNAP_BLOCK_HDR_SIZE };
 	return 0;
@@ -457,9 +468,9 @@ static int check_trailer(struct snap_scan *s, const uint8_t *p,
 	    ld64(p + T_FILE_SIZE) != s->file_size)
 		return fail(err, SNAP_EDAMAGED, off,
 			    "the trailer counts %" PRIu64 " blocks and %" PRIu64
-			    " entries in %" PRIu64 " bytes; the file has %"
-			    PRIu64 " and %" PRIu64 " in %" PRIu64
-			    " (blocks missing or added)",
+			    " entries in %" PRIu64
+			    " bytes; the file has %" PRIu64 " and %" PRIu64
+			    " in %" PRIu64 " (blocks missing or added)",
 			    ld64(p + T_BLOCKS), ld64(p + T_ENTRIES),
 			    ld64(p + T_FILE_SIZE), t->blocks, t->entries,
 			    s->file_size);

@@ -41,13 +41,13 @@
  * Constants of the format (version 1)
  * ------------------------------------------------------------------------ */
 
-#define SNAP_MAGIC UINT64_C(0x50414e53434d4853)	/* "SHMCSNAP" (LE) */
+#define SNAP_MAGIC UINT64_C(0x50414e53434d4853) /* "SHMCSNAP" (LE) */
 #define SNAP_VERSION 1u
-#define SNAP_PAGE 4096u		/* unit of alignment: header, blocks, trailer */
+#define SNAP_PAGE 4096u /* unit of alignment: header, blocks, trailer */
 #define SNAP_HDR_SIZE SNAP_PAGE
 #define SNAP_TRAILER_SIZE SNAP_PAGE
 #define SNAP_BLOCK_MAGIC UINT32_C(0x4b4c4253)	/* "SBLK" */
-#define SNAP_TRAILER_MAGIC UINT32_C(0x444e4553)	/* "SEND" */
+#define SNAP_TRAILER_MAGIC UINT32_C(0x444e4553) /* "SEND" */
 #define SNAP_BLOCK_HDR_SIZE 32u
 #define SNAP_ENTRY_HDR_SIZE 20u
 /* The writer's block size: entries are packed into blocks of at most this
@@ -57,12 +57,12 @@
 /* The largest block a reader accepts (an entry is at most the engine's
  * max_kv, a quarter of a segment's ring, at most 512 MiB). */
 #define SNAP_BLOCK_MAX (UINT32_C(1) << 30)
-#define SNAP_KEY_MAX 65535u	/* = ENTRY_KEY_MAX: any saved key loads */
+#define SNAP_KEY_MAX 65535u /* = ENTRY_KEY_MAX: any saved key loads */
 /* The smallest valid file: a header and a trailer, no block. */
 #define SNAP_MIN_FILE (SNAP_HDR_SIZE + SNAP_TRAILER_SIZE)
 
 /* Error codes the decoders return (snap_err.code). */
-#define SNAP_EDAMAGED (-EBADMSG)	    /* damaged, truncated, not a snapshot */
+#define SNAP_EDAMAGED (-EBADMSG) /* damaged, truncated, not a snapshot */
 #define SNAP_EVERSION (-EPROTONOSUPPORT) /* a version this build cannot read */
 
 /* ------------------------------------------------------------------------
@@ -73,7 +73,7 @@
  * reader; the geometry of the region that was saved is for the operator
  * (docs/SNAPSHOT.md), a snapshot loads into any geometry. */
 struct snap_info {
-	uint64_t created;	/* unix seconds when the save began */
+	uint64_t created; /* unix seconds when the save began */
 	uint64_t region_size;
 	uint32_t nseg, ring_size, nrec, max_kv;
 	uint32_t layout_format; /* LAYOUT_FORMAT of the saved region */
@@ -82,9 +82,9 @@ struct snap_info {
 
 /* What is wrong with a file, and where. */
 struct snap_err {
-	int code;		/* SNAP_EDAMAGED or SNAP_EVERSION */
-	uint64_t off;		/* file offset of the unit (or entry) at fault */
-	char msg[200];		/* "offset N: ...", no file name, one line */
+	int code;      /* SNAP_EDAMAGED or SNAP_EVERSION */
+	uint64_t off;  /* file offset of the unit (or entry) at fault */
+	char msg[200]; /* "offset N: ...", no file name, one line */
 };
 
 /* One entry to write: key and value each in up to two pieces (as the
@@ -94,8 +94,8 @@ struct snap_src {
 	size_t key_len[2];
 	const void *val[2];
 	size_t val_len[2];
-	uint64_t expire_at;	/* absolute unix seconds; 0 = never */
-	uint32_t flags;		/* 0 in version 1 */
+	uint64_t expire_at; /* absolute unix seconds; 0 = never */
+	uint32_t flags;	    /* 0 in version 1 */
 };
 
 /* The entry a cache item (from eng_iter()) is saved as. */
@@ -125,27 +125,27 @@ struct snap_entry {
 struct snap_bw {
 	uint8_t *buf;
 	size_t cap;
-	size_t len;		/* header + entries so far */
-	uint32_t n;		/* entries */
-	uint64_t data_bytes;	/* key + value bytes of the entries */
+	size_t len;	     /* header + entries so far */
+	uint32_t n;	     /* entries */
+	uint64_t data_bytes; /* key + value bytes of the entries */
 };
 
 /* Running totals of a file, kept by the writer and checked by the reader
  * against the trailer. */
 struct snap_totals {
 	uint64_t blocks, entries, data_bytes;
-	uint64_t file_size;	/* bytes so far: header + blocks (+ trailer) */
-	uint64_t chain;		/* hash chained over the block checksums */
-	uint64_t hdr_sum;	/* the header's checksum */
+	uint64_t file_size; /* bytes so far: header + blocks (+ trailer) */
+	uint64_t chain;	    /* hash chained over the block checksums */
+	uint64_t hdr_sum;   /* the header's checksum */
 };
 
 /* A verified block, for snap_block_next(). */
 struct snap_block {
-	const uint8_t *p;	/* the block's first byte */
-	uint64_t off;		/* its file offset */
+	const uint8_t *p; /* the block's first byte */
+	uint64_t off;	  /* its file offset */
 	uint64_t seq;
 	uint32_t size, n, data_len;
-	uint32_t pos;		/* next entry, from p */
+	uint32_t pos; /* next entry, from p */
 };
 
 /* The reader's position in a file: a walk over its units (header, blocks,
@@ -153,11 +153,11 @@ struct snap_block {
 enum snap_unit { SNAP_U_HEADER = 1, SNAP_U_BLOCK = 2, SNAP_U_TRAILER = 3 };
 
 struct snap_scan {
-	uint64_t file_size;	/* the file's size, as stat() tells it */
-	uint64_t off;		/* offset of the next unit */
-	struct snap_totals t;	/* of the units verified so far */
-	struct snap_info info;	/* once the header is verified */
-	int next;		/* the next unit expected: enum snap_unit, 0 done */
+	uint64_t file_size;    /* the file's size, as stat() tells it */
+	uint64_t off;	       /* offset of the next unit */
+	struct snap_totals t;  /* of the units verified so far */
+	struct snap_info info; /* once the header is verified */
+	int next; /* the next unit expected: enum snap_unit, 0 done */
 };
 
 /* ------------------------------------------------------------------------

@@ -73,7 +73,8 @@ int sysd_notify_fd(const char *state, int fd)
 	struct msghdr msg = {
 		.msg_name = &sa,
 		.msg_namelen =
-			(socklen_t)(offsetof(struct sockaddr_un, sun_path) + len),
+			(socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+				    len),
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
 	};

@@ -37,23 +37,23 @@
 #include "proto.h"
 
 #define SHMC_EXPORT __attribute__((visibility("default")))
-#define IO_TIMEOUT_S 30	   /* a control request that long is abandoned */
-#define LOAD_SLICE_MS 50   /* a get_or_load waiter re-checks this often */
+#define IO_TIMEOUT_S 30	 /* a control request that long is abandoned */
+#define LOAD_SLICE_MS 50 /* a get_or_load waiter re-checks this often */
 
 /* ------------------------------------------------------------------------
  * The handle, and fork detection without a syscall per call
  * ------------------------------------------------------------------------ */
 
 struct shmc {
-	struct eng e;		/* read-only after open */
+	struct eng e; /* read-only after open */
 	void *base;
 	size_t size;
-	int region_fd;		/* kept: owner_query() tells if a daemon runs */
+	int region_fd; /* kept: owner_query() tells if a daemon runs */
 	struct clients_view view; /* the liveness check's argument */
-	unsigned fork_gen;	/* fork_generation at open */
+	unsigned fork_gen;	  /* fork_generation at open */
 
-	pthread_mutex_t ctl;	/* guards everything below */
-	int sock;		/* -1 while disconnected */
+	pthread_mutex_t ctl; /* guards everything below */
+	int sock;	     /* -1 while disconnected */
 	uint32_t next_id;
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 };
@@ -78,10 +78,9 @@ static inline int usable(const shmc *c)
 {
 	if (__builtin_expect(!c, 0))
 		return -EINVAL;
-	if (__builtin_expect(
-		    c->fork_gen !=
-			    __atomic_load_n(&fork_generation, __ATOMIC_RELAXED),
-		    0))
+	if (__builtin_expect(c->fork_gen != __atomic_load_n(&fork_generation,
+							    __ATOMIC_RELAXED),
+			     0))
 		return -ECHILD;
 	return 0;
 }
@@ -128,7 +127,8 @@ static int recv_all(int fd, void *buf, size_t n, int *fd_out)
 			struct cmsghdr align;
 		} cm;
 		struct iovec iov = { .iov_base = p, .iov_len = n };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+		struct msghdr msg = { .msg_iov = &iov,
+				      .msg_iovlen = 1,
 				      .msg_control = cm.buf,
 				      .msg_controllen = sizeof(cm.buf) };
 		ssize_t r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
@@ -199,8 +199,10 @@ static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 		    size_t blen, uint8_t **reply, size_t *rlen, int *fd_out)
 {
 	uint8_t hdr[PROTO_HDR_SIZE];
-	struct proto_hdr h = { .len = (uint32_t)blen, .type = type,
-			       .version = PROTO_VERSION, .id = id };
+	struct proto_hdr h = { .len = (uint32_t)blen,
+			       .type = type,
+			       .version = PROTO_VERSION,
+			       .id = id };
 	int rc;
 
 	*reply = NULL;
@@ -237,15 +239,14 @@ static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 static __thread char reach_msg[512];
 static __thread int reach_err;
 
-#define HOW_TO_START                                                        \
-	"start the daemon (shmcached; tools/run in its source tree; "      \
-	"systemctl start shmcached) or give the socket it listens on "     \
+#define HOW_TO_START                                                           \
+	"start the daemon (shmcached; tools/run in its source tree; "          \
+	"systemctl start shmcached) or give the socket it listens on "         \
 	"($SHMC_SOCKET, cachectl --socket)"
 
 /* Keeps the words of a failure to reach the daemon and returns err. */
-__attribute__((format(printf, 2, 3))) static int reach_fail(int err,
-							    const char *fmt,
-							    ...)
+__attribute__((format(printf, 2, 3))) static int
+reach_fail(int err, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -468,8 +469,8 @@ SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
 		denied(c->path);
 	if (rc == 0 && format != LAYOUT_FORMAT)
 		rc = -EPROTO;
-	if (rc == 0 && (region_fd < 0 || size < LAYOUT_REGION_HDR_SIZE ||
-			size > SIZE_MAX))
+	if (rc == 0 &&
+	    (region_fd < 0 || size < LAYOUT_REGION_HDR_SIZE || size > SIZE_MAX))
 		rc = -EIO;
 	if (rc == 0) {
 		c->base = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
@@ -653,8 +654,8 @@ SHMC_EXPORT int shmc_check(shmc *c, int repair, uint32_t *segments,
 	return rc;
 }
 
-SHMC_EXPORT int shmc_clients(shmc *c, struct shmc_client_info *out,
-			     size_t cap, size_t *n)
+SHMC_EXPORT int shmc_clients(shmc *c, struct shmc_client_info *out, size_t cap,
+			     size_t *n)
 {
 	uint8_t *reply;
 	size_t rlen;
@@ -726,8 +727,7 @@ SHMC_EXPORT int shmc_load(shmc *c, const char *path, uint64_t *entries)
 	return snapshot(c, PROTO_T_LOAD, path, 0, entries);
 }
 
-SHMC_EXPORT int shmc_load_partial(shmc *c, const char *path,
-				  uint64_t *entries)
+SHMC_EXPORT int shmc_load_partial(shmc *c, const char *path, uint64_t *entries)
 {
 	return snapshot(c, PROTO_T_LOAD, path, PROTO_LOAD_PARTIAL, entries);
 }
@@ -736,8 +736,8 @@ SHMC_EXPORT int shmc_load_partial(shmc *c, const char *path,
  * Data operations
  * ------------------------------------------------------------------------ */
 
-SHMC_EXPORT int shmc_set(shmc *c, const void *key, size_t klen,
-			 const void *val, size_t vlen, uint32_t ttl_s)
+SHMC_EXPORT int shmc_set(shmc *c, const void *key, size_t klen, const void *val,
+			 size_t vlen, uint32_t ttl_s)
 {
 	int rc = usable(c);
 
@@ -775,8 +775,7 @@ SHMC_EXPORT int shmc_del(shmc *c, const void *key, size_t klen)
 	return rc ? rc : eng_del(&c->e, key, klen);
 }
 
-SHMC_EXPORT int shmc_ttl(shmc *c, const void *key, size_t klen,
-			 uint32_t *ttl_s)
+SHMC_EXPORT int shmc_ttl(shmc *c, const void *key, size_t klen, uint32_t *ttl_s)
 {
 	int rc = usable(c);
 
@@ -857,17 +856,16 @@ SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
  * Zero-copy
  * ------------------------------------------------------------------------ */
 
-SHMC_EXPORT int shmc_read(shmc *c, const void *key, size_t klen,
-			  shmc_reader fn, void *arg)
+SHMC_EXPORT int shmc_read(shmc *c, const void *key, size_t klen, shmc_reader fn,
+			  void *arg)
 {
 	int rc = usable(c);
 
 	return rc ? rc : eng_read(&c->e, key, klen, fn, arg);
 }
 
-SHMC_EXPORT int shmc_reserve(shmc *c, const void *key, size_t klen,
-			     size_t vlen, uint32_t ttl_s,
-			     struct shmc_reservation *r)
+SHMC_EXPORT int shmc_reserve(shmc *c, const void *key, size_t klen, size_t vlen,
+			     uint32_t ttl_s, struct shmc_reservation *r)
 {
 	struct eng_resv er;
 	int rc = usable_with(c, r != NULL);

@@ -191,9 +191,8 @@ int shmc_clear(shmc *c);
 /* Produces the value of key on a miss: writes at most cap bytes into buf,
  * sets *vlen to the value's length and *ttl_s to its TTL, returns 0 or a
  * negative errno of its choice (passed back to its caller). */
-typedef int (*shmc_loader)(const void *key, size_t klen, void *buf,
-			   size_t cap, size_t *vlen, uint32_t *ttl_s,
-			   void *arg);
+typedef int (*shmc_loader)(const void *key, size_t klen, void *buf, size_t cap,
+			   size_t *vlen, uint32_t *ttl_s, void *arg);
 
 /* Gets key; on a miss, exactly one caller at a time - in any process -
  * runs load() for it and stores the result, while the other callers for
@@ -217,13 +216,12 @@ int shmc_get_or_load(shmc *c, const void *key, size_t klen, void *buf,
  * segment's ring).  Runs under the segment lock: be brief, do not call
  * shmc functions, and do not keep the pointers.  Its return value is
  * returned by shmc_read(). */
-typedef int (*shmc_reader)(const void *p1, size_t n1, const void *p2,
-			   size_t n2, void *arg);
+typedef int (*shmc_reader)(const void *p1, size_t n1, const void *p2, size_t n2,
+			   void *arg);
 
 /* Looks key up and, on a hit, calls fn on the value in place (counts as a
  * get).  Returns fn's return value, or -ENOENT. */
-int shmc_read(shmc *c, const void *key, size_t klen, shmc_reader fn,
-	      void *arg);
+int shmc_read(shmc *c, const void *key, size_t klen, shmc_reader fn, void *arg);
 
 /* A reserved entry: fill p1[0..n1) then p2[0..n2) with the value, then
  * shmc_commit() it, or shmc_abort(). */
@@ -306,14 +304,13 @@ int shmc_check(shmc *c, int repair, uint32_t *segments, uint32_t *bad,
 	       uint32_t *repaired);
 
 struct shmc_client_info {
-	uint32_t id;	/* client id (0: connected, no handshake yet) */
+	uint32_t id; /* client id (0: connected, no handshake yet) */
 	uint32_t pid, uid, gid;
 	uint64_t since; /* unix seconds */
 };
 
 /* Up to cap connected clients into out; *n = how many there are in all. */
-int shmc_clients(shmc *c, struct shmc_client_info *out, size_t cap,
-		 size_t *n);
+int shmc_clients(shmc *c, struct shmc_client_info *out, size_t cap, size_t *n);
 
 /* Writes a snapshot of the cache to path (absolute, on the daemon's host,
  * written by the daemon atomically) / loads one (*entries: how many were

@@ -272,7 +272,8 @@ int clients_adopt(struct clients *b, struct eng *e)
 	/* Only now is it known whether a kept slot claims a dropped id. */
 	for (uint32_t i = 0; i < LAYOUT_CLIENTS; i++) {
 		uint32_t id = dropped[i].id;
-		if (id && id <= ENG_CLIENT_ID_MAX && records_of(b, id, NULL) == 0)
+		if (id && id <= ENG_CLIENT_ID_MAX &&
+		    records_of(b, id, NULL) == 0)
 			eng_recover(e, id);
 	}
 	return freed;

@@ -58,8 +58,9 @@ static int __attribute__((noinline)) seg_lock_slow(struct eng *e, struct seg *s)
 {
 	/* One deadline for the whole operation, however many holders die
 	 * or change hands meanwhile. */
-	uint64_t deadline = clock_mono_ms() + (e->timeout_ms ? e->timeout_ms
-						      : eng_lock_timeout(e));
+	uint64_t deadline = clock_mono_ms() + (e->timeout_ms
+						       ? e->timeout_ms
+						       : eng_lock_timeout(e));
 
 	for (;;) {
 		uint64_t t = clock_mono_ms();
@@ -106,7 +107,8 @@ static inline void seg_unlock(struct eng *e, struct seg *s)
 	uint32_t mine = e->client_id << 1;
 
 	if (__builtin_expect(__atomic_compare_exchange_n(&s->h->lock, &mine, 0,
-							 false, __ATOMIC_RELEASE,
+							 false,
+							 __ATOMIC_RELEASE,
 							 __ATOMIC_RELAXED),
 			     1))
 		return;
@@ -185,7 +187,8 @@ uint32_t eng_lock_timeout(const struct eng *e)
 void eng_set_lock_timeout(struct eng *e, uint32_t ms)
 {
 	__atomic_store_n(&e->hdr->lock_timeout_ms,
-			 ms ? ms : ENG_DEFAULT_LOCK_TIMEOUT_MS, __ATOMIC_RELAXED);
+			 ms ? ms : ENG_DEFAULT_LOCK_TIMEOUT_MS,
+			 __ATOMIC_RELAXED);
 }
 
 void eng_set_alive_fn(struct eng *e, eng_alive_fn fn, void *arg)
@@ -342,8 +345,8 @@ static int get(struct eng *e, enum seg_get_mode mode, const void *key,
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	FAULT(LOCKED);
-	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, vlen,
-			    expire_at, NULL);
+	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, vlen, expire_at,
+			    NULL);
 	return seg_done(e, &s, rc);
 }
 
@@ -353,8 +356,8 @@ int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
 	return get(e, SEG_GET, key, klen, buf, cap, vlen, expire_at);
 }
 
-int eng_peek(struct eng *e, const void *key, size_t klen, void *buf,
-	     size_t cap, size_t *vlen, uint32_t *expire_at)
+int eng_peek(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
+	     size_t *vlen, uint32_t *expire_at)
 {
 	return get(e, SEG_PEEK, key, klen, buf, cap, vlen, expire_at);
 }
@@ -531,9 +534,10 @@ int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
 		f->hash = h;
 		f->seg = hs.seg;
 		f->slot = seg_flight_locked(&s, h, e->client_id, &claimed);
-		f->word = f->slot < 0 ? 0
-				      : __atomic_load_n(&s.h->flight[f->slot].word,
-							__ATOMIC_ACQUIRE);
+		f->word = f->slot < 0
+				  ? 0
+				  : __atomic_load_n(&s.h->flight[f->slot].word,
+						    __ATOMIC_ACQUIRE);
 		rc = claimed || f->slot < 0 ? ENG_LOAD : ENG_WAIT;
 	}
 	return seg_done(e, &s, rc);
@@ -622,7 +626,8 @@ static void add_seg(const struct eng *e, uint32_t i, struct eng_stats *out)
 	const uint64_t *c = s.h->ctr;
 	int n = 0;
 
-#define ADD_X(name, desc) out->name += __atomic_load_n(&c[n++], __ATOMIC_RELAXED);
+#define ADD_X(name, desc)                                                      \
+	out->name += __atomic_load_n(&c[n++], __ATOMIC_RELAXED);
 	SEG_COUNTERS(ADD_X)
 #undef ADD_X
 	out->entries += __atomic_load_n(&s.h->live, __ATOMIC_RELAXED);
@@ -720,8 +725,9 @@ static void carve(struct eng_geom *g, uint32_t nb, uint32_t nrec)
 	g->nrec = nrec;
 	g->off_buckets = LAYOUT_SEG_HDR_SIZE;
 	g->off_recs = (uint32_t)(g->off_buckets + align64((uint64_t)nb * 4));
-	g->off_free = (uint32_t)(g->off_recs +
-				 align64((uint64_t)nrec * sizeof(struct pool_rec)));
+	g->off_free =
+		(uint32_t)(g->off_recs +
+			   align64((uint64_t)nrec * sizeof(struct pool_rec)));
 	g->off_ring = (uint32_t)(g->off_free + align64((uint64_t)nrec * 4));
 }
 
@@ -858,13 +864,12 @@ static const char *geom_invalid(const struct region_hdr *h)
 	if (!pow2(h->nbuckets) || log2u(h->nbuckets) != h->bucket_bits)
 		return "bucket count is not a power of two";
 	if (h->nrec == 0 || h->nrec > ENTRY_REC_MASK ||
-	    h->ring_size < ENG_MIN_RING ||
-	    h->ring_size > RING_MAX || h->max_kv != h->ring_size / 4)
+	    h->ring_size < ENG_MIN_RING || h->ring_size > RING_MAX ||
+	    h->max_kv != h->ring_size / 4)
 		return "pool or ring size out of range";
 	if (h->flags & ~REGION_F_KNOWN)
 		return "unknown region flags";
-	if (h->seg_base < SEG_BASE || h->seg_base % 64 ||
-	    h->seg_stride % 64)
+	if (h->seg_base < SEG_BASE || h->seg_base % 64 || h->seg_stride % 64)
 		return "segment blocks misaligned";
 	if (h->off_buckets < LAYOUT_SEG_HDR_SIZE ||
 	    h->off_recs < h->off_buckets + (uint64_t)h->nbuckets * 4 ||
@@ -926,7 +931,8 @@ int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 		why_copy = geom_bad(&copy, &proto_copy);
 		/* Another format or no region at all, not damage: a region
 		 * of an earlier layout has no copy (zeros there). */
-		if (proto && (why_copy || memcmp(&prim, &copy, LAYOUT_GEOM_SIZE)))
+		if (proto &&
+		    (why_copy || memcmp(&prim, &copy, LAYOUT_GEOM_SIZE)))
 			return -EPROTO;
 		if (why_copy && prim.magic != LAYOUT_MAGIC &&
 		    copy.magic != LAYOUT_MAGIC) {

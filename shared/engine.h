@@ -47,7 +47,7 @@ struct eng_config {
 #define ENG_DEFAULT_NSEG 256u
 #define ENG_DEFAULT_AVG_ITEM 128u
 #define ENG_DEFAULT_LOCK_TIMEOUT_MS 2000u
-#define ENG_MIN_RING 1024u	/* smallest data ring per segment */
+#define ENG_MIN_RING 1024u /* smallest data ring per segment */
 
 /* The geometry of a region, as computed by eng_plan() and as validated and
  * copied out of the header by eng_attach().  The engine only ever uses its
@@ -60,8 +60,8 @@ struct eng_geom {
 	uint32_t nbuckets, bucket_bits;
 	uint32_t nrec, ring_size, max_kv;
 	uint32_t off_buckets, off_recs, off_free, off_ring;
-	uint32_t flags;	   /* REGION_F_* */
-	uint32_t sum_size; /* bytes of checksum after each entry: 0, or
+	uint32_t flags;		  /* REGION_F_* */
+	uint32_t sum_size;	  /* bytes of checksum after each entry: 0, or
 			      ENTRY_SUM_SIZE with REGION_F_CHECKSUM */
 	uint32_t lock_timeout_ms; /* eng_plan(): the configured lock wait;
 				     after eng_attach(): the region's then */
@@ -83,7 +83,7 @@ struct eng {
 	uint32_t hdr_damage; /* ENG_HDR_* found by eng_attach() */
 	uint8_t geom[LAYOUT_GEOM_SIZE]; /* the header's lines 0-1 as they were
 					   validated at attach */
-	struct client_ctr *ctr; /* this client's counter line */
+	struct client_ctr *ctr;		/* this client's counter line */
 	eng_alive_fn alive;
 	void *alive_arg;
 };
@@ -121,10 +121,10 @@ typedef int (*eng_iter_fn)(const struct eng_item *it, void *arg);
 
 /* What eng_check() found in one segment. */
 struct eng_check_report {
-	uint32_t problems;	/* inconsistencies found */
-	uint32_t repaired;	/* 1 if the segment was reset */
-	uint32_t live;		/* live entries the walk found */
-	char first[128];	/* description of the first problem, or "" */
+	uint32_t problems; /* inconsistencies found */
+	uint32_t repaired; /* 1 if the segment was reset */
+	uint32_t live;	   /* live entries the walk found */
+	char first[128];   /* description of the first problem, or "" */
 };
 
 /* ------------------------------------------------------------------------
@@ -221,8 +221,8 @@ int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
 
 /* As eng_get() but changes nothing: no access time, no counters, no
  * reclamation. */
-int eng_peek(struct eng *e, const void *key, size_t klen, void *buf,
-	     size_t cap, size_t *vlen, uint32_t *expire_at);
+int eng_peek(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
+	     size_t *vlen, uint32_t *expire_at);
 
 /* Deletes key.  Returns 0 or -ENOENT (missing or already expired). */
 int eng_del(struct eng *e, const void *key, size_t klen);
@@ -243,8 +243,8 @@ int eng_clear(struct eng *e);
 
 /* Called under the segment lock with the value in place: p1[0..n1) then
  * p2[0..n2). */
-typedef int (*eng_read_fn)(const void *p1, size_t n1, const void *p2,
-			   size_t n2, void *arg);
+typedef int (*eng_read_fn)(const void *p1, size_t n1, const void *p2, size_t n2,
+			   void *arg);
 
 /* Looks key up and calls fn on its value (a get: access time, counters).
  * Returns fn's return value, -ENOENT, or the common errors. */
@@ -253,7 +253,7 @@ int eng_read(struct eng *e, const void *key, size_t klen, eng_read_fn fn,
 
 /* A reservation: an entry written but for its value, its segment locked. */
 struct eng_resv {
-	void *p[2];	/* fill p[0][0..n[0]) then p[1][0..n[1]) */
+	void *p[2]; /* fill p[0][0..n[0]) then p[1][0..n[1]) */
 	size_t n[2];
 	uint32_t seg;
 	uint32_t off;
@@ -279,8 +279,8 @@ void eng_abort(struct eng *e, struct eng_resv *r);
 struct eng_flight {
 	uint64_t hash;
 	uint32_t seg;
-	int slot;	/* -1: no slot was free, load without coordination */
-	uint32_t word;	/* the slot's word when last seen */
+	int slot;      /* -1: no slot was free, load without coordination */
+	uint32_t word; /* the slot's word when last seen */
 };
 
 #define ENG_LOAD 1 /* the caller must load, store, then eng_flight_done() */

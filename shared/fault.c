@@ -9,10 +9,9 @@
 
 enum fault_point fault_armed = FAULT_NONE;
 
-static const char *const fault_names[] = {
-	[FAULT_NONE] = "none",
+static const char *const fault_names[] = { [FAULT_NONE] = "none",
 #define FAULT_NAME_X(id, name) [FAULT_##id] = name,
-	FAULT_POINTS(FAULT_NAME_X)
+					   FAULT_POINTS(FAULT_NAME_X)
 #undef FAULT_NAME_X
 };
 
@@ -25,7 +24,8 @@ void fault_init(void)
 	const char *want = getenv("SHMC_FAULT");
 	if (!want || !*want)
 		return;
-	for (size_t i = 1; i < sizeof(fault_names) / sizeof(fault_names[0]); i++)
+	for (size_t i = 1; i < sizeof(fault_names) / sizeof(fault_names[0]);
+	     i++)
 		if (strcmp(want, fault_names[i]) == 0)
 			__atomic_store_n(&fault_armed, (enum fault_point)i,
 					 __ATOMIC_RELAXED);

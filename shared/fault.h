@@ -18,15 +18,15 @@
 #define SHMC_FAULT_H
 
 /* X(id, name) */
-#define FAULT_POINTS(X)                                                      \
-	X(LOCKED, "locked")	       /* a lock held, no mutation open */   \
-	X(SET_BEGIN, "set-begin")      /* mutation open, nothing written */  \
-	X(SET_HEADER, "set-header")    /* new entry: header written only */  \
-	X(SET_VALUE, "set-value")      /* new entry: half the value */       \
-	X(OVERWRITE, "overwrite")      /* in place: value half written */    \
-	X(EVAC_MOVE, "evacuate-move")  /* entry moved, record not updated */ \
-	X(EVAC_DROP, "evacuate-drop")  /* record freed, tail not advanced */ \
-	X(DELETE, "delete")	       /* unindexed, mutation still open */
+#define FAULT_POINTS(X)                                                        \
+	X(LOCKED, "locked")	      /* a lock held, no mutation open */      \
+	X(SET_BEGIN, "set-begin")     /* mutation open, nothing written */     \
+	X(SET_HEADER, "set-header")   /* new entry: header written only */     \
+	X(SET_VALUE, "set-value")     /* new entry: half the value */          \
+	X(OVERWRITE, "overwrite")     /* in place: value half written */       \
+	X(EVAC_MOVE, "evacuate-move") /* entry moved, record not updated */    \
+	X(EVAC_DROP, "evacuate-drop") /* record freed, tail not advanced */    \
+	X(DELETE, "delete")	      /* unindexed, mutation still open */
 
 enum fault_point {
 	FAULT_NONE = 0,
@@ -45,10 +45,10 @@ void fault_init(void);
 /* Stops the process (see above). */
 void fault_stop(enum fault_point p) __attribute__((noreturn, cold));
 
-#define FAULT(id)                                                   \
-	do {                                                        \
-		if (__builtin_expect(fault_armed == FAULT_##id, 0)) \
-			fault_stop(FAULT_##id);                     \
+#define FAULT(id)                                                              \
+	do {                                                                   \
+		if (__builtin_expect(fault_armed == FAULT_##id, 0))            \
+			fault_stop(FAULT_##id);                                \
 	} while (0)
 
 #else /* a build without fault injection: SHMC_FAULT is ignored */
@@ -59,8 +59,8 @@ static inline void fault_init(void)
 {
 }
 
-#define FAULT(id) \
-	do {      \
+#define FAULT(id)                                                              \
+	do {                                                                   \
 	} while (0)
 
 #endif

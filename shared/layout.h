@@ -30,13 +30,14 @@
 #define LAYOUT_CACHELINE 64u
 #define LAYOUT_REGION_HDR_SIZE 4096u
 #define LAYOUT_SEG_HDR_SIZE 384u
-#define LAYOUT_CLIENTS 4096u	/* client table slots */
-#define LAYOUT_CLIENT_CTRS 32u	/* client counter lines, in the header */
-#define SEG_FLIGHTS 8u	/* concurrent get_or_load keys per segment */
-#define LAYOUT_GEOM_SIZE 128u	/* region_hdr lines 0-1, and their copy */
+#define LAYOUT_CLIENTS 4096u   /* client table slots */
+#define LAYOUT_CLIENT_CTRS 32u /* client counter lines, in the header */
+#define SEG_FLIGHTS 8u	       /* concurrent get_or_load keys per segment */
+#define LAYOUT_GEOM_SIZE 128u  /* region_hdr lines 0-1, and their copy */
 
 /* region_hdr.flags. */
-#define REGION_F_CHECKSUM 1u	/* each entry ends with ENTRY_SUM_SIZE bytes:
+#define REGION_F_CHECKSUM                                                      \
+	1u /* each entry ends with ENTRY_SUM_SIZE bytes:
 				   XXH3-64 of its value seeded with the
 				   XXH3-64 of its key, verified on each read */
 #define REGION_F_KNOWN REGION_F_CHECKSUM
@@ -97,40 +98,40 @@ struct region_hdr {
 	/* Line 0-1: geometry.  Written once by eng_format() before any
 	 * client can attach; afterwards only restored from geom_copy by the
 	 * daemon's eng_hdr_check() repair; covered by geom_sum. */
-	uint64_t magic;		/* LAYOUT_MAGIC */
-	uint32_t format;	/* LAYOUT_FORMAT, folds in version + sizes */
-	uint32_t nseg;		/* segments, power of two */
-	uint64_t region_size;	/* bytes the creator mapped */
-	uint64_t seg_base;	/* offset of segment 0's block */
-	uint64_t seg_stride;	/* bytes between segment blocks, multiple of 64 */
-	uint32_t seg_bits;	/* log2(nseg) */
-	uint32_t nbuckets;	/* index buckets per segment, power of two */
-	uint32_t bucket_bits;	/* log2(nbuckets) */
-	uint32_t nrec;		/* pool records per segment */
-	uint32_t ring_size;	/* data ring bytes per segment */
-	uint32_t max_kv;	/* largest klen + vlen: ring_size / 4 */
-	uint32_t off_buckets;	/* offsets inside a segment block */
+	uint64_t magic;	      /* LAYOUT_MAGIC */
+	uint32_t format;      /* LAYOUT_FORMAT, folds in version + sizes */
+	uint32_t nseg;	      /* segments, power of two */
+	uint64_t region_size; /* bytes the creator mapped */
+	uint64_t seg_base;    /* offset of segment 0's block */
+	uint64_t seg_stride;  /* bytes between segment blocks, multiple of 64 */
+	uint32_t seg_bits;    /* log2(nseg) */
+	uint32_t nbuckets;    /* index buckets per segment, power of two */
+	uint32_t bucket_bits; /* log2(nbuckets) */
+	uint32_t nrec;	      /* pool records per segment */
+	uint32_t ring_size;   /* data ring bytes per segment */
+	uint32_t max_kv;      /* largest klen + vlen: ring_size / 4 */
+	uint32_t off_buckets; /* offsets inside a segment block */
 	uint32_t off_recs;
 	uint32_t off_free;
 	uint32_t off_ring;
-	uint32_t flags;		/* REGION_F_*: modes chosen at creation */
+	uint32_t flags; /* REGION_F_*: modes chosen at creation */
 	uint32_t reserved0;
-	uint64_t created;	/* unix seconds at format time */
-	uint64_t geom_sum;	/* XXH3-64 of the bytes before this field */
+	uint64_t created;  /* unix seconds at format time */
+	uint64_t geom_sum; /* XXH3-64 of the bytes before this field */
 	uint8_t pad0[24];
 
 	/* Line 2: written by the daemon (and by test hooks), read by every
 	 * process with relaxed atomics.  lock_timeout_ms is not geometry: a
 	 * daemon sets it from its --lock-timeout each time it creates or
 	 * adopts the region, and clients read it at each lock wait. */
-	uint32_t clock;		/* coarse unix seconds, the cache's "now" */
-	uint32_t daemon_pid;	/* pid of the daemon that owns the region */
-	uint64_t boot_count;	/* bumped each time a daemon adopts the region */
-	uint32_t next_client_id; /* next id the daemon hands out; ids are
+	uint32_t clock;	     /* coarse unix seconds, the cache's "now" */
+	uint32_t daemon_pid; /* pid of the daemon that owns the region */
+	uint64_t boot_count; /* bumped each time a daemon adopts the region */
+	uint32_t next_client_id;  /* next id the daemon hands out; ids are
 				    never reused over the region's life */
 	uint32_t lock_timeout_ms; /* how long an operation waits for a lock;
 				     0 (never written): the default */
-	uint64_t pidns;		/* the daemon's pid namespace (inode of
+	uint64_t pidns;		  /* the daemon's pid namespace (inode of
 				   /proc/self/ns/pid); 0 if unknown */
 	uint8_t pad1[32];
 
@@ -171,16 +172,16 @@ struct client_slot {
  * by tools.  X(name, description).  Written by the lock holder with relaxed
  * atomic stores, read without the lock with relaxed atomic loads.
  * ------------------------------------------------------------------------ */
-#define SEG_COUNTERS(X)                                                     \
-	X(hits, "gets that found a live entry")                             \
-	X(misses, "gets that found no entry or an expired one")             \
-	X(sets, "successful sets")                                          \
-	X(overwrites, "sets that replaced a live entry")                    \
-	X(deletes, "deletes that removed a live entry")                     \
-	X(evictions, "live entries dropped to make room")                   \
-	X(moves, "entries in use moved to the ring head")                   \
-	X(expirations, "expired entries reclaimed")                         \
-	X(repairs, "segment resets after corruption or a dead lock holder, "  \
+#define SEG_COUNTERS(X)                                                        \
+	X(hits, "gets that found a live entry")                                \
+	X(misses, "gets that found no entry or an expired one")                \
+	X(sets, "successful sets")                                             \
+	X(overwrites, "sets that replaced a live entry")                       \
+	X(deletes, "deletes that removed a live entry")                        \
+	X(evictions, "live entries dropped to make room")                      \
+	X(moves, "entries in use moved to the ring head")                      \
+	X(expirations, "expired entries reclaimed")                            \
+	X(repairs, "segment resets after corruption or a dead lock holder, "   \
 		   "entries dropped for a bad checksum")
 
 #define SEG_COUNT_X(name, desc) +1
@@ -212,13 +213,13 @@ struct seg_hdr {
 	uint8_t pad0[48];
 
 	/* Line 1: ring, pool and eviction state, written under the lock. */
-	uint32_t head;		/* ring offset where the next entry goes */
-	uint32_t tail;		/* ring offset of the oldest entry */
-	uint32_t used;		/* bytes between tail and head */
-	uint32_t fr_head;	/* free ring: index of the next record to pop */
-	uint32_t fr_count;	/* free ring: records available */
-	uint32_t live;		/* entries in the index (gauge "entries") */
-	uint32_t sweep_cursor;	/* next bucket the expiry sweep visits */
+	uint32_t head;	       /* ring offset where the next entry goes */
+	uint32_t tail;	       /* ring offset of the oldest entry */
+	uint32_t used;	       /* bytes between tail and head */
+	uint32_t fr_head;      /* free ring: index of the next record to pop */
+	uint32_t fr_count;     /* free ring: records available */
+	uint32_t live;	       /* entries in the index (gauge "entries") */
+	uint32_t sweep_cursor; /* next bucket the expiry sweep visits */
 	uint32_t reserved1;
 	uint8_t pad1[32];
 
@@ -235,9 +236,9 @@ struct seg_hdr {
  * + 1, 0 for an empty bucket); that entry's header names its record
  * (entry_hdr.rec), whose next leads on to the rest of the chain. */
 struct pool_rec {
-	uint32_t next;	/* next record in the bucket chain + 1; 0 ends it */
-	uint32_t tag;	/* hash bits above the segment bits; low bits = bucket */
-	uint32_t off;	/* ring offset of the entry_hdr */
+	uint32_t next; /* next record in the bucket chain + 1; 0 ends it */
+	uint32_t tag;  /* hash bits above the segment bits; low bits = bucket */
+	uint32_t off;  /* ring offset of the entry_hdr */
 };
 
 /* The header of an entry in a data ring.  Entries are packed byte-aligned
@@ -260,10 +261,10 @@ struct entry_hdr {
 
 /* The format word: version and the sizes of the structs a client relies
  * on.  A region whose format differs is refused. */
-#define LAYOUT_FORMAT                                                       \
-	((uint32_t)(LAYOUT_VERSION << 24 |                                  \
-		    (uint32_t)sizeof(struct entry_hdr) << 16 |              \
-		    (uint32_t)sizeof(struct pool_rec) << 8 |                \
+#define LAYOUT_FORMAT                                                          \
+	((uint32_t)(LAYOUT_VERSION << 24 |                                     \
+		    (uint32_t)sizeof(struct entry_hdr) << 16 |                 \
+		    (uint32_t)sizeof(struct pool_rec) << 8 |                   \
 		    (uint32_t)(sizeof(struct seg_hdr) / 8)))
 
 static_assert(sizeof(struct region_hdr) == LAYOUT_REGION_HDR_SIZE,

@@ -85,8 +85,9 @@ int lock_acquire(uint32_t *word, uint32_t me, uint32_t timeout_ms,
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		uint64_t left = deadline - now;
-		lock_futex_wait(word, v, left < LOCK_SLICE_MS ? (uint32_t)left
-							    : LOCK_SLICE_MS);
+		lock_futex_wait(word, v,
+				left < LOCK_SLICE_MS ? (uint32_t)left
+						     : LOCK_SLICE_MS);
 		/* The holder has been there a whole slice or more: ask.  A
 		 * holder with our own id is another thread of ours: alive. */
 		if (alive && clock_mono_ms() - start >= LOCK_SLICE_MS) {

@@ -25,8 +25,8 @@
 #include <stdint.h>
 
 #define LOCK_WAITERS 1u
-#define LOCK_SPIN 128	      /* pause-spins before the first sleep */
-#define LOCK_SLICE_MS 20      /* one futex sleep, at most */
+#define LOCK_SPIN 128	 /* pause-spins before the first sleep */
+#define LOCK_SLICE_MS 20 /* one futex sleep, at most */
 
 static inline uint32_t lock_owner(uint32_t word)
 {

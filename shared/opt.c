@@ -59,11 +59,20 @@ int opt_parse_uint(const char *s, uint64_t *out)
 static unsigned suffix_shift(char c)
 {
 	switch (c) {
-	case 'k': case 'K': return 10;
-	case 'm': case 'M': return 20;
-	case 'g': case 'G': return 30;
-	case 't': case 'T': return 40;
-	default: return 0;
+	case 'k':
+	case 'K':
+		return 10;
+	case 'm':
+	case 'M':
+		return 20;
+	case 'g':
+	case 'G':
+		return 30;
+	case 't':
+	case 'T':
+		return 40;
+	default:
+		return 0;
 	}
 }
 
@@ -214,8 +223,8 @@ const char *opt_quote(struct opt_qbuf *b, const char *s)
  * Usage
  * ------------------------------------------------------------------------ */
 
-void opt_usage(FILE *out, const struct opt_spec *specs, size_t n,
-	       uint64_t mask, unsigned flags)
+void opt_usage(FILE *out, const struct opt_spec *specs, size_t n, uint64_t mask,
+	       unsigned flags)
 {
 	bool shorts = false;
 

@@ -91,10 +91,10 @@ const char *opt_quote(struct opt_qbuf *b, const char *s);
 
 /* One option as --help shows it. */
 struct opt_spec {
-	const char *name;  /* long name, without "--" */
-	int shortc;	   /* short option letter, or 0 */
-	const char *meta;  /* metavar ("SIZE"), NULL for a flag */
-	const char *help;  /* may hold '\n'; NULL: left out of --help */
+	const char *name; /* long name, without "--" */
+	int shortc;	  /* short option letter, or 0 */
+	const char *meta; /* metavar ("SIZE"), NULL for a flag */
+	const char *help; /* may hold '\n'; NULL: left out of --help */
 };
 
 #define OPT_HELP_COL 28 /* the column where every help text starts */
@@ -114,8 +114,8 @@ enum opt_usage_flags {
  *     "  --procs P               help"     (in a table that has none)
  * The help starts at column OPT_HELP_COL, on the next line when the left
  * part reaches it; its continuation lines are indented to that column. */
-void opt_usage(FILE *out, const struct opt_spec *specs, size_t n,
-	       uint64_t mask, unsigned flags);
+void opt_usage(FILE *out, const struct opt_spec *specs, size_t n, uint64_t mask,
+	       unsigned flags);
 
 #define OPT_ALL (~UINT64_C(0)) /* mask: every option */
 

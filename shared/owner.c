@@ -44,8 +44,9 @@ bool owner_is_claimed(const char *path)
 /* The whole file: l_len 0 reaches past any size the region has. */
 static struct flock whole(short type)
 {
-	return (struct flock){ .l_type = type, .l_whence = SEEK_SET,
-			       .l_start = 0, .l_len = 0 };
+	return (struct flock){
+		.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0
+	};
 }
 
 int owner_query(int fd, pid_t *holder)

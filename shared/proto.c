@@ -192,8 +192,7 @@ int proto_r_end(const struct proto_r *r)
 	return r->pos == r->len ? 0 : -EBADMSG;
 }
 
-int proto_error_get(const void *buf, size_t len, const void **msg,
-		    size_t *mlen)
+int proto_error_get(const void *buf, size_t len, const void **msg, size_t *mlen)
 {
 	struct proto_r r;
 

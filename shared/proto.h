@@ -32,40 +32,45 @@
 #define PROTO_HDR_SIZE 12u
 #define PROTO_MAX_PAYLOAD (8u << 20) /* 8 MiB */
 /* LOAD flags (the optional u32 after the path). */
-#define PROTO_LOAD_PARTIAL 1u /* one pass: each block is stored once it
+#define PROTO_LOAD_PARTIAL                                                     \
+	1u /* one pass: each block is stored once it
 				 is verified; on damage the blocks before
 				 it stay loaded */
 #define PROTO_LOAD_FLAGS PROTO_LOAD_PARTIAL
 #define PROTO_REPLY 0x8000u
 
 /* Requests: X(name, value, body) - the body is documentation. */
-#define PROTO_TYPES(X)                                                       \
-	X(HELLO, 1, "u32 version, u32 pid, u32 prev_client_id -> "           \
-		    "u32 client_id, u32 layout_format, u64 region_size "     \
-		    "+ region fd (SCM_RIGHTS)")                              \
-	X(PING, 2, "empty -> empty")                                         \
-	X(STATS, 3, "u8 per_segment -> u32 ncols, str names[ncols], "        \
-		    "u32 nrows, u64 values[nrows][ncols]")                   \
-	X(GET, 4, "bytes key -> u32 expire_at, bytes value")                 \
-	X(SET, 5, "bytes key, bytes value, u32 ttl -> empty")                \
-	X(DEL, 6, "bytes key -> empty")                                      \
-	X(TTL, 7, "bytes key -> u32 ttl")                                    \
-	X(TOUCH, 8, "bytes key, u32 ttl -> empty")                           \
-	X(FLUSH, 9, "empty -> empty")                                        \
-	X(CHECK, 10, "u8 repair -> u32 segments, u32 bad, u32 repaired, "    \
-		     "u32 n, {u32 seg, u32 problems, str first}[n]")         \
-	X(CLIENTS, 11, "empty -> u32 n, {u32 id, u32 pid, u32 uid, "         \
-		       "u32 gid, u64 since}[n]")                             \
-	X(SAVE, 12, "bytes path -> u64 entries")                             \
-	X(LOAD, 13, "bytes path [u32 flags] -> u64 entries")                 \
-	X(SHUTDOWN, 14, "empty -> empty")                                    \
+#define PROTO_TYPES(X)                                                         \
+	X(HELLO, 1,                                                            \
+	  "u32 version, u32 pid, u32 prev_client_id -> "                       \
+	  "u32 client_id, u32 layout_format, u64 region_size "                 \
+	  "+ region fd (SCM_RIGHTS)")                                          \
+	X(PING, 2, "empty -> empty")                                           \
+	X(STATS, 3,                                                            \
+	  "u8 per_segment -> u32 ncols, str names[ncols], "                    \
+	  "u32 nrows, u64 values[nrows][ncols]")                               \
+	X(GET, 4, "bytes key -> u32 expire_at, bytes value")                   \
+	X(SET, 5, "bytes key, bytes value, u32 ttl -> empty")                  \
+	X(DEL, 6, "bytes key -> empty")                                        \
+	X(TTL, 7, "bytes key -> u32 ttl")                                      \
+	X(TOUCH, 8, "bytes key, u32 ttl -> empty")                             \
+	X(FLUSH, 9, "empty -> empty")                                          \
+	X(CHECK, 10,                                                           \
+	  "u8 repair -> u32 segments, u32 bad, u32 repaired, "                 \
+	  "u32 n, {u32 seg, u32 problems, str first}[n]")                      \
+	X(CLIENTS, 11,                                                         \
+	  "empty -> u32 n, {u32 id, u32 pid, u32 uid, "                        \
+	  "u32 gid, u64 since}[n]")                                            \
+	X(SAVE, 12, "bytes path -> u64 entries")                               \
+	X(LOAD, 13, "bytes path [u32 flags] -> u64 entries")                   \
+	X(SHUTDOWN, 14, "empty -> empty")                                      \
 	X(BYE, 15, "empty -> empty")
 
 enum proto_type {
 #define PROTO_ENUM_X(name, val, body) PROTO_T_##name = val,
 	PROTO_TYPES(PROTO_ENUM_X)
 #undef PROTO_ENUM_X
-	PROTO_T_ERROR = 0xffff, /* i32 -errno, str message */
+		PROTO_T_ERROR = 0xffff, /* i32 -errno, str message */
 };
 
 struct proto_hdr {

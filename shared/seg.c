@@ -51,13 +51,13 @@
 
 /* An entry header as read from the ring, its vlen_use word split. */
 struct entry {
-	uint32_t rec;	/* a record number, or ENTRY_DEAD */
+	uint32_t rec; /* a record number, or ENTRY_DEAD */
 	uint32_t expire;
 	uint32_t vlen;
 	uint32_t use;
 	uint32_t klen;
 	uint32_t slack;
-	uint32_t chk;	/* the check bits as read (see entry_check) */
+	uint32_t chk; /* the check bits as read (see entry_check) */
 };
 
 /* No record: an empty chain, or no record before the chain's head. */
@@ -211,9 +211,8 @@ static inline void entry_store_hdr(struct seg *s, uint32_t off,
 		.expire = e->expire,
 		.vlen_use = vlen_use(e),
 		.klen = (uint16_t)e->klen,
-		.slack = (uint16_t)(e->slack |
-				    (chk >> ENTRY_CHECK_REC_BITS)
-					    << ENTRY_SLACK_BITS),
+		.slack = (uint16_t)(e->slack | (chk >> ENTRY_CHECK_REC_BITS)
+						       << ENTRY_SLACK_BITS),
 	};
 	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
 }
@@ -291,14 +290,12 @@ static uint64_t hash_ring(const struct seg *s, uint32_t pos, uint32_t len,
 }
 
 /* Where the checksum of the entry at off (header e, length len) is. */
-static inline uint32_t sum_pos(const struct seg *s, uint32_t off,
-			       uint32_t len)
+static inline uint32_t sum_pos(const struct seg *s, uint32_t off, uint32_t len)
 {
 	return ring_add(off, len - ENTRY_SUM_SIZE, s->g->ring_size);
 }
 
-static inline uint64_t sum_read(const struct seg *s, uint32_t off,
-				uint32_t len)
+static inline uint64_t sum_read(const struct seg *s, uint32_t off, uint32_t len)
 {
 	uint64_t sum;
 
@@ -424,8 +421,7 @@ static int set_head(struct seg *s, uint32_t b, uint32_t next)
 	if (next - 1 >= g->nrec)
 		return -EUCLEAN;
 	const struct pool_rec *rec = &s->recs[next - 1];
-	if (rec->off >= g->ring_size ||
-	    hash_bucket(rec->tag, g->nbuckets) != b)
+	if (rec->off >= g->ring_size || hash_bucket(rec->tag, g->nbuckets) != b)
 		return -EUCLEAN;
 	s->buckets[b] = rec->off + 1;
 	return 0;
@@ -554,12 +550,14 @@ static int evacuate_one(struct seg *s, uint32_t now, int *moves)
 			return -EUCLEAN;
 		bool exp = expired(&eh, now);
 		if (!exp && eh.use > 0 && *moves < EVAC_MAX_MOVES) {
-			uint32_t *bucket = &s->buckets[hash_bucket(
-				s->recs[r].tag, s->g->nbuckets)];
+			uint32_t *bucket =
+				&s->buckets[hash_bucket(s->recs[r].tag,
+							s->g->nbuckets)];
 			ring_move(s->ring, size, h->head, off, len);
 			FAULT(EVAC_MOVE);
 			eh.use--;
-			entry_store_hdr(s, h->head, &eh); /* check: new offset */
+			entry_store_hdr(s, h->head,
+					&eh); /* check: new offset */
 			s->recs[r].off = h->head;
 			if (*bucket == off + 1)
 				*bucket = h->head + 1; /* it heads its chain */
@@ -670,8 +668,9 @@ void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v)
 	const void *p[2];
 
 	entry_read(s, off, &eh);
-	ring_pieces(s->ring, size, ring_add(off, ENTRY_HDR_SIZE + eh.klen, size),
-		    eh.vlen, p, v->n);
+	ring_pieces(s->ring, size,
+		    ring_add(off, ENTRY_HDR_SIZE + eh.klen, size), eh.vlen, p,
+		    v->n);
 	v->p[0] = (void *)p[0];
 	v->p[1] = (void *)p[1];
 }
@@ -681,8 +680,8 @@ void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v)
 static bool sum_ok(const struct seg *s, uint32_t off, const struct entry *eh,
 		   uint32_t len)
 {
-	uint64_t kh = hash_ring(s, ring_add(off, ENTRY_HDR_SIZE,
-					    s->g->ring_size),
+	uint64_t kh = hash_ring(s,
+				ring_add(off, ENTRY_HDR_SIZE, s->g->ring_size),
 				eh->klen, 0);
 
 	return sum_read(s, off, len) == sum_of_ring_value(s, off, eh, kh);
@@ -695,8 +694,8 @@ void seg_seal_at_locked(struct seg *s, uint32_t off)
 
 	if (!s->g->sum_size || entry_load(s, off, &eh, &len))
 		return; /* a damaged entry fails its next read */
-	uint64_t kh = hash_ring(s, ring_add(off, ENTRY_HDR_SIZE, size),
-				eh.klen, 0);
+	uint64_t kh = hash_ring(s, ring_add(off, ENTRY_HDR_SIZE, size), eh.klen,
+				0);
 	sum_write(s, off, len, sum_of_ring_value(s, off, &eh, kh));
 }
 
@@ -795,7 +794,8 @@ int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 }
 
 int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
-		     uint32_t vlen, uint32_t expire, uint32_t now, uint32_t *off)
+		     uint32_t vlen, uint32_t expire, uint32_t now,
+		     uint32_t *off)
 {
 	uint32_t size = s->g->ring_size;
 	struct found f;
@@ -895,7 +895,8 @@ int seg_flight_locked(struct seg *s, uint64_t h, uint32_t me, bool *claimed)
 	if (free_slot >= 0) {
 		/* Read without the lock by waiters (flight_word). */
 		__atomic_store_n(&fl[free_slot].hash, h, __ATOMIC_RELAXED);
-		__atomic_store_n(&fl[free_slot].word, me << 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&fl[free_slot].word, me << 1,
+				 __ATOMIC_RELEASE);
 		*claimed = true;
 	}
 	return free_slot;
@@ -971,8 +972,9 @@ int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
 			uint32_t kpos = ring_add(off, ENTRY_HDR_SIZE, size);
 			ring_pieces(s->ring, size, kpos, eh.klen, it.key,
 				    it.key_len);
-			ring_pieces(s->ring, size, ring_add(kpos, eh.klen, size),
-				    eh.vlen, it.val, it.val_len);
+			ring_pieces(s->ring, size,
+				    ring_add(kpos, eh.klen, size), eh.vlen,
+				    it.val, it.val_len);
 			if ((rc = fn(&it, arg)))
 				return rc;
 		}
@@ -1078,14 +1080,19 @@ static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
 				problem(r, "ring: record %u owns two entries",
 					rec);
 			else if (s->recs[rec].off != off)
-				problem(r, "ring: record %u points at %u, not %u",
+				problem(r,
+					"ring: record %u points at %u, not %u",
 					rec, s->recs[rec].off, off);
 			else if (hs.seg != seg_no || hs.tag != s->recs[rec].tag)
-				problem(r, "ring: key at %u does not hash to "
-					   "its segment and tag", off);
+				problem(r,
+					"ring: key at %u does not hash to "
+					"its segment and tag",
+					off);
 			else if (g->sum_size && !sum_ok(s, off, &eh, len))
-				problem(r, "ring: entry at %u fails its "
-					   "checksum", off);
+				problem(r,
+					"ring: entry at %u fails its "
+					"checksum",
+					off);
 			else {
 				seen[rec] |= SEEN_RING;
 				r->live++;
@@ -1104,8 +1111,9 @@ int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r)
 
 	memset(r, 0, sizeof(*r));
 	if (state_ok(s)) {
-		problem(r, "state: head %u tail %u used %u free %u+%u live %u "
-			   "do not agree",
+		problem(r,
+			"state: head %u tail %u used %u free %u+%u live %u "
+			"do not agree",
 			h->head, h->tail, h->used, h->fr_head, h->fr_count,
 			h->live);
 		return 0;
@@ -1126,8 +1134,10 @@ int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r)
 		if (entry_load(s, head - 1, &eh, &len) || eh.rec >= g->nrec ||
 		    !(seen[eh.rec] & SEEN_RING) ||
 		    s->recs[eh.rec].off != head - 1) {
-			problem(r, "index: bucket %u names no live entry "
-				   "(offset %u)", b, head - 1);
+			problem(r,
+				"index: bucket %u names no live entry "
+				"(offset %u)",
+				b, head - 1);
 			continue;
 		}
 		uint32_t link = eh.rec + 1;
@@ -1138,14 +1148,17 @@ int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r)
 				break;
 			}
 			if (seen[rec] & SEEN_CHAIN) {
-				problem(r, "index: record %u linked twice", rec);
+				problem(r, "index: record %u linked twice",
+					rec);
 				break;
 			}
 			seen[rec] |= SEEN_CHAIN;
 			chained++;
 			if (hash_bucket(s->recs[rec].tag, g->nbuckets) != b)
-				problem(r, "index: record %u in bucket %u, "
-					   "tag says otherwise", rec, b);
+				problem(r,
+					"index: record %u in bucket %u, "
+					"tag says otherwise",
+					rec, b);
 			if (!(seen[rec] & SEEN_RING))
 				problem(r, "index: record %u has no live entry",
 					rec);
@@ -1164,13 +1177,16 @@ int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r)
 		}
 		if (seen[rec] & (SEEN_CHAIN | SEEN_FREE))
 			problem(r, "free ring: record %u is also %s", rec,
-				seen[rec] & SEEN_FREE ? "free twice" : "in use");
+				seen[rec] & SEEN_FREE ? "free twice"
+						      : "in use");
 		seen[rec] |= SEEN_FREE;
 	}
 	for (uint32_t rec = 0; rec < g->nrec; rec++)
 		if ((seen[rec] & SEEN_RING) && !(seen[rec] & SEEN_CHAIN))
-			problem(r, "index: record %u owns an entry but is "
-				   "not indexed", rec);
+			problem(r,
+				"index: record %u owns an entry but is "
+				"not indexed",
+				rec);
 	if (chained + h->fr_count != g->nrec)
 		problem(r, "pool: %u used + %u free != %u records", chained,
 			h->fr_count, g->nrec);

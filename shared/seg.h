@@ -144,7 +144,8 @@ int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
  * value bytes are left for the caller to fill (a reservation); *off gets
  * the entry's ring offset. */
 int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
-		     uint32_t vlen, uint32_t expire, uint32_t now, uint32_t *off);
+		     uint32_t vlen, uint32_t expire, uint32_t now,
+		     uint32_t *off);
 
 /* Where the value of the entry at off lies. */
 void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v);
@@ -177,6 +178,7 @@ int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
 int seg_sweep_locked(struct seg *s, uint32_t now, uint32_t budget);
 
 /* The integrity walk (see eng_check()). */
-int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r);
+int seg_check_locked(struct seg *s, uint32_t seg_no,
+		     struct eng_check_report *r);
 
 #endif

@@ -46,12 +46,13 @@
  * ------------------------------------------------------------------------ */
 
 /* X(id, exit status, meaning).  Listed by --help. */
-#define CTL_EXITS(X)                                                        \
-	X(OK, 0, "success")                                                 \
-	X(NO, 1, "the key was not found, or check found damage")            \
-	X(USAGE, 2, "usage error: unknown command or option, missing or\n"  \
-		    "extra argument, bad number")                           \
-	X(UNREACHABLE, 3, "the daemon cannot be reached at the socket")    \
+#define CTL_EXITS(X)                                                           \
+	X(OK, 0, "success")                                                    \
+	X(NO, 1, "the key was not found, or check found damage")               \
+	X(USAGE, 2,                                                            \
+	  "usage error: unknown command or option, missing or\n"               \
+	  "extra argument, bad number")                                        \
+	X(UNREACHABLE, 3, "the daemon cannot be reached at the socket")        \
 	X(FAILED, 4, "any other failure (the message on stderr says which)")
 
 enum ctl_exit {
@@ -62,33 +63,33 @@ enum ctl_exit {
 
 /* X(id, long name, short option or 0, metavar (NULL: a flag), help).  The
  * help may hold '\n'; continuation lines are indented under the first. */
-#define CTL_OPTIONS(X)                                                      \
-	X(SOCKET, "socket", 0, "PATH",                                      \
-	  "the daemon's control socket (default:\n"                         \
-	  "$SHMC_SOCKET, else the daemon's default)")                       \
-	X(JSON, "json", 0, NULL, "print JSON instead of text")              \
-	X(TTL, "ttl", 0, "S", "expire after S seconds (default 0: never)")  \
-	X(REPAIR, "repair", 0, NULL,                                        \
-	  "reset the damaged segments (their entries\nare lost)")           \
-	X(PARTIAL, "partial", 0, NULL,                                      \
-	  "load in one read, keeping the blocks before\nany damage")        \
-	X(INTERVAL, "interval", 0, "S",                                     \
-	  "seconds between refreshes, e.g. 0.5\n"                           \
-	  "(0.001 to 86400, default 1)")                                    \
-	X(COUNT, "count", 0, "N",                                           \
-	  "stop after N refreshes (default: run until\ninterrupted)")       \
-	X(NO_MAP, "no-map", 0, NULL,                                        \
-	  "send the request over the socket instead of\n"                   \
-	  "mapping the region (for a process that\n"                        \
-	  "cannot map it: another user or namespace)")                     \
-	X(HELP, "help", 'h', NULL, "print help and exit")                   \
+#define CTL_OPTIONS(X)                                                         \
+	X(SOCKET, "socket", 0, "PATH",                                         \
+	  "the daemon's control socket (default:\n"                            \
+	  "$SHMC_SOCKET, else the daemon's default)")                          \
+	X(JSON, "json", 0, NULL, "print JSON instead of text")                 \
+	X(TTL, "ttl", 0, "S", "expire after S seconds (default 0: never)")     \
+	X(REPAIR, "repair", 0, NULL,                                           \
+	  "reset the damaged segments (their entries\nare lost)")              \
+	X(PARTIAL, "partial", 0, NULL,                                         \
+	  "load in one read, keeping the blocks before\nany damage")           \
+	X(INTERVAL, "interval", 0, "S",                                        \
+	  "seconds between refreshes, e.g. 0.5\n"                              \
+	  "(0.001 to 86400, default 1)")                                       \
+	X(COUNT, "count", 0, "N",                                              \
+	  "stop after N refreshes (default: run until\ninterrupted)")          \
+	X(NO_MAP, "no-map", 0, NULL,                                           \
+	  "send the request over the socket instead of\n"                      \
+	  "mapping the region (for a process that\n"                           \
+	  "cannot map it: another user or namespace)")                         \
+	X(HELP, "help", 'h', NULL, "print help and exit")                      \
 	X(VERSION, "version", 'V', NULL, "print the version and exit")
 
 enum ctl_opt {
 #define OPT_X(id, name, shortc, meta, help) CTL_OPT_##id,
 	CTL_OPTIONS(OPT_X)
 #undef OPT_X
-	CTL_NOPTS
+		CTL_NOPTS
 };
 
 #define OPT_BIT(id) (1u << CTL_OPT_##id)
@@ -96,7 +97,7 @@ enum ctl_opt {
 #define CTL_GLOBAL_OPTS (OPT_BIT(SOCKET) | OPT_BIT(HELP) | OPT_BIT(VERSION))
 
 static const struct opt_spec ctl_options[CTL_NOPTS] = {
-#define DESC_X(id, name, shortc, meta, help)                                 \
+#define DESC_X(id, name, shortc, meta, help)                                   \
 	[CTL_OPT_##id] = { name, shortc, meta, help },
 	CTL_OPTIONS(DESC_X)
 #undef DESC_X
@@ -106,19 +107,19 @@ static const struct opt_spec ctl_options[CTL_NOPTS] = {
  * labels of `stats` and `segments` and their JSON keys. */
 enum ctl_unit { UNIT_COUNT, UNIT_BYTES };
 
-#define CTL_STATS_FIELDS(X)                                                 \
-	X(hits, UNIT_COUNT, "gets that found a live entry")                 \
-	X(misses, UNIT_COUNT, "gets that found nothing or an expired entry") \
-	X(sets, UNIT_COUNT, "successful sets")                              \
-	X(overwrites, UNIT_COUNT, "sets that replaced a live entry")        \
-	X(deletes, UNIT_COUNT, "deletes that removed a live entry")         \
-	X(evictions, UNIT_COUNT, "live entries dropped to make room")       \
-	X(moves, UNIT_COUNT, "entries in use kept by moving them")           \
-	X(expirations, UNIT_COUNT, "expired entries reclaimed")             \
+#define CTL_STATS_FIELDS(X)                                                    \
+	X(hits, UNIT_COUNT, "gets that found a live entry")                    \
+	X(misses, UNIT_COUNT, "gets that found nothing or an expired entry")   \
+	X(sets, UNIT_COUNT, "successful sets")                                 \
+	X(overwrites, UNIT_COUNT, "sets that replaced a live entry")           \
+	X(deletes, UNIT_COUNT, "deletes that removed a live entry")            \
+	X(evictions, UNIT_COUNT, "live entries dropped to make room")          \
+	X(moves, UNIT_COUNT, "entries in use kept by moving them")             \
+	X(expirations, UNIT_COUNT, "expired entries reclaimed")                \
 	X(repairs, UNIT_COUNT, "segment resets after damage or a dead holder") \
-	X(entries, UNIT_COUNT, "live entries now")                          \
-	X(bytes_used, UNIT_BYTES, "ring bytes in use now")                  \
-	X(bytes_total, UNIT_BYTES, "ring bytes in all")                     \
+	X(entries, UNIT_COUNT, "live entries now")                             \
+	X(bytes_used, UNIT_BYTES, "ring bytes in use now")                     \
+	X(bytes_total, UNIT_BYTES, "ring bytes in all")                        \
 	X(segments, UNIT_COUNT, "segments counted")
 
 struct ctl_stat_field {
@@ -129,7 +130,7 @@ struct ctl_stat_field {
 };
 
 static const struct ctl_stat_field ctl_stat_fields[] = {
-#define FIELD_X(f, unit, desc)                                               \
+#define FIELD_X(f, unit, desc)                                                 \
 	{ #f, unit, offsetof(struct shmc_stats, f), desc },
 	CTL_STATS_FIELDS(FIELD_X)
 #undef FIELD_X
@@ -148,97 +149,98 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 
 /* X(name, arguments, min args, max args, options besides the global ones
  * (OPT_BIT), summary, details).  The order is the order of --help. */
-#define CTL_COMMANDS(X)                                                     \
-	X(stats, "", 0, 0, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                                   \
-	  "the cache's totals, hit rate and fill",                          \
-	  "Prints every counter and gauge of the cache, summed over its\n"  \
-	  "segments (hits and misses also over the clients' counters of\n" \
+#define CTL_COMMANDS(X)                                                                     \
+	X(stats, "", 0, 0, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                                 \
+	  "the cache's totals, hit rate and fill",                                          \
+	  "Prints every counter and gauge of the cache, summed over its\n"                  \
+	  "segments (hits and misses also over the clients' counters of\n"                  \
 	  "gets without the lock), then hit_rate (hits / (hits + misses), in %) and fill\n" \
-	  "(bytes_used / bytes_total, in %).  With --json, one object with\n" \
-	  "the same keys; a rate without a denominator is null.")           \
-	X(segments, "", 0, 0, OPT_BIT(JSON),                                \
-	  "one line per segment: entries, fill, hit rate",                  \
-	  "Prints, for each segment, its index, entries, ring bytes used and\n" \
-	  "in all (fill %), hits, misses and hit rate of the gets that took\n" \
-	  "its lock (a get of an entry in use does not: `stats` counts\n"  \
-	  "those).  With --json, an array of objects holding every field\n" \
-	  "of `stats` plus \"segment\".")                                  \
-	X(get, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                                  \
-	  "print the value of KEY",                                         \
-	  "Writes the value to stdout exactly as stored (any bytes).  A\n"  \
-	  "newline is added only when stdout is a terminal and the value\n" \
-	  "does not end with one.  Exits 1 if the key is missing or expired.\n" \
-	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n" \
-	  "expire_at is unix seconds or null.  A key or value that is not\n" \
-	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n" \
-	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n" \
-	  "`ttl --json` and the file of `save`/`load --json`.")             \
-	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL) | OPT_BIT(NO_MAP),                           \
-	  "store VALUE (or stdin) under KEY",                               \
-	  "Stores VALUE under KEY, replacing any value it had.  Without\n"  \
-	  "VALUE, or when VALUE is '-', the value is all of stdin (any\n"   \
-	  "bytes).  The cache never refuses for lack of room: it evicts\n"  \
-	  "older entries instead; a key + value larger than the cache's\n"  \
-	  "largest item fails.")                                            \
-	X(del, "KEY", 1, 1, OPT_BIT(NO_MAP), "remove KEY",                                \
-	  "Removes KEY.  Exits 1 if it was missing or expired.")            \
-	X(ttl, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP), "seconds KEY has left",          \
-	  "Prints the seconds KEY has left, or \"none\" if it never\n"      \
-	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"  \
-	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n" \
-	  "that is not UTF-8, as with get).")                               \
-	X(touch, "KEY TTL", 2, 2, OPT_BIT(NO_MAP), "give KEY a new TTL",                  \
-	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"   \
-	  "Exits 1 if it is missing or expired.")                           \
-	X(flush, "", 0, 0, OPT_BIT(NO_MAP), "remove every entry",                         \
-	  "Removes every entry of the cache.  The counters are kept.")      \
-	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                 \
-	  "the daemon's integrity walk over every segment",                 \
-	  "Asks the daemon to check the region header and every segment's\n" \
-	  "structure and prints how many were checked, found bad and\n"    \
-	  "repaired, then what was found first.  --repair rewrites a\n"    \
-	  "damaged header from its intact copy and resets damaged\n"       \
-	  "segments.  Exits 1 if any was bad, even when --repair mended\n" \
-	  "it.  With --json:\n"                                             \
-	  "{\"segments\", \"bad\", \"repaired\"}.")                         \
-	X(clients, "", 0, 0, OPT_BIT(JSON), "the connected processes",     \
-	  "Lists the daemon's connections: client id, pid, uid and since\n" \
-	  "when (local time); this cachectl is marked.  With --json, an\n"  \
-	  "array of {\"id\", \"pid\", \"uid\", \"gid\", \"since\" (unix\n"  \
-	  "seconds), \"self\"}.")                                           \
-	X(watch, "", 0, 0, OPT_BIT(INTERVAL) | OPT_BIT(COUNT) | OPT_BIT(JSON), \
-	  "a live view of ops/s, hit rate and fill",                        \
-	  "Refreshes every interval: gets/s, sets/s and evictions/s over the\n" \
-	  "last interval, the hit rate over it, entries and fill.  On a\n"  \
-	  "terminal the screen is redrawn; otherwise one line per refresh\n" \
-	  "(after a header), and with --json one object per line.  The\n"   \
-	  "first refresh has no rates yet (\"-\", null).  While the daemon\n" \
-	  "does not answer, no figures are shown: one line on stderr says\n" \
-	  "it is unreachable, another when it answers again, and the\n"    \
-	  "figures resume (without rates for the first refresh).  Exits 3\n" \
-	  "if it was unreachable at the last of --count refreshes.")       \
-	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                \
-	  "have the daemon write a snapshot to FILE",                       \
-	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"   \
-	  "relative FILE is taken from the current directory) and prints\n" \
-	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}\n" \
-	  "(\"file_b64\" for a name that is not UTF-8, as with get).")     \
-	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),             \
-	  "have the daemon load a snapshot from FILE",                      \
-	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n" \
-	  "taken from the current directory) and prints how many entries\n" \
-	  "it loaded.  The whole file is verified before the first entry\n" \
-	  "is stored (a damaged file loads nothing), so it is read twice;\n" \
-	  "--partial reads it once, storing each block as it is verified,\n" \
-	  "and on damage keeps the blocks before it.  With --json:\n"       \
-	  "{\"file\", \"entries\"}.")                                       \
-	X(ping, "", 0, 0, 0, "a round trip to the daemon",                 \
-	  "Sends the daemon a request and prints the round-trip time.")    \
-	X(shutdown, "", 0, 0, 0, "stop the daemon",                        \
-	  "Asks the daemon to stop (only its user or root may).  The\n"     \
-	  "region is kept for a warm restart unless it runs with\n"         \
-	  "--unlink-on-exit.")                                              \
-	X(help, "[COMMAND]", 0, 1, 0, "this help, or a command's",          \
+	  "(bytes_used / bytes_total, in %).  With --json, one object with\n"               \
+	  "the same keys; a rate without a denominator is null.")                           \
+	X(segments, "", 0, 0, OPT_BIT(JSON),                                                \
+	  "one line per segment: entries, fill, hit rate",                                  \
+	  "Prints, for each segment, its index, entries, ring bytes used and\n"             \
+	  "in all (fill %), hits, misses and hit rate of the gets that took\n"              \
+	  "its lock (a get of an entry in use does not: `stats` counts\n"                   \
+	  "those).  With --json, an array of objects holding every field\n"                 \
+	  "of `stats` plus \"segment\".")                                                   \
+	X(get, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                                \
+	  "print the value of KEY",                                                         \
+	  "Writes the value to stdout exactly as stored (any bytes).  A\n"                  \
+	  "newline is added only when stdout is a terminal and the value\n"                 \
+	  "does not end with one.  Exits 1 if the key is missing or expired.\n"             \
+	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n"             \
+	  "expire_at is unix seconds or null.  A key or value that is not\n"                \
+	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n"                 \
+	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n"              \
+	  "`ttl --json` and the file of `save`/`load --json`.")                             \
+	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL) | OPT_BIT(NO_MAP),                         \
+	  "store VALUE (or stdin) under KEY",                                               \
+	  "Stores VALUE under KEY, replacing any value it had.  Without\n"                  \
+	  "VALUE, or when VALUE is '-', the value is all of stdin (any\n"                   \
+	  "bytes).  The cache never refuses for lack of room: it evicts\n"                  \
+	  "older entries instead; a key + value larger than the cache's\n"                  \
+	  "largest item fails.")                                                            \
+	X(del, "KEY", 1, 1, OPT_BIT(NO_MAP), "remove KEY",                                  \
+	  "Removes KEY.  Exits 1 if it was missing or expired.")                            \
+	X(ttl, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                                \
+	  "seconds KEY has left",                                                           \
+	  "Prints the seconds KEY has left, or \"none\" if it never\n"                      \
+	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"                  \
+	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n"             \
+	  "that is not UTF-8, as with get).")                                               \
+	X(touch, "KEY TTL", 2, 2, OPT_BIT(NO_MAP), "give KEY a new TTL",                    \
+	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"                   \
+	  "Exits 1 if it is missing or expired.")                                           \
+	X(flush, "", 0, 0, OPT_BIT(NO_MAP), "remove every entry",                           \
+	  "Removes every entry of the cache.  The counters are kept.")                      \
+	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                                 \
+	  "the daemon's integrity walk over every segment",                                 \
+	  "Asks the daemon to check the region header and every segment's\n"                \
+	  "structure and prints how many were checked, found bad and\n"                     \
+	  "repaired, then what was found first.  --repair rewrites a\n"                     \
+	  "damaged header from its intact copy and resets damaged\n"                        \
+	  "segments.  Exits 1 if any was bad, even when --repair mended\n"                  \
+	  "it.  With --json:\n"                                                             \
+	  "{\"segments\", \"bad\", \"repaired\"}.")                                         \
+	X(clients, "", 0, 0, OPT_BIT(JSON), "the connected processes",                      \
+	  "Lists the daemon's connections: client id, pid, uid and since\n"                 \
+	  "when (local time); this cachectl is marked.  With --json, an\n"                  \
+	  "array of {\"id\", \"pid\", \"uid\", \"gid\", \"since\" (unix\n"                  \
+	  "seconds), \"self\"}.")                                                           \
+	X(watch, "", 0, 0, OPT_BIT(INTERVAL) | OPT_BIT(COUNT) | OPT_BIT(JSON),              \
+	  "a live view of ops/s, hit rate and fill",                                        \
+	  "Refreshes every interval: gets/s, sets/s and evictions/s over the\n"             \
+	  "last interval, the hit rate over it, entries and fill.  On a\n"                  \
+	  "terminal the screen is redrawn; otherwise one line per refresh\n"                \
+	  "(after a header), and with --json one object per line.  The\n"                   \
+	  "first refresh has no rates yet (\"-\", null).  While the daemon\n"               \
+	  "does not answer, no figures are shown: one line on stderr says\n"                \
+	  "it is unreachable, another when it answers again, and the\n"                     \
+	  "figures resume (without rates for the first refresh).  Exits 3\n"                \
+	  "if it was unreachable at the last of --count refreshes.")                        \
+	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                                \
+	  "have the daemon write a snapshot to FILE",                                       \
+	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"                   \
+	  "relative FILE is taken from the current directory) and prints\n"                 \
+	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}\n"              \
+	  "(\"file_b64\" for a name that is not UTF-8, as with get).")                      \
+	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),                             \
+	  "have the daemon load a snapshot from FILE",                                      \
+	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n"                 \
+	  "taken from the current directory) and prints how many entries\n"                 \
+	  "it loaded.  The whole file is verified before the first entry\n"                 \
+	  "is stored (a damaged file loads nothing), so it is read twice;\n"                \
+	  "--partial reads it once, storing each block as it is verified,\n"                \
+	  "and on damage keeps the blocks before it.  With --json:\n"                       \
+	  "{\"file\", \"entries\"}.")                                                       \
+	X(ping, "", 0, 0, 0, "a round trip to the daemon",                                  \
+	  "Sends the daemon a request and prints the round-trip time.")                     \
+	X(shutdown, "", 0, 0, 0, "stop the daemon",                                         \
+	  "Asks the daemon to stop (only its user or root may).  The\n"                     \
+	  "region is kept for a warm restart unless it runs with\n"                         \
+	  "--unlink-on-exit.")                                                              \
+	X(help, "[COMMAND]", 0, 1, 0, "this help, or a command's",                          \
 	  "Prints the general help, or COMMAND's.")
 
 struct ctl_cmd {
@@ -251,13 +253,13 @@ struct ctl_cmd {
 	const char *details;
 };
 
-#define DECL_X(name, args, min, max, opts, summary, details)                 \
+#define DECL_X(name, args, min, max, opts, summary, details)                   \
 	static ctl_handler cmd_##name;
 CTL_COMMANDS(DECL_X)
 #undef DECL_X
 
 static const struct ctl_cmd ctl_cmds[] = {
-#define CMD_X(name, args, min, max, opts, summary, details)                  \
+#define CMD_X(name, args, min, max, opts, summary, details)                    \
 	{ #name, cmd_##name, args, min, max, opts, summary, details },
 	CTL_COMMANDS(CMD_X)
 #undef CMD_X
@@ -270,8 +272,8 @@ struct ctl {
 	const struct ctl_cmd *cmd; /* NULL: none given */
 	char **args;		   /* the command's arguments */
 	int nargs;
-	unsigned seen;		   /* OPT_BIT() of every option given */
-	const char *socket;	   /* --socket, or NULL */
+	unsigned seen;	    /* OPT_BIT() of every option given */
+	const char *socket; /* --socket, or NULL */
 	int json, repair, partial;
 	int no_map; /* --no-map: sock instead of c */
 	int sock;   /* -1 until ctl_connect() with --no-map */
@@ -356,7 +358,8 @@ static int parse_seconds(const char *s, uint64_t min_ns, uint64_t max_ns,
 	}
 	if (*p != '\0')
 		return -EINVAL;
-	if (sec * 1000000000 + frac < min_ns || sec * 1000000000 + frac > max_ns)
+	if (sec * 1000000000 + frac < min_ns ||
+	    sec * 1000000000 + frac > max_ns)
 		return -ERANGE;
 	*out = sec * 1000000000 + frac;
 	return 0;
@@ -502,8 +505,10 @@ static int remote_call(struct ctl *x, uint16_t type, const void *body,
 		       size_t blen, uint8_t **reply, size_t *rlen)
 {
 	uint8_t hdr[PROTO_HDR_SIZE];
-	struct proto_hdr h = { .len = (uint32_t)blen, .type = type,
-			       .version = PROTO_VERSION, .id = 1 };
+	struct proto_hdr h = { .len = (uint32_t)blen,
+			       .type = type,
+			       .version = PROTO_VERSION,
+			       .id = 1 };
 	int rc;
 
 	*reply = NULL;
@@ -730,8 +735,7 @@ static const char *human_bytes(uint64_t n, char *buf, size_t cap)
 
 /* Local time of unix seconds t, "YYYY-MM-DD HH:MM:SS" (or only the time
  * with time_only), into buf. */
-static const char *local_time(uint64_t t, int time_only, char *buf,
-			      size_t cap)
+static const char *local_time(uint64_t t, int time_only, char *buf, size_t cap)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
@@ -1028,8 +1032,8 @@ static int cmd_segments(struct ctl *x, int argc, char **argv)
 		}
 		has_fill = percent(s.bytes_used, s.bytes_total, &fill);
 		has_hr = percent(s.hits, s.hits + s.misses, &hr);
-		printf("%7" PRIu32 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64,
-		       i, s.entries, s.bytes_used, s.bytes_total);
+		printf("%7" PRIu32 " %10" PRIu64 " %12" PRIu64 " %12" PRIu64, i,
+		       s.entries, s.bytes_used, s.bytes_total);
 		if (has_fill)
 			printf(" %6.1f%%", fill);
 		else
@@ -1050,8 +1054,8 @@ static int cmd_segments(struct ctl *x, int argc, char **argv)
 
 /* get on the mapping: *buf (malloc'd) holds the value.  Returns 0 or a
  * negative errno. */
-static int mapped_get(struct ctl *x, const char *key, char **buf,
-		      size_t *vlen, uint32_t *expire_at)
+static int mapped_get(struct ctl *x, const char *key, char **buf, size_t *vlen,
+		      uint32_t *expire_at)
 {
 	size_t klen = strlen(key), cap;
 	int err, tries;
@@ -1086,8 +1090,7 @@ static int cmd_get(struct ctl *x, int argc, char **argv)
 	if ((rc = ctl_connect(x)))
 		return rc;
 	if (x->no_map)
-		err = remote_get(x, PROTO_T_GET, key, &expire_at, &buf,
-				 &vlen);
+		err = remote_get(x, PROTO_T_GET, key, &expire_at, &buf, &vlen);
 	else
 		err = mapped_get(x, key, &buf, &vlen, &expire_at);
 	if (err) {
@@ -1171,8 +1174,7 @@ static int cmd_ttl(struct ctl *x, int argc, char **argv)
 	(void)argc;
 	if ((rc = ctl_connect(x)))
 		return rc;
-	err = x->no_map ? remote_get(x, PROTO_T_TTL, argv[0], &left, NULL,
-					    NULL)
+	err = x->no_map ? remote_get(x, PROTO_T_TTL, argv[0], &left, NULL, NULL)
 			: shmc_ttl(x->c, argv[0], strlen(argv[0]), &left);
 	if (err)
 		return data_error("ttl", argv[0], err);
@@ -1251,9 +1253,10 @@ static int cmd_check(struct ctl *x, int argc, char **argv)
 	if (bad && !x->json && shmc_errmsg()[0])
 		printf("%s\n", shmc_errmsg());
 	if (bad > repaired && !x->json)
-		fprintf(stderr, CTL_PROG ": '" CTL_PROG " check --repair' "
-				"resets the damaged segments (their entries "
-				"are lost)\n");
+		fprintf(stderr,
+			CTL_PROG ": '" CTL_PROG " check --repair' "
+				 "resets the damaged segments (their entries "
+				 "are lost)\n");
 	return bad ? CTL_EXIT_NO : CTL_EXIT_OK;
 }
 
@@ -1349,7 +1352,8 @@ static void watch_show(const struct ctl *x, int tty, uint64_t n,
 		return;
 	}
 	if (tty)
-		printf("\033[H\033[2J" CTL_PROG " watch: shmcached at %s, every "
+		printf("\033[H\033[2J" CTL_PROG
+		       " watch: shmcached at %s, every "
 		       "%g s, %" PRIu64 " segments (Ctrl-C quits)\n\n",
 		       ESC(socket_name(x), sb), (double)x->interval_ns / 1e9,
 		       cur->segments);
@@ -1418,7 +1422,9 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 		tcur = clock_mono_ns();
 		if (err) {
 			if (!down)
-				fprintf(stderr, CTL_PROG ": watch: shmcached "
+				fprintf(stderr,
+					CTL_PROG
+					": watch: shmcached "
 					"unreachable: %s; waiting for it\n",
 					shmc_strerror(err));
 			down = 1;
@@ -1428,8 +1434,10 @@ static int cmd_watch(struct ctl *x, int argc, char **argv)
 			continue;
 		}
 		if (down)
-			fprintf(stderr, CTL_PROG ": watch: shmcached at %s "
-				"answers again\n", ESC(socket_name(x), b));
+			fprintf(stderr,
+				CTL_PROG ": watch: shmcached at %s "
+					 "answers again\n",
+				ESC(socket_name(x), b));
 		down = 0;
 		err = shmc_stat(x->c, &cur);
 		if (err)
@@ -1483,7 +1491,7 @@ static int snapshot(struct ctl *x, const char *file, int load)
 	path = absolute(file);
 	if (!path)
 		return fail("%s: %s: %s", what, ESC(file, b), strerror(errno));
-	err = !load	    ? shmc_save(x->c, path, &entries)
+	err = !load	   ? shmc_save(x->c, path, &entries)
 	      : x->partial ? shmc_load_partial(x->c, path, &entries)
 			   : shmc_load(x->c, path, &entries);
 	if (err == -ENOTSUP || err == -EOPNOTSUPP) {
@@ -1505,8 +1513,8 @@ static int snapshot(struct ctl *x, const char *file, int load)
 		printf(",\"entries\":%" PRIu64 "}\n", entries);
 	} else {
 		printf("%s %" PRIu64 " entries %s %s\n",
-		       load ? "loaded" : "saved", entries,
-		       load ? "from" : "to", ESC(path, b));
+		       load ? "loaded" : "saved", entries, load ? "from" : "to",
+		       ESC(path, b));
 	}
 	free(path);
 	return rc;
@@ -1602,8 +1610,8 @@ static int help_global(void)
 	       "  " CTL_PROG " set -- -key- value\n"
 	       "(\"-\" and negative numbers need no '--').\n"
 	       "\nExit status:\n");
-#define EXIT_HELP_X(id, code, help)                                          \
-	printf("  %d  ", code);                                             \
+#define EXIT_HELP_X(id, code, help)                                            \
+	printf("  %d  ", code);                                                \
 	print_indented(help, 5);
 	CTL_EXITS(EXIT_HELP_X)
 #undef EXIT_HELP_X
@@ -1690,16 +1698,17 @@ static int apply_option(struct ctl *x, int id, const char *val)
 		x->no_map = 1;
 		return 0;
 	case CTL_OPT_TTL:
-		if (opt_uint("--ttl", val, 0, UINT32_MAX, &v, why,
-			     sizeof(why)))
+		if (opt_uint("--ttl", val, 0, UINT32_MAX, &v, why, sizeof(why)))
 			return usage(NULL, "%s", why);
 		x->ttl = (uint32_t)v;
 		return 0;
 	case CTL_OPT_INTERVAL:
 		if (parse_seconds(val, 1000000, 86400 * UINT64_C(1000000000),
 				  &x->interval_ns))
-			return usage(NULL, "bad --interval '%s' (seconds, "
-				     "0.001 to 86400)", ESC(val, b));
+			return usage(NULL,
+				     "bad --interval '%s' (seconds, "
+				     "0.001 to 86400)",
+				     ESC(val, b));
 		return 0;
 	case CTL_OPT_COUNT:
 		if (opt_uint("--count", val, 1, UINT32_MAX, &x->count, why,
@@ -1792,8 +1801,7 @@ static int check_args(const struct ctl *x)
 
 	for (i = 0; i < CTL_NOPTS; i++)
 		if (extra & (1u << i))
-			return usage(cmd, "takes no --%s",
-				     ctl_options[i].name);
+			return usage(cmd, "takes no --%s", ctl_options[i].name);
 	if (x->nargs < cmd->min_args)
 		return usage(cmd, "missing argument, expects %s", cmd->args);
 	if (x->nargs > cmd->max_args)

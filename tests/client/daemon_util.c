@@ -139,8 +139,8 @@ int tdaemon_start(struct tdaemon *d)
 		int rc = tdaemon_reap(d, WNOHANG);
 
 		if (rc != -EAGAIN) {
-			fprintf(stderr, "daemon %s exited (%d) at start\n",
-				bin, rc);
+			fprintf(stderr, "daemon %s exited (%d) at start\n", bin,
+				rc);
 			tdaemon_print_log(d);
 			return -ECHILD;
 		}
@@ -185,8 +185,7 @@ int tdaemon_create(struct tdaemon *d, const char *const *extra)
 	return tdaemon_create_as(d, extra, 0);
 }
 
-int tdaemon_create_as(struct tdaemon *d, const char *const *extra,
-		      uid_t uid)
+int tdaemon_create_as(struct tdaemon *d, const char *const *extra, uid_t uid)
 {
 	size_t n = 0;
 	int rc;

@@ -17,14 +17,14 @@
 #define TDAEMON_MAX_EXTRA 8
 
 struct tdaemon {
-	pid_t pid;	/* the running daemon, 0 when stopped */
-	char dir[64];	/* throwaway directory (mkdtemp) */
-	char sock[96];	/* dir/s.sock */
-	char log[96];	/* dir/daemon.log */
-	char name[64];	/* /shmc-t-<pid>-<n> */
+	pid_t pid;     /* the running daemon, 0 when stopped */
+	char dir[64];  /* throwaway directory (mkdtemp) */
+	char sock[96]; /* dir/s.sock */
+	char log[96];  /* dir/daemon.log */
+	char name[64]; /* /shmc-t-<pid>-<n> */
 	/* more daemon arguments, NULL-ended */
 	const char *extra[TDAEMON_MAX_EXTRA + 1];
-	uid_t uid;	/* run as this uid and gid (0: as the test runs) */
+	uid_t uid; /* run as this uid and gid (0: as the test runs) */
 };
 
 /* $SHMC_DAEMON; exits the program with 77 (skip) when it is not set. */
@@ -41,8 +41,7 @@ int tdaemon_create(struct tdaemon *d, const char *const *extra);
  * supplementary groups), its directory owned by uid.  Needs root.  The
  * test process must trust uid ($SHMC_TRUST_UID) for the readiness check
  * to succeed. */
-int tdaemon_create_as(struct tdaemon *d, const char *const *extra,
-		      uid_t uid);
+int tdaemon_create_as(struct tdaemon *d, const char *const *extra, uid_t uid);
 
 /* Starts the daemon on d's socket and region name (again, after
  * tdaemon_stop: a warm restart) and waits, at most 10 s, until shmc_open()

@@ -291,8 +291,7 @@ int never_load(const void *key, size_t klen, void *buf, size_t cap,
 	return -EIO;
 }
 
-int never_read(const void *p1, size_t n1, const void *p2, size_t n2,
-	       void *arg)
+int never_read(const void *p1, size_t n1, const void *p2, size_t n2, void *arg)
 {
 	(void)p1, (void)n1, (void)p2, (void)n2;
 	++*(int *)arg;

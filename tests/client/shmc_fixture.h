@@ -49,46 +49,46 @@
 #define NSEG 16 /* --segments of daemon_util.h */
 
 /* Asserts that an int-returning call gives `want`, naming both errors. */
-#define assert_rc(expr, want)                                               \
-	do {                                                                \
-		int rc_ = (expr), want_ = (want);                           \
-		if (rc_ != want_)                                           \
-			fail_msg("%s = %d (%s), want %d (%s)", #expr, rc_,  \
-				 shmc_strerror(rc_), want_,                 \
-				 shmc_strerror(want_));                     \
+#define assert_rc(expr, want)                                                  \
+	do {                                                                   \
+		int rc_ = (expr), want_ = (want);                              \
+		if (rc_ != want_)                                              \
+			fail_msg("%s = %d (%s), want %d (%s)", #expr, rc_,     \
+				 shmc_strerror(rc_), want_,                    \
+				 shmc_strerror(want_));                        \
 	} while (0)
 
 /* "Daemon unreachable", as shmc_open() and the control calls report it. */
-#define assert_unreachable(expr, also)                                      \
-	do {                                                                \
-		int rc_ = (expr);                                           \
-		if (rc_ != -ECONNREFUSED && rc_ != SHMC_ENODAEMON &&        \
-		    rc_ != (also))                                          \
-			fail_msg("%s = %d (%s), want -ECONNREFUSED or "     \
-				 "SHMC_ENODAEMON",                          \
-				 #expr, rc_, shmc_strerror(rc_));           \
+#define assert_unreachable(expr, also)                                         \
+	do {                                                                   \
+		int rc_ = (expr);                                              \
+		if (rc_ != -ECONNREFUSED && rc_ != SHMC_ENODAEMON &&           \
+		    rc_ != (also))                                             \
+			fail_msg("%s = %d (%s), want -ECONNREFUSED or "        \
+				 "SHMC_ENODAEMON",                             \
+				 #expr, rc_, shmc_strerror(rc_));              \
 	} while (0)
 
 /* In a forked child: report and _exit(1) instead of asserting. */
-#define CHILD_CHECK(cond)                                                   \
-	do {                                                                \
-		if (!(cond)) {                                              \
-			fprintf(stderr, "[child %d] %s:%d: %s\n",           \
-				(int)getpid(), __FILE__, __LINE__, #cond);  \
-			_exit(1);                                           \
-		}                                                           \
+#define CHILD_CHECK(cond)                                                      \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "[child %d] %s:%d: %s\n",              \
+				(int)getpid(), __FILE__, __LINE__, #cond);     \
+			_exit(1);                                              \
+		}                                                              \
 	} while (0)
 
-#define CHILD_RC(expr, want)                                                \
-	do {                                                                \
-		int rc_ = (expr), want_ = (want);                           \
-		if (rc_ != want_) {                                         \
-			fprintf(stderr,                                     \
-				"[child %d] %s:%d: %s = %d (%s), want %d\n", \
-				(int)getpid(), __FILE__, __LINE__, #expr,   \
-				rc_, shmc_strerror(rc_), want_);            \
-			_exit(1);                                           \
-		}                                                           \
+#define CHILD_RC(expr, want)                                                   \
+	do {                                                                   \
+		int rc_ = (expr), want_ = (want);                              \
+		if (rc_ != want_) {                                            \
+			fprintf(stderr,                                        \
+				"[child %d] %s:%d: %s = %d (%s), want %d\n",   \
+				(int)getpid(), __FILE__, __LINE__, #expr, rc_, \
+				shmc_strerror(rc_), want_);                    \
+			_exit(1);                                              \
+		}                                                              \
 	} while (0)
 
 /* The deadline of every wait for a child, a flag or a condition: only a
@@ -168,8 +168,7 @@ void open_other_user(struct fx *f);
 int never_load(const void *key, size_t klen, void *buf, size_t cap,
 	       size_t *vlen, uint32_t *ttl_s, void *arg);
 
-int never_read(const void *p1, size_t n1, const void *p2, size_t n2,
-	       void *arg);
+int never_read(const void *p1, size_t n1, const void *p2, size_t n2, void *arg);
 
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
 

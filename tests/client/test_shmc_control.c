@@ -247,8 +247,9 @@ static void test_shmc_shutdown_other_user(void **state)
 
 	open_other_user(f);
 	set_str(f->c, "k", "v", 0);
-	assert_int_equal(
-		wait_child(spawn(other_shutdown_child, f->d.sock), HANG_MS), 0);
+	assert_int_equal(wait_child(spawn(other_shutdown_child, f->d.sock),
+				    HANG_MS),
+			 0);
 	/* The daemon still runs. */
 	assert_rc(shmc_ping(f->c), 0);
 	assert_int_equal(waitpid(f->d.pid, NULL, WNOHANG), 0);

@@ -102,8 +102,7 @@ static void test_shmc_get_ex_expire_at(void **state)
 	uint32_t now = (uint32_t)time(NULL);
 
 	set_str(f->c, "timed", "v", 100);
-	assert_rc(shmc_get_ex(f->c, "timed", 5, buf, sizeof(buf), &n, &exp),
-		  0);
+	assert_rc(shmc_get_ex(f->c, "timed", 5, buf, sizeof(buf), &n, &exp), 0);
 	assert_int_equal(n, 1);
 	assert_memory_equal(buf, "v", 1);
 	/* The cache's clock is unix seconds, ticked by the daemon. */
@@ -134,8 +133,7 @@ static void test_shmc_peek_changes_no_stats(void **state)
 	assert_rc(shmc_peek(f->c, "seen", 4, buf, sizeof(buf), &n), 0);
 	assert_int_equal(n, 12);
 	assert_memory_equal(buf, "peeked value", 12);
-	assert_rc(shmc_peek(f->c, "unseen", 6, buf, sizeof(buf), &n),
-		  -ENOENT);
+	assert_rc(shmc_peek(f->c, "unseen", 6, buf, sizeof(buf), &n), -ENOENT);
 	assert_rc(shmc_peek(f->c, "seen", 4, buf, 3, &n), -ENOBUFS);
 	stat_of(f->c, &b);
 	assert_int_equal(b.hits, a.hits);
@@ -503,14 +501,14 @@ static void test_shmc_invalid_args(void **state)
 	/* An empty key. */
 	assert_rc(shmc_set(f->c, "k", 0, "v", 1, 0), -EINVAL);
 	assert_rc(shmc_get(f->c, "k", 0, buf, sizeof(buf), &n), -EINVAL);
-	assert_rc(shmc_get_ex(f->c, "k", 0, buf, sizeof(buf), &n, &t),
-		  -EINVAL);
+	assert_rc(shmc_get_ex(f->c, "k", 0, buf, sizeof(buf), &n, &t), -EINVAL);
 	assert_rc(shmc_peek(f->c, "k", 0, buf, sizeof(buf), &n), -EINVAL);
 	assert_rc(shmc_del(f->c, "k", 0), -EINVAL);
 	assert_rc(shmc_ttl(f->c, "k", 0, &t), -EINVAL);
 	assert_rc(shmc_touch(f->c, "k", 0, 1), -EINVAL);
 	assert_rc(shmc_get_or_load(f->c, "k", 0, buf, sizeof(buf), &n,
-				   never_load, &calls), -EINVAL);
+				   never_load, &calls),
+		  -EINVAL);
 	assert_rc(shmc_read(f->c, "k", 0, never_read, &calls), -EINVAL);
 	assert_rc(shmc_reserve(f->c, "k", 0, 1, 0, &r), -EINVAL);
 
@@ -524,22 +522,23 @@ static void test_shmc_invalid_args(void **state)
 	assert_rc(shmc_ttl(f->c, NULL, 1, &t), -EINVAL);
 	assert_rc(shmc_touch(f->c, NULL, 1, 1), -EINVAL);
 	assert_rc(shmc_get_or_load(f->c, NULL, 1, buf, sizeof(buf), &n,
-				   never_load, &calls), -EINVAL);
+				   never_load, &calls),
+		  -EINVAL);
 	assert_rc(shmc_read(f->c, NULL, 1, never_read, &calls), -EINVAL);
 	assert_rc(shmc_reserve(f->c, NULL, 1, 1, 0, &r), -EINVAL);
 
 	/* A NULL handle. */
 	assert_rc(shmc_set(NULL, "k", 1, "v", 1, 0), -EINVAL);
 	assert_rc(shmc_get(NULL, "k", 1, buf, sizeof(buf), &n), -EINVAL);
-	assert_rc(shmc_get_ex(NULL, "k", 1, buf, sizeof(buf), &n, &t),
-		  -EINVAL);
+	assert_rc(shmc_get_ex(NULL, "k", 1, buf, sizeof(buf), &n, &t), -EINVAL);
 	assert_rc(shmc_peek(NULL, "k", 1, buf, sizeof(buf), &n), -EINVAL);
 	assert_rc(shmc_del(NULL, "k", 1), -EINVAL);
 	assert_rc(shmc_ttl(NULL, "k", 1, &t), -EINVAL);
 	assert_rc(shmc_touch(NULL, "k", 1, 1), -EINVAL);
 	assert_rc(shmc_clear(NULL), -EINVAL);
 	assert_rc(shmc_get_or_load(NULL, "k", 1, buf, sizeof(buf), &n,
-				   never_load, &calls), -EINVAL);
+				   never_load, &calls),
+		  -EINVAL);
 	assert_rc(shmc_read(NULL, "k", 1, never_read, &calls), -EINVAL);
 	assert_rc(shmc_reserve(NULL, "k", 1, 1, 0, &r), -EINVAL);
 
@@ -551,7 +550,8 @@ static void test_shmc_invalid_args(void **state)
 	assert_rc(shmc_ttl(f->c, "k", 1, NULL), -EINVAL);
 	assert_rc(shmc_read(f->c, "k", 1, NULL, NULL), -EINVAL);
 	assert_rc(shmc_get_or_load(f->c, "absent", 6, buf, sizeof(buf), &n,
-				   NULL, NULL), -EINVAL);
+				   NULL, NULL),
+		  -EINVAL);
 	assert_rc(shmc_reserve(f->c, "k", 1, 1, 0, NULL), -EINVAL);
 
 	assert_int_equal(calls, 0);
@@ -568,8 +568,8 @@ static void test_shmc_binary_keys_values(void **state)
 		const char *k;
 		size_t klen;
 	} keys[] = {
-		{ "a", 1 },	    { "a\0", 2 },	   { "a\0b", 3 },
-		{ "a\0c", 3 },	    { "\0", 1 },	   { "\0\0", 2 },
+		{ "a", 1 },	     { "a\0", 2 },	   { "a\0b", 3 },
+		{ "a\0c", 3 },	     { "\0", 1 },	   { "\0\0", 2 },
 		{ "\xff\0\xfe", 3 }, { "\0a\0a\0a\0", 8 },
 	};
 	size_t nkeys = sizeof(keys) / sizeof(keys[0]);
@@ -583,7 +583,8 @@ static void test_shmc_binary_keys_values(void **state)
 		val[0] = 0;
 		fill(val + 256, 44, i);
 		assert_rc(shmc_set(f->c, keys[i].k, keys[i].klen, val,
-				   sizeof(val) - i, 0), 0);
+				   sizeof(val) - i, 0),
+			  0);
 	}
 	for (size_t i = 0; i < nkeys; i++) {
 		for (size_t j = 0; j < 256; j++)
@@ -592,7 +593,8 @@ static void test_shmc_binary_keys_values(void **state)
 		fill(val + 256, 44, i);
 		memset(buf, 0x55, sizeof(buf));
 		assert_rc(shmc_get(f->c, keys[i].k, keys[i].klen, buf,
-				   sizeof(buf), &n), 0);
+				   sizeof(buf), &n),
+			  0);
 		assert_int_equal(n, sizeof(val) - i);
 		assert_memory_equal(buf, val, n);
 	}
@@ -632,8 +634,8 @@ static void test_shmc_many_keys(void **state)
 		if (rc != 0)
 			fail_msg("get %s: %s", k, shmc_strerror(rc));
 		if (n != vl || !filled(buf, n, (uint64_t)i))
-			fail_msg("get %s: wrong value (%zu bytes, want %zu)",
-				 k, n, vl);
+			fail_msg("get %s: wrong value (%zu bytes, want %zu)", k,
+				 n, vl);
 		found++;
 	}
 	stat_of(f->c, &st);

@@ -54,7 +54,8 @@ static void test_shmc_get_or_load_single(void **state)
 
 	/* A miss runs the loader, stores and returns its value. */
 	assert_rc(shmc_get_or_load(f->c, "lk", 2, buf, sizeof(buf), &n,
-				   simple_load, &a), 0);
+				   simple_load, &a),
+		  0);
 	assert_int_equal(a.calls, 1);
 	assert_int_equal(a.seen_klen, 2);
 	assert_memory_equal(a.seen_key, "lk", 2);
@@ -68,7 +69,8 @@ static void test_shmc_get_or_load_single(void **state)
 	/* A hit does not call it. */
 	n = 0;
 	assert_rc(shmc_get_or_load(f->c, "lk", 2, buf, sizeof(buf), &n,
-				   simple_load, &a), 0);
+				   simple_load, &a),
+		  0);
 	assert_int_equal(a.calls, 1);
 	assert_int_equal(n, 7);
 	assert_memory_equal(buf, "loaded!", 7);
@@ -76,7 +78,8 @@ static void test_shmc_get_or_load_single(void **state)
 	/* A failing loader's error goes to the caller; nothing is stored. */
 	a = (struct load_arg){ .val = "x", .rc = -EIO };
 	assert_rc(shmc_get_or_load(f->c, "bad", 3, buf, sizeof(buf), &n,
-				   simple_load, &a), -EIO);
+				   simple_load, &a),
+		  -EIO);
 	assert_int_equal(a.calls, 1);
 	expect_missing(f->c, "bad");
 
@@ -84,7 +87,8 @@ static void test_shmc_get_or_load_single(void **state)
 	a = (struct load_arg){ .val = "0123456789abcdef" };
 	n = 0;
 	assert_rc(shmc_get_or_load(f->c, "long", 4, buf, 8, &n, simple_load,
-				   &a), -ENOBUFS);
+				   &a),
+		  -ENOBUFS);
 	assert_int_equal(a.calls, 1);
 	assert_int_equal(a.seen_cap, 8);
 	assert_int_equal(n, 16);
@@ -93,7 +97,8 @@ static void test_shmc_get_or_load_single(void **state)
 	/* The loader may call shmc functions. */
 	a = (struct load_arg){ .val = "v", .call_shmc = true, .c = f->c };
 	assert_rc(shmc_get_or_load(f->c, "nested", 6, buf, sizeof(buf), &n,
-				   simple_load, &a), 0);
+				   simple_load, &a),
+		  0);
 	assert_int_equal(a.calls, 1);
 	expect_str(f->c, "nested", "v");
 	expect_str(f->c, "side", "effect");
@@ -101,14 +106,14 @@ static void test_shmc_get_or_load_single(void **state)
 
 /* State shared by the processes of the get_or_load cases. */
 struct herd {
-	int loads;	/* loader runs, all processes */
-	int a_loading;	/* the first loader has started */
-	int a_done;	/* the first loader has returned */
+	int loads;     /* loader runs, all processes */
+	int a_loading; /* the first loader has started */
+	int a_done;    /* the first loader has returned */
 	int b_saw_a_done;
 	int b_loads;
-	int calling;	/* the waiter is about to call get_or_load */
-	int killed;	/* the parent is killing the loader */
-	int claimed;	/* the doomed loader runs */
+	int calling; /* the waiter is about to call get_or_load */
+	int killed;  /* the parent is killing the loader */
+	int claimed; /* the doomed loader runs */
 };
 
 #define HERD_N 8
@@ -152,8 +157,9 @@ static void herd_child(void *p)
 	close(a->ready[1]);
 	/* Released all at once, when the parent closes the barrier. */
 	CHILD_CHECK(read(a->barrier[0], &b, 1) == 0);
-	CHILD_RC(shmc_get_or_load(c, "herd", 4, buf, sizeof(buf), &n,
-				  herd_load, a->h), 0);
+	CHILD_RC(shmc_get_or_load(c, "herd", 4, buf, sizeof(buf), &n, herd_load,
+				  a->h),
+		 0);
 	CHILD_CHECK(n == strlen(HERD_VAL) && memcmp(buf, HERD_VAL, n) == 0);
 	shmc_close(c);
 }
@@ -277,7 +283,8 @@ static void fail_first(void *p)
 
 	CHILD_RC(shmc_open(&c, a->sock), 0);
 	CHILD_RC(shmc_get_or_load(c, "flaky", 5, buf, sizeof(buf), &n,
-				  fail_load, a->h), -EIO);
+				  fail_load, a->h),
+		 -EIO);
 	shmc_close(c);
 }
 
@@ -290,8 +297,9 @@ static void fail_second(void *p)
 
 	CHILD_RC(shmc_open(&c, a->sock), 0);
 	CHILD_CHECK(wait_flag(&a->h->a_loading, HANG_MS));
-	CHILD_RC(shmc_get_or_load(c, "flaky", 5, buf, sizeof(buf), &n,
-				  b_load, a->h), 0);
+	CHILD_RC(shmc_get_or_load(c, "flaky", 5, buf, sizeof(buf), &n, b_load,
+				  a->h),
+		 0);
 	CHILD_CHECK(n == 7 && memcmp(buf, "value-B", 7) == 0);
 	shmc_close(c);
 }
@@ -329,8 +337,8 @@ static int stuck_load(const void *key, size_t klen, void *buf, size_t cap,
 	return -EIO;
 }
 
-static int takeover_load(const void *key, size_t klen, void *buf,
-			 size_t cap, size_t *vlen, uint32_t *ttl_s, void *arg)
+static int takeover_load(const void *key, size_t klen, void *buf, size_t cap,
+			 size_t *vlen, uint32_t *ttl_s, void *arg)
 {
 	struct herd *h = arg;
 
@@ -368,7 +376,8 @@ static void dies_waiter(void *p)
 	CHILD_RC(shmc_open(&c, a->sock), 0);
 	set_flag(&a->h->calling);
 	CHILD_RC(shmc_get_or_load(c, "orphan", 6, buf, sizeof(buf), &n,
-				  takeover_load, a->h), 0);
+				  takeover_load, a->h),
+		 0);
 	CHILD_CHECK(n == 8 && memcmp(buf, "takeover", 8) == 0);
 	shmc_close(c);
 }

@@ -200,8 +200,7 @@ static int fake_server_got(struct fake_server *fs)
 {
 	int got = -1;
 
-	assert_int_equal(read_full(fs->report, &got, sizeof(got)),
-			 sizeof(got));
+	assert_int_equal(read_full(fs->report, &got, sizeof(got)), sizeof(got));
 	return got;
 }
 
@@ -305,10 +304,11 @@ static void test_shmc_close_null(void **state)
 static void test_shmc_strerror(void **state)
 {
 	static const int codes[] = {
-		-ECONNREFUSED, -ENOENT,	  -EACCES,   -EPROTO,  -ENOMEM,
-		-EMFILE,       -EIO,	  -EINVAL,   -E2BIG,   -ETIMEDOUT,
-		-EUCLEAN,      -ECHILD,	  -ENOBUFS,  -ENOTSUP, -EPIPE,
-		-EPERM,	       SHMC_ENODAEMON, SHMC_EUNTRUSTED,
+		-ECONNREFUSED,	-ENOENT,	 -EACCES,  -EPROTO,
+		-ENOMEM,	-EMFILE,	 -EIO,	   -EINVAL,
+		-E2BIG,		-ETIMEDOUT,	 -EUCLEAN, -ECHILD,
+		-ENOBUFS,	-ENOTSUP,	 -EPIPE,   -EPERM,
+		SHMC_ENODAEMON, SHMC_EUNTRUSTED,
 	};
 	static const int odd[] = { -99999, 99999, INT_MIN, INT_MAX, 1 };
 	const char *ok = shmc_strerror(0);
@@ -377,7 +377,8 @@ static void fork_child(void *p)
 	CHILD_RC(shmc_touch(a->parent, "p", 1, 5), -ECHILD);
 	CHILD_RC(shmc_clear(a->parent), -ECHILD);
 	CHILD_RC(shmc_get_or_load(a->parent, "q", 1, buf, sizeof(buf), &n,
-				  never_load, &calls), -ECHILD);
+				  never_load, &calls),
+		 -ECHILD);
 	CHILD_RC(shmc_read(a->parent, "p", 1, never_read, &calls), -ECHILD);
 	CHILD_RC(shmc_reserve(a->parent, "r", 1, 4, 0, &r), -ECHILD);
 	CHILD_CHECK(calls == 0);

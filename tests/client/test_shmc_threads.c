@@ -10,7 +10,8 @@
 
 #define TH_N 4
 #define TH_KEYS 256
-#define TH_ROUNDS 64 /* of 64 operations per thread: a count, not a time,
+#define TH_ROUNDS                                                              \
+	64 /* of 64 operations per thread: a count, not a time,
 		      * so that a slow machine (valgrind) does the same work */
 
 struct th_arg {
@@ -65,8 +66,8 @@ static void *th_worker(void *p)
 				n = th_value(v, k, (size_t)kl, s >> 8);
 				rc = shmc_set(a->c, k, (size_t)kl, v, n, 0);
 			} else {
-				rc = shmc_get(a->c, k, (size_t)kl, v,
-					      sizeof(v), &n);
+				rc = shmc_get(a->c, k, (size_t)kl, v, sizeof(v),
+					      &n);
 				if (rc == 0) {
 					a->hits++;
 					if (!th_valid(v, n, k, (size_t)kl))
@@ -246,7 +247,8 @@ static void test_shmc_lock_stuck_then_dead_holder(void **state)
 		kill(holder, SIGKILL);
 		wait_child(holder, HANG_MS);
 		fail_msg("get on a segment held by a stuck process: %d (%s), "
-			 "want -ETIMEDOUT", rc, shmc_strerror(rc));
+			 "want -ETIMEDOUT",
+			 rc, shmc_strerror(rc));
 	}
 	assert_true(clock_mono_ms() - t0 >= 250);
 

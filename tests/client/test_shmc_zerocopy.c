@@ -282,12 +282,9 @@ static void test_shmc_reserve_no_partial(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_shmc_read_in_place),
-		T(test_shmc_read_wraps),
-		T(test_shmc_reserve_commit),
-		T(test_shmc_reserve_wraps),
-		T(test_shmc_reserve_abort),
-		T(test_shmc_reserve_too_large),
+		T(test_shmc_read_in_place),	 T(test_shmc_read_wraps),
+		T(test_shmc_reserve_commit),	 T(test_shmc_reserve_wraps),
+		T(test_shmc_reserve_abort),	 T(test_shmc_reserve_too_large),
 		T(test_shmc_reserve_no_partial),
 	};
 

@@ -39,8 +39,8 @@ enum fkind { F_U8, F_U32, F_I32, F_U64, F_BYTES, F_STR };
 
 struct field {
 	enum fkind kind;
-	uint64_t v;		/* integers */
-	const uint8_t *p;	/* bytes and strings: in the decoded buffer */
+	uint64_t v;	  /* integers */
+	const uint8_t *p; /* bytes and strings: in the decoded buffer */
 	size_t n;
 };
 
@@ -49,8 +49,8 @@ struct field {
 struct flog {
 	struct field f[MAX_FIELDS];
 	size_t n;
-	size_t end;	/* reader position after the last logged field */
-	bool full;	/* fields were dropped: no round trip */
+	size_t end; /* reader position after the last logged field */
+	bool full;  /* fields were dropped: no round trip */
 };
 
 static struct flog flog_a, flog_b;
@@ -316,12 +316,23 @@ static void decode_program(struct proto_r *r, struct flog *l, uint32_t id)
 	while (!r->err && r->pos < r->len && !l->full) {
 		for (int op = 0; op < 10 && !r->err; op++) {
 			switch ((id >> (3 * op)) & 7u) {
-			case 0: rd_u8(r, l); break;
-			case 1: rd_u32(r, l); break;
-			case 2: rd_i32(r, l); break;
-			case 3: rd_u64(r, l); break;
-			case 4: rd_bytes(r, l); break;
-			default: rd_str(r, l, caps[((id >> (3 * op)) & 7u) - 5]);
+			case 0:
+				rd_u8(r, l);
+				break;
+			case 1:
+				rd_u32(r, l);
+				break;
+			case 2:
+				rd_i32(r, l);
+				break;
+			case 3:
+				rd_u64(r, l);
+				break;
+			case 4:
+				rd_bytes(r, l);
+				break;
+			default:
+				rd_str(r, l, caps[((id >> (3 * op)) & 7u) - 5]);
 			}
 		}
 	}
@@ -333,10 +344,18 @@ static void decode(enum schema s, struct proto_r *r, struct flog *l,
 		   const struct proto_hdr *h)
 {
 	switch (s) {
-	case S_REQUEST: decode_request(r, l, h->type); break;
-	case S_REPLY: decode_reply(r, l, (uint16_t)(h->type & ~PROTO_REPLY)); break;
-	case S_ERROR: decode_error(r, l); break;
-	case S_PROGRAM: decode_program(r, l, h->id); break;
+	case S_REQUEST:
+		decode_request(r, l, h->type);
+		break;
+	case S_REPLY:
+		decode_reply(r, l, (uint16_t)(h->type & ~PROTO_REPLY));
+		break;
+	case S_ERROR:
+		decode_error(r, l);
+		break;
+	case S_PROGRAM:
+		decode_program(r, l, h->id);
+		break;
 	}
 }
 
@@ -347,10 +366,16 @@ static void decode(enum schema s, struct proto_r *r, struct flog *l,
 static size_t field_size(const struct field *f)
 {
 	switch (f->kind) {
-	case F_U8: return 1;
-	case F_U32: case F_I32: return 4;
-	case F_U64: return 8;
-	case F_BYTES: case F_STR: return 4 + f->n;
+	case F_U8:
+		return 1;
+	case F_U32:
+	case F_I32:
+		return 4;
+	case F_U64:
+		return 8;
+	case F_BYTES:
+	case F_STR:
+		return 4 + f->n;
 	}
 	return 0;
 }
@@ -364,11 +389,21 @@ static void encode(struct proto_w *w, const struct flog *l)
 		char *s;
 
 		switch (f->kind) {
-		case F_U8: proto_put_u8(w, (uint8_t)f->v); break;
-		case F_U32: proto_put_u32(w, (uint32_t)f->v); break;
-		case F_I32: proto_put_i32(w, (int32_t)(uint32_t)f->v); break;
-		case F_U64: proto_put_u64(w, f->v); break;
-		case F_BYTES: proto_put_bytes(w, f->p, f->n); break;
+		case F_U8:
+			proto_put_u8(w, (uint8_t)f->v);
+			break;
+		case F_U32:
+			proto_put_u32(w, (uint32_t)f->v);
+			break;
+		case F_I32:
+			proto_put_i32(w, (int32_t)(uint32_t)f->v);
+			break;
+		case F_U64:
+			proto_put_u64(w, f->v);
+			break;
+		case F_BYTES:
+			proto_put_bytes(w, f->p, f->n);
+			break;
 		case F_STR:
 			s = malloc(f->n + 1);
 			CHECK(s != NULL);

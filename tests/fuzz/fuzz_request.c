@@ -66,17 +66,17 @@
 
 #include "fuzz_check.h"
 
-#define REGION_MAX (1u << 20)	/* the buffer; the region is this... */
+#define REGION_MAX (1u << 20)	  /* the buffer; the region is this... */
 #define REGION_TIGHT (128u << 10) /* ...or this, with TIGHT_AVG_ITEM */
 #define TIGHT_AVG_ITEM 1024u	  /* 14 entries per segment */
 #define NSEG 4u
 #define NSLOTS 4u
 #define LOCK_TIMEOUT_MS 10u
-#define T0 1700000000u		/* the region clock at the start of an input */
-#define FIRST_CLIENT_ID 100u	/* ids below were handed out "before" */
+#define T0 1700000000u	     /* the region clock at the start of an input */
+#define FIRST_CLIENT_ID 100u /* ids below were handed out "before" */
 #define QUIET_PID 4242
-#define QUIET_CLIENT_ID 50u	/* the quiet peer's: HELLO may not take it */
-#define SWEEP_BUCKETS 32u	/* per tick; a pass is 8 to 32 ticks */
+#define QUIET_CLIENT_ID 50u /* the quiet peer's: HELLO may not take it */
+#define SWEEP_BUCKETS 32u   /* per tick; a pass is 8 to 32 ticks */
 
 /* ------------------------------------------------------------------------
  * The daemon, set up once
@@ -133,7 +133,8 @@ static void reset_region(bool tight)
 	d.region_size = size;
 	CHECK(eng_format(d.region_base, size, &ec) == 0);
 	CHECKF(eng_attach(&d.eng, d.region_base, REGION_MAX, DAEMON_CLIENT_ID,
-			  &why) == 0, "%s", why);
+			  &why) == 0,
+	       "%s", why);
 	CHECK(d.eng.g.region_size == size);
 	eng_set_timeout(&d.eng, LOCK_TIMEOUT_MS);
 	eng_clock_set(&d.eng, T0);
@@ -239,8 +240,8 @@ static uint8_t rd_u8(struct rd *r)
 static uint32_t rd_u32(struct rd *r)
 {
 	const uint8_t *p = rd_take(r, 4);
-	return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 |
-			   (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
+	return p ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+			       (uint32_t)p[3] << 24
 		 : 0;
 }
 
@@ -272,12 +273,12 @@ static bool rd_done(const struct rd *r)
 /* One request, as read from the input stream. */
 struct req {
 	enum { REQ_NONE, REQ_FRAME, REQ_BADHDR } kind;
-	int hdr_rc;		/* REQ_BADHDR: -EPROTO or -EMSGSIZE */
+	int hdr_rc; /* REQ_BADHDR: -EPROTO or -EMSGSIZE */
 	uint16_t type;
 	uint32_t id;
 	bool known, exact;	/* a request type; its body parsed exactly */
 	uint8_t flag;		/* STATS per_segment, CHECK repair */
-	uint32_t version, prev;	/* HELLO */
+	uint32_t version, prev; /* HELLO */
 	const uint8_t *key, *val;
 	size_t klen, vlen;
 	uint32_t ttl;
@@ -369,10 +370,10 @@ struct mkey {
 static struct {
 	struct mkey *k;
 	size_t n, cap;
-	uint32_t client_id;	/* what HELLO gave the peer, 0 before */
-	uint32_t uid;		/* the peer's */
-	bool owner;		/* the peer may stop the daemon */
-	uint32_t next_id;	/* what a new client gets */
+	uint32_t client_id; /* what HELLO gave the peer, 0 before */
+	uint32_t uid;	    /* the peer's */
+	bool owner;	    /* the peer may stop the daemon */
+	uint32_t next_id;   /* what a new client gets */
 } m;
 
 static struct mkey *model_find(const uint8_t *key, size_t klen)
@@ -470,8 +471,9 @@ static void check_stats(const struct req *q, struct rd *r)
 	for (uint32_t i = 0; i < ncols && !r->bad; i++) {
 		size_t n;
 		const uint8_t *name = rd_bytes(r, &n);
-		const char *want = i < SEG_NCOUNTERS ? eng_counter_names[i]
-						     : gauges[i - SEG_NCOUNTERS];
+		const char *want = i < SEG_NCOUNTERS
+					   ? eng_counter_names[i]
+					   : gauges[i - SEG_NCOUNTERS];
 		CHECKF(n == strlen(want) && memcmp(name, want, n) == 0,
 		       "column %u is not %s", i, want);
 	}
@@ -584,8 +586,8 @@ static void check_failure(const struct req *q, int code)
 }
 
 /* A request answered with success: its reply body and the model. */
-static void check_success(const struct req *q, const uint8_t *body,
-			  size_t len, uint32_t now)
+static void check_success(const struct req *q, const uint8_t *body, size_t len,
+			  uint32_t now)
 {
 	struct rd r = { .p = body, .len = len };
 	const struct mkey *live;
@@ -659,9 +661,10 @@ static void check_success(const struct req *q, const uint8_t *body,
 		/* Every entry the walk counted is one the model holds. */
 		CHECK(m.owner && q->klen > 0 && q->key[0] == '/');
 		u64 = rd_u64(&r);
-		CHECKF(u64 <= model_count_live(now), "SAVE counted %llu "
-		       "entries, the model has %zu", (unsigned long long)u64,
-		       model_count_live(now));
+		CHECKF(u64 <= model_count_live(now),
+		       "SAVE counted %llu "
+		       "entries, the model has %zu",
+		       (unsigned long long)u64, model_count_live(now));
 		break;
 	case PROTO_T_LOAD:
 		CHECKF(0, "LOAD succeeded without a file");
@@ -676,8 +679,10 @@ static void check_success(const struct req *q, const uint8_t *body,
 	default: /* PING: empty */
 		break;
 	}
-	CHECKF(rd_done(&r), "reply to type %u: body of %zu bytes does not "
-	       "parse", q->type, len);
+	CHECKF(rd_done(&r),
+	       "reply to type %u: body of %zu bytes does not "
+	       "parse",
+	       q->type, len);
 }
 
 static void check_reply(const struct proto_hdr *h, const uint8_t *body,
@@ -725,7 +730,7 @@ static uint64_t rx_base, sent_total;
 static struct step {
 	uint64_t out_end;
 	uint32_t now;
-} *steps;
+} * steps;
 static size_t nsteps, steps_cap, step_cur;
 
 static uint32_t clock_at(uint64_t out_offset)
@@ -807,7 +812,8 @@ static void record_step(const struct conn *c, uint32_t now)
 		CHECK(steps != NULL);
 	}
 	steps[nsteps++] = (struct step){
-		.out_end = sent_total + conn_out_pending(c), .now = now };
+		.out_end = sent_total + conn_out_pending(c), .now = now
+	};
 }
 
 /* What both loops do after a receive or a send (their settle()): send

@@ -142,8 +142,10 @@ static void reencode_block(const struct snap_block *blk, struct snap_totals *t)
 		used += snap_entry_size(e.klen, e.vlen);
 		CHECK(used <= SNAP_BLOCK_HDR_SIZE + (size_t)blk->data_len);
 		struct snap_src src = {
-			.key = { e.key }, .key_len = { e.klen },
-			.val = { e.val }, .val_len = { e.vlen },
+			.key = { e.key },
+			.key_len = { e.klen },
+			.val = { e.val },
+			.val_len = { e.vlen },
 			.expire_at = e.expire_at,
 		};
 		CHECK(snap_bw_add(&w, &src) == 0);

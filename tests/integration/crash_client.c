@@ -99,7 +99,8 @@ static int run(shmc *c, const char *mode, const char *prefix, long n,
 		for (long i = 0; i < n; i++) {
 			size_t len;
 			key_of(key, sizeof(key), prefix, i);
-			rc = shmc_get(c, key, strlen(key), buf, sizeof(buf), &len);
+			rc = shmc_get(c, key, strlen(key), buf, sizeof(buf),
+				      &len);
 			if (rc == -ENOENT) {
 				misses++;
 				continue;
@@ -124,7 +125,9 @@ static int run(shmc *c, const char *mode, const char *prefix, long n,
 					rc = 0;
 			} else {
 				/* Vary sizes so overwrites go in place and grow. */
-				size_t l = 12 + (vlen - 12) * ((i + round) % 4 + 1) / 4;
+				size_t l = 12 + (vlen - 12) *
+							((i + round) % 4 + 1) /
+							4;
 				make_value(val, key, l);
 				rc = shmc_set(c, key, strlen(key), val, l, 0);
 				if (rc == 0 && i % 3 == 0) {
@@ -176,9 +179,8 @@ static int break_framing(const char *path)
 		    sa.sun_family != AF_UNIX ||
 		    strncmp(sa.sun_path, path, sizeof(sa.sun_path)) != 0)
 			continue;
-		return write(fd, bad, sizeof(bad)) == (ssize_t)sizeof(bad)
-			       ? 0
-			       : -1;
+		return write(fd, bad, sizeof(bad)) == (ssize_t)sizeof(bad) ? 0
+									   : -1;
 	}
 	return -1;
 }

@@ -67,32 +67,32 @@
 
 /* X(name, description): the counters each worker adds to its slot.  The
  * summary's lines and the JSON keys are derived from this list. */
-#define STRESS_COUNTERS(X)                                                  \
-	X(ops, "operations of every kind")                                  \
-	X(gets, "gets of every kind (the five below and plain shmc_get)")  \
-	X(hits, "gets that returned a value (each one validated)")          \
-	X(misses, "gets that found nothing (get_or_load: that loaded)")     \
-	X(peeks, "gets done with shmc_peek")                                \
-	X(get_exs, "gets done with shmc_get_ex")                            \
-	X(reads, "gets done with the zero-copy shmc_read")                  \
-	X(get_or_loads, "gets done with shmc_get_or_load")                  \
-	X(loads, "times our loader ran inside shmc_get_or_load")            \
-	X(sets, "sets of every kind that stored a value")                   \
-	X(reserves, "sets done with shmc_reserve + shmc_commit")            \
-	X(aborts, "reservations dropped with shmc_abort")                   \
-	X(wrapped, "reads and reservations whose value wrapped the ring")   \
-	X(dels, "deletes")                                                  \
-	X(touches, "touches")                                               \
-	X(bad, "wrong, torn or corrupted values seen (must be 0)")          \
-	X(etimedout, "-ETIMEDOUT returns (lock not obtained in time)")      \
-	X(euclean, "-EUCLEAN returns (damaged segment found and reset)")    \
+#define STRESS_COUNTERS(X)                                                     \
+	X(ops, "operations of every kind")                                     \
+	X(gets, "gets of every kind (the five below and plain shmc_get)")      \
+	X(hits, "gets that returned a value (each one validated)")             \
+	X(misses, "gets that found nothing (get_or_load: that loaded)")        \
+	X(peeks, "gets done with shmc_peek")                                   \
+	X(get_exs, "gets done with shmc_get_ex")                               \
+	X(reads, "gets done with the zero-copy shmc_read")                     \
+	X(get_or_loads, "gets done with shmc_get_or_load")                     \
+	X(loads, "times our loader ran inside shmc_get_or_load")               \
+	X(sets, "sets of every kind that stored a value")                      \
+	X(reserves, "sets done with shmc_reserve + shmc_commit")               \
+	X(aborts, "reservations dropped with shmc_abort")                      \
+	X(wrapped, "reads and reservations whose value wrapped the ring")      \
+	X(dels, "deletes")                                                     \
+	X(touches, "touches")                                                  \
+	X(bad, "wrong, torn or corrupted values seen (must be 0)")             \
+	X(etimedout, "-ETIMEDOUT returns (lock not obtained in time)")         \
+	X(euclean, "-EUCLEAN returns (damaged segment found and reset)")       \
 	X(slow_ops, "operations that took longer than 100 ms")
 
 enum stress_ctr {
 #define CTR_ENUM_X(name, desc) CTR_##name,
 	STRESS_COUNTERS(CTR_ENUM_X)
 #undef CTR_ENUM_X
-	NCTR
+		NCTR
 };
 
 static const char *const ctr_names[NCTR] = {
@@ -102,17 +102,17 @@ static const char *const ctr_names[NCTR] = {
 };
 
 /* The operations of --mix: X(name, default weight). */
-#define STRESS_OPS(X)                                                       \
-	X(get, 60)                                                          \
-	X(set, 30)                                                          \
-	X(del, 5)                                                           \
+#define STRESS_OPS(X)                                                          \
+	X(get, 60)                                                             \
+	X(set, 30)                                                             \
+	X(del, 5)                                                              \
 	X(touch, 5)
 
 enum stress_op {
 #define OP_ENUM_X(name, w) OP_##name,
 	STRESS_OPS(OP_ENUM_X)
 #undef OP_ENUM_X
-	NOPS
+		NOPS
 };
 
 static const char *const op_names[NOPS] = {
@@ -123,24 +123,24 @@ static const char *const op_names[NOPS] = {
 
 /* The library calls a worker makes: X(id, name), for reports and for
  * naming the slowest operation. */
-#define STRESS_APIS(X)                                                      \
-	X(get, "shmc_get")                                                  \
-	X(peek, "shmc_peek")                                                \
-	X(get_ex, "shmc_get_ex")                                            \
-	X(read, "shmc_read")                                                \
-	X(get_or_load, "shmc_get_or_load")                                  \
-	X(set, "shmc_set")                                                  \
-	X(reserve, "shmc_reserve")                                          \
-	X(commit, "shmc_commit")                                            \
-	X(abort, "shmc_abort")                                              \
-	X(del, "shmc_del")                                                  \
+#define STRESS_APIS(X)                                                         \
+	X(get, "shmc_get")                                                     \
+	X(peek, "shmc_peek")                                                   \
+	X(get_ex, "shmc_get_ex")                                               \
+	X(read, "shmc_read")                                                   \
+	X(get_or_load, "shmc_get_or_load")                                     \
+	X(set, "shmc_set")                                                     \
+	X(reserve, "shmc_reserve")                                             \
+	X(commit, "shmc_commit")                                               \
+	X(abort, "shmc_abort")                                                 \
+	X(del, "shmc_del")                                                     \
 	X(touch, "shmc_touch")
 
 enum stress_api {
 #define API_ENUM_X(id, name) API_##id,
 	STRESS_APIS(API_ENUM_X)
 #undef API_ENUM_X
-	NAPIS
+		NAPIS
 };
 
 static const char *const api_names[NAPIS] = {
@@ -150,16 +150,16 @@ static const char *const api_names[NAPIS] = {
 };
 
 /* How a value was written (val_hdr.via), for reports. */
-#define STRESS_VIAS(X)                                                      \
-	X(SET, "shmc_set")                                                  \
-	X(RESERVE, "shmc_reserve+commit")                                   \
+#define STRESS_VIAS(X)                                                         \
+	X(SET, "shmc_set")                                                     \
+	X(RESERVE, "shmc_reserve+commit")                                      \
 	X(LOAD, "shmc_get_or_load's loader")
 
 enum val_via {
 #define VIA_ENUM_X(id, name) VIA_##id,
 	STRESS_VIAS(VIA_ENUM_X)
 #undef VIA_ENUM_X
-	NVIAS
+		NVIAS
 };
 
 static const char *const via_names[NVIAS] = {
@@ -172,41 +172,41 @@ static const char *const via_names[NVIAS] = {
  * test suite's hook (tests/integration/test_stress.py): worker 0's first
  * thread corrupts one payload byte of every 50th value it writes, after
  * computing its checksum, and says so on stderr; it is left out of --help. */
-#define STRESS_OPTIONS(X)                                                   \
-	X(SOCKET, "socket", "PATH",                                         \
-	  "the daemon's socket (default: $SHMC_SOCKET, else the\n"          \
-	  "daemon's default)")                                              \
-	X(PROCS, "procs", "P", "worker processes (default 4)")              \
-	X(THREADS, "threads", "T", "threads per worker (default 2)")       \
-	X(DURATION, "duration", "S", "seconds to run, e.g. 2.5 (default 10)") \
-	X(MIN_OPS, "min-ops", "N",                                          \
-	  "go on past --duration until the workers have done\n"             \
-	  "at least N operations (default 0)")                              \
-	X(KEYS, "keys", "N", "size of the key space (default 10000)")       \
-	X(MAX_VALUE, "max-value", "BYTES",                                  \
-	  "largest value (default 32768; lowered to what the\n"             \
-	  "cache's largest item allows)")                                   \
-	X(MIX, "mix", "LIST",                                               \
-	  "weights of the operations (default\n"                            \
-	  "get=60,set=30,del=5,touch=5; missing ones are 0)")               \
-	X(CHAOS, "chaos", NULL,                                             \
-	  "SIGKILL a random worker every interval and start\n"              \
-	  "another in its place")                                           \
-	X(CHAOS_INTERVAL, "chaos-interval", "MS",                           \
-	  "milliseconds between kills (default 300)")                       \
-	X(SEED, "seed", "N", "seed of values and choices (default: random)") \
-	X(JSON, "json", NULL, "print the summary as one JSON object")      \
-	X(PAUSE_BEFORE_CHECK, "pause-before-check", NULL,                   \
-	  "once the workers have stopped, say so on stderr and\n"           \
-	  "wait for a line on stdin before the integrity check")            \
-	X(HELP, "help", NULL, "print this help and exit")                   \
+#define STRESS_OPTIONS(X)                                                      \
+	X(SOCKET, "socket", "PATH",                                            \
+	  "the daemon's socket (default: $SHMC_SOCKET, else the\n"             \
+	  "daemon's default)")                                                 \
+	X(PROCS, "procs", "P", "worker processes (default 4)")                 \
+	X(THREADS, "threads", "T", "threads per worker (default 2)")           \
+	X(DURATION, "duration", "S", "seconds to run, e.g. 2.5 (default 10)")  \
+	X(MIN_OPS, "min-ops", "N",                                             \
+	  "go on past --duration until the workers have done\n"                \
+	  "at least N operations (default 0)")                                 \
+	X(KEYS, "keys", "N", "size of the key space (default 10000)")          \
+	X(MAX_VALUE, "max-value", "BYTES",                                     \
+	  "largest value (default 32768; lowered to what the\n"                \
+	  "cache's largest item allows)")                                      \
+	X(MIX, "mix", "LIST",                                                  \
+	  "weights of the operations (default\n"                               \
+	  "get=60,set=30,del=5,touch=5; missing ones are 0)")                  \
+	X(CHAOS, "chaos", NULL,                                                \
+	  "SIGKILL a random worker every interval and start\n"                 \
+	  "another in its place")                                              \
+	X(CHAOS_INTERVAL, "chaos-interval", "MS",                              \
+	  "milliseconds between kills (default 300)")                          \
+	X(SEED, "seed", "N", "seed of values and choices (default: random)")   \
+	X(JSON, "json", NULL, "print the summary as one JSON object")          \
+	X(PAUSE_BEFORE_CHECK, "pause-before-check", NULL,                      \
+	  "once the workers have stopped, say so on stderr and\n"              \
+	  "wait for a line on stdin before the integrity check")               \
+	X(HELP, "help", NULL, "print this help and exit")                      \
 	X(INJECT_BAD, "inject-bad", NULL, NULL)
 
 enum stress_opt {
 #define OPT_ENUM_X(id, name, meta, help) OPT_##id,
 	STRESS_OPTIONS(OPT_ENUM_X)
 #undef OPT_ENUM_X
-	NOPTS
+		NOPTS
 };
 
 static const struct opt_spec opt_descs[NOPTS] = {
@@ -226,34 +226,34 @@ enum stress_exit {
 /* A worker's exit statuses (the parent decodes them). */
 enum worker_exit {
 	WORKER_OK = 0,
-	WORKER_BAD_VALUE = 1,  /* reported a bad value on stderr */
-	WORKER_ERROR = 2,      /* an unexpected return code, reported */
-	WORKER_SETUP = 3,      /* could not open its handle or start */
+	WORKER_BAD_VALUE = 1, /* reported a bad value on stderr */
+	WORKER_ERROR = 2,     /* an unexpected return code, reported */
+	WORKER_SETUP = 3,     /* could not open its handle or start */
 };
 
 /* ------------------------------------------------------------------------
  * Configuration and the shared counters
  * ------------------------------------------------------------------------ */
 
-#define KEY_MAX 64		 /* longest key key_make() builds */
+#define KEY_MAX 64 /* longest key key_make() builds */
 #define MAX_PROCS 256
 #define MAX_THREADS 256
-#define FLUSH_EVERY 512		 /* ops between counter flushes */
-#define SLOW_OP_NS 100000000ull	 /* 100 ms: a "slow" operation */
+#define FLUSH_EVERY 512		     /* ops between counter flushes */
+#define SLOW_OP_NS 100000000ull	     /* 100 ms: a "slow" operation */
 #define STOP_GRACE_NS 10000000000ull /* workers' own stop, parent gone */
-#define REAP_TIMEOUT_MS 10000	 /* workers must stop within this */
-#define TTL_MAX 30		 /* the longest TTL this program sets */
-#define INJECT_EVERY 50		 /* --inject-bad: one value in so many */
-#define NOTE_MAX 10		 /* lock errors described, per thread */
+#define REAP_TIMEOUT_MS 10000	     /* workers must stop within this */
+#define TTL_MAX 30		     /* the longest TTL this program sets */
+#define INJECT_EVERY 50		     /* --inject-bad: one value in so many */
+#define NOTE_MAX 10		     /* lock errors described, per thread */
 
 struct stress_cfg {
-	const char *socket;	/* NULL: the library's default */
+	const char *socket; /* NULL: the library's default */
 	unsigned procs, threads;
 	double duration_s;
-	uint64_t min_ops;	/* the run lasts until this many ops too */
+	uint64_t min_ops; /* the run lasts until this many ops too */
 	uint32_t keys;
 	size_t max_value;
-	unsigned mix[NOPS];	/* weights */
+	unsigned mix[NOPS]; /* weights */
 	unsigned mix_total;
 	bool chaos;
 	unsigned chaos_ms;
@@ -261,26 +261,26 @@ struct stress_cfg {
 	bool json;
 	bool pause_before_check;
 	bool inject_bad;
-	uint32_t run_tag;	/* in every key: this run's key space */
+	uint32_t run_tag; /* in every key: this run's key space */
 };
 
 /* The slowest operation as one word, so that it can be merged with one
  * atomic compare-and-swap: nanoseconds << 8 | enum stress_api. */
 #define SLOWEST(ns, api) ((ns) << 8 | (uint64_t)(api))
 #define SLOWEST_NS(w) ((w) >> 8)
-#define SLOWEST_API(w) ((enum stress_api)((w) & 0xff))
+#define SLOWEST_API(w) ((enum stress_api)((w)&0xff))
 
 /* One worker's counters; written by its threads (atomic adds), read by
  * the parent at the end.  A replacement worker adds to the same slot. */
 struct slot {
 	uint64_t ctr[NCTR];
-	uint64_t slowest;	/* SLOWEST() of its slowest operation */
+	uint64_t slowest; /* SLOWEST() of its slowest operation */
 } __attribute__((aligned(64)));
 
 /* The MAP_SHARED page(s) between the parent and the workers. */
 struct shared {
-	int stop;		/* the parent sets it: workers finish */
-	uint64_t deadline_ns;	/* CLOCK_MONOTONIC end of the run (atomic:
+	int stop;	      /* the parent sets it: workers finish */
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC end of the run (atomic:
 				   --min-ops moves it on) */
 	struct slot slot[];
 };
@@ -341,9 +341,8 @@ struct sbuf {
 	size_t n;
 };
 
-__attribute__((format(printf, 2, 3))) static void sb_printf(struct sbuf *s,
-							   const char *fmt,
-							   ...)
+__attribute__((format(printf, 2, 3))) static void
+sb_printf(struct sbuf *s, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -388,7 +387,7 @@ static void sb_flush_stderr(const struct sbuf *s)
 #define VAL_MAGIC 0x31545353u /* "SST1" */
 
 struct val_hdr {
-	uint32_t magic;	/* VAL_MAGIC */
+	uint32_t magic; /* VAL_MAGIC */
 	uint32_t len;	/* the whole value's length, header included */
 	uint64_t khash; /* fnv1a64() of the key it was written for */
 	uint32_t pid;	/* the writer: process, */
@@ -436,12 +435,15 @@ static uint64_t val_sum(const uint8_t *v, size_t len)
 
 /* Builds the value of length len (>= VAL_HDR) for a key hash. */
 static void val_make(uint8_t *v, size_t len, uint64_t khash, uint64_t seed,
-		     uint32_t pid, uint16_t tid, uint64_t seq,
-		     enum val_via via)
+		     uint32_t pid, uint16_t tid, uint64_t seq, enum val_via via)
 {
-	struct val_hdr h = { .magic = VAL_MAGIC, .len = (uint32_t)len,
-			     .khash = khash, .pid = pid, .tid = tid,
-			     .via = (uint16_t)via, .seq = seq };
+	struct val_hdr h = { .magic = VAL_MAGIC,
+			     .len = (uint32_t)len,
+			     .khash = khash,
+			     .pid = pid,
+			     .tid = tid,
+			     .via = (uint16_t)via,
+			     .seq = seq };
 
 	memcpy(v, &h, VAL_HDR);
 	payload_fill(v + VAL_HDR, len - VAL_HDR,
@@ -486,8 +488,8 @@ static void sb_hexdump(struct sbuf *s, const char *label, const uint8_t *p,
  * would have written for this key, and the bytes around it.  scratch holds
  * at least vlen bytes. */
 static void val_report(struct sbuf *s, const char *problem, const uint8_t *v,
-		       size_t vlen, const char *key, size_t klen,
-		       uint64_t seed, uint8_t *scratch)
+		       size_t vlen, const char *key, size_t klen, uint64_t seed,
+		       uint8_t *scratch)
 {
 	uint64_t khash = fnv1a64(key, klen);
 	struct val_hdr h = { 0 };
@@ -500,16 +502,22 @@ static void val_report(struct sbuf *s, const char *problem, const uint8_t *v,
 		  vlen, h.len);
 	sb_printf(s, "  magic     expected 0x%08x found 0x%08" PRIx32 "\n",
 		  VAL_MAGIC, h.magic);
-	sb_printf(s, "  key hash  expected 0x%016" PRIx64 " found 0x%016" PRIx64
-		  "%s\n", khash, h.khash,
+	sb_printf(s,
+		  "  key hash  expected 0x%016" PRIx64 " found 0x%016" PRIx64
+		  "%s\n",
+		  khash, h.khash,
 		  khash == h.khash ? "" : "  <- not this key's value");
-	sb_printf(s, "  writer    pid %" PRIu32 " thread %u seq %" PRIu64
-		  " via %s\n", h.pid, (unsigned)h.tid, h.seq,
+	sb_printf(s,
+		  "  writer    pid %" PRIu32 " thread %u seq %" PRIu64
+		  " via %s\n",
+		  h.pid, (unsigned)h.tid, h.seq,
 		  h.via < NVIAS ? via_names[h.via] : "(out of range)");
 	if (vlen < VAL_HDR)
 		return;
-	sb_printf(s, "  checksum  stored 0x%016" PRIx64
-		     " computed 0x%016" PRIx64 "\n", h.sum, val_sum(v, vlen));
+	sb_printf(s,
+		  "  checksum  stored 0x%016" PRIx64 " computed 0x%016" PRIx64
+		  "\n",
+		  h.sum, val_sum(v, vlen));
 
 	val_make(scratch, vlen, khash, seed, h.pid, h.tid, h.seq,
 		 h.via < NVIAS ? (enum val_via)h.via : VIA_SET);
@@ -527,10 +535,11 @@ static void val_report(struct sbuf *s, const char *problem, const uint8_t *v,
 	size_t nbad = 0;
 	for (size_t i = bad; i < vlen; i++)
 		nbad += scratch[i] != v[i];
-	sb_printf(s, "  first bad byte at offset %zu of %zu (%s): expected "
-		     "0x%02x found 0x%02x; %zu byte(s) differ in all\n",
-		  bad, vlen, bad < VAL_HDR ? "header" : "payload",
-		  scratch[bad], v[bad], nbad);
+	sb_printf(s,
+		  "  first bad byte at offset %zu of %zu (%s): expected "
+		  "0x%02x found 0x%02x; %zu byte(s) differ in all\n",
+		  bad, vlen, bad < VAL_HDR ? "header" : "payload", scratch[bad],
+		  v[bad], nbad);
 	size_t from = bad > 8 ? bad - 8 : 0;
 	size_t to = bad + 8 < vlen ? bad + 8 : vlen;
 	sb_hexdump(s, "expected", scratch, from, to);
@@ -545,10 +554,10 @@ struct worker {
 	const struct stress_cfg *cfg;
 	struct shared *sh;
 	struct slot *slot;
-	unsigned index;		/* slot number */
+	unsigned index; /* slot number */
 	uint32_t pid;
 	shmc *c;
-	int quit;		/* set when the worker could not start all its
+	int quit; /* set when the worker could not start all its
 				   threads: the others end at once */
 	pthread_mutex_t fail_lock; /* the first thread to fail reports */
 };
@@ -558,15 +567,16 @@ struct wthread {
 	pthread_t th;
 	uint16_t tid;
 	uint64_t rng;
-	uint64_t seq;		/* values written */
+	uint64_t seq; /* values written */
 	uint64_t nops;
-	uint64_t op_start;	/* clock_mono_ns() when the current operation began */
-	unsigned noted;		/* lock errors already described on stderr */
-	uint64_t ctr[NCTR];	/* not yet flushed to the slot */
-	uint64_t slowest;	/* SLOWEST() of its slowest operation */
-	enum stress_api api;	/* the call in progress */
-	uint8_t *wbuf, *rbuf;	/* max_value bytes each */
-	uint8_t *scratch;	/* for reports */
+	uint64_t
+		op_start; /* clock_mono_ns() when the current operation began */
+	unsigned noted;	  /* lock errors already described on stderr */
+	uint64_t ctr[NCTR];   /* not yet flushed to the slot */
+	uint64_t slowest;     /* SLOWEST() of its slowest operation */
+	enum stress_api api;  /* the call in progress */
+	uint8_t *wbuf, *rbuf; /* max_value bytes each */
+	uint8_t *scratch;     /* for reports */
 };
 
 static void wthread_flush(struct wthread *t)
@@ -581,9 +591,8 @@ static void wthread_flush(struct wthread *t)
 	}
 	uint64_t cur = __atomic_load_n(&s->slowest, __ATOMIC_RELAXED);
 	while (t->slowest > cur &&
-	       !__atomic_compare_exchange_n(&s->slowest, &cur, t->slowest,
-					    true, __ATOMIC_RELAXED,
-					    __ATOMIC_RELAXED))
+	       !__atomic_compare_exchange_n(&s->slowest, &cur, t->slowest, true,
+					    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
 		;
 }
 
@@ -606,8 +615,9 @@ __attribute__((noreturn)) static void wthread_fail(struct wthread *t,
 static void sb_who(struct sbuf *s, const struct wthread *t, const char *what)
 {
 	sb_printf(s, PROG ": %s\n", what);
-	sb_printf(s, "  where     worker %u (pid %" PRIu32 ") thread %u, %s, "
-		     "operation %" PRIu64 " of this thread\n",
+	sb_printf(s,
+		  "  where     worker %u (pid %" PRIu32 ") thread %u, %s, "
+		  "operation %" PRIu64 " of this thread\n",
 		  t->w->index, t->w->pid, (unsigned)t->tid, api_names[t->api],
 		  t->nops + 1);
 }
@@ -615,8 +625,7 @@ static void sb_who(struct sbuf *s, const struct wthread *t, const char *what)
 /* Sorts a return code that is neither 0 nor an expected miss: counts the
  * two that a dying lock holder makes legitimate (the operation then had
  * no effect) and ends the worker on any other. */
-static void wthread_rc(struct wthread *t, int rc, const char *key,
-		       size_t klen)
+static void wthread_rc(struct wthread *t, int rc, const char *key, size_t klen)
 {
 	struct sbuf s = { .n = 0 };
 
@@ -624,13 +633,15 @@ static void wthread_rc(struct wthread *t, int rc, const char *key,
 		t->ctr[rc == -ETIMEDOUT ? CTR_etimedout : CTR_euclean]++;
 		/* Rare and worth a look: say when, where and how long. */
 		if (t->noted++ < NOTE_MAX) {
-			sb_printf(&s, PROG ": note: worker %u (pid %" PRIu32
-				      ") thread %u: %s \"%.*s\": %s after "
-				      "%.1f ms\n", t->w->index, t->w->pid,
-				  (unsigned)t->tid, api_names[t->api],
-				  (int)klen, key,
+			sb_printf(&s,
+				  PROG ": note: worker %u (pid %" PRIu32
+				       ") thread %u: %s \"%.*s\": %s after "
+				       "%.1f ms\n",
+				  t->w->index, t->w->pid, (unsigned)t->tid,
+				  api_names[t->api], (int)klen, key,
 				  rc == -ETIMEDOUT ? "-ETIMEDOUT" : "-EUCLEAN",
-				  (double)(clock_mono_ns() - t->op_start) / 1e6);
+				  (double)(clock_mono_ns() - t->op_start) /
+					  1e6);
 			sb_flush_stderr(&s);
 		}
 		return;
@@ -699,8 +710,10 @@ static size_t wthread_value(struct wthread *t, const char *key, size_t klen,
 		size_t off = VAL_HDR + rng_below(&t->rng, len - VAL_HDR);
 		t->wbuf[off] ^= (uint8_t)(1 + rng_below(&t->rng, 255));
 		struct sbuf s = { .n = 0 };
-		sb_printf(&s, PROG ": inject-bad: key \"%.*s\" offset %zu of "
-			      "%zu\n", (int)klen, key, off, len);
+		sb_printf(&s,
+			  PROG ": inject-bad: key \"%.*s\" offset %zu of "
+			       "%zu\n",
+			  (int)klen, key, off, len);
 		sb_flush_stderr(&s);
 	}
 	return len;
@@ -780,9 +793,10 @@ static void op_get(struct wthread *t, const char *key, size_t klen)
 		    (uint64_t)exp > (uint64_t)time(NULL) + TTL_MAX + 5) {
 			struct sbuf s = { .n = 0 };
 			sb_who(&s, t, "UNEXPECTED EXPIRY");
-			sb_printf(&s, "  key       \"%.*s\"\n"
-				      "  expire_at %" PRIu32 ", now %lld, no "
-				      "TTL above %d s was set\n",
+			sb_printf(&s,
+				  "  key       \"%.*s\"\n"
+				  "  expire_at %" PRIu32 ", now %lld, no "
+				  "TTL above %d s was set\n",
 				  (int)klen, key, exp, (long long)time(NULL),
 				  TTL_MAX);
 			wthread_fail(t, &s, WORKER_ERROR);
@@ -852,9 +866,10 @@ static void op_set(struct wthread *t, const char *key, size_t klen)
 		struct sbuf s = { .n = 0 };
 		shmc_abort(c, &res);
 		sb_who(&s, t, "UNEXPECTED RESERVATION");
-		sb_printf(&s, "  key       \"%.*s\"\n  asked %zu bytes, got "
-			      "%zu + %zu\n", (int)klen, key, len, res.n1,
-			  res.n2);
+		sb_printf(&s,
+			  "  key       \"%.*s\"\n  asked %zu bytes, got "
+			  "%zu + %zu\n",
+			  (int)klen, key, len, res.n1, res.n2);
 		wthread_fail(t, &s, WORKER_ERROR);
 	}
 	memcpy(res.p1, t->wbuf, res.n1);
@@ -936,7 +951,7 @@ static void *wthread_main(void *arg)
 		if (__atomic_load_n(&sh->stop, __ATOMIC_RELAXED) ||
 		    __atomic_load_n(&t->w->quit, __ATOMIC_RELAXED) ||
 		    t0 > __atomic_load_n(&sh->deadline_ns, __ATOMIC_RELAXED) +
-				 STOP_GRACE_NS)
+				    STOP_GRACE_NS)
 			break;
 		size_t klen = key_make(t->w->cfg, wthread_key(t), key);
 		switch (wthread_op(t)) {
@@ -973,8 +988,11 @@ static enum worker_exit worker_main(const struct stress_cfg *cfg,
 				    struct shared *sh, unsigned index,
 				    uint64_t rng_seed)
 {
-	struct worker w = { .cfg = cfg, .sh = sh, .slot = &sh->slot[index],
-			    .index = index, .pid = (uint32_t)getpid() };
+	struct worker w = { .cfg = cfg,
+			    .sh = sh,
+			    .slot = &sh->slot[index],
+			    .index = index,
+			    .pid = (uint32_t)getpid() };
 	struct wthread *ts = calloc(cfg->threads, sizeof(*ts));
 	enum worker_exit ret = WORKER_OK;
 	unsigned started = 0;
@@ -1007,8 +1025,8 @@ static enum worker_exit worker_main(const struct stress_cfg *cfg,
 		}
 		if ((rc = pthread_create(&t->th, NULL, wthread_main, t))) {
 			fprintf(stderr,
-				PROG ": worker %u: pthread_create: %s\n",
-				index, strerror(rc));
+				PROG ": worker %u: pthread_create: %s\n", index,
+				strerror(rc));
 			ret = WORKER_SETUP;
 			break;
 		}
@@ -1042,8 +1060,8 @@ static void on_interrupt(int sig)
 }
 
 struct proc {
-	pid_t pid;	/* 0: not running */
-	bool killed;	/* we sent it SIGKILL (chaos or the final reap) */
+	pid_t pid;   /* 0: not running */
+	bool killed; /* we sent it SIGKILL (chaos or the final reap) */
 };
 
 struct run {
@@ -1053,15 +1071,14 @@ struct run {
 	struct proc *procs;
 	uint64_t rng;
 	uint64_t starts, kills;
-	uint64_t bad_exits;   /* workers that reported a bad value */
-	uint64_t unexpected;  /* worker failures other than bad values */
+	uint64_t bad_exits;  /* workers that reported a bad value */
+	uint64_t unexpected; /* worker failures other than bad values */
 	bool stopping;
-	char why[256];	      /* the first failure, for the summary */
+	char why[256]; /* the first failure, for the summary */
 };
 
 __attribute__((format(printf, 2, 3))) static void run_fail(struct run *r,
-							  const char *fmt,
-							  ...)
+							   const char *fmt, ...)
 {
 	va_list ap;
 
@@ -1115,8 +1132,10 @@ static void run_reaped(struct run *r, pid_t pid, int status)
 			int rc = run_spawn(r, i);
 			if (rc) {
 				r->unexpected++;
-				run_fail(r, "cannot fork a replacement "
-					    "worker: %s", strerror(-rc));
+				run_fail(r,
+					 "cannot fork a replacement "
+					 "worker: %s",
+					 strerror(-rc));
 			}
 		}
 		return;
@@ -1126,25 +1145,32 @@ static void run_reaped(struct run *r, pid_t pid, int status)
 		case WORKER_OK:
 			if (!r->stopping) {
 				r->unexpected++;
-				run_fail(r, "worker %u (pid %d) stopped "
-					    "before the end", i, (int)pid);
+				run_fail(r,
+					 "worker %u (pid %d) stopped "
+					 "before the end",
+					 i, (int)pid);
 			}
 			return;
 		case WORKER_BAD_VALUE:
 			r->bad_exits++;
-			run_fail(r, "worker %u (pid %d) found a bad value "
-				    "(report above)", i, (int)pid);
+			run_fail(r,
+				 "worker %u (pid %d) found a bad value "
+				 "(report above)",
+				 i, (int)pid);
 			return;
 		case WORKER_ERROR:
 			r->unexpected++;
-			run_fail(r, "worker %u (pid %d) got an unexpected "
-				    "error (report above)", i, (int)pid);
+			run_fail(r,
+				 "worker %u (pid %d) got an unexpected "
+				 "error (report above)",
+				 i, (int)pid);
 			return;
 		default:
 			r->unexpected++;
-			run_fail(r, "worker %u (pid %d) could not start or "
-				    "exited with status %d", i, (int)pid,
-				 WEXITSTATUS(status));
+			run_fail(r,
+				 "worker %u (pid %d) could not start or "
+				 "exited with status %d",
+				 i, (int)pid, WEXITSTATUS(status));
 			return;
 		}
 	}
@@ -1224,8 +1250,8 @@ static void run_workers(struct run *r, double *elapsed_s)
 			if (run_ops(r) >= cfg->min_ops)
 				break;
 			/* --min-ops: on, 100 ms at a time. */
-			__atomic_store_n(&r->sh->deadline_ns, now + 100000000ull,
-					 __ATOMIC_RELAXED);
+			__atomic_store_n(&r->sh->deadline_ns,
+					 now + 100000000ull, __ATOMIC_RELAXED);
 		}
 		run_reap_nohang(r);
 		if (cfg->chaos && now >= next_kill) {
@@ -1255,9 +1281,10 @@ static void run_workers(struct run *r, double *elapsed_s)
 			continue;
 		if (!r->procs[i].killed) {
 			r->unexpected++;
-			run_fail(r, "worker %u (pid %d) did not stop within "
-				    "%d ms (hung in the library?)", i,
-				 (int)r->procs[i].pid, REAP_TIMEOUT_MS);
+			run_fail(r,
+				 "worker %u (pid %d) did not stop within "
+				 "%d ms (hung in the library?)",
+				 i, (int)r->procs[i].pid, REAP_TIMEOUT_MS);
 		}
 		r->procs[i].killed = true;
 		kill(r->procs[i].pid, SIGKILL);
@@ -1277,11 +1304,11 @@ static void run_workers(struct run *r, double *elapsed_s)
 
 struct summary {
 	uint64_t ctr[NCTR];
-	uint64_t slowest;	/* SLOWEST() over all workers */
+	uint64_t slowest; /* SLOWEST() over all workers */
 	double elapsed_s;
 	uint64_t kills, starts, unexpected;
 	uint64_t repairs, evictions; /* the cache's counters over the run */
-	int check_rc;	/* 0, or why check could not run */
+	int check_rc;		     /* 0, or why check could not run */
 	uint32_t check_segments, check_bad;
 	bool ok;
 	const char *why;
@@ -1295,18 +1322,18 @@ struct summary {
  * for every client of the daemon: repairs are segment resets, after a
  * holder died mid-write (chaos) or after damage was found. */
 #define N_ "%" PRIu64
-#define SUMMARY_EXTRA(X)                                                    \
-	X(elapsed_s, "%.3f", "%.3f", s->elapsed_s)                          \
-	X(ops_per_s, "%.0f", "%.0f",                                        \
-	  s->elapsed_s > 0 ? (double)s->ctr[CTR_ops] / s->elapsed_s : 0.0)  \
-	X(max_op_ms, "%.3f", "%.3f", (double)SLOWEST_NS(s->slowest) / 1e6)  \
-	X(max_op_call, "%s", "\"%s\"", api_names[SLOWEST_API(s->slowest)])  \
-	X(kills, N_, N_, s->kills)                                          \
-	X(cache_repairs, N_, N_, s->repairs)                                \
-	X(cache_evictions, N_, N_, s->evictions)                            \
-	X(workers_started, N_, N_, s->starts)                               \
-	X(unexpected_errors, N_, N_, s->unexpected)                         \
-	X(check_segments, "%" PRIu32, "%" PRIu32, s->check_segments)        \
+#define SUMMARY_EXTRA(X)                                                       \
+	X(elapsed_s, "%.3f", "%.3f", s->elapsed_s)                             \
+	X(ops_per_s, "%.0f", "%.0f",                                           \
+	  s->elapsed_s > 0 ? (double)s->ctr[CTR_ops] / s->elapsed_s : 0.0)     \
+	X(max_op_ms, "%.3f", "%.3f", (double)SLOWEST_NS(s->slowest) / 1e6)     \
+	X(max_op_call, "%s", "\"%s\"", api_names[SLOWEST_API(s->slowest)])     \
+	X(kills, N_, N_, s->kills)                                             \
+	X(cache_repairs, N_, N_, s->repairs)                                   \
+	X(cache_evictions, N_, N_, s->evictions)                               \
+	X(workers_started, N_, N_, s->starts)                                  \
+	X(unexpected_errors, N_, N_, s->unexpected)                            \
+	X(check_segments, "%" PRIu32, "%" PRIu32, s->check_segments)           \
 	X(check_bad, "%" PRIu32, "%" PRIu32, s->check_bad)
 
 static void print_json_str(const char *str)
@@ -1323,8 +1350,7 @@ static void print_json_str(const char *str)
 	putchar('"');
 }
 
-static void print_summary(const struct stress_cfg *cfg,
-			  const struct summary *s)
+static void print_summary(const struct stress_cfg *cfg, const struct summary *s)
 {
 	if (cfg->json) {
 		printf("{\"procs\": %u, \"threads\": %u, \"duration_s\": %g, "
@@ -1353,8 +1379,9 @@ static void print_summary(const struct stress_cfg *cfg,
 		return;
 	}
 	printf(PROG ": %u procs x %u threads, %g s, %" PRIu32 " keys, values "
-	       "%zu..%zu bytes, mix ", cfg->procs, cfg->threads,
-	       cfg->duration_s, cfg->keys, (size_t)VAL_HDR, cfg->max_value);
+		    "%zu..%zu bytes, mix ",
+	       cfg->procs, cfg->threads, cfg->duration_s, cfg->keys,
+	       (size_t)VAL_HDR, cfg->max_value);
 	for (int i = 0, first = 1; i < NOPS; i++) {
 		if (!cfg->mix[i])
 			continue;
@@ -1469,22 +1496,25 @@ static const unsigned mix_defaults[NOPS] = {
 
 /* Fills cfg from the command line; STRESS_OK, or an exit status for main
  * (usage printed).  *help is set for --help. */
-static int parse_args(int argc, char **argv, struct stress_cfg *cfg,
-		      bool *help)
+static int parse_args(int argc, char **argv, struct stress_cfg *cfg, bool *help)
 {
 	struct option longopts[NOPTS + 1];
 	bool seed_set = false;
 
 	for (int i = 0; i < NOPTS; i++)
-		longopts[i] = (struct option){
-			opt_descs[i].name,
-			opt_descs[i].meta ? required_argument : no_argument,
-			NULL, OPT_VAL_BASE + i };
+		longopts[i] = (struct option){ opt_descs[i].name,
+					       opt_descs[i].meta
+						       ? required_argument
+						       : no_argument,
+					       NULL, OPT_VAL_BASE + i };
 	longopts[NOPTS] = (struct option){ 0 };
 
-	*cfg = (struct stress_cfg){ .procs = 4, .threads = 2,
-				    .duration_s = 10, .keys = 10000,
-				    .max_value = 32768, .chaos_ms = 300 };
+	*cfg = (struct stress_cfg){ .procs = 4,
+				    .threads = 2,
+				    .duration_s = 10,
+				    .keys = 10000,
+				    .max_value = 32768,
+				    .chaos_ms = 300 };
 	for (int op = 0; op < NOPS; op++) {
 		cfg->mix[op] = mix_defaults[op];
 		cfg->mix_total += mix_defaults[op];
@@ -1569,8 +1599,10 @@ static int parse_args(int argc, char **argv, struct stress_cfg *cfg,
 			cfg->inject_bad = true;
 			break;
 		default:
-			fprintf(stderr, PROG ": unknown option or missing "
-					"argument: %s\n", argv[optind - 1]);
+			fprintf(stderr,
+				PROG ": unknown option or missing "
+				     "argument: %s\n",
+				argv[optind - 1]);
 			usage(stderr);
 			return STRESS_USAGE;
 		}
@@ -1631,15 +1663,18 @@ int main(int argc, char **argv)
 	shmc_stat(c, &before);
 	shmc_close(c);
 	if (max_item < VAL_HDR + KEY_MAX) {
-		fprintf(stderr, PROG ": the cache's largest item (%zu bytes) "
-				"is too small for this test\n", max_item);
+		fprintf(stderr,
+			PROG ": the cache's largest item (%zu bytes) "
+			     "is too small for this test\n",
+			max_item);
 		return STRESS_FAILED;
 	}
 	if (cfg.max_value > max_item - KEY_MAX) {
-		fprintf(stderr, PROG ": note: --max-value lowered from %zu "
-				"to %zu (largest item %zu minus the longest "
-				"key)\n", cfg.max_value, max_item - KEY_MAX,
-			max_item);
+		fprintf(stderr,
+			PROG ": note: --max-value lowered from %zu "
+			     "to %zu (largest item %zu minus the longest "
+			     "key)\n",
+			cfg.max_value, max_item - KEY_MAX, max_item);
 		cfg.max_value = max_item - KEY_MAX;
 	}
 
@@ -1677,7 +1712,7 @@ int main(int argc, char **argv)
 
 	if (cfg.pause_before_check) {
 		fprintf(stderr, PROG ": workers stopped; waiting for a line "
-				"on stdin before the check\n");
+				     "on stdin before the check\n");
 		fflush(stderr);
 		int ch;
 		while ((ch = getchar()) != EOF && ch != '\n')
@@ -1699,8 +1734,9 @@ int main(int argc, char **argv)
 		run_fail(&r, "the integrity check could not run: %s",
 			 shmc_strerror(s.check_rc));
 	else if (s.check_bad)
-		run_fail(&r, "the integrity check found %" PRIu32
-			     " bad segments", s.check_bad);
+		run_fail(&r,
+			 "the integrity check found %" PRIu32 " bad segments",
+			 s.check_bad);
 	if (s.ctr[CTR_bad])
 		run_fail(&r, "%" PRIu64 " bad values", s.ctr[CTR_bad]);
 

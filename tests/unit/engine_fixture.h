@@ -65,9 +65,8 @@ static inline int get_kv(struct eng *e, const char *prefix, uint32_t i,
 
 /* Finds n key numbers i whose keys "<prefix><i>" fall in one index bucket
  * of segment 0 (the region has one segment). */
-static inline void find_bucket_mates(const struct eng *e,
-				     const char *prefix, uint32_t n,
-				     uint32_t *out)
+static inline void find_bucket_mates(const struct eng *e, const char *prefix,
+				     uint32_t n, uint32_t *out)
 {
 	uint64_t (*volatile hash)(const void *, size_t) = hash_key;
 	uint32_t found = 0, want = 0;
@@ -128,6 +127,7 @@ static inline void mates_find(struct eng *e, struct mates *t)
 }
 
 /* A case with a struct tu_region in its state, freed even on failure. */
-#define T(f) cmocka_unit_test_setup_teardown(f, tu_region_setup, tu_region_teardown)
+#define T(f)                                                                   \
+	cmocka_unit_test_setup_teardown(f, tu_region_setup, tu_region_teardown)
 
 #endif

@@ -28,7 +28,8 @@ static inline int snap_scan_image(struct snap_scan *s, const uint8_t *img,
 	while (s->next) {
 		size_t size;
 		struct snap_block blk;
-		int rc = snap_scan_peek(s, img + s->off, len - s->off, &size, err);
+		int rc = snap_scan_peek(s, img + s->off, len - s->off, &size,
+					err);
 
 		if (rc)
 			return rc;

@@ -78,9 +78,10 @@ static void test_clients_start_time_decides(void **state)
 	assert_true(me != 0 && !(me & CLIENT_FOREIGN_NS));
 	assert_int_equal(clients_judge(pid, me), CLIENTS_ALIVE);
 	assert_int_equal(clients_judge(pid, me + 1), CLIENTS_DEAD); /* reused */
-	assert_int_equal(clients_judge(pid, 0), CLIENTS_DEAD);	    /* missing */
+	assert_int_equal(clients_judge(pid, 0), CLIENTS_DEAD); /* missing */
 	/* Not judgeable (a namespace the daemon cannot see): unknown. */
-	assert_int_equal(clients_judge(pid, CLIENT_FOREIGN_NS), CLIENTS_UNKNOWN);
+	assert_int_equal(clients_judge(pid, CLIENT_FOREIGN_NS),
+			 CLIENTS_UNKNOWN);
 	assert_int_equal(clients_judge(0, CLIENT_FOREIGN_NS), CLIENTS_UNKNOWN);
 }
 
@@ -171,7 +172,8 @@ static void test_clients_waiter_defers_to_the_owner(void **state)
 	assert_int_equal(waitpid(gone, NULL, 0), gone);
 	struct client_slot *t =
 		(struct client_slot *)(r->base + LAYOUT_REGION_HDR_SIZE);
-	t[3] = (struct client_slot){ .id = 7, .pid = (uint32_t)gone,
+	t[3] = (struct client_slot){ .id = 7,
+				     .pid = (uint32_t)gone,
 				     .start = 1234 };
 	struct clients_view v = { &r->e, fd };
 
@@ -185,7 +187,8 @@ static void test_clients_waiter_defers_to_the_owner(void **state)
 	assert_false(clients_alive(&v, 7));
 	assert_false(clients_alive(&v, 99));
 	/* A second slot for 7 that is alive outweighs the forged one. */
-	t[9] = (struct client_slot){ .id = 7, .pid = (uint32_t)getpid(),
+	t[9] = (struct client_slot){ .id = 7,
+				     .pid = (uint32_t)getpid(),
 				     .start = clients_start_word(getpid()) };
 	assert_true(clients_alive(&v, 7));
 	close(fd);

@@ -86,21 +86,19 @@ static unsigned count_char(const char *s, char ch)
 
 /* Asserts r failed with exactly one line on err, starting "shmcached: "
  * and containing each of the NULL-terminated words, nothing on out. */
-static void assert_one_line_error(const struct run *r,
-				  const char *const *words)
+static void assert_one_line_error(const struct run *r, const char *const *words)
 {
 	if (r->res != CONFIG_ERROR)
 		fail_msg("result %d, want CONFIG_ERROR (err: %s)", r->res,
 			 r->err);
 	assert_non_null(r->err);
-	if (count_char(r->err, '\n') != 1 ||
-	    r->err[strlen(r->err) - 1] != '\n')
+	if (count_char(r->err, '\n') != 1 || r->err[strlen(r->err) - 1] != '\n')
 		fail_msg("want exactly one line, got: \"%s\"", r->err);
 	assert_true(strncmp(r->err, "shmcached: ", 11) == 0);
 	for (; *words; words++)
 		if (!strstr(r->err, *words))
-			fail_msg("error \"%s\" does not contain \"%s\"",
-				 r->err, *words);
+			fail_msg("error \"%s\" does not contain \"%s\"", r->err,
+				 *words);
 	assert_string_equal(r->out, "");
 }
 
@@ -388,8 +386,8 @@ static void test_config_log_levels(void **state)
 		const char *s;
 		int level;
 	} cases[] = {
-		{ "error", 0 }, { "warn", 1 }, { "warning", 1 }, { "info", 2 },
-		{ "debug", 3 }, { "DEBUG", 3 }, { "0", 0 },	 { "3", 3 },
+		{ "error", 0 }, { "warn", 1 },	{ "warning", 1 }, { "info", 2 },
+		{ "debug", 3 }, { "DEBUG", 3 }, { "0", 0 },	  { "3", 3 },
 	};
 
 	(void)state;
@@ -414,8 +412,8 @@ static void test_config_name_gets_leading_slash(void **state)
 	assert_string_equal(c.name, "/cache-a");
 	run_free(&r);
 
-	static const char *const bad[] = { "", "/", "/a/b", "a/b", "/.",
-					   "..", "cache/" };
+	static const char *const bad[] = { "",	 "/",  "/a/b",	"a/b",
+					   "/.", "..", "cache/" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		r = PARSE(&c, "--name", bad[i]);
 		ASSERT_ERROR(&r, "--name");
@@ -496,8 +494,8 @@ static void test_config_allow_lists(void **state)
 	(void)state;
 	/* By name or number; a repeat is not stored twice. */
 	r = PARSE(&c, "--allow-user", "root", "--allow-user=12345",
-		  "--allow-user", "0", "--allow-group=root",
-		  "--allow-group", "777");
+		  "--allow-user", "0", "--allow-group=root", "--allow-group",
+		  "777");
 	assert_int_equal(r.res, CONFIG_OK);
 	assert_int_equal(c.n_allow_users, 2);
 	assert_int_equal(c.allow_users[0], 0);
@@ -525,8 +523,7 @@ static void test_config_allow_lists(void **state)
 
 	/* 32 entries fit, the 33rd is refused. */
 	for (int i = 0; i < 33; i++) {
-		snprintf(nums[i], sizeof(nums[i]), "--allow-user=%d",
-			 1000 + i);
+		snprintf(nums[i], sizeof(nums[i]), "--allow-user=%d", 1000 + i);
 		args[i] = nums[i];
 	}
 	args[32] = NULL;
@@ -676,7 +673,8 @@ static void test_config_file_applied_and_overridden(void **state)
 	assert_int_equal(c.avg_item, 1024);    /* from the file */
 	run_free(&r);
 
-	r = PARSE(&c, "--config=" "/dev/null");
+	r = PARSE(&c, "--config="
+		      "/dev/null");
 	assert_int_equal(r.res, CONFIG_OK);
 	run_free(&r);
 
@@ -693,9 +691,11 @@ static void test_config_file_errors_name_the_line(void **state)
 		const char *line; /* ":N" expected after the path */
 		const char *words[3];
 	} cases[] = {
-		{ "memory = 2M\n\n# c\nmemroy = 3M\n", ":4: ",
+		{ "memory = 2M\n\n# c\nmemroy = 3M\n",
+		  ":4: ",
 		  { "unknown key 'memroy'", NULL } },
-		{ "segments = 4\nmemory = abc\n", ":2: ",
+		{ "segments = 4\nmemory = abc\n",
+		  ":2: ",
 		  { "memory", "'abc'", NULL } },
 		{ "memory\n", ":1: ", { "memory", "missing value", NULL } },
 		{ "x\n", ":1: ", { "unknown key 'x'", NULL } },
@@ -704,11 +704,14 @@ static void test_config_file_errors_name_the_line(void **state)
 		{ "help\n", ":1: ", { "help", NULL } },
 		{ "--memory = 1G\n", ":1: ", { "unknown key", NULL } },
 		{ "\n\nsegments = 3\n", ":3: ", { "segments", "'3'", NULL } },
-		{ "foreground = sometimes\n", ":1: ",
+		{ "foreground = sometimes\n",
+		  ":1: ",
 		  { "foreground", "'sometimes'", NULL } },
-		{ "allow-user = no-such-user-shmc\n", ":1: ",
+		{ "allow-user = no-such-user-shmc\n",
+		  ":1: ",
 		  { "allow-user", NULL } },
-		{ "log-level = loud\n", ":1: ",
+		{ "log-level = loud\n",
+		  ":1: ",
 		  { "log-level", "'loud'", NULL } },
 		{ "memory = \n", ":1: ", { "memory", NULL } },
 	};
@@ -792,13 +795,13 @@ static void test_config_file_unreadable(void **state)
 static void test_config_help(void **state)
 {
 	static const char *const names[] = {
-		"--memory",	 "--segments",	   "--avg-item",
-		"--socket",	 "--name",	   "--allow-user",
-		"--allow-group", "--snapshot",	   "--foreground",
-		"--log-level",	 "--log-file",	   "--reset",
-		"--unlink-on-exit", "--hugepages", "--prefault",
-		"--epoll",	 "--max-clients",  "--lock-timeout",
-		"--config",	 "--help",	   "--version",
+		"--memory",	    "--segments",    "--avg-item",
+		"--socket",	    "--name",	     "--allow-user",
+		"--allow-group",    "--snapshot",    "--foreground",
+		"--log-level",	    "--log-file",    "--reset",
+		"--unlink-on-exit", "--hugepages",   "--prefault",
+		"--epoll",	    "--max-clients", "--lock-timeout",
+		"--config",	    "--help",	     "--version",
 	};
 	struct config c, d;
 	struct run r;
@@ -807,8 +810,8 @@ static void test_config_help(void **state)
 	config_defaults(&c);
 	d = c;
 	/* --help wins over a bad value and a missing config file. */
-	r = parse_argv(&c, ARGS("--memory=abc", "--config=/nonexistent",
-				"--help"));
+	r = parse_argv(&c,
+		       ARGS("--memory=abc", "--config=/nonexistent", "--help"));
 	assert_int_equal(r.res, CONFIG_EXIT_OK);
 	assert_string_equal(r.err, "");
 	assert_memory_equal(&c, &d, sizeof(c));
@@ -998,7 +1001,7 @@ static void test_config_hostile_inputs(void **state)
 	static const char *const empties[] = {
 		"--memory=",	   "--segments=",  "--avg-item=",
 		"--socket=",	   "--name=",	   "--allow-user=",
-		"--allow-group=", "--log-level=", "--max-clients=",
+		"--allow-group=",  "--log-level=", "--max-clients=",
 		"--lock-timeout=", "--config=",	   "--foreground=",
 	};
 	for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {

@@ -33,15 +33,34 @@ static void test_engine_attach_uses_copy_of_damaged_geometry(void **state)
 
 		for (int both = 0; both < 2; both++) {
 			switch (which) {
-			case 0: h->nseg = 8; h->seg_bits = 3; break;
-			case 1: h->seg_stride += 64; break;
-			case 2: h->ring_size += 64; break;
-			case 3: h->max_kv *= 2; break;
-			case 4: h->off_ring -= 64; break;
-			case 5: h->nrec += 1; break;
-			case 6: h->geom_sum ^= 1; break;
-			case 7: h->format ^= 1; break;
-			case 8: h->magic ^= 0x100; break;
+			case 0:
+				h->nseg = 8;
+				h->seg_bits = 3;
+				break;
+			case 1:
+				h->seg_stride += 64;
+				break;
+			case 2:
+				h->ring_size += 64;
+				break;
+			case 3:
+				h->max_kv *= 2;
+				break;
+			case 4:
+				h->off_ring -= 64;
+				break;
+			case 5:
+				h->nrec += 1;
+				break;
+			case 6:
+				h->geom_sum ^= 1;
+				break;
+			case 7:
+				h->format ^= 1;
+				break;
+			case 8:
+				h->magic ^= 0x100;
+				break;
 			}
 			if (both)
 				memcpy(h->geom_copy, h, LAYOUT_GEOM_SIZE);
@@ -133,7 +152,8 @@ static void test_engine_hdr_check_repairs_geometry(void **state)
 /* A bucket that names another chain's head entry (a live entry, with a
  * record that points back at it) is caught: the get refuses with
  * -EUCLEAN, never returns the other key's value, and the segment is reset. */
-static void test_engine_swapped_bucket_is_euclean_not_a_wrong_value(void **state)
+static void
+test_engine_swapped_bucket_is_euclean_not_a_wrong_value(void **state)
 {
 	struct tu_region *r = *state;
 	struct eng_config cfg = { .nseg = 1 };
@@ -259,7 +279,8 @@ static void test_engine_forged_header_needs_its_check(void **state)
 		memcpy(val + sizeof(fh), t.key0, t.klen0);
 		memcpy(val + sizeof(fh) + t.klen0, wrong, sizeof(wrong));
 		mates_set(e, &t, LEN, val);
-		buckets[t.b] = t.off[0] + ENTRY_HDR_SIZE + (uint32_t)t.klen0 + 1;
+		buckets[t.b] = t.off[0] + ENTRY_HDR_SIZE + (uint32_t)t.klen0 +
+			       1;
 		int rc = eng_get(e, t.key0, t.klen0, buf, sizeof(buf), &got,
 				 NULL);
 		if (rc == 0) {
@@ -300,7 +321,8 @@ static void test_engine_check_finds_bad_entry_check(void **state)
 		mates_set(e, &t, LEN, NULL);
 		dead_at = tu_seg_hdr(e, 0)->head;
 		set_kv(e, "mt", 999999, 1, LEN, 0);
-		set_kv(e, "mt", 999999, 2, 4 * LEN, 0); /* grows: dead_at dies */
+		set_kv(e, "mt", 999999, 2, 4 * LEN,
+		       0); /* grows: dead_at dies */
 		tu_assert_all_clean(e);
 		off = c < 2 ? t.off[0] : dead_at;
 		if (c % 2 == 0)
@@ -360,22 +382,22 @@ static void test_engine_check_healthy_segments_clean(void **state)
 }
 
 enum corruption {
-	CORRUPT_RING,	     /* the whole data ring scribbled */
-	CORRUPT_BUCKETS,     /* the whole bucket array scribbled */
-	CORRUPT_RECS,	     /* every pool record scribbled */
-	CORRUPT_REC_OFFSETS, /* every record points 7 bytes further on */
-	CORRUPT_FREE_RING,   /* the free-slot ring scribbled */
-	CORRUPT_ENTRY_VLEN,  /* oldest entry claims a huge value */
-	CORRUPT_ENTRY_KLEN,  /* oldest entry claims an empty key */
-	CORRUPT_HEAD,	     /* ring head and fill out of range */
-	CORRUPT_BUCKET_SWAP, /* two buckets exchange their head entries */
+	CORRUPT_RING,	      /* the whole data ring scribbled */
+	CORRUPT_BUCKETS,      /* the whole bucket array scribbled */
+	CORRUPT_RECS,	      /* every pool record scribbled */
+	CORRUPT_REC_OFFSETS,  /* every record points 7 bytes further on */
+	CORRUPT_FREE_RING,    /* the free-slot ring scribbled */
+	CORRUPT_ENTRY_VLEN,   /* oldest entry claims a huge value */
+	CORRUPT_ENTRY_KLEN,   /* oldest entry claims an empty key */
+	CORRUPT_HEAD,	      /* ring head and fill out of range */
+	CORRUPT_BUCKET_SWAP,  /* two buckets exchange their head entries */
 	CORRUPT_BUCKET_SHIFT, /* every bucket names an offset 16 B on */
 	CORRUPT_N
 };
 
 static const char *const corruption_names[CORRUPT_N] = {
-	"ring",	     "buckets",	   "records", "record offsets",
-	"free ring", "entry vlen", "entry klen", "ring head",
+	"ring",	       "buckets",      "records",    "record offsets",
+	"free ring",   "entry vlen",   "entry klen", "ring head",
 	"bucket swap", "bucket shift",
 };
 
@@ -421,9 +443,8 @@ static void corrupt(struct eng *e, uint32_t seg, enum corruption c)
 		break;
 	case CORRUPT_ENTRY_VLEN:
 		v = 0x7fffff00u;
-		ring_write(e, seg,
-			   tail + offsetof(struct entry_hdr, vlen_use), &v,
-			   sizeof(v));
+		ring_write(e, seg, tail + offsetof(struct entry_hdr, vlen_use),
+			   &v, sizeof(v));
 		break;
 	case CORRUPT_ENTRY_KLEN:
 		k = 0;
@@ -719,7 +740,8 @@ static void test_engine_checksum_mode_catches_damaged_values(void **state)
 
 	for (int mode = 0; mode < 2; mode++) {
 		struct eng_config cfg = { .nseg = 1,
-					  .flags = mode ? REGION_F_CHECKSUM : 0 };
+					  .flags = mode ? REGION_F_CHECKSUM
+							: 0 };
 		struct eng *e = &r->e;
 		size_t got;
 

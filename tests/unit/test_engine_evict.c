@@ -86,7 +86,8 @@ static void test_engine_full_segment_evicts_cold_keeps_hot(void **state)
 
 	tu_region_open(r, 256 * 1024, &cfg);
 	e = &r->e;
-	ncold = 5 * e->g.ring_size / COLD_LEN; /* turns the ring over 4+ times */
+	ncold = 5 * e->g.ring_size /
+		COLD_LEN; /* turns the ring over 4+ times */
 
 	/* Hot keys are spread among the first cold ones, then all of them
 	 * are read after every 16 cold writes: each read must hit. */
@@ -150,8 +151,8 @@ static uint32_t read_keys_left_after_scan(struct tu_region *r, uint32_t turns,
 
 		/* peek: counting the reads here would change nothing, but
 		 * the check should not be an access. */
-		left += eng_peek(e, key, klen, buf, sizeof(buf), &vlen,
-				 NULL) == 0;
+		left += eng_peek(e, key, klen, buf, sizeof(buf), &vlen, NULL) ==
+			0;
 		klen = tu_key(key, sizeof(key), "unread", i);
 		*unread_left += eng_peek(e, key, klen, buf, sizeof(buf), &vlen,
 					 NULL) == 0;
@@ -233,8 +234,7 @@ static void test_engine_ring_wraparound_values_intact(void **state)
 		assert_rc(eng_iter(e, 0, 1, count_straddled, &c), 0);
 		straddled += c.straddled;
 	}
-	print_message("%" PRIu32 " sets, %" PRIu32
-		      " straddling entries seen\n",
+	print_message("%" PRIu32 " sets, %" PRIu32 " straddling entries seen\n",
 		      n, straddled);
 	assert_true(straddled > 0); /* the test did what it says */
 	tu_assert_all_clean(e);

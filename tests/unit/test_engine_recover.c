@@ -265,15 +265,16 @@ static void test_engine_alive_fn_dead_holder_taken_over(void **state)
 	eng_set_alive_fn(e, alive_says_dead, &a);
 	t0 = clock_mono_ms();
 	rc = eng_set(e, key, klen, "new", 3, 0);
-	assert_true(clock_mono_ms() - t0 < 30000); /* taken over, not waited out */
+	assert_true(clock_mono_ms() - t0 <
+		    30000); /* taken over, not waited out */
 	if (rc != 0 && rc != -EUCLEAN)
 		fail_msg("set on a dead holder's segment = %d (%s)", rc,
 			 strerror(-rc));
 	assert_true(a.calls > 0);
 	assert_int_equal(a.last_id, DEAD_ID);
-	assert_int_equal(
-		__atomic_load_n(&tu_seg_hdr(e, seg)->lock, __ATOMIC_ACQUIRE),
-		0);
+	assert_int_equal(__atomic_load_n(&tu_seg_hdr(e, seg)->lock,
+					 __ATOMIC_ACQUIRE),
+			 0);
 
 	/* The half-written segment was reset: the old entry is gone. */
 	tu_assert_miss(e, old, oklen);

@@ -124,25 +124,25 @@ static void test_engine_chain_head_and_followers_survive(void **state)
 	for (int i = 2; i >= 0; i--)
 		set_kv(e, "bk", m[i], 1, LEN, 0);
 
-	/* Reads every key in the chain (each read is a use), checks the
+		/* Reads every key in the chain (each read is a use), checks the
 	 * ones deleted miss, and checks the segment. */
-#define CHECK_CHAIN()                                                       \
-	do {                                                                \
-		for (int i_ = 0; i_ < N; i_++)                              \
-			assert_rc(get_kv(e, "bk", m[i_], ver[i_], len[i_]), \
-				  in[i_] ? 0 : -ENOENT);                    \
-		tu_assert_all_clean(e);                                     \
+#define CHECK_CHAIN()                                                          \
+	do {                                                                   \
+		for (int i_ = 0; i_ < N; i_++)                                 \
+			assert_rc(get_kv(e, "bk", m[i_], ver[i_], len[i_]),    \
+				  in[i_] ? 0 : -ENOENT);                       \
+		tu_assert_all_clean(e);                                        \
 	} while (0)
-	/* Turns the ring over twice with one-off keys, reading the chain
+		/* Turns the ring over twice with one-off keys, reading the chain
 	 * between writes so that its entries are moved, not dropped. */
-#define SCAN(from)                                                          \
-	do {                                                                \
-		uint32_t n_ = 2 * e->g.ring_size / SCAN_LEN;                \
-		for (uint32_t j_ = 0; j_ < n_; j_++) {                      \
-			set_kv(e, "scan", (from) + j_, 1, SCAN_LEN, 0);     \
-			if (j_ % 64 == 0)                                   \
-				CHECK_CHAIN();                              \
-		}                                                           \
+#define SCAN(from)                                                             \
+	do {                                                                   \
+		uint32_t n_ = 2 * e->g.ring_size / SCAN_LEN;                   \
+		for (uint32_t j_ = 0; j_ < n_; j_++) {                         \
+			set_kv(e, "scan", (from) + j_, 1, SCAN_LEN, 0);        \
+			if (j_ % 64 == 0)                                      \
+				CHECK_CHAIN();                                 \
+		}                                                              \
 	} while (0)
 
 	CHECK_CHAIN();

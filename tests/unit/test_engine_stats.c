@@ -12,12 +12,12 @@
 struct iter_seen {
 	struct eng *e;
 	uint32_t count;
-	uint32_t seen[ITER_N];	   /* times each key number was seen */
-	uint32_t expire[ITER_N];   /* the expiry each was seen with */
-	int64_t last_in_seg[64];   /* last key number seen per segment */
-	uint32_t bad;		   /* items that failed a check */
-	uint32_t straddled;	   /* items split at the ring's end */
-	uint32_t stop_after;	   /* return 7 after this many; 0 = never */
+	uint32_t seen[ITER_N];	 /* times each key number was seen */
+	uint32_t expire[ITER_N]; /* the expiry each was seen with */
+	int64_t last_in_seg[64]; /* last key number seen per segment */
+	uint32_t bad;		 /* items that failed a check */
+	uint32_t straddled;	 /* items split at the ring's end */
+	uint32_t stop_after;	 /* return 7 after this many; 0 = never */
 };
 
 static size_t iter_val_len(uint32_t i)
@@ -94,7 +94,9 @@ static void test_engine_iter_sees_exactly_live_set(void **state)
 	 * i % 5 == 0: deleted. */
 	for (uint32_t i = 0; i < ITER_N; i++)
 		set_kv(e, "it", i, 1, iter_val_len(i),
-		       i % 4 == 0 ? 5 : i % 4 == 1 ? 1000 : 0);
+		       i % 4 == 0   ? 5
+		       : i % 4 == 1 ? 1000
+				    : 0);
 	for (uint32_t i = 0; i < ITER_N; i += 5) {
 		char key[16];
 		size_t klen = tu_key(key, sizeof(key), "it", i);
@@ -248,15 +250,18 @@ static void test_engine_unlocked_gets_count_per_client(void **state)
 	tu_region_open(r, MiB, &cfg);
 	assert_rc(eng_attach(&b, r->base, r->size, 2, &why), 0);
 	assert_rc(eng_attach(&c, r->base, r->size, 2 + LAYOUT_CLIENT_CTRS,
-			     &why), 0);
+			     &why),
+		  0);
 	assert_ptr_not_equal(r->e.ctr, b.ctr);
 	assert_ptr_equal(b.ctr, c.ctr);
 	assert_rc(eng_set(&r->e, "k", 1, "v", 1, 0), 0);
 	for (uint32_t i = 0; i < ENTRY_USE_MAX; i++) /* raise its use */
-		assert_rc(eng_get(&r->e, "k", 1, buf, sizeof(buf), &n, NULL), 0);
+		assert_rc(eng_get(&r->e, "k", 1, buf, sizeof(buf), &n, NULL),
+			  0);
 	struct eng_stats before = tu_stats(&b);
 	for (int i = 0; i < 10; i++)
-		assert_rc(eng_get(&r->e, "k", 1, buf, sizeof(buf), &n, NULL), 0);
+		assert_rc(eng_get(&r->e, "k", 1, buf, sizeof(buf), &n, NULL),
+			  0);
 	for (int i = 0; i < 20; i++)
 		assert_rc(eng_get(&b, "k", 1, buf, sizeof(buf), &n, NULL), 0);
 	for (int i = 0; i < 30; i++)

@@ -80,7 +80,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_fault_variable_arms_only_test_builds),
 	};
 
-	if (argc != 2 || (strcmp(argv[1], "armed") && strcmp(argv[1], "ignored"))) {
+	if (argc != 2 ||
+	    (strcmp(argv[1], "armed") && strcmp(argv[1], "ignored"))) {
 		fprintf(stderr, "usage: test_fault armed|ignored\n");
 		return 2;
 	}

@@ -295,10 +295,11 @@ static void test_lock_contended_mutual_exclusion(void **state)
 	memset(&sh, 0, sizeof(sh));
 	assert_int_equal(pthread_barrier_init(&sh.start, NULL, MX_THREADS), 0);
 	for (uint32_t i = 0; i < MX_THREADS; i++) {
-		t[i] = (struct mx_thread){ .sh = &sh, .id = i + 1,
+		t[i] = (struct mx_thread){ .sh = &sh,
+					   .id = i + 1,
 					   .iters = iters };
 		assert_int_equal(pthread_create(&tid[i], NULL, mx_worker,
-						 &t[i]),
+						&t[i]),
 				 0);
 	}
 	for (uint32_t i = 0; i < MX_THREADS; i++)
@@ -380,7 +381,8 @@ static void test_lock_release_all_wakes_every_waiter(void **state)
 	(void)state;
 	store(&word, 9u << 1); /* held by 9, who died */
 	for (uint32_t i = 0; i < NW; i++) {
-		s[i] = (struct sleeper){ .word = &word, .id = i + 2,
+		s[i] = (struct sleeper){ .word = &word,
+					 .id = i + 2,
 					 .timeout_ms = 60000 };
 		assert_int_equal(pthread_create(&tid[i], NULL, sleeper_run,
 						&s[i]),

@@ -15,18 +15,18 @@
 
 enum {
 	NKEYS = 4000,
-	HIST = 8,		/* operations remembered per key */
-	REGION = 1024 * 1024,	/* small enough that sets evict */
+	HIST = 8,	      /* operations remembered per key */
+	REGION = 1024 * 1024, /* small enough that sets evict */
 	NSEG = 8,
 };
 
 enum op { OP_SET, OP_GET, OP_PEEK, OP_DEL, OP_TOUCH, OP_TTL, OP_NOPS };
-static const char *const op_names[OP_NOPS] = { "set", "get", "peek",
+static const char *const op_names[OP_NOPS] = { "set", "get",   "peek",
 					       "del", "touch", "ttl" };
 
 /* One remembered operation on a key, for the failure report. */
 struct hist {
-	uint32_t n;	/* operation number */
+	uint32_t n; /* operation number */
 	uint8_t op;
 	int rc;
 	uint32_t ver, vlen, expire, now;
@@ -34,10 +34,10 @@ struct hist {
 
 /* The model of one key. */
 struct ref {
-	uint32_t ver;	  /* 0: must miss; else the value's version */
+	uint32_t ver; /* 0: must miss; else the value's version */
 	uint32_t vlen;
-	uint32_t expire;  /* absolute; 0 = never */
-	bool indexed;	  /* may still occupy an index entry */
+	uint32_t expire; /* absolute; 0 = never */
+	bool indexed;	 /* may still occupy an index entry */
 	uint32_t nhist;
 	struct hist hist[HIST];
 };
@@ -72,8 +72,13 @@ static void remember(struct model *m, uint32_t k, enum op op, int rc)
 	struct ref *r = &m->ref[k];
 
 	r->hist[r->nhist++ % HIST] = (struct hist){
-		.n = m->n, .op = (uint8_t)op, .rc = rc, .ver = r->ver,
-		.vlen = r->vlen, .expire = r->expire, .now = m->now,
+		.n = m->n,
+		.op = (uint8_t)op,
+		.rc = rc,
+		.ver = r->ver,
+		.vlen = r->vlen,
+		.expire = r->expire,
+		.now = m->now,
 	};
 }
 
@@ -216,8 +221,8 @@ static void do_del(struct model *m, uint32_t k, const char *key, size_t klen)
 	remember(m, k, OP_DEL, rc);
 }
 
-static void do_touch(struct model *m, uint32_t k, const char *key,
-		     size_t klen, uint64_t *rng)
+static void do_touch(struct model *m, uint32_t k, const char *key, size_t klen,
+		     uint64_t *rng)
 {
 	struct ref *r = &m->ref[k];
 	bool expect = live(m, k);

@@ -42,8 +42,8 @@ static void test_opt_uint_accepts_plain_decimal(void **state)
 static void test_opt_uint_refuses_garbage_and_empty(void **state)
 {
 	static const char *const bad[] = {
-		"", " ", " 5", "5 ", "+5", "-5", "-0", "0x10", "1e3", "1.0",
-		"5s", "64K", "abc", "5\n",
+		"",	" ",   " 5",  "5 ", "+5",  "-5",  "-0",
+		"0x10", "1e3", "1.0", "5s", "64K", "abc", "5\n",
 	};
 
 	(void)state;
@@ -93,8 +93,8 @@ static void test_opt_size_suffixes(void **state)
 		{ "16777215T", UINT64_C(16777215) << 40 },
 	};
 	static const char *const bad[] = {
-		"", "M", "-1M", "+1M", " 1M", "1M ", "1 M", "1.5G", "0x10",
-		"1MM", "1iB", "1Mi", "1MiBB", "1P", "1X",
+		"",	"M",   "-1M", "+1M", " 1M",   "1M ", "1 M", "1.5G",
+		"0x10", "1MM", "1iB", "1Mi", "1MiBB", "1P",  "1X",
 	};
 
 	(void)state;
@@ -127,8 +127,15 @@ static void test_opt_size_overflow(void **state)
 static void test_opt_size_str_round_trips(void **state)
 {
 	static const uint64_t vals[] = {
-		0, 1, 1000, 1024, 1536, UINT64_C(1) << 20, UINT64_C(3) << 30,
-		UINT64_C(1) << 40, UINT64_MAX,
+		0,
+		1,
+		1000,
+		1024,
+		1536,
+		UINT64_C(1) << 20,
+		UINT64_C(3) << 30,
+		UINT64_C(1) << 40,
+		UINT64_MAX,
 	};
 	char buf[32];
 
@@ -153,25 +160,22 @@ static void test_opt_range_messages_name_option_and_range(void **state)
 	uint64_t v = 42;
 
 	(void)state;
-	assert_int_equal(opt_uint("--procs", "0", 1, 256, &v, why,
-				  sizeof(why)),
+	assert_int_equal(opt_uint("--procs", "0", 1, 256, &v, why, sizeof(why)),
 			 -ERANGE);
 	assert_string_equal(why, "--procs: '0' is out of range (1 to 256)");
 	assert_int_equal(opt_uint("--procs", "257", 1, 256, &v, why,
 				  sizeof(why)),
 			 -ERANGE);
-	assert_int_equal(opt_uint("--procs", "99999999999999999999", 1, 256,
-				  &v, why, sizeof(why)),
+	assert_int_equal(opt_uint("--procs", "99999999999999999999", 1, 256, &v,
+				  why, sizeof(why)),
 			 -ERANGE);
 	assert_string_equal(why, "--procs: '99999999999999999999' is out of "
 				 "range (1 to 256)");
-	assert_int_equal(opt_uint("--procs", "", 1, 256, &v, why,
-				  sizeof(why)),
+	assert_int_equal(opt_uint("--procs", "", 1, 256, &v, why, sizeof(why)),
 			 -EINVAL);
 	assert_string_equal(why, "--procs: invalid number '' (1 to 256)");
 	assert_int_equal(v, 42);
-	assert_int_equal(opt_uint("--procs", "1", 1, 256, &v, why,
-				  sizeof(why)),
+	assert_int_equal(opt_uint("--procs", "1", 1, 256, &v, why, sizeof(why)),
 			 0);
 	assert_int_equal(v, 1);
 	assert_int_equal(opt_uint("--procs", "256", 1, 256, &v, why,
@@ -230,15 +234,14 @@ static void test_opt_usage_layout(void **state)
 	opt_usage(f, specs, 1, OPT_ALL, OPT_USAGE_META_SPACE);
 	opt_usage(f, specs, 4, 1u << 3, OPT_USAGE_META_EQ);
 	fclose(f);
-	assert_string_equal(
-		buf,
-		"      --memory=SIZE         size of the region\n"
-		"      --a-very-long-option-name=VALUE\n"
-		"                            first\n"
-		"                            second\n"
-		"  -h, --help                print this help\n"
-		"  --memory SIZE             size of the region\n"
-		"  -h, --help                print this help\n");
+	assert_string_equal(buf,
+			    "      --memory=SIZE         size of the region\n"
+			    "      --a-very-long-option-name=VALUE\n"
+			    "                            first\n"
+			    "                            second\n"
+			    "  -h, --help                print this help\n"
+			    "  --memory SIZE             size of the region\n"
+			    "  -h, --help                print this help\n");
 	free(buf);
 }
 

@@ -59,15 +59,17 @@ static int read_reply(struct stream *s, uint16_t type, const void *b,
 		      size_t blen, uint16_t req, uint8_t **body, size_t *len)
 {
 	uint8_t hdr[PROTO_HDR_SIZE];
-	struct proto_hdr h = { .len = (uint32_t)blen, .type = type,
-			       .version = PROTO_VERSION, .id = 7 };
+	struct proto_hdr h = { .len = (uint32_t)blen,
+			       .type = type,
+			       .version = PROTO_VERSION,
+			       .id = 7 };
 	struct proto_hdr got;
 
 	proto_hdr_put(hdr, &h);
 	s->p = b;
 	s->left = blen;
-	int rc = proto_reply_read(hdr, req, stream_read, stream_errmsg, s,
-				  &got, body, len);
+	int rc = proto_reply_read(hdr, req, stream_read, stream_errmsg, s, &got,
+				  body, len);
 	if (rc == 0) {
 		assert_int_equal(got.id, 7);
 	} else {
@@ -143,8 +145,7 @@ static void test_proto_reply_not_the_reply_is_eio(void **state)
 	/* A header of another protocol version. */
 	proto_hdr_put(hdr, &h);
 	assert_int_equal(proto_reply_read(hdr, PROTO_T_GET, stream_read,
-					  stream_errmsg, &s, &got, &body,
-					  &len),
+					  stream_errmsg, &s, &got, &body, &len),
 			 -EIO);
 	assert_null(body);
 	assert_int_equal(s.msg_calls, 0);

@@ -34,7 +34,7 @@ struct img {
 	uint8_t *p;
 	size_t len;
 	struct snap_totals t;
-	size_t unit_off[512];	/* where each unit starts */
+	size_t unit_off[512]; /* where each unit starts */
 	size_t nunits;
 };
 
@@ -77,8 +77,8 @@ static void img_build(struct img *m, const struct tentry *es, size_t n,
 	uint8_t hdr[SNAP_PAGE];
 
 	for (size_t i = 0; i < n; i++)
-		bound += snap_block_size(snap_entry_size(es[i].klen,
-							 es[i].vlen));
+		bound += snap_block_size(
+			snap_entry_size(es[i].klen, es[i].vlen));
 	memset(m, 0, sizeof(*m));
 	m->p = malloc(bound);
 	assert_non_null(m->p);
@@ -107,8 +107,8 @@ static void img_build(struct img *m, const struct tentry *es, size_t n,
 			rc = snap_bw_add(&w, &src);
 		}
 		if (rc == -ENOSPC) {
-			size_t own = snap_block_size(snap_entry_size(e->klen,
-								     e->vlen));
+			size_t own = snap_block_size(
+				snap_entry_size(e->klen, e->vlen));
 			uint8_t *big = malloc(own);
 			struct snap_bw bw;
 			assert_non_null(big);
@@ -153,15 +153,17 @@ static struct tentry *random_entries(size_t n, uint64_t seed)
 		e->klen = tu_one_in(&seed, 50) ? 1 + tu_below(&seed, 65535)
 					       : 1 + tu_below(&seed, 300);
 		e->vlen = tu_one_in(&seed, 40) ? 20000 + tu_below(&seed, 20000)
-						: tu_below(&seed, 3000);
+					       : tu_below(&seed, 3000);
 		if (i == 0)
 			e->klen = 65535;
 		if (i == 1)
 			e->vlen = 0;
-		e->expire = tu_one_in(&seed, 3) ? 0 : 1700000000 +
-							     tu_below(&seed, 1u << 30);
+		e->expire = tu_one_in(&seed, 3)
+				    ? 0
+				    : 1700000000 + tu_below(&seed, 1u << 30);
 		if (i == 2)
-			e->expire = UINT64_MAX; /* beyond the engine's 32 bits */
+			e->expire =
+				UINT64_MAX; /* beyond the engine's 32 bits */
 		e->key = malloc(e->klen);
 		e->val = malloc(e->vlen ? e->vlen : 1);
 		assert_true(e->key && e->val);
@@ -301,7 +303,8 @@ static void test_snapshot_round_trip_random(void **state)
 		struct snap_err err;
 		struct expect x = { .es = es, .n = n };
 		assert_rc(snap_scan_image(&s, m.p, m.len, check_entry, &x,
-					  &err), 0);
+					  &err),
+			  0);
 		assert_int_equal(x.seen, n);
 		assert_int_equal(s.next, 0);
 		assert_int_equal(s.t.entries, n);
@@ -359,12 +362,13 @@ static void test_snapshot_every_byte_corruption_is_detected(void **state)
 			size_t delivered;
 			memcpy(copy, m.p, m.len);
 			copy[off] ^= masks[k];
-			struct snap_err err = must_fail(copy, m.len, &delivered);
+			struct snap_err err = must_fail(copy, m.len,
+							&delivered);
 			size_t u = unit_of(&m, off);
 			if (err.off != m.unit_off[u])
 				fail_msg("byte %zu (unit at %zu) damaged: "
-					 "error at %" PRIu64 ": %s", off,
-					 m.unit_off[u], err.off, err.msg);
+					 "error at %" PRIu64 ": %s",
+					 off, m.unit_off[u], err.off, err.msg);
 			assert_int_equal(err.code, SNAP_EDAMAGED);
 			/* The blocks before it were all handed out. */
 			assert_int_equal(delivered, entries_before(&m, u));
@@ -514,8 +518,8 @@ static void test_snapshot_blocks_dropped_swapped_or_borrowed(void **state)
 	assert_int_equal(err.off, m.len - SNAP_TRAILER_SIZE);
 	assert_non_null(strstr(err.msg, "checksum chain"));
 	memcpy(copy, m.p, m.len);
-	memcpy(copy + m.len - SNAP_TRAILER_SIZE, o.p + m.len - SNAP_TRAILER_SIZE,
-	       SNAP_TRAILER_SIZE);
+	memcpy(copy + m.len - SNAP_TRAILER_SIZE,
+	       o.p + m.len - SNAP_TRAILER_SIZE, SNAP_TRAILER_SIZE);
 	err = must_fail(copy, m.len, NULL);
 	assert_int_equal(err.off, m.len - SNAP_TRAILER_SIZE);
 	free(copy);
@@ -545,16 +549,16 @@ static void test_snapshot_malformed_blocks_with_valid_checksums(void **state)
 		uint32_t value;
 		const char *want;
 	} cases[] = {
-		{ e0 + 0, 0, "entry 0" },		/* key of 0 bytes */
-		{ e0 + 0, 70000, "entry 0" },		/* key too long */
-		{ e0 + 4, 1000, "entry 0" },		/* value runs over */
-		{ e0 + 8, 1, "flags" },			/* flags set */
-		{ b + 12, 2, "after its last entry" },	/* count too small */
-		{ b + 12, 4, "cut off" },		/* count too large */
-		{ b + 12, 0, "0 entries" },		/* empty block */
-		{ b + 20, 5000, "data bytes" },		/* data past the block */
-		{ b + 24, 1, "out of order" },		/* sequence number */
-		{ e0 + 200, 0xdead, "padding" },	/* padding not zero */
+		{ e0 + 0, 0, "entry 0" },	       /* key of 0 bytes */
+		{ e0 + 0, 70000, "entry 0" },	       /* key too long */
+		{ e0 + 4, 1000, "entry 0" },	       /* value runs over */
+		{ e0 + 8, 1, "flags" },		       /* flags set */
+		{ b + 12, 2, "after its last entry" }, /* count too small */
+		{ b + 12, 4, "cut off" },	       /* count too large */
+		{ b + 12, 0, "0 entries" },	       /* empty block */
+		{ b + 20, 5000, "data bytes" },	       /* data past the block */
+		{ b + 24, 1, "out of order" },	       /* sequence number */
+		{ e0 + 200, 0xdead, "padding" },       /* padding not zero */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		size_t delivered;
@@ -593,7 +597,8 @@ static void test_snapshot_writer_limits(void **state)
 	e.flags = 0;
 	/* Exactly full, then one byte more does not fit. */
 	e.val[0] = val;
-	e.val_len[0] = SNAP_PAGE - SNAP_BLOCK_HDR_SIZE - SNAP_ENTRY_HDR_SIZE - 10;
+	e.val_len[0] = SNAP_PAGE - SNAP_BLOCK_HDR_SIZE - SNAP_ENTRY_HDR_SIZE -
+		       10;
 	assert_rc(snap_bw_add(&w, &e), 0);
 	assert_int_equal(w.len, SNAP_PAGE);
 	e.val_len[0] = 0;
@@ -651,7 +656,8 @@ static void test_snapshot_engine_round_trip_into_other_geometry(void **state)
 		size_t klen = tu_key(key, sizeof(key), "k", i);
 		tu_fill(val, 1 + i % sizeof(val), i);
 		assert_rc(eng_set(&r->e, key, klen, val, 1 + i % sizeof(val),
-				  i % 3 ? 0 : 100 + i), 0);
+				  i % 3 ? 0 : 100 + i),
+			  0);
 	}
 	/* One already expired by the time of the save: not saved. */
 	assert_rc(eng_set(&r->e, "gone", 4, "x", 1, 1), 0);
@@ -679,14 +685,16 @@ static void test_snapshot_engine_round_trip_into_other_geometry(void **state)
 	eng_clock_set(&dst.e, now + 2);
 	struct snap_scan s;
 	struct snap_err err;
-	assert_rc(snap_scan_image(&s, m.p, m.len, store_entry, &dst.e, &err), 0);
+	assert_rc(snap_scan_image(&s, m.p, m.len, store_entry, &dst.e, &err),
+		  0);
 	for (uint32_t i = 0; i < n; i++) {
 		size_t klen = tu_key(key, sizeof(key), "k", i), vlen;
 		uint32_t exp;
 		uint8_t got[sizeof(val)];
 		tu_fill(val, 1 + i % sizeof(val), i);
 		assert_rc(eng_get(&dst.e, key, klen, got, sizeof(got), &vlen,
-				  &exp), 0);
+				  &exp),
+			  0);
 		assert_int_equal(vlen, 1 + i % sizeof(val));
 		assert_memory_equal(got, val, vlen);
 		assert_int_equal(exp, i % 3 ? 0 : now + 100 + i);
@@ -821,7 +829,8 @@ int main(int argc, char **argv)
 	if (argc == 3 && !strcmp(argv[1], "--write-corpus"))
 		return write_corpus(argv[2]);
 #define T(fn) cmocka_unit_test(fn)
-#define R(fn) cmocka_unit_test_setup_teardown(fn, tu_region_setup, tu_region_teardown)
+#define R(fn)                                                                  \
+	cmocka_unit_test_setup_teardown(fn, tu_region_setup, tu_region_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_snapshot_round_trip_random),
 		T(test_snapshot_empty_cache_is_header_and_trailer),

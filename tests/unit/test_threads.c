@@ -20,8 +20,8 @@
 
 enum {
 	NKEYS = 256,
-	HDR = 16,	/* key hash (8) + length (4) + seed (4) */
-	TRAILER = 8,	/* FNV-1a of everything before it */
+	HDR = 16,    /* key hash (8) + length (4) + seed (4) */
+	TRAILER = 8, /* FNV-1a of everything before it */
 	MIN_LEN = HDR + TRAILER,
 	REGION = 256 * 1024,
 	NSEG = 4,
@@ -78,7 +78,7 @@ static enum verdict check_value(const uint8_t *v, size_t len, const char *key,
 struct worker {
 	struct eng e;
 	uint64_t seed, deadline_ms, hang_ms;
-	bool want_evictions;	/* go on until the cache has evicted */
+	bool want_evictions; /* go on until the cache has evicted */
 	uint8_t *buf, *val;
 	/* results */
 	uint64_t ops, hits, sets;
@@ -140,11 +140,15 @@ static void *worker_run(void *arg)
 			w->ops++;
 			if (op < 40) {
 				size_t len = tu_one_in(&rng, 50)
-					? cap - klen - tu_below(&rng, 64)
-					: MIN_LEN + tu_below(&rng, 1500);
+						     ? cap - klen -
+							       tu_below(&rng,
+									64)
+						     : MIN_LEN + tu_below(&rng,
+									  1500);
 
 				uint32_t ttl = tu_one_in(&rng, 4)
-					? 1 + tu_below(&rng, 3) : 0;
+						       ? 1 + tu_below(&rng, 3)
+						       : 0;
 
 				make_value(w->val, len, key, klen,
 					   (uint32_t)tu_rand(&rng));
@@ -269,10 +273,14 @@ static bool observer_done(const struct observer *o)
 	if (now < o->deadline_ms)
 		return false;
 	switch (o->kind) {
-	case OBS_ITERATE: return o->walks > 0 && o->items > 0;
-	case OBS_READ: return o->items > 1000;
-	case OBS_MAINTAIN: return o->clears > 0;
-	default: return true;
+	case OBS_ITERATE:
+		return o->walks > 0 && o->items > 0;
+	case OBS_READ:
+		return o->items > 1000;
+	case OBS_MAINTAIN:
+		return o->clears > 0;
+	default:
+		return true;
 	}
 }
 
@@ -316,8 +324,8 @@ static void run_workers(struct tu_region *r, enum observer_kind kind)
 
 	for (int i = 0; i < 2; i++) {
 		memset(&w[i], 0, sizeof(w[i]));
-		assert_rc(eng_attach(&w[i].e, r->base, r->size,
-				     (uint32_t)i + 1, NULL),
+		assert_rc(eng_attach(&w[i].e, r->base, r->size, (uint32_t)i + 1,
+				     NULL),
 			  0);
 		w[i].seed = tu_mix(1234, (uint64_t)i);
 		w[i].deadline_ms = deadline;

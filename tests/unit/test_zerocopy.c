@@ -49,7 +49,8 @@ static void test_zerocopy_read_gives_exact_value_even_wrapped(void **state)
 	assert_rc(eng_read(&r->e, "nope", 4, gather, &g), -ENOENT);
 	/* Values of 20 KB in a ~250 KB ring: some straddle its end. */
 	for (int i = 0; i < 100 && !g.wrapped; i++) {
-		size_t klen = tu_key((char *)key, sizeof(key), "zc", (uint32_t)i);
+		size_t klen = tu_key((char *)key, sizeof(key), "zc",
+				     (uint32_t)i);
 		tu_fill(val, sizeof(val), tu_rand(&seed));
 		assert_rc(eng_set(&r->e, key, klen, val, sizeof(val), 0), 0);
 		assert_int_equal(eng_read(&r->e, key, klen, gather, &g), 42);
@@ -168,9 +169,11 @@ static void test_zerocopy_flight_takeover_and_recovery(void **state)
 	assert_rc(eng_attach(&b, r->base, r->size, 6, NULL), 0);
 
 	/* A slow loader can be taken over; the old one's done is harmless. */
-	assert_int_equal(eng_get_or_claim(&a, "k", 1, buf, 16, &vlen, NULL, &fa),
+	assert_int_equal(eng_get_or_claim(&a, "k", 1, buf, 16, &vlen, NULL,
+					  &fa),
 			 ENG_LOAD);
-	assert_int_equal(eng_get_or_claim(&b, "k", 1, buf, 16, &vlen, NULL, &fb),
+	assert_int_equal(eng_get_or_claim(&b, "k", 1, buf, 16, &vlen, NULL,
+					  &fb),
 			 ENG_WAIT);
 	assert_rc(eng_flight_takeover(&b, &fb), 0);
 	eng_flight_done(&a, &fa); /* no longer a's: must not end b's load */
@@ -181,20 +184,24 @@ static void test_zerocopy_flight_takeover_and_recovery(void **state)
 	eng_flight_done(&b, &fb);
 
 	/* A dead loader's flight is ended by recovery. */
-	assert_int_equal(eng_get_or_claim(&a, "k", 1, buf, 16, &vlen, NULL, &fa),
+	assert_int_equal(eng_get_or_claim(&a, "k", 1, buf, 16, &vlen, NULL,
+					  &fa),
 			 ENG_LOAD);
-	assert_int_equal(eng_get_or_claim(&b, "k", 1, buf, 16, &vlen, NULL, &fb),
+	assert_int_equal(eng_get_or_claim(&b, "k", 1, buf, 16, &vlen, NULL,
+					  &fb),
 			 ENG_WAIT);
 	eng_recover(&r->e, 5);
 	assert_rc(eng_flight_wait(&b, &fb, 10), 0);
-	assert_int_equal(eng_get_or_claim(&b, "k", 1, buf, 16, &vlen, NULL, &fb),
+	assert_int_equal(eng_get_or_claim(&b, "k", 1, buf, 16, &vlen, NULL,
+					  &fb),
 			 ENG_LOAD);
 	eng_flight_done(&b, &fb);
 }
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, tu_region_setup, tu_region_teardown)
+#define T(fn)                                                                  \
+	cmocka_unit_test_setup_teardown(fn, tu_region_setup, tu_region_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_zerocopy_read_gives_exact_value_even_wrapped),
 		T(test_zerocopy_reserve_commit_publishes),

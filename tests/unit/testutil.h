@@ -33,13 +33,13 @@
 
 /* Asserts that an int-returning call gives `want`, printing both as errno
  * names on failure (cmocka would print them as huge hex numbers). */
-#define assert_rc(expr, want)                                               \
-	do {                                                                \
-		int rc_ = (expr), want_ = (want);                           \
-		if (rc_ != want_)                                           \
-			fail_msg("%s = %d (%s), want %d (%s)", #expr, rc_,  \
-				 strerror(rc_ < 0 ? -rc_ : 0), want_,       \
-				 strerror(want_ < 0 ? -want_ : 0));         \
+#define assert_rc(expr, want)                                                  \
+	do {                                                                   \
+		int rc_ = (expr), want_ = (want);                              \
+		if (rc_ != want_)                                              \
+			fail_msg("%s = %d (%s), want %d (%s)", #expr, rc_,     \
+				 strerror(rc_ < 0 ? -rc_ : 0), want_,          \
+				 strerror(want_ < 0 ? -want_ : 0));            \
 	} while (0)
 
 /* ------------------------------------------------------------------------
@@ -207,9 +207,8 @@ static inline size_t tu_key(char *buf, size_t cap, const char *prefix,
 
 /* Finds the next key number >= *i whose key lands in segment seg, writes
  * it to buf and returns its length; *i is left on the number found. */
-static inline size_t tu_key_in_seg(const struct eng *e, uint32_t seg,
-				   char *buf, size_t cap, const char *prefix,
-				   uint32_t *i)
+static inline size_t tu_key_in_seg(const struct eng *e, uint32_t seg, char *buf,
+				   size_t cap, const char *prefix, uint32_t *i)
 {
 	for (;; (*i)++) {
 		size_t n = tu_key(buf, cap, prefix, *i);

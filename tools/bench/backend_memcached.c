@@ -28,8 +28,9 @@ static int mc_err(memcached_return_t rc)
 static const char *mc_strerror(int err)
 {
 	if (err <= -MC_ERRBASE)
-		return memcached_strerror(
-			NULL, (memcached_return_t)(-err - MC_ERRBASE));
+		return memcached_strerror(NULL,
+					  (memcached_return_t)(-err -
+							       MC_ERRBASE));
 	return strerror(-err);
 }
 

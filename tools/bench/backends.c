@@ -45,5 +45,5 @@ static const struct backend no_lmdb = {
 const struct backend *const bench_backends[] = {
 	&be_shmc, &be_inproc, BE_MEMCACHED, BE_REDIS, BE_LMDB, &be_lru,
 };
-const unsigned bench_nbackends =
-	sizeof(bench_backends) / sizeof(bench_backends[0]);
+const unsigned bench_nbackends = sizeof(bench_backends) /
+				 sizeof(bench_backends[0]);

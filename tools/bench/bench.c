@@ -62,73 +62,72 @@
  * Options: X(id, long name, metavar or NULL for a flag, help)
  * ------------------------------------------------------------------------ */
 
-#define BENCH_OPTIONS(X)                                                    \
-	X(KEYS, "keys", "N",                                                \
-	  "distinct keys (default 100000; --hit-ratio\n"                    \
-	  "1000000; --memory: twice what would fit with no\n"               \
-	  "overhead at all)")                                               \
-	X(KEY_SIZE, "key-size", "B", "bytes of every key (default 16)")     \
+#define BENCH_OPTIONS(X)                                                       \
+	X(KEYS, "keys", "N",                                                   \
+	  "distinct keys (default 100000; --hit-ratio\n"                       \
+	  "1000000; --memory: twice what would fit with no\n"                  \
+	  "overhead at all)")                                                  \
+	X(KEY_SIZE, "key-size", "B", "bytes of every key (default 16)")        \
 	X(VALUE_SIZE, "value-size", "B", "bytes of every value (default 100)") \
-	X(VALUE_DIST, "value-dist", "uniform:MIN:MAX",                      \
-	  "value sizes drawn once per key instead")                        \
-	X(MIX, "mix", "LIST",                                               \
-	  "operation weights (default get=90,set=10,del=0)")                \
-	X(DIST, "dist", "D",                                                \
-	  "key popularity: uniform or zipf:S (default\n"                    \
-	  "uniform; --hit-ratio: zipf:0.99)")                               \
-	X(THREADS, "threads", "T", "threads per process (default 1)")       \
-	X(PROCS, "procs", "P[,P...]",                                       \
-	  "worker processes; a list runs every count and\n"                 \
-	  "adds the scaling over the first (default 1)")                    \
-	X(DURATION, "duration", "S", "seconds measured per run (default 2)") \
-	X(OPS, "ops", "N",                                                  \
-	  "operations per thread instead of --duration;\n"                  \
-	  "--hit-ratio: length of the trace (default 3 x keys)")            \
-	X(WARMUP, "warmup", "S",                                            \
-	  "seconds run before measuring (default 0.5)")                     \
-	X(WARMUP_OPS, "warmup-ops", "N",                                    \
-	  "--hit-ratio: leading trace ops that only warm\n"                 \
-	  "the caches (default: keys)")                                     \
-	X(BACKENDS, "backends", "LIST",                                     \
-	  "of shmc,inproc,memcached,redis,lmdb,lru (default:\n"             \
-	  "all but lru; --hit-ratio: shmc,lru,memcached,\n"                 \
-	  "redis; --memory: shmc,memcached,redis,lru)")                     \
-	X(CACHE, "cache", "SIZE",                                           \
-	  "memory of every cache, whole MiB (default: room\n"               \
-	  "for all keys, at least 64M; --hit-ratio: 10% of\n"               \
-	  "the working set; --memory: 64M)")                                \
-	X(SAMPLE, "sample", "N",                                            \
-	  "time 1 op in N for the latency histogram\n"                      \
-	  "(default 16; 0: none); memcached, redis: every op")              \
-	X(REPEAT, "repeat", "N",                                            \
-	  "run every backend N times, interleaved, and\n"                   \
-	  "report the run of median run ops/s (speed mode;\n"               \
-	  "default 1, at most 9)")                                          \
-	X(SEED, "seed", "N", "seed of the trace and sizes (default 1)")     \
-	X(JSON, "json", NULL, "print one JSON object instead of tables")    \
-	X(HIT_RATIO, "hit-ratio", NULL, "hit-ratio mode (see above)")       \
-	X(MEMORY, "memory", NULL, "memory mode (see above)")                \
-	X(LRU_OVERHEAD, "lru-overhead", "B",                                \
-	  "bytes per item the LRU simulator adds to key +\n"                \
-	  "value (default 0)")                                              \
-	X(DAEMON, "daemon", "PATH",                                         \
-	  "shmcached to start (default: $SHMC_DAEMON, else\n"               \
-	  "../../daemon/shmcached from this program, else\n"                \
-	  "$PATH)")                                                         \
-	X(AVG_ITEM, "avg-item", "B",                                        \
-	  "shmcached's --avg-item, which sizes its entry\n"                 \
-	  "pools (default: the workload's mean key + value,\n"             \
-	  "as an operator sets it; 0: the daemon's default)")               \
-	X(DAEMON_ARG, "daemon-arg", "ARG",                                  \
-	  "one more option for shmcached, e.g. --daemon-arg\n"              \
-	  "--segments=64 (repeatable)")                                     \
-	X(SOCKET, "socket", "PATH",                                         \
-	  "use the shmcached running there instead of\n"                    \
-	  "starting one")                                                   \
-	X(PEERS, "peers", "DIR",                                            \
-	  "use the memcached and redis that `tools/peers\n"                 \
-	  "start DIR` runs instead of starting them")                       \
-	X(HELP, "help", NULL, "print this help and exit")                   \
+	X(VALUE_DIST, "value-dist", "uniform:MIN:MAX",                         \
+	  "value sizes drawn once per key instead")                            \
+	X(MIX, "mix", "LIST",                                                  \
+	  "operation weights (default get=90,set=10,del=0)")                   \
+	X(DIST, "dist", "D",                                                   \
+	  "key popularity: uniform or zipf:S (default\n"                       \
+	  "uniform; --hit-ratio: zipf:0.99)")                                  \
+	X(THREADS, "threads", "T", "threads per process (default 1)")          \
+	X(PROCS, "procs", "P[,P...]",                                          \
+	  "worker processes; a list runs every count and\n"                    \
+	  "adds the scaling over the first (default 1)")                       \
+	X(DURATION, "duration", "S", "seconds measured per run (default 2)")   \
+	X(OPS, "ops", "N",                                                     \
+	  "operations per thread instead of --duration;\n"                     \
+	  "--hit-ratio: length of the trace (default 3 x keys)")               \
+	X(WARMUP, "warmup", "S", "seconds run before measuring (default 0.5)") \
+	X(WARMUP_OPS, "warmup-ops", "N",                                       \
+	  "--hit-ratio: leading trace ops that only warm\n"                    \
+	  "the caches (default: keys)")                                        \
+	X(BACKENDS, "backends", "LIST",                                        \
+	  "of shmc,inproc,memcached,redis,lmdb,lru (default:\n"                \
+	  "all but lru; --hit-ratio: shmc,lru,memcached,\n"                    \
+	  "redis; --memory: shmc,memcached,redis,lru)")                        \
+	X(CACHE, "cache", "SIZE",                                              \
+	  "memory of every cache, whole MiB (default: room\n"                  \
+	  "for all keys, at least 64M; --hit-ratio: 10% of\n"                  \
+	  "the working set; --memory: 64M)")                                   \
+	X(SAMPLE, "sample", "N",                                               \
+	  "time 1 op in N for the latency histogram\n"                         \
+	  "(default 16; 0: none); memcached, redis: every op")                 \
+	X(REPEAT, "repeat", "N",                                               \
+	  "run every backend N times, interleaved, and\n"                      \
+	  "report the run of median run ops/s (speed mode;\n"                  \
+	  "default 1, at most 9)")                                             \
+	X(SEED, "seed", "N", "seed of the trace and sizes (default 1)")        \
+	X(JSON, "json", NULL, "print one JSON object instead of tables")       \
+	X(HIT_RATIO, "hit-ratio", NULL, "hit-ratio mode (see above)")          \
+	X(MEMORY, "memory", NULL, "memory mode (see above)")                   \
+	X(LRU_OVERHEAD, "lru-overhead", "B",                                   \
+	  "bytes per item the LRU simulator adds to key +\n"                   \
+	  "value (default 0)")                                                 \
+	X(DAEMON, "daemon", "PATH",                                            \
+	  "shmcached to start (default: $SHMC_DAEMON, else\n"                  \
+	  "../../daemon/shmcached from this program, else\n"                   \
+	  "$PATH)")                                                            \
+	X(AVG_ITEM, "avg-item", "B",                                           \
+	  "shmcached's --avg-item, which sizes its entry\n"                    \
+	  "pools (default: the workload's mean key + value,\n"                 \
+	  "as an operator sets it; 0: the daemon's default)")                  \
+	X(DAEMON_ARG, "daemon-arg", "ARG",                                     \
+	  "one more option for shmcached, e.g. --daemon-arg\n"                 \
+	  "--segments=64 (repeatable)")                                        \
+	X(SOCKET, "socket", "PATH",                                            \
+	  "use the shmcached running there instead of\n"                       \
+	  "starting one")                                                      \
+	X(PEERS, "peers", "DIR",                                               \
+	  "use the memcached and redis that `tools/peers\n"                    \
+	  "start DIR` runs instead of starting them")                          \
+	X(HELP, "help", NULL, "print this help and exit")                      \
 	X(VERSION, "version", NULL, "print the version and exit")
 
 enum bench_opt {
@@ -194,8 +193,8 @@ static int bad(const char *opt, const char *val, const char *why)
 
 /* Option opt's value, a number in [min, max], into *out (opt_uint());
  * 0, or -EINVAL with the message printed. */
-static int parse_num(const char *opt, const char *s, uint64_t min,
-		     uint64_t max, uint64_t *out)
+static int parse_num(const char *opt, const char *s, uint64_t min, uint64_t max,
+		     uint64_t *out)
 {
 	char what[40], why[OPT_WHY_MAX];
 
@@ -480,11 +479,11 @@ static int parse_args(struct options *o, int argc, char **argv)
 	cfg->sample = 16;
 	o->repeat = 1;
 	for (int i = 0; i < NOPTS; i++)
-		longs[i] =
-			(struct option){ opt_descs[i].name,
-					 opt_descs[i].meta ? required_argument
-							   : no_argument,
-					 NULL, i };
+		longs[i] = (struct option){ opt_descs[i].name,
+					    opt_descs[i].meta
+						    ? required_argument
+						    : no_argument,
+					    NULL, i };
 	longs[NOPTS] = (struct option){ 0 };
 
 	opterr = 0;
@@ -777,15 +776,16 @@ static void print_skipped(const struct run_result *r)
  * release build's figures compare with docs/BENCHMARKS.md. */
 static void print_build(void)
 {
-	bool release = !strcmp(SHMC_BUILDTYPE, "release") &&
-		       !SHMC_ASSERTS && !strcmp(SHMC_SANITIZE, "none");
+	bool release = !strcmp(SHMC_BUILDTYPE, "release") && !SHMC_ASSERTS &&
+		       !strcmp(SHMC_SANITIZE, "none");
 
 	printf("  build: %s, asserts %s", SHMC_BUILDTYPE,
 	       SHMC_ASSERTS ? "on" : "off");
 	if (strcmp(SHMC_SANITIZE, "none"))
 		printf(", sanitize=%s", SHMC_SANITIZE);
-	printf("%s\n", release ? "" : " (not the release build: tools/run "
-				      "builds that in build-release/)");
+	printf("%s\n", release ? ""
+			       : " (not the release build: tools/run "
+				 "builds that in build-release/)");
 }
 
 /* How the bench started shmcached, when it did: a line under each table
@@ -1069,9 +1069,9 @@ static void json_ratio(const char *key, double v)
 static void json_hist(const struct hist *h)
 {
 	printf("{\"samples\": %" PRIu64 ", \"p50_ns\": %" PRIu64 ", "
-								 "\"p99_ns\": "
-								 "%" PRIu64
-	       ", \"p999_ns\": %" PRIu64 ", \"max_ns\": %" PRIu64 "}",
+	       "\"p99_ns\": "
+	       "%" PRIu64 ", \"p999_ns\": %" PRIu64 ", \"max_ns\": %" PRIu64
+	       "}",
 	       h->count, hist_quantile(h, 0.5), hist_quantile(h, 0.99),
 	       hist_quantile(h, 0.999), h->max);
 }
@@ -1210,7 +1210,7 @@ static void print_json(const struct options *o, const struct workload *w,
 			printf("}");
 		} else {
 			printf(", \"items\": %" PRIu64 ", \"resident_bytes\": "
-						       "%" PRIu64,
+			       "%" PRIu64,
 			       r->items, r->resident);
 		}
 		if (cfg->mode == MODE_HIT_RATIO && lru && hr >= 0)

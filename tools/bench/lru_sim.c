@@ -200,8 +200,8 @@ static int lru_set(void *thr, const void *key, size_t klen, const void *val,
 	while (l->used > l->budget) {
 		struct lru_item *old = l->tail;
 
-		lru_remove_locked(
-			l, lru_find_locked(l, old->hash, old->data, old->klen));
+		lru_remove_locked(l, lru_find_locked(l, old->hash, old->data,
+						     old->klen));
 	}
 	pthread_mutex_unlock(&l->lock);
 	return 0;

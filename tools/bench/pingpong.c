@@ -78,8 +78,8 @@ static void *pp_side(void *p)
 
 	CPU_ZERO(&set);
 	CPU_SET(pp->cpu[a->side], &set);
-	pp->pinned[a->side] =
-		!pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+	pp->pinned[a->side] = !pthread_setaffinity_np(pthread_self(),
+						      sizeof(set), &set);
 	pthread_barrier_wait(&pp->start);
 	if (!pp->pinned[0] || !pp->pinned[1])
 		return NULL;
@@ -115,7 +115,7 @@ void pp_line_transfer(struct pp_transfer *out)
 	pp = aligned_alloc(64, sizeof(*pp));
 	if (!pp)
 		return;
-	*pp = (struct pp){.word = 0};
+	*pp = (struct pp){ .word = 0 };
 	for (int c = 0; c < CPU_SETSIZE && n < 2; c++)
 		if (CPU_ISSET(c, &allowed))
 			pp->cpu[n++] = c;
@@ -124,7 +124,7 @@ void pp_line_transfer(struct pp_transfer *out)
 		return;
 	}
 	pthread_t t[2];
-	struct pp_arg args[2] = {{pp, 0}, {pp, 1}};
+	struct pp_arg args[2] = { { pp, 0 }, { pp, 1 } };
 	int started = 0;
 
 	for (int i = 0; i < 2; i++) {

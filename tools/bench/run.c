@@ -179,10 +179,10 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 {
 	const struct workload *w = wk->w;
 	const struct backend *be = wk->be;
-	int (*get)(void *, const void *, size_t, void *, size_t, size_t *) =
-		be->get;
-	int (*set)(void *, const void *, size_t, const void *, size_t) =
-		be->set;
+	int (*get)(void *, const void *, size_t, void *, size_t,
+		   size_t *) = be->get;
+	int (*set)(void *, const void *, size_t, const void *,
+		   size_t) = be->set;
 	int (*del)(void *, const void *, size_t) = be->del;
 	const uint32_t *trace = w->trace, *vlen = w->vlen;
 	const unsigned char *vals = w->vals;

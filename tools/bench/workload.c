@@ -225,13 +225,13 @@ int wl_create(struct workload *w, const struct bench_cfg *cfg)
 	for (uint32_t i = 0; i < cfg->keys; i++) {
 		snprintf(tmp, ks + 32, "k%0*u", (int)ks - 1, i);
 		memcpy(w->keys + (size_t)i * ks, tmp, ks);
-		w->vlen[i] =
-			cfg->vmin == cfg->vmax
-				? cfg->vmax
-				: cfg->vmin +
-					  (uint32_t)rng_below(
-						  &r,
-						  cfg->vmax - cfg->vmin + 1);
+		w->vlen[i] = cfg->vmin == cfg->vmax
+				     ? cfg->vmax
+				     : cfg->vmin +
+					       (uint32_t)rng_below(
+						       &r, cfg->vmax -
+								   cfg->vmin +
+								   1);
 	}
 	free(tmp);
 	for (uint32_t i = 0; i < cfg->vmax; i++)
