@@ -1,6 +1,6 @@
 /*
  * snap_image.h - a snapshot file image in memory walked with the daemon's
- * decoder (shared/snapshot.h), for the snapshot unit tests and the
+ * decoder (daemon/snapshot.h), for the snapshot unit tests and the
  * snapshot fuzz target.  The daemon itself reads files block by block
  * (persist.c); only the tests hold a whole image in memory, so this walk
  * lives with them and is not linked into anything shipped.
