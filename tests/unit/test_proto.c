@@ -36,7 +36,8 @@ static int stream_read(void *ctx, void *buf, size_t n)
 		return s->fail;
 	if (n > s->left)
 		return -ECONNRESET;
-	memcpy(buf, s->p, n);
+	if (n) /* an empty stream has no bytes, and p may be NULL */
+		memcpy(buf, s->p, n);
 	s->p += n;
 	s->left -= n;
 	return 0;
