@@ -411,9 +411,25 @@ static void on_set(struct daemon *d, struct conn *c, uint32_t id,
 	size_t vlen = proto_get_bytes(r, &val);
 	uint32_t ttl = proto_get_u32(r);
 
-	if (body_ok(c, id, r))
-		reply_rc(c, PROTO_T_SET, id,
-			 eng_set(&d->eng, key, klen, val, vlen, ttl));
+	if (!body_ok(c, id, r))
+		return;
+	int rc = eng_set(&d->eng, key, klen, val, vlen, ttl);
+	if (rc == -E2BIG) {
+		char msg[96];
+		if (klen > ENTRY_KEY_MAX)
+			snprintf(msg, sizeof(msg),
+				 "key too long: at most %u "
+				 "bytes",
+				 ENTRY_KEY_MAX);
+		else
+			snprintf(msg, sizeof(msg),
+				 "key + value too large: "
+				 "the cache's largest item is %u bytes",
+				 d->eng.g.max_kv);
+		conn_reply_error(c, id, rc, msg);
+		return;
+	}
+	reply_rc(c, PROTO_T_SET, id, rc);
 }
 
 static void on_del(struct daemon *d, struct conn *c, uint32_t id,

@@ -621,6 +621,10 @@ static int remote_stats_rows(struct ctl *x, uint8_t per_segment,
 	}
 	*nrows = proto_get_u32(&r);
 	memset(s, 0, sizeof(*s));
+	/* Each row is ncols u64s of the reply: more rows than fit is a lie
+	 * (and with no columns would only spin). */
+	if (ncols == 0 || *nrows > rlen / 8 / ncols)
+		r.err = 1;
 	for (uint32_t row = 0; row < *nrows && !r.err; row++)
 		for (uint32_t i = 0; i < ncols; i++) {
 			uint64_t v = proto_get_u64(&r);
