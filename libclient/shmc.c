@@ -8,7 +8,8 @@
  * their reply buffers, and reconnect once when the daemon went away
  * (a restarted daemon re-adopts the client id, see HELLO in
  * docs/PROTOCOL.md).  Every connection checks who serves the socket
- * before a byte is sent (peer_check), and a failure to reach the daemon
+ * before a byte is sent (sock_connect, shared/sock.c, which cachectl
+ * --no-map uses too), and a failure to reach the daemon
  * keeps words naming the socket for shmc_strerror().
  *
  * Parts: handle and fork detection; socket I/O and the handshake; control
@@ -19,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,11 +33,10 @@
 #include "clients.h"
 #include "clock.h"
 #include "engine.h"
-#include "paths.h"
 #include "proto.h"
+#include "sock.h"
 
 #define SHMC_EXPORT __attribute__((visibility("default")))
-#define IO_TIMEOUT_S 30	 /* a control request that long is abandoned */
 #define LOAD_SLICE_MS 50 /* a get_or_load waiter re-checks this often */
 
 /* ------------------------------------------------------------------------
@@ -234,155 +233,12 @@ static int exchange(int sock, uint32_t id, uint16_t type, const void *body,
 }
 
 /* The calling thread's last failure to reach a daemon, in words that name
- * the socket: shmc_strerror(reach_err) returns reach_msg.  Cleared at the
+ * the socket: shmc_strerror(reach.err) returns reach.msg.  Cleared at the
  * start of every shmc_open() and control request. */
-static __thread char reach_msg[512];
-static __thread int reach_err;
+static __thread struct sock_err reach;
 
-#define HOW_TO_START                                                           \
-	"start the daemon (shmcached; tools/run in its source tree; "          \
-	"systemctl start shmcached) or give the socket it listens on "         \
-	"($SHMC_SOCKET, cachectl --socket)"
-
-/* Keeps the words of a failure to reach the daemon and returns err. */
-__attribute__((format(printf, 2, 3))) static int
-reach_fail(int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(reach_msg, sizeof(reach_msg), fmt, ap);
-	va_end(ap);
-	reach_err = err;
-	return err;
-}
-
-/* -EACCES: the daemon (or its socket's mode) does not let us in. */
-static int denied(const char *path)
-{
-	unsigned me = (unsigned)geteuid();
-
-	return reach_fail(-EACCES,
-			  "shmcached at %s does not allow uid %u: not in its "
-			  "allow lists; start it with --allow-user %u, or "
-			  "with --allow-group naming a group of this user",
-			  path, me, me);
-}
-
-/* SHMC_ENODAEMON or -ECONNREFUSED at path; also: the system socket, when
- * it was tried after path in vain, or NULL. */
-static int no_daemon(int err, const char *path, const char *also)
-{
-	return reach_fail(err, "%s %s%s%s%s: " HOW_TO_START,
-			  err == SHMC_ENODAEMON ? "no shmcached socket at"
-						: "no shmcached listens on",
-			  path,
-			  err == SHMC_ENODAEMON ? ""
-						: " (a stopped daemon's file)",
-			  also ? ", nor at the system socket " : "",
-			  also ? also : "");
-}
-
-/* Why connect() to path failed, as the error shmc.h documents. */
-static int connect_error(int err, const char *path)
-{
-	switch (err) {
-	case -ENOENT:
-		return no_daemon(SHMC_ENODAEMON, path, NULL);
-	case -ECONNREFUSED:
-		return no_daemon(-ECONNREFUSED, path, NULL);
-	case -EACCES:
-		return denied(path);
-	}
-	return err;
-}
-
-/* uid is one $SHMC_TRUST_UID names: 1, 0, or -EINVAL if the variable is
- * not a comma-separated list of decimal uids. */
-static int trusted_by_env(uid_t uid)
-{
-	const char *p = getenv("SHMC_TRUST_UID");
-	int found = 0;
-
-	if (!p || !*p)
-		return 0; /* unset or empty: nobody more */
-	for (;;) {
-		unsigned long long v = 0;
-		const char *start = p;
-
-		for (; *p >= '0' && *p <= '9' && v <= UINT32_MAX; p++)
-			v = v * 10 + (unsigned)(*p - '0');
-		if (p == start || v > UINT32_MAX || (*p && *p != ','))
-			return -EINVAL;
-		found |= (uid_t)v == uid;
-		if (!*p++)
-			return found;
-	}
-}
-
-/* 0 if the process serving fd (SO_PEERCRED) is root, runs as our euid, or
- * has a uid of $SHMC_TRUST_UID; else SHMC_EUNTRUSTED.  Called before
- * anything is sent or received on fd. */
-static int peer_check(int fd, const char *path)
-{
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
-	uid_t me = geteuid();
-
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
-		return reach_fail(SHMC_EUNTRUSTED,
-				  "refusing %s: cannot read who serves it "
-				  "(SO_PEERCRED: %s)",
-				  path, strerror(errno));
-	if (cr.uid == 0 || cr.uid == me)
-		return 0;
-	int t = trusted_by_env(cr.uid);
-	if (t == 1)
-		return 0;
-	if (t < 0)
-		return reach_fail(SHMC_EUNTRUSTED,
-				  "refusing %s: served by uid %u (pid %d), and "
-				  "$SHMC_TRUST_UID is not a comma-separated "
-				  "list of uids: fix it",
-				  path, (unsigned)cr.uid, (int)cr.pid);
-	return reach_fail(SHMC_EUNTRUSTED,
-			  "refusing %s: served by uid %u (pid %d), not by "
-			  "root, this user (uid %u) or a uid of "
-			  "$SHMC_TRUST_UID; if that is your daemon, set "
-			  "SHMC_TRUST_UID=%u, otherwise another user holds "
-			  "the path: remove it and restart shmcached",
-			  path, (unsigned)cr.uid, (int)cr.pid, (unsigned)me,
-			  (unsigned)cr.uid);
-}
-
-/* A connected socket to a trusted daemon at path, or a negative error
- * (its words kept for shmc_strerror). */
-static int connect_to(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(sa.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sa.sun_path, path, n);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int rc = -errno;
-		close(fd);
-		return connect_error(rc, path);
-	}
-	int rc = peer_check(fd, path);
-	if (rc) {
-		close(fd);
-		return rc;
-	}
-	struct timeval tv = { .tv_sec = IO_TIMEOUT_S };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	return fd;
-}
+_Static_assert(SOCK_ENODAEMON == SHMC_ENODAEMON, "sock.h agrees with shmc.h");
+_Static_assert(SOCK_EUNTRUSTED == SHMC_EUNTRUSTED, "sock.h agrees with shmc.h");
 
 /* HELLO on sock.  Fills the id, format and size; *region_fd gets the
  * passed descriptor (-1 if none came). */
@@ -414,35 +270,6 @@ static int hello(int sock, uint32_t id, uint32_t prev_id, uint32_t *client_id,
 	return 0;
 }
 
-/* The socket to use: the argument, $SHMC_SOCKET, or the defaults. */
-static int open_socket(const char *arg, char *path, size_t n)
-{
-	const char *env = getenv("SHMC_SOCKET");
-	int fd;
-
-	if (arg || (env && *env)) {
-		snprintf(path, n, "%s", arg ? arg : env);
-		return connect_to(path);
-	}
-	/* This user's own daemon first, then the system one. */
-	paths_default_socket(path, n, geteuid());
-	fd = connect_to(path);
-	if ((fd == SHMC_ENODAEMON || fd == -ECONNREFUSED) &&
-	    strcmp(path, PATHS_SYSTEM_SOCKET) != 0) {
-		int fd2 = connect_to(PATHS_SYSTEM_SOCKET);
-
-		if (fd2 >= 0) {
-			snprintf(path, n, "%s", PATHS_SYSTEM_SOCKET);
-			return fd2;
-		}
-		if (fd2 != SHMC_ENODAEMON && fd2 != -ECONNREFUSED)
-			return fd2; /* the system socket's own trouble */
-		/* Neither: the user's own socket is the one to start. */
-		no_daemon(fd, path, PATHS_SYSTEM_SOCKET);
-	}
-	return fd;
-}
-
 SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
 {
 	uint32_t cid, format;
@@ -452,12 +279,12 @@ SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	reach_err = 0;
+	reach.err = 0;
 	pthread_once(&fork_once, fork_watch);
 	shmc *c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	c->sock = open_socket(socket_path, c->path, sizeof(c->path));
+	c->sock = sock_open(socket_path, c->path, sizeof(c->path), &reach);
 	if (c->sock < 0) {
 		rc = c->sock;
 		free(c);
@@ -466,7 +293,7 @@ SHMC_EXPORT int shmc_open(shmc **out, const char *socket_path)
 	c->next_id = 1;
 	rc = hello(c->sock, c->next_id++, 0, &cid, &format, &size, &region_fd);
 	if (rc == -EACCES) /* refused at accept by the allow lists */
-		denied(c->path);
+		sock_denied(c->path, &reach);
 	if (rc == 0 && format != LAYOUT_FORMAT)
 		rc = -EPROTO;
 	if (rc == 0 &&
@@ -540,13 +367,13 @@ static int reconnect(shmc *c)
 
 	if (c->sock >= 0)
 		close(c->sock);
-	c->sock = connect_to(c->path);
+	c->sock = sock_connect(c->path, &reach);
 	if (c->sock < 0)
 		return c->sock;
 	int rc = hello(c->sock, c->next_id++, c->e.client_id, &cid, &format,
 		       &size, &region_fd);
 	if (rc == -EACCES)
-		denied(c->path);
+		sock_denied(c->path, &reach);
 	if (region_fd >= 0)
 		close(region_fd); /* our mapping stays */
 	if (rc == 0 && (format != LAYOUT_FORMAT || cid != c->e.client_id))
@@ -570,7 +397,7 @@ static int ctl_call(shmc *c, uint16_t type, const void *body, size_t blen,
 	*reply = NULL;
 	*rlen = 0;
 	errmsg[0] = '\0'; /* also when failing before the daemon answers */
-	reach_err = 0;
+	reach.err = 0;
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&c->ctl);
@@ -996,13 +823,13 @@ SHMC_EXPORT const char *shmc_version(int *major, int *minor, int *patch)
 
 SHMC_EXPORT const char *shmc_strerror(int err)
 {
-	if (err != 0 && err == reach_err)
-		return reach_msg; /* names the socket, and the peer */
+	if (err != 0 && err == reach.err)
+		return reach.msg; /* names the socket, and the peer */
 	switch (err) {
 	case 0:
 		return "success";
 	case SHMC_ENODAEMON:
-		return "no daemon socket at that path: " HOW_TO_START;
+		return "no daemon socket at that path: " SOCK_HOW_TO_START;
 	case SHMC_EUNTRUSTED:
 		return "the daemon's socket is served by an untrusted user "
 		       "(not root, this user, nor a uid of $SHMC_TRUST_UID)";

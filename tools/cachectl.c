@@ -35,8 +35,8 @@
 
 #include "clock.h"
 #include "opt.h"
-#include "paths.h"
 #include "proto.h"
+#include "sock.h"
 
 
 #define CTL_PROG "cachectl"
@@ -418,16 +418,18 @@ static int names_the_socket(int err)
 	       err == SHMC_EUNTRUSTED || err == -EACCES;
 }
 
-static int unreachable(const struct ctl *x, int err)
+/* Says why the daemon cannot be reached: words explains err (from
+ * shmc_strerror(), or sock.h's for --no-map). */
+static int unreachable(const struct ctl *x, int err, const char *words)
 {
 	char b[ESC_MAX];
 
 	if (names_the_socket(err))
 		fprintf(stderr, CTL_PROG ": cannot reach shmcached: %s\n",
-			shmc_strerror(err));
+			words);
 	else
 		fprintf(stderr, CTL_PROG ": cannot reach shmcached at %s: %s\n",
-			ESC(socket_name(x), b), shmc_strerror(err));
+			ESC(socket_name(x), b), words);
 	return CTL_EXIT_UNREACHABLE;
 }
 
@@ -453,8 +455,8 @@ static int io_all(int fd, void *buf, size_t n, int out)
 		ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : read(fd, p, n);
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k < 0)
-			return -errno;
+		if (k < 0) /* EAGAIN: SOCK_IO_TIMEOUT_S passed, as libshmc */
+			return errno == EAGAIN ? -ETIMEDOUT : -errno;
 		if (k == 0)
 			return -ECONNRESET;
 		p += k;
@@ -463,27 +465,21 @@ static int io_all(int fd, void *buf, size_t n, int out)
 	return 0;
 }
 
-/* Connects x->sock to --socket, $SHMC_SOCKET, or the default socket of
- * this user's daemon.  Returns 0 or the exit code after saying why not. */
+/* Connects x->sock as shmc_open() would (sock.h: --socket, $SHMC_SOCKET,
+ * or this user's default socket, then the system one; only to a trusted
+ * peer; with I/O timeouts).  Returns 0 or the exit code after saying why
+ * not, in the words the mapped path uses. */
 static int remote_connect(struct ctl *x)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	const char *env = getenv("SHMC_SOCKET");
-	char b[ESC_MAX];
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct sock_err why = { 0 };
 
-	if (x->socket || (env && *env))
-		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s",
-			 x->socket ? x->socket : env);
-	else
-		paths_default_socket(sa.sun_path, sizeof(sa.sun_path),
-				     geteuid());
-	x->sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (x->sock >= 0 &&
-	    connect(x->sock, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+	x->sock = sock_open(x->socket, path, sizeof(path), &why);
+	if (x->sock >= 0)
 		return 0;
-	fprintf(stderr, CTL_PROG ": cannot reach shmcached at %s: %s\n",
-		ESC(sa.sun_path, b), strerror(errno));
-	return CTL_EXIT_UNREACHABLE;
+	return unreachable(x, x->sock,
+			   why.err == x->sock ? why.msg
+					      : shmc_strerror(x->sock));
 }
 
 /* io_all() reading from the struct ctl's socket: a proto_read_fn. */
@@ -659,7 +655,7 @@ static int ctl_connect(struct ctl *x)
 		return remote_connect(x);
 	int err = shmc_open(&x->c, x->socket);
 
-	return err ? unreachable(x, err) : 0;
+	return err ? unreachable(x, err, shmc_strerror(err)) : 0;
 }
 
 /* The exit code for a failed data operation on key: a missing key is 1,
@@ -692,7 +688,7 @@ static int daemon_error(const char *what, int err, const char *msg)
 static int control_error(const struct ctl *x, const char *what, int err)
 {
 	if (names_the_socket(err) || err == -EPIPE || err == -ECONNRESET)
-		return unreachable(x, err);
+		return unreachable(x, err, shmc_strerror(err));
 	return daemon_error(what, err, shmc_errmsg());
 }
 
@@ -1129,9 +1125,14 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 	char *val = NULL;
 	int rc, err;
 
-	if ((rc = ctl_connect(x)))
+	/* With --no-map, stdin is read before connecting: the daemon drops a
+	 * connection that is silent for its --hello-timeout, and a slow
+	 * writer must not make the set fail. */
+	if (!x->no_map && (rc = ctl_connect(x)))
 		return rc;
 	if (argc == 2 && strcmp(argv[1], "-") != 0) {
+		if (x->no_map && (rc = ctl_connect(x)))
+			return rc;
 		err = x->no_map ? remote_key(x, PROTO_T_SET, key, argv[1],
 					     strlen(argv[1]), 1, x->ttl, NULL,
 					     NULL)
@@ -1150,6 +1151,10 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 				    most);
 		if (err)
 			return fail("set: reading stdin: %s", strerror(-err));
+		if (x->no_map && (rc = ctl_connect(x))) {
+			free(val);
+			return rc;
+		}
 		err = x->no_map ? remote_key(x, PROTO_T_SET, key, val, vlen, 1,
 					     x->ttl, NULL, NULL)
 				: shmc_set(x->c, key, klen, val, vlen, x->ttl);

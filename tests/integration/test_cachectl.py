@@ -334,6 +334,86 @@ class NoMap(CtlTest):
         self.assertEqual(r.returncode, UNREACHABLE, r.stderr)
         self.assertIn(sock.encode(), self.assert_one_line(r, "x").encode())
 
+    def test_cachectl_no_map_refuses_an_untrusted_peer(self):
+        # A socket served by uid 65534: neither root nor this user.  Like
+        # the mapped path, --no-map refuses it before sending a byte, and
+        # says so in the same words.
+        if os.geteuid() != 0:
+            self.skipTest("needs root to become another user")
+        folder = tempfile.mkdtemp(prefix="shmc-untrusted-")
+        os.chmod(os.path.dirname(folder), 0o711)
+        os.chmod(folder, 0o777)
+        sock = os.path.join(folder, "s.sock")
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the fake server: counts what each client sent
+            try:
+                os.close(rfd)
+                become_nobody()
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.bind(sock)
+                s.listen()
+                os.write(wfd, b"ready\n")
+                while True:
+                    c, _ = s.accept()
+                    n = 0
+                    while (b := c.recv(4096)):
+                        n += len(b)
+                    os.write(wfd, b"%d\n" % n)
+                    c.close()
+            finally:
+                os._exit(1)
+        os.close(wfd)
+        said = os.fdopen(rfd, "rb")
+        try:
+            self.assertEqual(said.readline(), b"ready\n")
+            lines = {}
+            for how in ([], ["--no-map"]):
+                r = run_ctl(["set", "k", "secret"] + how, sock=sock)
+                self.assertEqual(r.returncode, UNREACHABLE, (how, r.stderr))
+                lines[bool(how)] = self.assert_one_line(r, "untrusted")
+                # Nothing was sent to the untrusted peer.
+                self.assertEqual(said.readline(), b"0\n", how)
+            self.assertEqual(lines[True], lines[False])
+            for words in ("refusing " + sock, "uid 65534",
+                          "SHMC_TRUST_UID=65534"):
+                self.assertIn(words, lines[True])
+        finally:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            said.close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def test_cachectl_too_long_socket_path_is_refused_not_cut(self):
+        # A path one byte too long for sun_path (108) whose first 107
+        # bytes name the daemon's socket: refused, never the cut path.
+        long_path = self.d.sock + "/" * (107 - len(self.d.sock)) + "x"
+        self.assertEqual(os.path.normpath(long_path[:107]), self.d.sock)
+        for how in ([], ["--no-map"]):
+            r = run_ctl(["set", "k", "v"] + how, sock=long_path)
+            self.assertEqual(r.returncode, UNREACHABLE, (how, r.stderr))
+            self.assertIn(b"too long", self.assert_one_line(r, how).encode()
+                          .lower())
+        self.assertEqual(self.ctl("get", "k").returncode, NO)
+
+    def test_cachectl_no_map_set_waits_for_a_slow_stdin(self):
+        # The daemon drops a connection that stays silent for its
+        # --hello-timeout; --no-map set reads its value first.
+        d = p.DaemonProc(DAEMON, extra=["--hello-timeout", "200"]).start()
+        try:
+            proc = subprocess.Popen(
+                [CACHECTL, "--socket", d.sock, "--no-map", "set", "k"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, env=environ_without_socket())
+            time.sleep(0.5)  # the input: a writer slower than 200 ms
+            out, err = proc.communicate(b"late value", timeout=30)
+            self.assertEqual(proc.returncode, OK, err)
+            r = run_ctl(["get", "k"], sock=d.sock)
+            self.assertEqual(r.stdout, b"late value", r.stderr)
+        finally:
+            d.stop()
+            d.unlink()
+
 
 class Statistics(CtlTest):
     def test_cachectl_stats_json_counts_what_was_done(self):
