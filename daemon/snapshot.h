@@ -57,7 +57,7 @@
 /* The largest block a reader accepts (an entry is at most the engine's
  * max_kv, a quarter of a segment's ring, at most 512 MiB). */
 #define SNAP_BLOCK_MAX (UINT32_C(1) << 30)
-#define SNAP_KEY_MAX 65535u /* = ENTRY_KEY_MAX: any saved key loads */
+#define SNAP_KEY_MAX 65535u /* >= ENTRY_KEY_MAX: longer keys load as too big */
 /* The smallest valid file: a header and a trailer, no block. */
 #define SNAP_MIN_FILE (SNAP_HDR_SIZE + SNAP_TRAILER_SIZE)
 

@@ -36,6 +36,8 @@
 #include "proto.h"
 #include "sock.h"
 
+static_assert(SHMC_KEY_MAX == ENTRY_KEY_MAX, "shmc.h states the key limit");
+
 #define SHMC_EXPORT __attribute__((visibility("default")))
 #define LOAD_SLICE_MS 50 /* a get_or_load waiter re-checks this often */
 

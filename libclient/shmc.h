@@ -16,14 +16,14 @@
  *   - Every function returns 0 on success or a negative errno value; the
  *     global errno is never the interface.  shmc_strerror() describes any
  *     return value.
- *   - Keys are 1 to 65535 bytes of anything; key + value at most
+ *   - Keys are 1 to SHMC_KEY_MAX (8191) bytes of anything; key + value at most
  *     shmc_max_item() bytes (a quarter of a segment's ring).
  *   - TTLs are in seconds; 0 means "never expires".  Times are the cache's
  *     clock: unix seconds, ticked by the daemon.
  *
  * Errors every data operation can return, besides those listed with it:
  *   -EINVAL     c, key or a needed pointer is NULL, or klen is 0;
- *   -E2BIG      key longer than 65535 bytes, or key + value too large;
+ *   -E2BIG      key longer than SHMC_KEY_MAX bytes, or key + value too large;
  *   -ETIMEDOUT  a segment lock was held by another process for longer than
  *               the daemon's --lock-timeout (a stuck, not a dead, process);
  *   -EUCLEAN    the segment was found corrupted and has been reset (its
@@ -94,6 +94,9 @@ const char *shmc_version(int *major, int *minor, int *patch);
 /* Errors of this library that no errno describes, in a range no errno
  * reaches (below -SHMC_ERR_BASE).  Like the others they are returned
  * negative, and shmc_strerror() describes them. */
+/* The longest key (the entry header's 13-bit key length). */
+#define SHMC_KEY_MAX 8191
+
 #define SHMC_ERR_BASE 10000
 /* No daemon socket at the path (nothing there): the daemon is not running
  * or listens elsewhere.  Not -ENOENT, which means a missing key. */

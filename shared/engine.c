@@ -240,7 +240,181 @@ static int store_ok(const struct eng *e, const void *key, size_t klen,
 	return 0;
 }
 
-/* Hashes the key and picks its segment (its number in *seg_no if wanted). */
+/* ------------------------------------------------------------------------
+ * Namespaces
+ * ------------------------------------------------------------------------ */
+
+/* Namespace slots: after the client table. */
+#define NS_BASE (LAYOUT_REGION_HDR_SIZE + LAYOUT_CLIENT_TABLE_SIZE)
+#define NS_DEAD 1u /* ns_slot.state: unregistered, kept for its probe */
+
+static inline struct ns_slot *ns_table(const struct eng *e)
+{
+	return (struct ns_slot *)(e->base + NS_BASE);
+}
+
+/* The slot of prefix p (hash h), or NULL; *free_slot gets the first slot
+ * a new one may take (or LAYOUT_NS_SLOTS). */
+static struct ns_slot *ns_find(const struct eng *e, const void *p, uint32_t len,
+			       uint32_t h, uint32_t *free_slot)
+{
+	struct ns_slot *t = ns_table(e);
+
+	if (free_slot)
+		*free_slot = LAYOUT_NS_SLOTS;
+	for (uint32_t i = 0; i < LAYOUT_NS_SLOTS; i++) {
+		struct ns_slot *n = &t[(h + i) & (LAYOUT_NS_SLOTS - 1)];
+		uint32_t l = __atomic_load_n(&n->len, __ATOMIC_ACQUIRE);
+		if (l == 0) {
+			if (free_slot && *free_slot == LAYOUT_NS_SLOTS)
+				*free_slot = (h + i) & (LAYOUT_NS_SLOTS - 1);
+			return NULL;
+		}
+		if (l == len && len <= LAYOUT_NS_PREFIX_MAX && n->hash == h &&
+		    !memcmp(n->prefix, p, len))
+			return n;
+	}
+	return NULL;
+}
+
+/* Fills k's namespace fields: the highest flush mark of the registered
+ * prefixes key starts with, and the stamp a write gives it.  One load and
+ * a branch when no namespace is registered. */
+static void __attribute__((noinline))
+ns_of_slow(const struct eng *e, uint64_t mask, struct seg_key *k)
+{
+	const uint8_t *key = k->key;
+
+	k->ns_stamp = __atomic_load_n(&e->hdr->ns_clock, __ATOMIC_ACQUIRE);
+	for (uint32_t l = 1; l < 64 && l <= k->klen; l++) {
+		if (!(mask >> l & 1))
+			continue;
+		uint32_t h = (uint32_t)hash_key(key, l);
+		const struct ns_slot *n = ns_find(e, key, l, h, NULL);
+		if (!n || n->state == NS_DEAD)
+			continue;
+		uint32_t m = __atomic_load_n(&n->mark, __ATOMIC_ACQUIRE);
+		k->ns = true;
+		if (m > k->ns_mark)
+			k->ns_mark = m;
+	}
+}
+
+static inline void ns_of(const struct eng *e, struct seg_key *k)
+{
+	uint64_t mask = __atomic_load_n(&e->hdr->ns_lenmask, __ATOMIC_ACQUIRE);
+
+	k->ns = false;
+	k->ns_mark = k->ns_stamp = 0;
+	if (__builtin_expect(mask != 0, 0))
+		ns_of_slow(e, mask, k);
+}
+
+static int ns_args(const void *prefix, size_t len)
+{
+	return !prefix || len == 0 || len > LAYOUT_NS_PREFIX_MAX ? -EINVAL : 0;
+}
+
+int eng_ns_add(struct eng *e, const void *prefix, size_t len)
+{
+	uint32_t h, fs;
+	int rc;
+
+	if ((rc = ns_args(prefix, len)))
+		return rc;
+	h = (uint32_t)hash_key(prefix, len);
+	struct ns_slot *n = ns_find(e, prefix, (uint32_t)len, h, &fs);
+	if (n && n->state != NS_DEAD)
+		return -EEXIST;
+	if (!n) {
+		if (fs == LAYOUT_NS_SLOTS ||
+		    e->hdr->ns_count >= LAYOUT_NS_SLOTS / 2)
+			return -ENOSPC; /* keep probes short */
+		n = &ns_table(e)[fs];
+		memcpy(n->prefix, prefix, len);
+		n->hash = h;
+		n->mark = 0;
+	}
+	/* Keys written before the namespace existed are under it from now
+	 * on; a flush drops them too (they carry no stamp: 0). */
+	__atomic_store_n(&n->state, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&n->len, (uint16_t)len, __ATOMIC_RELEASE);
+	e->hdr->ns_count++;
+	__atomic_fetch_or(&e->hdr->ns_lenmask, UINT64_C(1) << len,
+			  __ATOMIC_RELEASE);
+	return 0;
+}
+
+/* The registered namespace of prefix in *n: 0, -EINVAL or -ENOENT. */
+static int ns_registered(struct eng *e, const void *prefix, size_t len,
+			 struct ns_slot **n)
+{
+	int rc;
+
+	if ((rc = ns_args(prefix, len)))
+		return rc;
+	*n = ns_find(e, prefix, (uint32_t)len, (uint32_t)hash_key(prefix, len),
+		     NULL);
+	return !*n || (*n)->state == NS_DEAD ? -ENOENT : 0;
+}
+
+int eng_ns_flush(struct eng *e, const void *prefix, size_t len)
+{
+	struct ns_slot *n;
+	int rc;
+
+	if ((rc = ns_registered(e, prefix, len, &n)))
+		return rc;
+	uint32_t c = __atomic_load_n(&e->hdr->ns_clock, __ATOMIC_RELAXED);
+	if (c == UINT32_MAX)
+		return -EOVERFLOW;
+	/* The clock first: a write that reads the new clock stamps its entry
+	 * at the new mark, so it is not dropped; one that read the old clock
+	 * stamps below it and is. */
+	__atomic_store_n(&e->hdr->ns_clock, c + 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&n->mark, c + 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+int eng_ns_del(struct eng *e, const void *prefix, size_t len)
+{
+	struct ns_slot *n;
+	int rc;
+
+	if ((rc = ns_registered(e, prefix, len, &n)))
+		return rc;
+	__atomic_store_n(&n->state, NS_DEAD, __ATOMIC_RELEASE);
+	e->hdr->ns_count--;
+	return 0;
+}
+
+int eng_ns_list(const struct eng *e, struct eng_ns_info *out, size_t cap)
+{
+	const struct ns_slot *t = ns_table(e);
+	int count = 0;
+
+	for (uint32_t i = 0; i < LAYOUT_NS_SLOTS; i++) {
+		uint32_t l = __atomic_load_n(&t[i].len, __ATOMIC_ACQUIRE);
+		if (l == 0 || l > LAYOUT_NS_PREFIX_MAX || t[i].state == NS_DEAD)
+			continue;
+		if ((size_t)count < cap) {
+			struct eng_ns_info *o = &out[count];
+			memcpy(o->prefix, t[i].prefix, l);
+			o->len = l;
+			o->mark = __atomic_load_n(&t[i].mark, __ATOMIC_RELAXED);
+			o->slot = i;
+		}
+		count++;
+	}
+	return count;
+}
+
+/* ------------------------------------------------------------------------
+ * Data operations (continued)
+ * ------------------------------------------------------------------------ */
+
+/* Hashes the key and picks its segment (its number in *seg_no if wanted);
+ * finds the key's namespace. */
 static struct seg locate(const struct eng *e, const void *key, size_t klen,
 			 struct seg_key *k, uint32_t *seg_no)
 {
@@ -251,6 +425,7 @@ static struct seg locate(const struct eng *e, const void *key, size_t klen,
 	k->klen = (uint32_t)klen;
 	k->tag = hs.tag;
 	k->hash = h;
+	ns_of(e, k);
 	if (seg_no)
 		*seg_no = hs.seg;
 	struct seg s = seg_at(e, hs.seg);
@@ -267,37 +442,103 @@ uint32_t eng_seg_of(const struct eng *e, const void *key, size_t klen)
 	return hash_split(hash_key(key, klen), e->g.seg_bits).seg;
 }
 
-/* A set with the expiry given as a TTL (abs false) or absolute. */
-static int set(struct eng *e, const void *key, size_t klen, const void *val,
-	       size_t vlen, uint32_t t, bool abs)
+/* A write's expiries from its options at now: the hard one in w->expire
+ * (a TTL with grace keeps the item grace_s longer) and the soft one. */
+static int expiries(const struct eng_wopts *o, uint32_t now,
+		    struct seg_write *w)
 {
+	if (o->expire_at) {
+		if (o->expire_at <= now)
+			return -ETIME;
+		w->expire = o->expire_at;
+		w->soft = 0;
+		return 0;
+	}
+	w->expire = expire_of(now, o->ttl_s);
+	w->soft = 0;
+	if (o->ttl_s && o->grace_s) {
+		w->soft = w->expire;
+		w->expire = expire_of(w->soft, o->grace_s);
+	}
+	return 0;
+}
+
+static_assert((int)ENG_SET == (int)SEG_SET && (int)ENG_ADD == (int)SEG_ADD &&
+		      (int)ENG_REPLACE == (int)SEG_REPLACE &&
+		      (int)ENG_CAS == (int)SEG_CAS &&
+		      (int)ENG_APPEND == (int)SEG_APPEND &&
+		      (int)ENG_PREPEND == (int)SEG_PREPEND,
+	      "eng_mode and seg_mode agree");
+
+int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
+	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out)
+{
+	static const struct eng_wopts plain;
 	struct seg_key k;
 	int rc;
 
+	if (!o)
+		o = &plain;
 	if ((rc = store_ok(e, key, klen, val, vlen)))
 		return rc;
+	if ((unsigned)o->mode > ENG_PREPEND)
+		return -EINVAL;
 	struct seg s = locate(e, key, klen, &k, NULL);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
-	uint32_t expire = abs ? t : expire_of(now, t);
-	if (abs && expire != 0 && expire <= now)
-		rc = -ETIME;
-	else
-		rc = seg_set_locked(&s, &k, val, (uint32_t)vlen, expire, now);
+	struct seg_write w = { .mode = (enum seg_mode)o->mode,
+			       .flags = o->flags,
+			       .cas = o->cas };
+	if ((rc = expiries(o, now, &w)) == 0)
+		rc = seg_write_locked(&s, &k, &w, val, (uint32_t)vlen, now,
+				      cas_out);
 	return seg_done(e, &s, rc);
 }
 
 int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
 	    size_t vlen, uint32_t ttl_s)
 {
-	return set(e, key, klen, val, vlen, ttl_s, false);
+	struct eng_wopts o = { .ttl_s = ttl_s };
+
+	return eng_store(e, key, klen, val, vlen, &o, NULL);
 }
 
 int eng_set_expire_at(struct eng *e, const void *key, size_t klen,
 		      const void *val, size_t vlen, uint32_t expire_at)
 {
-	return set(e, key, klen, val, vlen, expire_at, true);
+	struct eng_wopts o = { .expire_at = expire_at };
+
+	return eng_store(e, key, klen, val, vlen, &o, NULL);
+}
+
+int eng_arith(struct eng *e, const void *key, size_t klen, bool decr,
+	      uint64_t delta, const struct eng_wopts *init, uint64_t init_val,
+	      uint64_t *out, uint64_t *cas_out)
+{
+	struct seg_key k;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if (!out)
+		return -EINVAL;
+	if (klen + 20 > e->g.max_kv)
+		return -E2BIG;
+	struct seg s = locate(e, key, klen, &k, NULL);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	uint32_t now = eng_now(e);
+	struct seg_write w = { .mode = SEG_SET };
+	if (init) {
+		w.flags = init->flags;
+		rc = expiries(init, now, &w);
+		w.soft = 0;
+	}
+	if (rc == 0)
+		rc = seg_arith_locked(&s, &k, decr, delta, init ? &w : NULL,
+				      init_val, now, out, cas_out);
+	return seg_done(e, &s, rc);
 }
 
 /* A get without the lock (seqlock style): reads seq, looks the key up and
@@ -308,14 +549,14 @@ int eng_set_expire_at(struct eng *e, const void *key, size_t klen,
  * from each other.  -EAGAIN: ask the locked path. */
 static inline int get_optimistic(struct client_ctr *ctr, struct seg *s,
 				 const struct seg_key *k, uint32_t now,
-				 void *buf, size_t cap, size_t *vlen,
-				 uint32_t *expire_at)
+				 void *buf, size_t cap, struct seg_meta *m,
+				 bool want_cas)
 {
 	uint32_t seq = __atomic_load_n(&s->h->seq, __ATOMIC_ACQUIRE);
 
 	if (seq & 1)
 		return -EAGAIN; /* a mutation is under way (or its writer died) */
-	int rc = seg_get_unlocked(s, k, now, buf, cap, vlen, expire_at);
+	int rc = seg_get_unlocked(s, k, now, buf, cap, m, want_cas);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	if (__atomic_load_n(&s->h->seq, __ATOMIC_RELAXED) != seq)
 		return -EAGAIN;
@@ -326,40 +567,77 @@ static inline int get_optimistic(struct client_ctr *ctr, struct seg *s,
 	return rc;
 }
 
-static int get(struct eng *e, enum seg_get_mode mode, const void *key,
-	       size_t klen, void *buf, size_t cap, size_t *vlen,
-	       uint32_t *expire_at)
+static inline __attribute__((always_inline)) int
+get(struct eng *e, enum seg_get_mode mode, const void *key, size_t klen,
+    void *buf, size_t cap, struct seg_meta *m, bool want_cas)
 {
 	struct seg_key k;
 	int rc;
 
 	if ((rc = key_ok(key, klen)))
 		return rc;
-	if ((!buf && cap) || !vlen)
+	if (!buf && cap)
 		return -EINVAL;
 	struct seg s = locate(e, key, klen, &k, NULL);
 	if (mode == SEG_GET &&
-	    (rc = get_optimistic(e->ctr, &s, &k, eng_now(e), buf, cap, vlen,
-				 expire_at)) != -EAGAIN)
+	    (rc = get_optimistic(e->ctr, &s, &k, eng_now(e), buf, cap, m,
+				 want_cas)) != -EAGAIN)
 		return rc;
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	FAULT(LOCKED);
-	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, vlen, expire_at,
-			    NULL);
+	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, m, NULL);
 	return seg_done(e, &s, rc);
 }
 
 int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
 	    size_t *vlen, uint32_t *expire_at)
 {
-	return get(e, SEG_GET, key, klen, buf, cap, vlen, expire_at);
+	struct seg_meta m;
+
+	if (!vlen)
+		return -EINVAL;
+	int rc = get(e, SEG_GET, key, klen, buf, cap, &m, false);
+	if (rc == 0 || rc == -ENOBUFS) {
+		*vlen = m.vlen;
+		if (expire_at)
+			*expire_at = m.expire;
+	}
+	return rc;
+}
+
+int eng_get_ex(struct eng *e, const void *key, size_t klen, void *buf,
+	       size_t cap, struct eng_meta *out)
+{
+	struct seg_meta m;
+
+	if (!out)
+		return -EINVAL;
+	int rc = get(e, SEG_GET, key, klen, buf, cap, &m, true);
+	if (rc == 0 || rc == -ENOBUFS)
+		*out = (struct eng_meta){ .cas = m.cas,
+					  .vlen = m.vlen,
+					  .flags = m.flags,
+					  .expire = m.expire,
+					  .soft = m.soft,
+					  .stale = m.stale };
+	return rc;
 }
 
 int eng_peek(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
 	     size_t *vlen, uint32_t *expire_at)
 {
-	return get(e, SEG_PEEK, key, klen, buf, cap, vlen, expire_at);
+	struct seg_meta m;
+
+	if (!vlen)
+		return -EINVAL;
+	int rc = get(e, SEG_PEEK, key, klen, buf, cap, &m, false);
+	if (rc == 0 || rc == -ENOBUFS) {
+		*vlen = m.vlen;
+		if (expire_at)
+			*expire_at = m.expire;
+	}
+	return rc;
 }
 
 int eng_del(struct eng *e, const void *key, size_t klen)
@@ -432,8 +710,8 @@ int eng_read(struct eng *e, const void *key, size_t klen, eng_read_fn fn,
 	     void *arg)
 {
 	struct seg_value v;
+	struct seg_meta m;
 	struct seg_key k;
-	size_t vlen;
 	int rc;
 
 	if ((rc = key_ok(key, klen)))
@@ -443,8 +721,7 @@ int eng_read(struct eng *e, const void *key, size_t klen, eng_read_fn fn,
 	struct seg s = locate(e, key, klen, &k, NULL);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
-	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET, NULL, 0, &vlen, NULL,
-			    &v);
+	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET, NULL, 0, &m, &v);
 	if (rc == 0)
 		rc = fn(v.p[0], v.n[0], v.p[1], v.n[1], arg);
 	else
@@ -469,9 +746,11 @@ int eng_reserve(struct eng *e, const void *key, size_t klen, size_t vlen,
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
+	struct seg_write w = { .mode = SEG_SET,
+			       .expire = expire_of(now, ttl_s) };
 	seg_write_begin(&s);
-	rc = seg_store_locked(&s, &k, NULL, (uint32_t)vlen,
-			      expire_of(now, ttl_s), now, &r->off);
+	rc = seg_store_locked(&s, &k, NULL, (uint32_t)vlen, &w, now, &r->off,
+			      NULL);
 	if (rc)
 		return seg_done(e, &s, rc);
 	seg_value_at(&s, r->off, &v);
@@ -507,40 +786,62 @@ void eng_abort(struct eng *e, struct eng_resv *r)
  * get_or_load
  * ------------------------------------------------------------------------ */
 
-int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
-		     size_t cap, size_t *vlen, uint32_t *expire_at,
-		     struct eng_flight *f)
+int eng_get_or_claim_ex(struct eng *e, const void *key, size_t klen, void *buf,
+			size_t cap, struct eng_meta *out, struct eng_flight *f)
 {
+	struct seg_meta m = { 0 };
 	struct seg_key k;
+	uint32_t seg_no;
 	bool claimed = false;
 	int rc;
 
 	if ((rc = key_ok(key, klen)))
 		return rc;
-	if ((!buf && cap) || !vlen || !f)
+	if ((!buf && cap) || !out || !f)
 		return -EINVAL;
-	uint64_t h = hash_key(key, klen);
-	struct hash_split hs = hash_split(h, e->g.seg_bits);
-	struct seg s = seg_at(e, hs.seg);
-	k = (struct seg_key){
-		.key = key, .klen = (uint32_t)klen, .tag = hs.tag, .hash = h
-	};
-
+	struct seg s = locate(e, key, klen, &k, &seg_no);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
-	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET, buf, cap, vlen,
-			    expire_at, NULL);
-	if (rc == -ENOENT) {
-		f->hash = h;
-		f->seg = hs.seg;
-		f->slot = seg_flight_locked(&s, h, e->client_id, &claimed);
+	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET_STALE, buf, cap, &m,
+			    NULL);
+	if (rc == -ENOENT || (rc == 0 && m.stale)) {
+		f->hash = k.hash;
+		f->seg = seg_no;
+		f->slot = seg_flight_locked(&s, k.hash, e->client_id, &claimed);
 		f->word = f->slot < 0
 				  ? 0
 				  : __atomic_load_n(&s.h->flight[f->slot].word,
 						    __ATOMIC_ACQUIRE);
-		rc = claimed || f->slot < 0 ? ENG_LOAD : ENG_WAIT;
+		if (rc == -ENOENT)
+			rc = claimed || f->slot < 0 ? ENG_LOAD : ENG_WAIT;
+		else
+			rc = claimed ? ENG_LOAD : 0; /* stale: nobody waits */
 	}
+	if (rc >= 0 || rc == -ENOBUFS)
+		*out = (struct eng_meta){ .cas = m.cas,
+					  .vlen = m.vlen,
+					  .flags = m.flags,
+					  .expire = m.expire,
+					  .soft = m.soft,
+					  .stale = m.stale };
 	return seg_done(e, &s, rc);
+}
+
+int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
+		     size_t cap, size_t *vlen, uint32_t *expire_at,
+		     struct eng_flight *f)
+{
+	struct eng_meta m;
+
+	if (!vlen)
+		return -EINVAL;
+	int rc = eng_get_or_claim_ex(e, key, klen, buf, cap, &m, f);
+	if (rc == 0 || rc == -ENOBUFS || (rc == ENG_LOAD && m.stale)) {
+		*vlen = m.vlen;
+		if (expire_at)
+			*expire_at = m.expire;
+	}
+	return rc;
 }
 
 /* The flight slot f refers to, if it still holds f's key. */
@@ -597,6 +898,33 @@ void eng_flight_done(struct eng *e, struct eng_flight *f)
  * Walks, statistics, maintenance
  * ------------------------------------------------------------------------ */
 
+/* eng_iter()'s filter: the caller's callback, for the entries that no
+ * namespace flush dropped and that are not past a soft expiry. */
+struct iter_filter {
+	const struct eng *e;
+	eng_iter_fn fn;
+	void *arg;
+	uint32_t now;
+};
+
+static int iter_filtered(const struct eng_item *it, void *arg)
+{
+	const struct iter_filter *f = arg;
+
+	if (it->soft && it->soft <= f->now)
+		return 0;
+	if (__atomic_load_n(&f->e->hdr->ns_lenmask, __ATOMIC_ACQUIRE)) {
+		uint8_t key[ENTRY_KEY_MAX];
+		memcpy(key, it->key[0], it->key_len[0]);
+		memcpy(key + it->key_len[0], it->key[1], it->key_len[1]);
+		struct seg_key k = { .key = key, .klen = (uint32_t)it->klen };
+		ns_of(f->e, &k);
+		if (k.ns_mark && it->stamp < k.ns_mark)
+			return 0;
+	}
+	return f->fn(it, f->arg);
+}
+
 int eng_iter(struct eng *e, uint32_t from, uint32_t to, eng_iter_fn fn,
 	     void *arg)
 {
@@ -607,7 +935,10 @@ int eng_iter(struct eng *e, uint32_t from, uint32_t to, eng_iter_fn fn,
 		int rc = seg_lock(e, &s);
 		if (rc)
 			return rc;
-		rc = seg_iter_locked(&s, i, eng_now(e), fn, arg);
+		struct iter_filter f = {
+			.e = e, .fn = fn, .arg = arg, .now = eng_now(e)
+		};
+		rc = seg_iter_locked(&s, i, f.now, iter_filtered, &f);
 		/* A corrupted segment is repaired and the walk goes on. */
 		if (rc == -EUCLEAN) {
 			seg_done(e, &s, rc);
@@ -725,17 +1056,17 @@ static void carve(struct eng_geom *g, uint32_t nb, uint32_t nrec)
 	g->nrec = nrec;
 	g->off_buckets = LAYOUT_SEG_HDR_SIZE;
 	g->off_recs = (uint32_t)(g->off_buckets + align64((uint64_t)nb * 4));
-	g->off_free =
+	g->off_ring =
 		(uint32_t)(g->off_recs +
 			   align64((uint64_t)nrec * sizeof(struct pool_rec)));
-	g->off_ring = (uint32_t)(g->off_free + align64((uint64_t)nrec * 4));
 }
 
 #define RING_MAX (UINT32_C(1) << 31)
 static_assert(RING_MAX / 4 <= ENTRY_VLEN_MASK,
 	      "the largest value (max_kv) fits entry_hdr.vlen_use");
-/* Segments start after the header and the client table. */
-#define SEG_BASE (LAYOUT_REGION_HDR_SIZE + LAYOUT_CLIENT_TABLE_SIZE)
+/* Segments start after the header, the client table and the namespace
+ * table. */
+#define SEG_BASE (NS_BASE + LAYOUT_NS_TABLE_SIZE)
 
 int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 {
@@ -760,8 +1091,9 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	uint32_t sum_size = c.flags & REGION_F_CHECKSUM ? ENTRY_SUM_SIZE : 0;
 	uint64_t item = ENTRY_HDR_SIZE + (uint64_t)c.avg_item + sum_size;
 
-	/* Records cost 12 (record) + 4 (free ring) + ~4 (bucket) bytes; find
-	 * the record count whose entries of `item` bytes fill what remains. */
+	/* Records cost 16 (record, free list included) + ~4 (bucket) bytes;
+	 * find the record count whose entries of `item` bytes fill what
+	 * remains. */
 	uint64_t nrec = avail / (item + 20);
 	for (int i = 0; i < 4; i++) {
 		if (nrec < 1)
@@ -831,7 +1163,6 @@ int eng_format(void *base, size_t size, const struct eng_config *cfg)
 	h->max_kv = g.max_kv;
 	h->off_buckets = g.off_buckets;
 	h->off_recs = g.off_recs;
-	h->off_free = g.off_free;
 	h->off_ring = g.off_ring;
 	h->flags = g.flags;
 	h->created = (uint64_t)time(NULL);
@@ -842,16 +1173,49 @@ int eng_format(void *base, size_t size, const struct eng_config *cfg)
 	h->next_client_id = 2; /* 1 is the daemon's own */
 
 	memset((uint8_t *)base + LAYOUT_REGION_HDR_SIZE, 0,
-	       LAYOUT_CLIENT_TABLE_SIZE);
+	       LAYOUT_CLIENT_TABLE_SIZE + LAYOUT_NS_TABLE_SIZE);
 	e.base = base;
 	e.hdr = h;
 	e.g = g;
+	uint64_t floor = cfg && cfg->version_floor ? cfg->version_floor
+						   : (uint64_t)time(NULL) << 32;
 	for (uint32_t i = 0; i < g.nseg; i++) {
 		struct seg s = seg_at(&e, i);
 		memset(s.h, 0, sizeof(*s.h));
 		seg_reset_locked(&s);
+		s.h->wcount = floor >> g.seg_bits;
 	}
 	return 0;
+}
+
+int eng_version_floor(struct eng *e, uint64_t v)
+{
+	for (uint32_t i = 0; i < e->g.nseg; i++) {
+		struct seg s = seg_at(e, i);
+		int rc = seg_lock(e, &s);
+		if (rc)
+			return rc;
+		if (s.h->wcount < v >> e->g.seg_bits)
+			__atomic_store_n(&s.h->wcount, v >> e->g.seg_bits,
+					 __ATOMIC_RELAXED);
+		seg_unlock(e, &s);
+	}
+	return 0;
+}
+
+uint64_t eng_version_max(const struct eng *e)
+{
+	uint64_t max = 0;
+
+	for (uint32_t i = 0; i < e->g.nseg; i++) {
+		struct seg s = seg_at(e, i);
+		uint64_t v = __atomic_load_n(&s.h->wcount, __ATOMIC_RELAXED)
+				     << e->g.seg_bits |
+			     i;
+		if (v > max)
+			max = v;
+	}
+	return max;
 }
 
 /* Checks that the header's geometry describes a region that fits. */
@@ -873,9 +1237,9 @@ static const char *geom_invalid(const struct region_hdr *h)
 		return "segment blocks misaligned";
 	if (h->off_buckets < LAYOUT_SEG_HDR_SIZE ||
 	    h->off_recs < h->off_buckets + (uint64_t)h->nbuckets * 4 ||
-	    h->off_free < h->off_recs + (uint64_t)h->nrec * 12 ||
-	    h->off_ring < h->off_free + (uint64_t)h->nrec * 4 ||
-	    h->off_buckets % 64 || h->off_recs % 4 || h->off_free % 4)
+	    h->off_ring <
+		    h->off_recs + (uint64_t)h->nrec * sizeof(struct pool_rec) ||
+	    h->off_buckets % 64 || h->off_recs % 16 || h->reserved2)
 		return "segment block parts overlap";
 	min_blk = (uint64_t)h->off_ring + h->ring_size;
 	if (min_blk > h->seg_stride)
@@ -975,7 +1339,6 @@ int eng_attach(struct eng *e, void *base, size_t size, uint32_t client_id,
 		.max_kv = h->max_kv,
 		.off_buckets = h->off_buckets,
 		.off_recs = h->off_recs,
-		.off_free = h->off_free,
 		.off_ring = h->off_ring,
 		.flags = h->flags,
 		.sum_size = h->flags & REGION_F_CHECKSUM ? ENTRY_SUM_SIZE : 0,

@@ -42,6 +42,8 @@ struct eng_config {
 				     out evicts, it does not fail. */
 	uint32_t lock_timeout_ms; /* default 2000 */
 	uint32_t flags;		  /* REGION_F_* (layout.h); 0: none */
+	uint64_t version_floor;	  /* versions start above it; 0: unix
+				     seconds << 32 at format */
 };
 
 #define ENG_DEFAULT_NSEG 256u
@@ -59,7 +61,7 @@ struct eng_geom {
 	uint32_t nseg, seg_bits;
 	uint32_t nbuckets, bucket_bits;
 	uint32_t nrec, ring_size, max_kv;
-	uint32_t off_buckets, off_recs, off_free, off_ring;
+	uint32_t off_buckets, off_recs, off_ring;
 	uint32_t flags;		  /* REGION_F_* */
 	uint32_t sum_size;	  /* bytes of checksum after each entry: 0, or
 			      ENTRY_SUM_SIZE with REGION_F_CHECKSUM */
@@ -114,6 +116,10 @@ struct eng_item {
 	size_t klen, vlen;
 	uint32_t expire; /* absolute unix seconds; 0 = never */
 	uint32_t seg;
+	uint32_t flags;
+	uint32_t soft;	/* soft expiry (stale-while-revalidate); 0 = none */
+	uint32_t stamp; /* namespace stamp (seg.c); 0 = none */
+	uint64_t cas;	/* version */
 };
 
 /* Return 0 to go on, anything else to stop (eng_iter returns that value). */
@@ -187,6 +193,125 @@ void eng_set_timeout(struct eng *e, uint32_t ms);
  * daemon's tick and the tests' hook; it never goes into a segment lock. */
 uint32_t eng_now(const struct eng *e);
 void eng_clock_set(struct eng *e, uint32_t now);
+
+/* ------------------------------------------------------------------------
+ * Items: flags, versions (CAS), conditional writes.
+ *
+ * Every write of an item (set, add, replace, cas, append, prepend, incr,
+ * decr) gives it a new 64-bit version: the segment's write count above the
+ * segment's number, so versions are unique across the region.  A region's
+ * counts start at its version floor (eng_config.version_floor, by default
+ * unix seconds << 32 at format), so a version read from an earlier region
+ * is not issued again unless one of its segments averaged over 2^(32 -
+ * seg_bits) writes a second; a snapshot load raises the floor above the
+ * versions it saved (eng_version_floor()).  Evacuation moves and touches
+ * keep the version.
+ * ------------------------------------------------------------------------ */
+
+/* What a read returns besides the value. */
+struct eng_meta {
+	uint64_t cas;	 /* version */
+	size_t vlen;	 /* the value's length */
+	uint32_t flags;	 /* as stored */
+	uint32_t expire; /* absolute unix second; 0 = never */
+	uint32_t soft; /* soft expiry of a value stored with grace; 0 = none */
+	bool stale;    /* served past its soft expiry (eng_get_or_claim) */
+};
+
+/* What a store does when the key is present or absent (as memcached's
+ * commands of the same names). */
+enum eng_mode {
+	ENG_SET,     /* store either way */
+	ENG_ADD,     /* only if absent, else -EEXIST */
+	ENG_REPLACE, /* only if present, else -ENOENT */
+	ENG_CAS,     /* only if present (-ENOENT) and still of version cas
+			(else -EEXIST) */
+	ENG_APPEND,  /* value after the present one (else -ENOENT); the
+			item keeps its flags and expiry */
+	ENG_PREPEND, /* value before the present one; as ENG_APPEND */
+};
+
+/* A store's options; zero is a plain set that never expires. */
+struct eng_wopts {
+	enum eng_mode mode;
+	uint32_t flags;	    /* opaque, returned by every read */
+	uint32_t ttl_s;	    /* seconds; 0 = never expires */
+	uint32_t expire_at; /* absolute unix second; when not 0 it is used
+			       instead of ttl_s (snapshot loads); one already
+			       past stores nothing: -ETIME */
+	uint32_t grace_s;   /* stale-while-revalidate: with a TTL, the item
+			       is kept grace_s more seconds, during which
+			       only eng_get_or_claim() serves it (as stale) */
+	uint64_t cas;	    /* ENG_CAS: the version read */
+};
+
+/* Stores key -> value as o says (NULL: a plain set).  *cas_out (if not
+ * NULL) gets the new version.  Errors: as eng_set(); -EEXIST (add: present;
+ * cas: changed since), -ENOENT (replace, cas, append, prepend: absent or
+ * expired), -E2BIG (an append or prepend would pass max_kv), -ENOMEM (an
+ * append or prepend of a value over 4 KiB could not copy it). */
+int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
+	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out);
+
+/* As eng_get(), with the item's metadata, its version included, in *m
+ * (m->vlen is set on -ENOBUFS too). */
+int eng_get_ex(struct eng *e, const void *key, size_t klen, void *buf,
+	       size_t cap, struct eng_meta *m);
+
+/* Atomic increment (decr false) or decrement of a value that is a decimal
+ * number below 2^64, as memcached's incr and decr: incr wraps at 2^64,
+ * decr stops at 0, and the result is stored as its decimal digits.
+ * Returns 0 with the result in *out (and the new version in *cas_out if
+ * not NULL), -ENOENT when the key is absent and init is NULL, -EDOM when
+ * the value is not such a number (nothing is changed).  With init, an
+ * absent key is first created with init_val, init->flags and init->ttl_s
+ * and the delta applied to that, in the same locked step (so an incr by 1
+ * with init_val 0 returns 1, as ngx.shared.DICT:incr(key, 1, 0) does). */
+int eng_arith(struct eng *e, const void *key, size_t klen, bool decr,
+	      uint64_t delta, const struct eng_wopts *init, uint64_t init_val,
+	      uint64_t *out, uint64_t *cas_out);
+
+/* Raises every segment's write count so that versions issued from now on
+ * are above v (a snapshot load, with the highest version it saved). */
+int eng_version_floor(struct eng *e, uint64_t v);
+
+/* The highest version issued so far in the region. */
+uint64_t eng_version_max(const struct eng *e);
+
+/* ------------------------------------------------------------------------
+ * Namespaces: every key that starts with a registered prefix is under that
+ * namespace, and eng_ns_flush() drops them all in constant time, whatever
+ * their number: the entries stay until reads, writes or evacuation reclaim
+ * them, and no read returns them.  Prefixes may overlap ("user:" and
+ * "user:42:"): a key is gone when any namespace it is under was flushed
+ * after it was written.  The table lives in the region; only one process
+ * writes it (the daemon), any process reads it.  Up to LAYOUT_NS_SLOTS
+ * prefixes of 1..LAYOUT_NS_PREFIX_MAX bytes.
+ * ------------------------------------------------------------------------ */
+
+/* Registers prefix as a namespace.  0, -EEXIST (already registered),
+ * -ENOSPC (the table is full), -EINVAL (empty or too long). */
+int eng_ns_add(struct eng *e, const void *prefix, size_t len);
+
+/* Drops every key under the namespace prefix: 0, -ENOENT (not
+ * registered), -EOVERFLOW (the region's 2^32 - 1 flushes are spent: only
+ * eng_clear() and a new region get past it). */
+int eng_ns_flush(struct eng *e, const void *prefix, size_t len);
+
+/* Unregisters prefix (its keys stay, now outside any namespace). */
+int eng_ns_del(struct eng *e, const void *prefix, size_t len);
+
+/* One registered namespace, for eng_ns_list(). */
+struct eng_ns_info {
+	uint8_t prefix[LAYOUT_NS_PREFIX_MAX];
+	uint32_t len;
+	uint32_t mark; /* 0: never flushed */
+	uint32_t slot;
+};
+
+/* Copies up to cap registered namespaces into out; returns how many are
+ * registered (may be more than cap). */
+int eng_ns_list(const struct eng *e, struct eng_ns_info *out, size_t cap);
 
 /* ------------------------------------------------------------------------
  * Data operations.  Keys are 1..ENTRY_KEY_MAX bytes; key + value at most
@@ -292,6 +417,14 @@ struct eng_flight {
 int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
 		     size_t cap, size_t *vlen, uint32_t *expire_at,
 		     struct eng_flight *f);
+
+/* eng_get_or_claim() that also serves a value stored with grace past its
+ * soft expiry (stale-while-revalidate): then m->stale is set and the
+ * return is ENG_LOAD when the caller claimed the key's reload (it must
+ * load, store and end the flight; the others are served the stale value
+ * meanwhile, without waiting), 0 when another caller reloads it. */
+int eng_get_or_claim_ex(struct eng *e, const void *key, size_t klen, void *buf,
+			size_t cap, struct eng_meta *m, struct eng_flight *f);
 
 /* Sleeps up to ms while the load f waits for is in progress.  Returns 0
  * when it ended (retry eng_get_or_claim), -ETIMEDOUT if it is still on,

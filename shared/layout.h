@@ -12,11 +12,12 @@
  * written by eng_format() (engine.c), the segments are operated on by
  * seg.c.
  *
- *   region:  [region_hdr 4 KiB][client table 64 KiB][segment 0 block]...
+ *   region:  [region_hdr 4 KiB][client table 64 KiB][namespace table 16 KiB]
+ *            [segment 0 block]...
  *   segment: [seg_hdr 384 B][buckets u32 x nbuckets][pool_rec x nrec]
- *            [free ring u32 x nrec][data ring, ring_size bytes]
- *   entry:   [entry_hdr 16 B][key klen B][value vlen B][slack B]
- *            [checksum 8 B, only with REGION_F_CHECKSUM]
+ *            [data ring, ring_size bytes]
+ *   entry:   [entry_hdr 16 B][extension 0-12 B][key klen B][value vlen B]
+ *            [slack B][checksum 8 B, only with REGION_F_CHECKSUM]
  */
 #ifndef SHMC_LAYOUT_H
 #define SHMC_LAYOUT_H
@@ -26,14 +27,16 @@
 #include <stdint.h>
 
 #define LAYOUT_MAGIC UINT64_C(0x31454843434d4853) /* "SHMCCHE1" (LE) */
-#define LAYOUT_VERSION 4u
+#define LAYOUT_VERSION 5u
 #define LAYOUT_CACHELINE 64u
 #define LAYOUT_REGION_HDR_SIZE 4096u
 #define LAYOUT_SEG_HDR_SIZE 384u
-#define LAYOUT_CLIENTS 4096u   /* client table slots */
-#define LAYOUT_CLIENT_CTRS 32u /* client counter lines, in the header */
-#define SEG_FLIGHTS 8u	       /* concurrent get_or_load keys per segment */
-#define LAYOUT_GEOM_SIZE 128u  /* region_hdr lines 0-1, and their copy */
+#define LAYOUT_CLIENTS 4096u	/* client table slots */
+#define LAYOUT_CLIENT_CTRS 32u	/* client counter lines, in the header */
+#define SEG_FLIGHTS 8u		/* concurrent get_or_load keys per segment */
+#define LAYOUT_GEOM_SIZE 128u	/* region_hdr lines 0-1, and their copy */
+#define LAYOUT_NS_SLOTS 256u	/* namespace table slots */
+#define LAYOUT_NS_PREFIX_MAX 52 /* longest namespace prefix */
 
 /* region_hdr.flags. */
 #define REGION_F_CHECKSUM                                                      \
@@ -52,8 +55,21 @@
 #define ENTRY_REC_MASK ((UINT32_C(1) << ENTRY_REC_BITS) - 1)
 /* The record number of a dead entry as seg.c hands it around, decoded. */
 #define ENTRY_DEAD UINT32_MAX
-/* Largest key (entry_hdr.klen is 16 bits). */
-#define ENTRY_KEY_MAX 65535u
+/* entry_hdr.klen: the key length in the low ENTRY_KLEN_BITS, and above it
+ * one bit per optional 4-byte word of the entry's extension, which follows
+ * the header in this order (only the words whose bit is set):
+ *   ENTRY_X_FLAGS  the item's flags (absent: 0);
+ *   ENTRY_X_STAMP  the namespace stamp: ns_clock when the entry was written
+ *                  (absent: 0), for keys under a registered namespace;
+ *   ENTRY_X_SOFT   the soft expiry of a stale-while-revalidate entry, an
+ *                  absolute unix second before the hard one in expire.
+ * So an item without flags, namespace or grace costs no extension bytes. */
+#define ENTRY_KLEN_BITS 13
+#define ENTRY_KEY_MAX ((1u << ENTRY_KLEN_BITS) - 1) /* 8191 */
+#define ENTRY_X_FLAGS (1u << ENTRY_KLEN_BITS)
+#define ENTRY_X_STAMP (1u << (ENTRY_KLEN_BITS + 1))
+#define ENTRY_X_SOFT (1u << (ENTRY_KLEN_BITS + 2))
+#define ENTRY_X_ALL (ENTRY_X_FLAGS | ENTRY_X_STAMP | ENTRY_X_SOFT)
 /* entry_hdr.slack: spare capacity after the value in the low
  * ENTRY_SLACK_BITS, the rest of the check above them. */
 #define ENTRY_SLACK_BITS 12
@@ -112,7 +128,7 @@ struct region_hdr {
 	uint32_t max_kv;      /* largest klen + vlen: ring_size / 4 */
 	uint32_t off_buckets; /* offsets inside a segment block */
 	uint32_t off_recs;
-	uint32_t off_free;
+	uint32_t reserved2; /* 0 (the free ring's offset before layout 5) */
 	uint32_t off_ring;
 	uint32_t flags; /* REGION_F_*: modes chosen at creation */
 	uint32_t reserved0;
@@ -133,7 +149,14 @@ struct region_hdr {
 				     0 (never written): the default */
 	uint64_t pidns;		  /* the daemon's pid namespace (inode of
 				   /proc/self/ns/pid); 0 if unknown */
-	uint8_t pad1[32];
+	uint64_t ns_lenmask;	  /* bit L set: a namespace of an L-byte prefix
+				is registered (L < 64); written with the
+				namespace table (struct ns_slot) */
+	uint32_t ns_clock;	  /* namespace stamps: entries under a namespace
+				are stamped with it; each namespace flush
+				raises it by one */
+	uint32_t ns_count;	  /* namespaces registered */
+	uint8_t pad1[16];
 
 	/* Lines 3-34: counters of gets without the lock (struct client_ctr). */
 	struct client_ctr ctrs[LAYOUT_CLIENT_CTRS];
@@ -165,6 +188,20 @@ struct client_slot {
 };
 #define CLIENT_FOREIGN_NS (UINT64_C(1) << 63)
 #define LAYOUT_CLIENT_TABLE_SIZE (LAYOUT_CLIENTS * 16u)
+
+/* One registered namespace: every key that starts with prefix[0..len).
+ * The table follows the client table, LAYOUT_NS_SLOTS slots, open
+ * addressing on the prefix's hash.  An entry of a key under a namespace
+ * carries a stamp (ENTRY_X_STAMP) and counts as gone once mark is above
+ * it: a flush sets mark to the next ns_clock, which drops every key of
+ * the namespace at once, whatever their number.  len 0 = free slot. */
+struct ns_slot {
+	uint32_t mark;	/* entries stamped below it are gone; 0: none */
+	uint16_t len;	/* prefix bytes, 1..LAYOUT_NS_PREFIX_MAX; 0: free */
+	uint16_t state; /* reserved */
+	uint32_t hash;	/* low 32 bits of the prefix's XXH3-64 */
+	uint8_t prefix[LAYOUT_NS_PREFIX_MAX];
+};
 
 /* ------------------------------------------------------------------------
  * Statistics counters of one segment, as an X-macro list: this list makes
@@ -216,12 +253,17 @@ struct seg_hdr {
 	uint32_t head;	       /* ring offset where the next entry goes */
 	uint32_t tail;	       /* ring offset of the oldest entry */
 	uint32_t used;	       /* bytes between tail and head */
-	uint32_t fr_head;      /* free ring: index of the next record to pop */
-	uint32_t fr_count;     /* free ring: records available */
+	uint32_t fr_head;      /* free records: the first + 1, 0: none; the
+				  list goes on through pool_rec.next */
+	uint32_t fr_count;     /* free records */
 	uint32_t live;	       /* entries in the index (gauge "entries") */
 	uint32_t sweep_cursor; /* next bucket the expiry sweep visits */
 	uint32_t reserved1;
-	uint8_t pad1[32];
+	uint64_t wcount; /* writes: each write of an entry takes the next
+			    value, its version (CAS) is built from it
+			    (seg_version()); starts at the region's
+			    version floor */
+	uint8_t pad1[24];
 
 	/* Lines 2-3: counters (see SEG_COUNTERS). */
 	uint64_t ctr[SEG_NCOUNTERS];
@@ -234,11 +276,15 @@ struct seg_hdr {
 /* One pool record: an index entry.  Written under the segment lock.  The
  * chain of a bucket starts at the entry the bucket names (its ring offset
  * + 1, 0 for an empty bucket); that entry's header names its record
- * (entry_hdr.rec), whose next leads on to the rest of the chain. */
+ * (entry_hdr.rec), whose next leads on to the rest of the chain.  A free
+ * record is on the free list (seg_hdr.fr_head) through next. */
 struct pool_rec {
-	uint32_t next; /* next record in the bucket chain + 1; 0 ends it */
+	uint32_t next; /* next record in the bucket chain (or the free
+			  list) + 1; 0 ends it */
 	uint32_t tag;  /* hash bits above the segment bits; low bits = bucket */
 	uint32_t off;  /* ring offset of the entry_hdr */
+	uint32_t wlow; /* low 32 bits of seg_hdr.wcount at the entry's last
+			  write: its version, see seg_version() */
 };
 
 /* The header of an entry in a data ring.  Entries are packed byte-aligned
@@ -254,7 +300,7 @@ struct entry_hdr {
 			      ENTRY_USE_SHIFT: 0 when stored, +1 per access
 			      up to ENTRY_USE_MAX, -1 each time evacuation
 			      moves the entry to the ring head */
-	uint16_t klen;	   /* key bytes, 1..ENTRY_KEY_MAX */
+	uint16_t klen;	   /* key bytes, 1..ENTRY_KEY_MAX | ENTRY_X_* */
 	uint16_t slack;	   /* spare bytes after the value (ENTRY_SLACK_MAX)
 			      | check high bits << ENTRY_SLACK_BITS */
 };
@@ -288,7 +334,9 @@ static_assert(SEG_NCOUNTERS <= 16, "counters fit lines 2-3");
 static_assert(offsetof(struct seg_hdr, flight) == 4 * LAYOUT_CACHELINE,
 	      "flights start line 4");
 static_assert(sizeof(struct seg_flight) == 16, "seg_flight size");
-static_assert(sizeof(struct pool_rec) == 12, "pool_rec size");
+static_assert(sizeof(struct pool_rec) == 16, "pool_rec size");
+static_assert(sizeof(struct ns_slot) == 64, "ns_slot size");
+#define LAYOUT_NS_TABLE_SIZE (LAYOUT_NS_SLOTS * 64u)
 static_assert(sizeof(struct client_slot) == 16, "client_slot size");
 static_assert(sizeof(struct client_ctr) == LAYOUT_CACHELINE, "client_ctr size");
 static_assert(offsetof(struct region_hdr, ctrs) == 3 * LAYOUT_CACHELINE,
@@ -301,6 +349,10 @@ static_assert(ENTRY_USE_MAX == ~UINT32_C(0) >> ENTRY_USE_SHIFT,
 
 #define ENTRY_HDR_SIZE ((uint32_t)sizeof(struct entry_hdr))
 static_assert(ENTRY_CHECK_BITS == 9, "entry check bits");
+static_assert(offsetof(struct seg_hdr, wcount) == LAYOUT_CACHELINE + 32,
+	      "wcount in line 1");
+static_assert(offsetof(struct region_hdr, ns_lenmask) == 160,
+	      "ns_lenmask offset");
 static_assert((UINT32_C(1) << 31) / ENTRY_HDR_SIZE <= ENTRY_REC_MASK + 1,
 	      "a 2 GiB ring's records (one per 16 bytes) fit ENTRY_REC_BITS");
 

@@ -49,15 +49,19 @@
  * Internals
  * ------------------------------------------------------------------------ */
 
-/* An entry header as read from the ring, its vlen_use word split. */
+/* An entry header as read from the ring, its words split, with its
+ * extension (layout.h, ENTRY_X_*). */
 struct entry {
 	uint32_t rec; /* a record number, or ENTRY_DEAD */
 	uint32_t expire;
 	uint32_t vlen;
 	uint32_t use;
 	uint32_t klen;
+	uint32_t x;    /* ENTRY_X_* bits */
+	uint32_t xlen; /* extension bytes: 4 per bit of x */
 	uint32_t slack;
 	uint32_t chk; /* the check bits as read (see entry_check) */
+	uint32_t flags, stamp, soft; /* the extension's words, 0 if absent */
 };
 
 /* No record: an empty chain, or no record before the chain's head. */
@@ -85,7 +89,26 @@ static inline bool expired(const struct entry *eh, uint32_t now)
 	return eh->expire != 0 && eh->expire <= now;
 }
 
-/* The ring, pool and free-ring fields agree with each other and with the
+/* The entry of key k is gone: expired, or of a namespace flushed since it
+ * was written (stamped below the namespace's mark; no stamp reads 0). */
+static inline bool gone(const struct entry *eh, const struct seg_key *k,
+			uint32_t now)
+{
+	return expired(eh, now) || (k->ns_mark && eh->stamp < k->ns_mark);
+}
+
+/* Past its soft expiry (stale-while-revalidate), not yet gone. */
+static inline bool soft_expired(const struct entry *eh, uint32_t now)
+{
+	return eh->soft != 0 && eh->soft <= now;
+}
+
+static inline uint32_t xlen_of(uint32_t x)
+{
+	return 4u * (uint32_t)__builtin_popcount(x);
+}
+
+/* The ring, pool and free-list fields agree with each other and with the
  * geometry.  Checked before every mutation.  Reads do without it: they
  * stay inside the ring because every offset is checked against the ring
  * size and every entry's length against the ring size (entry_load). */
@@ -95,8 +118,9 @@ static int state_ok(const struct seg *s)
 	const struct eng_geom *g = s->g;
 
 	if (h->head >= g->ring_size || h->tail >= g->ring_size ||
-	    h->used > g->ring_size || h->fr_head >= g->nrec ||
-	    h->fr_count > g->nrec || h->live != g->nrec - h->fr_count ||
+	    h->used > g->ring_size || h->fr_head > g->nrec ||
+	    h->fr_count > g->nrec || (h->fr_head == 0) != (h->fr_count == 0) ||
+	    h->live != g->nrec - h->fr_count ||
 	    ring_add(h->tail, h->used, g->ring_size) != h->head)
 		return -EUCLEAN;
 	return 0;
@@ -123,7 +147,7 @@ static inline uint32_t fold9(uint64_t w)
 static inline uint32_t entry_check(uint32_t off, const struct entry *e)
 {
 	uint64_t x = (uint64_t)(e->rec & ENTRY_REC_MASK) << 32 | off;
-	uint64_t lens = (uint64_t)e->vlen | (uint64_t)e->klen << 30 |
+	uint64_t lens = (uint64_t)e->vlen | (uint64_t)(e->klen | e->x) << 30 |
 			(uint64_t)e->slack << 46;
 
 	return (uint32_t)((x * UINT64_C(0x9e3779b97f4a7c15)) >>
@@ -131,7 +155,20 @@ static inline uint32_t entry_check(uint32_t off, const struct entry *e)
 	       fold9(lens) ^ fold9(e->expire);
 }
 
-/* Reads the header at off, unchecked. */
+/* Reads the extension words x names, which follow the header at off. */
+static void __attribute__((noinline))
+ext_read(const struct seg *s, uint32_t off, struct entry *e)
+{
+	uint32_t w[3], i = 0;
+
+	ring_read(s->ring, s->g->ring_size,
+		  ring_add(off, ENTRY_HDR_SIZE, s->g->ring_size), w, e->xlen);
+	e->flags = e->x & ENTRY_X_FLAGS ? w[i++] : 0;
+	e->stamp = e->x & ENTRY_X_STAMP ? w[i++] : 0;
+	e->soft = e->x & ENTRY_X_SOFT ? w[i++] : 0;
+}
+
+/* Reads the header at off (and its extension), unchecked. */
 static inline void entry_read(const struct seg *s, uint32_t off,
 			      struct entry *e)
 {
@@ -144,11 +181,38 @@ static inline void entry_read(const struct seg *s, uint32_t off,
 	e->expire = eh.expire;
 	e->vlen = eh.vlen_use & ENTRY_VLEN_MASK;
 	e->use = eh.vlen_use >> ENTRY_USE_SHIFT;
-	e->klen = eh.klen;
+	e->klen = eh.klen & ENTRY_KEY_MAX;
+	e->x = eh.klen & ENTRY_X_ALL;
+	e->xlen = xlen_of(e->x);
 	e->slack = eh.slack & ENTRY_SLACK_MAX;
 	e->chk = eh.rec >> ENTRY_REC_BITS |
 		 (uint32_t)(eh.slack >> ENTRY_SLACK_BITS)
 			 << ENTRY_CHECK_REC_BITS;
+	e->flags = e->stamp = e->soft = 0;
+	if (__builtin_expect(e->x != 0, 0))
+		ext_read(s, off, e);
+}
+
+/* Where the key and the value of the entry at off (header e) start. */
+static inline uint32_t key_pos(const struct seg *s, uint32_t off,
+			       const struct entry *e)
+{
+	return ring_add(off, ENTRY_HDR_SIZE + e->xlen, s->g->ring_size);
+}
+
+static inline uint32_t val_pos(const struct seg *s, uint32_t off,
+			       const struct entry *e)
+{
+	return ring_add(off, ENTRY_HDR_SIZE + e->xlen + e->klen,
+			s->g->ring_size);
+}
+
+/* The ring bytes of an entry: header, extension, key, value, slack and
+ * checksum. */
+static inline uint64_t entry_len(const struct seg *s, const struct entry *e)
+{
+	return (uint64_t)ENTRY_HDR_SIZE + e->xlen + e->klen + e->vlen +
+	       e->slack + s->g->sum_size;
 }
 
 /* Reads the header at off and checks that the whole entry lies inside the
@@ -166,8 +230,7 @@ entry_load_unchecked(const struct seg *s, uint32_t off, struct entry *eh,
 	if (d >= s->h->used || s->h->used - d < ENTRY_HDR_SIZE)
 		return -EUCLEAN;
 	entry_read(s, off, eh);
-	uint64_t l = (uint64_t)ENTRY_HDR_SIZE + eh->klen + eh->vlen +
-		     eh->slack + g->sum_size;
+	uint64_t l = entry_len(s, eh);
 	if (eh->klen == 0 || l > s->h->used - d || l > size)
 		return -EUCLEAN;
 	*len = (uint32_t)l;
@@ -199,9 +262,9 @@ static inline uint32_t vlen_use(const struct entry *e)
 
 /* Writes the header at off, with the check for off (e->rec < nrec or
  * ENTRY_DEAD, e->vlen <= ENTRY_VLEN_MASK, e->use <= ENTRY_USE_MAX, e->klen
- * <= ENTRY_KEY_MAX, e->slack <= ENTRY_SLACK_MAX: the callers' limits).
- * Every header written at an offset, moved there included, goes through
- * here, so that its check is right. */
+ * <= ENTRY_KEY_MAX, e->slack <= ENTRY_SLACK_MAX: the callers' limits), and
+ * the extension words e->x names.  Every header written at an offset,
+ * moved there included, goes through here, so that its check is right. */
 static inline void entry_store_hdr(struct seg *s, uint32_t off,
 				   const struct entry *e)
 {
@@ -210,11 +273,23 @@ static inline void entry_store_hdr(struct seg *s, uint32_t off,
 		.rec = (e->rec & ENTRY_REC_MASK) | chk << ENTRY_REC_BITS,
 		.expire = e->expire,
 		.vlen_use = vlen_use(e),
-		.klen = (uint16_t)e->klen,
+		.klen = (uint16_t)(e->klen | e->x),
 		.slack = (uint16_t)(e->slack | (chk >> ENTRY_CHECK_REC_BITS)
 						       << ENTRY_SLACK_BITS),
 	};
 	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	if (e->x) {
+		uint32_t w[3], i = 0;
+		if (e->x & ENTRY_X_FLAGS)
+			w[i++] = e->flags;
+		if (e->x & ENTRY_X_STAMP)
+			w[i++] = e->stamp;
+		if (e->x & ENTRY_X_SOFT)
+			w[i++] = e->soft;
+		ring_write(s->ring, s->g->ring_size,
+			   ring_add(off, ENTRY_HDR_SIZE, s->g->ring_size), w,
+			   4 * i);
+	}
 }
 
 /* Writes e->use (and e->vlen) into the header at off. */
@@ -262,8 +337,7 @@ static inline bool key_equal(const struct seg *s, uint32_t off,
 	uint32_t size = s->g->ring_size;
 
 	return eh->klen == k->klen &&
-	       ring_equal(s->ring, size, ring_add(off, ENTRY_HDR_SIZE, size),
-			  k->key, k->klen);
+	       ring_equal(s->ring, size, key_pos(s, off, eh), k->key, k->klen);
 }
 
 /* ------------------------------------------------------------------------
@@ -315,10 +389,7 @@ static inline void sum_write(struct seg *s, uint32_t off, uint32_t len,
 static uint64_t sum_of_ring_value(const struct seg *s, uint32_t off,
 				  const struct entry *e, uint64_t key_hash)
 {
-	uint32_t size = s->g->ring_size;
-
-	return hash_ring(s, ring_add(off, ENTRY_HDR_SIZE + e->klen, size),
-			 e->vlen, key_hash);
+	return hash_ring(s, val_pos(s, off, e), e->vlen, key_hash);
 }
 
 /* Looks key up.  0 with *f filled, -ENOENT, or -EUCLEAN.  The bucket names
@@ -427,17 +498,19 @@ static int set_head(struct seg *s, uint32_t b, uint32_t next)
 	return 0;
 }
 
+/* Pops a record off the free list. */
 static int fr_pop(struct seg *s, uint32_t *r)
 {
 	struct seg_hdr *h = s->h;
 	uint32_t n = s->g->nrec;
 
-	if (h->fr_count == 0)
+	if (h->fr_count == 0 || h->fr_head == 0 || h->fr_head > n)
 		return -EUCLEAN;
-	*r = s->free[h->fr_head];
-	if (*r >= n)
+	*r = h->fr_head - 1;
+	uint32_t next = s->recs[*r].next;
+	if (next > n || (next == 0) != (h->fr_count == 1))
 		return -EUCLEAN;
-	h->fr_head = h->fr_head + 1 == n ? 0 : h->fr_head + 1;
+	h->fr_head = next;
 	h->fr_count--;
 	gauge_set(&h->live, h->live + 1);
 	return 0;
@@ -446,14 +519,11 @@ static int fr_pop(struct seg *s, uint32_t *r)
 static int fr_push(struct seg *s, uint32_t r)
 {
 	struct seg_hdr *h = s->h;
-	uint32_t n = s->g->nrec;
 
-	if (h->fr_count >= n)
+	if (h->fr_count >= s->g->nrec)
 		return -EUCLEAN;
-	uint32_t pos = h->fr_head + h->fr_count;
-	if (pos >= n)
-		pos -= n;
-	s->free[pos] = r;
+	s->recs[r].next = h->fr_head;
+	h->fr_head = r + 1;
 	h->fr_count++;
 	gauge_set(&h->live, h->live - 1);
 	return 0;
@@ -514,21 +584,55 @@ static int link_of(struct seg *s, uint32_t r, uint32_t *b, uint32_t *prev)
 	return -EUCLEAN;
 }
 
-/* Writes a value; a process armed with fault point p stops half-way. */
-static inline void write_value(struct seg *s, uint32_t pos, const void *val,
-			       uint32_t vlen, enum fault_point p)
+/* Writes a value from its pieces; a process armed with fault point p
+ * stops half-way through the first. */
+static inline void write_value(struct seg *s, uint32_t pos,
+			       const struct seg_src *src, enum fault_point p)
 {
 	uint32_t size = s->g->ring_size;
 
 #ifdef SHMC_FAULT_INJECTION
-	if (__builtin_expect(fault_armed == p, 0) && vlen > 1) {
-		ring_write(s->ring, size, pos, val, vlen / 2);
+	if (__builtin_expect(fault_armed == p, 0) && src->n[0] > 1) {
+		ring_write(s->ring, size, pos, src->p[0], src->n[0] / 2);
 		fault_stop(p);
 	}
 #else
 	(void)p;
 #endif
-	ring_write(s->ring, size, pos, val, vlen);
+	ring_write(s->ring, size, pos, src->p[0], src->n[0]);
+	if (src->n[1])
+		ring_write(s->ring, size, ring_add(pos, src->n[0], size),
+			   src->p[1], src->n[1]);
+}
+
+/* The checksum of a value given as pieces, seeded with the key's hash. */
+static uint64_t sum_of_src(const struct seg_src *src, uint64_t key_hash)
+{
+	XXH3_state_t st;
+
+	if (src->n[1] == 0)
+		return XXH3_64bits_withSeed(src->p[0], src->n[0], key_hash);
+	XXH3_64bits_reset_withSeed(&st, key_hash);
+	XXH3_64bits_update(&st, src->p[0], src->n[0]);
+	XXH3_64bits_update(&st, src->p[1], src->n[1]);
+	return XXH3_64bits_digest(&st);
+}
+
+/* Gives record r the segment's next write count: the entry it owns has a
+ * new version. */
+static inline void new_version(struct seg *s, uint32_t r)
+{
+	uint64_t wc = s->h->wcount + 1;
+
+	__atomic_store_n(&s->h->wcount, wc, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->recs[r].wlow, (uint32_t)wc, __ATOMIC_RELAXED);
+}
+
+/* The extension bits an entry of key k written with w carries. */
+static inline uint32_t x_of(const struct seg_key *k, const struct seg_write *w)
+{
+	return (w->flags ? ENTRY_X_FLAGS : 0) | (k->ns ? ENTRY_X_STAMP : 0) |
+	       (w->soft ? ENTRY_X_SOFT : 0);
 }
 
 /* Frees the entry at the ring tail or moves it to the head. */
@@ -594,38 +698,42 @@ static int make_room(struct seg *s, uint32_t need, uint32_t now)
 }
 
 /* Writes a new entry with capacity cap >= vlen at the head and indexes it
- * (val NULL: the value bytes are left unwritten). */
-static int insert(struct seg *s, const struct seg_key *k, const void *val,
-		  uint32_t vlen, uint32_t cap, uint32_t expire, uint32_t use,
-		  uint32_t now, uint32_t *off_out)
+ * (src NULL: the value bytes are left unwritten), with w's flags and
+ * expiries and k's namespace stamp, and a new version. */
+static int insert(struct seg *s, const struct seg_key *k,
+		  const struct seg_src *src, uint32_t vlen, uint32_t cap,
+		  const struct seg_write *w, uint32_t use, uint32_t now,
+		  uint32_t *off_out)
 {
 	struct seg_hdr *h = s->h;
 	uint32_t size = s->g->ring_size;
-	uint32_t need = ENTRY_HDR_SIZE + k->klen + cap + s->g->sum_size;
+	struct entry eh = {
+		.expire = w->expire,
+		.vlen = vlen,
+		.use = use,
+		.klen = k->klen,
+		.x = x_of(k, w),
+		.slack = cap - vlen,
+		.flags = w->flags,
+		.stamp = k->ns_stamp,
+		.soft = w->soft,
+	};
+	eh.xlen = xlen_of(eh.x);
+	uint32_t need = (uint32_t)entry_len(s, &eh);
 	uint32_t r;
 	int rc;
 
 	if ((rc = make_room(s, need, now)) || (rc = fr_pop(s, &r)))
 		return rc;
-	struct entry eh = {
-		.rec = r,
-		.expire = expire,
-		.vlen = vlen,
-		.use = use,
-		.klen = k->klen,
-		.slack = cap - vlen,
-	};
+	eh.rec = r;
 	uint32_t off = h->head;
 	entry_store_hdr(s, off, &eh);
 	FAULT(SET_HEADER);
-	uint32_t pos = ring_add(off, ENTRY_HDR_SIZE, size);
-	ring_write(s->ring, size, pos, k->key, k->klen);
-	if (vlen && val)
-		write_value(s, ring_add(pos, k->klen, size), val, vlen,
-			    FAULT_SET_VALUE);
-	if (s->g->sum_size && val)
-		sum_write(s, off, need,
-			  XXH3_64bits_withSeed(val, vlen, k->hash));
+	ring_write(s->ring, size, key_pos(s, off, &eh), k->key, k->klen);
+	if (vlen && src)
+		write_value(s, val_pos(s, off, &eh), src, FAULT_SET_VALUE);
+	if (s->g->sum_size && src)
+		sum_write(s, off, need, sum_of_src(src, k->hash));
 	h->head = ring_add(off, need, size);
 	gauge_set(&h->used, h->used + need);
 
@@ -635,6 +743,7 @@ static int insert(struct seg *s, const struct seg_key *k, const void *val,
 	s->recs[r] = (struct pool_rec){ .next = old == NO_REC ? 0 : old + 1,
 					.tag = k->tag,
 					.off = off };
+	new_version(s, r);
 	s->buckets[b] = off + 1;
 	*off_out = off;
 	return 0;
@@ -651,8 +760,8 @@ void seg_reset_locked(struct seg *s)
 
 	memset(s->buckets, 0, (size_t)g->nbuckets * sizeof(uint32_t));
 	for (uint32_t i = 0; i < g->nrec; i++)
-		s->free[i] = i;
-	h->fr_head = 0;
+		s->recs[i].next = i + 1 < g->nrec ? i + 2 : 0;
+	h->fr_head = g->nrec ? 1 : 0;
 	h->fr_count = g->nrec;
 	gauge_set(&h->live, 0);
 	h->head = h->tail = 0;
@@ -663,13 +772,11 @@ void seg_reset_locked(struct seg *s)
 
 void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v)
 {
-	uint32_t size = s->g->ring_size;
 	struct entry eh;
 	const void *p[2];
 
 	entry_read(s, off, &eh);
-	ring_pieces(s->ring, size,
-		    ring_add(off, ENTRY_HDR_SIZE + eh.klen, size), eh.vlen, p,
+	ring_pieces(s->ring, s->g->ring_size, val_pos(s, off, &eh), eh.vlen, p,
 		    v->n);
 	v->p[0] = (void *)p[0];
 	v->p[1] = (void *)p[1];
@@ -680,28 +787,25 @@ void seg_value_at(struct seg *s, uint32_t off, struct seg_value *v)
 static bool sum_ok(const struct seg *s, uint32_t off, const struct entry *eh,
 		   uint32_t len)
 {
-	uint64_t kh = hash_ring(s,
-				ring_add(off, ENTRY_HDR_SIZE, s->g->ring_size),
-				eh->klen, 0);
+	uint64_t kh = hash_ring(s, key_pos(s, off, eh), eh->klen, 0);
 
 	return sum_read(s, off, len) == sum_of_ring_value(s, off, eh, kh);
 }
 
 void seg_seal_at_locked(struct seg *s, uint32_t off)
 {
-	uint32_t size = s->g->ring_size, len;
+	uint32_t len;
 	struct entry eh;
 
 	if (!s->g->sum_size || entry_load(s, off, &eh, &len))
 		return; /* a damaged entry fails its next read */
-	uint64_t kh = hash_ring(s, ring_add(off, ENTRY_HDR_SIZE, size), eh.klen,
-				0);
+	uint64_t kh = hash_ring(s, key_pos(s, off, &eh), eh.klen, 0);
 	sum_write(s, off, len, sum_of_ring_value(s, off, &eh, kh));
 }
 
-/* A found entry whose checksum did not match: out of the index, counted.
- * SEG_EBADSUM, or -EUCLEAN if the segment does not add up either. */
-static int drop_bad_sum(struct seg *s, const struct found *f)
+/* Takes a found entry out of the index as a mutation of its own, counted
+ * in counter c.  0 or -EUCLEAN. */
+static int drop_found(struct seg *s, const struct found *f, enum seg_ctr c)
 {
 	int rc;
 
@@ -711,52 +815,72 @@ static int drop_bad_sum(struct seg *s, const struct found *f)
 	if ((rc = unindex(s, f->b, f->prev, f->rec, f->off)))
 		return rc;
 	seg_write_end(s);
-	seg_count(s, SEG_CTR_repairs);
-	return SEG_EBADSUM;
+	seg_count(s, c);
+	return 0;
+}
+
+/* A found entry whose checksum did not match: out of the index, counted.
+ * SEG_EBADSUM, or -EUCLEAN if the segment does not add up either. */
+static int drop_bad_sum(struct seg *s, const struct found *f)
+{
+	int rc = drop_found(s, f, SEG_CTR_repairs);
+
+	return rc ? rc : SEG_EBADSUM;
+}
+
+/* Takes a found entry that is gone (expired, or of a flushed namespace)
+ * out of the index.  -ENOENT, or -EUCLEAN. */
+static int reclaim(struct seg *s, const struct found *f, uint32_t now)
+{
+	int rc = drop_found(s, f,
+			    expired(&f->eh, now) ? SEG_CTR_expirations
+						 : SEG_CTR_deletes);
+
+	return rc ? rc : -ENOENT;
+}
+
+static void meta_of(const struct seg *s, const struct found *f, uint32_t now,
+		    struct seg_meta *m)
+{
+	m->flags = f->eh.flags;
+	m->expire = f->eh.expire;
+	m->soft = f->eh.soft;
+	m->vlen = f->eh.vlen;
+	m->stale = soft_expired(&f->eh, now);
+	m->cas = seg_version(s, __atomic_load_n(&s->recs[f->rec].wlow,
+						__ATOMIC_RELAXED));
 }
 
 int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
-		   enum seg_get_mode mode, void *buf, size_t cap, size_t *vlen,
-		   uint32_t *expire, struct seg_value *view)
+		   enum seg_get_mode mode, void *buf, size_t cap,
+		   struct seg_meta *m, struct seg_value *view)
 {
 	struct found f;
 	int rc = find(s, k, &f);
 
-	if (rc == 0 && expired(&f.eh, now)) {
-		if (mode == SEG_PEEK)
-			return -ENOENT;
-		if ((rc = state_ok(s)))
-			return rc;
-		seg_write_begin(s);
-		if ((rc = unindex(s, f.b, f.prev, f.rec, f.off)))
-			return rc;
-		seg_write_end(s);
-		seg_count(s, SEG_CTR_expirations);
-		rc = -ENOENT;
-	}
-	if (rc == -ENOENT && mode == SEG_GET)
+	if (rc == 0 && gone(&f.eh, k, now))
+		rc = mode == SEG_PEEK ? -ENOENT : reclaim(s, &f, now);
+	if (rc == 0 && mode != SEG_GET_STALE && soft_expired(&f.eh, now))
+		rc = -ENOENT; /* kept for the grace, served only as stale */
+	if (rc == -ENOENT && mode != SEG_PEEK)
 		seg_count_read(s, false);
 	if (rc)
 		return rc;
 
-	*vlen = f.eh.vlen;
-	if (expire)
-		*expire = f.eh.expire;
-	uint32_t size = s->g->ring_size;
+	meta_of(s, &f, now, m);
 	if (view)
 		seg_value_at(s, f.off, view);
 	else if (cap < f.eh.vlen)
 		rc = -ENOBUFS; /* found: still an access and a hit */
 	else if (f.eh.vlen)
-		ring_read(s->ring, size,
-			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen, size),
+		ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh),
 			  buf, f.eh.vlen);
 	if (s->g->sum_size && rc == 0 &&
 	    sum_read(s, f.off, f.len) !=
 		    (view ? sum_of_ring_value(s, f.off, &f.eh, k->hash)
 			  : XXH3_64bits_withSeed(buf, f.eh.vlen, k->hash)))
 		return drop_bad_sum(s, &f);
-	if (mode == SEG_GET) {
+	if (mode != SEG_PEEK) {
 		entry_use(s, f.off, &f.eh);
 		seg_count_read(s, true);
 	}
@@ -764,26 +888,32 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 }
 
 int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
-		     void *buf, size_t cap, size_t *vlen, uint32_t *expire)
+		     void *buf, size_t cap, struct seg_meta *m, bool want_cas)
 {
 	struct found f;
 	int rc = find(s, k, &f);
 
 	if (rc == -ENOENT)
 		return rc;
-	/* Damage or a torn read (the seq check tells which), an expired
-	 * entry to reclaim, a use count to raise: all for the locked path. */
-	if (rc || expired(&f.eh, now) || f.eh.use < ENTRY_USE_MAX)
+	/* Damage or a torn read (the seq check tells which), an entry gone
+	 * to reclaim, a use count to raise, a stale one: the locked path. */
+	if (rc || gone(&f.eh, k, now) || f.eh.use < ENTRY_USE_MAX || f.eh.soft)
 		return -EAGAIN;
-	*vlen = f.eh.vlen;
-	if (expire)
-		*expire = f.eh.expire;
+	m->vlen = f.eh.vlen;
+	m->expire = f.eh.expire;
+	m->flags = f.eh.flags;
+	m->soft = 0;
+	m->stale = false;
+	if (want_cas) {
+		if (f.rec >= s->g->nrec)
+			return -EAGAIN;
+		m->cas = seg_version(s, __atomic_load_n(&s->recs[f.rec].wlow,
+							__ATOMIC_RELAXED));
+	}
 	if (cap < f.eh.vlen)
 		return -ENOBUFS;
 	if (f.eh.vlen)
-		ring_read(s->ring, s->g->ring_size,
-			  ring_add(f.off, ENTRY_HDR_SIZE + f.eh.klen,
-				   s->g->ring_size),
+		ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh),
 			  buf, f.eh.vlen);
 	/* A mismatch may be a torn read: the locked path tells. */
 	if (s->g->sum_size &&
@@ -793,42 +923,75 @@ int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 	return 0;
 }
 
-int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
-		     uint32_t vlen, uint32_t expire, uint32_t now,
-		     uint32_t *off)
+/* The version of the entry at off, in *cas_out if it is not NULL. */
+static int version_out(struct seg *s, uint32_t off, uint64_t *cas_out)
 {
-	uint32_t size = s->g->ring_size;
-	struct found f;
+	struct entry eh;
+	uint32_t len;
 	int rc;
 
-	if ((rc = state_ok(s)))
+	if (!cas_out)
+		return 0;
+	if ((rc = entry_load(s, off, &eh, &len)))
 		return rc;
-	rc = find(s, k, &f);
-	if (rc == -ENOENT)
-		return insert(s, k, val, vlen, vlen, expire, 0, now, off);
+	if (eh.rec >= s->g->nrec)
+		return -EUCLEAN;
+	*cas_out = seg_version(s, s->recs[eh.rec].wlow);
+	return 0;
+}
+
+/* The lookup before a conditional write: 0 (found: *f), -ENOENT, or
+ * -EUCLEAN; *present says whether the found entry counts as there (not
+ * gone, not past a soft expiry). */
+static int find_for_write(struct seg *s, const struct seg_key *k, uint32_t now,
+			  struct found *f, bool *present)
+{
+	int rc = state_ok(s);
+
+	*present = false;
 	if (rc)
 		return rc;
+	rc = find(s, k, f);
+	*present = rc == 0 && !gone(&f->eh, k, now) &&
+		   !soft_expired(&f->eh, now);
+	return rc;
+}
 
-	uint32_t cap = f.eh.vlen + f.eh.slack;
-	if (!expired(&f.eh, now))
+/* Stores src over the found entry f of key k (or anew when f is NULL):
+ * in place when the value fits the entry's capacity and the extension
+ * keeps its shape, else a new entry with grown capacity. */
+static int store_at(struct seg *s, const struct seg_key *k, struct found *f,
+		    const struct seg_src *src, uint32_t vlen,
+		    const struct seg_write *w, uint32_t now, uint32_t *off)
+{
+	int rc;
+
+	if (!f)
+		return insert(s, k, src, vlen, vlen, w, 0, now, off);
+	uint32_t cap = f->eh.vlen + f->eh.slack;
+	if (!gone(&f->eh, k, now))
 		seg_count(s, SEG_CTR_overwrites);
-	if (vlen <= cap && cap - vlen <= ENTRY_SLACK_MAX) {
+	if (vlen <= cap && cap - vlen <= ENTRY_SLACK_MAX &&
+	    x_of(k, w) == f->eh.x) {
 		/* In place. */
-		if (vlen && val)
-			write_value(s,
-				    ring_add(f.off, ENTRY_HDR_SIZE + k->klen,
-					     size),
-				    val, vlen, FAULT_OVERWRITE);
-		if (f.eh.use < ENTRY_USE_MAX)
-			f.eh.use++;
-		f.eh.expire = expire;
-		f.eh.vlen = vlen;
-		f.eh.slack = cap - vlen;
-		entry_store_hdr(s, f.off, &f.eh);
-		if (s->g->sum_size && val)
-			sum_write(s, f.off, f.len,
-				  XXH3_64bits_withSeed(val, vlen, k->hash));
-		*off = f.off;
+		if (vlen && src)
+			write_value(s, val_pos(s, f->off, &f->eh), src,
+				    FAULT_OVERWRITE);
+		if (f->eh.use < ENTRY_USE_MAX)
+			f->eh.use++;
+		f->eh.expire = w->expire;
+		f->eh.vlen = vlen;
+		f->eh.slack = cap - vlen;
+		f->eh.flags = w->flags;
+		f->eh.stamp = k->ns_stamp;
+		f->eh.soft = w->soft;
+		entry_store_hdr(s, f->off, &f->eh);
+		if (s->g->sum_size && src)
+			sum_write(s, f->off, f->len, sum_of_src(src, k->hash));
+		if (f->rec >= s->g->nrec)
+			return -EUCLEAN;
+		new_version(s, f->rec);
+		*off = f->off;
 		return 0;
 	}
 	/* Grow: double the capacity, within the limits. */
@@ -840,26 +1003,188 @@ int seg_store_locked(struct seg *s, const struct seg_key *k, const void *val,
 		grown = (uint64_t)vlen + ENTRY_SLACK_MAX;
 	if (grown < vlen)
 		grown = vlen;
-	if ((rc = unindex(s, f.b, f.prev, f.rec, f.off)))
+	if ((rc = unindex(s, f->b, f->prev, f->rec, f->off)))
 		return rc;
 	/* An overwrite is a use, as in place. */
-	uint32_t use = f.eh.use < ENTRY_USE_MAX ? f.eh.use + 1 : ENTRY_USE_MAX;
-	return insert(s, k, val, vlen, (uint32_t)grown, expire, use, now, off);
+	uint32_t use = f->eh.use < ENTRY_USE_MAX ? f->eh.use + 1
+						 : ENTRY_USE_MAX;
+	return insert(s, k, src, vlen, (uint32_t)grown, w, use, now, off);
 }
 
-int seg_set_locked(struct seg *s, const struct seg_key *k, const void *val,
-		   uint32_t vlen, uint32_t expire, uint32_t now)
+int seg_store_locked(struct seg *s, const struct seg_key *k,
+		     const struct seg_src *src, uint32_t vlen,
+		     const struct seg_write *w, uint32_t now, uint32_t *off,
+		     uint64_t *cas_out)
 {
-	uint32_t off;
+	struct found f;
+	int rc;
 
+	if ((rc = state_ok(s)))
+		return rc;
+	rc = find(s, k, &f);
+	if (rc && rc != -ENOENT)
+		return rc;
+	if ((rc = store_at(s, k, rc ? NULL : &f, src, vlen, w, now, off)))
+		return rc;
+	return version_out(s, *off, cas_out);
+}
+
+/* Up to this many bytes of a value an append or a prepend moves are
+ * copied on the stack, more into a malloc'd buffer. */
+#define JOIN_STACK 4096
+
+int seg_write_locked(struct seg *s, const struct seg_key *k,
+		     const struct seg_write *w, const void *val, uint32_t vlen,
+		     uint32_t now, uint64_t *cas_out)
+{
+	struct seg_src src = { { val, NULL }, { vlen, 0 } };
+	struct seg_write ww = *w;
+	uint8_t stack[JOIN_STACK], *copy = NULL;
+	struct found f;
+	uint32_t off;
+	bool present;
+	int rc = find_for_write(s, k, now, &f, &present);
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	switch (w->mode) {
+	case SEG_SET:
+		break;
+	case SEG_ADD:
+		if (present)
+			return -EEXIST;
+		break;
+	case SEG_CAS:
+		if (present && w->cas != seg_version(s, s->recs[f.rec].wlow))
+			return -EEXIST;
+		/* fall through */
+	case SEG_REPLACE:
+		if (!present)
+			return -ENOENT;
+		break;
+	case SEG_APPEND:
+	case SEG_PREPEND:
+		if (!present)
+			return -ENOENT;
+		if ((uint64_t)f.eh.vlen + vlen + k->klen > s->g->max_kv)
+			return -E2BIG;
+		ww.flags = f.eh.flags;
+		ww.expire = f.eh.expire;
+		ww.soft = f.eh.soft;
+		if (f.eh.vlen + vlen <= f.eh.vlen + f.eh.slack &&
+		    w->mode == SEG_APPEND && x_of(k, &ww) == f.eh.x) {
+			/* In place: the new bytes go into the slack. */
+			struct seg_src tail = { { val, NULL }, { vlen, 0 } };
+			seg_write_begin(s);
+			write_value(s,
+				    ring_add(val_pos(s, f.off, &f.eh),
+					     f.eh.vlen, s->g->ring_size),
+				    &tail, FAULT_OVERWRITE);
+			f.eh.vlen += vlen;
+			f.eh.slack -= vlen;
+			entry_store_hdr(s, f.off, &f.eh);
+			seg_seal_at_locked(s, f.off);
+			new_version(s, f.rec);
+			seg_write_end(s);
+			seg_count(s, SEG_CTR_sets);
+			if (cas_out)
+				*cas_out = seg_version(s, s->recs[f.rec].wlow);
+			return 0;
+		}
+		/* The old value must survive the evacuation the new entry
+		 * may need: copy it first. */
+		copy = f.eh.vlen <= sizeof(stack) ? stack : malloc(f.eh.vlen);
+		if (!copy)
+			return -ENOMEM;
+		ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh),
+			  copy, f.eh.vlen);
+		if (w->mode == SEG_APPEND)
+			src = (struct seg_src){ { copy, val },
+						{ f.eh.vlen, vlen } };
+		else
+			src = (struct seg_src){ { val, copy },
+						{ vlen, f.eh.vlen } };
+		vlen += f.eh.vlen;
+		break;
+	}
 	seg_write_begin(s);
 	FAULT(SET_BEGIN);
-	int rc = seg_store_locked(s, k, val, vlen, expire, now, &off);
+	rc = store_at(s, k, rc ? NULL : &f, &src, vlen, &ww, now, &off);
+	if (copy != stack)
+		free(copy);
 	if (rc)
 		return rc; /* -EUCLEAN: seq stays odd, the caller repairs */
 	seg_write_end(s);
 	seg_count(s, SEG_CTR_sets);
-	return 0;
+	return version_out(s, off, cas_out);
+}
+
+/* Parses a counter's value: 1 to 20 decimal digits, optionally followed
+ * by spaces (memcached pads a value that a decr shortened), below 2^64. */
+static bool parse_u64(const uint8_t *p, uint32_t n, uint64_t *out)
+{
+	uint64_t v = 0;
+	uint32_t i = 0;
+
+	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+		if (v > (UINT64_MAX - (p[i] - '0')) / 10)
+			return false;
+		v = v * 10 + (p[i] - '0');
+	}
+	if (i == 0)
+		return false;
+	for (; i < n; i++)
+		if (p[i] != ' ')
+			return false;
+	*out = v;
+	return true;
+}
+
+int seg_arith_locked(struct seg *s, const struct seg_key *k, bool decr,
+		     uint64_t delta, const struct seg_write *init,
+		     uint64_t init_val, uint32_t now, uint64_t *out,
+		     uint64_t *cas_out)
+{
+	struct seg_write w = { .mode = SEG_SET };
+	uint8_t digits[24];
+	struct found f;
+	uint64_t v;
+	uint32_t off;
+	bool present;
+	int rc = find_for_write(s, k, now, &f, &present);
+
+	if (rc && rc != -ENOENT)
+		return rc;
+	if (present) {
+		uint8_t cur[24];
+		if (f.eh.vlen > sizeof(cur))
+			return -EDOM;
+		ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh),
+			  cur, f.eh.vlen);
+		if (!parse_u64(cur, f.eh.vlen, &v))
+			return -EDOM;
+		w.flags = f.eh.flags;
+		w.expire = f.eh.expire;
+	} else if (init) {
+		v = init_val;
+		w.flags = init->flags;
+		w.expire = init->expire;
+	} else {
+		return -ENOENT;
+	}
+	v = decr ? (v > delta ? v - delta : 0) : v + delta;
+	int n = snprintf((char *)digits, sizeof(digits), "%llu",
+			 (unsigned long long)v);
+	struct seg_src src = { { digits, NULL }, { (uint32_t)n, 0 } };
+	seg_write_begin(s);
+	FAULT(SET_BEGIN);
+	if ((rc = store_at(s, k, rc ? NULL : &f, &src, (uint32_t)n, &w, now,
+			   &off)))
+		return rc;
+	seg_write_end(s);
+	seg_count(s, SEG_CTR_sets);
+	*out = v;
+	return version_out(s, off, cas_out);
 }
 
 int seg_drop_at_locked(struct seg *s, uint32_t off)
@@ -914,10 +1239,13 @@ int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now)
 		return rc;
 	FAULT(DELETE);
 	seg_write_end(s);
-	if (expired(&f.eh, now)) {
-		seg_count(s, SEG_CTR_expirations);
+	if (gone(&f.eh, k, now)) {
+		seg_count(s, expired(&f.eh, now) ? SEG_CTR_expirations
+						 : SEG_CTR_deletes);
 		return -ENOENT;
 	}
+	if (soft_expired(&f.eh, now))
+		return -ENOENT; /* gone for every read but a stale one */
 	seg_count(s, SEG_CTR_deletes);
 	return 0;
 }
@@ -930,7 +1258,7 @@ int seg_expiry_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 
 	if ((rc = find(s, k, &f)))
 		return rc;
-	if (expired(&f.eh, now))
+	if (gone(&f.eh, k, now) || soft_expired(&f.eh, now))
 		return -ENOENT;
 	if (touch) {
 		seg_write_begin(s);
@@ -961,15 +1289,20 @@ int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
 	while (done < s->h->used) {
 		if ((rc = entry_load(s, off, &eh, &len)))
 			return rc;
-		if (eh.rec != ENTRY_DEAD && !expired(&eh, now) &&
+		if (eh.rec != ENTRY_DEAD && eh.rec < s->g->nrec &&
+		    !expired(&eh, now) &&
 		    !(s->g->sum_size && !sum_ok(s, off, &eh, len))) {
 			struct eng_item it = {
 				.klen = eh.klen,
 				.vlen = eh.vlen,
 				.expire = eh.expire,
 				.seg = seg_no,
+				.flags = eh.flags,
+				.soft = eh.soft,
+				.stamp = eh.stamp,
+				.cas = seg_version(s, s->recs[eh.rec].wlow),
 			};
-			uint32_t kpos = ring_add(off, ENTRY_HDR_SIZE, size);
+			uint32_t kpos = key_pos(s, off, &eh);
 			ring_pieces(s->ring, size, kpos, eh.klen, it.key,
 				    it.key_len);
 			ring_pieces(s->ring, size,
@@ -1069,7 +1402,7 @@ static void check_ring(const struct seg *s, uint32_t seg_no, uint8_t *seen,
 		}
 		if (eh.rec != ENTRY_DEAD) {
 			uint32_t rec = eh.rec;
-			uint32_t kpos = ring_add(off, ENTRY_HDR_SIZE, size);
+			uint32_t kpos = key_pos(s, off, &eh);
 			struct hash_split hs =
 				hash_split(hash_ring(s, kpos, eh.klen, 0),
 					   g->seg_bits);
@@ -1166,21 +1499,25 @@ int seg_check_locked(struct seg *s, uint32_t seg_no, struct eng_check_report *r)
 		}
 	}
 
-	for (uint32_t i = 0; i < h->fr_count; i++) {
-		uint32_t pos = h->fr_head + i;
-		if (pos >= g->nrec)
-			pos -= g->nrec;
-		uint32_t rec = s->free[pos];
+	uint32_t link = h->fr_head, nfree = 0;
+	for (; link != 0 && nfree <= g->nrec; nfree++) {
+		uint32_t rec = link - 1;
 		if (rec >= g->nrec) {
-			problem(r, "free ring: slot %u holds %u", pos, rec);
-			continue;
+			problem(r, "free list: link %u out of range", link);
+			break;
 		}
-		if (seen[rec] & (SEEN_CHAIN | SEEN_FREE))
-			problem(r, "free ring: record %u is also %s", rec,
+		if (seen[rec] & (SEEN_CHAIN | SEEN_FREE)) {
+			problem(r, "free list: record %u is also %s", rec,
 				seen[rec] & SEEN_FREE ? "free twice"
 						      : "in use");
+			break;
+		}
 		seen[rec] |= SEEN_FREE;
+		link = s->recs[rec].next;
 	}
+	if (nfree != h->fr_count)
+		problem(r, "free list: %u records, the count says %u", nfree,
+			h->fr_count);
 	for (uint32_t rec = 0; rec < g->nrec; rec++)
 		if ((seen[rec] & SEEN_RING) && !(seen[rec] & SEEN_CHAIN))
 			problem(r,

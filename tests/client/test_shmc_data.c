@@ -457,7 +457,7 @@ static void test_shmc_value_too_large(void **state)
 static void test_shmc_key_too_long(void **state)
 {
 	struct fx *f = *state;
-	size_t klen = 65536;
+	size_t klen = SHMC_KEY_MAX + 1;
 	uint8_t *key = malloc(klen);
 	struct shmc_reservation r;
 	char buf[8];
@@ -476,12 +476,15 @@ static void test_shmc_key_too_long(void **state)
 	assert_rc(shmc_touch(f->c, key, klen, 5), -E2BIG);
 	assert_rc(shmc_reserve(f->c, key, klen, 1, 0, &r), -E2BIG);
 
-	/* 65535 bytes is a key (when key + value fits max_item). */
-	if (65535 + 1 <= shmc_max_item(f->c)) {
-		assert_rc(shmc_set(f->c, key, 65535, "v", 1, 0), 0);
-		assert_rc(shmc_get(f->c, key, 65535, buf, sizeof(buf), &n), 0);
+	/* SHMC_KEY_MAX bytes is a key (when key + value fits max_item). */
+	if (SHMC_KEY_MAX + 1 <= shmc_max_item(f->c)) {
+		assert_rc(shmc_set(f->c, key, SHMC_KEY_MAX, "v", 1, 0), 0);
+		assert_rc(shmc_get(f->c, key, SHMC_KEY_MAX, buf, sizeof(buf),
+				   &n),
+			  0);
 		assert_int_equal(n, 1);
-		assert_rc(shmc_get(f->c, key, 65534, buf, sizeof(buf), &n),
+		assert_rc(shmc_get(f->c, key, SHMC_KEY_MAX - 1, buf,
+				   sizeof(buf), &n),
 			  -ENOENT);
 	}
 	free(key);

@@ -142,7 +142,7 @@ static void test_engine_hdr_check_repairs_geometry(void **state)
 
 	/* What an attachment found damaged is reported even if the header
 	 * was rewritten since (by the daemon, say). */
-	r->e.hdr->off_free += 4;
+	r->e.hdr->off_recs += 4;
 	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
 	*r->e.hdr = saved;
 	assert_rc(eng_hdr_check(&e2, true, msg, sizeof(msg)), ENG_HDR_PRIMARY);
@@ -386,7 +386,7 @@ enum corruption {
 	CORRUPT_BUCKETS,      /* the whole bucket array scribbled */
 	CORRUPT_RECS,	      /* every pool record scribbled */
 	CORRUPT_REC_OFFSETS,  /* every record points 7 bytes further on */
-	CORRUPT_FREE_RING,    /* the free-slot ring scribbled */
+	CORRUPT_FREE_LIST,    /* the free-slot ring scribbled */
 	CORRUPT_ENTRY_VLEN,   /* oldest entry claims a huge value */
 	CORRUPT_ENTRY_KLEN,   /* oldest entry claims an empty key */
 	CORRUPT_HEAD,	      /* ring head and fill out of range */
@@ -437,9 +437,10 @@ static void corrupt(struct eng *e, uint32_t seg, enum corruption c)
 		for (uint32_t i = 0; i < e->g.nrec; i++)
 			recs[i].off = (recs[i].off + 7) % e->g.ring_size;
 		break;
-	case CORRUPT_FREE_RING:
-		memset(blk + e->g.off_free, 0xa5,
-		       (size_t)e->g.nrec * sizeof(uint32_t));
+	case CORRUPT_FREE_LIST:
+		/* The links of the free records (and the chains). */
+		for (uint32_t i = 0; i < e->g.nrec; i++)
+			recs[i].next = 0xa5a5a5a5u;
 		break;
 	case CORRUPT_ENTRY_VLEN:
 		v = 0x7fffff00u;

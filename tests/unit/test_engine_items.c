@@ -1,0 +1,494 @@
+/*
+ * test_engine_items.c - unit tests of the item model (shared/engine.h):
+ * flags, versions (CAS), add / replace / cas / append / prepend, the
+ * counters (incr, decr, with and without an initial value), namespaces
+ * and stale-while-revalidate, each with the edge cases memcached
+ * documents for its command.
+ */
+#include "testutil.h"
+#include "engine_fixture.h"
+
+/* Stores with options o; returns the error. */
+static int put(struct eng *e, const char *key, const char *val,
+	       const struct eng_wopts *o, uint64_t *cas)
+{
+	return eng_store(e, key, strlen(key), val, strlen(val), o, cas);
+}
+
+/* Asserts key holds val with flags, and returns its version. */
+static uint64_t expect(struct eng *e, const char *key, const char *val,
+		       uint32_t flags)
+{
+	struct eng_meta m;
+	char buf[256];
+
+	assert_rc(eng_get_ex(e, key, strlen(key), buf, sizeof(buf), &m), 0);
+	assert_int_equal(m.vlen, strlen(val));
+	assert_memory_equal(buf, val, m.vlen);
+	assert_int_equal(m.flags, flags);
+	return m.cas;
+}
+
+static void test_engine_flags_returned_by_every_read(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+	struct eng_wopts o = { .flags = 0xdeadbeef };
+	struct eng_item_probe {
+		uint32_t flags;
+		int n;
+	} probe = { 0, 0 };
+	char buf[64];
+	size_t vlen;
+
+	tu_region_open(r, MiB, &cfg);
+	assert_rc(put(e, "k", "value", &o, NULL), 0);
+	expect(e, "k", "value", 0xdeadbeef);
+	/* The plain get still sees the value, past the flags word. */
+	assert_rc(eng_get(e, "k", 1, buf, sizeof(buf), &vlen, NULL), 0);
+	assert_int_equal(vlen, 5);
+	assert_memory_equal(buf, "value", 5);
+	assert_rc(eng_peek(e, "k", 1, buf, sizeof(buf), &vlen, NULL), 0);
+	assert_memory_equal(buf, "value", 5);
+
+	/* An overwrite with other flags, then none: in place or not, the
+	 * value and the flags are the new ones. */
+	o.flags = 7;
+	assert_rc(put(e, "k", "v2", &o, NULL), 0);
+	expect(e, "k", "v2", 7);
+	assert_rc(put(e, "k", "a longer value than before", NULL, NULL), 0);
+	expect(e, "k", "a longer value than before", 0);
+	o.flags = 1;
+	assert_rc(put(e, "k", "x", &o, NULL), 0);
+	expect(e, "k", "x", 1);
+
+	/* Iteration reports them. */
+	int cb(const struct eng_item *it, void *arg)
+	{
+		struct eng_item_probe *p = arg;
+		p->flags = it->flags;
+		p->n++;
+		return 0;
+	}
+	assert_rc(eng_iter(e, 0, e->g.nseg, cb, &probe), 0);
+	assert_int_equal(probe.n, 1);
+	assert_int_equal(probe.flags, 1);
+
+	/* Reads that went without the lock return them too (the use count
+	 * is at its maximum after a few reads). */
+	for (int i = 0; i < 5; i++)
+		expect(e, "k", "x", 1);
+	struct eng_check_report rep;
+	for (uint32_t s = 0; s < e->g.nseg; s++) {
+		assert_rc(eng_check(e, s, false, &rep), 0);
+		assert_int_equal(rep.problems, 0);
+	}
+}
+
+static void test_engine_cas_versions(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+	struct eng_wopts o = { .mode = ENG_CAS };
+	uint64_t v1, v2, v3, got;
+
+	tu_region_open(r, MiB, &cfg);
+	assert_rc(put(e, "k", "one", NULL, &v1), 0);
+	assert_true(v1 == expect(e, "k", "one", 0));
+	/* Every write gives a new version, in place or not. */
+	assert_rc(put(e, "k", "two", NULL, &v2), 0);
+	assert_true(v2 != v1);
+	assert_true(v2 == expect(e, "k", "two", 0));
+
+	/* cas with an old version: changed since (-EEXIST), nothing stored. */
+	o.cas = v1;
+	assert_rc(put(e, "k", "three", &o, NULL), -EEXIST);
+	expect(e, "k", "two", 0);
+	/* With the current one: stored, and a new version. */
+	o.cas = v2;
+	assert_rc(put(e, "k", "three", &o, &v3), 0);
+	assert_true(v3 != v2 && v3 != v1);
+	assert_true(v3 == expect(e, "k", "three", 0));
+	/* Again with the same version: it changed (our own write). */
+	assert_rc(put(e, "k", "four", &o, NULL), -EEXIST);
+	/* Gone: -ENOENT, distinct from changed. */
+	assert_rc(eng_del(e, "k", 1), 0);
+	o.cas = v3;
+	assert_rc(put(e, "k", "five", &o, NULL), -ENOENT);
+	tu_assert_miss(e, "k", 1);
+
+	/* A touch keeps the version; the same value stored again does not. */
+	assert_rc(put(e, "t", "same", NULL, &v1), 0);
+	assert_rc(eng_touch(e, "t", 1, 100), 0);
+	assert_true(v1 == expect(e, "t", "same", 0));
+	assert_rc(put(e, "t", "same", NULL, &v2), 0);
+	assert_true(v2 != v1);
+
+	/* Versions are unique across keys and segments. */
+	uint64_t seen[200];
+	for (int i = 0; i < 200; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "u%d", i);
+		assert_rc(put(e, key, "v", NULL, &seen[i]), 0);
+	}
+	qsort(seen, 200, sizeof(seen[0]), cmp_u64);
+	for (int i = 1; i < 200; i++)
+		assert_true(seen[i] != seen[i - 1]);
+
+	/* Evacuation moves keep the version: fill the ring around a key in
+	 * use and check its version is the one read before. */
+	assert_rc(put(e, "hot", "h", NULL, &got), 0);
+	for (int i = 0; i < 3; i++)
+		expect(e, "hot", "h", 0);
+	uint64_t before = expect(e, "hot", "h", 0);
+	struct eng_stats st = tu_stats(e);
+	for (uint32_t i = 0; tu_stats(e).moves == st.moves && i < 100000; i++) {
+		set_kv(e, "fill", i, 1, 64, 0);
+		if (i % 64 == 0)
+			(void)eng_get_ex(e, "hot", 3, NULL, 0,
+					 &(struct eng_meta){ 0 });
+	}
+	assert_true(tu_stats(e).moves > st.moves);
+	struct eng_meta m;
+	char b[8];
+	if (eng_get_ex(e, "hot", 3, b, sizeof(b), &m) == 0)
+		assert_true(m.cas == before);
+}
+
+static void test_engine_versions_survive_a_new_region(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+	uint64_t v, w;
+
+	tu_region_open(r, MiB, &cfg);
+	assert_rc(put(e, "k", "old", NULL, &v), 0);
+	uint64_t max = eng_version_max(e);
+	assert_true(max >= v);
+	/* A new region formatted at the same second, floored by what the
+	 * old one issued (a snapshot load does this): no version repeats. */
+	tu_region_close(r);
+	tu_region_open(r, MiB, &cfg);
+	assert_rc(eng_version_floor(e, max), 0);
+	for (int i = 0; i < 50; i++) {
+		assert_rc(put(e, "k", "new", NULL, &w), 0);
+		assert_true(w > max);
+	}
+	/* Without a floor, versions start at unix seconds << 32. */
+	assert_true(w >> 32 >= (uint64_t)eng_now(e) - 5);
+}
+
+static void test_engine_add_replace(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+	struct eng_wopts add = { .mode = ENG_ADD, .flags = 3 },
+			 rep = { .mode = ENG_REPLACE, .flags = 4 };
+	uint32_t t0;
+
+	tu_region_open(r, MiB, &cfg);
+	t0 = eng_now(e);
+	assert_rc(put(e, "k", "first", &add, NULL), 0);
+	assert_rc(put(e, "k", "second", &add, NULL), -EEXIST);
+	expect(e, "k", "first", 3);
+	assert_rc(put(e, "absent", "x", &rep, NULL), -ENOENT);
+	tu_assert_miss(e, "absent", 6);
+	assert_rc(put(e, "k", "third", &rep, NULL), 0);
+	expect(e, "k", "third", 4);
+
+	/* An expired item is absent: add stores, replace refuses. */
+	add.ttl_s = 5;
+	assert_rc(put(e, "e", "short", &add, NULL), 0);
+	eng_clock_set(e, t0 + 5);
+	assert_rc(put(e, "e", "again", &rep, NULL), -ENOENT);
+	assert_rc(put(e, "e", "again", &add, NULL), 0);
+	expect(e, "e", "again", 3);
+	/* A deleted one too. */
+	assert_rc(eng_del(e, "k", 1), 0);
+	assert_rc(put(e, "k", "back", &add, NULL), 0);
+}
+
+static void test_engine_append_prepend(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+	struct eng_wopts app = { .mode = ENG_APPEND, .flags = 99, .ttl_s = 1 },
+			 pre = { .mode = ENG_PREPEND },
+			 o = { .flags = 5, .ttl_s = 100 };
+	uint32_t ttl;
+	uint64_t v1, v2;
+
+	tu_region_open(r, 4 * MiB, &cfg);
+	assert_rc(put(e, "none", "x", &app, NULL), -ENOENT);
+	assert_rc(put(e, "none", "x", &pre, NULL), -ENOENT);
+	tu_assert_miss(e, "none", 4);
+
+	assert_rc(put(e, "k", "mid", &o, &v1), 0);
+	assert_rc(put(e, "k", "-end", &app, &v2), 0);
+	assert_true(v2 != v1);
+	assert_rc(put(e, "k", "start-", &pre, NULL), 0);
+	/* Flags and expiry are the item's, not the append's. */
+	expect(e, "k", "start-mid-end", 5);
+	assert_rc(eng_ttl(e, "k", 1, &ttl), 0);
+	assert_int_equal(ttl, 100);
+
+	/* Many appends: in place into the slack and by growing, each
+	 * keeping everything before it. */
+	char want[8192];
+	size_t n = 0;
+	assert_rc(put(e, "log", "", NULL, NULL), 0);
+	for (int i = 0; i < 600; i++) {
+		char piece[16];
+		int l = snprintf(piece, sizeof(piece), "%d,", i);
+		assert_rc(eng_store(e, "log", 3, piece, (size_t)l, &app, NULL),
+			  0);
+		memcpy(want + n, piece, (size_t)l);
+		n += (size_t)l;
+	}
+	char *buf = malloc(n + 16);
+	size_t vlen;
+	assert_rc(eng_get(e, "log", 3, buf, n + 16, &vlen, NULL), 0);
+	assert_int_equal(vlen, n);
+	assert_memory_equal(buf, want, n);
+	free(buf);
+
+	/* A value over 4 KiB (copied on the heap) prepended. */
+	size_t big = 6000;
+	uint8_t *bv = malloc(big), *got = malloc(big + 8);
+	tu_fill(bv, big, 42);
+	assert_rc(eng_set(e, "big", 3, bv + 1, big - 1, 0), 0);
+	assert_rc(eng_store(e, "big", 3, bv, 1, &pre, NULL), 0);
+	assert_rc(eng_get(e, "big", 3, got, big + 8, &vlen, NULL), 0);
+	assert_int_equal(vlen, big);
+	assert_memory_equal(got, bv, big);
+	free(bv);
+	free(got);
+
+	/* Past max_kv: -E2BIG and the item is unchanged. */
+	uint8_t *huge = calloc(1, e->g.max_kv);
+	assert_rc(put(e, "h", "abc", NULL, NULL), 0);
+	assert_rc(eng_store(e, "h", 1, huge, e->g.max_kv - 3, &app, NULL),
+		  -E2BIG);
+	expect(e, "h", "abc", 0);
+	free(huge);
+}
+
+static void test_engine_counters(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+	struct eng_wopts init = { .ttl_s = 30, .flags = 8 };
+	uint64_t v = 0, c1, c2;
+	uint32_t ttl;
+
+	tu_region_open(r, MiB, &cfg);
+	/* Missing without init: -ENOENT, nothing created. */
+	assert_rc(eng_arith(e, "n", 1, false, 1, NULL, 0, &v, NULL), -ENOENT);
+	tu_assert_miss(e, "n", 1);
+
+	assert_rc(put(e, "n", "10", NULL, &c1), 0);
+	assert_rc(eng_arith(e, "n", 1, false, 5, NULL, 0, &v, &c2), 0);
+	assert_int_equal(v, 15);
+	assert_true(c2 != c1);
+	expect(e, "n", "15", 0);
+	assert_rc(eng_arith(e, "n", 1, true, 6, NULL, 0, &v, NULL), 0);
+	assert_int_equal(v, 9); /* shorter: the value is its digits */
+	expect(e, "n", "9", 0);
+	/* decr stops at 0. */
+	assert_rc(eng_arith(e, "n", 1, true, 100, NULL, 0, &v, NULL), 0);
+	assert_int_equal(v, 0);
+	expect(e, "n", "0", 0);
+	/* incr wraps at 2^64. */
+	assert_rc(put(e, "w", "18446744073709551615", NULL, NULL), 0);
+	assert_rc(eng_arith(e, "w", 1, false, 2, NULL, 0, &v, NULL), 0);
+	assert_int_equal(v, 1);
+	expect(e, "w", "1", 0);
+	/* memcached pads a shortened value with spaces: still a number. */
+	assert_rc(put(e, "p", "42  ", NULL, NULL), 0);
+	assert_rc(eng_arith(e, "p", 1, false, 1, NULL, 0, &v, NULL), 0);
+	assert_int_equal(v, 43);
+
+	/* Not a number: -EDOM, and nothing changes. */
+	static const char *const bad[] = { "abc",
+					   "",
+					   "-1",
+					   "1.5",
+					   " 1",
+					   "12a",
+					   "18446744073709551616",
+					   "123456789012345678901234567890" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_rc(put(e, "b", bad[i], NULL, &c1), 0);
+		assert_rc(eng_arith(e, "b", 1, false, 1, NULL, 0, &v, NULL),
+			  -EDOM);
+		assert_rc(eng_arith(e, "b", 1, true, 1, &init, 5, &v, NULL),
+			  -EDOM);
+		assert_true(c1 == expect(e, "b", bad[i], 0));
+	}
+
+	/* With init: a missing key is created at init then incremented, as
+	 * ngx.shared.DICT:incr(key, 1, 0) returns 1. */
+	assert_rc(eng_arith(e, "c", 1, false, 1, &init, 0, &v, NULL), 0);
+	assert_int_equal(v, 1);
+	expect(e, "c", "1", 8);
+	assert_rc(eng_ttl(e, "c", 1, &ttl), 0);
+	assert_int_equal(ttl, 30);
+	/* Present: init is ignored, the TTL kept. */
+	assert_rc(eng_arith(e, "c", 1, false, 1, &init, 100, &v, NULL), 0);
+	assert_int_equal(v, 2);
+	assert_rc(eng_arith(e, "d", 1, true, 3, &init, 10, &v, NULL), 0);
+	assert_int_equal(v, 7);
+	/* Flags survive an increment. */
+	struct eng_wopts fl = { .flags = 77 };
+	assert_rc(put(e, "f", "1", &fl, NULL), 0);
+	assert_rc(eng_arith(e, "f", 1, false, 999, NULL, 0, &v, NULL), 0);
+	expect(e, "f", "1000", 77);
+}
+
+static void test_engine_namespace_flush(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 8 };
+	struct eng *e = &r->e, e2;
+	struct eng_ns_info ns[4];
+	char key[32];
+
+	tu_region_open(r, 4 * MiB, &cfg);
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	assert_rc(put(e, "user:1:a", "before", NULL, NULL), 0);
+	assert_rc(eng_ns_add(e, "user:1:", 7), 0);
+	assert_rc(eng_ns_add(e, "user:1:", 7), -EEXIST);
+	assert_rc(eng_ns_add(e, "", 0), -EINVAL);
+	assert_rc(eng_ns_add(e, key, LAYOUT_NS_PREFIX_MAX + 1), -EINVAL);
+	assert_rc(eng_ns_flush(e, "nope:", 5), -ENOENT);
+	/* Registering does not drop what is there. */
+	expect(e, "user:1:a", "before", 0);
+
+	for (int i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "user:1:%d", i);
+		assert_rc(put(e, key, "v", NULL, NULL), 0);
+		snprintf(key, sizeof(key), "user:2:%d", i);
+		assert_rc(put(e, key, "w", NULL, NULL), 0);
+	}
+	struct eng_stats st = tu_stats(e);
+	assert_rc(eng_ns_flush(e, "user:1:", 7), 0);
+	/* O(1): the flush touched no entry. */
+	assert_int_equal(tu_stats(e).entries, st.entries);
+	for (int i = 0; i < 1000; i++) {
+		snprintf(key, sizeof(key), "user:1:%d", i);
+		tu_assert_miss(i % 2 ? e : &e2, key, strlen(key));
+		snprintf(key, sizeof(key), "user:2:%d", i);
+		tu_assert_value(&e2, key, strlen(key), "w", 1);
+	}
+	tu_assert_miss(e, "user:1:a", 8);
+	/* Lazily reclaimed: the reads above took the entries out. */
+	assert_true(tu_stats(e).entries < st.entries);
+	/* New writes after the flush live. */
+	assert_rc(put(e, "user:1:new", "fresh", NULL, NULL), 0);
+	expect(&e2, "user:1:new", "fresh", 0);
+
+	/* Overlapping namespaces: flushing the outer one drops the inner
+	 * one's keys too; flushing the inner one leaves the outer's. */
+	assert_rc(eng_ns_add(e, "user:", 5), 0);
+	assert_rc(put(e, "user:1:x", "x", NULL, NULL), 0);
+	assert_rc(put(e, "user:9", "y", NULL, NULL), 0);
+	assert_rc(eng_ns_flush(e, "user:1:", 7), 0);
+	tu_assert_miss(e, "user:1:x", 8);
+	tu_assert_value(e, "user:9", 6, "y", 1);
+	assert_rc(put(e, "user:1:x", "x2", NULL, NULL), 0);
+	assert_rc(eng_ns_flush(e, "user:", 5), 0);
+	tu_assert_miss(e, "user:1:x", 8);
+	tu_assert_miss(e, "user:9", 6);
+	tu_assert_miss(e, "user:1:new", 10);
+
+	/* Listing skips flushed entries; the namespace list names both. */
+	assert_rc(put(e, "user:live", "l", NULL, NULL), 0);
+	int n = 0;
+	int cb(const struct eng_item *it, void *arg)
+	{
+		(void)it;
+		(*(int *)arg)++;
+		return 0;
+	}
+	assert_rc(eng_iter(e, 0, e->g.nseg, cb, &n), 0);
+	/* The user:2: keys went with "user:" too: only the new one. */
+	assert_int_equal(n, 1);
+	assert_int_equal(eng_ns_list(e, ns, 4), 2);
+
+	/* Unregistered: keys written since are outside any namespace. */
+	assert_rc(eng_ns_del(e, "user:1:", 7), 0);
+	assert_rc(eng_ns_flush(e, "user:1:", 7), -ENOENT);
+	assert_int_equal(eng_ns_list(e, ns, 4), 1);
+	assert_rc(eng_ns_add(e, "user:1:", 7), 0);
+	assert_int_equal(eng_ns_list(e, ns, 4), 2);
+}
+
+static void test_engine_stale_while_revalidate(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e, e2;
+	struct eng_wopts o = { .ttl_s = 10, .grace_s = 20 };
+	struct eng_flight f1, f2;
+	struct eng_meta m;
+	char buf[32];
+	uint32_t t0;
+
+	tu_region_open(r, MiB, &cfg);
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	t0 = eng_now(e);
+	assert_rc(put(e, "k", "v1", &o, NULL), 0);
+	/* Fresh: a hit for everyone. */
+	assert_rc(eng_get_or_claim_ex(e, "k", 1, buf, sizeof(buf), &m, &f1), 0);
+	assert_false(m.stale);
+
+	/* Past the TTL, in the grace: plain reads miss; the first
+	 * get_or_claim gets the stale value and the reload, the second the
+	 * stale value and no wait. */
+	eng_clock_set(e, t0 + 12);
+	tu_assert_miss(e, "k", 1);
+	assert_rc(eng_get_or_claim_ex(e, "k", 1, buf, sizeof(buf), &m, &f1),
+		  ENG_LOAD);
+	assert_true(m.stale);
+	assert_memory_equal(buf, "v1", 2);
+	assert_rc(eng_get_or_claim_ex(&e2, "k", 1, buf, sizeof(buf), &m, &f2),
+		  0);
+	assert_true(m.stale);
+	assert_memory_equal(buf, "v1", 2);
+	/* The reload stores and ends the flight: fresh again. */
+	assert_rc(put(e, "k", "v2", &o, NULL), 0);
+	eng_flight_done(e, &f1);
+	assert_rc(eng_get_or_claim_ex(&e2, "k", 1, buf, sizeof(buf), &m, &f2),
+		  0);
+	assert_false(m.stale);
+	assert_memory_equal(buf, "v2", 2);
+
+	/* Past the grace: gone for everyone, a plain miss and load. */
+	eng_clock_set(e, t0 + 12 + 31);
+	assert_rc(eng_get_or_claim_ex(e, "k", 1, buf, sizeof(buf), &m, &f1),
+		  ENG_LOAD);
+	assert_false(m.stale);
+	eng_flight_done(e, &f1);
+	tu_assert_miss(e, "k", 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_engine_flags_returned_by_every_read),
+		T(test_engine_cas_versions),
+		T(test_engine_versions_survive_a_new_region),
+		T(test_engine_add_replace),
+		T(test_engine_append_prepend),
+		T(test_engine_counters),
+		T(test_engine_namespace_flush),
+		T(test_engine_stale_while_revalidate),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
