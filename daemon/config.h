@@ -81,7 +81,7 @@ struct config {
 	/* --memory SIZE: region bytes, 1M..1T; default 64M */
 	uint64_t memory;
 	/* --segments N: a power of two, 1..65536; default 0: the daemon
-	 * takes eng_default_nseg() of --memory (region_segments()), the most
+	 * takes eng_default_nseg() of --memory (region_resolve()), the most
 	 * segments up to 256 that still hold a 1 MiB value */
 	uint32_t segments;
 	/* --avg-item SIZE: expected key+value bytes, 1..1G; default 128.
