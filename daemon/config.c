@@ -48,10 +48,16 @@ enum opt_kind {
  * may hold '\n'; continuation lines are indented under the first. */
 #define CONFIG_OPTIONS(X)                                                      \
 	X(MEMORY, "memory", 0, KIND_VALUE, "SIZE",                             \
-	  "size of the region, 1M to 1T (default 64M)")                        \
+	  "size of the region, 1M to 1T (default 64M);\n"                      \
+	  "256M or more holds a 1 MiB value with the\n"                        \
+	  "default --segments")                                                \
 	X(SEGMENTS, "segments", 0, KIND_VALUE, "N",                            \
 	  "segments (lock domains), a power of two\n"                          \
-	  "1..65536 (default 256)")                                            \
+	  "1..65536; the largest item (key + value) is\n"                      \
+	  "half a segment's ring, a little under\n"                            \
+	  "--memory / N / 2 (default: the most, up to 256,\n"                  \
+	  "that still hold a 1 MiB value: 16 at 64M, 64\n"                     \
+	  "at 256M, 256 from 1G)")                                             \
 	X(AVG_ITEM, "avg-item", 0, KIND_VALUE, "SIZE",                         \
 	  "expected key+value size; sizes the entry\n"                         \
 	  "pools (default 128)")                                               \

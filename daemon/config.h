@@ -46,7 +46,7 @@
 #define CONFIG_MEMORY_DEFAULT (UINT64_C(64) << 20)
 #define CONFIG_MEMORY_MIN (UINT64_C(1) << 20)
 #define CONFIG_MEMORY_MAX (UINT64_C(1) << 40)
-#define CONFIG_SEGMENTS_DEFAULT 256u
+#define CONFIG_SEGMENTS_DEFAULT 0u /* chosen from --memory, see below */
 #define CONFIG_SEGMENTS_MAX 65536u /* min 1; a power of two */
 #define CONFIG_AVG_ITEM_DEFAULT 128u
 #define CONFIG_AVG_ITEM_MAX (UINT32_C(1) << 30) /* min 1 */
@@ -80,7 +80,9 @@ enum config_log_level {
 struct config {
 	/* --memory SIZE: region bytes, 1M..1T; default 64M */
 	uint64_t memory;
-	/* --segments N: a power of two, 1..65536; default 256 */
+	/* --segments N: a power of two, 1..65536; default 0: the daemon
+	 * takes eng_default_nseg() of --memory (region_resolve()), the most
+	 * segments up to 256 that still hold a 1 MiB value */
 	uint32_t segments;
 	/* --avg-item SIZE: expected key+value bytes, 1..1G; default 128.
 	 * Sizes the entry pools (struct eng_config.avg_item). */

@@ -386,8 +386,18 @@ static void on_get(struct daemon *d, struct conn *c, uint32_t id,
 			cap = vlen;
 			continue; /* the value grew meanwhile: again */
 		}
+		if (rc == -ENOBUFS) {
+			char msg[160];
+			snprintf(msg, sizeof(msg),
+				 "value of %zu bytes is over the socket "
+				 "protocol's frame limit of %u bytes: read it "
+				 "through the mapping (without --no-map)",
+				 vlen, PROTO_MAX_PAYLOAD);
+			conn_reply_error(c, id, -E2BIG, msg);
+			return;
+		}
 		if (rc) {
-			conn_reply_error(c, id, rc == -ENOBUFS ? -E2BIG : rc,
+			conn_reply_error(c, id, rc,
 					 rc == -ENOENT ? "not found"
 						       : strerror(-rc));
 			return;
@@ -415,7 +425,7 @@ static void on_set(struct daemon *d, struct conn *c, uint32_t id,
 		return;
 	int rc = eng_set(&d->eng, key, klen, val, vlen, ttl);
 	if (rc == -E2BIG) {
-		char msg[96];
+		char msg[192];
 		if (klen > ENTRY_KEY_MAX)
 			snprintf(msg, sizeof(msg),
 				 "key too long: at most %u "
@@ -423,8 +433,9 @@ static void on_set(struct daemon *d, struct conn *c, uint32_t id,
 				 ENTRY_KEY_MAX);
 		else
 			snprintf(msg, sizeof(msg),
-				 "key + value too large: "
-				 "the cache's largest item is %u bytes",
+				 "key + value too large: the cache's largest "
+				 "item is %u bytes (half a segment; a larger "
+				 "--memory or fewer --segments raise it)",
 				 d->eng.g.max_kv);
 		conn_reply_error(c, id, rc, msg);
 		return;

@@ -204,6 +204,7 @@ int main(int argc, char **argv)
 	default:
 		return 2;
 	}
+	region_resolve(&d.cfg);
 	struct eng_geom geom;
 	if (region_plan(&d.cfg, &geom) != 0) {
 		fprintf(stderr,

@@ -64,6 +64,15 @@ static void eng_config_of(const struct config *c, struct eng_config *ec)
 							: 0 };
 }
 
+void region_resolve(struct config *c)
+{
+	struct eng_config ec;
+
+	eng_config_of(c, &ec);
+	if (!c->segments)
+		c->segments = eng_default_nseg(c->memory, &ec);
+}
+
 int region_plan(const struct config *c, struct eng_geom *g)
 {
 	struct eng_config ec;

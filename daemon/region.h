@@ -11,6 +11,11 @@ struct config;
 struct daemon;
 struct eng_geom;
 
+/* Fills in c->segments when it is 0 (not configured): eng_default_nseg()
+ * of c->memory, so that the log, the errors and the stats name the count
+ * in use. */
+void region_resolve(struct config *c);
+
 /* The geometry the configuration asks for.  Returns 0, or -EINVAL when the
  * memory cannot be carved into that many segments. */
 int region_plan(const struct config *c, struct eng_geom *g);

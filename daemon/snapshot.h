@@ -55,7 +55,7 @@
  * own, just large enough. */
 #define SNAP_BLOCK_SIZE (UINT32_C(4) << 20)
 /* The largest block a reader accepts (an entry is at most the engine's
- * max_kv, a quarter of a segment's ring, at most 512 MiB). */
+ * max_kv, half a segment's ring, at most 1 GiB). */
 #define SNAP_BLOCK_MAX (UINT32_C(1) << 30)
 #define SNAP_KEY_MAX 65535u /* >= ENTRY_KEY_MAX: longer keys load as too big */
 /* The smallest valid file: a header and a trailer, no block. */

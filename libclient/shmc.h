@@ -17,7 +17,7 @@
  *     global errno is never the interface.  shmc_strerror() describes any
  *     return value.
  *   - Keys are 1 to SHMC_KEY_MAX (8191) bytes of anything; key + value at most
- *     shmc_max_item() bytes (a quarter of a segment's ring).
+ *     shmc_max_item() bytes (half a segment's ring).
  *   - TTLs are in seconds; 0 means "never expires".  Times are the cache's
  *     clock: unix seconds, ticked by the daemon.
  *

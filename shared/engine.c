@@ -1062,8 +1062,9 @@ static void carve(struct eng_geom *g, uint32_t nb, uint32_t nrec)
 }
 
 #define RING_MAX (UINT32_C(1) << 31)
-static_assert(RING_MAX / 4 <= ENTRY_VLEN_MASK,
-	      "the largest value (max_kv) fits entry_hdr.vlen_use");
+/* max_kv is half the ring, and a key is at least one byte. */
+static_assert(RING_MAX / 2 - 1 <= ENTRY_VLEN_MASK,
+	      "the largest value (max_kv less a key) fits entry_hdr.vlen_use");
 /* Segments start after the header, the client table and the namespace
  * table. */
 #define SEG_BASE (NS_BASE + LAYOUT_NS_TABLE_SIZE)
@@ -1073,7 +1074,7 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	struct eng_config c = cfg ? *cfg : (struct eng_config){ 0 };
 
 	if (!c.nseg)
-		c.nseg = ENG_DEFAULT_NSEG;
+		c.nseg = eng_default_nseg(size, &c);
 	if (!c.avg_item)
 		c.avg_item = ENG_DEFAULT_AVG_ITEM;
 	if (!c.lock_timeout_ms)
@@ -1124,11 +1125,23 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	g->nseg = c.nseg;
 	g->seg_bits = log2u(c.nseg);
 	g->ring_size = (uint32_t)ring;
-	g->max_kv = g->ring_size / 4;
+	g->max_kv = g->ring_size / 2;
 	g->flags = c.flags;
 	g->sum_size = sum_size;
 	g->lock_timeout_ms = c.lock_timeout_ms;
 	return 0;
+}
+
+uint32_t eng_default_nseg(size_t size, const struct eng_config *cfg)
+{
+	struct eng_config c = cfg ? *cfg : (struct eng_config){ 0 };
+	struct eng_geom g;
+
+	for (c.nseg = ENG_DEFAULT_NSEG_MAX; c.nseg > 1; c.nseg /= 2)
+		if (eng_plan(size, &c, &g) == 0 &&
+		    g.max_kv >= ENG_DEFAULT_ITEM_GOAL)
+			break;
+	return c.nseg;
 }
 
 static uint64_t geom_sum(const struct region_hdr *h)
@@ -1229,7 +1242,7 @@ static const char *geom_invalid(const struct region_hdr *h)
 		return "bucket count is not a power of two";
 	if (h->nrec == 0 || h->nrec > ENTRY_REC_MASK ||
 	    h->ring_size < ENG_MIN_RING || h->ring_size > RING_MAX ||
-	    h->max_kv != h->ring_size / 4)
+	    h->max_kv != h->ring_size / 2)
 		return "pool or ring size out of range";
 	if (h->flags & ~REGION_F_KNOWN)
 		return "unknown region flags";

@@ -36,7 +36,8 @@
 
 /* How to carve a region; zero fields take the defaults. */
 struct eng_config {
-	uint32_t nseg;		  /* segments, power of two; default 256 */
+	uint32_t nseg;		  /* segments, power of two; default
+				     eng_default_nseg() */
 	uint32_t avg_item;	  /* expected key+value bytes; default 128.
 				     Sizes the entry pools: a pool that runs
 				     out evicts, it does not fail. */
@@ -46,7 +47,10 @@ struct eng_config {
 				     seconds << 32 at format */
 };
 
-#define ENG_DEFAULT_NSEG 256u
+#define ENG_DEFAULT_NSEG_MAX 256u
+/* The largest item (key + value) that the default segment count aims to
+ * allow: memcached's default item size limit, 1 MiB, and a key. */
+#define ENG_DEFAULT_ITEM_GOAL ((UINT32_C(1) << 20) + 256u)
 #define ENG_DEFAULT_AVG_ITEM 128u
 #define ENG_DEFAULT_LOCK_TIMEOUT_MS 2000u
 #define ENG_MIN_RING 1024u /* smallest data ring per segment */
@@ -140,8 +144,20 @@ struct eng_check_report {
 /* Computes the geometry for a region of `size` bytes.  Returns 0, or
  * -EINVAL when cfg is invalid (nseg not a power of two, or more than 65536)
  * or the region is too small to give every segment ENG_MIN_RING bytes of
- * ring. */
+ * ring.  cfg->nseg 0 takes eng_default_nseg(size, cfg).  The largest item
+ * (out->max_kv, key + value) is half a segment's ring. */
 int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *out);
+
+/* The segment count a region of `size` bytes gets when cfg (NULL: all
+ * defaults) gives none: the largest power of two up to
+ * ENG_DEFAULT_NSEG_MAX whose segments each hold an item of
+ * ENG_DEFAULT_ITEM_GOAL bytes, or 1 when no count does (a region under
+ * about 2.3 MiB; eng_plan() may then still refuse it as too small).  So a
+ * region of 256 MiB or more stores a 1 MiB value with 64 (256 MiB) to 256
+ * (1 GiB and more) segments, and 64 MiB gets 16.  cfg->nseg is ignored;
+ * the other fields count (avg_item and REGION_F_CHECKSUM take ring bytes).
+ * Never fails. */
+uint32_t eng_default_nseg(size_t size, const struct eng_config *cfg);
 
 /* Formats `base` (size bytes, zeroed or not) as an empty cache, clock set
  * to the current time.  Returns 0 or eng_plan()'s errors.  Not safe while
@@ -315,7 +331,7 @@ int eng_ns_list(const struct eng *e, struct eng_ns_info *out, size_t cap);
 
 /* ------------------------------------------------------------------------
  * Data operations.  Keys are 1..ENTRY_KEY_MAX bytes; key + value at most
- * g.max_kv bytes.  Common errors:
+ * g.max_kv bytes (half a segment's ring).  Common errors:
  *   -EINVAL     klen 0, or a NULL pointer where bytes are needed;
  *   -E2BIG      key longer than ENTRY_KEY_MAX or key + value over max_kv;
  *   -ETIMEDOUT  the segment lock was not obtained within lock_timeout_ms;

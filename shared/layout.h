@@ -87,8 +87,8 @@
 #define ENTRY_CHECK_REC_BITS (32 - ENTRY_REC_BITS)
 #define ENTRY_CHECK_BITS (ENTRY_CHECK_REC_BITS + 16 - ENTRY_SLACK_BITS)
 /* entry_hdr.vlen_use: the value length in the low 30 bits (a value is at
- * most a quarter of a ring, and a ring at most 2 GiB), the use count in the
- * top 2. */
+ * most half a ring less a one-byte key, and a ring at most 2 GiB), the use
+ * count in the top 2. */
 #define ENTRY_VLEN_MASK ((UINT32_C(1) << 30) - 1)
 #define ENTRY_USE_SHIFT 30
 #define ENTRY_USE_MAX 3u
@@ -125,7 +125,7 @@ struct region_hdr {
 	uint32_t bucket_bits; /* log2(nbuckets) */
 	uint32_t nrec;	      /* pool records per segment */
 	uint32_t ring_size;   /* data ring bytes per segment */
-	uint32_t max_kv;      /* largest klen + vlen: ring_size / 4 */
+	uint32_t max_kv;      /* largest klen + vlen: ring_size / 2 */
 	uint32_t off_buckets; /* offsets inside a segment block */
 	uint32_t off_recs;
 	uint32_t reserved2; /* 0 (the free ring's offset before layout 5) */

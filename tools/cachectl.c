@@ -1118,6 +1118,14 @@ static int cmd_get(struct ctl *x, int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
+/* Why an item is too large, for set's errors. */
+#define TOO_BIG_ITEM                                                           \
+	"half a segment; the daemon's larger --memory or fewer --segments "    \
+	"raise it"
+#define TOO_BIG_FRAME                                                          \
+	"the socket protocol's frame limit; without --no-map the limit is "    \
+	"the cache's largest item"
+
 static int cmd_set(struct ctl *x, int argc, char **argv)
 {
 	const char *key = argv[0];
@@ -1145,10 +1153,15 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 					: shmc_max_item(x->c);
 		max = most > klen ? most - klen : 0;
 		err = read_all(STDIN_FILENO, max, &val, &vlen);
-		if (err == -EFBIG)
+		if (err == -EFBIG && x->no_map)
 			return fail("set: the value on stdin is too large: key "
-				    "+ value may be %zu bytes at most",
-				    most);
+				    "+ value may be %zu bytes at most (%s)",
+				    most, TOO_BIG_FRAME);
+		if (err == -EFBIG)
+			return fail("set: the value on stdin is too large: the "
+				    "cache's largest item (key + value) is %zu "
+				    "bytes (%s)",
+				    most, TOO_BIG_ITEM);
 		if (err)
 			return fail("set: reading stdin: %s", strerror(-err));
 		if (x->no_map && (rc = ctl_connect(x))) {
@@ -1159,6 +1172,13 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 					     x->ttl, NULL, NULL)
 				: shmc_set(x->c, key, klen, val, vlen, x->ttl);
 		free(val);
+	}
+	/* The other -E2BIG is a key over 65535 bytes (shmc.h). */
+	if (err == -E2BIG && !x->no_map && klen <= 65535) {
+		char b[ESC_MAX];
+		return fail("set '%s': key + value too large: the cache's "
+			    "largest item is %zu bytes (%s)",
+			    ESC(key, b), shmc_max_item(x->c), TOO_BIG_ITEM);
 	}
 	return err ? data_error("set", key, err) : CTL_EXIT_OK;
 }

@@ -410,9 +410,9 @@ static void test_shmc_limits(void **state)
 	shmc *c2;
 
 	assert_int_equal(shmc_segments(f->c), NSEG);
-	/* "a quarter of a segment's ring" */
+	/* "half a segment's ring" */
 	assert_rc(shmc_seg_stat(f->c, 0, &seg), 0);
-	if (max == 0 || max > seg.bytes_total / 4 || max < seg.bytes_total / 8)
+	if (max == 0 || max > seg.bytes_total / 2 || max < seg.bytes_total / 4)
 		fail_msg("max_item %zu for a ring of %llu bytes", max,
 			 (unsigned long long)seg.bytes_total);
 	/* Handles have ids of their own (0 is "no handshake yet"). */

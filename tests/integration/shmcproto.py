@@ -222,8 +222,12 @@ class Client:
 class DaemonProc:
     """The real shmcached on a throwaway socket and region name."""
 
-    def __init__(self, binary, extra=(), name=None, workdir=None):
+    GEOMETRY = ("--memory", "8M", "--segments", "16")
+
+    def __init__(self, binary, extra=(), name=None, workdir=None,
+                 geometry=GEOMETRY):
         self.binary = binary
+        self.geometry = list(geometry)
         self.dir = workdir or tempfile.mkdtemp(prefix="shmc-it-")
         self.sock = os.path.join(self.dir, "s.sock")
         self.name = name or f"/shmc-it-{os.getpid()}-{id(self) & 0xffffff}"
@@ -233,7 +237,7 @@ class DaemonProc:
 
     def args(self):
         return [self.binary, "--foreground", "--socket", self.sock,
-                "--name", self.name, "--memory", "8M", "--segments", "16",
+                "--name", self.name] + self.geometry + [
                 "--log-level", "debug", "--log-file", self.log] + self.extra
 
     def start(self, wait=True, env=None, preexec_fn=None):

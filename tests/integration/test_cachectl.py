@@ -145,7 +145,7 @@ class DataCommands(CtlTest):
         self.assertEqual(self.conn().get("dash")[0], b"\0from stdin\0")
         self.ok("set", "empty", input=b"")
         self.assertEqual(self.ok("get", "empty"), b"")
-        big = os.urandom(100_000)  # the largest item is ~114 KiB here
+        big = os.urandom(100_000)  # the largest item is ~230 KiB here
         self.ok("set", "big", input=big)
         self.assertEqual(self.ok("get", "big"), big)
 
@@ -766,6 +766,41 @@ class Watch(CtlTest):
                               "--count", "2", "--interval", "0.1"])
         self.assertEqual(rc, OK)
         self.assertEqual(out.count(b"\033[2J"), 2, out)
+
+
+class BigValues(CtlTest):
+    """--memory 256M and the default --segments: a 1 MiB value (memcached's
+    default item limit) goes through the mapping and the socket."""
+
+    MIB = 1 << 20
+
+    def setUp(self):
+        self.d = p.DaemonProc(DAEMON, geometry=("--memory", "256M")).start()
+        self.conns = []
+
+    def test_cachectl_1mib_value_round_trips_with_256m(self):
+        val = os.urandom(self.MIB)
+        self.ok("set", "big", "-", input=val)
+        self.assertEqual(self.ok("get", "big"), val)
+        val2 = os.urandom(self.MIB)
+        self.ok("--no-map", "set", "big2", "-", input=val2)
+        self.assertEqual(self.ok("--no-map", "get", "big2"), val2)
+        self.assertEqual(self.ok("get", "big2"), val2)
+        # The chosen segment count shows in the stats and the log.
+        self.assertEqual(self.json("stats")["segments"], 64)
+        self.assertRegex(self.d.logtext(), r"created region .* 64 segments")
+
+    def test_cachectl_too_big_value_names_the_limit(self):
+        val = b"v" * (3 * self.MIB)  # max_kv is about 1.75 MiB here
+        for args in ((), ("--no-map",)):
+            r = self.ctl(*args, "set", "huge", "-", input=val)
+            self.assertEqual(r.returncode, FAILED, (args, r.stderr))
+            line = self.assert_one_line(r, args)
+            self.assertRegex(line, r"largest item[^0-9]* is \d+ bytes", args)
+            self.assertIn("--memory", line, args)
+            self.assertIn("--segments", line, args)
+            r = self.ctl(*args, "get", "huge")
+            self.assertEqual(r.returncode, NO, (args, r.stderr))
 
 
 class CommandLine(unittest.TestCase):

@@ -162,7 +162,7 @@ class Requests(DaemonTest):
 
     def test_large_value_round_trips(self):
         c = self.client()
-        val = os.urandom(100_000)  # max_kv is ~114 KiB here
+        val = os.urandom(100_000)  # max_kv is ~230 KiB here
         c.set("big", val)
         self.assertEqual(c.get("big")[0], val)
         with self.assertRaises(p.ProtoError) as e:

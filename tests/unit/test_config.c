@@ -138,7 +138,7 @@ static void assert_defaults_sane(const struct config *c)
 	char want[64];
 
 	assert_int_equal(c->memory, UINT64_C(64) << 20);
-	assert_int_equal(c->segments, 256);
+	assert_int_equal(c->segments, 0); /* the daemon's choice by --memory */
 	assert_int_equal(c->avg_item, 128);
 	assert_int_equal(c->log_level, CONFIG_LOG_INFO);
 	assert_int_equal(c->max_clients, 1024);

@@ -24,7 +24,7 @@ static void test_engine_plan_geometry_fits_region(void **state)
 	assert_int_equal(1u << g.seg_bits, g.nseg);
 	assert_int_equal(1u << g.bucket_bits, g.nbuckets);
 	assert_true(g.ring_size >= ENG_MIN_RING);
-	assert_int_equal(g.max_kv, g.ring_size / 4);
+	assert_int_equal(g.max_kv, g.ring_size / 2);
 	assert_true(g.nrec > 0);
 	assert_true(g.region_size <= 4 * MiB);
 	assert_true(g.seg_base + (uint64_t)g.nseg * g.seg_stride <=
@@ -33,8 +33,42 @@ static void test_engine_plan_geometry_fits_region(void **state)
 
 	/* Zero fields take the documented defaults. */
 	assert_rc(eng_plan(64 * MiB, &dflt, &g), 0);
-	assert_int_equal(g.nseg, ENG_DEFAULT_NSEG);
+	assert_int_equal(g.nseg, eng_default_nseg(64 * MiB, NULL));
 	assert_int_equal(g.lock_timeout_ms, ENG_DEFAULT_LOCK_TIMEOUT_MS);
+}
+
+/* Without a segment count, a region of 256 MiB or more holds a 1 MiB
+ * value (memcached's default item limit) with as many segments as give
+ * that, up to 256; a smaller one gets fewer segments. */
+static void test_engine_plan_default_nseg_holds_1mib(void **state)
+{
+	static const struct {
+		size_t size;
+		uint32_t nseg;
+	} want[] = {
+		{ 64 * (size_t)MiB, 16 },    { 256 * (size_t)MiB, 64 },
+		{ 1024 * (size_t)MiB, 256 }, { 4096 * (size_t)MiB, 256 },
+		{ 2 * (size_t)MiB, 1 },	     { 300 * 1024, 1 },
+	};
+	struct eng_config csum = { .flags = REGION_F_CHECKSUM };
+	struct eng_geom g;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		assert_int_equal(eng_default_nseg(want[i].size, NULL),
+				 want[i].nseg);
+		assert_rc(eng_plan(want[i].size, NULL, &g), 0);
+		assert_int_equal(g.nseg, want[i].nseg);
+		if (want[i].size >= 256 * (size_t)MiB) {
+			assert_true(g.max_kv >= (1u << 20) + 250);
+			assert_rc(eng_plan(want[i].size, &csum, &g), 0);
+			assert_true(g.max_kv >= (1u << 20) + 250);
+		}
+	}
+	/* Twice the default's segments would not hold the 1 MiB item. */
+	struct eng_config twice = { .nseg = 128 };
+	assert_rc(eng_plan(256 * (size_t)MiB, &twice, &g), 0);
+	assert_true(g.max_kv < ENG_DEFAULT_ITEM_GOAL);
 }
 
 static void test_engine_format_refuses_bad_config(void **state)
@@ -193,6 +227,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_engine_plan_geometry_fits_region),
+		T(test_engine_plan_default_nseg_holds_1mib),
 		T(test_engine_format_refuses_bad_config),
 		T(test_engine_format_sets_clock_to_now),
 		T(test_engine_attach_good_region_shares_data),

@@ -2,8 +2,9 @@
  * test_engine_evict.c - unit tests of the cache engine (shared/engine.h):
  * what a full segment keeps and what it evicts: cold keys go and hot ones
  * stay, read keys survive a scan, touch counts as a use and peek does not,
- * values stay intact across ring wrap-around, and an exhausted record pool
- * evicts rather than failing a set.
+ * values stay intact across ring wrap-around, an exhausted record pool
+ * evicts rather than failing a set, and an item of max_kv bytes always
+ * finds room among hot entries.
  */
 #include "testutil.h"
 #include "engine_fixture.h"
@@ -266,6 +267,53 @@ static void test_engine_pool_exhaustion_evicts_not_fails(void **state)
 	tu_assert_all_clean(e);
 }
 
+/* A segment full of hot small entries (each read up to the highest use
+ * count) still takes item after item of max_kv bytes, half its ring: the
+ * moves of the hot entries to the head are bounded, so they never starve
+ * a write of room.  Each big value reads back intact. */
+static void test_engine_max_kv_items_fit_among_hot_entries(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e;
+	enum { SMALL = 40, BIG_SETS = 24 };
+	uint32_t nsmall;
+	uint8_t *val, *buf;
+	size_t vlen;
+	char key[32];
+
+	tu_region_open(r, 512 * 1024, &cfg);
+	e = &r->e;
+	nsmall = e->g.ring_size / (ENTRY_HDR_SIZE + 8 + SMALL);
+	val = malloc(e->g.max_kv);
+	buf = malloc(e->g.max_kv);
+	assert_non_null(val);
+	assert_non_null(buf);
+
+	for (uint32_t i = 0; i < nsmall; i++)
+		set_kv(e, "h", i, 1, SMALL, 0);
+	for (uint32_t i = 0; i < BIG_SETS; i++) {
+		size_t klen = tu_key(key, sizeof(key), "big", i);
+		size_t len = e->g.max_kv - klen;
+
+		/* Every small entry still cached is made hot again. */
+		for (uint32_t k = 0; k < nsmall; k++)
+			for (int n = 0; n < 3; n++)
+				if (get_kv(e, "h", k, 1, SMALL) != 0)
+					break;
+		mkval(val, len, i, 2);
+		assert_rc(eng_set(e, key, klen, val, len, 0), 0);
+		assert_rc(eng_get(e, key, klen, buf, e->g.max_kv, &vlen, NULL),
+			  0);
+		assert_int_equal(vlen, len);
+		assert_memory_equal(buf, val, len);
+	}
+	assert_true(tu_stats(e).moves > 0); /* hot entries were moved */
+	tu_assert_all_clean(e);
+	free(val);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -275,6 +323,7 @@ int main(void)
 		T(test_engine_read_keys_survive_a_scan),
 		T(test_engine_ring_wraparound_values_intact),
 		T(test_engine_pool_exhaustion_evicts_not_fails),
+		T(test_engine_max_kv_items_fit_among_hot_entries),
 	};
 
 	return cmocka_run_group_tests_name("engine-evict", tests, NULL, NULL);

@@ -499,6 +499,41 @@ static void test_engine_huge_entry_refused(void **state)
 	free(buf);
 }
 
+/* With a 256 MiB region and no options, a 1 MiB value (memcached's default
+ * item limit) with a memcached-sized key stores and reads back byte for
+ * byte; one byte over max_kv is -E2BIG. */
+static void test_engine_set_1mib_value_in_256mib_default(void **state)
+{
+	struct tu_region *r = *state;
+	enum { VLEN = 1 << 20 };
+	char key[250];
+	uint8_t *val, *buf;
+	size_t max, vlen;
+
+	tu_region_open(r, 256 * (size_t)MiB, NULL);
+	max = r->e.g.max_kv;
+	memset(key, 'k', sizeof(key));
+	val = malloc(max + 1);
+	buf = malloc(max + 1);
+	assert_non_null(val);
+	assert_non_null(buf);
+	tu_fill(val, max + 1, 7);
+
+	assert_rc(eng_set(&r->e, key, sizeof(key), val, VLEN, 0), 0);
+	assert_rc(eng_get(&r->e, key, sizeof(key), buf, max, &vlen, NULL), 0);
+	assert_int_equal(vlen, VLEN);
+	assert_memory_equal(buf, val, VLEN);
+
+	assert_rc(eng_set(&r->e, "x", 1, val, max - 1 + 1, 0), -E2BIG);
+	tu_assert_miss(&r->e, "x", 1);
+	assert_rc(eng_set(&r->e, "x", 1, val, max - 1, 0), 0);
+	assert_rc(eng_get(&r->e, "x", 1, buf, max, &vlen, NULL), 0);
+	assert_int_equal(vlen, max - 1);
+	assert_memory_equal(buf, val, max - 1);
+	free(val);
+	free(buf);
+}
+
 static void test_engine_key_length_limits(void **state)
 {
 	struct tu_region *r = *state;
@@ -595,6 +630,7 @@ int main(void)
 		T(test_engine_del),
 		T(test_engine_clear),
 		T(test_engine_huge_entry_refused),
+		T(test_engine_set_1mib_value_in_256mib_default),
 		T(test_engine_key_length_limits),
 		T(test_engine_empty_key_refused),
 		T(test_engine_null_pointers_refused),
