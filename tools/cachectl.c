@@ -1173,8 +1173,8 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 				: shmc_set(x->c, key, klen, val, vlen, x->ttl);
 		free(val);
 	}
-	/* The other -E2BIG is a key over 65535 bytes (shmc.h). */
-	if (err == -E2BIG && !x->no_map && klen <= 65535) {
+	/* The other -E2BIG is a key over SHMC_KEY_MAX bytes (shmc.h). */
+	if (err == -E2BIG && !x->no_map && klen <= SHMC_KEY_MAX) {
 		char b[ESC_MAX];
 		return fail("set '%s': key + value too large: the cache's "
 			    "largest item is %zu bytes (%s)",
