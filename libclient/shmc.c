@@ -13,7 +13,8 @@
  * keeps words naming the socket for shmc_strerror().
  *
  * Parts: handle and fork detection; socket I/O and the handshake; control
- * requests; data operations; get_or_load; zero-copy; stats; errors.
+ * requests; data operations; items (flags, versions, conditional stores,
+ * counters); get_or_load; zero-copy; stats; errors.
  */
 #include "shmc.h"
 
@@ -627,13 +628,138 @@ SHMC_EXPORT int shmc_clear(shmc *c)
 }
 
 /* ------------------------------------------------------------------------
+ * Items: flags, versions, conditional stores, counters
+ * ------------------------------------------------------------------------ */
+
+SHMC_EXPORT int shmc_get_item(shmc *c, const void *key, size_t klen, void *buf,
+			      size_t cap, struct shmc_item *it)
+{
+	struct eng_meta m;
+	int rc = usable_with(c, it != NULL);
+
+	if (rc)
+		return rc;
+	rc = eng_get_ex(&c->e, key, klen, buf, cap, &m);
+	if (rc == -ENOBUFS)
+		it->vlen = m.vlen;
+	else if (rc == 0)
+		*it = (struct shmc_item){ .cas = m.cas,
+					  .vlen = m.vlen,
+					  .flags = m.flags,
+					  .expire_at = m.expire };
+	return rc;
+}
+
+/* One store of the given mode with o's flags and TTL (NULL: none). */
+static int store(shmc *c, enum eng_mode mode, const void *key, size_t klen,
+		 const void *val, size_t vlen, uint64_t version,
+		 const struct shmc_store_opts *o, uint64_t *cas)
+{
+	struct eng_wopts w = { .mode = mode, .cas = version };
+	int rc = usable(c);
+
+	if (rc)
+		return rc;
+	if (o) {
+		w.flags = o->flags;
+		w.ttl_s = o->ttl_s;
+	}
+	return eng_store(&c->e, key, klen, val, vlen, &w, cas);
+}
+
+SHMC_EXPORT int shmc_set_ex(shmc *c, const void *key, size_t klen,
+			    const void *val, size_t vlen,
+			    const struct shmc_store_opts *o, uint64_t *cas)
+{
+	return store(c, ENG_SET, key, klen, val, vlen, 0, o, cas);
+}
+
+SHMC_EXPORT int shmc_add(shmc *c, const void *key, size_t klen, const void *val,
+			 size_t vlen, const struct shmc_store_opts *o,
+			 uint64_t *cas)
+{
+	return store(c, ENG_ADD, key, klen, val, vlen, 0, o, cas);
+}
+
+SHMC_EXPORT int shmc_replace(shmc *c, const void *key, size_t klen,
+			     const void *val, size_t vlen,
+			     const struct shmc_store_opts *o, uint64_t *cas)
+{
+	return store(c, ENG_REPLACE, key, klen, val, vlen, 0, o, cas);
+}
+
+SHMC_EXPORT int shmc_cas(shmc *c, const void *key, size_t klen, const void *val,
+			 size_t vlen, uint64_t version,
+			 const struct shmc_store_opts *o, uint64_t *new_cas)
+{
+	return store(c, ENG_CAS, key, klen, val, vlen, version, o, new_cas);
+}
+
+SHMC_EXPORT int shmc_append(shmc *c, const void *key, size_t klen,
+			    const void *val, size_t vlen, uint64_t *cas)
+{
+	return store(c, ENG_APPEND, key, klen, val, vlen, 0, NULL, cas);
+}
+
+SHMC_EXPORT int shmc_prepend(shmc *c, const void *key, size_t klen,
+			     const void *val, size_t vlen, uint64_t *cas)
+{
+	return store(c, ENG_PREPEND, key, klen, val, vlen, 0, NULL, cas);
+}
+
+/* incr or decr; with_init: create a missing key at init (TTL init_ttl). */
+static int arith(shmc *c, const void *key, size_t klen, bool decr,
+		 uint64_t delta, bool with_init, uint64_t init,
+		 uint32_t init_ttl, uint64_t *out)
+{
+	struct eng_wopts w = { .ttl_s = init_ttl };
+	uint64_t v;
+	int rc = usable(c);
+
+	if (rc)
+		return rc;
+	rc = eng_arith(&c->e, key, klen, decr, delta, with_init ? &w : NULL,
+		       init, &v, NULL);
+	if (rc == 0 && out)
+		*out = v;
+	return rc;
+}
+
+SHMC_EXPORT int shmc_incr(shmc *c, const void *key, size_t klen, uint64_t delta,
+			  uint64_t *out)
+{
+	return arith(c, key, klen, false, delta, false, 0, 0, out);
+}
+
+SHMC_EXPORT int shmc_decr(shmc *c, const void *key, size_t klen, uint64_t delta,
+			  uint64_t *out)
+{
+	return arith(c, key, klen, true, delta, false, 0, 0, out);
+}
+
+SHMC_EXPORT int shmc_incr_init(shmc *c, const void *key, size_t klen,
+			       uint64_t delta, uint64_t init, uint32_t init_ttl,
+			       uint64_t *out)
+{
+	return arith(c, key, klen, false, delta, true, init, init_ttl, out);
+}
+
+SHMC_EXPORT int shmc_decr_init(shmc *c, const void *key, size_t klen,
+			       uint64_t delta, uint64_t init, uint32_t init_ttl,
+			       uint64_t *out)
+{
+	return arith(c, key, klen, true, delta, true, init, init_ttl, out);
+}
+
+/* ------------------------------------------------------------------------
  * get_or_load
  * ------------------------------------------------------------------------ */
 
-/* Runs the loader as the key's one loader and stores its value. */
+/* Runs the loader as the key's one loader, stores its value (with grace_s
+ * of stale-while-revalidate) and ends the flight, whatever happened. */
 static int load_and_store(shmc *c, struct eng_flight *f, const void *key,
 			  size_t klen, void *buf, size_t cap, size_t *vlen,
-			  shmc_loader load, void *arg)
+			  uint32_t grace_s, shmc_loader load, void *arg)
 {
 	uint32_t ttl = 0;
 	size_t len = 0;
@@ -641,17 +767,23 @@ static int load_and_store(shmc *c, struct eng_flight *f, const void *key,
 
 	if (rc == 0 && len > cap)
 		rc = -ENOBUFS;
-	if (rc == 0)
-		rc = eng_set(&c->e, key, klen, buf, len, ttl);
+	if (rc == 0) {
+		struct eng_wopts o = { .ttl_s = ttl,
+				       .grace_s = ttl ? grace_s : 0 };
+		rc = eng_store(&c->e, key, klen, buf, len, &o, NULL);
+	}
 	eng_flight_done(&c->e, f);
 	if (rc == 0 || rc == -ENOBUFS)
 		*vlen = len;
 	return rc;
 }
 
-SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
-				 void *buf, size_t cap, size_t *vlen,
-				 shmc_loader load, void *arg)
+/* shmc_get_or_load(), storing with grace_s (0: none).  A value past its
+ * TTL but in its grace comes back from eng_get_or_claim() as a hit (0)
+ * for every caller but the one that claimed its reload (ENG_LOAD). */
+static int get_or_load(shmc *c, const void *key, size_t klen, void *buf,
+		       size_t cap, size_t *vlen, uint32_t grace_s,
+		       shmc_loader load, void *arg)
 {
 	struct eng_flight f;
 	int rc = usable_with(c, load != NULL);
@@ -663,7 +795,7 @@ SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
 				      &f);
 		if (rc == ENG_LOAD)
 			return load_and_store(c, &f, key, klen, buf, cap, vlen,
-					      load, arg);
+					      grace_s, load, arg);
 		if (rc != ENG_WAIT)
 			return rc;
 
@@ -676,9 +808,24 @@ SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
 		if ((rc == -ETIMEDOUT || rc == -EOWNERDEAD) &&
 		    eng_flight_takeover(&c->e, &f) == 0)
 			return load_and_store(c, &f, key, klen, buf, cap, vlen,
-					      load, arg);
+					      grace_s, load, arg);
 		/* The load ended (or changed hands): look again. */
 	}
+}
+
+SHMC_EXPORT int shmc_get_or_load(shmc *c, const void *key, size_t klen,
+				 void *buf, size_t cap, size_t *vlen,
+				 shmc_loader load, void *arg)
+{
+	return get_or_load(c, key, klen, buf, cap, vlen, 0, load, arg);
+}
+
+SHMC_EXPORT int shmc_get_or_load_swr(shmc *c, const void *key, size_t klen,
+				     void *buf, size_t cap, size_t *vlen,
+				     uint32_t grace_s, shmc_loader load,
+				     void *arg)
+{
+	return get_or_load(c, key, klen, buf, cap, vlen, grace_s, load, arg);
 }
 
 /* ------------------------------------------------------------------------
@@ -839,6 +986,12 @@ SHMC_EXPORT const char *shmc_strerror(int err)
 		return "not found (missing or expired key, or missing file)";
 	case -ENOBUFS:
 		return "buffer too small for the value";
+	case -EEXIST:
+		return "already exists, or changed since it was read (a cas "
+		       "whose version differs)";
+	case -EDOM:
+		return "not a number (incr/decr of a value that is not a "
+		       "decimal number below 2^64)";
 	case -E2BIG:
 		return "key or value too large";
 	case -EINVAL:

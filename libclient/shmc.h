@@ -211,6 +211,127 @@ int shmc_get_or_load(shmc *c, const void *key, size_t klen, void *buf,
 #define SHMC_LOAD_WAIT_MS 10000
 
 /* ------------------------------------------------------------------------
+ * Items: flags, versions (CAS), conditional stores, counters, and
+ * stale-while-revalidate.
+ *
+ * Every item carries 32 opaque bits of flags, stored with it and returned
+ * by every read that returns metadata (memcached's client flags), and a
+ * 64-bit version that every write of the item changes (memcached's CAS
+ * unique): set, add, replace, cas, append, prepend, incr and decr give the
+ * item a new version, unique across the cache; shmc_touch() and the
+ * daemon's moves of an entry keep it.  A plain shmc_set() stores flags
+ * 0.
+ * ------------------------------------------------------------------------ */
+
+/* What a read returns besides the value. */
+struct shmc_item {
+	uint64_t cas;	    /* the version: for shmc_cas() */
+	size_t vlen;	    /* the value's full length */
+	uint32_t flags;	    /* as stored */
+	uint32_t expire_at; /* absolute unix seconds; 0: never expires */
+};
+
+/* As shmc_get(), with the item's metadata in *it.  Returns 0, -ENOENT
+ * (missing or expired), or -ENOBUFS when cap < the value's length: then
+ * only it->vlen is set, to the size needed (call again with a larger
+ * buffer; the version may have changed by then, which is what the second
+ * call's it->cas tells).  A hit counts as a get (access time, hit
+ * counter), -ENOBUFS included. */
+int shmc_get_item(shmc *c, const void *key, size_t klen, void *buf, size_t cap,
+		  struct shmc_item *it);
+
+/* The options of a store; NULL means flags 0 and no expiry. */
+struct shmc_store_opts {
+	uint32_t flags; /* returned by every shmc_get_item() */
+	uint32_t ttl_s; /* seconds; 0: never expires */
+};
+
+/* Stores key -> val as shmc_set() does, with o's flags and TTL.  *cas (if
+ * not NULL) receives the item's new version.  Errors: the common ones. */
+int shmc_set_ex(shmc *c, const void *key, size_t klen, const void *val,
+		size_t vlen, const struct shmc_store_opts *o, uint64_t *cas);
+
+/* Stores key -> val only if key is absent (missing or expired), as
+ * memcached's add and Redis's SET NX: -EEXIST if it is present, and then
+ * nothing is changed.  Of several processes adding the same key at once,
+ * exactly one succeeds.  *cas as shmc_set_ex(). */
+int shmc_add(shmc *c, const void *key, size_t klen, const void *val,
+	     size_t vlen, const struct shmc_store_opts *o, uint64_t *cas);
+
+/* Stores key -> val only if key is present, as memcached's replace and
+ * Redis's SET XX: -ENOENT if it is missing or expired (nothing stored).
+ * The new value takes o's flags and TTL.  *cas as shmc_set_ex(). */
+int shmc_replace(shmc *c, const void *key, size_t klen, const void *val,
+		 size_t vlen, const struct shmc_store_opts *o, uint64_t *cas);
+
+/* Compare-and-swap, as memcached's cas: stores key -> val (with o's flags
+ * and TTL) only if key is present and its version is still `version`, as
+ * read by shmc_get_item() or returned by a store.  Errors:
+ *   -EEXIST  the item was written since (its version differs): read it
+ *            again and retry;
+ *   -ENOENT  the item is gone (missing, deleted or expired).
+ * On either nothing is stored.  *new_cas (if not NULL) receives the new
+ * version. */
+int shmc_cas(shmc *c, const void *key, size_t klen, const void *val,
+	     size_t vlen, uint64_t version, const struct shmc_store_opts *o,
+	     uint64_t *new_cas);
+
+/* Appends val to the value of key (shmc_prepend: puts it before), as
+ * memcached's append and prepend: the item keeps its flags and expiry and
+ * gets a new version (in *cas if not NULL).  Errors: -ENOENT (key missing
+ * or expired: nothing is created, unlike Redis's APPEND), -E2BIG (key and
+ * the joined value would pass shmc_max_item()), -ENOMEM (the joined value
+ * over 4 KiB could not be assembled). */
+int shmc_append(shmc *c, const void *key, size_t klen, const void *val,
+		size_t vlen, uint64_t *cas);
+int shmc_prepend(shmc *c, const void *key, size_t klen, const void *val,
+		 size_t vlen, uint64_t *cas);
+
+/* Atomic counters on values that are decimal numbers below 2^64 (ASCII
+ * digits only, as memcached stores them and as shmc_set() of "42"
+ * does), with memcached's incr and decr rules: shmc_incr() wraps around
+ * at 2^64, shmc_decr() stops at 0 (it never goes negative).  The result
+ * is stored back as its decimal digits (the item keeps its flags and
+ * expiry and gets a new version) and returned in *out (if not NULL).
+ * Errors:
+ *   -ENOENT  key is missing or expired (nothing is created);
+ *   -EDOM    the value is not such a number: it is left unchanged;
+ *   -E2BIG   key too long to hold a 20-digit number beside it. */
+int shmc_incr(shmc *c, const void *key, size_t klen, uint64_t delta,
+	      uint64_t *out);
+int shmc_decr(shmc *c, const void *key, size_t klen, uint64_t delta,
+	      uint64_t *out);
+
+/* shmc_incr() / shmc_decr() that create a missing key, as
+ * ngx.shared.DICT:incr(key, value, init, init_ttl): a missing or expired
+ * key is first stored as `init` (flags 0, TTL init_ttl seconds, 0: never
+ * expires) and then delta is applied to it, in one atomic step that no
+ * other process can split (so shmc_incr_init(k, 1, 0, ...) on a missing
+ * key gives 1, and shmc_decr_init(k, 5, 3, ...) gives 0).  A present key
+ * is counted as by shmc_incr() / shmc_decr(), its TTL unchanged.  Errors:
+ * those of shmc_incr() but -ENOENT. */
+int shmc_incr_init(shmc *c, const void *key, size_t klen, uint64_t delta,
+		   uint64_t init, uint32_t init_ttl, uint64_t *out);
+int shmc_decr_init(shmc *c, const void *key, size_t klen, uint64_t delta,
+		   uint64_t init, uint32_t init_ttl, uint64_t *out);
+
+/* shmc_get_or_load() with stale-while-revalidate: the loaded value is
+ * stored with the loader's TTL plus a grace of grace_s seconds.  Once the
+ * TTL has passed, during the grace, the first caller (in any process) to
+ * ask for the key runs the loader to refresh it, and every other caller
+ * is served the stale value at once, without waiting, until the new value
+ * is stored.  A value without a TTL (the loader's *ttl_s 0), or grace_s
+ * 0, behaves as with shmc_get_or_load().  A loader that fails on a
+ * refresh returns its error to its caller; the stale value stays served
+ * to the others until the grace ends, and the next caller after the
+ * failure refreshes.  Only this call and shmc_get_or_load() serve a value
+ * in its grace: for shmc_get() and the other reads it is expired.  Returns as
+ * shmc_get_or_load() (0 for a stale value served). */
+int shmc_get_or_load_swr(shmc *c, const void *key, size_t klen, void *buf,
+			 size_t cap, size_t *vlen, uint32_t grace_s,
+			 shmc_loader load, void *arg);
+
+/* ------------------------------------------------------------------------
  * Zero-copy access, for large values
  * ------------------------------------------------------------------------ */
 

@@ -3,8 +3,9 @@
  * keys, integrity checks, connected clients and a live view, from a shell.
  *
  * cachectl is a client of libshmc like any other and uses nothing but
- * <shmc.h> and libc: the data commands (get, set, del, ttl, touch, flush)
- * and the statistics work on the shared mapping; check, clients, save,
+ * <shmc.h> and libc: the data commands (get, gets, set, add, replace, cas,
+ * append, prepend, incr, decr, del, ttl, touch, flush) and the statistics
+ * work on the shared mapping; check, clients, save,
  * load, ping and shutdown are control requests over the daemon's socket.
  * With --no-map the data commands and the statistics are requests over
  * the socket too (docs/PROTOCOL.md), for a process that cannot map the
@@ -53,7 +54,11 @@
 	  "usage error: unknown command or option, missing or\n"               \
 	  "extra argument, bad number")                                        \
 	X(UNREACHABLE, 3, "the daemon cannot be reached at the socket")        \
-	X(FAILED, 4, "any other failure (the message on stderr says which)")
+	X(FAILED, 4, "any other failure (the message on stderr says which)")   \
+	X(EXISTS, 5,                                                           \
+	  "add: the key exists; cas: the key changed since\n"                  \
+	  "VERSION was read")                                                  \
+	X(NAN, 6, "incr, decr: the value is not a decimal number")
 
 enum ctl_exit {
 #define EXIT_X(id, code, help) CTL_EXIT_##id = code,
@@ -69,6 +74,11 @@ enum ctl_exit {
 	  "$SHMC_SOCKET, else the daemon's default)")                          \
 	X(JSON, "json", 0, NULL, "print JSON instead of text")                 \
 	X(TTL, "ttl", 0, "S", "expire after S seconds (default 0: never)")     \
+	X(FLAGS, "flags", 0, "N",                                              \
+	  "the item's flags, 0 to 4294967295 (default 0)")                     \
+	X(INIT, "init", 0, "N", "create a missing KEY at N, then count")       \
+	X(INIT_TTL, "init-ttl", 0, "S",                                        \
+	  "the TTL of a KEY --init creates (default 0:\nnever)")               \
 	X(REPAIR, "repair", 0, NULL,                                           \
 	  "reset the damaged segments (their entries\nare lost)")              \
 	X(PARTIAL, "partial", 0, NULL,                                         \
@@ -144,104 +154,151 @@ static const struct ctl_stat_field ctl_stat_fields[] = {
 _Static_assert(sizeof(struct shmc_stats) == CTL_NSTATS * sizeof(uint64_t),
 	       "struct shmc_stats has a field CTL_STATS_FIELDS lacks");
 
+/* The options of the stores, and of incr and decr.  --no-map is taken
+ * only to say that these commands need the mapping. */
+#define STORE_OPTS (OPT_BIT(TTL) | OPT_BIT(FLAGS) | OPT_BIT(NO_MAP))
+#define ARITH_OPTS (OPT_BIT(INIT) | OPT_BIT(INIT_TTL) | OPT_BIT(NO_MAP))
+#define NEEDS_MAP "\nNeeds the mapping (not with --no-map)."
+
 struct ctl;
 typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 
 /* X(name, arguments, min args, max args, options besides the global ones
  * (OPT_BIT), summary, details).  The order is the order of --help. */
-#define CTL_COMMANDS(X)                                                         \
-	X(stats, "", 0, 0, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                     \
-	  "the cache's totals, hit rate and fill",                              \
-	  "Prints every counter and gauge of the cache, summed over its\n"      \
-	  "segments (hits and misses also over the clients' counters of\n"      \
-	  "gets without the lock), then hit_rate (hits / (hits + misses),\n"    \
-	  "in %) and fill (bytes_used / bytes_total, in %).  With --json,\n"    \
-	  "one object with the same keys; a rate without a denominator is\n"    \
-	  "null.")                                                              \
-	X(segments, "", 0, 0, OPT_BIT(JSON),                                    \
-	  "one line per segment: entries, fill, hit rate",                      \
-	  "Prints, for each segment, its index, entries, ring bytes used and\n" \
-	  "in all (fill %), hits, misses and hit rate of the gets that took\n"  \
-	  "its lock (a get of an entry in use does not: `stats` counts\n"       \
-	  "those).  With --json, an array of objects holding every field\n"     \
-	  "of `stats` plus \"segment\".")                                       \
-	X(get, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                    \
-	  "print the value of KEY",                                             \
-	  "Writes the value to stdout exactly as stored (any bytes).  A\n"      \
-	  "newline is added only when stdout is a terminal and the value\n"     \
-	  "does not end with one.  Exits 1 if the key is missing or expired.\n" \
-	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n" \
-	  "expire_at is unix seconds or null.  A key or value that is not\n"    \
-	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n"     \
-	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n"  \
-	  "`ttl --json` and the file of `save`/`load --json`.")                 \
-	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL) | OPT_BIT(NO_MAP),             \
-	  "store VALUE (or stdin) under KEY",                                   \
-	  "Stores VALUE under KEY, replacing any value it had.  Without\n"      \
-	  "VALUE, or when VALUE is '-', the value is all of stdin (any\n"       \
-	  "bytes).  The cache never refuses for lack of room: it evicts\n"      \
-	  "older entries instead; a key + value larger than the cache's\n"      \
-	  "largest item fails.")                                                \
-	X(del, "KEY", 1, 1, OPT_BIT(NO_MAP), "remove KEY",                      \
-	  "Removes KEY.  Exits 1 if it was missing or expired.")                \
-	X(ttl, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                    \
-	  "seconds KEY has left",                                               \
-	  "Prints the seconds KEY has left, or \"none\" if it never\n"          \
-	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"      \
-	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n" \
-	  "that is not UTF-8, as with get).")                                   \
-	X(touch, "KEY TTL", 2, 2, OPT_BIT(NO_MAP), "give KEY a new TTL",        \
-	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"       \
-	  "Exits 1 if it is missing or expired.")                               \
-	X(flush, "", 0, 0, OPT_BIT(NO_MAP), "remove every entry",               \
-	  "Removes every entry of the cache.  The counters are kept.")          \
-	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                     \
-	  "the daemon's integrity walk over every segment",                     \
-	  "Asks the daemon to check the region header and every segment's\n"    \
-	  "structure and prints how many were checked, found bad and\n"         \
-	  "repaired, then what was found first.  --repair rewrites a\n"         \
-	  "damaged header from its intact copy and resets damaged\n"            \
-	  "segments.  Exits 1 if any was bad, even when --repair mended\n"      \
-	  "it.  With --json:\n"                                                 \
-	  "{\"segments\", \"bad\", \"repaired\"}.")                             \
-	X(clients, "", 0, 0, OPT_BIT(JSON), "the connected processes",          \
-	  "Lists the daemon's connections: client id, pid, uid and since\n"     \
-	  "when (local time); this cachectl is marked.  With --json, an\n"      \
-	  "array of {\"id\", \"pid\", \"uid\", \"gid\", \"since\" (unix\n"      \
-	  "seconds), \"self\"}.")                                               \
-	X(watch, "", 0, 0, OPT_BIT(INTERVAL) | OPT_BIT(COUNT) | OPT_BIT(JSON),  \
-	  "a live view of ops/s, hit rate and fill",                            \
-	  "Refreshes every interval: gets/s, sets/s and evictions/s over the\n" \
-	  "last interval, the hit rate over it, entries and fill.  On a\n"      \
-	  "terminal the screen is redrawn; otherwise one line per refresh\n"    \
-	  "(after a header), and with --json one object per line.  The\n"       \
-	  "first refresh has no rates yet (\"-\", null).  While the daemon\n"   \
-	  "does not answer, no figures are shown: one line on stderr says\n"    \
-	  "it is unreachable, another when it answers again, and the\n"         \
-	  "figures resume (without rates for the first refresh).  Exits 3\n"    \
-	  "if it was unreachable at the last of --count refreshes.")            \
-	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                    \
-	  "have the daemon write a snapshot to FILE",                           \
-	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"       \
-	  "relative FILE is taken from the current directory) and prints\n"     \
-	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}\n"  \
-	  "(\"file_b64\" for a name that is not UTF-8, as with get).")          \
-	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),                 \
-	  "have the daemon load a snapshot from FILE",                          \
-	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n"     \
-	  "taken from the current directory) and prints how many entries\n"     \
-	  "it loaded.  The whole file is verified before the first entry\n"     \
-	  "is stored (a damaged file loads nothing), so it is read twice;\n"    \
-	  "--partial reads it once, storing each block as it is verified,\n"    \
-	  "and on damage keeps the blocks before it.  With --json:\n"           \
-	  "{\"file\", \"entries\"}.")                                           \
-	X(ping, "", 0, 0, 0, "a round trip to the daemon",                      \
-	  "Sends the daemon a request and prints the round-trip time.")         \
-	X(shutdown, "", 0, 0, 0, "stop the daemon",                             \
-	  "Asks the daemon to stop (only its user or root may).  The\n"         \
-	  "region is kept for a warm restart unless it runs with\n"             \
-	  "--unlink-on-exit.")                                                  \
-	X(help, "[COMMAND]", 0, 1, 0, "this help, or a command's",              \
+#define CTL_COMMANDS(X)                                                               \
+	X(stats, "", 0, 0, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                           \
+	  "the cache's totals, hit rate and fill",                                    \
+	  "Prints every counter and gauge of the cache, summed over its\n"            \
+	  "segments (hits and misses also over the clients' counters of\n"            \
+	  "gets without the lock), then hit_rate (hits / (hits + misses),\n"          \
+	  "in %) and fill (bytes_used / bytes_total, in %).  With --json,\n"          \
+	  "one object with the same keys; a rate without a denominator is\n"          \
+	  "null.")                                                                    \
+	X(segments, "", 0, 0, OPT_BIT(JSON),                                          \
+	  "one line per segment: entries, fill, hit rate",                            \
+	  "Prints, for each segment, its index, entries, ring bytes used and\n"       \
+	  "in all (fill %), hits, misses and hit rate of the gets that took\n"        \
+	  "its lock (a get of an entry in use does not: `stats` counts\n"             \
+	  "those).  With --json, an array of objects holding every field\n"           \
+	  "of `stats` plus \"segment\".")                                             \
+	X(get, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                          \
+	  "print the value of KEY",                                                   \
+	  "Writes the value to stdout exactly as stored (any bytes).  A\n"            \
+	  "newline is added only when stdout is a terminal and the value\n"           \
+	  "does not end with one.  Exits 1 if the key is missing or expired.\n"       \
+	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n"       \
+	  "expire_at is unix seconds or null.  A key or value that is not\n"          \
+	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n"           \
+	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n"        \
+	  "`ttl --json` and the file of `save`/`load --json`.")                       \
+	X(set, "KEY [VALUE]", 1, 2,                                                   \
+	  OPT_BIT(TTL) | OPT_BIT(FLAGS) | OPT_BIT(NO_MAP),                            \
+	  "store VALUE (or stdin) under KEY",                                         \
+	  "Stores VALUE under KEY, replacing any value it had.  Without\n"            \
+	  "VALUE, or when VALUE is '-', the value is all of stdin (any\n"             \
+	  "bytes).  The cache never refuses for lack of room: it evicts\n"            \
+	  "older entries instead; a key + value larger than the cache's\n"            \
+	  "largest item fails.  --flags stores the item's flags (`gets`\n"            \
+	  "prints them); it needs the mapping (not with --no-map).")                  \
+	X(gets, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                         \
+	  "print the value of KEY with its flags and version",                        \
+	  "Prints one line \"flags F cas V bytes N expire_at T\" (T in unix\n"        \
+	  "seconds, or none), then the value as `get` does.  V is the\n"              \
+	  "version for `cas`.  Exits 1 if the key is missing or expired.\n"           \
+	  "With --json: the members of `get --json` plus \"flags\" and\n"             \
+	  "\"cas\".  Needs the mapping (not with --no-map).")                         \
+	X(add, "KEY [VALUE]", 1, 2, STORE_OPTS, "store under KEY if absent",          \
+	  "As set, but only if KEY is missing or expired (memcached's add).\n"        \
+	  "Exits 5 if it exists (nothing is changed)." NEEDS_MAP)                     \
+	X(replace, "KEY [VALUE]", 1, 2, STORE_OPTS,                                   \
+	  "store under KEY if present",                                               \
+	  "As set, but only if KEY is present (memcached's replace).  Exits\n"        \
+	  "1 if it is missing or expired (nothing is stored)." NEEDS_MAP)             \
+	X(cas, "KEY VERSION [VALUE]", 2, 3, STORE_OPTS,                               \
+	  "store under KEY if unchanged since VERSION",                               \
+	  "As set, but only if KEY is present and its version is still\n"             \
+	  "VERSION, as `gets` printed it (memcached's cas).  Exits 5 if it\n"         \
+	  "changed since, 1 if it is gone (nothing is stored either way)." NEEDS_MAP) \
+	X(append, "KEY [VALUE]", 1, 2, OPT_BIT(NO_MAP),                               \
+	  "add VALUE (or stdin) after KEY's value",                                   \
+	  "Appends VALUE (or stdin, as set) to the value of KEY, which keeps\n"       \
+	  "its flags and expiry.  Exits 1 if KEY is missing or expired\n"             \
+	  "(nothing is created)." NEEDS_MAP)                                          \
+	X(prepend, "KEY [VALUE]", 1, 2, OPT_BIT(NO_MAP),                              \
+	  "put VALUE (or stdin) before KEY's value",                                  \
+	  "As append, with VALUE before the value of KEY." NEEDS_MAP)                 \
+	X(incr, "KEY [DELTA]", 1, 2, ARITH_OPTS,                                      \
+	  "add DELTA (default 1) to the number under KEY",                            \
+	  "Adds DELTA (0 to 2^64-1, default 1) to the value of KEY, a\n"              \
+	  "decimal number below 2^64, atomically, and prints the result.\n"           \
+	  "It wraps around at 2^64 (memcached's incr).  Exits 1 if KEY is\n"          \
+	  "missing (unless --init N: then KEY is created at N, with\n"                \
+	  "--init-ttl's TTL, and DELTA added), 6 if its value is not such a\n"        \
+	  "number (it is left unchanged)." NEEDS_MAP)                                 \
+	X(decr, "KEY [DELTA]", 1, 2, ARITH_OPTS,                                      \
+	  "subtract DELTA (default 1) from the number under KEY",                     \
+	  "As incr, subtracting; the result stops at 0 (memcached's decr).\n"         \
+	  "--init N creates a missing KEY at N, then subtracts." NEEDS_MAP)           \
+	X(del, "KEY", 1, 1, OPT_BIT(NO_MAP), "remove KEY",                            \
+	  "Removes KEY.  Exits 1 if it was missing or expired.")                      \
+	X(ttl, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                          \
+	  "seconds KEY has left",                                                     \
+	  "Prints the seconds KEY has left, or \"none\" if it never\n"                \
+	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"            \
+	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n"       \
+	  "that is not UTF-8, as with get).")                                         \
+	X(touch, "KEY TTL", 2, 2, OPT_BIT(NO_MAP), "give KEY a new TTL",              \
+	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"             \
+	  "Exits 1 if it is missing or expired.")                                     \
+	X(flush, "", 0, 0, OPT_BIT(NO_MAP), "remove every entry",                     \
+	  "Removes every entry of the cache.  The counters are kept.")                \
+	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                           \
+	  "the daemon's integrity walk over every segment",                           \
+	  "Asks the daemon to check the region header and every segment's\n"          \
+	  "structure and prints how many were checked, found bad and\n"               \
+	  "repaired, then what was found first.  --repair rewrites a\n"               \
+	  "damaged header from its intact copy and resets damaged\n"                  \
+	  "segments.  Exits 1 if any was bad, even when --repair mended\n"            \
+	  "it.  With --json:\n"                                                       \
+	  "{\"segments\", \"bad\", \"repaired\"}.")                                   \
+	X(clients, "", 0, 0, OPT_BIT(JSON), "the connected processes",                \
+	  "Lists the daemon's connections: client id, pid, uid and since\n"           \
+	  "when (local time); this cachectl is marked.  With --json, an\n"            \
+	  "array of {\"id\", \"pid\", \"uid\", \"gid\", \"since\" (unix\n"            \
+	  "seconds), \"self\"}.")                                                     \
+	X(watch, "", 0, 0, OPT_BIT(INTERVAL) | OPT_BIT(COUNT) | OPT_BIT(JSON),        \
+	  "a live view of ops/s, hit rate and fill",                                  \
+	  "Refreshes every interval: gets/s, sets/s and evictions/s over the\n"       \
+	  "last interval, the hit rate over it, entries and fill.  On a\n"            \
+	  "terminal the screen is redrawn; otherwise one line per refresh\n"          \
+	  "(after a header), and with --json one object per line.  The\n"             \
+	  "first refresh has no rates yet (\"-\", null).  While the daemon\n"         \
+	  "does not answer, no figures are shown: one line on stderr says\n"          \
+	  "it is unreachable, another when it answers again, and the\n"               \
+	  "figures resume (without rates for the first refresh).  Exits 3\n"          \
+	  "if it was unreachable at the last of --count refreshes.")                  \
+	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                          \
+	  "have the daemon write a snapshot to FILE",                                 \
+	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"             \
+	  "relative FILE is taken from the current directory) and prints\n"           \
+	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}\n"        \
+	  "(\"file_b64\" for a name that is not UTF-8, as with get).")                \
+	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),                       \
+	  "have the daemon load a snapshot from FILE",                                \
+	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n"           \
+	  "taken from the current directory) and prints how many entries\n"           \
+	  "it loaded.  The whole file is verified before the first entry\n"           \
+	  "is stored (a damaged file loads nothing), so it is read twice;\n"          \
+	  "--partial reads it once, storing each block as it is verified,\n"          \
+	  "and on damage keeps the blocks before it.  With --json:\n"                 \
+	  "{\"file\", \"entries\"}.")                                                 \
+	X(ping, "", 0, 0, 0, "a round trip to the daemon",                            \
+	  "Sends the daemon a request and prints the round-trip time.")               \
+	X(shutdown, "", 0, 0, 0, "stop the daemon",                                   \
+	  "Asks the daemon to stop (only its user or root may).  The\n"               \
+	  "region is kept for a warm restart unless it runs with\n"                   \
+	  "--unlink-on-exit.")                                                        \
+	X(help, "[COMMAND]", 0, 1, 0, "this help, or a command's",                    \
 	  "Prints the general help, or COMMAND's.")
 
 struct ctl_cmd {
@@ -279,6 +336,9 @@ struct ctl {
 	int no_map; /* --no-map: sock instead of c */
 	int sock;   /* -1 until ctl_connect() with --no-map */
 	uint32_t ttl;
+	uint32_t flags;	   /* --flags */
+	uint64_t init;	   /* --init (when seen) */
+	uint32_t init_ttl; /* --init-ttl */
 	uint64_t interval_ns;
 	uint64_t count; /* 0: watch until interrupted */
 	shmc *c;	/* NULL until ctl_connect() */
@@ -1053,37 +1113,71 @@ static int cmd_segments(struct ctl *x, int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
-/* get on the mapping: *buf (malloc'd) holds the value.  Returns 0 or a
- * negative errno. */
-static int mapped_get(struct ctl *x, const char *key, char **buf, size_t *vlen,
-		      uint32_t *expire_at)
+/* get on the mapping: *buf (malloc'd) holds the value, *it its length,
+ * flags, version and expiry.  Returns 0 or a negative errno. */
+static int mapped_get(struct ctl *x, const char *key, char **buf,
+		      struct shmc_item *it)
 {
-	size_t klen = strlen(key), cap;
+	size_t klen = strlen(key), cap, vlen = 0;
 	int err, tries;
 
 	/* Learn the size without counting a get (peek changes nothing),
 	 * then get it; the value may change in between, hence the loop. */
-	err = shmc_peek(x->c, key, klen, NULL, 0, vlen);
+	err = shmc_peek(x->c, key, klen, NULL, 0, &vlen);
 	if (err && err != -ENOBUFS && err != -ENOENT)
 		return err;
+	it->vlen = vlen;
 	for (tries = 0;; tries++) {
-		cap = *vlen ? *vlen : 1;
+		cap = it->vlen ? it->vlen : 1;
 		free(*buf);
 		*buf = malloc(cap);
 		if (!*buf)
 			return -ENOMEM;
-		err = shmc_get_ex(x->c, key, klen, *buf, cap, vlen, expire_at);
+		err = shmc_get_item(x->c, key, klen, *buf, cap, it);
 		if (err != -ENOBUFS || tries == 8)
 			break;
 	}
 	return err;
 }
 
+/* Prints what get and gets print: with meta (gets), the flags and the
+ * version too. */
+static void show_value(const struct ctl *x, const char *key, const char *buf,
+		       const struct shmc_item *it, int meta)
+{
+	if (x->json) {
+		putchar('{');
+		json_member("key", key, strlen(key));
+		putchar(',');
+		json_member("value", buf, it->vlen);
+		printf(",\"bytes\":%zu,", it->vlen);
+		if (meta)
+			printf("\"flags\":%" PRIu32 ",\"cas\":%" PRIu64 ",",
+			       it->flags, it->cas);
+		json_key("expire_at");
+		if (it->expire_at)
+			printf("%" PRIu32 "}\n", it->expire_at);
+		else
+			puts("null}");
+		return;
+	}
+	if (meta) {
+		printf("flags %" PRIu32 " cas %" PRIu64 " bytes %zu expire_at ",
+		       it->flags, it->cas, it->vlen);
+		if (it->expire_at)
+			printf("%" PRIu32 "\n", it->expire_at);
+		else
+			puts("none");
+	}
+	fwrite(buf, 1, it->vlen, stdout);
+	if (it->vlen && buf[it->vlen - 1] != '\n' && isatty(STDOUT_FILENO))
+		putchar('\n');
+}
+
 static int cmd_get(struct ctl *x, int argc, char **argv)
 {
 	const char *key = argv[0];
-	size_t klen = strlen(key), vlen = 0;
-	uint32_t expire_at = 0;
+	struct shmc_item it = { 0 };
 	char *buf = NULL;
 	int rc, err;
 
@@ -1091,29 +1185,46 @@ static int cmd_get(struct ctl *x, int argc, char **argv)
 	if ((rc = ctl_connect(x)))
 		return rc;
 	if (x->no_map)
-		err = remote_get(x, PROTO_T_GET, key, &expire_at, &buf, &vlen);
+		err = remote_get(x, PROTO_T_GET, key, &it.expire_at, &buf,
+				 &it.vlen);
 	else
-		err = mapped_get(x, key, &buf, &vlen, &expire_at);
+		err = mapped_get(x, key, &buf, &it);
 	if (err) {
 		free(buf);
 		return data_error("get", key, err);
 	}
-	if (x->json) {
-		putchar('{');
-		json_member("key", key, klen);
-		putchar(',');
-		json_member("value", buf, vlen);
-		printf(",\"bytes\":%zu,", vlen);
-		json_key("expire_at");
-		if (expire_at)
-			printf("%" PRIu32 "}\n", expire_at);
-		else
-			puts("null}");
-	} else {
-		fwrite(buf, 1, vlen, stdout);
-		if (vlen && buf[vlen - 1] != '\n' && isatty(STDOUT_FILENO))
-			putchar('\n');
+	show_value(x, key, buf, &it, 0);
+	free(buf);
+	return CTL_EXIT_OK;
+}
+
+/* The commands of the item model have no request in the socket
+ * protocol. */
+static int needs_map(const struct ctl *x)
+{
+	return usage(x->cmd,
+		     "needs the mapping of the region: with --no-map only get, "
+		     "set, del, ttl, touch, flush and stats work");
+}
+
+static int cmd_gets(struct ctl *x, int argc, char **argv)
+{
+	const char *key = argv[0];
+	struct shmc_item it = { 0 };
+	char *buf = NULL;
+	int rc, err;
+
+	(void)argc;
+	if (x->no_map)
+		return needs_map(x);
+	if ((rc = ctl_connect(x)))
+		return rc;
+	err = mapped_get(x, key, &buf, &it);
+	if (err) {
+		free(buf);
+		return data_error("gets", key, err);
 	}
+	show_value(x, key, buf, &it, 1);
 	free(buf);
 	return CTL_EXIT_OK;
 }
@@ -1126,6 +1237,15 @@ static int cmd_get(struct ctl *x, int argc, char **argv)
 	"the socket protocol's frame limit; without --no-map the limit is "    \
 	"the cache's largest item"
 
+/* set on the mapping, with --ttl and --flags. */
+static int mapped_set(struct ctl *x, const char *key, const void *val,
+		      size_t vlen)
+{
+	struct shmc_store_opts o = { .flags = x->flags, .ttl_s = x->ttl };
+
+	return shmc_set_ex(x->c, key, strlen(key), val, vlen, &o, NULL);
+}
+
 static int cmd_set(struct ctl *x, int argc, char **argv)
 {
 	const char *key = argv[0];
@@ -1133,6 +1253,9 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 	char *val = NULL;
 	int rc, err;
 
+	if (x->no_map && (x->seen & OPT_BIT(FLAGS)))
+		return usage(x->cmd, "--flags needs the mapping of the region: "
+				     "the socket's SET stores no flags");
 	/* With --no-map, stdin is read before connecting: the daemon drops a
 	 * connection that is silent for its --hello-timeout, and a slow
 	 * writer must not make the set fail. */
@@ -1144,8 +1267,7 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 		err = x->no_map ? remote_key(x, PROTO_T_SET, key, argv[1],
 					     strlen(argv[1]), 1, x->ttl, NULL,
 					     NULL)
-				: shmc_set(x->c, key, klen, argv[1],
-					   strlen(argv[1]), x->ttl);
+				: mapped_set(x, key, argv[1], strlen(argv[1]));
 	} else {
 		/* Over the socket, the frame's limit; the daemon refuses
 		 * what its largest item cannot hold. */
@@ -1170,7 +1292,7 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 		}
 		err = x->no_map ? remote_key(x, PROTO_T_SET, key, val, vlen, 1,
 					     x->ttl, NULL, NULL)
-				: shmc_set(x->c, key, klen, val, vlen, x->ttl);
+				: mapped_set(x, key, val, vlen);
 		free(val);
 	}
 	/* The other -E2BIG is a key over SHMC_KEY_MAX bytes (shmc.h). */
@@ -1181,6 +1303,173 @@ static int cmd_set(struct ctl *x, int argc, char **argv)
 			    ESC(key, b), shmc_max_item(x->c), TOO_BIG_ITEM);
 	}
 	return err ? data_error("set", key, err) : CTL_EXIT_OK;
+}
+
+/* The value of a store on the mapping: arg, unless it is NULL or "-",
+ * else all of stdin.  *val is malloc'd.  Returns 0 or the exit code after
+ * saying why not. */
+static int store_value(struct ctl *x, const char *key, const char *arg,
+		       char **val, size_t *vlen)
+{
+	size_t most = shmc_max_item(x->c), klen = strlen(key);
+	int err;
+
+	if (arg && strcmp(arg, "-") != 0) {
+		*vlen = strlen(arg);
+		*val = strdup(arg);
+		return *val ? 0 : fail("%s", shmc_strerror(-ENOMEM));
+	}
+	err = read_all(STDIN_FILENO, most > klen ? most - klen : 0, val, vlen);
+	if (err == -EFBIG)
+		return fail("%s: the value on stdin is too large: the cache's "
+			    "largest item (key + value) is %zu bytes (%s)",
+			    x->cmd->name, most, TOO_BIG_ITEM);
+	if (err)
+		return fail("%s: reading stdin: %s", x->cmd->name,
+			    strerror(-err));
+	return 0;
+}
+
+/* The exit code for a failed store, incr or decr on the mapping: exists
+ * or changed 5, not a number 6, else as data_error(). */
+static int store_error(const struct ctl *x, const char *key, int err)
+{
+	const char *what = x->cmd->name;
+	char b[ESC_MAX];
+
+	if (err == -EEXIST && strcmp(what, "cas") == 0) {
+		fprintf(stderr,
+			CTL_PROG ": cas '%s': changed since that version was "
+				 "read (read it again with gets)\n",
+			ESC(key, b));
+		return CTL_EXIT_EXISTS;
+	}
+	if (err == -EEXIST) {
+		fprintf(stderr,
+			CTL_PROG ": %s '%s': exists (add stores only a missing "
+				 "key)\n",
+			what, ESC(key, b));
+		return CTL_EXIT_EXISTS;
+	}
+	if (err == -EDOM) {
+		fprintf(stderr,
+			CTL_PROG ": %s '%s': not a number (incr and decr count "
+				 "a value that is a decimal number below "
+				 "2^64)\n",
+			what, ESC(key, b));
+		return CTL_EXIT_NAN;
+	}
+	if (err == -E2BIG && strlen(key) <= SHMC_KEY_MAX)
+		return fail("%s '%s': key + value too large: the cache's "
+			    "largest item is %zu bytes (%s)",
+			    what, ESC(key, b), shmc_max_item(x->c),
+			    TOO_BIG_ITEM);
+	return data_error(what, key, err);
+}
+
+/* add, replace, cas (version), append and prepend: arg the value (NULL:
+ * stdin). */
+static int store_cmd(struct ctl *x, const char *key, const char *arg,
+		     uint64_t version)
+{
+	struct shmc_store_opts o = { .flags = x->flags, .ttl_s = x->ttl };
+	const char *name = x->cmd->name;
+	size_t klen = strlen(key), vlen = 0;
+	char *val = NULL;
+	int rc, err;
+
+	if (x->no_map)
+		return needs_map(x);
+	if ((rc = ctl_connect(x)) ||
+	    (rc = store_value(x, key, arg, &val, &vlen)))
+		return rc;
+	if (strcmp(name, "add") == 0)
+		err = shmc_add(x->c, key, klen, val, vlen, &o, NULL);
+	else if (strcmp(name, "replace") == 0)
+		err = shmc_replace(x->c, key, klen, val, vlen, &o, NULL);
+	else if (strcmp(name, "cas") == 0)
+		err = shmc_cas(x->c, key, klen, val, vlen, version, &o, NULL);
+	else if (strcmp(name, "append") == 0)
+		err = shmc_append(x->c, key, klen, val, vlen, NULL);
+	else
+		err = shmc_prepend(x->c, key, klen, val, vlen, NULL);
+	free(val);
+	return err ? store_error(x, key, err) : CTL_EXIT_OK;
+}
+
+static int cmd_add(struct ctl *x, int argc, char **argv)
+{
+	return store_cmd(x, argv[0], argc == 2 ? argv[1] : NULL, 0);
+}
+
+static int cmd_replace(struct ctl *x, int argc, char **argv)
+{
+	return store_cmd(x, argv[0], argc == 2 ? argv[1] : NULL, 0);
+}
+
+static int cmd_append(struct ctl *x, int argc, char **argv)
+{
+	return store_cmd(x, argv[0], argc == 2 ? argv[1] : NULL, 0);
+}
+
+static int cmd_prepend(struct ctl *x, int argc, char **argv)
+{
+	return store_cmd(x, argv[0], argc == 2 ? argv[1] : NULL, 0);
+}
+
+static int cmd_cas(struct ctl *x, int argc, char **argv)
+{
+	char why[OPT_WHY_MAX];
+	uint64_t version;
+
+	if (opt_uint("VERSION", argv[1], 0, UINT64_MAX, &version, why,
+		     sizeof(why)))
+		return usage(x->cmd, "%s", why);
+	return store_cmd(x, argv[0], argc == 3 ? argv[2] : NULL, version);
+}
+
+/* incr and decr: prints the result. */
+static int arith_cmd(struct ctl *x, int argc, char **argv, int decr)
+{
+	const char *key = argv[0];
+	size_t klen = strlen(key);
+	char why[OPT_WHY_MAX];
+	uint64_t delta = 1, v = 0;
+	int rc, err;
+
+	if (argc == 2 &&
+	    opt_uint("DELTA", argv[1], 0, UINT64_MAX, &delta, why, sizeof(why)))
+		return usage(x->cmd, "%s", why);
+	if ((x->seen & OPT_BIT(INIT_TTL)) && !(x->seen & OPT_BIT(INIT)))
+		return usage(x->cmd, "--init-ttl is the TTL of --init's key: "
+				     "give --init N too");
+	if (x->no_map)
+		return needs_map(x);
+	if ((rc = ctl_connect(x)))
+		return rc;
+	if (!(x->seen & OPT_BIT(INIT)))
+		err = decr ? shmc_decr(x->c, key, klen, delta, &v)
+			   : shmc_incr(x->c, key, klen, delta, &v);
+	else if (decr)
+		err = shmc_decr_init(x->c, key, klen, delta, x->init,
+				     x->init_ttl, &v);
+	else
+		err = shmc_incr_init(x->c, key, klen, delta, x->init,
+				     x->init_ttl, &v);
+	if (err)
+		return store_error(x, key, err);
+	printf("%" PRIu64 "\n", v);
+	return CTL_EXIT_OK;
+}
+
+static int cmd_incr(struct ctl *x, int argc, char **argv)
+{
+	return arith_cmd(x, argc, argv, 0);
+}
+
+static int cmd_decr(struct ctl *x, int argc, char **argv)
+{
+	return arith_cmd(x, argc, argv, 1);
 }
 
 static int cmd_del(struct ctl *x, int argc, char **argv)
@@ -1731,6 +2020,23 @@ static int apply_option(struct ctl *x, int id, const char *val)
 		if (opt_uint("--ttl", val, 0, UINT32_MAX, &v, why, sizeof(why)))
 			return usage(NULL, "%s", why);
 		x->ttl = (uint32_t)v;
+		return 0;
+	case CTL_OPT_FLAGS:
+		if (opt_uint("--flags", val, 0, UINT32_MAX, &v, why,
+			     sizeof(why)))
+			return usage(NULL, "%s", why);
+		x->flags = (uint32_t)v;
+		return 0;
+	case CTL_OPT_INIT:
+		if (opt_uint("--init", val, 0, UINT64_MAX, &x->init, why,
+			     sizeof(why)))
+			return usage(NULL, "%s", why);
+		return 0;
+	case CTL_OPT_INIT_TTL:
+		if (opt_uint("--init-ttl", val, 0, UINT32_MAX, &v, why,
+			     sizeof(why)))
+			return usage(NULL, "%s", why);
+		x->init_ttl = (uint32_t)v;
 		return 0;
 	case CTL_OPT_INTERVAL:
 		if (parse_seconds(val, 1000000, 86400 * UINT64_C(1000000000),

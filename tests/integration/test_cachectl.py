@@ -31,7 +31,7 @@ DAEMON = None
 CACHECTL = None
 
 # Exit statuses documented by `cachectl --help`.
-OK, NO, USAGE, UNREACHABLE, FAILED = 0, 1, 2, 3, 4
+OK, NO, USAGE, UNREACHABLE, FAILED, EXISTS, NAN = 0, 1, 2, 3, 4, 5, 6
 
 # Every field of struct shmc_stats, plus the derived ones.
 STATS_KEYS = ["hits", "misses", "sets", "overwrites", "deletes", "evictions",
@@ -413,6 +413,103 @@ class NoMap(CtlTest):
         finally:
             d.stop()
             d.unlink()
+
+
+class ItemCommands(CtlTest):
+    """gets, add, replace, cas, append, prepend, incr, decr, set --flags."""
+
+    def gets(self, key):
+        r = self.ctl("gets", key)
+        self.assertEqual(r.returncode, OK, r.stderr)
+        head, value = r.stdout.split(b"\n", 1)
+        f = head.decode().split()
+        self.assertEqual(f[0::2], ["flags", "cas", "bytes", "expire_at"])
+        return int(f[1]), int(f[3]), value, f[7]
+
+    def test_cachectl_gets_prints_flags_and_version(self):
+        self.ok("set", "k", "hello", "--flags", "4294967295", "--ttl", "100")
+        flags, cas, value, exp = self.gets("k")
+        self.assertEqual((flags, value), (4294967295, b"hello"))
+        self.assertGreater(int(exp), time.time())
+        j = self.json("gets", "k")
+        self.assertEqual((j["key"], j["value"], j["bytes"], j["flags"],
+                          j["cas"]), ("k", "hello", 5, 4294967295, cas))
+        self.ok("set", "k", "again")
+        flags2, cas2, _, exp2 = self.gets("k")
+        self.assertEqual((flags2, exp2), (0, "none"))
+        self.assertNotEqual(cas2, cas)
+        r = self.ctl("gets", "missing")
+        self.assertEqual((r.returncode, r.stdout), (NO, b""))
+        self.assertIn(b"not found", r.stderr)
+
+    def test_cachectl_add_and_replace(self):
+        self.ok("add", "k", "one", "--flags", "3")
+        r = self.ctl("add", "k", "two")
+        self.assertEqual((r.returncode, r.stdout), (EXISTS, b""))
+        self.assertIn("exists", self.assert_one_line(r, "add"))
+        self.assertEqual(self.ok("get", "k"), b"one")
+        r = self.ctl("replace", "nope", "x")
+        self.assertEqual(r.returncode, NO, r.stderr)
+        self.assertEqual(self.ctl("get", "nope").returncode, NO)
+        self.ok("replace", "k", "--flags", "8", input=b"from\x00stdin")
+        self.assertEqual(self.gets("k")[0::2], (8, b"from\x00stdin"))
+
+    def test_cachectl_cas_stores_only_the_version_read(self):
+        self.ok("set", "k", "v1")
+        cas = str(self.gets("k")[1])
+        self.ok("cas", "k", cas, "v2")
+        self.assertEqual(self.ok("get", "k"), b"v2")
+        r = self.ctl("cas", "k", cas, "v3")  # changed since
+        self.assertEqual(r.returncode, EXISTS, r.stderr)
+        self.assertIn("changed since", self.assert_one_line(r, "cas"))
+        self.assertEqual(self.ok("get", "k"), b"v2")
+        self.ok("del", "k")
+        r = self.ctl("cas", "k", cas, "v3")  # gone
+        self.assertEqual(r.returncode, NO, r.stderr)
+        r = self.ctl("cas", "k", "x1", "v")
+        self.assertEqual(r.returncode, USAGE, r.stderr)
+
+    def test_cachectl_append_and_prepend(self):
+        r = self.ctl("append", "k", "x")
+        self.assertEqual(r.returncode, NO, r.stderr)
+        self.assertEqual(self.ctl("get", "k").returncode, NO)
+        self.ok("set", "k", "mid", "--flags", "5")
+        self.ok("append", "k", "--", "-end")
+        self.ok("prepend", "k", input=b"start-")
+        self.assertEqual(self.gets("k")[0::2], (5, b"start-mid-end"))
+
+    def test_cachectl_incr_and_decr(self):
+        self.ok("set", "n", "10")
+        self.assertEqual(self.ok("incr", "n"), b"11\n")
+        self.assertEqual(self.ok("incr", "n", "9"), b"20\n")
+        self.assertEqual(self.ok("decr", "n", "25"), b"0\n")  # floor at 0
+        self.ok("set", "n", "18446744073709551615")
+        self.assertEqual(self.ok("incr", "n", "2"), b"1\n")  # wraps
+        r = self.ctl("incr", "missing")
+        self.assertEqual(r.returncode, NO, r.stderr)
+        self.assertEqual(self.ok("incr", "made", "5", "--init", "10",
+                                 "--init-ttl", "100"), b"15\n")
+        self.assertGreater(int(self.ok("ttl", "made")), 90)
+        self.assertEqual(self.ok("decr", "d", "--init", "3", "5"), b"0\n")
+        self.ok("set", "s", "abc")
+        r = self.ctl("incr", "s")
+        self.assertEqual((r.returncode, r.stdout), (NAN, b""))
+        self.assertIn("not a number", self.assert_one_line(r, "incr"))
+        self.assertEqual(self.ok("get", "s"), b"abc")
+        for args in (["incr", "n", "-1"], ["decr", "n", "x"],
+                     ["incr", "n", "--init-ttl", "5"]):
+            r = self.ctl(*args)
+            self.assertEqual(r.returncode, USAGE, (args, r.stderr))
+
+    def test_cachectl_item_commands_need_the_mapping(self):
+        for args in (["gets", "k"], ["add", "k", "v"], ["replace", "k", "v"],
+                     ["cas", "k", "1", "v"], ["append", "k", "v"],
+                     ["prepend", "k", "v"], ["incr", "k"], ["decr", "k"],
+                     ["set", "k", "v", "--flags", "1"]):
+            r = self.ctl(*args, "--no-map")
+            self.assertEqual(r.returncode, USAGE, (args, r.stderr))
+            self.assertIn("needs the mapping",
+                          self.assert_one_line(r, args))
 
 
 class Statistics(CtlTest):
@@ -891,12 +988,13 @@ class CommandLine(unittest.TestCase):
         self.assertEqual((r.returncode, r.stderr), (OK, b""))
         text = r.stdout.decode()
         self.assertIn("Exit status:", text)
-        for code in range(5):
+        for code in range(7):
             self.assertIn(f"\n  {code}  ", text)
         commands = self.commands()
         for cmd in ("stats", "segments", "get", "set", "del", "ttl", "touch",
                     "flush", "check", "clients", "watch", "save", "load",
-                    "ping", "shutdown"):
+                    "ping", "shutdown", "gets", "add", "replace", "cas",
+                    "append", "prepend", "incr", "decr"):
             self.assertIn(cmd, commands)
         for cmd in commands:
             for args in ([cmd, "--help"], [cmd, "-h"], ["help", cmd]):
