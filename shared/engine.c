@@ -246,7 +246,12 @@ static int store_ok(const struct eng *e, const void *key, size_t klen,
 
 /* Namespace slots: after the client table. */
 #define NS_BASE (LAYOUT_REGION_HDR_SIZE + LAYOUT_CLIENT_TABLE_SIZE)
-#define NS_DEAD 1u /* ns_slot.state: unregistered, kept for its probe */
+/* ns_slot.state of an unregistered namespace.  Its slot stays, and keeps
+ * applying its mark and stamping the keys under its prefix: its keys were
+ * flushed when it was unregistered, and some of them may still be in the
+ * ring, which forgetting the mark would bring back.  Registering the
+ * prefix again revives the slot as it is. */
+#define NS_DEAD 1u
 
 static inline struct ns_slot *ns_table(const struct eng *e)
 {
@@ -291,8 +296,8 @@ ns_of_slow(const struct eng *e, uint64_t mask, struct seg_key *k)
 			continue;
 		uint32_t h = (uint32_t)hash_key(key, l);
 		const struct ns_slot *n = ns_find(e, key, l, h, NULL);
-		if (!n || n->state == NS_DEAD)
-			continue;
+		if (!n)
+			continue; /* an unregistered one (NS_DEAD) still counts */
 		uint32_t m = __atomic_load_n(&n->mark, __ATOMIC_ACQUIRE);
 		k->ns = true;
 		if (m > k->ns_mark)
@@ -326,18 +331,21 @@ int eng_ns_add(struct eng *e, const void *prefix, size_t len)
 	struct ns_slot *n = ns_find(e, prefix, (uint32_t)len, h, &fs);
 	if (n && n->state != NS_DEAD)
 		return -EEXIST;
-	if (!n) {
-		if (fs == LAYOUT_NS_SLOTS ||
-		    e->hdr->ns_count >= LAYOUT_NS_SLOTS / 2)
-			return -ENOSPC; /* keep probes short */
-		n = &ns_table(e)[fs];
-		memcpy(n->prefix, prefix, len);
-		n->hash = h;
-		n->mark = 0;
+	if (n) { /* unregistered before: revived, its mark kept */
+		__atomic_store_n(&n->state, 0, __ATOMIC_RELEASE);
+		return 0;
 	}
+	/* ns_count counts slots in use, unregistered ones included; half
+	 * the table stays free to keep probes short. */
+	if (fs == LAYOUT_NS_SLOTS || e->hdr->ns_count >= LAYOUT_NS_SLOTS / 2)
+		return -ENOSPC;
+	n = &ns_table(e)[fs];
+	memcpy(n->prefix, prefix, len);
+	n->hash = h;
+	n->mark = 0;
+	n->state = 0;
 	/* Keys written before the namespace existed are under it from now
 	 * on; a flush drops them too (they carry no stamp: 0). */
-	__atomic_store_n(&n->state, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&n->len, (uint16_t)len, __ATOMIC_RELEASE);
 	e->hdr->ns_count++;
 	__atomic_fetch_or(&e->hdr->ns_lenmask, UINT64_C(1) << len,
@@ -358,13 +366,9 @@ static int ns_registered(struct eng *e, const void *prefix, size_t len,
 	return !*n || (*n)->state == NS_DEAD ? -ENOENT : 0;
 }
 
-int eng_ns_flush(struct eng *e, const void *prefix, size_t len)
+/* Raises the clock and sets n's mark to it. */
+static int ns_flush_slot(struct eng *e, struct ns_slot *n)
 {
-	struct ns_slot *n;
-	int rc;
-
-	if ((rc = ns_registered(e, prefix, len, &n)))
-		return rc;
 	uint32_t c = __atomic_load_n(&e->hdr->ns_clock, __ATOMIC_RELAXED);
 	if (c == UINT32_MAX)
 		return -EOVERFLOW;
@@ -376,15 +380,23 @@ int eng_ns_flush(struct eng *e, const void *prefix, size_t len)
 	return 0;
 }
 
+int eng_ns_flush(struct eng *e, const void *prefix, size_t len)
+{
+	struct ns_slot *n;
+	int rc = ns_registered(e, prefix, len, &n);
+
+	return rc ? rc : ns_flush_slot(e, n);
+}
+
 int eng_ns_del(struct eng *e, const void *prefix, size_t len)
 {
 	struct ns_slot *n;
 	int rc;
 
-	if ((rc = ns_registered(e, prefix, len, &n)))
+	if ((rc = ns_registered(e, prefix, len, &n)) ||
+	    (rc = ns_flush_slot(e, n)))
 		return rc;
 	__atomic_store_n(&n->state, NS_DEAD, __ATOMIC_RELEASE);
-	e->hdr->ns_count--;
 	return 0;
 }
 
@@ -490,6 +502,11 @@ int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
 	struct seg_write w = { .mode = (enum seg_mode)o->mode,
 			       .flags = o->flags,
 			       .cas = o->cas };
+	/* The key's namespace marks and stamp again, under the lock: read
+	 * before it, a flush that ends while this write waits for the lock
+	 * would leave it the old stamp, under a write that began after the
+	 * flush and took the lock first. */
+	ns_of(e, &k);
 	if ((rc = expiries(o, now, &w)) == 0)
 		rc = seg_write_locked(&s, &k, &w, val, (uint32_t)vlen, now,
 				      cas_out);
@@ -530,14 +547,16 @@ int eng_arith(struct eng *e, const void *key, size_t klen, bool decr,
 		return rc;
 	uint32_t now = eng_now(e);
 	struct seg_write w = { .mode = SEG_SET };
+	/* An init already past (expire_at) creates nothing: a missing key
+	 * stays missing (-ENOENT), a present one is counted. */
 	if (init) {
 		w.flags = init->flags;
-		rc = expiries(init, now, &w);
-		w.soft = 0;
+		if (expiries(init, now, &w))
+			init = NULL;
 	}
-	if (rc == 0)
-		rc = seg_arith_locked(&s, &k, decr, delta, init ? &w : NULL,
-				      init_val, now, out, cas_out);
+	ns_of(e, &k); /* under the lock: see eng_store() */
+	rc = seg_arith_locked(&s, &k, decr, delta, init ? &w : NULL, init_val,
+			      now, out, cas_out);
 	return seg_done(e, &s, rc);
 }
 
@@ -748,6 +767,7 @@ int eng_reserve(struct eng *e, const void *key, size_t klen, size_t vlen,
 	uint32_t now = eng_now(e);
 	struct seg_write w = { .mode = SEG_SET,
 			       .expire = expire_of(now, ttl_s) };
+	ns_of(e, &k); /* under the lock: see eng_store() */
 	seg_write_begin(&s);
 	rc = seg_store_locked(&s, &k, NULL, (uint32_t)vlen, &w, now, &r->off,
 			      NULL);

@@ -306,15 +306,20 @@ uint64_t eng_version_max(const struct eng *e);
  * ------------------------------------------------------------------------ */
 
 /* Registers prefix as a namespace.  0, -EEXIST (already registered),
- * -ENOSPC (the table is full), -EINVAL (empty or too long). */
+ * -ENOSPC (LAYOUT_NS_SLOTS / 2 prefixes registered or unregistered: an
+ * unregistered prefix keeps its slot for the region's life), -EINVAL
+ * (empty or too long). */
 int eng_ns_add(struct eng *e, const void *prefix, size_t len);
 
 /* Drops every key under the namespace prefix: 0, -ENOENT (not
  * registered), -EOVERFLOW (the region's 2^32 - 1 flushes are spent: only
- * eng_clear() and a new region get past it). */
+ * a new region gets past it). */
 int eng_ns_flush(struct eng *e, const void *prefix, size_t len);
 
-/* Unregisters prefix (its keys stay, now outside any namespace). */
+/* Unregisters prefix: drops its keys (as eng_ns_flush()) and takes it
+ * off the list.  Its slot stays: keys under the prefix are still stamped,
+ * so that the dropped ones never come back, and registering the prefix
+ * again revives it.  0, -ENOENT, -EINVAL, -EOVERFLOW. */
 int eng_ns_del(struct eng *e, const void *prefix, size_t len);
 
 /* One registered namespace, for eng_ns_list(). */

@@ -155,7 +155,8 @@ struct region_hdr {
 	uint32_t ns_clock;	  /* namespace stamps: entries under a namespace
 				are stamped with it; each namespace flush
 				raises it by one */
-	uint32_t ns_count;	  /* namespaces registered */
+	uint32_t ns_count;	  /* namespace slots in use (registered and
+				     unregistered ones: see eng_ns_del()) */
 	uint8_t pad1[16];
 
 	/* Lines 3-34: counters of gets without the lock (struct client_ctr). */

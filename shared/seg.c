@@ -103,9 +103,13 @@ static inline bool soft_expired(const struct entry *eh, uint32_t now)
 	return eh->soft != 0 && eh->soft <= now;
 }
 
+/* The extension bytes of the ENTRY_X_* bits x: 4 per bit (a table: the
+ * generic x86-64 build has no popcount instruction). */
 static inline uint32_t xlen_of(uint32_t x)
 {
-	return 4u * (uint32_t)__builtin_popcount(x);
+	static const uint8_t len[8] = { 0, 4, 4, 8, 4, 8, 8, 12 };
+
+	return len[(x >> ENTRY_KLEN_BITS) & 7];
 }
 
 /* The ring, pool and free-list fields agree with each other and with the
@@ -183,14 +187,16 @@ static inline void entry_read(const struct seg *s, uint32_t off,
 	e->use = eh.vlen_use >> ENTRY_USE_SHIFT;
 	e->klen = eh.klen & ENTRY_KEY_MAX;
 	e->x = eh.klen & ENTRY_X_ALL;
-	e->xlen = xlen_of(e->x);
+	e->xlen = 0;
 	e->slack = eh.slack & ENTRY_SLACK_MAX;
 	e->chk = eh.rec >> ENTRY_REC_BITS |
 		 (uint32_t)(eh.slack >> ENTRY_SLACK_BITS)
 			 << ENTRY_CHECK_REC_BITS;
 	e->flags = e->stamp = e->soft = 0;
-	if (__builtin_expect(e->x != 0, 0))
+	if (__builtin_expect(e->x != 0, 0)) {
+		e->xlen = xlen_of(e->x);
 		ext_read(s, off, e);
+	}
 }
 
 /* Where the key and the value of the entry at off (header e) start. */
@@ -897,12 +903,13 @@ int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 		return rc;
 	/* Damage or a torn read (the seq check tells which), an entry gone
 	 * to reclaim, a use count to raise, a stale one: the locked path. */
-	if (rc || gone(&f.eh, k, now) || f.eh.use < ENTRY_USE_MAX || f.eh.soft)
+	if (rc || gone(&f.eh, k, now) || f.eh.use < ENTRY_USE_MAX ||
+	    soft_expired(&f.eh, now))
 		return -EAGAIN;
 	m->vlen = f.eh.vlen;
 	m->expire = f.eh.expire;
 	m->flags = f.eh.flags;
-	m->soft = 0;
+	m->soft = f.eh.soft;
 	m->stale = false;
 	if (want_cas) {
 		if (f.rec >= s->g->nrec)
@@ -921,6 +928,14 @@ int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 		    XXH3_64bits_withSeed(buf, f.eh.vlen, k->hash))
 		return -EAGAIN;
 	return 0;
+}
+
+/* A found entry's record, taken from its header alone when it heads its
+ * chain (find()), is the one that points at it: checked before a write
+ * relies on it (one load, under the lock). */
+static inline bool found_rec_ok(const struct seg *s, const struct found *f)
+{
+	return f->rec < s->g->nrec && s->recs[f->rec].off == f->off;
 }
 
 /* The version of the entry at off, in *cas_out if it is not NULL. */
@@ -968,6 +983,8 @@ static int store_at(struct seg *s, const struct seg_key *k, struct found *f,
 
 	if (!f)
 		return insert(s, k, src, vlen, vlen, w, 0, now, off);
+	if (!found_rec_ok(s, f))
+		return -EUCLEAN;
 	uint32_t cap = f->eh.vlen + f->eh.slack;
 	if (!gone(&f->eh, k, now))
 		seg_count(s, SEG_CTR_overwrites);
@@ -988,8 +1005,6 @@ static int store_at(struct seg *s, const struct seg_key *k, struct found *f,
 		entry_store_hdr(s, f->off, &f->eh);
 		if (s->g->sum_size && src)
 			sum_write(s, f->off, f->len, sum_of_src(src, k->hash));
-		if (f->rec >= s->g->nrec)
-			return -EUCLEAN;
 		new_version(s, f->rec);
 		*off = f->off;
 		return 0;
@@ -1047,6 +1062,8 @@ int seg_write_locked(struct seg *s, const struct seg_key *k,
 
 	if (rc && rc != -ENOENT)
 		return rc;
+	if (present && !found_rec_ok(s, &f))
+		return -EUCLEAN;
 	switch (w->mode) {
 	case SEG_SET:
 		break;
@@ -1085,10 +1102,10 @@ int seg_write_locked(struct seg *s, const struct seg_key *k,
 			entry_store_hdr(s, f.off, &f.eh);
 			seg_seal_at_locked(s, f.off);
 			new_version(s, f.rec);
-			seg_write_end(s);
-			seg_count(s, SEG_CTR_sets);
 			if (cas_out)
 				*cas_out = seg_version(s, s->recs[f.rec].wlow);
+			seg_write_end(s);
+			seg_count(s, SEG_CTR_sets);
 			return 0;
 		}
 		/* The old value must survive the evacuation the new entry
@@ -1112,26 +1129,29 @@ int seg_write_locked(struct seg *s, const struct seg_key *k,
 	rc = store_at(s, k, rc ? NULL : &f, &src, vlen, &ww, now, &off);
 	if (copy != stack)
 		free(copy);
-	if (rc)
+	if (rc || (rc = version_out(s, off, cas_out)))
 		return rc; /* -EUCLEAN: seq stays odd, the caller repairs */
 	seg_write_end(s);
 	seg_count(s, SEG_CTR_sets);
-	return version_out(s, off, cas_out);
+	return 0;
 }
 
-/* Parses a counter's value: 1 to 20 decimal digits, optionally followed
- * by spaces (memcached pads a value that a decr shortened), below 2^64. */
+/* Parses a counter's value as memcached does (strtoull, then only spaces
+ * may follow): decimal digits below 2^64, spaces before and after (it
+ * pads a value a decr shortened); no sign. */
 static bool parse_u64(const uint8_t *p, uint32_t n, uint64_t *out)
 {
 	uint64_t v = 0;
-	uint32_t i = 0;
+	uint32_t i = 0, d;
 
-	for (; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
+	while (i < n && p[i] == ' ')
+		i++;
+	for (d = i; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
 		if (v > (UINT64_MAX - (p[i] - '0')) / 10)
 			return false;
 		v = v * 10 + (p[i] - '0');
 	}
-	if (i == 0)
+	if (i == d)
 		return false;
 	for (; i < n; i++)
 		if (p[i] != ' ')
@@ -1139,6 +1159,9 @@ static bool parse_u64(const uint8_t *p, uint32_t n, uint64_t *out)
 	*out = v;
 	return true;
 }
+
+/* The longest value incr and decr read as a number (digits and padding). */
+#define ARITH_MAX 64
 
 int seg_arith_locked(struct seg *s, const struct seg_key *k, bool decr,
 		     uint64_t delta, const struct seg_write *init,
@@ -1156,7 +1179,9 @@ int seg_arith_locked(struct seg *s, const struct seg_key *k, bool decr,
 	if (rc && rc != -ENOENT)
 		return rc;
 	if (present) {
-		uint8_t cur[24];
+		uint8_t cur[ARITH_MAX];
+		if (!found_rec_ok(s, &f))
+			return -EUCLEAN;
 		if (f.eh.vlen > sizeof(cur))
 			return -EDOM;
 		ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh),
@@ -1165,10 +1190,12 @@ int seg_arith_locked(struct seg *s, const struct seg_key *k, bool decr,
 			return -EDOM;
 		w.flags = f.eh.flags;
 		w.expire = f.eh.expire;
+		w.soft = f.eh.soft;
 	} else if (init) {
 		v = init_val;
 		w.flags = init->flags;
 		w.expire = init->expire;
+		w.soft = init->soft;
 	} else {
 		return -ENOENT;
 	}
@@ -1179,12 +1206,13 @@ int seg_arith_locked(struct seg *s, const struct seg_key *k, bool decr,
 	seg_write_begin(s);
 	FAULT(SET_BEGIN);
 	if ((rc = store_at(s, k, rc ? NULL : &f, &src, (uint32_t)n, &w, now,
-			   &off)))
+			   &off)) ||
+	    (rc = version_out(s, off, cas_out)))
 		return rc;
 	seg_write_end(s);
 	seg_count(s, SEG_CTR_sets);
 	*out = v;
-	return version_out(s, off, cas_out);
+	return 0;
 }
 
 int seg_drop_at_locked(struct seg *s, uint32_t off)

@@ -309,17 +309,25 @@ static void test_engine_counters(void **state)
 	assert_rc(eng_arith(e, "w", 1, false, 2, NULL, 0, &v, NULL), 0);
 	assert_int_equal(v, 1);
 	expect(e, "w", "1", 0);
-	/* memcached pads a shortened value with spaces: still a number. */
+	/* memcached pads a shortened value with spaces, and its strtoull
+	 * skips leading ones: still numbers. */
 	assert_rc(put(e, "p", "42  ", NULL, NULL), 0);
 	assert_rc(eng_arith(e, "p", 1, false, 1, NULL, 0, &v, NULL), 0);
 	assert_int_equal(v, 43);
+	assert_rc(put(e, "p", "  7", NULL, NULL), 0);
+	assert_rc(eng_arith(e, "p", 1, false, 1, NULL, 0, &v, NULL), 0);
+	assert_int_equal(v, 8);
+	assert_rc(put(e, "p", "1                              ", NULL, NULL),
+		  0);
+	assert_rc(eng_arith(e, "p", 1, false, 1, NULL, 0, &v, NULL), 0);
+	assert_int_equal(v, 2);
 
 	/* Not a number: -EDOM, and nothing changes. */
 	static const char *const bad[] = { "abc",
 					   "",
 					   "-1",
 					   "1.5",
-					   " 1",
+					   " ",
 					   "12a",
 					   "18446744073709551616",
 					   "123456789012345678901234567890" };
@@ -421,12 +429,58 @@ static void test_engine_namespace_flush(void **state)
 	assert_int_equal(n, 1);
 	assert_int_equal(eng_ns_list(e, ns, 4), 2);
 
-	/* Unregistered: keys written since are outside any namespace. */
+	/* Unregistered: off the list, not flushable. */
 	assert_rc(eng_ns_del(e, "user:1:", 7), 0);
 	assert_rc(eng_ns_flush(e, "user:1:", 7), -ENOENT);
+	assert_rc(eng_ns_del(e, "user:1:", 7), -ENOENT);
 	assert_int_equal(eng_ns_list(e, ns, 4), 1);
 	assert_rc(eng_ns_add(e, "user:1:", 7), 0);
 	assert_int_equal(eng_ns_list(e, ns, 4), 2);
+}
+
+/* Unregistering drops the namespace's keys, and neither it nor
+ * registering the prefix again brings back a flushed key or hides one
+ * written since. */
+static void test_engine_namespace_del_and_readd(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 2 };
+	struct eng *e = &r->e;
+
+	tu_region_open(r, MiB, &cfg);
+	assert_rc(eng_ns_add(e, "u:", 2), 0);
+	assert_rc(put(e, "u:old", "1", NULL, NULL), 0);
+	assert_rc(put(e, "u:old2", "2", NULL, NULL), 0);
+	assert_rc(eng_ns_flush(e, "u:", 2), 0);
+	tu_assert_miss(e, "u:old", 5); /* reclaimed by this read */
+	assert_rc(put(e, "u:mid", "3", NULL, NULL), 0);
+	/* u:old2 is still in the ring, unread: it must stay gone. */
+	assert_rc(eng_ns_del(e, "u:", 2), 0);
+	tu_assert_miss(e, "u:old2", 6);
+	tu_assert_miss(e, "u:mid", 5); /* unregistering drops them */
+	assert_rc(put(e, "u:new", "4", NULL, NULL), 0);
+	tu_assert_value(e, "u:new", 5, "4", 1);
+	/* Registered again: what was written meanwhile stays. */
+	assert_rc(eng_ns_add(e, "u:", 2), 0);
+	tu_assert_value(e, "u:new", 5, "4", 1);
+	tu_assert_miss(e, "u:old2", 6);
+	assert_rc(eng_ns_flush(e, "u:", 2), 0);
+	tu_assert_miss(e, "u:new", 5);
+
+	/* Slots: half the table, unregistered ones included. */
+	uint32_t n = 1;
+	for (int rc = 0; rc == 0; n++) {
+		char p[16];
+		int l = snprintf(p, sizeof(p), "p%u:", n);
+		rc = eng_ns_add(e, p, (size_t)l);
+		if (rc) {
+			assert_rc(rc, -ENOSPC);
+			break;
+		}
+		if (n % 2)
+			assert_rc(eng_ns_del(e, p, (size_t)l), 0);
+	}
+	assert_int_equal(n, LAYOUT_NS_SLOTS / 2);
 }
 
 static void test_engine_stale_while_revalidate(void **state)
@@ -488,6 +542,7 @@ int main(void)
 		T(test_engine_append_prepend),
 		T(test_engine_counters),
 		T(test_engine_namespace_flush),
+		T(test_engine_namespace_del_and_readd),
 		T(test_engine_stale_while_revalidate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
