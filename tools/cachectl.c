@@ -1935,9 +1935,11 @@ static int check_args(const struct ctl *x)
 	unsigned extra = x->seen & ~(CTL_GLOBAL_OPTS | cmd->opts);
 	int i;
 
-	if (extra & OPT_BIT(NO_MAP))
-		return usage(cmd, "takes no --no-map: it needs the region "
-				  "mapped (no socket request does it)");
+	if ((extra & OPT_BIT(NO_MAP)) &&
+	    (cmd->run == cmd_keys || cmd->run == cmd_dump))
+		return usage(cmd, "takes no --no-map: listing keys needs the "
+				  "region mapped (the socket protocol has no "
+				  "request for it)");
 	for (i = 0; i < CTL_NOPTS; i++)
 		if (extra & (1u << i))
 			return usage(cmd, "takes no --%s", ctl_options[i].name);
