@@ -951,6 +951,59 @@ SHMC_EXPORT uint32_t shmc_client_id(const shmc *c)
 }
 
 /* ------------------------------------------------------------------------
+ * Listing keys
+ * ------------------------------------------------------------------------ */
+
+/* shmc_scan()'s adapter from the engine's items to the caller's fn. */
+struct scan_ctx {
+	const struct eng *e;
+	shmc_scan_fn fn;
+	void *arg;
+	int stopped; /* fn's non-zero return */
+};
+
+static int scan_item(const struct eng_item *it, void *arg)
+{
+	struct scan_ctx *x = arg;
+	uint32_t now = eng_now(x->e);
+	struct shmc_key_info k = {
+		.key = it->key[0],
+		.klen = it->klen,
+		.vlen = it->vlen,
+		.flags = it->flags,
+		.expire_at = it->expire,
+		.cas = it->cas,
+	};
+
+	if (it->expire && it->expire <= now)
+		return 0; /* expired since it was copied */
+	k.ttl_s = it->expire ? it->expire - now : 0;
+	if ((x->stopped = x->fn(&k, x->arg)))
+		return -ECANCELED;
+	return 0;
+}
+
+SHMC_EXPORT int shmc_scan(shmc *c, uint64_t *cursor, const void *prefix,
+			  size_t plen, shmc_scan_fn fn, void *arg)
+{
+	int rc = usable_with(c, cursor && fn && (prefix || !plen));
+
+	if (rc)
+		return rc;
+	if (*cursor >= c->e.g.nseg)
+		return -EINVAL;
+	struct eng_cursor cur = { .seg = (uint32_t)*cursor };
+	struct scan_ctx x = { .e = &c->e, .fn = fn, .arg = arg };
+	rc = eng_scan(&c->e, &cur, prefix, plen, scan_item, &x);
+	if (x.stopped)
+		return x.stopped;
+	if (rc < 0)
+		return rc;
+	*cursor = rc == 1 ? 0 : cur.seg;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
  * Errors
  * ------------------------------------------------------------------------ */
 

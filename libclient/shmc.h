@@ -407,6 +407,64 @@ size_t shmc_max_item(const shmc *c);
 uint32_t shmc_client_id(const shmc *c);
 
 /* ------------------------------------------------------------------------
+ * Listing keys (on the mapping)
+ * ------------------------------------------------------------------------ */
+
+/* One listed entry: its key and metadata, not its value. */
+struct shmc_key_info {
+	const void *key; /* klen bytes; valid during the callback only */
+	size_t klen;
+	size_t vlen;	    /* the value's length */
+	uint32_t flags;	    /* as stored (0 when the writer gave none) */
+	uint32_t expire_at; /* absolute expiry, unix seconds; 0: never */
+	uint32_t ttl_s;	    /* seconds it had left when listed; 0: never */
+	uint64_t cas;	    /* its version (changes with every write) */
+};
+
+/* Called once per listed entry.  Return 0 to go on; anything else stops
+ * the listing and is returned by shmc_scan(). */
+typedef int (*shmc_scan_fn)(const struct shmc_key_info *k, void *arg);
+
+/* Lists the live entries whose key starts with prefix[0..plen) (plen 0:
+ * every entry; prefix may then be NULL), one segment per call, as Redis's
+ * SCAN does: set *cursor to 0, then call until *cursor is 0 again.
+ *
+ *   uint64_t cur = 0;
+ *   do {
+ *           if ((rc = shmc_scan(c, &cur, "user:", 5, print_key, NULL)))
+ *                   break;
+ *   } while (cur != 0);
+ *
+ * Each call copies the matching keys and their metadata of one segment
+ * under its lock, releases it, then calls fn on each copy: fn holds no
+ * lock, may take as long as it likes (write to a slow pipe) and may call
+ * any shmc function, this handle's included.  Expired entries, deleted
+ * ones, those of a flushed namespace and those past a soft expiry are not
+ * listed; the order is no order at all.  The cursor is a plain number
+ * that can be kept anywhere and resumed later, by another thread or
+ * process of the same cache (not of a replaced region: see Caveats).
+ *
+ * Guarantee: a key never changes segment, and a segment is copied at one
+ * instant, so a scan from 0 back to 0 lists every key that is present for
+ * the whole scan exactly once, however the cache is written meanwhile
+ * (evictions, moves within a segment); a key set or removed during the
+ * scan is listed once or not at all.  A scan takes shmc_segments(c) calls
+ * and so always ends.  Each call needs memory for the listed keys of one
+ * segment (it allocates; -ENOMEM if it cannot).
+ *
+ * Returns 0 with *cursor advanced (0: the scan is done), or, leaving
+ * *cursor unchanged (calling again lists that segment again):
+ *   -EINVAL     c, cursor or fn NULL, prefix NULL with plen > 0, or
+ *               *cursor not a value shmc_scan() gave (>= the segments);
+ *   -ENOMEM     no memory for the copy;
+ *   -ETIMEDOUT, -ECHILD as every data operation;
+ *   fn's non-zero return, when fn stopped the listing (the entries of the
+ *               segment after that one are not passed to fn).
+ * A segment found corrupted is reset and listed as empty.  Thread-safe. */
+int shmc_scan(shmc *c, uint64_t *cursor, const void *prefix, size_t plen,
+	      shmc_scan_fn fn, void *arg);
+
+/* ------------------------------------------------------------------------
  * Control requests (over the daemon's socket; the handle reconnects if the
  * daemon was restarted).  Besides their own errors they can return
  * SHMC_ENODAEMON / -ECONNREFUSED (no daemon), SHMC_EUNTRUSTED and -EACCES

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -945,30 +946,143 @@ static int iter_filtered(const struct eng_item *it, void *arg)
 	return f->fn(it, f->arg);
 }
 
+/* Walks segment i under its lock, fn seeing what iter_filtered() lets
+ * through.  A corrupted segment is reset (its entries dropped) and counts
+ * as walked: 0. */
+static int iter_seg(struct eng *e, uint32_t i, eng_iter_fn fn, void *arg)
+{
+	struct seg s = seg_at(e, i);
+	int rc = seg_lock(e, &s);
+
+	if (rc)
+		return rc;
+	struct iter_filter f = {
+		.e = e, .fn = fn, .arg = arg, .now = eng_now(e)
+	};
+	rc = seg_iter_locked(&s, i, f.now, iter_filtered, &f);
+	if (rc == -EUCLEAN) {
+		seg_done(e, &s, rc);
+		return 0;
+	}
+	seg_unlock(e, &s);
+	return rc;
+}
+
 int eng_iter(struct eng *e, uint32_t from, uint32_t to, eng_iter_fn fn,
 	     void *arg)
 {
 	if (!fn || from > to || to > e->g.nseg)
 		return -EINVAL;
 	for (uint32_t i = from; i < to; i++) {
-		struct seg s = seg_at(e, i);
-		int rc = seg_lock(e, &s);
-		if (rc)
-			return rc;
-		struct iter_filter f = {
-			.e = e, .fn = fn, .arg = arg, .now = eng_now(e)
-		};
-		rc = seg_iter_locked(&s, i, f.now, iter_filtered, &f);
-		/* A corrupted segment is repaired and the walk goes on. */
-		if (rc == -EUCLEAN) {
-			seg_done(e, &s, rc);
-			continue;
-		}
-		seg_unlock(e, &s);
+		int rc = iter_seg(e, i, fn, arg);
 		if (rc)
 			return rc;
 	}
 	return 0;
+}
+
+/* eng_scan()'s copy of one entry: the record, then the key, padded to 8
+ * bytes so that the next record is aligned. */
+struct scan_rec {
+	uint64_t cas;
+	uint64_t vlen;
+	uint32_t klen, flags, expire, soft;
+};
+
+#define SCAN_PAD(n) (((n) + 7u) & ~(size_t)7u)
+#define SCAN_BUF_MIN (64u << 10)
+
+/* The entries of one segment that match a prefix, copied under its lock. */
+struct scan_copy {
+	const uint8_t *prefix;
+	size_t plen;
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+static bool item_has_prefix(const struct eng_item *it, const uint8_t *p,
+			    size_t n)
+{
+	size_t a = it->key_len[0] < n ? it->key_len[0] : n;
+
+	if (it->klen < n)
+		return false;
+	return (a == 0 || memcmp(it->key[0], p, a) == 0) &&
+	       (n == a || memcmp(it->key[1], p + a, n - a) == 0);
+}
+
+/* An eng_iter_fn under the segment lock: appends a matching entry's
+ * record and key to c->buf, growing it; -ENOMEM when it cannot. */
+static int scan_copy_item(const struct eng_item *it, void *arg)
+{
+	struct scan_copy *c = arg;
+	size_t need = sizeof(struct scan_rec) + SCAN_PAD(it->klen);
+
+	if (!item_has_prefix(it, c->prefix, c->plen))
+		return 0;
+	if (c->len + need > c->cap) {
+		size_t cap = c->cap ? c->cap : SCAN_BUF_MIN;
+		while (cap < c->len + need)
+			cap *= 2;
+		uint8_t *nb = realloc(c->buf, cap);
+		if (!nb)
+			return -ENOMEM;
+		c->buf = nb;
+		c->cap = cap;
+	}
+	struct scan_rec *r = (struct scan_rec *)(void *)(c->buf + c->len);
+	*r = (struct scan_rec){ .cas = it->cas,
+				.vlen = it->vlen,
+				.klen = (uint32_t)it->klen,
+				.flags = it->flags,
+				.expire = it->expire,
+				.soft = it->soft };
+	uint8_t *k = (uint8_t *)(r + 1);
+	memcpy(k, it->key[0], it->key_len[0]);
+	if (it->key_len[1])
+		memcpy(k + it->key_len[0], it->key[1], it->key_len[1]);
+	c->len += need;
+	return 0;
+}
+
+int eng_scan(struct eng *e, struct eng_cursor *cur, const void *prefix,
+	     size_t plen, eng_iter_fn fn, void *arg)
+{
+	struct scan_copy c = { .prefix = prefix, .plen = plen };
+	uint32_t seg = cur ? cur->seg : 0;
+	int rc;
+
+	if (!cur || !fn || (plen && !prefix) || seg > e->g.nseg)
+		return -EINVAL;
+	if (seg == e->g.nseg)
+		return 1;
+	/* Copy under the lock, call fn after: a slow consumer holds none. */
+	if ((rc = iter_seg(e, seg, scan_copy_item, &c))) {
+		free(c.buf);
+		return rc;
+	}
+	for (size_t off = 0; off < c.len;) {
+		const struct scan_rec *r = (const void *)(c.buf + off);
+		struct eng_item it = {
+			.key = { r + 1, NULL },
+			.key_len = { r->klen, 0 },
+			.klen = r->klen,
+			.vlen = (size_t)r->vlen,
+			.expire = r->expire,
+			.seg = seg,
+			.flags = r->flags,
+			.soft = r->soft,
+			.cas = r->cas,
+		};
+		if ((rc = fn(&it, arg))) {
+			free(c.buf);
+			return rc;
+		}
+		off += sizeof(*r) + SCAN_PAD(r->klen);
+	}
+	free(c.buf);
+	cur->seg = seg + 1;
+	return cur->seg == e->g.nseg;
 }
 
 static void add_seg(const struct eng *e, uint32_t i, struct eng_stats *out)

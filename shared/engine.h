@@ -471,6 +471,36 @@ void eng_flight_done(struct eng *e, struct eng_flight *f);
 int eng_iter(struct eng *e, uint32_t from, uint32_t to, eng_iter_fn fn,
 	     void *arg);
 
+/* A listing's position: the next segment to walk (0 to start; e->g.nseg
+ * once every segment was walked). */
+struct eng_cursor {
+	uint32_t seg;
+};
+
+/* Lists the live entries whose key starts with prefix[0..plen) (plen 0:
+ * every entry) of one segment, cur->seg, then advances the cursor.  The
+ * entries (as eng_iter() filters them: unexpired, not dropped by a
+ * namespace flush, not past a soft expiry) are copied - key and metadata,
+ * not the value - under the segment's lock, and fn is called on the copies
+ * after the lock is released: fn may take as long as it likes and may call
+ * the engine.  fn sees the key in it->key[0] (it->key[1] empty), it->vlen,
+ * flags, expire, soft and cas; it->val is empty.
+ *
+ * Guarantee: keys never change segment and a segment is copied at one
+ * instant, so a scan from cursor 0 to the end lists every key present
+ * for the whole scan exactly once; a key written or removed meanwhile is
+ * listed at most once.  Moves within a segment (evacuation) do not
+ * matter.
+ *
+ * Returns 1 when the cursor is now past the last segment (the scan is
+ * done), 0 when segments remain, -EINVAL (cur or fn NULL, prefix NULL
+ * with plen > 0, cur->seg > nseg), -ENOMEM (the copy), a lock error, or
+ * fn's non-zero return (fn should return 0 or a negative errno): on any
+ * of those the cursor is unchanged, so calling again walks the segment
+ * again.  A corrupted segment is reset and counts as walked, empty. */
+int eng_scan(struct eng *e, struct eng_cursor *cur, const void *prefix,
+	     size_t plen, eng_iter_fn fn, void *arg);
+
 /* Figures summed over all segments, or for one segment (-EINVAL if seg is
  * out of range).  Read without locks: each figure is exact, their sum is a
  * snapshot that may mix instants. */

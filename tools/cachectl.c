@@ -1,13 +1,15 @@
 /*
  * cachectl.c - the administration tool of shmcached: statistics, single
- * keys, integrity checks, connected clients and a live view, from a shell.
+ * keys and listings, integrity checks, connected clients and a live view,
+ * from a shell.
  *
  * cachectl is a client of libshmc like any other and uses nothing but
  * <shmc.h> and libc: the data commands (get, gets, set, add, replace, cas,
- * append, prepend, incr, decr, del, ttl, touch, flush) and the statistics
- * work on the shared mapping; check, clients, save,
- * load, ping and shutdown are control requests over the daemon's socket.
- * With --no-map the data commands and the statistics are requests over
+ * append, prepend, incr, decr, del, ttl, touch, flush, keys, dump) and the
+ * statistics work on the shared mapping; check, clients, save, load, ping
+ * and shutdown are control requests over the daemon's socket.  With
+ * --no-map the data commands of memcached's classic set (get, set, del,
+ * ttl, touch, flush) and the statistics are requests over
  * the socket too (docs/PROTOCOL.md), for a process that cannot map the
  * region; that is the one place cachectl speaks the protocol itself, with
  * the project's codec (shared/proto.h).
@@ -252,6 +254,25 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "Exits 1 if it is missing or expired.")                                     \
 	X(flush, "", 0, 0, OPT_BIT(NO_MAP), "remove every entry",                     \
 	  "Removes every entry of the cache.  The counters are kept.")                \
+	X(keys, "[PREFIX]", 0, 1, OPT_BIT(JSON),                                      \
+	  "list the keys (that start with PREFIX)",                                   \
+	  "Prints every live key, or those that start with PREFIX, one per\n"         \
+	  "line, in no particular order.  Bytes outside printable ASCII,\n"           \
+	  "and \\ and ', are written as C escapes (\\n, \\t, \\xHH, \\\\,\n"          \
+	  "\\'), as bash's $'...' reads them back.  With --json, one\n"               \
+	  "{\"key\"} object per line (\"key_b64\" for a key that is not\n"            \
+	  "UTF-8, as with get).  The listing streams, one segment at a time:\n"       \
+	  "a key present all along is listed exactly once, one set or\n"              \
+	  "removed meanwhile once or not at all, and a slow reader of the\n"          \
+	  "output holds no lock.  Exits 0 even when nothing matches.  Needs\n"        \
+	  "the mapping (no --no-map).")                                               \
+	X(dump, "[PREFIX]", 0, 1, OPT_BIT(JSON),                                      \
+	  "the keys with their size, flags and TTL",                                  \
+	  "As keys, with each key's value size in bytes, flags and seconds\n"         \
+	  "left (\"none\": never expires) in columns before it, after a\n"            \
+	  "header line.  With --json, one object per line: {\"key\",\n"               \
+	  "\"bytes\", \"flags\", \"ttl\", \"expire_at\"}, ttl and expire_at\n"        \
+	  "(unix seconds) null for no expiry.")                                       \
 	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                           \
 	  "the daemon's integrity walk over every segment",                           \
 	  "Asks the daemon to check the region header and every segment's\n"          \
@@ -1548,6 +1569,91 @@ static int cmd_flush(struct ctl *x, int argc, char **argv)
 	return CTL_EXIT_OK;
 }
 
+/* keys and dump: what one listed key prints as. */
+struct list_out {
+	int json, dump;
+	char key[4 * SHMC_KEY_MAX + 8]; /* esc() of the longest key */
+};
+
+/* A shmc_scan_fn: prints one key (and its metadata); -EIO once stdout
+ * failed. */
+static int list_key(const struct shmc_key_info *k, void *arg)
+{
+	struct list_out *o = arg;
+	char ttl[16] = "none";
+
+	if (o->json) {
+		putchar('{');
+		json_member("key", k->key, k->klen);
+		if (o->dump) {
+			printf(",\"bytes\":%zu,\"flags\":%" PRIu32 ",", k->vlen,
+			       k->flags);
+			json_key("ttl");
+			if (k->ttl_s)
+				printf("%" PRIu32 ",", k->ttl_s);
+			else
+				fputs("null,", stdout);
+			json_key("expire_at");
+			if (k->expire_at)
+				printf("%" PRIu32, k->expire_at);
+			else
+				fputs("null", stdout);
+		}
+		puts("}");
+	} else {
+		esc(k->key, k->klen, o->key, sizeof(o->key));
+		if (o->dump && k->ttl_s)
+			snprintf(ttl, sizeof(ttl), "%" PRIu32, k->ttl_s);
+		if (o->dump)
+			printf("%12zu %10" PRIu32 " %10s  %s\n", k->vlen,
+			       k->flags, ttl, o->key);
+		else
+			puts(o->key);
+	}
+	return ferror(stdout) ? -EIO : 0;
+}
+
+/* Streams the listing: shmc_scan() copies one segment's keys under its
+ * lock and list_key() prints them after, so a reader that stops (a pager)
+ * blocks only this process. */
+static int list_keys(struct ctl *x, int argc, char **argv, int dump)
+{
+	const char *what = dump ? "dump" : "keys";
+	const char *prefix = argc ? argv[0] : "";
+	struct list_out *o = malloc(sizeof(*o));
+	uint64_t cur = 0;
+	int rc, err = 0;
+
+	if (!o)
+		return fail("%s: %s", what, shmc_strerror(-ENOMEM));
+	o->json = x->json;
+	o->dump = dump;
+	if ((rc = ctl_connect(x))) {
+		free(o);
+		return rc;
+	}
+	if (dump && !x->json)
+		printf("%12s %10s %10s  %s\n", "bytes", "flags", "ttl", "key");
+	do
+		err = shmc_scan(x->c, &cur, prefix, strlen(prefix), list_key,
+				o);
+	while (err == 0 && cur != 0);
+	free(o);
+	if (err == -EIO)
+		return fail("write error: %s", strerror(errno ? errno : EIO));
+	return err ? fail("%s: %s", what, shmc_strerror(err)) : CTL_EXIT_OK;
+}
+
+static int cmd_keys(struct ctl *x, int argc, char **argv)
+{
+	return list_keys(x, argc, argv, 0);
+}
+
+static int cmd_dump(struct ctl *x, int argc, char **argv)
+{
+	return list_keys(x, argc, argv, 1);
+}
+
 static int cmd_check(struct ctl *x, int argc, char **argv)
 {
 	uint32_t segs = 0, bad = 0, repaired = 0;
@@ -2135,6 +2241,11 @@ static int check_args(const struct ctl *x)
 	unsigned extra = x->seen & ~(CTL_GLOBAL_OPTS | cmd->opts);
 	int i;
 
+	if ((extra & OPT_BIT(NO_MAP)) &&
+	    (cmd->run == cmd_keys || cmd->run == cmd_dump))
+		return usage(cmd, "takes no --no-map: listing keys needs the "
+				  "region mapped (the socket protocol has no "
+				  "request for it)");
 	for (i = 0; i < CTL_NOPTS; i++)
 		if (extra & (1u << i))
 			return usage(cmd, "takes no --%s", ctl_options[i].name);

@@ -16,6 +16,7 @@ import pty
 import re
 import select
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -863,6 +864,131 @@ class Watch(CtlTest):
                               "--count", "2", "--interval", "0.1"])
         self.assertEqual(rc, OK)
         self.assertEqual(out.count(b"\033[2J"), 2, out)
+
+
+class Listing(CtlTest):
+    """keys and dump: the live keys, streamed one segment at a time."""
+
+    def fill_keys(self):
+        c = self.conn()
+        for i in range(50):
+            c.set(f"user:{i}", b"v" * i)
+        c.set("other", b"abc", ttl=100)
+        return {f"user:{i}" for i in range(50)} | {"other"}
+
+    def test_cachectl_keys_lists_every_key_with_and_without_prefix(self):
+        keys = self.fill_keys()
+        out = self.ok("keys").decode().splitlines()
+        self.assertEqual(sorted(out), sorted(keys))
+        out = self.ok("keys", "user:").decode().splitlines()
+        self.assertEqual(sorted(out), sorted(k for k in keys if
+                                             k.startswith("user:")))
+        self.assertEqual(sorted(self.ok("keys", "user:4").split()),
+                         sorted([b"user:4"] + [b"user:4%d" % i for i in
+                                               range(10)]))
+        self.assertEqual(self.ok("keys", "nothing"), b"")
+        # An empty cache: nothing, and success.
+        self.ok("flush")
+        self.assertEqual(self.ok("keys"), b"")
+
+    def test_cachectl_dump_shows_size_flags_and_ttl(self):
+        self.fill_keys()
+        lines = self.ok("dump").decode().splitlines()
+        self.assertEqual(lines[0].split(), ["bytes", "flags", "ttl", "key"])
+        rows = {f[3]: f[:3] for f in (line.split() for line in lines[1:])}
+        self.assertEqual(len(rows), 51)
+        self.assertEqual(rows["user:7"], ["7", "0", "none"])
+        self.assertEqual(rows["other"][:2], ["3", "0"])
+        self.assertIn(int(rows["other"][2]), range(90, 101))
+        lines = self.ok("dump", "other").decode().splitlines()
+        self.assertEqual(len(lines), 2)
+
+    def test_cachectl_keys_and_dump_json_parse(self):
+        self.fill_keys()
+        objs = [json.loads(line) for line in
+                self.ok("dump", "--json").decode().splitlines()]
+        self.assertEqual(len(objs), 51)
+        by_key = {o["key"]: o for o in objs}
+        self.assertEqual(by_key["user:3"], {"key": "user:3", "bytes": 3,
+                                            "flags": 0, "ttl": None,
+                                            "expire_at": None})
+        other = by_key["other"]
+        self.assertIn(other["ttl"], range(90, 101))
+        self.assertLess(abs(other["expire_at"] - (time.time() + 100)), 30)
+        keys = [json.loads(line) for line in
+                self.ok("keys", "user:1", "--json").decode().splitlines()]
+        self.assertEqual(sorted(o["key"] for o in keys),
+                         sorted(["user:1"] + [f"user:1{i}" for i in
+                                              range(10)]))
+
+    def test_cachectl_keys_binary_key_escaped_or_base64(self):
+        key = b"bin\x01\xff'\\\n"
+        self.conn().set(key, b"zz")
+        self.assertEqual(self.ok("keys", "bin"), b"bin\\x01\\xff\\'\\\\\\n\n")
+        obj = json.loads(self.ok("keys", "--json"))
+        self.assertEqual(base64.b64decode(obj["key_b64"]), key)
+        obj = json.loads(self.ok("dump", "--json"))
+        self.assertEqual(base64.b64decode(obj["key_b64"]), key)
+        self.assertEqual(obj["bytes"], 2)
+
+    def test_cachectl_keys_leaves_out_expired_and_deleted(self):
+        c = self.conn()
+        c.set("stays", b"1")
+        c.set("deleted", b"2")
+        c.set("expires", b"3", ttl=1)
+        c.delete("deleted")
+        # The daemon's clock ticks each second: expired within 2 s.
+        end = time.monotonic() + p.HANG_S
+        while self.ctl("ttl", "expires").returncode == OK:
+            self.assertLess(time.monotonic(), end)
+            time.sleep(0.05)
+        self.assertEqual(self.ok("keys"), b"stays\n")
+        self.assertEqual(len(self.ok("dump").splitlines()), 2)
+
+    def test_cachectl_keys_needs_the_mapping(self):
+        for cmd in ("keys", "dump"):
+            r = self.ctl(cmd, "--no-map")
+            self.assertEqual(r.returncode, USAGE, r.stderr)
+            line = self.assert_one_line(r, cmd)
+            self.assertIn("takes no --no-map", line)
+            self.assertIn("mapped", line)
+        r = self.ctl("keys", "a", "b")
+        self.assertEqual(r.returncode, USAGE, r.stderr)
+
+    def test_cachectl_dump_to_a_stopped_reader_blocks_no_writer(self):
+        # More output than the pipes hold, so dump is stuck writing to a
+        # reader that was stopped; a writer of every segment still gets
+        # each of its sets through, which it could not if dump held a
+        # segment lock while it writes (the daemon's lock wait is short).
+        c = self.conn()
+        n = 20000
+        for i in range(n):
+            c.set(f"slow-consumer-key-{i:06d}", b"v")
+        dump = subprocess.Popen(
+            [CACHECTL, "--socket", self.d.sock, "dump"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=environ_without_socket())
+        reader = subprocess.Popen(["cat"], stdin=dump.stdout,
+                                  stdout=subprocess.PIPE)
+        dump.stdout.close()
+        try:
+            reader.send_signal(signal.SIGSTOP)
+            time.sleep(0.5)  # let dump fill the pipes
+            for i in range(2000):
+                c.set(f"writer-{i}", b"w")  # raises on any error
+            r = run_ctl(["set", "mapped-writer", "w"], sock=self.d.sock)
+            self.assertEqual(r.returncode, OK, r.stderr)
+            self.assertIsNone(dump.poll(), "dump ended: no back-pressure")
+        finally:
+            reader.send_signal(signal.SIGCONT)
+            out, _ = reader.communicate(timeout=p.HANG_S)
+            status = dump.wait(timeout=p.HANG_S)
+            err = dump.stderr.read()
+            dump.stderr.close()
+        self.assertEqual(status, OK, err)
+        listed = {line.split()[3] for line in out.decode().splitlines()[1:]}
+        self.assertLessEqual({f"slow-consumer-key-{i:06d}" for i in
+                              range(n)}, listed)
 
 
 class BigValues(CtlTest):

@@ -1,7 +1,8 @@
 /*
  * test_engine_stats.c - unit tests of the cache engine (shared/engine.h):
  * iteration (it sees exactly the live set and stops when its callback
- * says so) and statistics (the counters add up, per segment and per
+ * says so), listing by prefix (eng_scan: the same filters, one segment
+ * per call, the callback outside the lock) and statistics (the counters add up, per segment and per
  * client, including gets made without the lock).
  */
 #include "testutil.h"
@@ -280,11 +281,138 @@ static void test_engine_unlocked_gets_count_per_client(void **state)
 	assert_int_equal(seg.hits, ENTRY_USE_MAX);
 }
 
+/* What eng_scan() passed on: each "a:N" / "b:N" key's count, checked. */
+struct scan_seen {
+	struct eng *e;
+	uint32_t a[ITER_N], b[ITER_N];
+	uint32_t count, bad, rewrite;
+};
+
+static int scan_collect(const struct eng_item *it, void *arg)
+{
+	struct scan_seen *s = arg;
+	char key[64];
+	unsigned long i;
+	char *end;
+
+	s->count++;
+	if (it->klen >= sizeof(key) || it->key_len[0] != it->klen ||
+	    it->key_len[1] || it->val_len[0] || it->val_len[1]) {
+		s->bad++;
+		return 0;
+	}
+	memcpy(key, it->key[0], it->klen);
+	key[it->klen] = '\0';
+	i = strtoul(key + 2, &end, 10);
+	if (*end || i >= ITER_N || key[1] != ':' ||
+	    it->seg != eng_seg_of(s->e, key, it->klen)) {
+		s->bad++;
+		return 0;
+	}
+	if (key[0] == 'a' && it->vlen == iter_val_len((uint32_t)i))
+		s->a[i]++;
+	else if (key[0] == 'b' && it->vlen == 1)
+		s->b[i]++;
+	else
+		s->bad++;
+	/* The segment is not locked: a write to it goes through. */
+	if (s->rewrite && eng_set(s->e, key, it->klen, "x", 1, 0) != 0)
+		s->bad++;
+	return 0;
+}
+
+/* A whole scan; returns the number of calls, each checked. */
+static uint32_t scan_whole(struct eng *e, const char *prefix,
+			   struct scan_seen *s)
+{
+	struct eng_cursor cur = { 0 };
+	uint32_t calls = 0;
+	int rc;
+
+	do {
+		rc = eng_scan(e, &cur, prefix, strlen(prefix), scan_collect, s);
+		calls++;
+		assert_true(rc == 0 || rc == 1);
+		assert_int_equal(cur.seg, calls);
+	} while (rc == 0);
+	return calls;
+}
+
+static void test_engine_scan_lists_by_prefix_as_iter_filters(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 8 };
+	struct eng *e = &r->e;
+	static struct scan_seen s;
+	struct eng_wopts grace = { .ttl_s = 10, .grace_s = 20 };
+	struct eng_cursor cur = { 0 };
+	char key[32];
+	uint32_t t0;
+
+	tu_region_open(r, 2 * MiB, &cfg);
+	t0 = eng_now(e);
+	/* Values up to 700 bytes: some keys straddle the ring's end. */
+	for (uint32_t i = 0; i < ITER_N; i++)
+		set_kv(e, "a:", i, 1, iter_val_len(i), 0);
+	for (uint32_t i = 0; i < 100; i++) {
+		assert_rc(eng_set(e, key, tu_key(key, sizeof(key), "b:", i),
+				  "y", 1, 0),
+			  0);
+		/* Gone by the scan: expired, soft-expired, flushed. */
+		assert_rc(eng_set(e, key, tu_key(key, sizeof(key), "e:", i),
+				  "y", 1, 5),
+			  0);
+		assert_rc(eng_store(e, key, tu_key(key, sizeof(key), "g:", i),
+				    "y", 1, &grace, NULL),
+			  0);
+		assert_rc(eng_set(e, key, tu_key(key, sizeof(key), "n:", i),
+				  "y", 1, 0),
+			  0);
+	}
+	assert_rc(eng_ns_add(e, "n:", 2), 0);
+	assert_rc(eng_ns_flush(e, "n:", 2), 0);
+	eng_clock_set(e, t0 + 15);
+
+	memset(&s, 0, sizeof(s));
+	s.e = e;
+	assert_int_equal(scan_whole(e, "a:", &s), e->g.nseg);
+	assert_int_equal(s.bad, 0);
+	assert_int_equal(s.count, ITER_N);
+	for (uint32_t i = 0; i < ITER_N; i++)
+		assert_int_equal(s.a[i], 1);
+
+	memset(&s, 0, sizeof(s));
+	s.e = e;
+	scan_whole(e, "", &s);
+	assert_int_equal(s.bad, 0);
+	assert_int_equal(s.count, ITER_N + 100);
+
+	/* The callback may write the segment it lists. */
+	memset(&s, 0, sizeof(s));
+	s.e = e;
+	s.rewrite = 1;
+	scan_whole(e, "b:", &s);
+	assert_int_equal(s.bad, 0);
+	assert_int_equal(s.count, 100);
+
+	/* Done, and bad arguments; the cursor moves only on success. */
+	cur.seg = e->g.nseg;
+	assert_rc(eng_scan(e, &cur, NULL, 0, scan_collect, &s), 1);
+	cur.seg = e->g.nseg + 1;
+	assert_rc(eng_scan(e, &cur, NULL, 0, scan_collect, &s), -EINVAL);
+	cur.seg = 0;
+	assert_rc(eng_scan(e, &cur, NULL, 0, NULL, NULL), -EINVAL);
+	assert_rc(eng_scan(e, &cur, NULL, 1, scan_collect, &s), -EINVAL);
+	assert_rc(eng_scan(e, NULL, NULL, 0, scan_collect, &s), -EINVAL);
+	assert_int_equal(cur.seg, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_engine_iter_sees_exactly_live_set),
 		T(test_engine_iter_stops_on_callback_value),
+		T(test_engine_scan_lists_by_prefix_as_iter_filters),
 		T(test_engine_stats_add_up),
 		T(test_engine_unlocked_gets_count_per_client),
 	};
