@@ -176,12 +176,15 @@ static int flush_full(struct saver *s)
 /* eng_iter's callback, under the segment lock: copy, nothing else (the
  * buffers were reserved before the lock was taken; a new one is allocated
  * here only if that reserve runs out, or for an entry larger than a
- * block). */
+ * block).  An item in its grace (served only as stale) is left out. */
 static int save_item(const struct eng_item *it, void *arg)
 {
 	struct saver *s = arg;
 	struct snap_src src = snap_src_of_item(it);
 	size_t need = snap_entry_size(it->klen, it->vlen);
+
+	if (snap_item_stale(it, eng_now(s->e)))
+		return 0;
 
 	if (!snap_bw_fits(&s->cur->bw, need)) {
 		if (s->cur->bw.n) {
@@ -261,6 +264,7 @@ static int save_to(struct saver *s, const char *path, char *err, size_t errlen)
 	}
 	struct snap_info info = {
 		.created = (uint64_t)time(NULL),
+		.version_max = eng_version_max(e),
 		.region_size = e->g.region_size,
 		.nseg = e->g.nseg,
 		.ring_size = e->g.ring_size,

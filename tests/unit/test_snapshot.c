@@ -4,6 +4,8 @@
  * (any flipped byte, any truncation, a wrong version, blocks dropped,
  * swapped or borrowed from another file) is refused with the offset of
  * the unit at fault, and nothing of a damaged block is handed out.
+ * Entries keep their flags and the header the highest item version; a
+ * file of the previous format (version 1) still reads, with flags 0.
  *
  *     test_snapshot                      the tests
  *     test_snapshot --write-corpus DIR   writes the fuzz seed corpus
@@ -28,6 +30,7 @@ struct tentry {
 	uint8_t *key, *val;
 	uint32_t klen, vlen;
 	uint64_t expire;
+	uint32_t flags;
 };
 
 struct img {
@@ -39,6 +42,7 @@ struct img {
 };
 
 static const struct snap_info test_info = {
+	.version = SNAP_VERSION,
 	.created = 1700000000,
 	.region_size = 64 << 20,
 	.nseg = 256,
@@ -47,7 +51,18 @@ static const struct snap_info test_info = {
 	.max_kv = 62500,
 	.layout_format = 0x12345678,
 	.block_size = SNAP_BLOCK_SIZE,
+	.version_max = UINT64_C(0x6a5b4c3d00001234),
 };
+
+/* The same, as the previous format (version 1) wrote it. */
+static struct snap_info info_v1(void)
+{
+	struct snap_info i = test_info;
+
+	i.version = 1;
+	i.version_max = 0;
+	return i;
+}
 
 static void img_unit(struct img *m, const void *p, size_t n)
 {
@@ -67,11 +82,13 @@ static void img_seal(struct img *m, struct snap_bw *w)
 	img_unit(m, w->buf, size);
 }
 
-/* Builds a file of the n entries in blocks of `cap` bytes (an entry too
- * large gets a block of its own).  Keys and values are handed to the
- * writer in two pieces cut at a random place, as the ring does. */
-static void img_build(struct img *m, const struct tentry *es, size_t n,
-		      size_t cap, uint64_t seed)
+/* Builds a file with header `info` of the n entries in blocks of `cap`
+ * bytes (an entry too large gets a block of its own).  Keys and values are
+ * handed to the writer in two pieces cut at a random place, as the ring
+ * does. */
+static void img_build_as(struct img *m, const struct snap_info *info,
+			 const struct tentry *es, size_t n, size_t cap,
+			 uint64_t seed)
 {
 	size_t bound = SNAP_MIN_FILE;
 	uint8_t hdr[SNAP_PAGE];
@@ -82,7 +99,7 @@ static void img_build(struct img *m, const struct tentry *es, size_t n,
 	memset(m, 0, sizeof(*m));
 	m->p = malloc(bound);
 	assert_non_null(m->p);
-	snap_totals_init(&m->t, snap_header_put(hdr, &test_info));
+	snap_totals_init(&m->t, snap_header_put(hdr, info));
 	img_unit(m, hdr, sizeof(hdr));
 
 	uint8_t *buf = aligned_alloc(SNAP_PAGE, cap);
@@ -99,6 +116,7 @@ static void img_build(struct img *m, const struct tentry *es, size_t n,
 			.val = { e->val, e->val + vcut },
 			.val_len = { vcut, e->vlen - vcut },
 			.expire_at = e->expire,
+			.flags = e->flags,
 		};
 		int rc = snap_bw_add(&w, &src);
 		if (rc == -ENOSPC && w.n) {
@@ -128,6 +146,13 @@ static void img_build(struct img *m, const struct tentry *es, size_t n,
 	snap_trailer_put(tr, &m->t);
 	img_unit(m, tr, sizeof(tr));
 	assert_int_equal(m->len, m->t.file_size);
+}
+
+/* The same in the current format. */
+static void img_build(struct img *m, const struct tentry *es, size_t n,
+		      size_t cap, uint64_t seed)
+{
+	img_build_as(m, &test_info, es, n, cap, seed);
 }
 
 /* The unit a byte belongs to. */
@@ -164,6 +189,11 @@ static struct tentry *random_entries(size_t n, uint64_t seed)
 		if (i == 2)
 			e->expire =
 				UINT64_MAX; /* beyond the engine's 32 bits */
+		/* Not drawn from seed: the same keys and values as before
+		 * entries had flags. */
+		e->flags = i % 3 ? (uint32_t)(i * 2654435761u) : 0;
+		if (i == 3)
+			e->flags = UINT32_MAX;
 		e->key = malloc(e->klen);
 		e->val = malloc(e->vlen ? e->vlen : 1);
 		assert_true(e->key && e->val);
@@ -222,7 +252,7 @@ static int check_entry(const struct snap_entry *e, void *arg)
 	if (t->vlen)
 		assert_memory_equal(e->val, t->val, t->vlen);
 	assert_true(e->expire_at == t->expire);
-	assert_int_equal(e->flags, 0);
+	assert_int_equal(e->flags, t->flags);
 	return 0;
 }
 
@@ -422,8 +452,8 @@ static void test_snapshot_wrong_version_is_refused(void **state)
 
 	(void)state;
 	img_build(&m, NULL, 0, SNAP_PAGE, 1);
-	for (uint32_t v = 0; v < 4; v++) {
-		if (v == SNAP_VERSION)
+	for (uint32_t v = 0; v < 5; v++) {
+		if (v >= SNAP_VERSION_MIN && v <= SNAP_VERSION)
 			continue;
 		uint8_t *copy = malloc(m.len);
 		assert_non_null(copy);
@@ -532,14 +562,16 @@ static void test_snapshot_blocks_dropped_swapped_or_borrowed(void **state)
 static void test_snapshot_malformed_blocks_with_valid_checksums(void **state)
 {
 	struct tentry es[3] = {
-		{ (uint8_t *)"alpha", (uint8_t *)"one", 5, 3, 0 },
-		{ (uint8_t *)"beta", (uint8_t *)"two", 4, 3, 1800000000 },
-		{ (uint8_t *)"gamma", (uint8_t *)"three", 5, 5, 0 },
+		{ (uint8_t *)"alpha", (uint8_t *)"one", 5, 3, 0, 0 },
+		{ (uint8_t *)"beta", (uint8_t *)"two", 4, 3, 1800000000, 0 },
+		{ (uint8_t *)"gamma", (uint8_t *)"three", 5, 5, 0, 0 },
 	};
 	struct img m;
 
 	(void)state;
-	img_build(&m, es, 3, SNAP_PAGE, 1);
+	/* Version 1: its entries' flags are reserved, 0. */
+	struct snap_info v1 = info_v1();
+	img_build_as(&m, &v1, es, 3, SNAP_PAGE, 1);
 	assert_int_equal(m.nunits, 3);
 	const size_t b = SNAP_HDR_SIZE, e0 = b + SNAP_BLOCK_HDR_SIZE;
 	uint8_t *copy = malloc(m.len);
@@ -552,7 +584,7 @@ static void test_snapshot_malformed_blocks_with_valid_checksums(void **state)
 		{ e0 + 0, 0, "entry 0" },	       /* key of 0 bytes */
 		{ e0 + 0, 70000, "entry 0" },	       /* key too long */
 		{ e0 + 4, 1000, "entry 0" },	       /* value runs over */
-		{ e0 + 8, 1, "flags" },		       /* flags set */
+		{ e0 + 8, 1, "flags" },		       /* flags set in v1 */
 		{ b + 12, 2, "after its last entry" }, /* count too small */
 		{ b + 12, 4, "cut off" },	       /* count too large */
 		{ b + 12, 0, "0 entries" },	       /* empty block */
@@ -592,9 +624,7 @@ static void test_snapshot_writer_limits(void **state)
 	e.key_len[0] = SNAP_KEY_MAX + 1;
 	assert_rc(snap_bw_add(&w, &e), -EINVAL);
 	e.key_len[0] = 10;
-	e.flags = 1;
-	assert_rc(snap_bw_add(&w, &e), -EINVAL);
-	e.flags = 0;
+	e.flags = UINT32_MAX; /* any flags: they are the item's */
 	/* Exactly full, then one byte more does not fit. */
 	e.val[0] = val;
 	e.val_len[0] = SNAP_PAGE - SNAP_BLOCK_HDR_SIZE - SNAP_ENTRY_HDR_SIZE -
@@ -726,24 +756,65 @@ static int write_seed(const char *dir, const char *name, uint8_t mode,
 	return 0;
 }
 
+/* The current format's seeds: entries with flags, the header's highest
+ * version, and a version this build does not read. */
+static int write_corpus_v2(const char *dir, struct tentry *small,
+			   struct tentry *many)
+{
+	struct img s, t;
+	int bad = 0;
+
+	for (size_t i = 0; i < 6; i++)
+		small[i].flags = i % 2 ? 0 : 0x100u << i;
+	for (size_t i = 0; i < 20; i++)
+		many[i].flags = (uint32_t)(i * 2654435761u);
+	img_build(&s, small, 6, SNAP_PAGE, 1);
+	img_build(&t, many, 20, 2 * SNAP_PAGE, 5);
+	uint8_t *c = malloc(s.len);
+	if (!c)
+		return 1;
+	bad |= write_seed(dir, "v2-valid-one-block", 0, s.p, s.len);
+	bad |= write_seed(dir, "v2-valid-blocks", 0, t.p, t.len);
+	bad |= write_seed(dir, "v2-fixsums-valid-blocks", 1, t.p, t.len);
+	memcpy(c, s.p, s.len);
+	c[16] = 3;
+	reseal_header(c);
+	bad |= write_seed(dir, "v2-version-3", 0, c, s.len);
+	memcpy(c, s.p, s.len);
+	c[16] = 1; /* a version 1 header with the highest version set */
+	reseal_header(c);
+	bad |= write_seed(dir, "v2-version-1-with-version-max", 0, c, s.len);
+	memcpy(c, s.p, s.len);
+	c[80] = 1; /* past the highest version: reserved */
+	bad |= write_seed(dir, "v2-fixsums-header-reserved", 1, c, s.len);
+	free(c);
+	free(s.p);
+	free(t.p);
+	return bad;
+}
+
 static int write_corpus(const char *dir)
 {
 	struct tentry small[6] = {
-		{ (uint8_t *)"a", (uint8_t *)"1", 1, 1, 0 },
+		{ (uint8_t *)"a", (uint8_t *)"1", 1, 1, 0, 0 },
 		{ (uint8_t *)"user:42", (uint8_t *)"{\"name\":\"ada\"}", 7, 14,
-		  1800000000 },
-		{ (uint8_t *)"empty-value", (uint8_t *)"", 11, 0, 0 },
-		{ (uint8_t *)"k3", (uint8_t *)"three", 2, 5, UINT64_MAX },
-		{ (uint8_t *)"k4", (uint8_t *)"four", 2, 4, 1 },
-		{ (uint8_t *)"k5", (uint8_t *)"five", 2, 4, 0 },
+		  1800000000, 0 },
+		{ (uint8_t *)"empty-value", (uint8_t *)"", 11, 0, 0, 0 },
+		{ (uint8_t *)"k3", (uint8_t *)"three", 2, 5, UINT64_MAX, 0 },
+		{ (uint8_t *)"k4", (uint8_t *)"four", 2, 4, 1, 0 },
+		{ (uint8_t *)"k5", (uint8_t *)"five", 2, 4, 0, 0 },
 	};
 	struct tentry *many = random_entries(20, 5);
+	struct snap_info v1 = info_v1();
 	struct img e, s, t;
 	int bad = 0;
 
+	/* The seeds without a "v2-" prefix are version 1 files (flags 0), as
+	 * the previous format's writer made them, byte for byte. */
 	for (size_t i = 0; i < 20; i++)
 		many[i].klen = many[i].klen > 30 ? 30 : many[i].klen,
-		many[i].vlen = many[i].vlen > 1500 ? 1500 : many[i].vlen;
+		many[i].vlen = many[i].vlen > 1500 ? 1500 : many[i].vlen,
+		many[i].flags = 0;
 	/* A block of its own (the blocks here are of 2 pages). */
 	free(many[7].val);
 	many[7].vlen = 9000;
@@ -751,9 +822,9 @@ static int write_corpus(const char *dir)
 	if (!many[7].val)
 		return 1;
 	tu_fill(many[7].val, many[7].vlen, 77);
-	img_build(&e, NULL, 0, SNAP_PAGE, 1);
-	img_build(&s, small, 6, SNAP_PAGE, 1);
-	img_build(&t, many, 20, 2 * SNAP_PAGE, 5);
+	img_build_as(&e, &v1, NULL, 0, SNAP_PAGE, 1);
+	img_build_as(&s, &v1, small, 6, SNAP_PAGE, 1);
+	img_build_as(&t, &v1, many, 20, 2 * SNAP_PAGE, 5);
 	size_t tb1 = t.unit_off[1], tb2 = t.unit_off[2];
 	uint8_t *c = malloc(t.len + SNAP_PAGE);
 	if (!c)
@@ -820,6 +891,7 @@ static int write_corpus(const char *dir)
 	free(e.p);
 	free(s.p);
 	free(t.p);
+	bad |= write_corpus_v2(dir, small, many);
 	free_entries(many, 20);
 	return bad;
 }
