@@ -7,10 +7,12 @@
  * docs/SNAPSHOT.md describes the format byte by byte; in short:
  *
  *     offset 0      file header (SNAP_PAGE bytes): magic, version, when,
- *                   the saved region's geometry (information only)
+ *                   the highest item version issued, the saved region's
+ *                   geometry (information only)
  *     SNAP_PAGE     blocks: each a multiple of SNAP_PAGE bytes, a 32-byte
  *                   header with its XXH3-64 checksum, length, entry count
- *                   and sequence number, then entries, then zero padding
+ *                   and sequence number, then entries (key, value, flags,
+ *                   absolute expiry), then zero padding
  *     end - PAGE    trailer (SNAP_PAGE bytes): totals, the file size and a
  *                   hash chained over every block's checksum
  *
