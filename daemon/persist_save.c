@@ -252,19 +252,15 @@ static struct wbuf *page_buf(void)
 static int save_to(struct saver *s, const char *path, char *err, size_t errlen)
 {
 	struct eng *e = s->e;
-	struct wbuf *hdr = page_buf();
 	uint64_t off;
 	int rc;
 
-	if (!hdr || !(s->cur = spare_take(s))) {
-		if (hdr)
-			wbuf_free(hdr);
+	if (!(s->cur = spare_take(s))) {
 		persist_msg(err, errlen, "snapshot %s: out of memory", path);
 		return -ENOMEM;
 	}
 	struct snap_info info = {
 		.created = (uint64_t)time(NULL),
-		.version_max = eng_version_max(e),
 		.region_size = e->g.region_size,
 		.nseg = e->g.nseg,
 		.ring_size = e->g.ring_size,
@@ -273,9 +269,9 @@ static int save_to(struct saver *s, const char *path, char *err, size_t errlen)
 		.layout_format = e->hdr->format,
 		.block_size = SNAP_BLOCK_SIZE,
 	};
-	snap_totals_init(&s->t, snap_header_put(hdr->bw.buf, &info));
-	if ((rc = write_buf(s, hdr, SNAP_HDR_SIZE, 0)))
-		goto io_fail;
+	/* The header is written last, before the trailer (which holds its
+	 * checksum): see below. */
+	snap_totals_init(&s->t, 0);
 
 	for (uint32_t seg = 0; seg < e->g.nseg; seg++) {
 		if ((rc = reserve(s, seg))) {
@@ -306,10 +302,22 @@ static int save_to(struct saver *s, const char *path, char *err, size_t errlen)
 		if ((rc = flush_full(s)))
 			goto io_fail;
 	}
-	struct wbuf *tr = page_buf();
-	if (!tr) {
+	/* The highest version once every segment was walked: no saved item
+	 * has a higher one, so a load issues none of theirs again. */
+	struct wbuf *hdr = page_buf(), *tr = page_buf();
+	if (!hdr || !tr) {
+		if (hdr)
+			wbuf_free(hdr);
+		if (tr)
+			wbuf_free(tr);
 		persist_msg(err, errlen, "snapshot %s: out of memory", path);
 		return -ENOMEM;
+	}
+	info.version_max = eng_version_max(e);
+	s->t.hdr_sum = snap_header_put(hdr->bw.buf, &info);
+	if ((rc = write_buf(s, hdr, SNAP_HDR_SIZE, 0))) {
+		wbuf_free(tr);
+		goto io_fail;
 	}
 	off = s->t.file_size;
 	snap_trailer_put(tr->bw.buf, &s->t);

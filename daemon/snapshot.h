@@ -81,8 +81,8 @@ struct snap_info {
 				 write SNAP_VERSION_MIN too); read back */
 	uint64_t created;     /* unix seconds when the save began */
 	uint64_t version_max; /* the highest item version issued when the
-				 save began (eng_version_max()); 0 in
-				 version 1 */
+				 save had walked every segment
+				 (eng_version_max()); 0 in version 1 */
 	uint64_t region_size;
 	uint32_t nseg, ring_size, nrec, max_kv;
 	uint32_t layout_format; /* LAYOUT_FORMAT of the saved region */
