@@ -59,13 +59,18 @@ static void log_saved(const char *path, const struct persist_stats *st)
 		 mb_s(st));
 }
 
-static void log_loaded(const char *path, const struct persist_stats *st)
+/* Too large: a key over ENTRY_KEY_MAX (a snapshot of layout 4 may hold
+ * keys up to 65535 bytes) or a key and value over this cache's max_kv. */
+static void log_loaded(const struct daemon *d, const char *path,
+		       const struct persist_stats *st)
 {
 	log_info("loaded %" PRIu64 " entries (%" PRIu64 " bytes) from %s "
 		 "in %.3f s (%.0f MB/s); skipped %" PRIu64 " expired, %" PRIu64
-		 " too large for this cache, %" PRIu64 " failed",
+		 " too large for this cache (a key over %u bytes, or key and "
+		 "value over %" PRIu32 "), %" PRIu64 " failed",
 		 st->entries, st->data_bytes, path, st->seconds, mb_s(st),
-		 st->expired, st->too_big, st->failed);
+		 st->expired, st->too_big, ENTRY_KEY_MAX, d->eng.g.max_kv,
+		 st->failed);
 }
 
 /* The --snapshot file, when it failed to load and is still there (a LOAD
@@ -204,7 +209,7 @@ void persist_start(struct daemon *d)
 							       : 0),
 			      &st, err, sizeof(err));
 	if (rc == 0) {
-		log_loaded(path, &st);
+		log_loaded(d, path, &st);
 		return;
 	}
 	log_error("%s", err);
@@ -263,7 +268,7 @@ int persist_request(struct daemon *d, bool load, unsigned flags,
 	    sb.st_dev == unloaded.dev && sb.st_ino == unloaded.ino)
 		unloaded.set = false; /* it loads now */
 	if (load)
-		log_loaded(path, &st);
+		log_loaded(d, path, &st);
 	else
 		log_saved(path, &st);
 	*entries = st.entries;

@@ -84,9 +84,10 @@ static void store_block(struct eng *e, struct snap_block *b,
 		uint32_t exp = en.expire_at > UINT32_MAX
 				       ? UINT32_MAX
 				       : (uint32_t)en.expire_at;
+		struct eng_wopts o = { .flags = en.flags, .expire_at = exp };
 		int rc, tries = 0;
-		while ((rc = eng_set_expire_at(e, en.key, en.klen, en.val,
-					       en.vlen, exp)) == -ETIMEDOUT &&
+		while ((rc = eng_store(e, en.key, en.klen, en.val, en.vlen, &o,
+				       NULL)) == -ETIMEDOUT &&
 		       ++tries < LOCK_RETRIES)
 			;
 		switch (rc) {
@@ -529,6 +530,11 @@ static int load_pass(struct loader *L, bool store, char *err, size_t errlen)
 			goto bad;
 		if (rc == SNAP_U_HEADER)
 			L->st->created = s->info.created;
+		/* Before the first entry is stored: no version the saved
+		 * cache issued is issued again. */
+		if (rc == SNAP_U_HEADER && store && s->info.version_max &&
+		    (rc = eng_version_floor(L->e, s->info.version_max)))
+			goto floor;
 		if (rc == SNAP_U_BLOCK && store) {
 			if (r->in_big) { /* big is reused: store it now */
 				storer_put(&L->w, &blk, NULL, L->st);
@@ -544,6 +550,12 @@ static int load_pass(struct loader *L, bool store, char *err, size_t errlen)
 bad:
 	persist_msg(err, errlen, "snapshot %s: %s", L->path, se.msg);
 	return se.code;
+floor:
+	persist_msg(err, errlen,
+		    "snapshot %s: cannot raise the cache's item versions "
+		    "above the saved ones: %s",
+		    L->path, strerror(-rc));
+	return rc;
 io:
 	persist_msg(err, errlen, "snapshot %s: read at offset %" PRIu64 ": %s",
 		    L->path, r->pos,

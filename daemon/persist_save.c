@@ -176,12 +176,15 @@ static int flush_full(struct saver *s)
 /* eng_iter's callback, under the segment lock: copy, nothing else (the
  * buffers were reserved before the lock was taken; a new one is allocated
  * here only if that reserve runs out, or for an entry larger than a
- * block). */
+ * block).  An item in its grace (served only as stale) is left out. */
 static int save_item(const struct eng_item *it, void *arg)
 {
 	struct saver *s = arg;
 	struct snap_src src = snap_src_of_item(it);
 	size_t need = snap_entry_size(it->klen, it->vlen);
+
+	if (snap_item_stale(it, eng_now(s->e)))
+		return 0;
 
 	if (!snap_bw_fits(&s->cur->bw, need)) {
 		if (s->cur->bw.n) {
@@ -249,13 +252,10 @@ static struct wbuf *page_buf(void)
 static int save_to(struct saver *s, const char *path, char *err, size_t errlen)
 {
 	struct eng *e = s->e;
-	struct wbuf *hdr = page_buf();
 	uint64_t off;
 	int rc;
 
-	if (!hdr || !(s->cur = spare_take(s))) {
-		if (hdr)
-			wbuf_free(hdr);
+	if (!(s->cur = spare_take(s))) {
 		persist_msg(err, errlen, "snapshot %s: out of memory", path);
 		return -ENOMEM;
 	}
@@ -269,9 +269,9 @@ static int save_to(struct saver *s, const char *path, char *err, size_t errlen)
 		.layout_format = e->hdr->format,
 		.block_size = SNAP_BLOCK_SIZE,
 	};
-	snap_totals_init(&s->t, snap_header_put(hdr->bw.buf, &info));
-	if ((rc = write_buf(s, hdr, SNAP_HDR_SIZE, 0)))
-		goto io_fail;
+	/* The header is written last, before the trailer (which holds its
+	 * checksum): see below. */
+	snap_totals_init(&s->t, 0);
 
 	for (uint32_t seg = 0; seg < e->g.nseg; seg++) {
 		if ((rc = reserve(s, seg))) {
@@ -302,10 +302,22 @@ static int save_to(struct saver *s, const char *path, char *err, size_t errlen)
 		if ((rc = flush_full(s)))
 			goto io_fail;
 	}
-	struct wbuf *tr = page_buf();
-	if (!tr) {
+	/* The highest version once every segment was walked: no saved item
+	 * has a higher one, so a load issues none of theirs again. */
+	struct wbuf *hdr = page_buf(), *tr = page_buf();
+	if (!hdr || !tr) {
+		if (hdr)
+			wbuf_free(hdr);
+		if (tr)
+			wbuf_free(tr);
 		persist_msg(err, errlen, "snapshot %s: out of memory", path);
 		return -ENOMEM;
+	}
+	info.version_max = eng_version_max(e);
+	s->t.hdr_sum = snap_header_put(hdr->bw.buf, &info);
+	if ((rc = write_buf(s, hdr, SNAP_HDR_SIZE, 0))) {
+		wbuf_free(tr);
+		goto io_fail;
 	}
 	off = s->t.file_size;
 	snap_trailer_put(tr->bw.buf, &s->t);

@@ -187,9 +187,11 @@ static void unmap(struct daemon *d)
 
 /* Maps an existing region and checks it.  0, or -errno with err set; on
  * failure fd stays open, for the caller to close (after it removed the
- * name, if it replaces the region: closing drops the claim). */
+ * name, if it replaces the region: closing drops the claim).  A region of
+ * this layout that is refused for its geometry leaves the highest item
+ * version it issued in *vmax (else 0), for the one that replaces it. */
 static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
-		 char *err, size_t errlen)
+		 uint64_t *vmax, char *err, size_t errlen)
 {
 	struct stat st;
 	const char *why = "";
@@ -209,6 +211,7 @@ static int adopt(struct daemon *d, int fd, const struct eng_geom *want,
 	}
 	rc = eng_attach(&d->eng, d->region_base, d->region_size,
 			DAEMON_CLIENT_ID, &why);
+	*vmax = rc == 0 ? eng_version_max(&d->eng) : 0;
 	if (rc == 0 && d->eng.g.flags != want->flags) {
 		why = d->eng.g.flags & REGION_F_CHECKSUM
 			      ? "it was made with --checksum"
@@ -258,10 +261,12 @@ static int reserve_error(const struct daemon *d, const struct eng_geom *g,
 }
 
 /* Sizes, reserves, maps and formats the region open at fd, which this
- * process owns and which is empty.  0, or -errno with err set; on failure
- * the name is removed and fd closed. */
-static int init(struct daemon *d, int fd, const struct eng_geom *g, char *err,
-		size_t errlen)
+ * process owns and which is empty, with item versions above floor (the
+ * replaced region's highest; 0: none, they start at unix seconds << 32).
+ * 0, or -errno with err set; on failure the name is removed and fd
+ * closed. */
+static int init(struct daemon *d, int fd, const struct eng_geom *g,
+		uint64_t floor, char *err, size_t errlen)
 {
 	struct eng_config ec;
 	const char *why;
@@ -296,6 +301,7 @@ static int init(struct daemon *d, int fd, const struct eng_geom *g, char *err,
 		return reserve_error(d, g, rc, err, errlen);
 	}
 	eng_config_of(&d->cfg, &ec);
+	ec.version_floor = floor;
 	if ((rc = eng_format(d->region_base, d->region_size, &ec)) != 0 ||
 	    (rc = eng_attach(&d->eng, d->region_base, d->region_size,
 			     DAEMON_CLIENT_ID, &why)) != 0) {
@@ -356,6 +362,7 @@ static int open_once(struct daemon *d, const struct eng_geom *want,
 		     bool *adopted, char *err, size_t errlen)
 {
 	struct stat st;
+	uint64_t floor = 0;
 	int rc, fd = open_existing(d);
 
 	if (fd < 0 && errno != ENOENT) {
@@ -381,9 +388,9 @@ static int open_once(struct daemon *d, const struct eng_geom *want,
 		 * sizing it.  Nothing in it to keep. */
 		if (!d->cfg.sealed && fstat(fd, &st) == 0 && st.st_size == 0) {
 			*adopted = false;
-			return init(d, fd, want, err, errlen);
+			return init(d, fd, want, 0, err, errlen);
 		}
-		rc = adopt(d, fd, want, err, errlen);
+		rc = adopt(d, fd, want, &floor, err, errlen);
 		if (rc == 0) {
 			*adopted = true;
 			return 0;
@@ -393,6 +400,12 @@ static int open_once(struct daemon *d, const struct eng_geom *want,
 			return rc;
 		}
 		log_warn("replacing region %s (--reset): %s", d->cfg.name, err);
+		/* Versions are never reused across a reset (docs/SNAPSHOT.md,
+		 * "Item versions"). */
+		if (floor)
+			log_info("item versions of the new region start above "
+				 "the replaced one's highest, %llu",
+				 (unsigned long long)floor);
 		discard(d); /* while still claimed: nobody else's name */
 		close(fd);
 	}
@@ -416,7 +429,7 @@ static int open_once(struct daemon *d, const struct eng_geom *want,
 		return rc == -EBUSY ? -EAGAIN : rc;
 	}
 	*adopted = false;
-	return init(d, fd, want, err, errlen);
+	return init(d, fd, want, floor, err, errlen);
 }
 
 /* Records this process as the region's daemon (pid, client table). */

@@ -46,7 +46,8 @@ static_assert(SNAP_BLOCK_MAX % SNAP_PAGE == 0, "blocks are whole pages");
 #define H_MAX_KV 52
 #define H_LAYOUT 56
 #define H_BLOCK_SIZE 60
-#define H_END 64 /* zero from here to SNAP_HDR_SIZE */
+#define H_VERSION_MAX 64 /* version 2; zero (reserved) in version 1 */
+#define H_END 72	 /* zero from here to SNAP_HDR_SIZE */
 
 /* Block header. */
 #define B_SUM 0 /* XXH3-64 of bytes [8, size) */
@@ -151,9 +152,11 @@ fail(struct snap_err *err, int code, uint64_t off, const char *fmt, ...)
 
 uint64_t snap_header_put(uint8_t *hdr, const struct snap_info *info)
 {
+	uint32_t version = info->version ? info->version : SNAP_VERSION;
+
 	memset(hdr, 0, SNAP_HDR_SIZE);
 	st64(hdr + H_MAGIC, SNAP_MAGIC);
-	st32(hdr + H_VERSION, SNAP_VERSION);
+	st32(hdr + H_VERSION, version);
 	st32(hdr + H_SIZE, SNAP_HDR_SIZE);
 	st64(hdr + H_CREATED, info->created);
 	st64(hdr + H_REGION_SIZE, info->region_size);
@@ -163,6 +166,8 @@ uint64_t snap_header_put(uint8_t *hdr, const struct snap_info *info)
 	st32(hdr + H_MAX_KV, info->max_kv);
 	st32(hdr + H_LAYOUT, info->layout_format);
 	st32(hdr + H_BLOCK_SIZE, info->block_size);
+	if (version >= 2)
+		st64(hdr + H_VERSION_MAX, info->version_max);
 	uint64_t sum = XXH3_64bits(hdr + H_VERSION, SNAP_HDR_SIZE - H_VERSION);
 	st64(hdr + H_SUM, sum);
 	return sum;
@@ -199,8 +204,7 @@ int snap_bw_add(struct snap_bw *w, const struct snap_src *e)
 	size_t klen = e->key_len[0] + e->key_len[1];
 	size_t vlen = e->val_len[0] + e->val_len[1];
 
-	if (klen == 0 || klen > SNAP_KEY_MAX || vlen > SNAP_BLOCK_MAX ||
-	    e->flags != 0)
+	if (klen == 0 || klen > SNAP_KEY_MAX || vlen > SNAP_BLOCK_MAX)
 		return -EINVAL;
 	if (!snap_bw_fits(w, snap_entry_size(klen, vlen)))
 		return -ENOSPC;
@@ -336,19 +340,22 @@ static int check_header(struct snap_scan *s, const uint8_t *p,
 	if (ld64(p + H_MAGIC) != SNAP_MAGIC)
 		return fail(err, SNAP_EDAMAGED, 0,
 			    "not a shmcached snapshot (bad magic)");
-	if (version != SNAP_VERSION && sum_ok)
+	if ((version < SNAP_VERSION_MIN || version > SNAP_VERSION) && sum_ok)
 		return fail(err, SNAP_EVERSION, 0,
 			    "snapshot format version %" PRIu32 ": this "
-			    "shmcached reads version %u",
-			    version, SNAP_VERSION);
+			    "shmcached reads versions %u to %u",
+			    version, SNAP_VERSION_MIN, SNAP_VERSION);
 	if (!sum_ok)
 		return fail(err, SNAP_EDAMAGED, 0,
 			    "the header is damaged (checksum mismatch)");
-	if (ld32(p + H_SIZE) != SNAP_HDR_SIZE ||
+	uint64_t version_max = ld64(p + H_VERSION_MAX);
+	if (ld32(p + H_SIZE) != SNAP_HDR_SIZE || (version < 2 && version_max) ||
 	    !all_zero(p + H_END, SNAP_HDR_SIZE - H_END))
 		return fail(err, SNAP_EDAMAGED, 0,
 			    "the header is damaged (reserved fields set)");
 	s->info = (struct snap_info){
+		.version = version,
+		.version_max = version_max,
 		.created = ld64(p + H_CREATED),
 		.region_size = ld64(p + H_REGION_SIZE),
 		.nseg = ld32(p + H_NSEG),
@@ -399,6 +406,7 @@ static int check_block(struct snap_scan *s, const uint8_t *p, size_t size,
 
 	size_t pos = SNAP_BLOCK_HDR_SIZE;
 	uint64_t data_bytes = 0;
+	bool flags_ok = s->info.version >= 2; /* version 1: reserved, 0 */
 	for (uint32_t i = 0; i < n; i++) {
 		if (end - pos < SNAP_ENTRY_HDR_SIZE)
 			return fail(err, SNAP_EDAMAGED, off + pos,
@@ -410,7 +418,7 @@ static int check_block(struct snap_scan *s, const uint8_t *p, size_t size,
 		uint32_t vlen = ld32(p + pos + E_VLEN);
 		uint32_t flags = ld32(p + pos + E_FLAGS);
 		uint64_t need = (uint64_t)SNAP_ENTRY_HDR_SIZE + klen + vlen;
-		if (klen == 0 || klen > SNAP_KEY_MAX || flags != 0 ||
+		if (klen == 0 || klen > SNAP_KEY_MAX || (flags && !flags_ok) ||
 		    need > end - pos)
 			return fail(err, SNAP_EDAMAGED, off + pos,
 				    "block %" PRIu64

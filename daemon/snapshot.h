@@ -7,10 +7,12 @@
  * docs/SNAPSHOT.md describes the format byte by byte; in short:
  *
  *     offset 0      file header (SNAP_PAGE bytes): magic, version, when,
- *                   the saved region's geometry (information only)
+ *                   the highest item version issued, the saved region's
+ *                   geometry (information only)
  *     SNAP_PAGE     blocks: each a multiple of SNAP_PAGE bytes, a 32-byte
  *                   header with its XXH3-64 checksum, length, entry count
- *                   and sequence number, then entries, then zero padding
+ *                   and sequence number, then entries (key, value, flags,
+ *                   absolute expiry), then zero padding
  *     end - PAGE    trailer (SNAP_PAGE bytes): totals, the file size and a
  *                   hash chained over every block's checksum
  *
@@ -38,12 +40,13 @@
 #include "engine.h"
 
 /* ------------------------------------------------------------------------
- * Constants of the format (version 1)
+ * Constants of the format (version 2; version 1 is still read)
  * ------------------------------------------------------------------------ */
 
 #define SNAP_MAGIC UINT64_C(0x50414e53434d4853) /* "SHMCSNAP" (LE) */
-#define SNAP_VERSION 1u
-#define SNAP_PAGE 4096u /* unit of alignment: header, blocks, trailer */
+#define SNAP_VERSION 2u	    /* written: entry flags, the highest version */
+#define SNAP_VERSION_MIN 1u /* read too: entry flags 0, no version */
+#define SNAP_PAGE 4096u	    /* unit of alignment: header, blocks, trailer */
 #define SNAP_HDR_SIZE SNAP_PAGE
 #define SNAP_TRAILER_SIZE SNAP_PAGE
 #define SNAP_BLOCK_MAGIC UINT32_C(0x4b4c4253)	/* "SBLK" */
@@ -69,11 +72,17 @@
  * Types
  * ------------------------------------------------------------------------ */
 
-/* The file header's fields.  Only `created` and the version matter to a
- * reader; the geometry of the region that was saved is for the operator
- * (docs/SNAPSHOT.md), a snapshot loads into any geometry. */
+/* The file header's fields.  Only `created`, the format version and
+ * version_max matter to a reader; the geometry of the region that was
+ * saved is for the operator (docs/SNAPSHOT.md), a snapshot loads into any
+ * geometry. */
 struct snap_info {
-	uint64_t created; /* unix seconds when the save began */
+	uint32_t version;     /* the format: 0 writes SNAP_VERSION (tests
+				 write SNAP_VERSION_MIN too); read back */
+	uint64_t created;     /* unix seconds when the save began */
+	uint64_t version_max; /* the highest item version issued when the
+				 save had walked every segment
+				 (eng_version_max()); 0 in version 1 */
 	uint64_t region_size;
 	uint32_t nseg, ring_size, nrec, max_kv;
 	uint32_t layout_format; /* LAYOUT_FORMAT of the saved region */
@@ -95,10 +104,14 @@ struct snap_src {
 	const void *val[2];
 	size_t val_len[2];
 	uint64_t expire_at; /* absolute unix seconds; 0 = never */
-	uint32_t flags;	    /* 0 in version 1 */
+	uint32_t flags;	    /* the item's flags (0 in a version 1 file) */
 };
 
-/* The entry a cache item (from eng_iter()) is saved as. */
+/* The entry a cache item (from eng_iter()) is saved as.  An item stored
+ * with a grace (stale-while-revalidate) is saved to expire at its soft
+ * expiry: a loaded value is never served fresh past the time it was to be
+ * revalidated, and its grace is not kept (the caller leaves out items
+ * already past their soft expiry: see snap_item_stale()). */
 static inline struct snap_src snap_src_of_item(const struct eng_item *it)
 {
 	return (struct snap_src){
@@ -106,8 +119,16 @@ static inline struct snap_src snap_src_of_item(const struct eng_item *it)
 		.key_len = { it->key_len[0], it->key_len[1] },
 		.val = { it->val[0], it->val[1] },
 		.val_len = { it->val_len[0], it->val_len[1] },
-		.expire_at = it->expire,
+		.expire_at = it->soft ? it->soft : it->expire,
+		.flags = it->flags,
 	};
+}
+
+/* Whether an item is in its grace at `now` (past its soft expiry, served
+ * only as stale): a save leaves it out. */
+static inline bool snap_item_stale(const struct eng_item *it, uint32_t now)
+{
+	return it->soft && it->soft <= now;
 }
 
 /* One entry read back from a verified block; the pointers point into the
@@ -197,8 +218,9 @@ static inline bool snap_bw_fits(const struct snap_bw *w, size_t esize)
 }
 
 /* Appends an entry.  Returns 0, -ENOSPC when it does not fit (w is
- * unchanged), or -EINVAL for a key of 0 or more than SNAP_KEY_MAX bytes,
- * a value of more than SNAP_BLOCK_MAX bytes or non-zero flags. */
+ * unchanged), or -EINVAL for a key of 0 or more than SNAP_KEY_MAX bytes or
+ * a value of more than SNAP_BLOCK_MAX bytes.  (A file written as version 1
+ * must hold entries of flags 0 only: its reader refuses others.) */
 int snap_bw_add(struct snap_bw *w, const struct snap_src *e);
 
 /* Finishes the block as number `seq` of its file: writes the header, zeroes
@@ -243,7 +265,8 @@ int snap_scan_peek(const struct snap_scan *s, const uint8_t *p, size_t avail,
 /* Verifies the unit of `size` bytes (as peeked) at p, and moves s past it.
  * Returns the unit's kind (enum snap_unit; for a block, *blk is set up for
  * snap_block_next), or with err filled
- *   SNAP_EDAMAGED  bad magic, checksum, field or entry framing; a block out
+ *   SNAP_EDAMAGED  bad magic, checksum, field or entry framing (flags
+ *                  set in a version 1 file included); a block out
  *                  of sequence; a trailer whose totals, size or chain do
  *                  not match what was read;
  *   SNAP_EVERSION  a header of another version, intact.

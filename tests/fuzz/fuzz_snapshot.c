@@ -121,8 +121,9 @@ static int count_entry(const struct snap_entry *e, void *arg)
 }
 
 /* Re-encodes a verified block's entries into a block of the same size:
- * must give the same bytes. */
-static void reencode_block(const struct snap_block *blk, struct snap_totals *t)
+ * must give the same bytes.  A file of format `version` 1 has flags 0. */
+static void reencode_block(const struct snap_block *blk, uint32_t version,
+			   struct snap_totals *t)
 {
 	struct snap_block b = *blk;
 	struct snap_entry e;
@@ -138,7 +139,7 @@ static void reencode_block(const struct snap_block *blk, struct snap_totals *t)
 		CHECK(e.key == blk->p + used + SNAP_ENTRY_HDR_SIZE);
 		CHECK(e.klen >= 1 && e.klen <= SNAP_KEY_MAX);
 		CHECK(e.val == e.key + e.klen);
-		CHECK(e.flags == 0);
+		CHECK(e.flags == 0 || version >= 2);
 		used += snap_entry_size(e.klen, e.vlen);
 		CHECK(used <= SNAP_BLOCK_HDR_SIZE + (size_t)blk->data_len);
 		struct snap_src src = {
@@ -147,6 +148,7 @@ static void reencode_block(const struct snap_block *blk, struct snap_totals *t)
 			.val = { e.val },
 			.val_len = { e.vlen },
 			.expire_at = e.expire_at,
+			.flags = e.flags,
 		};
 		CHECK(snap_bw_add(&w, &src) == 0);
 		n++;
@@ -212,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case SNAP_U_BLOCK:
 			CHECK(blk.off == off && blk.size == usize);
 			CHECK(blk.seq == t.blocks);
-			reencode_block(&blk, &t);
+			reencode_block(&blk, s.info.version, &t);
 			entries += blk.n;
 			break;
 		case SNAP_U_TRAILER: {

@@ -4,10 +4,13 @@
 a layout change through a snapshot, and warm restarts of the daemon under
 load from several client processes (SIGTERM and SIGKILL).
 
-    test_persist.py DAEMON_BINARY CACHECTL_BINARY [NO_URING] [unittest args]
+    test_persist.py DAEMON_BINARY CACHECTL_BINARY [NO_URING [ITEM_CLIENT]]
+                    [unittest args]
 
 NO_URING (tests/integration/no_uring.c), when given, runs one round trip
-with io_uring disabled, through the pread/pwrite fallback.
+with io_uring disabled, through the pread/pwrite fallback.  ITEM_CLIENT
+(tests/integration/item_client.c) sets and reads items' flags and
+versions; without it those tests are skipped.
 
 Prints "N passed, N failed, N skipped" last; exits 0 if all passed, 1 if
 not, 77 when the host cannot run it.
@@ -41,6 +44,7 @@ import shmcproto as p  # noqa: E402
 DAEMON = None
 CACHECTL = None
 NO_URING = None
+ITEM_CLIENT = None
 
 OK, NO, USAGE, UNREACHABLE, FAILED = 0, 1, 2, 3, 4
 EBADMSG, EINVAL, EPERM, EBUSY, EISDIR = 74, 22, 1, 16, 21
@@ -503,11 +507,11 @@ class BadFiles(PersistTest):
         self.save(d, good)
         with open(good, "rb") as f:
             data = bytearray(f.read())
-        struct.pack_into("<I", data, 16, 2)  # the version field
-        v2 = os.path.join(self.dir, "v2.snap")
-        with open(v2, "wb") as f:
+        struct.pack_into("<I", data, 16, 3)  # the version field
+        v3 = os.path.join(self.dir, "v3.snap")
+        with open(v3, "wb") as f:
             f.write(data)
-        self.damaged(d, c, v2, ["offset 0:", "header"])
+        self.damaged(d, c, v3, ["offset 0:", "header"])
 
     def test_missing_file_directory_and_relative_path(self):
         d = self.daemon()
@@ -750,21 +754,22 @@ class DamagedSnapshotFile(PersistTest):
             self.assertEqual(read_file(name), data)
 
     def test_other_version_is_moved_aside_too(self):
-        # A version 2 file with a valid checksum: the fuzz seed written by
+        # A version 3 file with a valid checksum: the fuzz seed written by
         # test_snapshot --write-corpus, past its first byte (the fuzz
         # harness's mode).
         seed = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                            "..", "fuzz", "corpus", "snapshot", "version-2")
+                            "..", "fuzz", "corpus", "snapshot",
+                            "v2-version-3")
         data = read_file(seed)[1:]
         self.assertEqual(data[:8], b"SHMCSNAP")
-        path = os.path.join(self.dir, "v2.snap")
+        path = os.path.join(self.dir, "v3.snap")
         with open(path, "wb") as f:
             f.write(data)
         d = self.daemon("--snapshot", path)
         self.assertEqual(d.stop(), 0)
         moved = self.moved_to(d.logtext(), path, kind="unloaded")
         self.assertEqual(read_file(moved), data)
-        self.assertIn("snapshot format version 2", d.logtext())
+        self.assertIn("snapshot format version 3", d.logtext())
 
     def test_failed_load_request_of_the_snapshot_file_is_kept_at_stop(self):
         path = os.path.join(self.dir, "req.snap")
@@ -912,6 +917,69 @@ class Restarts(PersistTest):
         c = self.client(d)
         self.assertEqual(len(c.stats(per_segment=True)), 64)
         self.assert_all_present(c, want)
+
+
+class ItemsAcrossRestarts(PersistTest):
+    """Flags and versions (CAS) of items across a snapshot and a
+    --reset, through item_client."""
+
+    def setUp(self):
+        super().setUp()
+        if not ITEM_CLIENT:
+            self.skipTest("no item_client given")
+
+    def item(self, d, *args, rc=0):
+        r = subprocess.run([ITEM_CLIENT, d.sock] + [str(a) for a in args],
+                           capture_output=True, text=True, timeout=p.HANG_S)
+        self.assertEqual(r.returncode, rc, r.stderr)
+        return r.stdout.split()
+
+    def gets(self, d, key):
+        flags, version, *val = self.item(d, "gets", key)
+        return int(flags), int(version), " ".join(val)
+
+    def test_flags_and_versions_survive_a_snapshot(self):
+        d = self.daemon()
+        want = {}
+        for i in range(200):
+            flags = (i * 2654435761) & 0xffffffff if i % 4 else 0
+            want[f"f{i}"] = (flags, int(self.item(d, "set", f"f{i}",
+                                                  f"v{i}", flags)[0]))
+        path = os.path.join(self.dir, "items.snap")
+        self.assertEqual(self.save(d, path), len(want))
+        saved_max = max(v for _, v in want.values())
+        # A new region (another name) with the snapshot loaded at start.
+        d2 = self.daemon("--snapshot", path)
+        self.assertIn(f"loaded {len(want)} entries", d2.logtext())
+        for i, (key, (flags, version)) in enumerate(want.items()):
+            got_flags, got_version, val = self.gets(d2, key)
+            self.assertEqual((got_flags, val), (flags, f"v{i}"), key)
+            self.assertGreater(got_version, saved_max, key)
+        # A version read before the save is not one any more.
+        self.assertEqual(self.item(d2, "cas", "f1", "x", want["f1"][1]),
+                         ["exists"])
+        _, now_version, _ = self.gets(d2, "f1")
+        self.assertEqual(self.item(d2, "cas", "f1", "x", now_version),
+                         ["stored"])
+        self.assertGreater(int(self.item(d2, "set", "new", "n", 0)[0]),
+                           saved_max)
+
+    def test_reset_issues_versions_above_the_replaced_regions(self):
+        d = self.daemon("--memory", "32M")
+        # Versions far above what a region formatted now starts at.
+        high = (int(time.time()) + 10**6) << 32
+        self.item(d, "floor", high)
+        old = int(self.item(d, "set", "k", "old", 5)[0])
+        self.assertGreater(old, high)
+        d.stop()
+        mark = len(d.logtext())
+        d.extra = ["--memory", "48M", "--reset"]
+        d.start()
+        log = d.logtext()[mark:]
+        self.assertIn("replacing region", log)
+        self.assertIn("item versions of the new region start above", log)
+        self.assertEqual(self.item(d, "gets", "k", rc=1), [])
+        self.assertGreater(int(self.item(d, "set", "k", "new", 0)[0]), old)
 
 
 def hold_main(lib_path, sock, key):
@@ -1174,7 +1242,7 @@ class WarmRestartUnderLoad(PersistTest):
 
 
 def main():
-    global DAEMON, CACHECTL, NO_URING
+    global DAEMON, CACHECTL, NO_URING, ITEM_CLIENT
     if len(sys.argv) >= 2 and sys.argv[1] == "--writer":
         kind, sock, ctl, wid, stop, out = sys.argv[2:8]
         return writer_main(kind, sock, ctl, int(wid), stop, out)
@@ -1184,6 +1252,8 @@ def main():
     rest = sys.argv[3:]
     if rest and not rest[0].startswith("-") and os.access(rest[0], os.X_OK):
         NO_URING = os.path.abspath(rest.pop(0))
+    if rest and not rest[0].startswith("-") and os.access(rest[0], os.X_OK):
+        ITEM_CLIENT = os.path.abspath(rest.pop(0))
     return p.run_tests(rest, "shmc-persist-")
 
 

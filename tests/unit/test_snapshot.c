@@ -4,6 +4,8 @@
  * (any flipped byte, any truncation, a wrong version, blocks dropped,
  * swapped or borrowed from another file) is refused with the offset of
  * the unit at fault, and nothing of a damaged block is handed out.
+ * Entries keep their flags and the header the highest item version; a
+ * file of the previous format (version 1) still reads, with flags 0.
  *
  *     test_snapshot                      the tests
  *     test_snapshot --write-corpus DIR   writes the fuzz seed corpus
@@ -28,6 +30,7 @@ struct tentry {
 	uint8_t *key, *val;
 	uint32_t klen, vlen;
 	uint64_t expire;
+	uint32_t flags;
 };
 
 struct img {
@@ -39,6 +42,7 @@ struct img {
 };
 
 static const struct snap_info test_info = {
+	.version = SNAP_VERSION,
 	.created = 1700000000,
 	.region_size = 64 << 20,
 	.nseg = 256,
@@ -47,7 +51,18 @@ static const struct snap_info test_info = {
 	.max_kv = 62500,
 	.layout_format = 0x12345678,
 	.block_size = SNAP_BLOCK_SIZE,
+	.version_max = UINT64_C(0x6a5b4c3d00001234),
 };
+
+/* The same, as the previous format (version 1) wrote it. */
+static struct snap_info info_v1(void)
+{
+	struct snap_info i = test_info;
+
+	i.version = 1;
+	i.version_max = 0;
+	return i;
+}
 
 static void img_unit(struct img *m, const void *p, size_t n)
 {
@@ -67,11 +82,13 @@ static void img_seal(struct img *m, struct snap_bw *w)
 	img_unit(m, w->buf, size);
 }
 
-/* Builds a file of the n entries in blocks of `cap` bytes (an entry too
- * large gets a block of its own).  Keys and values are handed to the
- * writer in two pieces cut at a random place, as the ring does. */
-static void img_build(struct img *m, const struct tentry *es, size_t n,
-		      size_t cap, uint64_t seed)
+/* Builds a file with header `info` of the n entries in blocks of `cap`
+ * bytes (an entry too large gets a block of its own).  Keys and values are
+ * handed to the writer in two pieces cut at a random place, as the ring
+ * does. */
+static void img_build_as(struct img *m, const struct snap_info *info,
+			 const struct tentry *es, size_t n, size_t cap,
+			 uint64_t seed)
 {
 	size_t bound = SNAP_MIN_FILE;
 	uint8_t hdr[SNAP_PAGE];
@@ -82,7 +99,7 @@ static void img_build(struct img *m, const struct tentry *es, size_t n,
 	memset(m, 0, sizeof(*m));
 	m->p = malloc(bound);
 	assert_non_null(m->p);
-	snap_totals_init(&m->t, snap_header_put(hdr, &test_info));
+	snap_totals_init(&m->t, snap_header_put(hdr, info));
 	img_unit(m, hdr, sizeof(hdr));
 
 	uint8_t *buf = aligned_alloc(SNAP_PAGE, cap);
@@ -99,6 +116,7 @@ static void img_build(struct img *m, const struct tentry *es, size_t n,
 			.val = { e->val, e->val + vcut },
 			.val_len = { vcut, e->vlen - vcut },
 			.expire_at = e->expire,
+			.flags = e->flags,
 		};
 		int rc = snap_bw_add(&w, &src);
 		if (rc == -ENOSPC && w.n) {
@@ -128,6 +146,13 @@ static void img_build(struct img *m, const struct tentry *es, size_t n,
 	snap_trailer_put(tr, &m->t);
 	img_unit(m, tr, sizeof(tr));
 	assert_int_equal(m->len, m->t.file_size);
+}
+
+/* The same in the current format. */
+static void img_build(struct img *m, const struct tentry *es, size_t n,
+		      size_t cap, uint64_t seed)
+{
+	img_build_as(m, &test_info, es, n, cap, seed);
 }
 
 /* The unit a byte belongs to. */
@@ -164,6 +189,11 @@ static struct tentry *random_entries(size_t n, uint64_t seed)
 		if (i == 2)
 			e->expire =
 				UINT64_MAX; /* beyond the engine's 32 bits */
+		/* Not drawn from seed: the same keys and values as before
+		 * entries had flags. */
+		e->flags = i % 3 ? (uint32_t)(i * 2654435761u) : 0;
+		if (i == 3)
+			e->flags = UINT32_MAX;
 		e->key = malloc(e->klen);
 		e->val = malloc(e->vlen ? e->vlen : 1);
 		assert_true(e->key && e->val);
@@ -222,7 +252,7 @@ static int check_entry(const struct snap_entry *e, void *arg)
 	if (t->vlen)
 		assert_memory_equal(e->val, t->val, t->vlen);
 	assert_true(e->expire_at == t->expire);
-	assert_int_equal(e->flags, 0);
+	assert_int_equal(e->flags, t->flags);
 	return 0;
 }
 
@@ -422,8 +452,8 @@ static void test_snapshot_wrong_version_is_refused(void **state)
 
 	(void)state;
 	img_build(&m, NULL, 0, SNAP_PAGE, 1);
-	for (uint32_t v = 0; v < 4; v++) {
-		if (v == SNAP_VERSION)
+	for (uint32_t v = 0; v < 5; v++) {
+		if (v >= SNAP_VERSION_MIN && v <= SNAP_VERSION)
 			continue;
 		uint8_t *copy = malloc(m.len);
 		assert_non_null(copy);
@@ -532,14 +562,16 @@ static void test_snapshot_blocks_dropped_swapped_or_borrowed(void **state)
 static void test_snapshot_malformed_blocks_with_valid_checksums(void **state)
 {
 	struct tentry es[3] = {
-		{ (uint8_t *)"alpha", (uint8_t *)"one", 5, 3, 0 },
-		{ (uint8_t *)"beta", (uint8_t *)"two", 4, 3, 1800000000 },
-		{ (uint8_t *)"gamma", (uint8_t *)"three", 5, 5, 0 },
+		{ (uint8_t *)"alpha", (uint8_t *)"one", 5, 3, 0, 0 },
+		{ (uint8_t *)"beta", (uint8_t *)"two", 4, 3, 1800000000, 0 },
+		{ (uint8_t *)"gamma", (uint8_t *)"three", 5, 5, 0, 0 },
 	};
 	struct img m;
 
 	(void)state;
-	img_build(&m, es, 3, SNAP_PAGE, 1);
+	/* Version 1: its entries' flags are reserved, 0. */
+	struct snap_info v1 = info_v1();
+	img_build_as(&m, &v1, es, 3, SNAP_PAGE, 1);
 	assert_int_equal(m.nunits, 3);
 	const size_t b = SNAP_HDR_SIZE, e0 = b + SNAP_BLOCK_HDR_SIZE;
 	uint8_t *copy = malloc(m.len);
@@ -552,7 +584,7 @@ static void test_snapshot_malformed_blocks_with_valid_checksums(void **state)
 		{ e0 + 0, 0, "entry 0" },	       /* key of 0 bytes */
 		{ e0 + 0, 70000, "entry 0" },	       /* key too long */
 		{ e0 + 4, 1000, "entry 0" },	       /* value runs over */
-		{ e0 + 8, 1, "flags" },		       /* flags set */
+		{ e0 + 8, 1, "flags" },		       /* flags set in v1 */
 		{ b + 12, 2, "after its last entry" }, /* count too small */
 		{ b + 12, 4, "cut off" },	       /* count too large */
 		{ b + 12, 0, "0 entries" },	       /* empty block */
@@ -592,9 +624,7 @@ static void test_snapshot_writer_limits(void **state)
 	e.key_len[0] = SNAP_KEY_MAX + 1;
 	assert_rc(snap_bw_add(&w, &e), -EINVAL);
 	e.key_len[0] = 10;
-	e.flags = 1;
-	assert_rc(snap_bw_add(&w, &e), -EINVAL);
-	e.flags = 0;
+	e.flags = UINT32_MAX; /* any flags: they are the item's */
 	/* Exactly full, then one byte more does not fit. */
 	e.val[0] = val;
 	e.val_len[0] = SNAP_PAGE - SNAP_BLOCK_HDR_SIZE - SNAP_ENTRY_HDR_SIZE -
@@ -617,13 +647,18 @@ static void test_snapshot_writer_limits(void **state)
 struct to_img {
 	struct snap_bw w;
 	struct img *m;
+	struct eng *e;
 };
 
 static int iter_to_img(const struct eng_item *it, void *arg)
 {
 	struct to_img *x = arg;
 	struct snap_src src = snap_src_of_item(it);
-	int rc = snap_bw_add(&x->w, &src);
+	int rc;
+
+	if (snap_item_stale(it, eng_now(x->e))) /* as persist_save.c */
+		return 0;
+	rc = snap_bw_add(&x->w, &src);
 
 	if (rc == -ENOSPC) {
 		img_seal(x->m, &x->w);
@@ -631,6 +666,59 @@ static int iter_to_img(const struct eng_item *it, void *arg)
 		rc = snap_bw_add(&x->w, &src);
 	}
 	return rc;
+}
+
+/* The cache's entries to a file image (at most 16 MiB), as
+ * persist_save.c writes it: the header has the highest version. */
+static void img_of_engine(struct img *m, struct eng *e)
+{
+	struct snap_info info = test_info;
+	uint8_t hdr[SNAP_PAGE], tr[SNAP_PAGE];
+
+	info.version_max = eng_version_max(e);
+	memset(m, 0, sizeof(*m));
+	m->p = malloc(16 << 20);
+	assert_non_null(m->p);
+	snap_totals_init(&m->t, snap_header_put(hdr, &info));
+	img_unit(m, hdr, sizeof(hdr));
+	struct to_img x = { .m = m, .e = e };
+	snap_bw_init(&x.w, aligned_alloc(SNAP_PAGE, 64 * SNAP_PAGE),
+		     64 * SNAP_PAGE);
+	assert_non_null(x.w.buf);
+	assert_rc(eng_iter(e, 0, e->g.nseg, iter_to_img, &x), 0);
+	if (x.w.n)
+		img_seal(m, &x.w);
+	free(x.w.buf);
+	snap_trailer_put(tr, &m->t);
+	img_unit(m, tr, sizeof(tr));
+}
+
+/* Stores an entry as persist_load.c does: with its flags and absolute
+ * expiry (one expired by now is skipped). */
+static int store_as_load(const struct snap_entry *en, void *arg)
+{
+	struct eng_wopts o = { .flags = en->flags,
+			       .expire_at = (uint32_t)en->expire_at };
+	int rc = eng_store(arg, en->key, en->klen, en->val, en->vlen, &o, NULL);
+
+	return rc == -ETIME ? 0 : rc;
+}
+
+/* Loads an image as persist_load.c does: the version floor raised to the
+ * header's highest version first, then every entry stored. */
+static void load_img(struct eng *e, const struct img *m)
+{
+	struct snap_scan s;
+	struct snap_err err;
+
+	/* The header first: a file of one unit is its header (then it is
+	 * truncated, which the walk says after the header is read). */
+	snap_scan_init(&s, m->len);
+	assert_rc(snap_scan_unit(&s, m->p, SNAP_HDR_SIZE, NULL, &err),
+		  SNAP_U_HEADER);
+	if (s.info.version_max)
+		assert_rc(eng_version_floor(e, s.info.version_max), 0);
+	assert_rc(snap_scan_image(&s, m->p, m->len, store_as_load, e, &err), 0);
 }
 
 static int store_entry(const struct snap_entry *e, void *arg)
@@ -663,22 +751,7 @@ static void test_snapshot_engine_round_trip_into_other_geometry(void **state)
 	assert_rc(eng_set(&r->e, "gone", 4, "x", 1, 1), 0);
 	eng_clock_set(&r->e, now + 2);
 
-	memset(&m, 0, sizeof(m));
-	m.p = malloc(16 << 20);
-	assert_non_null(m.p);
-	uint8_t hdr[SNAP_PAGE], tr[SNAP_PAGE];
-	snap_totals_init(&m.t, snap_header_put(hdr, &test_info));
-	img_unit(&m, hdr, sizeof(hdr));
-	struct to_img x = { .m = &m };
-	snap_bw_init(&x.w, aligned_alloc(SNAP_PAGE, 64 * SNAP_PAGE),
-		     64 * SNAP_PAGE);
-	assert_non_null(x.w.buf);
-	assert_rc(eng_iter(&r->e, 0, r->e.g.nseg, iter_to_img, &x), 0);
-	if (x.w.n)
-		img_seal(&m, &x.w);
-	free(x.w.buf);
-	snap_trailer_put(tr, &m.t);
-	img_unit(&m, tr, sizeof(tr));
+	img_of_engine(&m, &r->e);
 	assert_int_equal(m.t.entries, n);
 
 	tu_region_open(&dst, 16 << 20, &to);
@@ -705,6 +778,138 @@ static void test_snapshot_engine_round_trip_into_other_geometry(void **state)
 	free(m.p);
 }
 
+/* Flags survive a save and a load; every version the loaded cache issues
+ * is above the saved cache's highest, so a CAS with a version read before
+ * the save fails after the load, even in a cache whose versions started
+ * where the saved one's did. */
+static void test_snapshot_flags_and_versions_survive_a_load(void **state)
+{
+	struct tu_region *r = *state, dst = { 0 };
+	struct eng_config cfg = { .nseg = 8, .version_floor = 1u << 20 };
+	struct eng_meta m0, m;
+	char key[32], buf[64];
+	struct img img;
+	const uint32_t n = 500;
+
+	tu_region_open(r, 4 << 20, &cfg);
+	for (uint32_t i = 0; i < n; i++) {
+		size_t klen = tu_key(key, sizeof(key), "f", i);
+		struct eng_wopts o = { .flags = i * 2654435761u };
+		assert_rc(eng_store(&r->e, key, klen, key, klen, &o, NULL), 0);
+	}
+	assert_rc(eng_get_ex(&r->e, "f0", 2, buf, sizeof(buf), &m0), 0);
+	img_of_engine(&img, &r->e);
+	uint64_t saved_max = eng_version_max(&r->e);
+
+	tu_region_open(&dst, 4 << 20, &cfg); /* same geometry, same floor */
+	load_img(&dst.e, &img);
+	for (uint32_t i = 0; i < n; i++) {
+		size_t klen = tu_key(key, sizeof(key), "f", i);
+		assert_rc(eng_get_ex(&dst.e, key, klen, buf, sizeof(buf), &m),
+			  0);
+		assert_int_equal(m.flags, i * 2654435761u);
+		assert_true(m.cas > saved_max);
+	}
+	struct eng_wopts cas = { .mode = ENG_CAS, .cas = m0.cas };
+	assert_rc(eng_store(&dst.e, "f0", 2, "new", 3, &cas, NULL), -EEXIST);
+	assert_rc(eng_store(&dst.e, "new", 3, "x", 1, NULL, NULL), 0);
+	assert_rc(eng_get_ex(&dst.e, "new", 3, buf, sizeof(buf), &m), 0);
+	assert_true(m.cas > saved_max);
+	tu_region_close(&dst);
+	free(img.p);
+}
+
+/* An item stored with a grace is saved to expire at its soft expiry (a
+ * loaded value is never served fresh past it); one already in its grace
+ * at the save is left out. */
+static void
+test_snapshot_grace_items_are_saved_to_their_soft_expiry(void **state)
+{
+	struct tu_region *r = *state, dst = { 0 };
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng_meta m;
+	char buf[16];
+	struct img img;
+
+	tu_region_open(r, 2 << 20, &cfg);
+	uint32_t now = eng_now(&r->e);
+	struct eng_wopts fresh = { .ttl_s = 100, .grace_s = 50, .flags = 7 };
+	struct eng_wopts soon = { .ttl_s = 10, .grace_s = 50 };
+	assert_rc(eng_store(&r->e, "fresh", 5, "a", 1, &fresh, NULL), 0);
+	assert_rc(eng_store(&r->e, "stale", 5, "b", 1, &soon, NULL), 0);
+	eng_clock_set(&r->e, now + 20); /* "stale" is in its grace */
+	img_of_engine(&img, &r->e);
+	assert_int_equal(img.t.entries, 1);
+
+	tu_region_open(&dst, 2 << 20, &cfg);
+	eng_clock_set(&dst.e, now + 20);
+	load_img(&dst.e, &img);
+	assert_rc(eng_get_ex(&dst.e, "fresh", 5, buf, sizeof(buf), &m), 0);
+	assert_int_equal(m.expire, now + 100);
+	assert_int_equal(m.flags, 7);
+	tu_assert_miss(&dst.e, "stale", 5);
+	tu_region_close(&dst);
+	free(img.p);
+}
+
+/* A file the previous format's writer made (the fuzz seed valid-one-block,
+ * checked in before version 2: a mode byte, then the file) still reads:
+ * version 1, no highest version, flags 0.  The version 1 writer here gives
+ * it byte for byte.  A version 1 header with the version 2 field set is
+ * damaged. */
+static void test_snapshot_previous_format_reads_with_flags_0(void **state)
+{
+	const char *path = getenv("SNAP_V1_FIXTURE");
+	static uint8_t file[1 << 16];
+	struct tentry es[6] = { 0 };
+	struct snap_scan s;
+	struct snap_err err;
+	struct img m;
+
+	(void)state;
+	if (!path)
+		skip();
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	ssize_t got = read(fd, file, sizeof(file));
+	close(fd);
+	assert_true(got > 1 && file[0] == 0);
+	uint8_t *p = file + 1;
+	size_t len = (size_t)got - 1;
+	assert_int_equal(p[16], 1); /* format version 1 */
+
+	static const char *const keys[6] = { "a",  "user:42", "empty-value",
+					     "k3", "k4",      "k5" };
+	static const char *const vals[6] = { "1",    "{\"name\":\"ada\"}",
+					     "",     "three",
+					     "four", "five" };
+	static const uint64_t exps[6] = { 0, 1800000000, 0, UINT64_MAX, 1, 0 };
+	for (size_t i = 0; i < 6; i++)
+		es[i] = (struct tentry){ (uint8_t *)keys[i],
+					 (uint8_t *)vals[i],
+					 (uint32_t)strlen(keys[i]),
+					 (uint32_t)strlen(vals[i]),
+					 exps[i],
+					 0 };
+	struct expect x = { .es = es, .n = 6 };
+	assert_rc(snap_scan_image(&s, p, len, check_entry, &x, &err), 0);
+	assert_int_equal(x.seen, 6);
+	assert_int_equal(s.info.version, 1);
+	assert_int_equal(s.info.version_max, 0);
+
+	struct snap_info v1 = info_v1();
+	img_build_as(&m, &v1, es, 6, SNAP_PAGE, 1);
+	assert_int_equal(m.len, len);
+	assert_memory_equal(m.p, p, len);
+
+	m.p[SNAP_HDR_SIZE - SNAP_PAGE + 64] = 1; /* the highest version */
+	reseal_header(m.p);
+	err = must_fail(m.p, m.len, NULL);
+	assert_int_equal(err.code, SNAP_EDAMAGED);
+	assert_non_null(strstr(err.msg, "reserved fields set"));
+	free(m.p);
+}
+
 /* ------------------------------------------------------------------------
  * The fuzz seed corpus (tests/fuzz/fuzz_snapshot.c reads a mode byte, then
  * the file: mode 0 as is, mode 1 with every checksum recomputed first)
@@ -726,24 +931,65 @@ static int write_seed(const char *dir, const char *name, uint8_t mode,
 	return 0;
 }
 
+/* The current format's seeds: entries with flags, the header's highest
+ * version, and a version this build does not read. */
+static int write_corpus_v2(const char *dir, struct tentry *small,
+			   struct tentry *many)
+{
+	struct img s, t;
+	int bad = 0;
+
+	for (size_t i = 0; i < 6; i++)
+		small[i].flags = i % 2 ? 0 : 0x100u << i;
+	for (size_t i = 0; i < 20; i++)
+		many[i].flags = (uint32_t)(i * 2654435761u);
+	img_build(&s, small, 6, SNAP_PAGE, 1);
+	img_build(&t, many, 20, 2 * SNAP_PAGE, 5);
+	uint8_t *c = malloc(s.len);
+	if (!c)
+		return 1;
+	bad |= write_seed(dir, "v2-valid-one-block", 0, s.p, s.len);
+	bad |= write_seed(dir, "v2-valid-blocks", 0, t.p, t.len);
+	bad |= write_seed(dir, "v2-fixsums-valid-blocks", 1, t.p, t.len);
+	memcpy(c, s.p, s.len);
+	c[16] = 3;
+	reseal_header(c);
+	bad |= write_seed(dir, "v2-version-3", 0, c, s.len);
+	memcpy(c, s.p, s.len);
+	c[16] = 1; /* a version 1 header with the highest version set */
+	reseal_header(c);
+	bad |= write_seed(dir, "v2-version-1-with-version-max", 0, c, s.len);
+	memcpy(c, s.p, s.len);
+	c[80] = 1; /* past the highest version: reserved */
+	bad |= write_seed(dir, "v2-fixsums-header-reserved", 1, c, s.len);
+	free(c);
+	free(s.p);
+	free(t.p);
+	return bad;
+}
+
 static int write_corpus(const char *dir)
 {
 	struct tentry small[6] = {
-		{ (uint8_t *)"a", (uint8_t *)"1", 1, 1, 0 },
+		{ (uint8_t *)"a", (uint8_t *)"1", 1, 1, 0, 0 },
 		{ (uint8_t *)"user:42", (uint8_t *)"{\"name\":\"ada\"}", 7, 14,
-		  1800000000 },
-		{ (uint8_t *)"empty-value", (uint8_t *)"", 11, 0, 0 },
-		{ (uint8_t *)"k3", (uint8_t *)"three", 2, 5, UINT64_MAX },
-		{ (uint8_t *)"k4", (uint8_t *)"four", 2, 4, 1 },
-		{ (uint8_t *)"k5", (uint8_t *)"five", 2, 4, 0 },
+		  1800000000, 0 },
+		{ (uint8_t *)"empty-value", (uint8_t *)"", 11, 0, 0, 0 },
+		{ (uint8_t *)"k3", (uint8_t *)"three", 2, 5, UINT64_MAX, 0 },
+		{ (uint8_t *)"k4", (uint8_t *)"four", 2, 4, 1, 0 },
+		{ (uint8_t *)"k5", (uint8_t *)"five", 2, 4, 0, 0 },
 	};
 	struct tentry *many = random_entries(20, 5);
+	struct snap_info v1 = info_v1();
 	struct img e, s, t;
 	int bad = 0;
 
+	/* The seeds without a "v2-" prefix are version 1 files (flags 0), as
+	 * the previous format's writer made them, byte for byte. */
 	for (size_t i = 0; i < 20; i++)
 		many[i].klen = many[i].klen > 30 ? 30 : many[i].klen,
-		many[i].vlen = many[i].vlen > 1500 ? 1500 : many[i].vlen;
+		many[i].vlen = many[i].vlen > 1500 ? 1500 : many[i].vlen,
+		many[i].flags = 0;
 	/* A block of its own (the blocks here are of 2 pages). */
 	free(many[7].val);
 	many[7].vlen = 9000;
@@ -751,9 +997,9 @@ static int write_corpus(const char *dir)
 	if (!many[7].val)
 		return 1;
 	tu_fill(many[7].val, many[7].vlen, 77);
-	img_build(&e, NULL, 0, SNAP_PAGE, 1);
-	img_build(&s, small, 6, SNAP_PAGE, 1);
-	img_build(&t, many, 20, 2 * SNAP_PAGE, 5);
+	img_build_as(&e, &v1, NULL, 0, SNAP_PAGE, 1);
+	img_build_as(&s, &v1, small, 6, SNAP_PAGE, 1);
+	img_build_as(&t, &v1, many, 20, 2 * SNAP_PAGE, 5);
 	size_t tb1 = t.unit_off[1], tb2 = t.unit_off[2];
 	uint8_t *c = malloc(t.len + SNAP_PAGE);
 	if (!c)
@@ -820,6 +1066,7 @@ static int write_corpus(const char *dir)
 	free(e.p);
 	free(s.p);
 	free(t.p);
+	bad |= write_corpus_v2(dir, small, many);
 	free_entries(many, 20);
 	return bad;
 }
@@ -842,6 +1089,9 @@ int main(int argc, char **argv)
 		T(test_snapshot_malformed_blocks_with_valid_checksums),
 		T(test_snapshot_writer_limits),
 		R(test_snapshot_engine_round_trip_into_other_geometry),
+		R(test_snapshot_flags_and_versions_survive_a_load),
+		R(test_snapshot_grace_items_are_saved_to_their_soft_expiry),
+		T(test_snapshot_previous_format_reads_with_flags_0),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
