@@ -1,8 +1,8 @@
 /*
  * item_client.c - items with flags and versions for the persistence tests
- * (test_persist.py), through the engine of a libshmc handle: libshmc has
- * no call for flags or versions on this branch, and the control protocol
- * none either.
+ * (test_persist.py), through libshmc's item calls; and, to stand for a
+ * region that has issued versions far above the clock, a raise of the
+ * version floor through the engine on a mapping of the region's file.
  *
  *   item_client SOCKET set KEY VALUE FLAGS   stores; prints "VERSION"
  *   item_client SOCKET gets KEY              prints "FLAGS VERSION VALUE",
@@ -10,31 +10,51 @@
  *   item_client SOCKET cas KEY VALUE VERSION stores if still of VERSION;
  *                                            prints "stored", "exists"
  *                                            (-EEXIST) or "absent"
- *   item_client SOCKET floor VERSION         versions from now on are
- *                                            above VERSION
+ *   item_client SOCKET floor VERSION SHM     versions from now on are
+ *                                            above VERSION (SHM: the
+ *                                            region's /dev/shm path)
  *
  * Exit 0, 1 (absent), or 2 with the error on stderr.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <shmc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "engine.h"
 
-/* libshmc's handle starts with its engine, attached to the region under
- * the client id the daemon gave it (struct shmc, libclient/shmc.c). */
-static struct eng *engine_of(shmc *c)
-{
-	return (struct eng *)(void *)c;
-}
-
 static int fail(const char *what, int rc)
 {
-	fprintf(stderr, "item_client: %s: %s\n", what, strerror(-rc));
+	fprintf(stderr, "item_client: %s: %s\n", what, shmc_strerror(rc));
 	return 2;
+}
+
+/* Raises the version floor of the region at path, attached under the id
+ * the daemon gave the handle c (so that its locks name a live client). */
+static int floor_at(shmc *c, const char *path, uint64_t v)
+{
+	struct eng e;
+	struct stat st;
+	int fd = open(path, O_RDWR), rc;
+
+	if (fd < 0 || fstat(fd, &st))
+		return -errno;
+	void *base = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE,
+			  MAP_SHARED, fd, 0);
+	close(fd);
+	if (base == MAP_FAILED)
+		return -errno;
+	rc = eng_attach(&e, base, (size_t)st.st_size, shmc_client_id(c), NULL);
+	if (rc == 0)
+		rc = eng_version_floor(&e, v);
+	munmap(base, (size_t)st.st_size);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -49,23 +69,23 @@ int main(int argc, char **argv)
 	}
 	if ((rc = shmc_open(&c, argv[1])) != 0)
 		return fail("open", rc);
-	struct eng *e = engine_of(c);
 	const char *op = argv[2], *key = argv[3];
 	size_t klen = strlen(key);
 	uint64_t cas = 0;
 
 	if (!strcmp(op, "set") && argc == 6) {
-		struct eng_wopts o = { .flags = (uint32_t)strtoul(argv[5], NULL,
-								  0) };
-		rc = eng_store(e, key, klen, argv[4], strlen(argv[4]), &o,
-			       &cas);
+		struct shmc_store_opts o = {
+			.flags = (uint32_t)strtoul(argv[5], NULL, 0)
+		};
+		rc = shmc_set_ex(c, key, klen, argv[4], strlen(argv[4]), &o,
+				 &cas);
 		if (rc)
 			return fail("set", rc);
 		printf("%" PRIu64 "\n", cas);
 	} else if (!strcmp(op, "gets") && argc == 4) {
 		char buf[4096];
-		struct eng_meta m;
-		rc = eng_get_ex(e, key, klen, buf, sizeof(buf) - 1, &m);
+		struct shmc_item m;
+		rc = shmc_get_item(c, key, klen, buf, sizeof(buf) - 1, &m);
 		if (rc == -ENOENT)
 			return 1;
 		if (rc)
@@ -73,15 +93,13 @@ int main(int argc, char **argv)
 		buf[m.vlen] = '\0';
 		printf("%" PRIu32 " %" PRIu64 " %s\n", m.flags, m.cas, buf);
 	} else if (!strcmp(op, "cas") && argc == 6) {
-		struct eng_wopts o = { .mode = ENG_CAS,
-				       .cas = strtoull(argv[5], NULL, 0) };
-		rc = eng_store(e, key, klen, argv[4], strlen(argv[4]), &o,
-			       NULL);
+		rc = shmc_cas(c, key, klen, argv[4], strlen(argv[4]),
+			      strtoull(argv[5], NULL, 0), NULL, NULL);
 		if (rc && rc != -EEXIST && rc != -ENOENT)
 			return fail("cas", rc);
 		puts(rc == 0 ? "stored" : rc == -EEXIST ? "exists" : "absent");
-	} else if (!strcmp(op, "floor") && argc == 4) {
-		if ((rc = eng_version_floor(e, strtoull(key, NULL, 0))))
+	} else if (!strcmp(op, "floor") && argc == 5) {
+		if ((rc = floor_at(c, argv[4], strtoull(key, NULL, 0))))
 			return fail("floor", rc);
 	} else {
 		fprintf(stderr, "item_client: bad arguments\n");

@@ -968,7 +968,7 @@ class ItemsAcrossRestarts(PersistTest):
         d = self.daemon("--memory", "32M")
         # Versions far above what a region formatted now starts at.
         high = (int(time.time()) + 10**6) << 32
-        self.item(d, "floor", high)
+        self.item(d, "floor", high, "/dev/shm" + d.name)
         old = int(self.item(d, "set", "k", "old", 5)[0])
         self.assertGreater(old, high)
         d.stop()
