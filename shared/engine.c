@@ -291,10 +291,15 @@ ns_of_slow(const struct eng *e, uint64_t mask, struct seg_key *k)
 			continue;
 		uint32_t h = (uint32_t)hash_key(key, l);
 		const struct ns_slot *n = ns_find(e, key, l, h, NULL);
-		if (!n || n->state == NS_DEAD)
+		if (!n)
+			continue;
+		/* An unregistered prefix keeps its mark for a later
+		 * eng_ns_add(): a write under it is stamped all the same, or
+		 * that add would drop it (no stamp reads 0, below the mark). */
+		k->ns = true;
+		if (n->state == NS_DEAD)
 			continue;
 		uint32_t m = __atomic_load_n(&n->mark, __ATOMIC_ACQUIRE);
-		k->ns = true;
 		if (m > k->ns_mark)
 			k->ns_mark = m;
 	}
