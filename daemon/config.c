@@ -82,6 +82,12 @@ enum opt_kind {
 	  "group name or gid allowed to connect\n"                             \
 	  "(repeatable, up to 32; members by their\n"                          \
 	  "primary or supplementary groups)")                                  \
+	X(NAMESPACE, "namespace", 0, KIND_VALUE, "PREFIX",                     \
+	  "register PREFIX (1..52 bytes) as a namespace at\n"                  \
+	  "start, so that cachectl ns flush PREFIX drops\n"                    \
+	  "every key that starts with it at once\n"                            \
+	  "(repeatable, up to 128; one already in the\n"                       \
+	  "region is kept)")                                                   \
 	X(SNAPSHOT, "snapshot", 0, KIND_VALUE, "FILE",                         \
 	  "snapshot file: saved at every clean stop, loaded\n"                 \
 	  "at start into a new region; one that fails to load\n"               \
@@ -481,6 +487,7 @@ static int lookup_id(const char *val, bool is_group, uint32_t *out, char *why,
 struct source {
 	bool users_started;
 	bool groups_started;
+	bool ns_started;
 };
 
 /* The allow lists are handled as arrays of uint32_t. */
@@ -502,6 +509,34 @@ static int allow_add(uint32_t *ids, uint32_t *n, bool *started, uint32_t id,
 		return fail(why, cap, "more than %u %ss", CONFIG_ALLOW_MAX,
 			    what);
 	ids[(*n)++] = id;
+	return 0;
+}
+
+static_assert(sizeof(((struct config *)0)->namespaces) ==
+		      CONFIG_NS_MAX * (CONFIG_NS_PREFIX_MAX + 1),
+	      "config.namespaces does not match its limits");
+
+/* Adds a --namespace prefix to c's list. */
+static int ns_add(struct config *c, bool *started, const char *val, char *why,
+		  size_t cap)
+{
+	struct opt_qbuf q;
+	size_t len = strlen(val);
+
+	if (!*started) {
+		*started = true;
+		c->n_namespaces = 0;
+	}
+	if (len == 0 || len > CONFIG_NS_PREFIX_MAX)
+		return fail(why, cap,
+			    "namespace prefix %s is not 1 to %u bytes long",
+			    opt_quote(&q, val), CONFIG_NS_PREFIX_MAX);
+	for (uint32_t i = 0; i < c->n_namespaces; i++)
+		if (!strcmp(c->namespaces[i], val))
+			return 0;
+	if (c->n_namespaces >= CONFIG_NS_MAX)
+		return fail(why, cap, "more than %u namespaces", CONFIG_NS_MAX);
+	memcpy(c->namespaces[c->n_namespaces++], val, len + 1);
 	return 0;
 }
 
@@ -550,6 +585,8 @@ static int opt_apply(struct config *c, struct source *src, int id,
 		return allow_add((uint32_t *)c->allow_groups,
 				 &c->n_allow_groups, &src->groups_started, v32,
 				 "group", why, cap);
+	case OPT_NAMESPACE:
+		return ns_add(c, &src->ns_started, val, why, cap);
 	case OPT_SNAPSHOT:
 		return set_path(c->snapshot, sizeof(c->snapshot), val, true,
 				why, cap);

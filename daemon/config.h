@@ -17,7 +17,7 @@
  * Where the settings come from, each overriding the one before:
  *     config_defaults()  ->  the --config FILE  ->  the other options,
  *                                                   in command-line order
- * A list option (allow-user, allow-group) given in a source replaces the
+ * A list option (allow-user, allow-group, namespace) given in a source replaces the
  * list from earlier sources; repeated within one source it accumulates.
  *
  * The config file holds one "key = value" per line.  The keys are the long
@@ -58,6 +58,8 @@
 #define CONFIG_HELLO_TIMEOUT_MIN 100u
 #define CONFIG_HELLO_TIMEOUT_MAX 600000u
 #define CONFIG_ALLOW_MAX 32u	    /* entries per allow list */
+#define CONFIG_NS_MAX 128u	    /* --namespace prefixes (the engine's) */
+#define CONFIG_NS_PREFIX_MAX 52u    /* bytes in one (LAYOUT_NS_PREFIX_MAX) */
 #define CONFIG_SOCKET_PATH_MAX 107u /* sun_path less its NUL */
 #define CONFIG_NAME_MAX 255u	    /* shm name, with its '/' */
 #define CONFIG_FILE_PATH_MAX 4095u  /* snapshot, log file */
@@ -103,6 +105,11 @@ struct config {
 	uint32_t n_allow_users;
 	gid_t allow_groups[32];
 	uint32_t n_allow_groups;
+	/* --namespace PREFIX: prefixes registered as namespaces at every
+	 * start (one already in the region is kept as it is), in the order
+	 * given, without duplicates; 1..52 bytes each */
+	char namespaces[128][53];
+	uint32_t n_namespaces;
 	/* --snapshot FILE: absolute path, "" for none */
 	char snapshot[4096];
 	/* --snapshot-partial: when the snapshot loaded at start is damaged,
@@ -185,7 +192,8 @@ void config_defaults(struct config *c);
  *                   Refused: unknown, ambiguous or repeated-where-single
  *                   options, a missing or extra value, stray arguments,
  *                   values out of range or with junk, unknown users or
- *                   groups, more than 32 allow entries, paths or names
+ *                   groups, more than 32 allow entries, more than 128
+ *                   namespaces or a prefix empty or over 52 bytes, paths or names
  *                   that do not fit, an unreadable config file.
  * Values quoted in messages are cut to 64 bytes and control characters
  * escaped, so the message stays on one line.

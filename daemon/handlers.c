@@ -487,18 +487,132 @@ static void on_touch(struct daemon *d, struct conn *c, uint32_t id,
 }
 
 /* ------------------------------------------------------------------------
+ * Namespaces.  The table in the region has one writer, the daemon: these
+ * handlers run on the event loop only (the job thread runs SAVE and LOAD,
+ * which never touch it), and so does the --namespace registration at
+ * start, before the loop.
+ * ------------------------------------------------------------------------ */
+
+/* The prefix of an NS_ADD, NS_FLUSH or NS_DEL body into *p, *len: false
+ * after an error reply (a body that does not parse, or a prefix that is
+ * empty or longer than LAYOUT_NS_PREFIX_MAX; its bytes are arbitrary). */
+static bool ns_prefix(struct conn *c, uint32_t id, struct proto_r *r,
+		      const void **p, size_t *len)
+{
+	*len = proto_get_bytes(r, p);
+	if (!body_ok(c, id, r))
+		return false;
+	if (*len == 0 || *len > LAYOUT_NS_PREFIX_MAX) {
+		char msg[96];
+		snprintf(msg, sizeof(msg),
+			 "a namespace prefix is 1 to %u bytes, not %zu",
+			 LAYOUT_NS_PREFIX_MAX, *len);
+		conn_reply_error(c, id, -EINVAL, msg);
+		return false;
+	}
+	return true;
+}
+
+/* Replies to a namespace request with the engine's rc, in words. */
+static void ns_reply(struct conn *c, uint16_t type, uint32_t id, int rc)
+{
+	char msg[256];
+
+	switch (rc) {
+	case 0:
+		conn_reply(c, type, id, NULL, 0);
+		return;
+	case -EEXIST:
+		snprintf(msg, sizeof(msg), "namespace already registered");
+		break;
+	case -ENOENT:
+		snprintf(msg, sizeof(msg),
+			 "no such namespace (register it with ns add)");
+		break;
+	case -ENOSPC:
+		snprintf(msg, sizeof(msg),
+			 "namespace table full: %u prefixes were registered in "
+			 "this region (an unregistered one keeps its slot and "
+			 "can be registered again); a new region (--reset, or "
+			 "a save and a load into a new --name) empties it",
+			 LAYOUT_NS_SLOTS / 2);
+		break;
+	case -EOVERFLOW:
+		snprintf(msg, sizeof(msg),
+			 "the region's 2^32 - 1 namespace flushes are spent: "
+			 "only a new region gets past it");
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "%s", strerror(-rc));
+		break;
+	}
+	conn_reply_error(c, id, rc, msg);
+}
+
+/* NS_ADD, NS_FLUSH, NS_DEL: op on the body's prefix. */
+static void ns_op(struct daemon *d, struct conn *c, uint16_t type, uint32_t id,
+		  struct proto_r *r,
+		  int (*op)(struct eng *e, const void *p, size_t len))
+{
+	const void *p;
+	size_t len;
+
+	if (ns_prefix(c, id, r, &p, &len))
+		ns_reply(c, type, id, op(&d->eng, p, len));
+}
+
+static void on_ns_add(struct daemon *d, struct conn *c, uint32_t id,
+		      struct proto_r *r)
+{
+	ns_op(d, c, PROTO_T_NS_ADD, id, r, eng_ns_add);
+}
+
+static void on_ns_flush(struct daemon *d, struct conn *c, uint32_t id,
+			struct proto_r *r)
+{
+	ns_op(d, c, PROTO_T_NS_FLUSH, id, r, eng_ns_flush);
+}
+
+static void on_ns_del(struct daemon *d, struct conn *c, uint32_t id,
+		      struct proto_r *r)
+{
+	ns_op(d, c, PROTO_T_NS_DEL, id, r, eng_ns_del);
+}
+
+static void on_ns_list(struct daemon *d, struct conn *c, uint32_t id,
+		       struct proto_r *r)
+{
+	static struct eng_ns_info ns[LAYOUT_NS_SLOTS]; /* the loop's own */
+
+	if (!body_ok(c, id, r))
+		return;
+	int n = eng_ns_list(&d->eng, ns, LAYOUT_NS_SLOTS);
+	struct proto_w w;
+	conn_reply_start(c, &w, 4 + (size_t)n * (4 + LAYOUT_NS_PREFIX_MAX + 8));
+	proto_put_u32(&w, (uint32_t)n);
+	for (int i = 0; i < n; i++) {
+		proto_put_bytes(&w, ns[i].prefix, ns[i].len);
+		proto_put_u32(&w, ns[i].mark);
+		proto_put_u32(&w, ns[i].slot);
+	}
+	conn_reply_finish(c, &w, PROTO_T_NS_LIST, id);
+}
+
+/* ------------------------------------------------------------------------
  * Dispatch
  * ------------------------------------------------------------------------ */
 
 static handler_fn *const handlers[] = {
-	[PROTO_T_HELLO] = on_hello,	[PROTO_T_PING] = on_ping,
-	[PROTO_T_STATS] = on_stats,	[PROTO_T_GET] = on_get,
-	[PROTO_T_SET] = on_set,		[PROTO_T_DEL] = on_del,
-	[PROTO_T_TTL] = on_ttl,		[PROTO_T_TOUCH] = on_touch,
-	[PROTO_T_FLUSH] = on_flush,	[PROTO_T_CHECK] = on_check,
-	[PROTO_T_CLIENTS] = on_clients, [PROTO_T_SAVE] = on_save,
-	[PROTO_T_LOAD] = on_load,	[PROTO_T_SHUTDOWN] = on_shutdown,
-	[PROTO_T_BYE] = on_bye,
+	[PROTO_T_HELLO] = on_hello,	  [PROTO_T_PING] = on_ping,
+	[PROTO_T_STATS] = on_stats,	  [PROTO_T_GET] = on_get,
+	[PROTO_T_SET] = on_set,		  [PROTO_T_DEL] = on_del,
+	[PROTO_T_TTL] = on_ttl,		  [PROTO_T_TOUCH] = on_touch,
+	[PROTO_T_FLUSH] = on_flush,	  [PROTO_T_CHECK] = on_check,
+	[PROTO_T_CLIENTS] = on_clients,	  [PROTO_T_SAVE] = on_save,
+	[PROTO_T_LOAD] = on_load,	  [PROTO_T_SHUTDOWN] = on_shutdown,
+	[PROTO_T_BYE] = on_bye,		  [PROTO_T_NS_ADD] = on_ns_add,
+	[PROTO_T_NS_FLUSH] = on_ns_flush, [PROTO_T_NS_DEL] = on_ns_del,
+	[PROTO_T_NS_LIST] = on_ns_list,
 };
 
 void handle_request(struct daemon *d, struct conn *c, uint16_t type,

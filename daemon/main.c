@@ -17,6 +17,7 @@
  * removed, snapshot saved (with --snapshot), region kept for a warm
  * restart unless --unlink-on-exit.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 #include "daemon.h"
 #include "listen.h"
 #include "log.h"
+#include "opt.h"
 #include "persist.h"
 #include "region.h"
 #include "sysd.h"
@@ -189,6 +191,36 @@ static void shutdown_all(struct daemon *d)
 	log_info("stopped");
 }
 
+static_assert(CONFIG_NS_PREFIX_MAX == LAYOUT_NS_PREFIX_MAX &&
+		      CONFIG_NS_MAX == LAYOUT_NS_SLOTS / 2,
+	      "--namespace limits are not the engine's");
+
+/* Registers the --namespace prefixes, before the loop runs (the table's
+ * one writer is the daemon's loop thread, and this is it).  One already
+ * registered - a warm restart - is kept with its flush mark.  Returns 0,
+ * or -1 with the reason in err. */
+static int namespaces_register(struct daemon *d, char *err, size_t cap)
+{
+	for (uint32_t i = 0; i < d->cfg.n_namespaces; i++) {
+		const char *p = d->cfg.namespaces[i];
+		struct opt_qbuf q;
+		int rc = eng_ns_add(&d->eng, p, strlen(p));
+		if (rc == 0)
+			log_info("namespace %s registered", opt_quote(&q, p));
+		else if (rc != -EEXIST) {
+			snprintf(err, cap, "cannot register namespace %s: %s%s",
+				 opt_quote(&q, p), strerror(-rc),
+				 rc == -ENOSPC
+					 ? " (the region's table is full: "
+					   "remove some with cachectl ns "
+					   "del)"
+					 : "");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d;
@@ -253,6 +285,12 @@ int main(int argc, char **argv)
 	/* A region this start created (its first boot) is filled from the
 	 * snapshot; an adopted one keeps its own entries. */
 	bool created = d.eng.hdr->boot_count == 1;
+	if (namespaces_register(&d, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		d.cfg.unlink_on_exit |= created; /* leave nothing behind */
+		region_close(&d);
+		return 1;
+	}
 	if ((rc = listen_open(&d, err, sizeof(err))) != 0) {
 		log_error("%s", err[0] ? err : strerror(-rc));
 		d.cfg.unlink_on_exit |= created; /* leave nothing behind */

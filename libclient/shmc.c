@@ -18,6 +18,7 @@
  */
 #include "shmc.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -484,35 +485,111 @@ SHMC_EXPORT int shmc_check(shmc *c, int repair, uint32_t *segments,
 	return rc;
 }
 
-SHMC_EXPORT int shmc_clients(shmc *c, struct shmc_client_info *out, size_t cap,
-			     size_t *n)
+/* A request whose reply is u32 n and n records: each record is decoded
+ * by item() into out[i] (esize bytes each) while i < cap, else into a
+ * scratch record of at most 64 bytes.  *n = n.  -EIO when the reply does
+ * not parse or item() refuses a record (returns non-zero). */
+static int ctl_list(shmc *c, uint16_t type, void *out, size_t esize, size_t cap,
+		    size_t *n, int (*item)(struct proto_r *r, void *dst))
 {
-	uint8_t *reply;
+	uint8_t *reply, scratch[64];
 	size_t rlen;
 	struct proto_r r;
 
 	if (!n || (!out && cap))
 		return -EINVAL;
-	int rc = ctl_call(c, PROTO_T_CLIENTS, NULL, 0, &reply, &rlen);
+	int rc = ctl_call(c, type, NULL, 0, &reply, &rlen);
 	if (rc)
 		return rc;
 	proto_r_init(&r, reply, rlen);
 	uint32_t count = proto_get_u32(&r);
-	for (uint32_t i = 0; i < count && !r.err; i++) {
-		struct shmc_client_info ci;
-		ci.id = proto_get_u32(&r);
-		ci.pid = proto_get_u32(&r);
-		ci.uid = proto_get_u32(&r);
-		ci.gid = proto_get_u32(&r);
-		ci.since = proto_get_u64(&r);
-		if (i < cap)
-			out[i] = ci;
-	}
+	for (uint32_t i = 0; i < count && !r.err; i++)
+		if (item(&r, i < cap ? (uint8_t *)out + i * esize : scratch))
+			r.err = -EBADMSG;
 	rc = proto_r_end(&r) ? -EIO : 0;
 	free(reply);
 	if (rc == 0)
 		*n = count;
 	return rc;
+}
+
+static int client_item(struct proto_r *r, void *dst)
+{
+	struct shmc_client_info *ci = dst;
+
+	ci->id = proto_get_u32(r);
+	ci->pid = proto_get_u32(r);
+	ci->uid = proto_get_u32(r);
+	ci->gid = proto_get_u32(r);
+	ci->since = proto_get_u64(r);
+	return 0;
+}
+
+SHMC_EXPORT int shmc_clients(shmc *c, struct shmc_client_info *out, size_t cap,
+			     size_t *n)
+{
+	return ctl_list(c, PROTO_T_CLIENTS, out, sizeof(*out), cap, n,
+			client_item);
+}
+
+/* ------------------------------------------------------------------------
+ * Namespaces
+ * ------------------------------------------------------------------------ */
+
+static_assert(sizeof(struct shmc_client_info) <= 64 &&
+		      sizeof(struct shmc_ns_info) <= 64,
+	      "ctl_list()'s scratch record is too small");
+static_assert(SHMC_NS_PREFIX_MAX == LAYOUT_NS_PREFIX_MAX &&
+		      SHMC_NS_MAX == LAYOUT_NS_SLOTS / 2,
+	      "shmc.h's namespace limits are not the engine's");
+
+/* NS_ADD, NS_FLUSH or NS_DEL of prefix. */
+static int ns_call(shmc *c, uint16_t type, const void *prefix, size_t len)
+{
+	uint8_t body[4 + SHMC_NS_PREFIX_MAX];
+	struct proto_w w;
+
+	if (!prefix || len == 0 || len > SHMC_NS_PREFIX_MAX)
+		return -EINVAL;
+	proto_w_init(&w, body, sizeof(body));
+	proto_put_bytes(&w, prefix, len);
+	return ctl_simple(c, type, body, w.len);
+}
+
+SHMC_EXPORT int shmc_ns_add(shmc *c, const void *prefix, size_t len)
+{
+	return ns_call(c, PROTO_T_NS_ADD, prefix, len);
+}
+
+SHMC_EXPORT int shmc_ns_flush(shmc *c, const void *prefix, size_t len)
+{
+	return ns_call(c, PROTO_T_NS_FLUSH, prefix, len);
+}
+
+SHMC_EXPORT int shmc_ns_del(shmc *c, const void *prefix, size_t len)
+{
+	return ns_call(c, PROTO_T_NS_DEL, prefix, len);
+}
+
+static int ns_item(struct proto_r *r, void *dst)
+{
+	struct shmc_ns_info *ns = dst;
+	const void *p;
+	size_t len = proto_get_bytes(r, &p);
+
+	if (len == 0 || len > SHMC_NS_PREFIX_MAX)
+		return -1;
+	memcpy(ns->prefix, p, len);
+	ns->len = (uint32_t)len;
+	ns->mark = proto_get_u32(r);
+	ns->slot = proto_get_u32(r);
+	return 0;
+}
+
+SHMC_EXPORT int shmc_ns_list(shmc *c, struct shmc_ns_info *out, size_t cap,
+			     size_t *n)
+{
+	return ctl_list(c, PROTO_T_NS_LIST, out, sizeof(*out), cap, n, ns_item);
 }
 
 /* SAVE, or LOAD with PROTO_LOAD_* flags (sent only when not 0). */

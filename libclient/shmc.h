@@ -515,6 +515,60 @@ int shmc_load_partial(shmc *c, const char *path, uint64_t *entries);
  * daemon's user or root). */
 int shmc_shutdown(shmc *c);
 
+/* ------------------------------------------------------------------------
+ * Namespaces (control requests, with the errors of the section above).
+ *
+ * A namespace is a key prefix registered with the daemon, e.g. "user:42:".
+ * shmc_ns_flush() drops every key that starts with it at once, in constant
+ * time whatever their number: from its return no process reads them
+ * (shmc_get() gives -ENOENT), and their room is reclaimed lazily, by the
+ * reads and writes that meet them.  Keys written after the flush live.
+ * Prefixes may overlap ("user:" and "user:42:"): a key is gone when any
+ * namespace it is under was flushed after it was written.  A registered
+ * prefix also covers the keys written before it was registered.
+ *
+ * Prefixes are 1..SHMC_NS_PREFIX_MAX arbitrary bytes; the region holds up
+ * to SHMC_NS_MAX of them, and they survive a daemon restart with the
+ * region (shmcached --namespace registers some at every start).  Only the
+ * daemon writes the table, so these go through its socket; any peer the
+ * daemon lets in may call them.  Thread-safe, as the other control calls.
+ * ------------------------------------------------------------------------ */
+
+#define SHMC_NS_PREFIX_MAX 52 /* bytes in a namespace prefix */
+#define SHMC_NS_MAX 128	      /* namespaces in a region */
+
+/* Registers prefix (len bytes) as a namespace.  0; -EEXIST (already
+ * registered); -ENOSPC (SHMC_NS_MAX are registered); -EINVAL (prefix NULL,
+ * len 0 or over SHMC_NS_PREFIX_MAX). */
+int shmc_ns_add(shmc *c, const void *prefix, size_t len);
+
+/* Drops every key under the namespace prefix.  0; -ENOENT (not
+ * registered); -EINVAL (as shmc_ns_add()); -EOVERFLOW (the region's
+ * 2^32 - 1 namespace flushes are spent: only a new region gets past
+ * it). */
+int shmc_ns_flush(shmc *c, const void *prefix, size_t len);
+
+/* Unregisters prefix and drops its keys, as shmc_ns_flush() does (a
+ * dropped key must not come back; the prefix keeps its slot in the
+ * table, counted against SHMC_NS_MAX, and registering it again takes it
+ * back).  0; -ENOENT (not registered); -EINVAL (as shmc_ns_add());
+ * -EOVERFLOW (as shmc_ns_flush()). */
+int shmc_ns_del(shmc *c, const void *prefix, size_t len);
+
+/* One registered namespace. */
+struct shmc_ns_info {
+	uint8_t prefix[SHMC_NS_PREFIX_MAX]; /* len bytes, not terminated */
+	uint32_t len;
+	uint32_t mark; /* the region's flush count at its last flush; 0:
+			  never flushed */
+	uint32_t slot; /* its slot in the region's table */
+};
+
+/* Up to cap registered namespaces into out (in table order); *n = how
+ * many there are in all.  0, or -EINVAL (n NULL, or out NULL with cap >
+ * 0). */
+int shmc_ns_list(shmc *c, struct shmc_ns_info *out, size_t cap, size_t *n);
+
 /* A short description of any value these functions return (0 included).
  * For the errors of reaching the daemon (SHMC_ENODAEMON, -ECONNREFUSED,
  * SHMC_EUNTRUSTED, -EACCES) that the calling thread's last shmc_open() or

@@ -298,9 +298,10 @@ ns_of_slow(const struct eng *e, uint64_t mask, struct seg_key *k)
 		uint32_t h = (uint32_t)hash_key(key, l);
 		const struct ns_slot *n = ns_find(e, key, l, h, NULL);
 		if (!n)
-			continue; /* an unregistered one (NS_DEAD) still counts */
-		uint32_t m = __atomic_load_n(&n->mark, __ATOMIC_ACQUIRE);
+			continue; /* an unregistered one (NS_DEAD) still counts:
+				     see NS_DEAD */
 		k->ns = true;
+		uint32_t m = __atomic_load_n(&n->mark, __ATOMIC_ACQUIRE);
 		if (m > k->ns_mark)
 			k->ns_mark = m;
 	}

@@ -64,7 +64,11 @@
 	X(SAVE, 12, "bytes path -> u64 entries")                               \
 	X(LOAD, 13, "bytes path [u32 flags] -> u64 entries")                   \
 	X(SHUTDOWN, 14, "empty -> empty")                                      \
-	X(BYE, 15, "empty -> empty")
+	X(BYE, 15, "empty -> empty")                                           \
+	X(NS_ADD, 16, "bytes prefix -> empty")                                 \
+	X(NS_FLUSH, 17, "bytes prefix -> empty")                               \
+	X(NS_DEL, 18, "bytes prefix -> empty")                                 \
+	X(NS_LIST, 19, "empty -> u32 n, {bytes prefix, u32 mark, u32 slot}[n]")
 
 enum proto_type {
 #define PROTO_ENUM_X(name, val, body) PROTO_T_##name = val,

@@ -51,7 +51,9 @@
 /* X(id, exit status, meaning).  Listed by --help. */
 #define CTL_EXITS(X)                                                           \
 	X(OK, 0, "success")                                                    \
-	X(NO, 1, "the key was not found, or check found damage")               \
+	X(NO, 1,                                                               \
+	  "the key or namespace was not found, or check found\n"               \
+	  "damage")                                                            \
 	X(USAGE, 2,                                                            \
 	  "usage error: unknown command or option, missing or\n"               \
 	  "extra argument, bad number")                                        \
@@ -313,6 +315,22 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "--partial reads it once, storing each block as it is verified,\n"          \
 	  "and on damage keeps the blocks before it.  With --json:\n"                 \
 	  "{\"file\", \"entries\"}.")                                                 \
+	X(ns, "list | add PREFIX | flush PREFIX | del PREFIX", 1, 2,                  \
+	  OPT_BIT(JSON), "namespaces: drop every key under a prefix at once",         \
+	  "A namespace is a key prefix registered with the daemon, such as\n"         \
+	  "\"user:42:\".  `ns flush PREFIX` drops every key that starts\n"            \
+	  "with it at once, however many there are: no process reads them\n"          \
+	  "from then on (their room is reclaimed as reads and writes meet\n"          \
+	  "them), and keys written after the flush live.  `ns add` and\n"             \
+	  "`ns del` register and unregister a prefix (1 to 52 bytes; up to\n"         \
+	  "128 in a region, unregistered ones included; a key under several\n"        \
+	  "is dropped by a flush of any); `ns del` drops the keys as a\n"             \
+	  "flush does.  `ns list`\n"                                                  \
+	  "prints each registered prefix with its table slot and mark (the\n"         \
+	  "region's flush count at its last flush, 0 for never); with\n"              \
+	  "--json, an array of {\"prefix\", \"mark\", \"slot\"}\n"                    \
+	  "(\"prefix_b64\" for a prefix that is not UTF-8, as with get).\n"           \
+	  "Exits 1 when PREFIX is not registered (flush, del).")                      \
 	X(ping, "", 0, 0, 0, "a round trip to the daemon",                            \
 	  "Sends the daemon a request and prints the round-trip time.")               \
 	X(shutdown, "", 0, 0, 0, "stop the daemon",                                   \
@@ -1955,6 +1973,82 @@ static int cmd_load(struct ctl *x, int argc, char **argv)
 {
 	(void)argc;
 	return snapshot(x, argv[0], 1);
+}
+
+/* `ns list`: the registered namespaces. */
+static int ns_list(struct ctl *x)
+{
+	struct shmc_ns_info list[SHMC_NS_MAX];
+	size_t n = 0, i;
+	char b[ESC_MAX];
+	int err = shmc_ns_list(x->c, list, SHMC_NS_MAX, &n);
+
+	if (err)
+		return control_error(x, "ns list", err);
+	n = n < SHMC_NS_MAX ? n : SHMC_NS_MAX;
+	if (x->json)
+		puts("[");
+	else
+		printf("%5s %10s  %s\n", "slot", "mark", "prefix");
+	for (i = 0; i < n; i++) {
+		const struct shmc_ns_info *ns = &list[i];
+		if (x->json) {
+			putchar('{');
+			json_member("prefix", ns->prefix, ns->len);
+			printf(",\"mark\":%" PRIu32 ",\"slot\":%" PRIu32
+			       "}%s\n",
+			       ns->mark, ns->slot, i + 1 < n ? "," : "");
+		} else {
+			printf("%5" PRIu32 " %10" PRIu32 "  '%s'\n", ns->slot,
+			       ns->mark,
+			       esc(ns->prefix, ns->len, b, sizeof(b)));
+		}
+	}
+	if (x->json)
+		puts("]");
+	return CTL_EXIT_OK;
+}
+
+static int cmd_ns(struct ctl *x, int argc, char **argv)
+{
+	static const char *const subs[] = { "list", "add", "flush", "del" };
+	static int (*const calls[])(shmc *, const void *,
+				    size_t) = { NULL, shmc_ns_add,
+						shmc_ns_flush, shmc_ns_del };
+	char what[16], b[ESC_MAX];
+	size_t s, len;
+	int rc, err;
+
+	for (s = 0; s < sizeof(subs) / sizeof(subs[0]); s++)
+		if (!strcmp(argv[0], subs[s]))
+			break;
+	if (s == sizeof(subs) / sizeof(subs[0]))
+		return usage(x->cmd,
+			     "no ns command '%s' (use list, add, flush "
+			     "or del)",
+			     ESC(argv[0], b));
+	if (s == 0 && argc != 1)
+		return usage(x->cmd, "ns list takes no PREFIX");
+	if (s > 0 && argc != 2)
+		return usage(x->cmd, "missing argument, ns %s expects PREFIX",
+			     subs[s]);
+	if (s > 0 && x->json)
+		return usage(x->cmd, "--json goes with ns list only");
+	if (s > 0 && ((len = strlen(argv[1])) == 0 || len > SHMC_NS_PREFIX_MAX))
+		return usage(x->cmd, "PREFIX is 1 to %d bytes, not %zu",
+			     SHMC_NS_PREFIX_MAX, len);
+	if ((rc = ctl_connect(x)))
+		return rc;
+	if (s == 0)
+		return ns_list(x);
+	snprintf(what, sizeof(what), "ns %s", subs[s]);
+	err = calls[s](x->c, argv[1], len);
+	if (err == -ENOENT) {
+		fprintf(stderr, CTL_PROG ": ns %s '%s': not registered\n",
+			subs[s], ESC(argv[1], b));
+		return CTL_EXIT_NO;
+	}
+	return err ? control_error(x, what, err) : CTL_EXIT_OK;
 }
 
 static int cmd_ping(struct ctl *x, int argc, char **argv)

@@ -38,8 +38,10 @@
  *     unanswered once the peer has read every reply;
  *   - a model of the cache (last value stored per key): a hit returns the
  *     last value set, with its expiry, and never an expired, deleted or
- *     flushed one; a store of a valid size always succeeds; TTL and TOUCH
- *     agree with the model; SAVE counts no entry the model lacks; CHECK
+ *     flushed one (by FLUSH or by an NS_FLUSH of a prefix it starts
+ *     with); a store of a valid size always succeeds; TTL and TOUCH
+ *     agree with the model; the namespace requests succeed or fail as
+ *     the model's table of prefixes says, and NS_LIST lists it; SAVE counts no entry the model lacks; CHECK
  *     finds nothing wrong and afterwards every segment passes eng_check();
  *   - half a frame left behind is dropped by conn_tick().
  *
@@ -309,6 +311,9 @@ static void parse_body(struct req *q, const uint8_t *body, size_t len)
 	case PROTO_T_DEL:
 	case PROTO_T_TTL:
 	case PROTO_T_SAVE:
+	case PROTO_T_NS_ADD: /* bytes prefix, in key */
+	case PROTO_T_NS_FLUSH:
+	case PROTO_T_NS_DEL:
 		q->key = rd_bytes(&r, &q->klen);
 		break;
 	case PROTO_T_LOAD: /* bytes path [u32 flags] */
@@ -325,10 +330,23 @@ static void parse_body(struct req *q, const uint8_t *body, size_t len)
 		q->key = rd_bytes(&r, &q->klen);
 		q->ttl = rd_u32(&r);
 		break;
-	default: /* PING, FLUSH, CLIENTS, SHUTDOWN: empty */
+	default: /* PING, FLUSH, CLIENTS, SHUTDOWN, BYE, NS_LIST: empty */
 		break;
 	}
 	q->exact = rd_done(&r);
+}
+
+/* A request type of PROTO_TYPES. */
+static bool type_known(uint16_t type)
+{
+	switch (type) {
+#define KNOWN_X(name, val, body) case val:
+		PROTO_TYPES(KNOWN_X)
+#undef KNOWN_X
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* The next request a reply must answer, or REQ_NONE when the stream holds
@@ -353,7 +371,7 @@ static struct req next_request(void)
 	q.kind = REQ_FRAME;
 	q.type = h.type;
 	q.id = h.id;
-	q.known = h.type >= PROTO_T_HELLO && h.type <= PROTO_T_BYE;
+	q.known = type_known(h.type);
 	parse_body(&q, stream.s + stream.pos + PROTO_HDR_SIZE, h.len);
 	stream.pos += PROTO_HDR_SIZE + h.len;
 	return q;
@@ -367,9 +385,21 @@ struct mkey {
 	bool live;
 };
 
+/* A prefix the peer registered (in the stream); kept after NS_DEL (which
+ * flushes it first), as the region's table keeps its slot and mark. */
+struct mns {
+	const uint8_t *prefix;
+	size_t len;
+	uint32_t mark; /* ns_clock at its last flush */
+	bool live;     /* registered */
+};
+
 static struct {
 	struct mkey *k;
 	size_t n, cap;
+	struct mns ns[LAYOUT_NS_SLOTS]; /* every prefix ever registered */
+	size_t nns, nns_live;
+	uint32_t ns_clock;  /* NS_FLUSHes so far */
 	uint32_t client_id; /* what HELLO gave the peer, 0 before */
 	uint32_t uid;	    /* the peer's */
 	bool owner;	    /* the peer may stop the daemon */
@@ -409,6 +439,63 @@ static size_t model_count_live(uint32_t now)
 		if (m.k[i].live && !(m.k[i].expire && m.k[i].expire <= now))
 			n++;
 	return n;
+}
+
+static struct mns *model_ns(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < m.nns; i++)
+		if (m.ns[i].len == len && memcmp(m.ns[i].prefix, p, len) == 0)
+			return &m.ns[i];
+	return NULL;
+}
+
+/* The registered namespace of q's prefix, or NULL. */
+static struct mns *model_ns_live(const struct req *q)
+{
+	struct mns *n = model_ns(q->key, q->klen);
+
+	return n && n->live ? n : NULL;
+}
+
+static bool prefix_ok(const struct req *q)
+{
+	return q->klen >= 1 && q->klen <= LAYOUT_NS_PREFIX_MAX;
+}
+
+/* NS_FLUSH: every key under the prefix is gone. */
+static void model_ns_flush(struct mns *n)
+{
+	n->mark = ++m.ns_clock;
+	for (size_t i = 0; i < m.n; i++)
+		if (m.k[i].klen >= n->len &&
+		    memcmp(m.k[i].key, n->prefix, n->len) == 0)
+			m.k[i].live = false;
+}
+
+static void check_ns_list(struct rd *r)
+{
+	uint32_t n = rd_u32(r);
+	bool seen[LAYOUT_NS_SLOTS] = { false };
+
+	CHECKF(n == m.nns_live, "NS_LIST: %u namespaces, the model has %zu", n,
+	       m.nns_live);
+	for (uint32_t i = 0; i < n && !r->bad; i++) {
+		size_t len;
+		const uint8_t *p = rd_bytes(r, &len);
+		uint32_t mark = rd_u32(r), slot = rd_u32(r);
+		if (r->bad)
+			break;
+		struct mns *ns = model_ns(p, len);
+		CHECKF(ns && ns->live,
+		       "NS_LIST: a prefix of %zu bytes that "
+		       "is not registered",
+		       len);
+		CHECKF(!seen[ns - m.ns], "NS_LIST: a prefix twice");
+		seen[ns - m.ns] = true;
+		CHECKF(mark == ns->mark, "NS_LIST: mark %u, expected %u", mark,
+		       ns->mark);
+		CHECKF(slot < LAYOUT_NS_SLOTS, "NS_LIST: slot %u", slot);
+	}
 }
 
 static void model_clear(void)
@@ -580,6 +667,24 @@ static void check_failure(const struct req *q, int code)
 	case PROTO_T_SHUTDOWN:
 		CHECKF(!m.owner && code == -EPERM, "SHUTDOWN: %d", code);
 		break;
+	case PROTO_T_NS_ADD:
+		if (!prefix_ok(q))
+			CHECKF(code == -EINVAL, "NS_ADD: %d", code);
+		else if (model_ns_live(q))
+			CHECKF(code == -EEXIST, "NS_ADD: %d", code);
+		else
+			/* Half the slots taken by prefixes registered once
+			 * (an unregistered one keeps its slot). */
+			CHECKF(code == -ENOSPC && m.nns >= LAYOUT_NS_SLOTS / 2,
+			       "NS_ADD: %d with %zu registered", code,
+			       m.nns_live);
+		break;
+	case PROTO_T_NS_FLUSH:
+	case PROTO_T_NS_DEL:
+		CHECKF(code == (prefix_ok(q) ? -ENOENT : -EINVAL) &&
+			       !(prefix_ok(q) && model_ns_live(q)),
+		       "type %u: %d", q->type, code);
+		break;
 	default:
 		CHECKF(0, "type %u failed: %d", q->type, code);
 	}
@@ -675,6 +780,31 @@ static void check_success(const struct req *q, const uint8_t *body, size_t len,
 	case PROTO_T_BYE:
 		/* The daemon closes the connection: nothing after is read. */
 		stream.closed = true;
+		break;
+	case PROTO_T_NS_ADD:
+		CHECKF(prefix_ok(q) && !model_ns_live(q), "NS_ADD succeeded");
+		struct mns *ns = model_ns(q->key, q->klen);
+		if (!ns) {
+			CHECK(m.nns < LAYOUT_NS_SLOTS);
+			ns = &m.ns[m.nns++];
+			*ns = (struct mns){ .prefix = q->key, .len = q->klen };
+		}
+		ns->live = true;
+		m.nns_live++;
+		break;
+	case PROTO_T_NS_FLUSH:
+		CHECKF(prefix_ok(q) && model_ns_live(q), "NS_FLUSH succeeded");
+		model_ns_flush(model_ns_live(q));
+		break;
+	case PROTO_T_NS_DEL:
+		CHECKF(prefix_ok(q) && model_ns_live(q), "NS_DEL succeeded");
+		/* It drops the keys as a flush does. */
+		model_ns_flush(model_ns_live(q));
+		model_ns_live(q)->live = false;
+		m.nns_live--;
+		break;
+	case PROTO_T_NS_LIST:
+		check_ns_list(&r);
 		break;
 	default: /* PING: empty */
 		break;
@@ -858,6 +988,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	stream.pos = 0;
 	stream.closed = false;
 	m.n = 0;
+	m.nns = m.nns_live = 0;
+	m.ns_clock = 0;
 	m.client_id = 0;
 	m.next_id = FIRST_CLIENT_ID;
 	rx_off = rx_len = 0;

@@ -152,7 +152,7 @@ REQUEST = {
     "frames-then-bad-header": u8(WHOLE) + req("PING") + req("PING")
     + req("PING", version=0) + req("PING"),
     "unknown-type-0": u8(WHOLE) + frame(0),
-    "unknown-type-16": u8(WHOLE) + frame(16, b"abc"),
+    "unknown-type-4095": u8(WHOLE) + frame(4095, b"abc"),
     "bye-with-body": u8(WHOLE) + hello() + frame(T["BYE"], b"abc"),
     "unknown-type-reply": u8(WHOLE) + frame(T["PING"] | REPLY),
     "unknown-type-error": u8(WHOLE) + frame(ERROR, i32(-5) + bstr("x")),
@@ -242,6 +242,52 @@ PROTO = {
 }
 
 
+# Namespaces (NS_ADD, NS_FLUSH, NS_DEL, NS_LIST).  Defined after the others
+# so that their request ids, and so their files, stay as they were.
+NS_REQUEST = {
+    "ns-add-flush": u8(WHOLE) + key_req("NS_ADD", "user:1:")
+    + set_("user:1:a", "1") + set_("user:2:b", "2") + req("NS_LIST")
+    + key_req("NS_FLUSH", "user:1:") + key_req("GET", "user:1:a")
+    + key_req("GET", "user:2:b") + set_("user:1:c", "3")
+    + key_req("GET", "user:1:c") + req("NS_LIST"),
+    "ns-overlap": u8(WHOLE) + key_req("NS_ADD", "u:") + key_req("NS_ADD", "u:1:")
+    + set_("u:1:x", "x") + set_("u:9", "y") + key_req("NS_FLUSH", "u:1:")
+    + key_req("GET", "u:1:x") + key_req("GET", "u:9")
+    + key_req("NS_FLUSH", "u:") + key_req("GET", "u:9") + req("NS_LIST"),
+    "ns-readd": u8(WHOLE) + set_("p:old", "o") + key_req("NS_ADD", "p:")
+    + key_req("NS_FLUSH", "p:") + key_req("NS_DEL", "p:")
+    + set_("p:new", "n") + key_req("NS_ADD", "p:")
+    + key_req("GET", "p:new") + key_req("GET", "p:old") + req("NS_LIST"),
+    "ns-errors": u8(WHOLE) + key_req("NS_ADD", "")
+    + key_req("NS_ADD", "x" * 53) + key_req("NS_ADD", "x" * 52)
+    + key_req("NS_ADD", "x" * 52) + key_req("NS_FLUSH", "nope")
+    + key_req("NS_DEL", "nope") + key_req("NS_FLUSH", "")
+    + req("NS_LIST", b"\0") + req("NS_ADD", u32(9) + b"ab")
+    + req("NS_DEL") + key_req("NS_ADD", b"\0\xff") + req("NS_LIST"),
+    "ns-tight": u8(WHOLE | TIGHT) + key_req("NS_ADD", "t")
+    + b"".join(set_(f"t{i}", "v" * 200) for i in range(40))
+    + key_req("NS_FLUSH", "t")
+    + b"".join(set_(f"t{i}", "w") for i in range(0, 40, 3))
+    + b"".join(key_req("GET", f"t{i}") for i in range(40))
+    + req("CHECK", u8(0)) + req("STATS", u8(1)),
+    "ns-fill": u8(WHOLE) + b"".join(key_req("NS_ADD", f"n{i}:")
+                                    for i in range(130)) + req("NS_LIST"),
+    "ns-churn": u8(WHOLE) + b"".join(key_req("NS_ADD", f"c{i}")
+                                     + key_req("NS_DEL", f"c{i}")
+                                     for i in range(260))
+    + key_req("NS_ADD", "c1") + req("NS_LIST"),
+}
+
+NS_PROTO = {
+    "ns-requests": key_req("NS_ADD", "user:42:")
+    + key_req("NS_FLUSH", b"\xff\0") + key_req("NS_DEL", "x")
+    + req("NS_LIST"),
+    "ns-list-reply": frame(T["NS_LIST"] | REPLY, u32(2) + bstr("user:")
+                           + u32(3) + u32(6) + bstr(b"\xff") + u32(0)
+                           + u32(200)),
+}
+
+
 def write(dirname, files):
     d = os.path.join(HERE, "corpus", dirname)
     os.makedirs(d, exist_ok=True)
@@ -252,8 +298,10 @@ def write(dirname, files):
 
 
 def main():
-    n = write("proto", PROTO) + write("request", REQUEST)
-    print(f"wrote {len(PROTO)} proto and {len(REQUEST)} request inputs, "
+    n = write("proto", {**PROTO, **NS_PROTO}) + write(
+        "request", {**REQUEST, **NS_REQUEST})
+    print(f"wrote {len(PROTO) + len(NS_PROTO)} proto and "
+          f"{len(REQUEST) + len(NS_REQUEST)} request inputs, "
           f"{n} bytes")
 
 

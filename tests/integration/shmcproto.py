@@ -28,10 +28,12 @@ ERROR = 0xFFFF
 
 T = dict(HELLO=1, PING=2, STATS=3, GET=4, SET=5, DEL=6, TTL=7, TOUCH=8,
          FLUSH=9, CHECK=10, CLIENTS=11, SAVE=12, LOAD=13, SHUTDOWN=14,
-         BYE=15)
+         BYE=15, NS_ADD=16, NS_FLUSH=17, NS_DEL=18, NS_LIST=19)
 
 ENOENT, EACCES, EPROTO, EBADMSG, EOPNOTSUPP, ENOTSUP = 2, 13, 71, 74, 95, 95
 EMSGSIZE, E2BIG, EINVAL, EUSERS, ETIMEDOUT = 90, 7, 22, 87, 110
+EEXIST, ENOSPC = 17, 28
+NS_PREFIX_MAX = 52  # LAYOUT_NS_PREFIX_MAX
 
 
 class ProtoError(Exception):
@@ -217,6 +219,26 @@ class Client:
 
     def shutdown(self):
         self.call("SHUTDOWN").end()
+
+    def ns_add(self, prefix):
+        """Registers prefix (bytes or str) as a namespace."""
+        self.call("NS_ADD", bstr(prefix)).end()
+
+    def ns_flush(self, prefix):
+        """Drops every key under the namespace prefix."""
+        self.call("NS_FLUSH", bstr(prefix)).end()
+
+    def ns_del(self, prefix):
+        """Unregisters the namespace prefix."""
+        self.call("NS_DEL", bstr(prefix)).end()
+
+    def ns_list(self):
+        """The registered namespaces: [{prefix (bytes), mark, slot}]."""
+        r = self.call("NS_LIST")
+        out = [dict(prefix=r.bytes(), mark=r.u32(), slot=r.u32())
+               for _ in range(r.u32())]
+        r.end()
+        return out
 
 
 class DaemonProc:

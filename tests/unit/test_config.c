@@ -542,6 +542,70 @@ static void test_config_allow_lists(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * Namespaces
+ * ------------------------------------------------------------------------ */
+
+static void test_config_namespaces(void **state)
+{
+	struct config c;
+	struct run r;
+
+	(void)state;
+	/* In order, a repeat not stored twice, any bytes but NUL. */
+	r = PARSE(&c, "--namespace", "user:", "--namespace=a b\xff",
+		  "--namespace", "user:");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_namespaces, 2);
+	assert_string_equal(c.namespaces[0], "user:");
+	assert_string_equal(c.namespaces[1], "a b\xff");
+	run_free(&r);
+
+	r = PARSE(&c, "--namespace=");
+	ASSERT_ERROR(&r, "--namespace", "1 to 52 bytes");
+	run_free(&r);
+	r = PARSE(&c, "--namespace",
+		  "12345678901234567890123456789012345678901234567890123");
+	ASSERT_ERROR(&r, "--namespace", "1 to 52 bytes");
+	run_free(&r);
+	r = PARSE(&c, "--namespace",
+		  "1234567890123456789012345678901234567890123456789012");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(strlen(c.namespaces[0]), CONFIG_NS_PREFIX_MAX);
+	run_free(&r);
+
+	/* 128 fit, the 129th is refused (in a file: argv here holds 63). */
+	char text[(CONFIG_NS_MAX + 1) * 24], *p = text;
+	for (unsigned i = 0; i < CONFIG_NS_MAX; i++)
+		p += sprintf(p, "namespace = n%u:\n", i);
+	char *path = temp_conf(text);
+	r = PARSE(&c, "--config", path);
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_namespaces, CONFIG_NS_MAX);
+	run_free(&r);
+	temp_remove(path);
+	sprintf(p, "namespace = one-more\n");
+	path = temp_conf(text);
+	r = PARSE(&c, "--config", path);
+	ASSERT_ERROR(&r, "namespace", "more than 128");
+	run_free(&r);
+	temp_remove(path);
+
+	/* From the file; the command line's list replaces the file's. */
+	path = temp_conf("namespace = file:\nnamespace = also:\n");
+	r = PARSE(&c, "--config", path);
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_namespaces, 2);
+	assert_string_equal(c.namespaces[1], "also:");
+	run_free(&r);
+	r = PARSE(&c, "--config", path, "--namespace", "cmd:");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_namespaces, 1);
+	assert_string_equal(c.namespaces[0], "cmd:");
+	run_free(&r);
+	temp_remove(path);
+}
+
+/* ------------------------------------------------------------------------
  * Sizes
  * ------------------------------------------------------------------------ */
 
@@ -1047,6 +1111,7 @@ int main(void)
 		cmocka_unit_test(test_config_name_gets_leading_slash),
 		cmocka_unit_test(test_config_paths),
 		cmocka_unit_test(test_config_allow_lists),
+		cmocka_unit_test(test_config_namespaces),
 		cmocka_unit_test(test_config_sizes),
 		cmocka_unit_test(test_config_file_applied_and_overridden),
 		cmocka_unit_test(test_config_file_errors_name_the_line),

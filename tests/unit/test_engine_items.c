@@ -483,6 +483,28 @@ static void test_engine_namespace_del_and_readd(void **state)
 	assert_int_equal(n, LAYOUT_NS_SLOTS / 2);
 }
 
+/* A prefix flushed, unregistered and registered again: what was written
+ * while it was unregistered stays, what the flush dropped stays gone. */
+static void
+test_engine_namespace_readd_keeps_keys_written_meanwhile(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+
+	tu_region_open(r, 4 * MiB, &cfg);
+	assert_rc(eng_ns_add(e, "t:", 2), 0);
+	assert_rc(put(e, "t:old", "o", NULL, NULL), 0);
+	assert_rc(eng_ns_flush(e, "t:", 2), 0);
+	assert_rc(eng_ns_del(e, "t:", 2), 0);
+	assert_rc(put(e, "t:meanwhile", "m", NULL, NULL), 0);
+	assert_rc(eng_ns_add(e, "t:", 2), 0);
+	tu_assert_value(e, "t:meanwhile", 11, "m", 1);
+	tu_assert_miss(e, "t:old", 5);
+	assert_rc(eng_ns_flush(e, "t:", 2), 0);
+	tu_assert_miss(e, "t:meanwhile", 11);
+}
+
 static void test_engine_stale_while_revalidate(void **state)
 {
 	struct tu_region *r = *state;
@@ -543,6 +565,7 @@ int main(void)
 		T(test_engine_counters),
 		T(test_engine_namespace_flush),
 		T(test_engine_namespace_del_and_readd),
+		T(test_engine_namespace_readd_keeps_keys_written_meanwhile),
 		T(test_engine_stale_while_revalidate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
