@@ -496,6 +496,18 @@ int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
 	return seg_done(e, &s, rc);
 }
 
+int eng_mset(struct eng *e, size_t n, const struct eng_mitem *items,
+	     const struct eng_wopts *o, int *rc, uint64_t *cas_out)
+{
+	if (n && (!items || !rc))
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++)
+		rc[i] = eng_store(e, items[i].key, items[i].klen, items[i].val,
+				  items[i].vlen, o,
+				  cas_out ? &cas_out[i] : NULL);
+	return 0;
+}
+
 int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
 	    size_t vlen, uint32_t ttl_s)
 {
@@ -567,6 +579,36 @@ static inline int get_optimistic(struct client_ctr *ctr, struct seg *s,
 	return rc;
 }
 
+/* The checks of a get's arguments. */
+static int get_ok(const void *key, size_t klen, const void *buf, size_t cap)
+{
+	int rc = key_ok(key, klen);
+
+	if (rc)
+		return rc;
+	return !buf && cap ? -EINVAL : 0;
+}
+
+/* The get of key k, located in s: the optimistic read first (SEG_GET
+ * only), the locked path when it cannot answer. */
+static inline __attribute__((always_inline)) int
+get_at(struct eng *e, enum seg_get_mode mode, struct seg *s,
+       const struct seg_key *k, void *buf, size_t cap, struct seg_meta *m,
+       bool want_cas)
+{
+	int rc;
+
+	if (mode == SEG_GET &&
+	    (rc = get_optimistic(e->ctr, s, k, eng_now(e), buf, cap, m,
+				 want_cas)) != -EAGAIN)
+		return rc;
+	if ((rc = seg_lock(e, s)))
+		return rc;
+	FAULT(LOCKED);
+	rc = seg_get_locked(s, k, eng_now(e), mode, buf, cap, m, NULL);
+	return seg_done(e, s, rc);
+}
+
 static inline __attribute__((always_inline)) int
 get(struct eng *e, enum seg_get_mode mode, const void *key, size_t klen,
     void *buf, size_t cap, struct seg_meta *m, bool want_cas)
@@ -574,20 +616,20 @@ get(struct eng *e, enum seg_get_mode mode, const void *key, size_t klen,
 	struct seg_key k;
 	int rc;
 
-	if ((rc = key_ok(key, klen)))
+	if ((rc = get_ok(key, klen, buf, cap)))
 		return rc;
-	if (!buf && cap)
-		return -EINVAL;
 	struct seg s = locate(e, key, klen, &k, NULL);
-	if (mode == SEG_GET &&
-	    (rc = get_optimistic(e->ctr, &s, &k, eng_now(e), buf, cap, m,
-				 want_cas)) != -EAGAIN)
-		return rc;
-	if ((rc = seg_lock(e, &s)))
-		return rc;
-	FAULT(LOCKED);
-	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, m, NULL);
-	return seg_done(e, &s, rc);
+	return get_at(e, mode, &s, &k, buf, cap, m, want_cas);
+}
+
+static struct eng_meta meta_out(const struct seg_meta *m)
+{
+	return (struct eng_meta){ .cas = m->cas,
+				  .vlen = m->vlen,
+				  .flags = m->flags,
+				  .expire = m->expire,
+				  .soft = m->soft,
+				  .stale = m->stale };
 }
 
 int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
@@ -615,13 +657,51 @@ int eng_get_ex(struct eng *e, const void *key, size_t klen, void *buf,
 		return -EINVAL;
 	int rc = get(e, SEG_GET, key, klen, buf, cap, &m, true);
 	if (rc == 0 || rc == -ENOBUFS)
-		*out = (struct eng_meta){ .cas = m.cas,
-					  .vlen = m.vlen,
-					  .flags = m.flags,
-					  .expire = m.expire,
-					  .soft = m.soft,
-					  .stale = m.stale };
+		*out = meta_out(&m);
 	return rc;
+}
+
+/* Keys a multi-get looks up together: their misses overlap.  16 lines of
+ * segment header, 16 buckets and 16 entries' lines in flight stay within
+ * what a core can have outstanding (10 to 20 line fill buffers). */
+#define MGET_GROUP 16
+
+int eng_mget(struct eng *e, size_t n, const struct eng_mkey *keys,
+	     struct eng_mres *res, bool want_cas)
+{
+	struct seg s[MGET_GROUP];
+	struct seg_key k[MGET_GROUP];
+	struct seg_meta m;
+
+	if (n && (!keys || !res))
+		return -EINVAL;
+	for (size_t at = 0; at < n; at += MGET_GROUP) {
+		size_t g = n - at < MGET_GROUP ? n - at : MGET_GROUP;
+		const struct eng_mkey *q = keys + at;
+		struct eng_mres *r = res + at;
+
+		/* Hash each key, start the loads of its segment's seq line
+		 * and its bucket (locate() does). */
+		for (size_t i = 0; i < g; i++)
+			if ((r[i].rc = get_ok(q[i].key, q[i].klen, q[i].buf,
+					      q[i].cap)) == 0)
+				s[i] = locate(e, q[i].key, q[i].klen, &k[i],
+					      NULL);
+		/* The buckets have arrived, or are on the way: start the
+		 * loads of the entries they name. */
+		for (size_t i = 0; i < g; i++)
+			if (r[i].rc == 0)
+				seg_prefetch_head(&s[i], &k[i]);
+		for (size_t i = 0; i < g; i++) {
+			if (r[i].rc)
+				continue;
+			r[i].rc = get_at(e, SEG_GET, &s[i], &k[i], q[i].buf,
+					 q[i].cap, &m, want_cas);
+			if (r[i].rc == 0 || r[i].rc == -ENOBUFS)
+				r[i].m = meta_out(&m);
+		}
+	}
+	return 0;
 }
 
 int eng_peek(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
