@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -149,99 +150,109 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 
 /* X(name, arguments, min args, max args, options besides the global ones
  * (OPT_BIT), summary, details).  The order is the order of --help. */
-#define CTL_COMMANDS(X)                                                         \
-	X(stats, "", 0, 0, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                     \
-	  "the cache's totals, hit rate and fill",                              \
-	  "Prints every counter and gauge of the cache, summed over its\n"      \
-	  "segments (hits and misses also over the clients' counters of\n"      \
-	  "gets without the lock), then hit_rate (hits / (hits + misses),\n"    \
-	  "in %) and fill (bytes_used / bytes_total, in %).  With --json,\n"    \
-	  "one object with the same keys; a rate without a denominator is\n"    \
-	  "null.")                                                              \
-	X(segments, "", 0, 0, OPT_BIT(JSON),                                    \
-	  "one line per segment: entries, fill, hit rate",                      \
-	  "Prints, for each segment, its index, entries, ring bytes used and\n" \
-	  "in all (fill %), hits, misses and hit rate of the gets that took\n"  \
-	  "its lock (a get of an entry in use does not: `stats` counts\n"       \
-	  "those).  With --json, an array of objects holding every field\n"     \
-	  "of `stats` plus \"segment\".")                                       \
-	X(get, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                    \
-	  "print the value of KEY",                                             \
-	  "Writes the value to stdout exactly as stored (any bytes).  A\n"      \
-	  "newline is added only when stdout is a terminal and the value\n"     \
-	  "does not end with one.  Exits 1 if the key is missing or expired.\n" \
-	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n" \
-	  "expire_at is unix seconds or null.  A key or value that is not\n"    \
-	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n"     \
-	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n"  \
-	  "`ttl --json` and the file of `save`/`load --json`.")                 \
-	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL) | OPT_BIT(NO_MAP),             \
-	  "store VALUE (or stdin) under KEY",                                   \
-	  "Stores VALUE under KEY, replacing any value it had.  Without\n"      \
-	  "VALUE, or when VALUE is '-', the value is all of stdin (any\n"       \
-	  "bytes).  The cache never refuses for lack of room: it evicts\n"      \
-	  "older entries instead; a key + value larger than the cache's\n"      \
-	  "largest item fails.")                                                \
-	X(del, "KEY", 1, 1, OPT_BIT(NO_MAP), "remove KEY",                      \
-	  "Removes KEY.  Exits 1 if it was missing or expired.")                \
-	X(ttl, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                    \
-	  "seconds KEY has left",                                               \
-	  "Prints the seconds KEY has left, or \"none\" if it never\n"          \
-	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"      \
-	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n" \
-	  "that is not UTF-8, as with get).")                                   \
-	X(touch, "KEY TTL", 2, 2, OPT_BIT(NO_MAP), "give KEY a new TTL",        \
-	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"       \
-	  "Exits 1 if it is missing or expired.")                               \
-	X(flush, "", 0, 0, OPT_BIT(NO_MAP), "remove every entry",               \
-	  "Removes every entry of the cache.  The counters are kept.")          \
-	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                     \
-	  "the daemon's integrity walk over every segment",                     \
-	  "Asks the daemon to check the region header and every segment's\n"    \
-	  "structure and prints how many were checked, found bad and\n"         \
-	  "repaired, then what was found first.  --repair rewrites a\n"         \
-	  "damaged header from its intact copy and resets damaged\n"            \
-	  "segments.  Exits 1 if any was bad, even when --repair mended\n"      \
-	  "it.  With --json:\n"                                                 \
-	  "{\"segments\", \"bad\", \"repaired\"}.")                             \
-	X(clients, "", 0, 0, OPT_BIT(JSON), "the connected processes",          \
-	  "Lists the daemon's connections: client id, pid, uid and since\n"     \
-	  "when (local time); this cachectl is marked.  With --json, an\n"      \
-	  "array of {\"id\", \"pid\", \"uid\", \"gid\", \"since\" (unix\n"      \
-	  "seconds), \"self\"}.")                                               \
-	X(watch, "", 0, 0, OPT_BIT(INTERVAL) | OPT_BIT(COUNT) | OPT_BIT(JSON),  \
-	  "a live view of ops/s, hit rate and fill",                            \
-	  "Refreshes every interval: gets/s, sets/s and evictions/s over the\n" \
-	  "last interval, the hit rate over it, entries and fill.  On a\n"      \
-	  "terminal the screen is redrawn; otherwise one line per refresh\n"    \
-	  "(after a header), and with --json one object per line.  The\n"       \
-	  "first refresh has no rates yet (\"-\", null).  While the daemon\n"   \
-	  "does not answer, no figures are shown: one line on stderr says\n"    \
-	  "it is unreachable, another when it answers again, and the\n"         \
-	  "figures resume (without rates for the first refresh).  Exits 3\n"    \
-	  "if it was unreachable at the last of --count refreshes.")            \
-	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                    \
-	  "have the daemon write a snapshot to FILE",                           \
-	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"       \
-	  "relative FILE is taken from the current directory) and prints\n"     \
-	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}\n"  \
-	  "(\"file_b64\" for a name that is not UTF-8, as with get).")          \
-	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),                 \
-	  "have the daemon load a snapshot from FILE",                          \
-	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n"     \
-	  "taken from the current directory) and prints how many entries\n"     \
-	  "it loaded.  The whole file is verified before the first entry\n"     \
-	  "is stored (a damaged file loads nothing), so it is read twice;\n"    \
-	  "--partial reads it once, storing each block as it is verified,\n"    \
-	  "and on damage keeps the blocks before it.  With --json:\n"           \
-	  "{\"file\", \"entries\"}.")                                           \
-	X(ping, "", 0, 0, 0, "a round trip to the daemon",                      \
-	  "Sends the daemon a request and prints the round-trip time.")         \
-	X(shutdown, "", 0, 0, 0, "stop the daemon",                             \
-	  "Asks the daemon to stop (only its user or root may).  The\n"         \
-	  "region is kept for a warm restart unless it runs with\n"             \
-	  "--unlink-on-exit.")                                                  \
-	X(help, "[COMMAND]", 0, 1, 0, "this help, or a command's",              \
+#define CTL_COMMANDS(X)                                                          \
+	X(stats, "", 0, 0, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                      \
+	  "the cache's totals, hit rate and fill",                               \
+	  "Prints every counter and gauge of the cache, summed over its\n"       \
+	  "segments (hits and misses also over the clients' counters of\n"       \
+	  "gets without the lock), then hit_rate (hits / (hits + misses),\n"     \
+	  "in %) and fill (bytes_used / bytes_total, in %).  With --json,\n"     \
+	  "one object with the same keys; a rate without a denominator is\n"     \
+	  "null.")                                                               \
+	X(segments, "", 0, 0, OPT_BIT(JSON),                                     \
+	  "one line per segment: entries, fill, hit rate",                       \
+	  "Prints, for each segment, its index, entries, ring bytes used and\n"  \
+	  "in all (fill %), hits, misses and hit rate of the gets that took\n"   \
+	  "its lock (a get of an entry in use does not: `stats` counts\n"        \
+	  "those).  With --json, an array of objects holding every field\n"      \
+	  "of `stats` plus \"segment\".")                                        \
+	X(get, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                     \
+	  "print the value of KEY",                                              \
+	  "Writes the value to stdout exactly as stored (any bytes).  A\n"       \
+	  "newline is added only when stdout is a terminal and the value\n"      \
+	  "does not end with one.  Exits 1 if the key is missing or expired.\n"  \
+	  "With --json: {\"key\", \"value\", \"bytes\", \"expire_at\"} where\n"  \
+	  "expire_at is unix seconds or null.  A key or value that is not\n"     \
+	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n"      \
+	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n"   \
+	  "`ttl --json` and the file of `save`/`load --json`.")                  \
+	X(mget, "KEY...", 1, INT_MAX, OPT_BIT(JSON),                             \
+	  "print the values of several keys in one multi-get",                   \
+	  "Gets every KEY in one shmc_mget() and prints, per KEY in order,\n"    \
+	  "its value and a newline, or the line \"(not found)\" for a key\n"     \
+	  "that is missing or expired (also named on stderr).  Values that\n"    \
+	  "hold newlines make the text ambiguous: use --json, an array of\n"     \
+	  "get's objects, with \"value\": null and \"bytes\": 0 for a missing\n" \
+	  "key.  Exits 0 when every key was found, 1 when any was not\n"         \
+	  "(some or all: get's code for a missing key; every key is still\n"     \
+	  "printed).  Needs the mapping (no --no-map).")                         \
+	X(set, "KEY [VALUE]", 1, 2, OPT_BIT(TTL) | OPT_BIT(NO_MAP),              \
+	  "store VALUE (or stdin) under KEY",                                    \
+	  "Stores VALUE under KEY, replacing any value it had.  Without\n"       \
+	  "VALUE, or when VALUE is '-', the value is all of stdin (any\n"        \
+	  "bytes).  The cache never refuses for lack of room: it evicts\n"       \
+	  "older entries instead; a key + value larger than the cache's\n"       \
+	  "largest item fails.")                                                 \
+	X(del, "KEY", 1, 1, OPT_BIT(NO_MAP), "remove KEY",                       \
+	  "Removes KEY.  Exits 1 if it was missing or expired.")                 \
+	X(ttl, "KEY", 1, 1, OPT_BIT(JSON) | OPT_BIT(NO_MAP),                     \
+	  "seconds KEY has left",                                                \
+	  "Prints the seconds KEY has left, or \"none\" if it never\n"           \
+	  "expires.  Exits 1 if it is missing or expired.  With --json:\n"       \
+	  "{\"key\", \"ttl\"}, ttl null for no expiry (\"key_b64\" for a key\n"  \
+	  "that is not UTF-8, as with get).")                                    \
+	X(touch, "KEY TTL", 2, 2, OPT_BIT(NO_MAP), "give KEY a new TTL",         \
+	  "Gives KEY a TTL of TTL seconds from now (0: never expires).\n"        \
+	  "Exits 1 if it is missing or expired.")                                \
+	X(flush, "", 0, 0, OPT_BIT(NO_MAP), "remove every entry",                \
+	  "Removes every entry of the cache.  The counters are kept.")           \
+	X(check, "", 0, 0, OPT_BIT(REPAIR) | OPT_BIT(JSON),                      \
+	  "the daemon's integrity walk over every segment",                      \
+	  "Asks the daemon to check the region header and every segment's\n"     \
+	  "structure and prints how many were checked, found bad and\n"          \
+	  "repaired, then what was found first.  --repair rewrites a\n"          \
+	  "damaged header from its intact copy and resets damaged\n"             \
+	  "segments.  Exits 1 if any was bad, even when --repair mended\n"       \
+	  "it.  With --json:\n"                                                  \
+	  "{\"segments\", \"bad\", \"repaired\"}.")                              \
+	X(clients, "", 0, 0, OPT_BIT(JSON), "the connected processes",           \
+	  "Lists the daemon's connections: client id, pid, uid and since\n"      \
+	  "when (local time); this cachectl is marked.  With --json, an\n"       \
+	  "array of {\"id\", \"pid\", \"uid\", \"gid\", \"since\" (unix\n"       \
+	  "seconds), \"self\"}.")                                                \
+	X(watch, "", 0, 0, OPT_BIT(INTERVAL) | OPT_BIT(COUNT) | OPT_BIT(JSON),   \
+	  "a live view of ops/s, hit rate and fill",                             \
+	  "Refreshes every interval: gets/s, sets/s and evictions/s over the\n"  \
+	  "last interval, the hit rate over it, entries and fill.  On a\n"       \
+	  "terminal the screen is redrawn; otherwise one line per refresh\n"     \
+	  "(after a header), and with --json one object per line.  The\n"        \
+	  "first refresh has no rates yet (\"-\", null).  While the daemon\n"    \
+	  "does not answer, no figures are shown: one line on stderr says\n"     \
+	  "it is unreachable, another when it answers again, and the\n"          \
+	  "figures resume (without rates for the first refresh).  Exits 3\n"     \
+	  "if it was unreachable at the last of --count refreshes.")             \
+	X(save, "FILE", 1, 1, OPT_BIT(JSON),                                     \
+	  "have the daemon write a snapshot to FILE",                            \
+	  "Asks the daemon to write a snapshot of the cache to FILE (a\n"        \
+	  "relative FILE is taken from the current directory) and prints\n"      \
+	  "how many entries it wrote.  With --json: {\"file\", \"entries\"}\n"   \
+	  "(\"file_b64\" for a name that is not UTF-8, as with get).")           \
+	X(load, "FILE", 1, 1, OPT_BIT(PARTIAL) | OPT_BIT(JSON),                  \
+	  "have the daemon load a snapshot from FILE",                           \
+	  "Asks the daemon to load the snapshot FILE (a relative FILE is\n"      \
+	  "taken from the current directory) and prints how many entries\n"      \
+	  "it loaded.  The whole file is verified before the first entry\n"      \
+	  "is stored (a damaged file loads nothing), so it is read twice;\n"     \
+	  "--partial reads it once, storing each block as it is verified,\n"     \
+	  "and on damage keeps the blocks before it.  With --json:\n"            \
+	  "{\"file\", \"entries\"}.")                                            \
+	X(ping, "", 0, 0, 0, "a round trip to the daemon",                       \
+	  "Sends the daemon a request and prints the round-trip time.")          \
+	X(shutdown, "", 0, 0, 0, "stop the daemon",                              \
+	  "Asks the daemon to stop (only its user or root may).  The\n"          \
+	  "region is kept for a warm restart unless it runs with\n"              \
+	  "--unlink-on-exit.")                                                   \
+	X(help, "[COMMAND]", 0, 1, 0, "this help, or a command's",               \
 	  "Prints the general help, or COMMAND's.")
 
 struct ctl_cmd {
@@ -1079,6 +1090,26 @@ static int mapped_get(struct ctl *x, const char *key, char **buf, size_t *vlen,
 	return err;
 }
 
+/* get's JSON object of key (value NULL: a missing key), without a
+ * newline. */
+static void json_item(const char *key, size_t klen, const char *val,
+		      size_t vlen, uint32_t expire_at)
+{
+	putchar('{');
+	json_member("key", key, klen);
+	putchar(',');
+	if (val)
+		json_member("value", val, vlen);
+	else
+		fputs("\"value\":null", stdout);
+	printf(",\"bytes\":%zu,", vlen);
+	json_key("expire_at");
+	if (expire_at)
+		printf("%" PRIu32 "}", expire_at);
+	else
+		fputs("null}", stdout);
+}
+
 static int cmd_get(struct ctl *x, int argc, char **argv)
 {
 	const char *key = argv[0];
@@ -1099,16 +1130,8 @@ static int cmd_get(struct ctl *x, int argc, char **argv)
 		return data_error("get", key, err);
 	}
 	if (x->json) {
-		putchar('{');
-		json_member("key", key, klen);
-		putchar(',');
-		json_member("value", buf, vlen);
-		printf(",\"bytes\":%zu,", vlen);
-		json_key("expire_at");
-		if (expire_at)
-			printf("%" PRIu32 "}\n", expire_at);
-		else
-			puts("null}");
+		json_item(key, klen, buf, vlen, expire_at);
+		putchar('\n');
 	} else {
 		fwrite(buf, 1, vlen, stdout);
 		if (vlen && buf[vlen - 1] != '\n' && isatty(STDOUT_FILENO))
@@ -1116,6 +1139,80 @@ static int cmd_get(struct ctl *x, int argc, char **argv)
 	}
 	free(buf);
 	return CTL_EXIT_OK;
+}
+
+/* The buffer each key of mget gets first; a longer value is fetched again
+ * on its own. */
+#define MGET_CAP 4096
+
+static int cmd_mget(struct ctl *x, int argc, char **argv)
+{
+	struct shmc_mkey *q = calloc((size_t)argc, sizeof(*q));
+	struct shmc_mres *res = calloc((size_t)argc, sizeof(*res));
+	char *bufs = malloc((size_t)argc * MGET_CAP), *big = NULL;
+	int rc = CTL_EXIT_OK, err;
+
+	for (int i = 0; i < argc; i++)
+		if (!argv[i][0]) {
+			rc = usage(x->cmd, "KEY must not be empty");
+			goto out;
+		}
+	if (!q || !res || !bufs) {
+		rc = fail("mget: out of memory for %d keys", argc);
+		goto out;
+	}
+	if ((rc = ctl_connect(x)))
+		goto out;
+	for (int i = 0; i < argc; i++)
+		q[i] = (struct shmc_mkey){ argv[i], strlen(argv[i]),
+					   bufs + (size_t)i * MGET_CAP,
+					   MGET_CAP };
+	if ((err = shmc_mget(x->c, (size_t)argc, q, res, 0))) {
+		rc = data_error("mget", argv[0], err);
+		goto out;
+	}
+	if (x->json)
+		putchar('[');
+	for (int i = 0; i < argc; i++) {
+		const char *val = q[i].buf;
+		size_t vlen = res[i].vlen;
+		uint32_t expire_at = res[i].expire_at;
+
+		err = res[i].rc;
+		if (err == -ENOBUFS) {
+			val = NULL;
+			err = mapped_get(x, argv[i], &big, &vlen, &expire_at);
+			val = big;
+		}
+		if (err == -ENOENT) {
+			data_error("mget", argv[i], err);
+			rc = CTL_EXIT_NO;
+			val = NULL;
+			vlen = 0;
+			expire_at = 0;
+		} else if (err) {
+			rc = data_error("mget", argv[i], err);
+			break;
+		}
+		if (x->json) {
+			if (i)
+				putchar(',');
+			json_item(argv[i], q[i].klen, val, vlen, expire_at);
+		} else if (val) {
+			fwrite(val, 1, vlen, stdout);
+			putchar('\n');
+		} else {
+			puts("(not found)");
+		}
+	}
+	if (x->json)
+		puts("]");
+out:
+	free(big);
+	free(q);
+	free(res);
+	free(bufs);
+	return rc;
 }
 
 /* Why an item is too large, for set's errors. */
