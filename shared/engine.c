@@ -437,6 +437,11 @@ static struct seg locate(const struct eng *e, const void *key, size_t klen,
 	return s;
 }
 
+/* Keys a multi-get (and a multi-set) takes together: their misses overlap.  16 lines of
+ * segment header, 16 buckets and 16 entries' lines in flight stay within
+ * what a core can have outstanding (10 to 20 line fill buffers). */
+#define MGET_GROUP 16
+
 uint32_t eng_seg_of(const struct eng *e, const void *key, size_t klen)
 {
 	return hash_split(hash_key(key, klen), e->g.seg_bits).seg;
@@ -470,41 +475,83 @@ static_assert((int)ENG_SET == (int)SEG_SET && (int)ENG_ADD == (int)SEG_ADD &&
 		      (int)ENG_PREPEND == (int)SEG_PREPEND,
 	      "eng_mode and seg_mode agree");
 
-int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
-	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out)
+/* The checks of a store's arguments and options. */
+static int store_args_ok(const struct eng *e, const void *key, size_t klen,
+			 const void *val, size_t vlen,
+			 const struct eng_wopts *o)
 {
-	static const struct eng_wopts plain;
-	struct seg_key k;
+	int rc = store_ok(e, key, klen, val, vlen);
+
+	if (rc)
+		return rc;
+	return (unsigned)o->mode > ENG_PREPEND ? -EINVAL : 0;
+}
+
+/* The store of key k, located in s, its arguments checked. */
+static int store_at(struct eng *e, struct seg *s, const struct seg_key *k,
+		    const void *val, size_t vlen, const struct eng_wopts *o,
+		    uint64_t *cas_out)
+{
 	int rc;
 
-	if (!o)
-		o = &plain;
-	if ((rc = store_ok(e, key, klen, val, vlen)))
-		return rc;
-	if ((unsigned)o->mode > ENG_PREPEND)
-		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k, NULL);
-	if ((rc = seg_lock(e, &s)))
+	if ((rc = seg_lock(e, s)))
 		return rc;
 	uint32_t now = eng_now(e);
 	struct seg_write w = { .mode = (enum seg_mode)o->mode,
 			       .flags = o->flags,
 			       .cas = o->cas };
 	if ((rc = expiries(o, now, &w)) == 0)
-		rc = seg_write_locked(&s, &k, &w, val, (uint32_t)vlen, now,
+		rc = seg_write_locked(s, k, &w, val, (uint32_t)vlen, now,
 				      cas_out);
-	return seg_done(e, &s, rc);
+	return seg_done(e, s, rc);
+}
+
+static const struct eng_wopts plain_set;
+
+int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
+	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out)
+{
+	struct seg_key k;
+	int rc;
+
+	if (!o)
+		o = &plain_set;
+	if ((rc = store_args_ok(e, key, klen, val, vlen, o)))
+		return rc;
+	struct seg s = locate(e, key, klen, &k, NULL);
+	return store_at(e, &s, &k, val, vlen, o, cas_out);
 }
 
 int eng_mset(struct eng *e, size_t n, const struct eng_mitem *items,
 	     const struct eng_wopts *o, int *rc, uint64_t *cas_out)
 {
+	struct seg s[MGET_GROUP];
+	struct seg_key k[MGET_GROUP];
+
 	if (n && (!items || !rc))
 		return -EINVAL;
-	for (size_t i = 0; i < n; i++)
-		rc[i] = eng_store(e, items[i].key, items[i].klen, items[i].val,
-				  items[i].vlen, o,
-				  cas_out ? &cas_out[i] : NULL);
+	if (!o)
+		o = &plain_set;
+	for (size_t at = 0; at < n; at += MGET_GROUP) {
+		size_t g = n - at < MGET_GROUP ? n - at : MGET_GROUP;
+		const struct eng_mitem *it = items + at;
+
+		/* Every key hashed and its segment header and bucket asked
+		 * for (locate() does) before the first store waits on its
+		 * own. */
+		for (size_t i = 0; i < g; i++)
+			if ((rc[at + i] = store_args_ok(e, it[i].key,
+							it[i].klen, it[i].val,
+							it[i].vlen, o)) == 0)
+				s[i] = locate(e, it[i].key, it[i].klen, &k[i],
+					      NULL);
+		for (size_t i = 0; i < g; i++)
+			if (rc[at + i] == 0)
+				rc[at + i] = store_at(e, &s[i], &k[i],
+						      it[i].val, it[i].vlen, o,
+						      cas_out ? &cas_out[at + i]
+							      : NULL);
+	}
 	return 0;
 }
 
@@ -661,10 +708,6 @@ int eng_get_ex(struct eng *e, const void *key, size_t klen, void *buf,
 	return rc;
 }
 
-/* Keys a multi-get looks up together: their misses overlap.  16 lines of
- * segment header, 16 buckets and 16 entries' lines in flight stay within
- * what a core can have outstanding (10 to 20 line fill buffers). */
-#define MGET_GROUP 16
 
 int eng_mget(struct eng *e, size_t n, const struct eng_mkey *keys,
 	     struct eng_mres *res, bool want_cas)

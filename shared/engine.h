@@ -309,7 +309,8 @@ struct eng_mitem {
 
 /* eng_store() of each item in turn with the same options o (may be NULL:
  * a plain set), its result in rc[i] and, if cas_out is not NULL, its new
- * version in cas_out[i].  Returns 0, or -EINVAL when items or rc is NULL
+ * version in cas_out[i]; 16 keys are hashed and their segment headers and
+ * buckets asked for before the first of them is stored.  Returns 0, or -EINVAL when items or rc is NULL
  * and n > 0.  Not atomic: each item is stored on its own. */
 int eng_mset(struct eng *e, size_t n, const struct eng_mitem *items,
 	     const struct eng_wopts *o, int *rc, uint64_t *cas_out);
