@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -673,6 +674,66 @@ SHMC_EXPORT int shmc_peek(shmc *c, const void *key, size_t klen, void *buf,
 	int rc = usable(c);
 
 	return rc ? rc : eng_peek(&c->e, key, klen, buf, cap, vlen, NULL);
+}
+
+static_assert(sizeof(struct shmc_mkey) == sizeof(struct eng_mkey) &&
+		      offsetof(struct shmc_mkey, key) ==
+			      offsetof(struct eng_mkey, key) &&
+		      offsetof(struct shmc_mkey, klen) ==
+			      offsetof(struct eng_mkey, klen) &&
+		      offsetof(struct shmc_mkey, buf) ==
+			      offsetof(struct eng_mkey, buf) &&
+		      offsetof(struct shmc_mkey, cap) ==
+			      offsetof(struct eng_mkey, cap),
+	      "shmc_mkey is eng_mkey");
+static_assert(sizeof(struct shmc_mitem) == sizeof(struct eng_mitem) &&
+		      offsetof(struct shmc_mitem, key) ==
+			      offsetof(struct eng_mitem, key) &&
+		      offsetof(struct shmc_mitem, klen) ==
+			      offsetof(struct eng_mitem, klen) &&
+		      offsetof(struct shmc_mitem, val) ==
+			      offsetof(struct eng_mitem, val) &&
+		      offsetof(struct shmc_mitem, vlen) ==
+			      offsetof(struct eng_mitem, vlen),
+	      "shmc_mitem is eng_mitem");
+
+SHMC_EXPORT int shmc_mget(shmc *c, size_t n, const struct shmc_mkey *keys,
+			  struct shmc_mres *res, unsigned opts)
+{
+	struct eng_mres r[64];
+	int rc = usable_with(c,
+			     (!n || (keys && res)) && !(opts & ~SHMC_MGET_CAS));
+
+	if (rc)
+		return rc;
+	for (size_t at = 0; at < n; at += 64) {
+		size_t g = n - at < 64 ? n - at : 64;
+
+		eng_mget(&c->e, g, (const struct eng_mkey *)(keys + at), r,
+			 opts & SHMC_MGET_CAS);
+		for (size_t i = 0; i < g; i++) {
+			struct shmc_mres *o = &res[at + i];
+			bool found = r[i].rc == 0 || r[i].rc == -ENOBUFS;
+
+			o->rc = r[i].rc;
+			o->vlen = found ? r[i].m.vlen : 0;
+			o->flags = found ? r[i].m.flags : 0;
+			o->expire_at = found ? r[i].m.expire : 0;
+			o->cas = found && (opts & SHMC_MGET_CAS) ? r[i].m.cas
+								 : 0;
+		}
+	}
+	return 0;
+}
+
+SHMC_EXPORT int shmc_mset(shmc *c, size_t n, const struct shmc_mitem *items,
+			  uint32_t ttl_s, int *rc)
+{
+	int err = usable_with(c, !n || (items && rc));
+
+	return err ? err
+		   : eng_mset(&c->e, n, (const struct eng_mitem *)items,
+			      &(struct eng_wopts){ .ttl_s = ttl_s }, rc, NULL);
 }
 
 SHMC_EXPORT int shmc_del(shmc *c, const void *key, size_t klen)

@@ -188,6 +188,63 @@ int shmc_touch(shmc *c, const void *key, size_t klen, uint32_t ttl_s);
 int shmc_clear(shmc *c);
 
 /* ------------------------------------------------------------------------
+ * Multi-get and multi-set
+ * ------------------------------------------------------------------------ */
+
+/* One key of shmc_mget(): the key, and where its value is copied. */
+struct shmc_mkey {
+	const void *key;
+	size_t klen;
+	void *buf; /* may be NULL when cap is 0 */
+	size_t cap;
+};
+
+/* One key's result of shmc_mget().  rc is what shmc_get() returns for
+ * that key: 0 (the value is in the key's buf), -ENOENT (missing or
+ * expired), -ENOBUFS (cap < vlen; vlen tells the size needed), or an error
+ * of that key alone (-EINVAL, -E2BIG, -ETIMEDOUT, -EUCLEAN).  vlen, flags
+ * and expire_at (absolute unix seconds, 0 for none) are set when rc is 0
+ * or -ENOBUFS; cas (the item's version) too, with SHMC_MGET_CAS. */
+struct shmc_mres {
+	int rc;
+	uint32_t flags;
+	size_t vlen;
+	uint32_t expire_at;
+	uint64_t cas;
+};
+
+/* shmc_mget() option: fill shmc_mres.cas (two more memory reads a key). */
+#define SHMC_MGET_CAS 1u
+
+/* Gets keys[0..n-1]: each as shmc_get() would, its result in res[i].  The
+ * memory reads of different keys overlap, so that a batch costs less per
+ * key than as many shmc_get() calls when the cache is larger than the CPU's
+ * caches.  A key may appear more than once; a bad key fails alone.  Not a
+ * snapshot: each key is read on its own, so a write between two keys'
+ * reads may show in one and not the other.  opts: 0 or SHMC_MGET_CAS.
+ * Returns 0 (then every res[i].rc is set), -EINVAL when keys or res is
+ * NULL and n > 0 or opts has an unknown bit, or -ECHILD. */
+int shmc_mget(shmc *c, size_t n, const struct shmc_mkey *keys,
+	      struct shmc_mres *res, unsigned opts);
+
+/* One item of shmc_mset(). */
+struct shmc_mitem {
+	const void *key;
+	size_t klen;
+	const void *val;
+	size_t vlen;
+};
+
+/* shmc_set() of items[0..n-1] in turn, each with ttl_s, its result in
+ * rc[i] (0, or what shmc_set() returns for it: -EINVAL, -E2BIG,
+ * -ETIMEDOUT, -EUCLEAN).  Not atomic: items are stored one by one, and a
+ * failed item does not stop the rest; a key that appears twice ends with
+ * the later value.  Returns 0 (then every rc[i] is set), -EINVAL when
+ * items or rc is NULL and n > 0, or -ECHILD. */
+int shmc_mset(shmc *c, size_t n, const struct shmc_mitem *items, uint32_t ttl_s,
+	      int *rc);
+
+/* ------------------------------------------------------------------------
  * Cache-aside with thundering-herd protection across processes
  * ------------------------------------------------------------------------ */
 

@@ -451,6 +451,11 @@ static struct seg locate(const struct eng *e, const void *key, size_t klen,
 	return s;
 }
 
+/* Keys a multi-get (and a multi-set) takes together: their misses overlap.  16 lines of
+ * segment header, 16 buckets and 16 entries' lines in flight stay within
+ * what a core can have outstanding (10 to 20 line fill buffers). */
+#define MGET_GROUP 16
+
 uint32_t eng_seg_of(const struct eng *e, const void *key, size_t klen)
 {
 	return hash_split(hash_key(key, klen), e->g.seg_bits).seg;
@@ -484,21 +489,26 @@ static_assert((int)ENG_SET == (int)SEG_SET && (int)ENG_ADD == (int)SEG_ADD &&
 		      (int)ENG_PREPEND == (int)SEG_PREPEND,
 	      "eng_mode and seg_mode agree");
 
-int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
-	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out)
+/* The checks of a store's arguments and options. */
+static int store_args_ok(const struct eng *e, const void *key, size_t klen,
+			 const void *val, size_t vlen,
+			 const struct eng_wopts *o)
 {
-	static const struct eng_wopts plain;
-	struct seg_key k;
+	int rc = store_ok(e, key, klen, val, vlen);
+
+	if (rc)
+		return rc;
+	return (unsigned)o->mode > ENG_PREPEND ? -EINVAL : 0;
+}
+
+/* The store of key k, located in s, its arguments checked. */
+static int store_at(struct eng *e, struct seg *s, struct seg_key *k,
+		    const void *val, size_t vlen, const struct eng_wopts *o,
+		    uint64_t *cas_out)
+{
 	int rc;
 
-	if (!o)
-		o = &plain;
-	if ((rc = store_ok(e, key, klen, val, vlen)))
-		return rc;
-	if ((unsigned)o->mode > ENG_PREPEND)
-		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k, NULL);
-	if ((rc = seg_lock(e, &s)))
+	if ((rc = seg_lock(e, s)))
 		return rc;
 	uint32_t now = eng_now(e);
 	struct seg_write w = { .mode = (enum seg_mode)o->mode,
@@ -508,11 +518,60 @@ int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
 	 * before it, a flush that ends while this write waits for the lock
 	 * would leave it the old stamp, under a write that began after the
 	 * flush and took the lock first. */
-	ns_of(e, &k);
+	ns_of(e, k);
 	if ((rc = expiries(o, now, &w)) == 0)
-		rc = seg_write_locked(&s, &k, &w, val, (uint32_t)vlen, now,
+		rc = seg_write_locked(s, k, &w, val, (uint32_t)vlen, now,
 				      cas_out);
-	return seg_done(e, &s, rc);
+	return seg_done(e, s, rc);
+}
+
+static const struct eng_wopts plain_set;
+
+int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
+	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out)
+{
+	struct seg_key k;
+	int rc;
+
+	if (!o)
+		o = &plain_set;
+	if ((rc = store_args_ok(e, key, klen, val, vlen, o)))
+		return rc;
+	struct seg s = locate(e, key, klen, &k, NULL);
+	return store_at(e, &s, &k, val, vlen, o, cas_out);
+}
+
+int eng_mset(struct eng *e, size_t n, const struct eng_mitem *items,
+	     const struct eng_wopts *o, int *rc, uint64_t *cas_out)
+{
+	struct seg s[MGET_GROUP];
+	struct seg_key k[MGET_GROUP];
+
+	if (n && (!items || !rc))
+		return -EINVAL;
+	if (!o)
+		o = &plain_set;
+	for (size_t at = 0; at < n; at += MGET_GROUP) {
+		size_t g = n - at < MGET_GROUP ? n - at : MGET_GROUP;
+		const struct eng_mitem *it = items + at;
+
+		/* Every key hashed and its segment header and bucket asked
+		 * for (locate() does) before the first store waits on its
+		 * own. */
+		for (size_t i = 0; i < g; i++)
+			if ((rc[at + i] = store_args_ok(e, it[i].key,
+							it[i].klen, it[i].val,
+							it[i].vlen, o)) == 0)
+				s[i] = locate(e, it[i].key, it[i].klen, &k[i],
+					      NULL);
+		for (size_t i = 0; i < g; i++)
+			if (rc[at + i] == 0)
+				rc[at + i] = store_at(e, &s[i], &k[i],
+						      it[i].val, it[i].vlen, o,
+						      cas_out ? &cas_out[at + i]
+							      : NULL);
+	}
+	return 0;
 }
 
 int eng_set(struct eng *e, const void *key, size_t klen, const void *val,
@@ -588,6 +647,36 @@ static inline int get_optimistic(struct client_ctr *ctr, struct seg *s,
 	return rc;
 }
 
+/* The checks of a get's arguments. */
+static int get_ok(const void *key, size_t klen, const void *buf, size_t cap)
+{
+	int rc = key_ok(key, klen);
+
+	if (rc)
+		return rc;
+	return !buf && cap ? -EINVAL : 0;
+}
+
+/* The get of key k, located in s: the optimistic read first (SEG_GET
+ * only), the locked path when it cannot answer. */
+static inline __attribute__((always_inline)) int
+get_at(struct eng *e, enum seg_get_mode mode, struct seg *s,
+       const struct seg_key *k, void *buf, size_t cap, struct seg_meta *m,
+       bool want_cas)
+{
+	int rc;
+
+	if (mode == SEG_GET &&
+	    (rc = get_optimistic(e->ctr, s, k, eng_now(e), buf, cap, m,
+				 want_cas)) != -EAGAIN)
+		return rc;
+	if ((rc = seg_lock(e, s)))
+		return rc;
+	FAULT(LOCKED);
+	rc = seg_get_locked(s, k, eng_now(e), mode, buf, cap, m, NULL);
+	return seg_done(e, s, rc);
+}
+
 static inline __attribute__((always_inline)) int
 get(struct eng *e, enum seg_get_mode mode, const void *key, size_t klen,
     void *buf, size_t cap, struct seg_meta *m, bool want_cas)
@@ -595,20 +684,20 @@ get(struct eng *e, enum seg_get_mode mode, const void *key, size_t klen,
 	struct seg_key k;
 	int rc;
 
-	if ((rc = key_ok(key, klen)))
+	if ((rc = get_ok(key, klen, buf, cap)))
 		return rc;
-	if (!buf && cap)
-		return -EINVAL;
 	struct seg s = locate(e, key, klen, &k, NULL);
-	if (mode == SEG_GET &&
-	    (rc = get_optimistic(e->ctr, &s, &k, eng_now(e), buf, cap, m,
-				 want_cas)) != -EAGAIN)
-		return rc;
-	if ((rc = seg_lock(e, &s)))
-		return rc;
-	FAULT(LOCKED);
-	rc = seg_get_locked(&s, &k, eng_now(e), mode, buf, cap, m, NULL);
-	return seg_done(e, &s, rc);
+	return get_at(e, mode, &s, &k, buf, cap, m, want_cas);
+}
+
+static struct eng_meta meta_out(const struct seg_meta *m)
+{
+	return (struct eng_meta){ .cas = m->cas,
+				  .vlen = m->vlen,
+				  .flags = m->flags,
+				  .expire = m->expire,
+				  .soft = m->soft,
+				  .stale = m->stale };
 }
 
 int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
@@ -636,13 +725,47 @@ int eng_get_ex(struct eng *e, const void *key, size_t klen, void *buf,
 		return -EINVAL;
 	int rc = get(e, SEG_GET, key, klen, buf, cap, &m, true);
 	if (rc == 0 || rc == -ENOBUFS)
-		*out = (struct eng_meta){ .cas = m.cas,
-					  .vlen = m.vlen,
-					  .flags = m.flags,
-					  .expire = m.expire,
-					  .soft = m.soft,
-					  .stale = m.stale };
+		*out = meta_out(&m);
 	return rc;
+}
+
+
+int eng_mget(struct eng *e, size_t n, const struct eng_mkey *keys,
+	     struct eng_mres *res, bool want_cas)
+{
+	struct seg s[MGET_GROUP];
+	struct seg_key k[MGET_GROUP];
+	struct seg_meta m;
+
+	if (n && (!keys || !res))
+		return -EINVAL;
+	for (size_t at = 0; at < n; at += MGET_GROUP) {
+		size_t g = n - at < MGET_GROUP ? n - at : MGET_GROUP;
+		const struct eng_mkey *q = keys + at;
+		struct eng_mres *r = res + at;
+
+		/* Hash each key, start the loads of its segment's seq line
+		 * and its bucket (locate() does). */
+		for (size_t i = 0; i < g; i++)
+			if ((r[i].rc = get_ok(q[i].key, q[i].klen, q[i].buf,
+					      q[i].cap)) == 0)
+				s[i] = locate(e, q[i].key, q[i].klen, &k[i],
+					      NULL);
+		/* The buckets have arrived, or are on the way: start the
+		 * loads of the entries they name. */
+		for (size_t i = 0; i < g; i++)
+			if (r[i].rc == 0)
+				seg_prefetch_head(&s[i], &k[i]);
+		for (size_t i = 0; i < g; i++) {
+			if (r[i].rc)
+				continue;
+			r[i].rc = get_at(e, SEG_GET, &s[i], &k[i], q[i].buf,
+					 q[i].cap, &m, want_cas);
+			if (r[i].rc == 0 || r[i].rc == -ENOBUFS)
+				r[i].m = meta_out(&m);
+		}
+	}
+	return 0;
 }
 
 int eng_peek(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,

@@ -274,6 +274,47 @@ int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
 int eng_get_ex(struct eng *e, const void *key, size_t klen, void *buf,
 	       size_t cap, struct eng_meta *m);
 
+/* One key of eng_mget(): the key and where its value goes. */
+struct eng_mkey {
+	const void *key;
+	size_t klen;
+	void *buf; /* may be NULL when cap is 0 */
+	size_t cap;
+};
+
+/* One key's result: rc as eng_get_ex() returns it (0, -ENOENT, -ENOBUFS,
+ * or a key's or the lock's error); m is set when rc is 0 or -ENOBUFS. */
+struct eng_mres {
+	int rc;
+	struct eng_meta m;
+};
+
+/* eng_get_ex() of keys[0..n-1], each result in res[i], with the memory
+ * loads of different keys overlapped (keys are taken 16 at a time: every
+ * key hashed, then every segment header and bucket asked for, then every
+ * head entry, then each read as eng_get_ex() reads it).  Keys may repeat.
+ * m.cas is filled only with want_cas (two more cache lines per key).
+ * Returns 0 (the per-key results say the rest), or -EINVAL when keys or
+ * res is NULL and n > 0. */
+int eng_mget(struct eng *e, size_t n, const struct eng_mkey *keys,
+	     struct eng_mres *res, bool want_cas);
+
+/* One item of eng_mset(). */
+struct eng_mitem {
+	const void *key;
+	size_t klen;
+	const void *val;
+	size_t vlen;
+};
+
+/* eng_store() of each item in turn with the same options o (may be NULL:
+ * a plain set), its result in rc[i] and, if cas_out is not NULL, its new
+ * version in cas_out[i]; 16 keys are hashed and their segment headers and
+ * buckets asked for before the first of them is stored.  Returns 0, or -EINVAL when items or rc is NULL
+ * and n > 0.  Not atomic: each item is stored on its own. */
+int eng_mset(struct eng *e, size_t n, const struct eng_mitem *items,
+	     const struct eng_wopts *o, int *rc, uint64_t *cas_out);
+
 /* Atomic increment (decr false) or decrement of a value that is a decimal
  * number below 2^64, as memcached's incr and decr: incr wraps at 2^64,
  * decr stops at 0, and the result is stored as its decimal digits.

@@ -930,6 +930,17 @@ int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 	return 0;
 }
 
+void seg_prefetch_head(const struct seg *s, const struct seg_key *k)
+{
+	uint32_t head =
+		ix_load(&s->buckets[hash_bucket(k->tag, s->g->nbuckets)]);
+
+	if (head == 0 || head - 1 >= s->g->ring_size)
+		return;
+	prefetch_read(s->ring + ((head - 1) & ~UINT32_C(63)));
+	entry_prefetch(s, head - 1);
+}
+
 /* A found entry's record, taken from its header alone when it heads its
  * chain (find()), is the one that points at it: checked before a write
  * relies on it (one load, under the lock). */

@@ -163,6 +163,11 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 		     void *buf, size_t cap, struct seg_meta *m, bool want_cas);
 
+/* Starts the loads of the lines of the entry k's bucket names (reading the
+ * bucket, without the lock): what a get of k reads first.  Changes
+ * nothing; a bucket that names no entry in the ring asks for nothing. */
+void seg_prefetch_head(const struct seg *s, const struct seg_key *k);
+
 /* What a write does when the key is present or absent. */
 enum seg_mode {
 	SEG_SET,     /* store either way */

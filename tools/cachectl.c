@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -195,6 +196,16 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "valid UTF-8 comes as \"key_b64\" / \"value_b64\" instead: its\n"           \
 	  "exact bytes in base64 (RFC 4648).  The same holds for the key of\n"        \
 	  "`ttl --json` and the file of `save`/`load --json`.")                       \
+	X(mget, "KEY...", 1, INT_MAX, OPT_BIT(JSON),                                  \
+	  "print the values of several keys in one multi-get",                        \
+	  "Gets every KEY in one shmc_mget() and prints, per KEY in order,\n"         \
+	  "its value and a newline, or the line \"(not found)\" for a key\n"          \
+	  "that is missing or expired (also named on stderr).  Values that\n"         \
+	  "hold newlines make the text ambiguous: use --json, an array of\n"          \
+	  "get's objects, with \"value\": null and \"bytes\": 0 for a missing\n"      \
+	  "key.  Exits 0 when every key was found, 1 when any was not\n"              \
+	  "(some or all: get's code for a missing key; every key is still\n"          \
+	  "printed).  Needs the mapping (no --no-map).")                              \
 	X(set, "KEY [VALUE]", 1, 2,                                                   \
 	  OPT_BIT(TTL) | OPT_BIT(FLAGS) | OPT_BIT(NO_MAP),                            \
 	  "store VALUE (or stdin) under KEY",                                         \
@@ -1179,25 +1190,39 @@ static int mapped_get(struct ctl *x, const char *key, char **buf,
 	return err;
 }
 
+/* get's JSON object of key (value NULL: a missing key), with the flags
+ * and the version when meta is not NULL (gets), without a newline. */
+static void json_item(const char *key, size_t klen, const char *val,
+		      size_t vlen, uint32_t expire_at,
+		      const struct shmc_item *meta)
+{
+	putchar('{');
+	json_member("key", key, klen);
+	putchar(',');
+	if (val)
+		json_member("value", val, vlen);
+	else
+		fputs("\"value\":null", stdout);
+	printf(",\"bytes\":%zu,", vlen);
+	if (meta)
+		printf("\"flags\":%" PRIu32 ",\"cas\":%" PRIu64 ",",
+		       meta->flags, meta->cas);
+	json_key("expire_at");
+	if (expire_at)
+		printf("%" PRIu32 "}", expire_at);
+	else
+		fputs("null}", stdout);
+}
+
 /* Prints what get and gets print: with meta (gets), the flags and the
  * version too. */
 static void show_value(const struct ctl *x, const char *key, const char *buf,
 		       const struct shmc_item *it, int meta)
 {
 	if (x->json) {
-		putchar('{');
-		json_member("key", key, strlen(key));
-		putchar(',');
-		json_member("value", buf, it->vlen);
-		printf(",\"bytes\":%zu,", it->vlen);
-		if (meta)
-			printf("\"flags\":%" PRIu32 ",\"cas\":%" PRIu64 ",",
-			       it->flags, it->cas);
-		json_key("expire_at");
-		if (it->expire_at)
-			printf("%" PRIu32 "}\n", it->expire_at);
-		else
-			puts("null}");
+		json_item(key, strlen(key), buf, it->vlen, it->expire_at,
+			  meta ? it : NULL);
+		putchar('\n');
 		return;
 	}
 	if (meta) {
@@ -1266,6 +1291,83 @@ static int cmd_gets(struct ctl *x, int argc, char **argv)
 	show_value(x, key, buf, &it, 1);
 	free(buf);
 	return CTL_EXIT_OK;
+}
+
+/* The buffer each key of mget gets first; a longer value is fetched again
+ * on its own. */
+#define MGET_CAP 4096
+
+static int cmd_mget(struct ctl *x, int argc, char **argv)
+{
+	struct shmc_mkey *q = calloc((size_t)argc, sizeof(*q));
+	struct shmc_mres *res = calloc((size_t)argc, sizeof(*res));
+	char *bufs = malloc((size_t)argc * MGET_CAP), *big = NULL;
+	int rc = CTL_EXIT_OK, err;
+
+	for (int i = 0; i < argc; i++)
+		if (!argv[i][0]) {
+			rc = usage(x->cmd, "KEY must not be empty");
+			goto out;
+		}
+	if (!q || !res || !bufs) {
+		rc = fail("mget: out of memory for %d keys", argc);
+		goto out;
+	}
+	if ((rc = ctl_connect(x)))
+		goto out;
+	for (int i = 0; i < argc; i++)
+		q[i] = (struct shmc_mkey){ argv[i], strlen(argv[i]),
+					   bufs + (size_t)i * MGET_CAP,
+					   MGET_CAP };
+	if ((err = shmc_mget(x->c, (size_t)argc, q, res, 0))) {
+		rc = data_error("mget", argv[0], err);
+		goto out;
+	}
+	if (x->json)
+		putchar('[');
+	for (int i = 0; i < argc; i++) {
+		const char *val = q[i].buf;
+		size_t vlen = res[i].vlen;
+		uint32_t expire_at = res[i].expire_at;
+
+		err = res[i].rc;
+		if (err == -ENOBUFS) {
+			struct shmc_item it = { 0 };
+			err = mapped_get(x, argv[i], &big, &it);
+			val = big;
+			vlen = it.vlen;
+			expire_at = it.expire_at;
+		}
+		if (err == -ENOENT) {
+			data_error("mget", argv[i], err);
+			rc = CTL_EXIT_NO;
+			val = NULL;
+			vlen = 0;
+			expire_at = 0;
+		} else if (err) {
+			rc = data_error("mget", argv[i], err);
+			break;
+		}
+		if (x->json) {
+			if (i)
+				putchar(',');
+			json_item(argv[i], q[i].klen, val, vlen, expire_at,
+				  NULL);
+		} else if (val) {
+			fwrite(val, 1, vlen, stdout);
+			putchar('\n');
+		} else {
+			puts("(not found)");
+		}
+	}
+	if (x->json)
+		puts("]");
+out:
+	free(big);
+	free(q);
+	free(res);
+	free(bufs);
+	return rc;
 }
 
 /* Why an item is too large, for set's errors. */

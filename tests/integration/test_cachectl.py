@@ -171,6 +171,31 @@ class DataCommands(CtlTest):
         self.assertEqual((r.returncode, r.stdout), (NO, b""))
         self.assertIn("nope", self.assert_one_line(r, "get"))
 
+    def test_cachectl_mget_prints_each_key_in_order(self):
+        self.ok("set", "a", "one")
+        self.ok("set", "b", "two", "--ttl", "100")
+        big = b"x" * 10000  # longer than mget's first buffer
+        self.ok("set", "big", input=big)
+        r = self.ctl("mget", "a", "big", "b", "a")
+        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                         (OK, b"one\n" + big + b"\ntwo\none\n", b""))
+        # Some missing: every key printed, exit 1 as get's for a missing
+        # key, the missing one named on stderr.
+        r = self.ctl("mget", "a", "nope", "b")
+        self.assertEqual((r.returncode, r.stdout),
+                         (NO, b"one\n(not found)\ntwo\n"))
+        self.assertIn("nope", self.assert_one_line(r, "mget"))
+        r = self.ctl("mget", "x", "y")
+        self.assertEqual((r.returncode, r.stdout),
+                         (NO, b"(not found)\n(not found)\n"))
+        out = json.loads(self.ctl("mget", "b", "nope", "--json").stdout)
+        self.assertEqual([o["key"] for o in out], ["b", "nope"])
+        self.assertEqual(out[0]["value"], "two")
+        self.assertLess(abs(out[0]["expire_at"] - (time.time() + 100)), 30)
+        self.assertEqual((out[1]["value"], out[1]["bytes"]), (None, 0))
+        r = self.ctl("mget", "a", "")
+        self.assertEqual(r.returncode, USAGE, r.stderr)
+
     def strict_json(self, out):
         """out parsed as a strict JSON parser would: UTF-8 throughout, no
         control character in a string, and no lone surrogate (Python's

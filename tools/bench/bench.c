@@ -106,6 +106,11 @@
 	X(SEED, "seed", "N", "seed of the trace and sizes (default 1)")        \
 	X(JSON, "json", NULL, "print one JSON object instead of tables")       \
 	X(HIT_RATIO, "hit-ratio", NULL, "hit-ratio mode (see above)")          \
+	X(MGET, "mget", "B",                                                   \
+	  "multi-get mode (shmc only): per-key time of\n"                      \
+	  "shmc_mget in batches of B against shmc_get, and\n"                  \
+	  "shmc_mset against shmc_set, in alternating rounds\n"                \
+	  "over every key (--repeat rounds, default 9)")                       \
 	X(MEMORY, "memory", NULL, "memory mode (see above)")                   \
 	X(LRU_OVERHEAD, "lru-overhead", "B",                                   \
 	  "bytes per item the LRU simulator adds to key +\n"                   \
@@ -176,6 +181,7 @@ struct options {
 	struct bench_cfg cfg;
 	unsigned procs[MAX_PROCS_LIST], nprocs;
 	uint32_t repeat;
+	uint32_t mget; /* --mget batch size; 0: not that mode */
 	bool json;
 	bool want[16]; /* indexed like bench_backends (6 of them) */
 	bool keys_set, cache_set, ops_set, duration_set, warm_ops_set;
@@ -582,6 +588,9 @@ static int parse_args(struct options *o, int argc, char **argv)
 			break;
 		case OPT_JSON:
 			o->json = true;
+			break;
+		case OPT_MGET:
+			rc = parse_u32(name, a, &o->mget, 1, 1u << 16);
 			break;
 		case OPT_HIT_RATIO:
 			cfg->mode = MODE_HIT_RATIO;
@@ -1315,6 +1324,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": building the workload: %s\n",
 			strerror(-rc));
 		return EXIT_FAILED;
+	}
+	if (o.mget) {
+		rc = multi_run(&o.cfg, &w, o.mget, o.repeat > 1 ? o.repeat : 9);
+		wl_destroy(&w);
+		return rc ? EXIT_FAILED : EXIT_OK;
 	}
 	/* runs[(p * repeat + rep) * nb + b], res: one row per (p, b). */
 	runs = calloc((size_t)nb * o.nprocs * o.repeat, sizeof(*runs));

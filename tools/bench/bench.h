@@ -165,6 +165,21 @@ int srv_fail(char *why, size_t n, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 /* ------------------------------------------------------------------------
+ * Multi-get mode (multi.c)
+ * ------------------------------------------------------------------------ */
+
+struct workload;
+
+/* Starts shmcached as the shmc backend does, stores every key, then runs
+ * `rounds` rounds of each pair - every key by shmc_get and by shmc_mget in
+ * batches of `batch`, then every key by shmc_set and by shmc_mset - in one
+ * process, on the same keys in the same order, the pair's first member
+ * alternating; prints the per-key times' medians and their ratios.  0, or
+ * -errno with a message printed. */
+int multi_run(const struct bench_cfg *cfg, const struct workload *w,
+	      unsigned batch, unsigned rounds);
+
+/* ------------------------------------------------------------------------
  * The machine (pingpong.c)
  * ------------------------------------------------------------------------ */
 
