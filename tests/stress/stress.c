@@ -545,7 +545,7 @@ static const char *log_problem(const uint8_t *v, size_t vlen, uint64_t khash)
 	struct log_rec a, b;
 	size_t n = vlen / sizeof(a);
 
-	if (vlen == 0 || vlen % sizeof(a) || n > LOG_RECS)
+	if (vlen == 0 || vlen % sizeof(a))
 		return "log length is not a whole number of records";
 	for (size_t i = 0; i < n; i++) {
 		memcpy(&a, v + i * sizeof(a), sizeof(a));
@@ -1127,13 +1127,16 @@ static void op_append(struct wthread *t)
 			const char *bad = log_problem(t->rbuf, vlen, khash);
 			if (bad)
 				wthread_bad(t, bad, t->rbuf, vlen, key, klen);
-		} else if (rc != -ENOENT) {
+		} else if (rc != -ENOENT && rc != -ENOBUFS) {
+			/* -ENOBUFS: other threads appended between a writer's
+			 * length check and its append; read it another time. */
 			wthread_rc(t, rc, key, klen);
 		}
 		return;
 	}
 	rec.sum = log_sum(&rec);
-	/* A log fits the read buffer: at most max_value bytes. */
+	/* A log fits the read buffer, max_value bytes, but for the records
+	 * others append between this check and this append. */
 	size_t lmax = t->w->cfg->max_value / sizeof(rec);
 	if (lmax > LOG_RECS)
 		lmax = LOG_RECS;
