@@ -19,14 +19,19 @@
 
 /* X(id, name) */
 #define FAULT_POINTS(X)                                                        \
-	X(LOCKED, "locked")	      /* a lock held, no mutation open */      \
-	X(SET_BEGIN, "set-begin")     /* mutation open, nothing written */     \
-	X(SET_HEADER, "set-header")   /* new entry: header written only */     \
-	X(SET_VALUE, "set-value")     /* new entry: half the value */          \
-	X(OVERWRITE, "overwrite")     /* in place: value half written */       \
-	X(EVAC_MOVE, "evacuate-move") /* entry moved, record not updated */    \
-	X(EVAC_DROP, "evacuate-drop") /* record freed, tail not advanced */    \
-	X(DELETE, "delete")	      /* unindexed, mutation still open */
+	X(LOCKED, "locked")		/* a lock held, no mutation open */    \
+	X(SET_BEGIN, "set-begin")	/* mutation open, nothing written */   \
+	X(SET_HEADER, "set-header")	/* new entry: header written only */   \
+	X(SET_VALUE, "set-value")	/* new entry: half the value */        \
+	X(OVERWRITE, "overwrite")	/* in place: value half written */     \
+	X(VERSION, "version")		/* in place: value new, version old */ \
+	X(APPEND_VALUE, "append-value") /* into the slack: half the bytes */   \
+	X(APPEND_HEADER, "append-header") /* into the slack: half a header */  \
+	X(JOIN_VALUE, "join-value")    /* append/prepend anew: half a value */ \
+	X(ARITH_DIGITS, "incr-digits") /* in place: half a counter's digits */ \
+	X(EVAC_MOVE, "evacuate-move")  /* entry moved, record not updated */   \
+	X(EVAC_DROP, "evacuate-drop")  /* record freed, tail not advanced */   \
+	X(DELETE, "delete")	       /* unindexed, mutation still open */
 
 enum fault_point {
 	FAULT_NONE = 0,

@@ -266,13 +266,13 @@ static inline uint32_t vlen_use(const struct entry *e)
 	return e->vlen | e->use << ENTRY_USE_SHIFT;
 }
 
-/* Writes the header at off, with the check for off (e->rec < nrec or
- * ENTRY_DEAD, e->vlen <= ENTRY_VLEN_MASK, e->use <= ENTRY_USE_MAX, e->klen
- * <= ENTRY_KEY_MAX, e->slack <= ENTRY_SLACK_MAX: the callers' limits), and
- * the extension words e->x names.  Every header written at an offset,
- * moved there included, goes through here, so that its check is right. */
-static inline void entry_store_hdr(struct seg *s, uint32_t off,
-				   const struct entry *e)
+/* entry_store_hdr(); a process armed with fault point p (not FAULT_NONE)
+ * stops with
+ * only the first half of the header's bytes written (a torn header: the
+ * new check bits over the old lengths). */
+static inline void entry_store_hdr_fault(struct seg *s, uint32_t off,
+					 const struct entry *e,
+					 enum fault_point p)
 {
 	uint32_t chk = entry_check(off, e);
 	struct entry_hdr eh = {
@@ -283,6 +283,16 @@ static inline void entry_store_hdr(struct seg *s, uint32_t off,
 		.slack = (uint16_t)(e->slack | (chk >> ENTRY_CHECK_REC_BITS)
 						       << ENTRY_SLACK_BITS),
 	};
+
+#ifdef SHMC_FAULT_INJECTION
+	if (__builtin_expect(p != FAULT_NONE && fault_armed == p, 0)) {
+		ring_write(s->ring, s->g->ring_size, off, &eh,
+			   ENTRY_HDR_SIZE / 2);
+		fault_stop(p);
+	}
+#else
+	(void)p;
+#endif
 	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
 	if (e->x) {
 		uint32_t w[3], i = 0;
@@ -296,6 +306,17 @@ static inline void entry_store_hdr(struct seg *s, uint32_t off,
 			   ring_add(off, ENTRY_HDR_SIZE, s->g->ring_size), w,
 			   4 * i);
 	}
+}
+
+/* Writes the header at off, with the check for off (e->rec < nrec or
+ * ENTRY_DEAD, e->vlen <= ENTRY_VLEN_MASK, e->use <= ENTRY_USE_MAX, e->klen
+ * <= ENTRY_KEY_MAX, e->slack <= ENTRY_SLACK_MAX: the callers' limits), and
+ * the extension words e->x names.  Every header written at an offset,
+ * moved there included, goes through here, so that its check is right. */
+static inline void entry_store_hdr(struct seg *s, uint32_t off,
+				   const struct entry *e)
+{
+	entry_store_hdr_fault(s, off, e, FAULT_NONE);
 }
 
 /* Writes e->use (and e->vlen) into the header at off. */
@@ -590,25 +611,40 @@ static int link_of(struct seg *s, uint32_t r, uint32_t *b, uint32_t *prev)
 	return -EUCLEAN;
 }
 
-/* Writes a value from its pieces; a process armed with fault point p
- * stops half-way through the first. */
+/* Writes the first n bytes of a value given as pieces. */
+static inline void write_pieces(struct seg *s, uint32_t pos,
+				const struct seg_src *src, uint32_t n)
+{
+	uint32_t size = s->g->ring_size;
+	uint32_t n0 = n < src->n[0] ? n : src->n[0];
+
+	ring_write(s->ring, size, pos, src->p[0], n0);
+	if (n > n0)
+		ring_write(s->ring, size, ring_add(pos, n0, size), src->p[1],
+			   n - n0);
+}
+
+/* Writes a value from its pieces; a process armed with fault point p, or
+ * with FAULT_JOIN_VALUE when there are two pieces (an append or prepend by
+ * a new entry, or in place), stops half-way through the whole value. */
 static inline void write_value(struct seg *s, uint32_t pos,
 			       const struct seg_src *src, enum fault_point p)
 {
-	uint32_t size = s->g->ring_size;
+	uint32_t n = src->n[0] + src->n[1];
 
 #ifdef SHMC_FAULT_INJECTION
-	if (__builtin_expect(fault_armed == p, 0) && src->n[0] > 1) {
-		ring_write(s->ring, size, pos, src->p[0], src->n[0] / 2);
-		fault_stop(p);
+	if (__builtin_expect(fault_armed == p ||
+				     (fault_armed == FAULT_JOIN_VALUE &&
+				      src->n[1] != 0),
+			     0) &&
+	    n > 1) {
+		write_pieces(s, pos, src, n / 2);
+		fault_stop(fault_armed);
 	}
 #else
 	(void)p;
 #endif
-	ring_write(s->ring, size, pos, src->p[0], src->n[0]);
-	if (src->n[1])
-		ring_write(s->ring, size, ring_add(pos, src->n[0], size),
-			   src->p[1], src->n[1]);
+	write_pieces(s, pos, src, n);
 }
 
 /* The checksum of a value given as pieces, seeded with the key's hash. */
@@ -985,10 +1021,12 @@ static int find_for_write(struct seg *s, const struct seg_key *k, uint32_t now,
 
 /* Stores src over the found entry f of key k (or anew when f is NULL):
  * in place when the value fits the entry's capacity and the extension
- * keeps its shape, else a new entry with grown capacity. */
+ * keeps its shape, else a new entry with grown capacity.  vp is the fault
+ * point of a value written in place. */
 static int store_at(struct seg *s, const struct seg_key *k, struct found *f,
 		    const struct seg_src *src, uint32_t vlen,
-		    const struct seg_write *w, uint32_t now, uint32_t *off)
+		    const struct seg_write *w, uint32_t now, uint32_t *off,
+		    enum fault_point vp)
 {
 	int rc;
 
@@ -1003,8 +1041,7 @@ static int store_at(struct seg *s, const struct seg_key *k, struct found *f,
 	    x_of(k, w) == f->eh.x) {
 		/* In place. */
 		if (vlen && src)
-			write_value(s, val_pos(s, f->off, &f->eh), src,
-				    FAULT_OVERWRITE);
+			write_value(s, val_pos(s, f->off, &f->eh), src, vp);
 		if (f->eh.use < ENTRY_USE_MAX)
 			f->eh.use++;
 		f->eh.expire = w->expire;
@@ -1016,6 +1053,7 @@ static int store_at(struct seg *s, const struct seg_key *k, struct found *f,
 		entry_store_hdr(s, f->off, &f->eh);
 		if (s->g->sum_size && src)
 			sum_write(s, f->off, f->len, sum_of_src(src, k->hash));
+		FAULT(VERSION);
 		new_version(s, f->rec);
 		*off = f->off;
 		return 0;
@@ -1050,7 +1088,8 @@ int seg_store_locked(struct seg *s, const struct seg_key *k,
 	rc = find(s, k, &f);
 	if (rc && rc != -ENOENT)
 		return rc;
-	if ((rc = store_at(s, k, rc ? NULL : &f, src, vlen, w, now, off)))
+	if ((rc = store_at(s, k, rc ? NULL : &f, src, vlen, w, now, off,
+			   FAULT_OVERWRITE)))
 		return rc;
 	return version_out(s, *off, cas_out);
 }
@@ -1107,10 +1146,11 @@ int seg_write_locked(struct seg *s, const struct seg_key *k,
 			write_value(s,
 				    ring_add(val_pos(s, f.off, &f.eh),
 					     f.eh.vlen, s->g->ring_size),
-				    &tail, FAULT_OVERWRITE);
+				    &tail, FAULT_APPEND_VALUE);
 			f.eh.vlen += vlen;
 			f.eh.slack -= vlen;
-			entry_store_hdr(s, f.off, &f.eh);
+			entry_store_hdr_fault(s, f.off, &f.eh,
+					      FAULT_APPEND_HEADER);
 			seg_seal_at_locked(s, f.off);
 			new_version(s, f.rec);
 			if (cas_out)
@@ -1137,7 +1177,8 @@ int seg_write_locked(struct seg *s, const struct seg_key *k,
 	}
 	seg_write_begin(s);
 	FAULT(SET_BEGIN);
-	rc = store_at(s, k, rc ? NULL : &f, &src, vlen, &ww, now, &off);
+	rc = store_at(s, k, rc ? NULL : &f, &src, vlen, &ww, now, &off,
+		      FAULT_OVERWRITE);
 	if (copy != stack)
 		free(copy);
 	if (rc || (rc = version_out(s, off, cas_out)))
@@ -1217,7 +1258,7 @@ int seg_arith_locked(struct seg *s, const struct seg_key *k, bool decr,
 	seg_write_begin(s);
 	FAULT(SET_BEGIN);
 	if ((rc = store_at(s, k, rc ? NULL : &f, &src, (uint32_t)n, &w, now,
-			   &off)) ||
+			   &off, FAULT_ARITH_DIGITS)) ||
 	    (rc = version_out(s, off, cas_out)))
 		return rc;
 	seg_write_end(s);

@@ -6,10 +6,21 @@
  *                                            forever (or until a fault
  *                                            point stops the process)
  *   crash_client SOCKET del PREFIX N          deletes them, forever
+ *   crash_client SOCKET add PREFIX N VLEN     as churn, by add (a present
+ *                                            key is deleted instead)
+ *   crash_client SOCKET cas PREFIX N VLEN     as churn, by get_ex and cas
+ *   crash_client SOCKET incr PREFIX N         increments counters by 1,
+ *                                            created by incr's init or by
+ *                                            an add of "0", forever
+ *   crash_client SOCKET append PREFIX N       appends log records (below)
+ *   crash_client SOCKET prepend PREFIX N      prepends them; a log of
+ *                                            LOG_MAX records starts anew
  *   crash_client SOCKET fill PREFIX N VLEN    sets each once, exits 0
- *   crash_client SOCKET verify PREFIX N       reads each: prints
+ *   crash_client SOCKET verify PREFIX N [KIND] reads each: prints
  *                                            "ok HITS MISSES", exit 0, or
- *                                            "BAD key ..." and exit 1
+ *                                            "BAD key ..." and exit 1;
+ *                                            KIND: value (the default),
+ *                                            count or log
  *   crash_client SOCKET reopen PREFIX N       N times: opens a second
  *                                            handle, sets PREFIXi and
  *                                            reads it back, closes it;
@@ -27,12 +38,19 @@
  *
  * Every value is self-validating: it starts with the 64-bit FNV-1a hash of
  * its key and its length, and every following byte is derived from both,
- * so a torn, foreign or shifted value is detected.
+ * so a torn, foreign or shifted value is detected.  A counter must be 1 to
+ * 20 decimal digits and nothing else.  A log (append, prepend) is a run of
+ * LOG_REC-byte records, each with the key's hash (another tag than a
+ * value's), its sequence number and a checksum of both; the numbers of a
+ * log are consecutive, rising (append) or falling (prepend): a half
+ * record, a record of another key or a prefix of one log joined to the
+ * suffix of another is detected.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <shmc.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +58,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "shmc_engine.h"
+
 #define VMAX 65536
+#define LOG_REC 16
+#define LOG_MAX 32
+#define LOG_TAG 0x6c6f672d7265632eULL
 
 static uint64_t fnv(const void *p, size_t n)
 {
@@ -81,16 +104,140 @@ static const char *check_value(const uint8_t *v, size_t vlen, const char *key)
 	return NULL;
 }
 
+/* Log record seq of key at p. */
+static void log_rec(uint8_t *p, const char *key, uint32_t seq)
+{
+	uint64_t tag = fnv(key, strlen(key)) ^ LOG_TAG;
+	uint32_t sum;
+
+	memcpy(p, &tag, 8);
+	memcpy(p + 8, &seq, 4);
+	sum = (uint32_t)fnv(p, 12);
+	memcpy(p + 12, &sum, 4);
+}
+
+/* NULL if v is a whole log of key (see the top), else what is wrong. */
+static const char *check_log(const uint8_t *v, size_t vlen, const char *key)
+{
+	uint8_t want[LOG_REC];
+	uint32_t first = 0, seq;
+	int dir = 0;
+
+	if (vlen == 0 || vlen % LOG_REC || vlen > LOG_MAX * LOG_REC)
+		return "length is not a whole number of records";
+	for (size_t i = 0; i < vlen; i += LOG_REC) {
+		memcpy(&seq, v + i + 8, 4);
+		log_rec(want, key, seq);
+		if (memcmp(v + i, want, LOG_REC) != 0)
+			return "record damaged or foreign";
+		if (i == 0) {
+			first = seq;
+		} else {
+			int d = seq == first + i / LOG_REC   ? 1
+				: seq == first - i / LOG_REC ? -1
+							     : 0;
+			if (d == 0 || (dir && d != dir))
+				return "records not consecutive (torn log)";
+			dir = d;
+		}
+	}
+	return NULL;
+}
+
+/* NULL if v is a counter (1 to 20 decimal digits), else what is wrong. */
+static const char *check_count(const uint8_t *v, size_t vlen)
+{
+	if (vlen == 0 || vlen > 20)
+		return "counter length out of range";
+	for (size_t i = 0; i < vlen; i++)
+		if (v[i] < '0' || v[i] > '9')
+			return "counter is not a number";
+	return NULL;
+}
+
 static void key_of(char *out, size_t n, const char *prefix, long i)
 {
 	snprintf(out, n, "%s%ld", prefix, i);
 }
 
+/* One item operation of mode (add, cas, incr, append, prepend) on key,
+ * with the value of length l for add and cas; seq is the key's next log
+ * record.  0, or an error to report. */
+static int item_op(shmc *c, const char *mode, const char *key, size_t l,
+		   uint32_t *seq, uint8_t *val, uint8_t *buf)
+{
+	struct eng *e = shmc_engine_of(c);
+	struct eng_wopts o = { .mode = ENG_ADD };
+	size_t klen = strlen(key);
+	uint64_t n;
+	int rc;
+
+	if (strcmp(mode, "add") == 0) {
+		rc = eng_store(e, key, klen, val, make_value(val, key, l), &o,
+			       NULL);
+		if (rc == -EEXIST && (rc = shmc_del(c, key, klen)) == -ENOENT)
+			rc = 0;
+		return rc;
+	}
+	if (strcmp(mode, "cas") == 0) {
+		struct eng_meta m;
+		rc = eng_get_ex(e, key, klen, buf, VMAX, &m);
+		if (rc == 0) {
+			o.mode = ENG_CAS;
+			o.cas = m.cas;
+		}
+		if (rc == 0 || rc == -ENOENT)
+			rc = eng_store(e, key, klen, val,
+				       make_value(val, key, l), &o, NULL);
+		return rc == -EEXIST || rc == -ENOENT ? 0 : rc;
+	}
+	if (strcmp(mode, "incr") == 0) {
+		/* Half the keys are created by incr's init, half by an add. */
+		bool init = fnv(key, klen) & 1;
+		rc = eng_arith(e, key, klen, false, 1, init ? &o : NULL, 0, &n,
+			       NULL);
+		if (rc == -ENOENT) {
+			rc = eng_store(e, key, klen, "0", 1, &o, NULL);
+			if (rc == -EEXIST)
+				rc = 0;
+		}
+		return rc;
+	}
+	/* append, prepend: a full or missing log starts anew. */
+	o.mode = strcmp(mode, "append") == 0 ? ENG_APPEND : ENG_PREPEND;
+	if (*seq % LOG_MAX == 0)
+		o.mode = ENG_SET;
+	log_rec(val, key, *seq);
+	rc = eng_store(e, key, klen, val, LOG_REC, &o, NULL);
+	if (rc == -ENOENT) {
+		*seq -= *seq % LOG_MAX;
+		o.mode = ENG_SET;
+		log_rec(val, key, *seq);
+		rc = eng_store(e, key, klen, val, LOG_REC, &o, NULL);
+	}
+	if (rc == 0)
+		(*seq)++;
+	return rc;
+}
+
+/* What is wrong with the value v of key read in verify mode kind, or
+ * NULL. */
+static const char *check_kind(const char *kind, const uint8_t *v, size_t vlen,
+			      const char *key)
+{
+	if (strcmp(kind, "count") == 0)
+		return check_count(v, vlen);
+	if (strcmp(kind, "log") == 0)
+		return check_log(v, vlen, key);
+	return check_value(v, vlen, key);
+}
+
 /* The mode's work; returns the exit status. */
 static int run(shmc *c, const char *mode, const char *prefix, long n,
-	       size_t vlen)
+	       size_t vlen, const char *kind)
 {
 	static uint8_t val[VMAX], buf[VMAX];
+	static uint32_t seqs[100000];
 	char key[256];
 	int rc;
 
@@ -106,7 +253,7 @@ static int run(shmc *c, const char *mode, const char *prefix, long n,
 				continue;
 			}
 			const char *bad = rc ? shmc_strerror(rc)
-					     : check_value(buf, len, key);
+					     : check_kind(kind, buf, len, key);
 			if (bad) {
 				printf("BAD %s: %s\n", key, bad);
 				return 1;
@@ -119,15 +266,17 @@ static int run(shmc *c, const char *mode, const char *prefix, long n,
 	for (unsigned long round = 0;; round++) {
 		for (long i = 0; i < n; i++) {
 			key_of(key, sizeof(key), prefix, i);
+			/* Vary sizes so overwrites go in place and grow. */
+			size_t l = 12 + (vlen - 12) * ((i + round) % 4 + 1) / 4;
 			if (strcmp(mode, "del") == 0) {
 				rc = shmc_del(c, key, strlen(key));
 				if (rc == -ENOENT)
 					rc = 0;
+			} else if (strcmp(mode, "churn") &&
+				   strcmp(mode, "fill")) {
+				rc = item_op(c, mode, key, l, &seqs[i % 100000],
+					     val, buf);
 			} else {
-				/* Vary sizes so overwrites go in place and grow. */
-				size_t l = 12 + (vlen - 12) *
-							((i + round) % 4 + 1) /
-							4;
 				make_value(val, key, l);
 				rc = shmc_set(c, key, strlen(key), val, l, 0);
 				if (rc == 0 && i % 3 == 0) {
@@ -155,6 +304,7 @@ struct job {
 	const char *mode, *prefix;
 	long n;
 	size_t vlen;
+	const char *kind;
 	int rc;
 };
 
@@ -162,7 +312,7 @@ static void *job_run(void *arg)
 {
 	struct job *j = arg;
 
-	j->rc = run(j->c, j->mode, j->prefix, j->n, j->vlen);
+	j->rc = run(j->c, j->mode, j->prefix, j->n, j->vlen, j->kind);
 	return NULL;
 }
 
@@ -223,8 +373,13 @@ int main(int argc, char **argv)
 	}
 	const char *mode = argv[2], *prefix = argv[3];
 	long n = atol(argv[4]);
-	size_t vlen = argc > 5 ? (size_t)atol(argv[5]) : 100;
-	if (n <= 0 || vlen < 12 || vlen > VMAX)
+	bool verify = strcmp(mode, "verify") == 0;
+	/* verify's fifth argument is the kind, the others' the length. */
+	const char *kind = verify && argc > 5 ? argv[5] : "value";
+	size_t vlen = argc > 5 && !verify ? (size_t)atol(argv[5]) : 100;
+	if (n <= 0 || vlen < 12 || vlen > VMAX ||
+	    (strcmp(kind, "value") && strcmp(kind, "count") &&
+	     strcmp(kind, "log")))
 		return 2;
 	if ((rc = shmc_open(&c, argv[1])) != 0) {
 		fprintf(stderr, "open: %s\n", shmc_strerror(rc));
@@ -243,7 +398,7 @@ int main(int argc, char **argv)
 
 	const char *brk = getenv("SHMC_BREAK");
 	if (brk && strcmp(brk, "1") == 0) {
-		struct job j = { c, mode, prefix, n, vlen, 0 };
+		struct job j = { c, mode, prefix, n, vlen, kind, 0 };
 		pthread_t t;
 		char line[16];
 		if (pthread_create(&t, NULL, job_run, &j) != 0)
@@ -260,7 +415,7 @@ int main(int argc, char **argv)
 	} else if (strcmp(mode, "reopen") == 0) {
 		rc = reopen(argv[1], prefix, n);
 	} else {
-		rc = run(c, mode, prefix, n, vlen);
+		rc = run(c, mode, prefix, n, vlen, kind);
 	}
 	shmc_close(c);
 	return rc;

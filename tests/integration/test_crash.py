@@ -3,11 +3,13 @@
 
     test_crash.py DAEMON CRASH_CLIENT
 
-For each point of shared/fault.h: a client armed with SHMC_FAULT stops
-inside the segment lock at that step; the test SIGKILLs it and checks that
-the daemon recovered the segment within 100 ms (from its millisecond log
-stamps), that no value read afterwards is torn or foreign, that the
-integrity walk is clean, and that other clients carry on.
+For each point of shared/fault.h, and for the item operations (add, cas,
+incr, append, prepend) at each point their steps pass: a client armed
+with SHMC_FAULT stops inside the segment lock at that step; the test
+SIGKILLs it and checks that the daemon recovered the segment within 100 ms
+(from its millisecond log stamps), that no value read afterwards is torn
+or foreign (values, counters and append logs are self-validating), that
+the integrity walk is clean, and that other clients carry on.
 
 And the other side (LiveHolder): a holder that is alive keeps its lock
 while the daemon runs, whatever the client table says and even when the
@@ -59,6 +61,27 @@ POINTS = {
     "delete": ("del", 200, 100),
 }
 
+# The item operations (add, cas, incr, append, prepend), each killed at
+# the points its steps pass: case -> (point, mode, keys, value bytes, the
+# kind of value crash_client verify checks).
+ITEM_CASES = {
+    "set_begin_in_add": ("set-begin", "add", 200, 100, "value"),
+    "set_header_in_add": ("set-header", "add", 200, 2000, "value"),
+    "set_value_in_add": ("set-value", "add", 200, 2000, "value"),
+    "overwrite_in_cas": ("overwrite", "cas", 200, 2000, "value"),
+    "version_in_cas": ("version", "cas", 200, 2000, "value"),
+    "set_value_in_cas": ("set-value", "cas", 200, 2000, "value"),
+    "set_header_in_incr": ("set-header", "incr", 200, 100, "count"),
+    "incr_digits_in_incr": ("incr-digits", "incr", 200, 100, "count"),
+    "version_in_incr": ("version", "incr", 200, 100, "count"),
+    "append_value_in_append": ("append-value", "append", 200, 100, "log"),
+    "append_header_in_append": ("append-header", "append", 200, 100,
+                                "log"),
+    "join_value_in_append": ("join-value", "append", 200, 100, "log"),
+    "join_value_in_prepend": ("join-value", "prepend", 200, 100, "log"),
+    "version_in_prepend": ("version", "prepend", 200, 100, "log"),
+}
+
 STAMP = re.compile(r"^(\S+Z) shmcached\[\d+\] warn: client \d+ \(pid (\d+)\) "
                    r"died holding (\d+) segment lock")
 # The once-a-second liveness sweep can find a killed client dead before
@@ -82,8 +105,8 @@ class Base(p.DaemonCase):
                               capture_output=True, text=True, timeout=60,
                               env=env, **kw)
 
-    def stop_at(self, point, env=None, **kw):
-        mode, n, vlen = POINTS[point]
+    def stop_at(self, point, env=None, case=None, **kw):
+        mode, n, vlen = POINTS[point] if case is None else case
         if mode == "del":
             self.assertEqual(self.client("fill", "crash", n, vlen).returncode, 0)
         env = dict(os.environ, SHMC_FAULT=point, **(env or {}))
@@ -105,10 +128,10 @@ class Base(p.DaemonCase):
 
 
 class Crash(Base):
-    def run_point(self, point):
+    def run_point(self, point, case=None, kind="value"):
         # Data that must survive, spread over every segment.
         self.assertEqual(self.client("fill", "keep", 300, 100).returncode, 0)
-        proc = self.stop_at(point)
+        proc = self.stop_at(point, case=case)
         killed_at = time.time()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -138,8 +161,9 @@ class Crash(Base):
         self.assertGreaterEqual(log_time(match.group(1)), killed_at - 0.01)
 
         # Nothing torn or foreign is served; the walk is clean.
-        for prefix, n in (("crash", POINTS[point][1]), ("keep", 300)):
-            r = self.client("verify", prefix, n)
+        n = (case or POINTS[point])[1]
+        for prefix, n, k in (("crash", n, kind), ("keep", 300, "value")):
+            r = self.client("verify", prefix, n, k)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         c = p.Client(self.d.sock)
         self.assertEqual(c.check()["bad"], 0)
@@ -308,13 +332,31 @@ class LiveHolder(Base):
         self.assert_recovered_after_death(holder)
 
 
+class Coverage(unittest.TestCase):
+    def test_crash_every_fault_point_has_a_case(self):
+        """Each point of shared/fault.h is killed at by some case."""
+        header = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "..", "..", "shared", "fault.h")
+        with open(header) as f:
+            names = re.findall(r'X\(\w+, "([a-z-]+)"\)', f.read())
+        self.assertIn("set-begin", names)
+        covered = set(POINTS) | {c[0] for c in ITEM_CASES.values()}
+        self.assertEqual(sorted(set(names) - covered), [])
+
+
 def make_test(point):
     return lambda self: self.run_point(point)
+
+
+def make_item_test(point, mode, n, vlen, kind):
+    return lambda self: self.run_point(point, (mode, n, vlen), kind)
 
 
 for _pt in POINTS:
     setattr(Crash, "test_crash_killed_at_" + _pt.replace("-", "_"),
             make_test(_pt))
+for _name, _case in ITEM_CASES.items():
+    setattr(Crash, "test_crash_killed_at_" + _name, make_item_test(*_case))
 
 
 def main():

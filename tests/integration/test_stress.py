@@ -87,14 +87,37 @@ class StressTest(unittest.TestCase):
         self.assertGreaterEqual(s["ops"], 20000)
         if s["euclean"] == 0:  # a set that failed counts in ops only
             self.assertEqual(s["ops"], s["gets"] + s["sets"] + s["aborts"] +
-                             s["dels"] + s["touches"])
+                             s["dels"] + s["touches"] + s["adds"] +
+                             s["cases"] + s["incrs"] + s["appends"])
         # Every kind of get and set ran, and values were checked.
         for k in ("hits", "misses", "sets", "peeks", "get_exs", "reads",
-                  "get_or_loads", "reserves", "dels", "touches"):
+                  "get_or_loads", "reserves", "dels", "touches", "adds",
+                  "cases", "incrs", "appends"):
             self.assertGreater(s[k], 0, k)
         self.assertEqual(s["kills"], 0)
         self.assertEqual(s["workers_started"], 2)
         self.assertGreaterEqual(s["elapsed_s"], 3)
+
+    def test_stress_counters_count_every_increment(self):
+        # Counters and logs only, small values, on a daemon of its own
+        # (the shared one is full of the other runs' values): nothing is
+        # evicted, so every counter is checked exactly against the
+        # increments its workers saw acknowledged (no worker is killed).
+        d = p.DaemonProc(DAEMON).start()
+        try:
+            rc, s, err = run_stress(d.sock, "--procs", "2", "--threads",
+                                    "2", "--duration", "1", "--keys",
+                                    "100", "--max-value", "200",
+                                    "--min-ops", "5000", "--mix",
+                                    "get=10,incr=60,append=30")
+        finally:
+            d.stop()
+            d.unlink()
+        self.assert_clean(rc, s, err)
+        self.assertEqual(s["cache_evictions"], 0)
+        self.assertEqual(s["counters_exact"], 16)
+        self.assertGreater(s["incrs"], 0)
+        self.assertGreater(s["appends"], 0)
 
     def test_stress_chaos_kills_workers_and_sees_no_bad_value(self):
         rc, s, err = run_stress(self.d.sock, "--procs", "2", "--threads",

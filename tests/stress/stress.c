@@ -11,7 +11,23 @@
  * the first bad byte, and fails the run.  Gets go through shmc_get and,
  * now and then, shmc_peek, shmc_get_ex, the zero-copy shmc_read and
  * shmc_get_or_load; sets through shmc_set and shmc_reserve/shmc_commit
- * (sometimes shmc_abort).
+ * (sometimes shmc_abort), and through the engine's add and cas
+ * (shmc_engine.h: a read of the version, then a store only if it still
+ * holds).
+ *
+ * Two more key families: NCOUNTERS counters, incremented by 1 with and
+ * without incr's init (a missing one is then added as "0"), and NLOGS
+ * logs, to which records are appended and prepended.  Each log record
+ * (struct log_rec) carries its key's hash, its writer, its direction, its
+ * writer's sequence number and a checksum: a log must be whole records,
+ * each valid, no record twice, and one writer's appended records rising
+ * and its prepended ones falling from left to right, so that a half
+ * record, a foreign one, or the prefix of one version of a log joined to
+ * the suffix of another is caught.  Every increment a worker starts is
+ * counted in the shared mapping before the call (attempted) and after an
+ * acknowledgement (acked); at the end each counter must be a number no
+ * more than attempted and, if its segment saw no eviction and no reset
+ * during the run, at least acked (and with no kill, exactly acked).
  *
  * With --chaos the parent SIGKILLs a random worker every interval - in the
  * middle of a set or a reservation as often as not - and starts another in
@@ -58,6 +74,7 @@
 #include "clock.h"
 #include "fnv1a.h"
 #include "opt.h"
+#include "shmc_engine.h"
 
 #define PROG "shmc-stress"
 
@@ -83,6 +100,10 @@
 	X(wrapped, "reads and reservations whose value wrapped the ring")      \
 	X(dels, "deletes")                                                     \
 	X(touches, "touches")                                                  \
+	X(adds, "adds of a value (stored or refused as present)")              \
+	X(cases, "read-modify-writes by version (cas), stored or refused")     \
+	X(incrs, "increments of a counter")                                    \
+	X(appends, "appends, prepends and reads of a log")                     \
 	X(bad, "wrong, torn or corrupted values seen (must be 0)")             \
 	X(etimedout, "-ETIMEDOUT returns (lock not obtained in time)")         \
 	X(euclean, "-EUCLEAN returns (damaged segment found and reset)")       \
@@ -103,10 +124,14 @@ static const char *const ctr_names[NCTR] = {
 
 /* The operations of --mix: X(name, default weight). */
 #define STRESS_OPS(X)                                                          \
-	X(get, 60)                                                             \
-	X(set, 30)                                                             \
+	X(get, 55)                                                             \
+	X(set, 25)                                                             \
 	X(del, 5)                                                              \
-	X(touch, 5)
+	X(touch, 5)                                                            \
+	X(add, 3)                                                              \
+	X(cas, 3)                                                              \
+	X(incr, 2)                                                             \
+	X(append, 2)
 
 enum stress_op {
 #define OP_ENUM_X(name, w) OP_##name,
@@ -134,7 +159,11 @@ static const char *const op_names[NOPS] = {
 	X(commit, "shmc_commit")                                               \
 	X(abort, "shmc_abort")                                                 \
 	X(del, "shmc_del")                                                     \
-	X(touch, "shmc_touch")
+	X(touch, "shmc_touch")                                                 \
+	X(add, "eng_store(ENG_ADD)")                                           \
+	X(cas, "eng_get_ex+eng_store(ENG_CAS)")                                \
+	X(incr, "eng_arith")                                                   \
+	X(append, "eng_store(ENG_APPEND/PREPEND)")
 
 enum stress_api {
 #define API_ENUM_X(id, name) API_##id,
@@ -153,7 +182,9 @@ static const char *const api_names[NAPIS] = {
 #define STRESS_VIAS(X)                                                         \
 	X(SET, "shmc_set")                                                     \
 	X(RESERVE, "shmc_reserve+commit")                                      \
-	X(LOAD, "shmc_get_or_load's loader")
+	X(LOAD, "shmc_get_or_load's loader")                                   \
+	X(ADD, "eng_store(ENG_ADD)")                                           \
+	X(CAS, "eng_store(ENG_CAS)")
 
 enum val_via {
 #define VIA_ENUM_X(id, name) VIA_##id,
@@ -188,7 +219,8 @@ static const char *const via_names[NVIAS] = {
 	  "cache's largest item allows)")                                      \
 	X(MIX, "mix", "LIST",                                                  \
 	  "weights of the operations (default\n"                               \
-	  "get=60,set=30,del=5,touch=5; missing ones are 0)")                  \
+	  "get=55,set=25,del=5,touch=5,add=3,cas=3,incr=2,\n"                  \
+	  "append=2; missing ones are 0)")                                     \
 	X(CHAOS, "chaos", NULL,                                                \
 	  "SIGKILL a random worker every interval and start\n"                 \
 	  "another in its place")                                              \
@@ -245,6 +277,9 @@ enum worker_exit {
 #define TTL_MAX 30		     /* the longest TTL this program sets */
 #define INJECT_EVERY 50		     /* --inject-bad: one value in so many */
 #define NOTE_MAX 10		     /* lock errors described, per thread */
+#define NCOUNTERS 16		     /* counter keys */
+#define NLOGS 16		     /* log keys */
+#define LOG_RECS 48		     /* a longer log starts anew */
 
 struct stress_cfg {
 	const char *socket; /* NULL: the library's default */
@@ -282,6 +317,8 @@ struct shared {
 	int stop;	      /* the parent sets it: workers finish */
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC end of the run (atomic:
 				   --min-ops moves it on) */
+	/* Per counter, atomic adds: increments begun, and acknowledged. */
+	uint64_t attempted[NCOUNTERS], acked[NCOUNTERS];
 	struct slot slot[];
 };
 
@@ -333,6 +370,14 @@ static size_t key_make(const struct stress_cfg *cfg, uint32_t idx,
 	for (size_t i = 0; i < fill && len < KEY_MAX; i++)
 		out[len++] = (char)('a' + (idx + i) % 26);
 	return len;
+}
+
+/* The key of counter (family 'c') or log ('l') i of this run. */
+static size_t key_family(const struct stress_cfg *cfg, char family, uint32_t i,
+			 char out[KEY_MAX])
+{
+	return (size_t)snprintf(out, KEY_MAX, "stress:%08" PRIx32 ":%c%" PRIu32,
+				cfg->run_tag, family, i);
 }
 
 /* A printf into a fixed buffer that truncates quietly. */
@@ -474,6 +519,53 @@ static const char *val_problem(const uint8_t *v, size_t vlen, uint64_t khash)
 	return NULL;
 }
 
+/* A log record (see the top). */
+struct log_rec {
+	uint64_t tag; /* fnv1a64() of the key ^ LOG_TAG */
+	uint32_t pid; /* the writer: process, */
+	uint16_t tid; /* thread, */
+	uint16_t dir; /* 0 appended, 1 prepended, */
+	uint32_t seq; /* and that thread's record counter */
+	uint32_t sum; /* of the fields above */
+};
+_Static_assert(sizeof(struct log_rec) == 24, "log_rec has no padding");
+#define LOG_TAG 0x6c6f672d72656331ull
+
+static uint32_t log_sum(const struct log_rec *r)
+{
+	return (uint32_t)mix64(r->tag ^
+			       mix64((uint64_t)r->pid << 32 |
+				     (uint64_t)r->tid << 16 | r->dir) ^
+			       mix64(r->seq));
+}
+
+/* What is wrong with a log returned for a key: NULL if nothing. */
+static const char *log_problem(const uint8_t *v, size_t vlen, uint64_t khash)
+{
+	struct log_rec a, b;
+	size_t n = vlen / sizeof(a);
+
+	if (vlen == 0 || vlen % sizeof(a))
+		return "log length is not a whole number of records";
+	for (size_t i = 0; i < n; i++) {
+		memcpy(&a, v + i * sizeof(a), sizeof(a));
+		if (a.tag != (khash ^ LOG_TAG) || a.dir > 1)
+			return "log record of another key, or damaged";
+		if (a.sum != log_sum(&a))
+			return "log record checksum mismatch (torn log)";
+		for (size_t j = 0; j < i; j++) {
+			memcpy(&b, v + j * sizeof(b), sizeof(b));
+			if (b.pid != a.pid || b.tid != a.tid || b.dir != a.dir)
+				continue;
+			/* b is left of a: appended rise, prepended fall. */
+			if (a.dir ? b.seq <= a.seq : b.seq >= a.seq)
+				return "log records twice or out of order "
+				       "(parts of two versions joined)";
+		}
+	}
+	return NULL;
+}
+
 static void sb_hexdump(struct sbuf *s, const char *label, const uint8_t *p,
 		       size_t from, size_t to)
 {
@@ -567,7 +659,8 @@ struct wthread {
 	pthread_t th;
 	uint16_t tid;
 	uint64_t rng;
-	uint64_t seq; /* values written */
+	uint64_t seq;  /* values written */
+	uint32_t lseq; /* log records written */
 	uint64_t nops;
 	uint64_t
 		op_start; /* clock_mono_ns() when the current operation began */
@@ -915,6 +1008,152 @@ static void op_touch(struct wthread *t, const char *key, size_t klen)
 		wthread_rc(t, rc, key, klen);
 }
 
+/* A bad log or counter ends the worker, as a bad value does. */
+static void wthread_bad(struct wthread *t, const char *problem,
+			const uint8_t *v, size_t vlen, const char *key,
+			size_t klen)
+{
+	struct sbuf s = { .n = 0 };
+
+	sb_who(&s, t, "BAD VALUE");
+	sb_printf(&s, "  key       \"%.*s\"\n  problem   %s\n", (int)klen, key,
+		  problem);
+	sb_hexdump(&s, "value", v, 0, vlen < 96 ? vlen : 96);
+	wthread_fail(t, &s, WORKER_BAD_VALUE);
+}
+
+static void op_add(struct wthread *t, const char *key, size_t klen)
+{
+	struct eng_wopts o = { .mode = ENG_ADD, .ttl_s = wthread_ttl(t) };
+	size_t len = wthread_value(t, key, klen, VIA_ADD);
+	int rc;
+
+	t->api = API_add;
+	t->ctr[CTR_adds]++;
+	rc = eng_store(shmc_engine_of(t->w->c), key, klen, t->wbuf, len, &o,
+		       NULL);
+	if (rc && rc != -EEXIST)
+		wthread_rc(t, rc, key, klen);
+}
+
+/* Reads the value and its version, checks it, and stores a new one only
+ * if the version still holds. */
+static void op_cas(struct wthread *t, const char *key, size_t klen)
+{
+	struct eng *e = shmc_engine_of(t->w->c);
+	struct eng_wopts o = { .mode = ENG_CAS, .ttl_s = wthread_ttl(t) };
+	struct eng_meta m;
+	int rc;
+
+	t->api = API_cas;
+	t->ctr[CTR_cases]++;
+	rc = eng_get_ex(e, key, klen, t->rbuf, t->w->cfg->max_value, &m);
+	if (rc == -ENOENT)
+		return;
+	if (rc) {
+		wthread_rc(t, rc, key, klen);
+		return;
+	}
+	wthread_check(t, t->rbuf, m.vlen, key, klen);
+	o.cas = m.cas;
+	size_t len = wthread_value(t, key, klen, VIA_CAS);
+	rc = eng_store(e, key, klen, t->wbuf, len, &o, NULL);
+	if (rc && rc != -EEXIST && rc != -ENOENT)
+		wthread_rc(t, rc, key, klen);
+}
+
+/* Counter i + 1, with incr's init half the time; a missing counter
+ * without it is added as "0" (no increment). */
+static void op_incr(struct wthread *t)
+{
+	struct shared *sh = t->w->sh;
+	struct eng *e = shmc_engine_of(t->w->c);
+	struct eng_wopts o = { .mode = ENG_ADD };
+	uint32_t i = (uint32_t)rng_below(&t->rng, NCOUNTERS);
+	bool init = rng_below(&t->rng, 2);
+	char key[KEY_MAX];
+	size_t klen = key_family(t->w->cfg, 'c', i, key);
+	uint64_t v;
+	int rc;
+
+	t->api = API_incr;
+	t->ctr[CTR_incrs]++;
+	__atomic_fetch_add(&sh->attempted[i], 1, __ATOMIC_SEQ_CST);
+	rc = eng_arith(e, key, klen, false, 1, init ? &o : NULL, 0, &v, NULL);
+	if (rc == 0) {
+		__atomic_fetch_add(&sh->acked[i], 1, __ATOMIC_SEQ_CST);
+		/* No value can count more increments than were begun. */
+		if (v > __atomic_load_n(&sh->attempted[i], __ATOMIC_SEQ_CST))
+			wthread_bad(t, "counter above the increments begun",
+				    (const uint8_t *)key, 0, key, klen);
+		return;
+	}
+	if (rc == -EDOM)
+		wthread_bad(t, "counter is not a number", (const uint8_t *)key,
+			    0, key, klen);
+	if (rc == -ENOENT && !init) {
+		rc = eng_store(e, key, klen, "0", 1, &o, NULL);
+		if (rc == -EEXIST)
+			rc = 0;
+	}
+	if (rc)
+		wthread_rc(t, rc, key, klen);
+}
+
+/* Reads a log and checks it (one in four), or appends or prepends a
+ * record; a missing or full log starts anew with one record. */
+static void op_append(struct wthread *t)
+{
+	struct eng *e = shmc_engine_of(t->w->c);
+	uint32_t i = (uint32_t)rng_below(&t->rng, NLOGS);
+	uint64_t r = rng_below(&t->rng, 4);
+	char key[KEY_MAX];
+	size_t klen = key_family(t->w->cfg, 'l', i, key), vlen = 0;
+	uint64_t khash = fnv1a64(key, klen);
+	struct log_rec rec = { .tag = khash ^ LOG_TAG,
+			       .pid = t->w->pid,
+			       .tid = t->tid,
+			       .dir = r == 1,
+			       .seq = ++t->lseq };
+	struct eng_wopts o = { .mode = r == 1 ? ENG_PREPEND : ENG_APPEND };
+	int rc;
+
+	t->api = API_append;
+	t->ctr[CTR_appends]++;
+	if (r == 0) {
+		rc = shmc_get(t->w->c, key, klen, t->rbuf, t->w->cfg->max_value,
+			      &vlen);
+		if (rc == 0) {
+			const char *bad = log_problem(t->rbuf, vlen, khash);
+			if (bad)
+				wthread_bad(t, bad, t->rbuf, vlen, key, klen);
+		} else if (rc != -ENOENT && rc != -ENOBUFS) {
+			/* -ENOBUFS: other threads appended between a writer's
+			 * length check and its append; read it another time. */
+			wthread_rc(t, rc, key, klen);
+		}
+		return;
+	}
+	rec.sum = log_sum(&rec);
+	/* A log fits the read buffer, max_value bytes, but for the records
+	 * others append between this check and this append. */
+	size_t lmax = t->w->cfg->max_value / sizeof(rec);
+	if (lmax > LOG_RECS)
+		lmax = LOG_RECS;
+	rc = shmc_peek(t->w->c, key, klen, NULL, 0, &vlen);
+	if (rc == -ENOBUFS && vlen + sizeof(rec) > lmax * sizeof(rec))
+		o.mode = ENG_SET;
+	rc = eng_store(e, key, klen, &rec, sizeof(rec), &o, NULL);
+	if (rc == -ENOENT) {
+		o.mode = ENG_ADD;
+		rc = eng_store(e, key, klen, &rec, sizeof(rec), &o, NULL);
+		if (rc == -EEXIST)
+			rc = 0;
+	}
+	if (rc)
+		wthread_rc(t, rc, key, klen);
+}
+
 /* A quarter of the operations go to a hot set (1/64 of the keys), so that
  * processes contend for the same keys and segments. */
 static uint32_t wthread_key(struct wthread *t)
@@ -966,6 +1205,18 @@ static void *wthread_main(void *arg)
 			break;
 		case OP_touch:
 			op_touch(t, key, klen);
+			break;
+		case OP_add:
+			op_add(t, key, klen);
+			break;
+		case OP_cas:
+			op_cas(t, key, klen);
+			break;
+		case OP_incr:
+			op_incr(t);
+			break;
+		case OP_append:
+			op_append(t);
 			break;
 		case NOPS:
 			break;
@@ -1308,6 +1559,7 @@ struct summary {
 	double elapsed_s;
 	uint64_t kills, starts, unexpected;
 	uint64_t repairs, evictions; /* the cache's counters over the run */
+	uint64_t counters_exact;     /* counters checked against acked */
 	int check_rc;		     /* 0, or why check could not run */
 	uint32_t check_segments, check_bad;
 	bool ok;
@@ -1333,6 +1585,7 @@ struct summary {
 	X(cache_evictions, N_, N_, s->evictions)                               \
 	X(workers_started, N_, N_, s->starts)                                  \
 	X(unexpected_errors, N_, N_, s->unexpected)                            \
+	X(counters_exact, N_, N_, s->counters_exact)                           \
 	X(check_segments, "%" PRIu32, "%" PRIu32, s->check_segments)           \
 	X(check_bad, "%" PRIu32, "%" PRIu32, s->check_bad)
 
@@ -1627,6 +1880,77 @@ static int parse_args(int argc, char **argv, struct stress_cfg *cfg, bool *help)
 }
 
 /* Opens a handle, or explains why not on stderr; 0 or the error. */
+/* The evictions and resets of each segment so far, in loss[seg] (nseg of
+ * them): a counter in a segment whose figure changed may have been lost. */
+static void seg_losses(shmc *c, uint64_t *loss, uint32_t nseg)
+{
+	for (uint32_t i = 0; i < nseg; i++) {
+		struct shmc_stats st = { 0 };
+		shmc_seg_stat(c, i, &st);
+		loss[i] = st.evictions + st.repairs;
+	}
+}
+
+/* Checks each counter after the run (see the top): a number, at most the
+ * increments begun; at least those acknowledged if its segment lost
+ * nothing (loss_before, from seg_losses()), and exactly those when no
+ * worker was killed.  Returns how many were checked against acked. */
+static uint64_t check_counters(const struct stress_cfg *cfg, shmc *c,
+			       const struct shared *sh,
+			       const uint64_t *loss_before, struct run *r)
+{
+	uint32_t nseg = shmc_segments(c);
+	uint64_t *loss = calloc(nseg, sizeof(*loss)), exact = 0;
+
+	if (!loss) {
+		run_fail(r, "out of memory");
+		return 0;
+	}
+	seg_losses(c, loss, nseg);
+	for (uint32_t i = 0; i < NCOUNTERS; i++) {
+		char key[KEY_MAX], val[24];
+		size_t klen = key_family(cfg, 'c', i, key), vlen = 0;
+		uint64_t v = 0, att = sh->attempted[i], ack = sh->acked[i];
+		struct eng *e = shmc_engine_of(c);
+		uint32_t seg = eng_seg_of(e, key, klen);
+		int rc = shmc_get(c, key, klen, val, sizeof(val) - 1, &vlen);
+		if (rc && rc != -ENOENT) {
+			run_fail(r, "counter %.*s: %s", (int)klen, key,
+				 shmc_strerror(rc));
+			break;
+		}
+		val[vlen] = '\0';
+		if (rc == 0 &&
+		    (vlen == 0 || strspn(val, "0123456789") != vlen)) {
+			run_fail(r, "counter %.*s is not a number: \"%s\"",
+				 (int)klen, key, val);
+			break;
+		}
+		if (rc == 0)
+			v = strtoull(val, NULL, 10);
+		if (v > att) {
+			run_fail(r,
+				 "counter %.*s is %" PRIu64
+				 ", above the %" PRIu64 " increments begun",
+				 (int)klen, key, v, att);
+			break;
+		}
+		if (seg >= nseg || loss[seg] != loss_before[seg])
+			continue; /* evicted or reset: the upper bound only */
+		exact++;
+		if (v < ack || (r->kills == 0 && v != ack)) {
+			run_fail(r,
+				 "counter %.*s is %" PRIu64 ", but %" PRIu64
+				 " increments were acknowledged (%" PRIu64
+				 " begun, %" PRIu64 " workers killed)",
+				 (int)klen, key, v, ack, att, r->kills);
+			break;
+		}
+	}
+	free(loss);
+	return exact;
+}
+
 static int open_handle(const struct stress_cfg *cfg, shmc **c)
 {
 	int rc = shmc_open(c, cfg->socket);
@@ -1661,6 +1985,14 @@ int main(int argc, char **argv)
 	size_t max_item = shmc_max_item(c);
 	struct shmc_stats before = { 0 }, after = { 0 };
 	shmc_stat(c, &before);
+	uint32_t nseg = shmc_segments(c);
+	uint64_t *loss_before = calloc(nseg ? nseg : 1, sizeof(*loss_before));
+	if (!loss_before) {
+		fprintf(stderr, PROG ": out of memory\n");
+		shmc_close(c);
+		return STRESS_FAILED;
+	}
+	seg_losses(c, loss_before, nseg);
 	shmc_close(c);
 	if (max_item < VAL_HDR + KEY_MAX) {
 		fprintf(stderr,
@@ -1722,6 +2054,9 @@ int main(int argc, char **argv)
 	/* The daemon's integrity walk, read-only. */
 	s.check_rc = open_handle(&cfg, &c);
 	if (s.check_rc == 0) {
+		if (shmc_segments(c) == nseg)
+			s.counters_exact = check_counters(&cfg, c, r.sh,
+							  loss_before, &r);
 		s.check_rc = shmc_check(c, 0, &s.check_segments, &s.check_bad,
 					NULL);
 		if (shmc_stat(c, &after) == 0) {
@@ -1747,5 +2082,6 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": FAILED: %s\n", r.why);
 	munmap(r.sh, r.sh_size);
 	free(r.procs);
+	free(loss_before);
 	return s.ok ? STRESS_OK : STRESS_FAILED;
 }

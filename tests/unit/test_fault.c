@@ -1,7 +1,8 @@
 /*
  * test_fault.c - unit tests of fault injection (shared/fault.h): with
  * SHMC_FAULT=set-begin in the environment, a process stops at that point
- * in a test build (-Dfault_injection=true) and runs past it in any other.
+ * in a test build (-Dfault_injection=true) and runs past it in any other;
+ * each point's name arms that point and no other.
  *
  * Built twice from this file (tests/meson.build), so that every build tests
  * both configurations: "fault" with this build's engine, expecting what the
@@ -27,10 +28,18 @@
 
 static bool expect_armed;
 
-/* What a child armed with SHMC_FAULT=set-begin writes to stderr when it
- * reaches FAULT(SET_BEGIN): the point's line if it stopped there, "passed"
- * if it ran past it. */
-static void run_to_set_begin(char *line, size_t n)
+/* Every point of fault.h, in order. */
+static void pass_every_point(void)
+{
+#define FAULT_PASS_X(id, name) FAULT(id);
+	FAULT_POINTS(FAULT_PASS_X)
+#undef FAULT_PASS_X
+}
+
+/* What a child armed with SHMC_FAULT (as the environment has it) writes
+ * to stderr when it passes every point in order: the line of the point it
+ * stopped at, or "passed" if it ran past them all. */
+static void run_past_points(char *line, size_t n)
 {
 	int p[2];
 
@@ -40,7 +49,7 @@ static void run_to_set_begin(char *line, size_t n)
 	if (pid == 0) {
 		dup2(p[1], STDERR_FILENO);
 		fault_init();
-		FAULT(SET_BEGIN);
+		pass_every_point();
 		if (write(STDERR_FILENO, "passed\n", 7) != 7)
 			_exit(1);
 		_exit(0);
@@ -64,7 +73,7 @@ static void test_fault_variable_arms_only_test_builds(void **state)
 
 	(void)state;
 	assert_int_equal(setenv("SHMC_FAULT", "set-begin", 1), 0);
-	run_to_set_begin(line, sizeof(line));
+	run_past_points(line, sizeof(line));
 	if (expect_armed) {
 		assert_string_equal(line, "shmc-fault: set-begin\n");
 	} else {
@@ -74,10 +83,34 @@ static void test_fault_variable_arms_only_test_builds(void **state)
 	}
 }
 
+/* Each point's name stops the process at that point, not at one before
+ * it (in a test build); no name stops any build without the option. */
+static void test_fault_each_name_arms_its_point(void **state)
+{
+	static const char *const names[] = {
+#define FAULT_NAME_X(id, name) name,
+		FAULT_POINTS(FAULT_NAME_X)
+#undef FAULT_NAME_X
+	};
+	char line[64], want[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		assert_int_equal(setenv("SHMC_FAULT", names[i], 1), 0);
+		run_past_points(line, sizeof(line));
+		snprintf(want, sizeof(want), "shmc-fault: %s\n", names[i]);
+		assert_string_equal(line, expect_armed ? want : "passed\n");
+	}
+	assert_int_equal(setenv("SHMC_FAULT", "no-such-point", 1), 0);
+	run_past_points(line, sizeof(line));
+	assert_string_equal(line, "passed\n");
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fault_variable_arms_only_test_builds),
+		cmocka_unit_test(test_fault_each_name_arms_its_point),
 	};
 
 	if (argc != 2 ||
