@@ -429,8 +429,9 @@ int eng_ns_list(const struct eng *e, struct eng_ns_info *out, size_t cap)
 
 /* Hashes the key and picks its segment (its number in *seg_no if wanted);
  * finds the key's namespace. */
-static struct seg locate(const struct eng *e, const void *key, size_t klen,
-			 struct seg_key *k, uint32_t *seg_no)
+static inline __attribute__((always_inline)) struct seg
+locate(const struct eng *e, const void *key, size_t klen, struct seg_key *k,
+       uint32_t *seg_no)
 {
 	uint64_t h = hash_key(key, klen);
 	struct hash_split hs = hash_split(h, e->g.seg_bits);
@@ -627,10 +628,10 @@ int eng_arith(struct eng *e, const void *key, size_t klen, bool decr,
  * a hit on an entry in use: it writes no shared cache line but its
  * counter, so readers on several cores do not take the segment's lines
  * from each other.  -EAGAIN: ask the locked path. */
-static inline int get_optimistic(struct client_ctr *ctr, struct seg *s,
-				 const struct seg_key *k, uint32_t now,
-				 void *buf, size_t cap, struct seg_meta *m,
-				 bool want_cas)
+static inline __attribute__((always_inline)) int
+get_optimistic(struct client_ctr *ctr, struct seg *s, const struct seg_key *k,
+	       uint32_t now, void *buf, size_t cap, struct seg_meta *m,
+	       bool want_cas)
 {
 	uint32_t seq = __atomic_load_n(&s->h->seq, __ATOMIC_ACQUIRE);
 
@@ -700,8 +701,9 @@ static struct eng_meta meta_out(const struct seg_meta *m)
 				  .stale = m->stale };
 }
 
-int eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
-	    size_t *vlen, uint32_t *expire_at)
+__attribute__((always_inline)) inline int
+eng_get(struct eng *e, const void *key, size_t klen, void *buf, size_t cap,
+	size_t *vlen, uint32_t *expire_at)
 {
 	struct seg_meta m;
 

@@ -15,7 +15,8 @@
 #include <string.h>
 
 /* pos + n, wrapped; requires pos < size and n <= size. */
-static inline uint32_t ring_add(uint32_t pos, uint32_t n, uint32_t size)
+static inline __attribute__((always_inline)) uint32_t
+ring_add(uint32_t pos, uint32_t n, uint32_t size)
 {
 	uint32_t room = size - pos;
 
@@ -23,7 +24,8 @@ static inline uint32_t ring_add(uint32_t pos, uint32_t n, uint32_t size)
 }
 
 /* Distance from `from` forward to `to`. */
-static inline uint32_t ring_dist(uint32_t from, uint32_t to, uint32_t size)
+static inline __attribute__((always_inline)) uint32_t
+ring_dist(uint32_t from, uint32_t to, uint32_t size)
 {
 	return to >= from ? to - from : size - from + to;
 }
@@ -55,8 +57,9 @@ static inline void ring_prefetch(const uint8_t *ring, uint32_t size,
 	}
 }
 
-static inline void ring_read(const uint8_t *ring, uint32_t size, uint32_t pos,
-			     void *dst, uint32_t n)
+static inline __attribute__((always_inline)) void
+ring_read(const uint8_t *ring, uint32_t size, uint32_t pos, void *dst,
+	  uint32_t n)
 {
 	uint32_t first = size - pos;
 
@@ -68,8 +71,9 @@ static inline void ring_read(const uint8_t *ring, uint32_t size, uint32_t pos,
 	}
 }
 
-static inline void ring_write(uint8_t *ring, uint32_t size, uint32_t pos,
-			      const void *src, uint32_t n)
+static inline __attribute__((always_inline)) void
+ring_write(uint8_t *ring, uint32_t size, uint32_t pos, const void *src,
+	   uint32_t n)
 {
 	uint32_t first = size - pos;
 
@@ -82,8 +86,9 @@ static inline void ring_write(uint8_t *ring, uint32_t size, uint32_t pos,
 }
 
 /* True if the n ring bytes at pos equal s. */
-static inline bool ring_equal(const uint8_t *ring, uint32_t size, uint32_t pos,
-			      const void *s, uint32_t n)
+static inline __attribute__((always_inline)) bool
+ring_equal(const uint8_t *ring, uint32_t size, uint32_t pos, const void *s,
+	   uint32_t n)
 {
 	uint32_t first = size - pos;
 
@@ -94,8 +99,9 @@ static inline bool ring_equal(const uint8_t *ring, uint32_t size, uint32_t pos,
 }
 
 /* The two pieces of the run at pos. */
-static inline void ring_pieces(const uint8_t *ring, uint32_t size, uint32_t pos,
-			       uint32_t n, const void *p[2], size_t len[2])
+static inline __attribute__((always_inline)) void
+ring_pieces(const uint8_t *ring, uint32_t size, uint32_t pos, uint32_t n,
+	    const void *p[2], size_t len[2])
 {
 	uint32_t first = size - pos;
 

@@ -116,7 +116,7 @@ static inline uint32_t xlen_of(uint32_t x)
  * geometry.  Checked before every mutation.  Reads do without it: they
  * stay inside the ring because every offset is checked against the ring
  * size and every entry's length against the ring size (entry_load). */
-static int state_ok(const struct seg *s)
+static inline __attribute__((always_inline)) int state_ok(const struct seg *s)
 {
 	const struct seg_hdr *h = s->h;
 	const struct eng_geom *g = s->g;
@@ -132,7 +132,7 @@ static int state_ok(const struct seg *s)
 
 /* The XOR of the 9-bit pieces of w: a change confined to ENTRY_CHECK_BITS
  * adjacent bits of w changes it (each bit lands on another bit of it). */
-static inline uint32_t fold9(uint64_t w)
+static inline __attribute__((always_inline)) uint32_t fold9(uint64_t w)
 {
 	static_assert(ENTRY_CHECK_BITS == 9, "fold9 folds to the check's size");
 	w ^= w >> 36;
@@ -148,7 +148,8 @@ static inline uint32_t fold9(uint64_t w)
  * unrelated checks; XOR the fold of the lengths (each byte of vlen, klen
  * and slack as adjacent bits, in header order) and of the expiry, so that
  * damage to any one byte of them always shows. */
-static inline uint32_t entry_check(uint32_t off, const struct entry *e)
+static inline __attribute__((always_inline)) uint32_t
+entry_check(uint32_t off, const struct entry *e)
 {
 	uint64_t x = (uint64_t)(e->rec & ENTRY_REC_MASK) << 32 | off;
 	uint64_t lens = (uint64_t)e->vlen | (uint64_t)(e->klen | e->x) << 30 |
@@ -173,8 +174,8 @@ ext_read(const struct seg *s, uint32_t off, struct entry *e)
 }
 
 /* Reads the header at off (and its extension), unchecked. */
-static inline void entry_read(const struct seg *s, uint32_t off,
-			      struct entry *e)
+static inline __attribute__((always_inline)) void
+entry_read(const struct seg *s, uint32_t off, struct entry *e)
 {
 	struct entry_hdr eh;
 
@@ -270,30 +271,37 @@ static inline uint32_t vlen_use(const struct entry *e)
  * stops with
  * only the first half of the header's bytes written (a torn header: the
  * new check bits over the old lengths). */
-static inline void entry_store_hdr_fault(struct seg *s, uint32_t off,
-					 const struct entry *e,
-					 enum fault_point p)
+static inline __attribute__((always_inline)) void
+entry_store_hdr_fault(struct seg *s, uint32_t off, const struct entry *e,
+		      enum fault_point p)
 {
 	uint32_t chk = entry_check(off, e);
-	struct entry_hdr eh = {
-		.rec = (e->rec & ENTRY_REC_MASK) | chk << ENTRY_REC_BITS,
-		.expire = e->expire,
-		.vlen_use = vlen_use(e),
-		.klen = (uint16_t)(e->klen | e->x),
-		.slack = (uint16_t)(e->slack | (chk >> ENTRY_CHECK_REC_BITS)
-						       << ENTRY_SLACK_BITS),
+	/* Built as the two words of struct entry_hdr in registers: a struct
+	 * assembled field by field on the stack and copied out as 16 bytes
+	 * stalls on the store forwarding of its narrow stores. */
+	uint64_t eh[2] = {
+		((e->rec & ENTRY_REC_MASK) | chk << ENTRY_REC_BITS) |
+			(uint64_t)e->expire << 32,
+		vlen_use(e) | (uint64_t)(uint16_t)(e->klen | e->x) << 32 |
+			(uint64_t)(uint16_t)(e->slack |
+					     (chk >> ENTRY_CHECK_REC_BITS)
+						     << ENTRY_SLACK_BITS)
+				<< 48,
 	};
+	static_assert(offsetof(struct entry_hdr, klen) == 12 &&
+			      offsetof(struct entry_hdr, slack) == 14,
+		      "entry_hdr is the two words built here");
 
 #ifdef SHMC_FAULT_INJECTION
 	if (__builtin_expect(p != FAULT_NONE && fault_armed == p, 0)) {
-		ring_write(s->ring, s->g->ring_size, off, &eh,
+		ring_write(s->ring, s->g->ring_size, off, eh,
 			   ENTRY_HDR_SIZE / 2);
 		fault_stop(p);
 	}
 #else
 	(void)p;
 #endif
-	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	ring_write(s->ring, s->g->ring_size, off, eh, ENTRY_HDR_SIZE);
 	if (e->x) {
 		uint32_t w[3], i = 0;
 		if (e->x & ENTRY_X_FLAGS)
@@ -313,8 +321,8 @@ static inline void entry_store_hdr_fault(struct seg *s, uint32_t off,
  * <= ENTRY_KEY_MAX, e->slack <= ENTRY_SLACK_MAX: the callers' limits), and
  * the extension words e->x names.  Every header written at an offset,
  * moved there included, goes through here, so that its check is right. */
-static inline void entry_store_hdr(struct seg *s, uint32_t off,
-				   const struct entry *e)
+static inline __attribute__((always_inline)) void
+entry_store_hdr(struct seg *s, uint32_t off, const struct entry *e)
 {
 	entry_store_hdr_fault(s, off, e, FAULT_NONE);
 }
@@ -612,8 +620,8 @@ static int link_of(struct seg *s, uint32_t r, uint32_t *b, uint32_t *prev)
 }
 
 /* Writes the first n bytes of a value given as pieces. */
-static inline void write_pieces(struct seg *s, uint32_t pos,
-				const struct seg_src *src, uint32_t n)
+static inline __attribute__((always_inline)) void
+write_pieces(struct seg *s, uint32_t pos, const struct seg_src *src, uint32_t n)
 {
 	uint32_t size = s->g->ring_size;
 	uint32_t n0 = n < src->n[0] ? n : src->n[0];
@@ -627,8 +635,9 @@ static inline void write_pieces(struct seg *s, uint32_t pos,
 /* Writes a value from its pieces; a process armed with fault point p, or
  * with FAULT_JOIN_VALUE when there are two pieces (an append or prepend by
  * a new entry, or in place), stops half-way through the whole value. */
-static inline void write_value(struct seg *s, uint32_t pos,
-			       const struct seg_src *src, enum fault_point p)
+static inline __attribute__((always_inline)) void
+write_value(struct seg *s, uint32_t pos, const struct seg_src *src,
+	    enum fault_point p)
 {
 	uint32_t n = src->n[0] + src->n[1];
 
@@ -929,8 +938,9 @@ int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	return rc;
 }
 
-int seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
-		     void *buf, size_t cap, struct seg_meta *m, bool want_cas)
+__attribute__((always_inline)) inline int
+seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
+		 void *buf, size_t cap, struct seg_meta *m, bool want_cas)
 {
 	struct found f;
 	int rc = find(s, k, &f);
@@ -1005,8 +1015,9 @@ static int version_out(struct seg *s, uint32_t off, uint64_t *cas_out)
 /* The lookup before a conditional write: 0 (found: *f), -ENOENT, or
  * -EUCLEAN; *present says whether the found entry counts as there (not
  * gone, not past a soft expiry). */
-static int find_for_write(struct seg *s, const struct seg_key *k, uint32_t now,
-			  struct found *f, bool *present)
+static inline __attribute__((always_inline)) int
+find_for_write(struct seg *s, const struct seg_key *k, uint32_t now,
+	       struct found *f, bool *present)
 {
 	int rc = state_ok(s);
 
@@ -1023,10 +1034,10 @@ static int find_for_write(struct seg *s, const struct seg_key *k, uint32_t now,
  * in place when the value fits the entry's capacity and the extension
  * keeps its shape, else a new entry with grown capacity.  vp is the fault
  * point of a value written in place. */
-static int store_at(struct seg *s, const struct seg_key *k, struct found *f,
-		    const struct seg_src *src, uint32_t vlen,
-		    const struct seg_write *w, uint32_t now, uint32_t *off,
-		    enum fault_point vp)
+static inline __attribute__((always_inline)) int
+store_at(struct seg *s, const struct seg_key *k, struct found *f,
+	 const struct seg_src *src, uint32_t vlen, const struct seg_write *w,
+	 uint32_t now, uint32_t *off, enum fault_point vp)
 {
 	int rc;
 
@@ -1098,15 +1109,88 @@ int seg_store_locked(struct seg *s, const struct seg_key *k,
  * copied on the stack, more into a malloc'd buffer. */
 #define JOIN_STACK 4096
 
+/* The write of src once its mode's condition holds, over the found
+ * entry f (NULL: anew), as a mutation of its own. */
+static inline __attribute__((always_inline)) int
+write_src(struct seg *s, const struct seg_key *k, struct found *f,
+	  const struct seg_src *src, uint32_t vlen, const struct seg_write *w,
+	  uint32_t now, uint64_t *cas_out)
+{
+	uint32_t off;
+	int rc;
+
+	seg_write_begin(s);
+	FAULT(SET_BEGIN);
+	if ((rc = store_at(s, k, f, src, vlen, w, now, &off,
+			   FAULT_OVERWRITE)) ||
+	    (rc = version_out(s, off, cas_out)))
+		return rc; /* -EUCLEAN: seq stays odd, the caller repairs */
+	seg_write_end(s);
+	seg_count(s, SEG_CTR_sets);
+	return 0;
+}
+
+/* An append or a prepend to the present entry f: in place into its
+ * slack when it can, else a new entry of the joined value.  Out of line:
+ * its copy buffer stays off the frame of the other writes. */
+static int __attribute__((noinline))
+join_locked(struct seg *s, const struct seg_key *k, struct found *f,
+	    enum seg_mode mode, const void *val, uint32_t vlen, uint32_t now,
+	    uint64_t *cas_out)
+{
+	struct seg_write w = { .mode = SEG_SET,
+			       .flags = f->eh.flags,
+			       .expire = f->eh.expire,
+			       .soft = f->eh.soft };
+	uint8_t stack[JOIN_STACK], *copy;
+	struct seg_src src;
+	int rc;
+
+	if ((uint64_t)f->eh.vlen + vlen + k->klen > s->g->max_kv)
+		return -E2BIG;
+	if (vlen <= f->eh.slack && mode == SEG_APPEND &&
+	    x_of(k, &w) == f->eh.x) {
+		/* In place: the new bytes go into the slack. */
+		struct seg_src tail = { { val, NULL }, { vlen, 0 } };
+		seg_write_begin(s);
+		write_value(s,
+			    ring_add(val_pos(s, f->off, &f->eh), f->eh.vlen,
+				     s->g->ring_size),
+			    &tail, FAULT_APPEND_VALUE);
+		f->eh.vlen += vlen;
+		f->eh.slack -= vlen;
+		entry_store_hdr_fault(s, f->off, &f->eh, FAULT_APPEND_HEADER);
+		seg_seal_at_locked(s, f->off);
+		new_version(s, f->rec);
+		if (cas_out)
+			*cas_out = seg_version(s, s->recs[f->rec].wlow);
+		seg_write_end(s);
+		seg_count(s, SEG_CTR_sets);
+		return 0;
+	}
+	/* The old value must survive the evacuation the new entry may need:
+	 * copy it first. */
+	copy = f->eh.vlen <= sizeof(stack) ? stack : malloc(f->eh.vlen);
+	if (!copy)
+		return -ENOMEM;
+	ring_read(s->ring, s->g->ring_size, val_pos(s, f->off, &f->eh), copy,
+		  f->eh.vlen);
+	if (mode == SEG_APPEND)
+		src = (struct seg_src){ { copy, val }, { f->eh.vlen, vlen } };
+	else
+		src = (struct seg_src){ { val, copy }, { vlen, f->eh.vlen } };
+	rc = write_src(s, k, f, &src, f->eh.vlen + vlen, &w, now, cas_out);
+	if (copy != stack)
+		free(copy);
+	return rc;
+}
+
 int seg_write_locked(struct seg *s, const struct seg_key *k,
 		     const struct seg_write *w, const void *val, uint32_t vlen,
 		     uint32_t now, uint64_t *cas_out)
 {
 	struct seg_src src = { { val, NULL }, { vlen, 0 } };
-	struct seg_write ww = *w;
-	uint8_t stack[JOIN_STACK], *copy = NULL;
 	struct found f;
-	uint32_t off;
 	bool present;
 	int rc = find_for_write(s, k, now, &f, &present);
 
@@ -1133,59 +1217,9 @@ int seg_write_locked(struct seg *s, const struct seg_key *k,
 	case SEG_PREPEND:
 		if (!present)
 			return -ENOENT;
-		if ((uint64_t)f.eh.vlen + vlen + k->klen > s->g->max_kv)
-			return -E2BIG;
-		ww.flags = f.eh.flags;
-		ww.expire = f.eh.expire;
-		ww.soft = f.eh.soft;
-		if (f.eh.vlen + vlen <= f.eh.vlen + f.eh.slack &&
-		    w->mode == SEG_APPEND && x_of(k, &ww) == f.eh.x) {
-			/* In place: the new bytes go into the slack. */
-			struct seg_src tail = { { val, NULL }, { vlen, 0 } };
-			seg_write_begin(s);
-			write_value(s,
-				    ring_add(val_pos(s, f.off, &f.eh),
-					     f.eh.vlen, s->g->ring_size),
-				    &tail, FAULT_APPEND_VALUE);
-			f.eh.vlen += vlen;
-			f.eh.slack -= vlen;
-			entry_store_hdr_fault(s, f.off, &f.eh,
-					      FAULT_APPEND_HEADER);
-			seg_seal_at_locked(s, f.off);
-			new_version(s, f.rec);
-			if (cas_out)
-				*cas_out = seg_version(s, s->recs[f.rec].wlow);
-			seg_write_end(s);
-			seg_count(s, SEG_CTR_sets);
-			return 0;
-		}
-		/* The old value must survive the evacuation the new entry
-		 * may need: copy it first. */
-		copy = f.eh.vlen <= sizeof(stack) ? stack : malloc(f.eh.vlen);
-		if (!copy)
-			return -ENOMEM;
-		ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh),
-			  copy, f.eh.vlen);
-		if (w->mode == SEG_APPEND)
-			src = (struct seg_src){ { copy, val },
-						{ f.eh.vlen, vlen } };
-		else
-			src = (struct seg_src){ { val, copy },
-						{ vlen, f.eh.vlen } };
-		vlen += f.eh.vlen;
-		break;
+		return join_locked(s, k, &f, w->mode, val, vlen, now, cas_out);
 	}
-	seg_write_begin(s);
-	FAULT(SET_BEGIN);
-	rc = store_at(s, k, rc ? NULL : &f, &src, vlen, &ww, now, &off,
-		      FAULT_OVERWRITE);
-	if (copy != stack)
-		free(copy);
-	if (rc || (rc = version_out(s, off, cas_out)))
-		return rc; /* -EUCLEAN: seq stays odd, the caller repairs */
-	seg_write_end(s);
-	seg_count(s, SEG_CTR_sets);
-	return 0;
+	return write_src(s, k, rc ? NULL : &f, &src, vlen, w, now, cas_out);
 }
 
 /* Parses a counter's value as memcached does (strtoull, then only spaces
