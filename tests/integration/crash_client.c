@@ -12,6 +12,9 @@
  *   crash_client SOCKET incr PREFIX N         increments counters by 1,
  *                                            created by incr's init or by
  *                                            an add of "0", forever
+ *   crash_client SOCKET decr PREFIX N         decrements counters by 1,
+ *                                            created at DECR_START by
+ *                                            decr's init or by an add
  *   crash_client SOCKET append PREFIX N       appends log records (below)
  *   crash_client SOCKET prepend PREFIX N      prepends them; a log of
  *                                            LOG_MAX records starts anew
@@ -57,8 +60,6 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#include "shmc_engine.h"
 
 #define VMAX 65536
 #define LOG_REC 16
@@ -160,60 +161,78 @@ static void key_of(char *out, size_t n, const char *prefix, long i)
 	snprintf(out, n, "%s%ld", prefix, i);
 }
 
-/* One item operation of mode (add, cas, incr, append, prepend) on key,
- * with the value of length l for add and cas; seq is the key's next log
- * record.  0, or an error to report. */
+/* The value a decr mode counter starts at: no run takes it down to 0, so
+ * every decrement changes it (digits shrink now and then: 1000 to 999). */
+#define DECR_START UINT64_C(1000000000000)
+
+/* One counter operation of mode incr or decr on key: half the keys are
+ * created by the call's init, half by an add of the start value. */
+static int count_op(shmc *c, bool decr, const char *key)
+{
+	size_t klen = strlen(key);
+	bool init = fnv(key, klen) & 1;
+	uint64_t start = decr ? DECR_START : 0, n;
+	char digits[24];
+	int rc;
+
+	if (init)
+		rc = decr ? shmc_decr_init(c, key, klen, 1, start, 0, &n)
+			  : shmc_incr_init(c, key, klen, 1, start, 0, &n);
+	else
+		rc = decr ? shmc_decr(c, key, klen, 1, &n)
+			  : shmc_incr(c, key, klen, 1, &n);
+	if (rc == -ENOENT) {
+		int len = snprintf(digits, sizeof(digits), "%" PRIu64, start);
+		rc = shmc_add(c, key, klen, digits, (size_t)len, NULL, NULL);
+		if (rc == -EEXIST)
+			rc = 0;
+	}
+	return rc;
+}
+
+/* One item operation of mode (add, cas, incr, decr, append, prepend) on
+ * key, with the value of length l for add and cas; seq is the key's next
+ * log record.  0, or an error to report. */
 static int item_op(shmc *c, const char *mode, const char *key, size_t l,
 		   uint32_t *seq, uint8_t *val, uint8_t *buf)
 {
-	struct eng *e = shmc_engine_of(c);
-	struct eng_wopts o = { .mode = ENG_ADD };
 	size_t klen = strlen(key);
-	uint64_t n;
 	int rc;
 
 	if (strcmp(mode, "add") == 0) {
-		rc = eng_store(e, key, klen, val, make_value(val, key, l), &o,
-			       NULL);
+		rc = shmc_add(c, key, klen, val, make_value(val, key, l), NULL,
+			      NULL);
 		if (rc == -EEXIST && (rc = shmc_del(c, key, klen)) == -ENOENT)
 			rc = 0;
 		return rc;
 	}
 	if (strcmp(mode, "cas") == 0) {
-		struct eng_meta m;
-		rc = eng_get_ex(e, key, klen, buf, VMAX, &m);
-		if (rc == 0) {
-			o.mode = ENG_CAS;
-			o.cas = m.cas;
-		}
-		if (rc == 0 || rc == -ENOENT)
-			rc = eng_store(e, key, klen, val,
-				       make_value(val, key, l), &o, NULL);
+		struct shmc_item it;
+		rc = shmc_get_item(c, key, klen, buf, VMAX, &it);
+		if (rc == 0)
+			rc = shmc_cas(c, key, klen, val,
+				      make_value(val, key, l), it.cas, NULL,
+				      NULL);
+		else if (rc == -ENOENT)
+			rc = shmc_add(c, key, klen, val,
+				      make_value(val, key, l), NULL, NULL);
 		return rc == -EEXIST || rc == -ENOENT ? 0 : rc;
 	}
-	if (strcmp(mode, "incr") == 0) {
-		/* Half the keys are created by incr's init, half by an add. */
-		bool init = fnv(key, klen) & 1;
-		rc = eng_arith(e, key, klen, false, 1, init ? &o : NULL, 0, &n,
-			       NULL);
-		if (rc == -ENOENT) {
-			rc = eng_store(e, key, klen, "0", 1, &o, NULL);
-			if (rc == -EEXIST)
-				rc = 0;
-		}
-		return rc;
-	}
+	if (strcmp(mode, "incr") == 0 || strcmp(mode, "decr") == 0)
+		return count_op(c, mode[0] == 'd', key);
 	/* append, prepend: a full or missing log starts anew. */
-	o.mode = strcmp(mode, "append") == 0 ? ENG_APPEND : ENG_PREPEND;
-	if (*seq % LOG_MAX == 0)
-		o.mode = ENG_SET;
+	bool append = strcmp(mode, "append") == 0;
 	log_rec(val, key, *seq);
-	rc = eng_store(e, key, klen, val, LOG_REC, &o, NULL);
+	if (*seq % LOG_MAX == 0)
+		rc = shmc_set_ex(c, key, klen, val, LOG_REC, NULL, NULL);
+	else if (append)
+		rc = shmc_append(c, key, klen, val, LOG_REC, NULL);
+	else
+		rc = shmc_prepend(c, key, klen, val, LOG_REC, NULL);
 	if (rc == -ENOENT) {
 		*seq -= *seq % LOG_MAX;
-		o.mode = ENG_SET;
 		log_rec(val, key, *seq);
-		rc = eng_store(e, key, klen, val, LOG_REC, &o, NULL);
+		rc = shmc_set_ex(c, key, klen, val, LOG_REC, NULL, NULL);
 	}
 	if (rc == 0)
 		(*seq)++;

@@ -4,7 +4,7 @@
     test_crash.py DAEMON CRASH_CLIENT
 
 For each point of shared/fault.h, and for the item operations (add, cas,
-incr, append, prepend) at each point their steps pass: a client armed
+incr, decr, append, prepend) at each point their steps pass: a client armed
 with SHMC_FAULT stops inside the segment lock at that step; the test
 SIGKILLs it and checks that the daemon recovered the segment within 100 ms
 (from its millisecond log stamps), that no value read afterwards is torn
@@ -61,7 +61,7 @@ POINTS = {
     "delete": ("del", 200, 100),
 }
 
-# The item operations (add, cas, incr, append, prepend), each killed at
+# The item operations (add, cas, incr, decr, append, prepend), each killed at
 # the points its steps pass: case -> (point, mode, keys, value bytes, the
 # kind of value crash_client verify checks).
 ITEM_CASES = {
@@ -74,6 +74,8 @@ ITEM_CASES = {
     "set_header_in_incr": ("set-header", "incr", 200, 100, "count"),
     "incr_digits_in_incr": ("incr-digits", "incr", 200, 100, "count"),
     "version_in_incr": ("version", "incr", 200, 100, "count"),
+    "incr_digits_in_decr": ("incr-digits", "decr", 200, 100, "count"),
+    "version_in_decr": ("version", "decr", 200, 100, "count"),
     "append_value_in_append": ("append-value", "append", 200, 100, "log"),
     "append_header_in_append": ("append-header", "append", 200, 100,
                                 "log"),

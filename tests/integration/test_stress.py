@@ -92,7 +92,7 @@ class StressTest(unittest.TestCase):
         # Every kind of get and set ran, and values were checked.
         for k in ("hits", "misses", "sets", "peeks", "get_exs", "reads",
                   "get_or_loads", "reserves", "dels", "touches", "adds",
-                  "cases", "incrs", "appends"):
+                  "cases", "incrs", "decrs", "appends"):
             self.assertGreater(s[k], 0, k)
         self.assertEqual(s["kills"], 0)
         self.assertEqual(s["workers_started"], 2)
@@ -102,7 +102,8 @@ class StressTest(unittest.TestCase):
         # Counters and logs only, small values, on a daemon of its own
         # (the shared one is full of the other runs' values): nothing is
         # evicted, so every counter is checked exactly against the
-        # increments its workers saw acknowledged (no worker is killed).
+        # increments its workers saw acknowledged (no worker is killed),
+        # and every down-counter against the decrements.
         d = p.DaemonProc(DAEMON).start()
         try:
             rc, s, err = run_stress(d.sock, "--procs", "2", "--threads",
@@ -116,6 +117,8 @@ class StressTest(unittest.TestCase):
         self.assert_clean(rc, s, err)
         self.assertEqual(s["cache_evictions"], 0)
         self.assertEqual(s["counters_exact"], 16)
+        self.assertEqual(s["down_counters_exact"], 16)
+        self.assertGreater(s["decrs"], 0)
         self.assertGreater(s["incrs"], 0)
         self.assertGreater(s["appends"], 0)
 

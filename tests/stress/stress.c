@@ -11,13 +11,14 @@
  * the first bad byte, and fails the run.  Gets go through shmc_get and,
  * now and then, shmc_peek, shmc_get_ex, the zero-copy shmc_read and
  * shmc_get_or_load; sets through shmc_set and shmc_reserve/shmc_commit
- * (sometimes shmc_abort), and through the engine's add and cas
- * (shmc_engine.h: a read of the version, then a store only if it still
- * holds).
+ * (sometimes shmc_abort), and through shmc_add and shmc_cas (a read of
+ * the version by shmc_get_item, then a store only if it still holds).
  *
- * Two more key families: NCOUNTERS counters, incremented by 1 with and
- * without incr's init (a missing one is then added as "0"), and NLOGS
- * logs, to which records are appended and prepended.  Each log record
+ * Three more key families: NCOUNTERS counters, incremented by 1 with and
+ * without incr's init (a missing one is then added as "0"); NCOUNTERS
+ * down-counters, decremented by 1 from DECR_START the same ways (a quarter
+ * of the counter operations); and NLOGS logs, to which records are
+ * appended and prepended.  Each log record
  * (struct log_rec) carries its key's hash, its writer, its direction, its
  * writer's sequence number and a checksum: a log must be whole records,
  * each valid, no record twice, and one writer's appended records rising
@@ -27,7 +28,10 @@
  * counted in the shared mapping before the call (attempted) and after an
  * acknowledgement (acked); at the end each counter must be a number no
  * more than attempted and, if its segment saw no eviction and no reset
- * during the run, at least acked (and with no kill, exactly acked).
+ * during the run, at least acked (and with no kill, exactly acked).  A
+ * down-counter is counted the same way: DECR_START less its value is the
+ * decrements applied, which must lie between the same bounds; it starts
+ * so high that no run takes it to 0, where a decrement would be lost.
  *
  * With --chaos the parent SIGKILLs a random worker every interval - in the
  * middle of a set or a reservation as often as not - and starts another in
@@ -74,7 +78,7 @@
 #include "clock.h"
 #include "fnv1a.h"
 #include "opt.h"
-#include "shmc_engine.h"
+#include "hash.h"
 
 #define PROG "shmc-stress"
 
@@ -102,7 +106,8 @@
 	X(touches, "touches")                                                  \
 	X(adds, "adds of a value (stored or refused as present)")              \
 	X(cases, "read-modify-writes by version (cas), stored or refused")     \
-	X(incrs, "increments of a counter")                                    \
+	X(incrs, "increments and decrements of a counter")                     \
+	X(decrs, "decrements of a down-counter (among incrs)")                 \
 	X(appends, "appends, prepends and reads of a log")                     \
 	X(bad, "wrong, torn or corrupted values seen (must be 0)")             \
 	X(etimedout, "-ETIMEDOUT returns (lock not obtained in time)")         \
@@ -160,10 +165,11 @@ static const char *const op_names[NOPS] = {
 	X(abort, "shmc_abort")                                                 \
 	X(del, "shmc_del")                                                     \
 	X(touch, "shmc_touch")                                                 \
-	X(add, "eng_store(ENG_ADD)")                                           \
-	X(cas, "eng_get_ex+eng_store(ENG_CAS)")                                \
-	X(incr, "eng_arith")                                                   \
-	X(append, "eng_store(ENG_APPEND/PREPEND)")
+	X(add, "shmc_add")                                                     \
+	X(cas, "shmc_get_item+shmc_cas")                                       \
+	X(incr, "shmc_incr")                                                   \
+	X(decr, "shmc_decr")                                                   \
+	X(append, "shmc_append/shmc_prepend")
 
 enum stress_api {
 #define API_ENUM_X(id, name) API_##id,
@@ -183,8 +189,8 @@ static const char *const api_names[NAPIS] = {
 	X(SET, "shmc_set")                                                     \
 	X(RESERVE, "shmc_reserve+commit")                                      \
 	X(LOAD, "shmc_get_or_load's loader")                                   \
-	X(ADD, "eng_store(ENG_ADD)")                                           \
-	X(CAS, "eng_store(ENG_CAS)")
+	X(ADD, "shmc_add")                                                     \
+	X(CAS, "shmc_cas")
 
 enum val_via {
 #define VIA_ENUM_X(id, name) VIA_##id,
@@ -277,9 +283,10 @@ enum worker_exit {
 #define TTL_MAX 30		     /* the longest TTL this program sets */
 #define INJECT_EVERY 50		     /* --inject-bad: one value in so many */
 #define NOTE_MAX 10		     /* lock errors described, per thread */
-#define NCOUNTERS 16		     /* counter keys */
-#define NLOGS 16		     /* log keys */
-#define LOG_RECS 48		     /* a longer log starts anew */
+#define NCOUNTERS 16		     /* counter keys, and down-counter keys */
+#define DECR_START UINT64_C(1000000000000) /* a down-counter's first value */
+#define NLOGS 16			   /* log keys */
+#define LOG_RECS 48			   /* a longer log starts anew */
 
 struct stress_cfg {
 	const char *socket; /* NULL: the library's default */
@@ -317,8 +324,10 @@ struct shared {
 	int stop;	      /* the parent sets it: workers finish */
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC end of the run (atomic:
 				   --min-ops moves it on) */
-	/* Per counter, atomic adds: increments begun, and acknowledged. */
+	/* Per counter, atomic adds: increments begun, and acknowledged; and
+	 * per down-counter, decrements begun and acknowledged. */
 	uint64_t attempted[NCOUNTERS], acked[NCOUNTERS];
+	uint64_t dattempted[NCOUNTERS], dacked[NCOUNTERS];
 	struct slot slot[];
 };
 
@@ -1024,14 +1033,13 @@ static void wthread_bad(struct wthread *t, const char *problem,
 
 static void op_add(struct wthread *t, const char *key, size_t klen)
 {
-	struct eng_wopts o = { .mode = ENG_ADD, .ttl_s = wthread_ttl(t) };
+	struct shmc_store_opts o = { .ttl_s = wthread_ttl(t) };
 	size_t len = wthread_value(t, key, klen, VIA_ADD);
 	int rc;
 
 	t->api = API_add;
 	t->ctr[CTR_adds]++;
-	rc = eng_store(shmc_engine_of(t->w->c), key, klen, t->wbuf, len, &o,
-		       NULL);
+	rc = shmc_add(t->w->c, key, klen, t->wbuf, len, &o, NULL);
 	if (rc && rc != -EEXIST)
 		wthread_rc(t, rc, key, klen);
 }
@@ -1040,14 +1048,14 @@ static void op_add(struct wthread *t, const char *key, size_t klen)
  * if the version still holds. */
 static void op_cas(struct wthread *t, const char *key, size_t klen)
 {
-	struct eng *e = shmc_engine_of(t->w->c);
-	struct eng_wopts o = { .mode = ENG_CAS, .ttl_s = wthread_ttl(t) };
-	struct eng_meta m;
+	struct shmc_store_opts o = { .ttl_s = wthread_ttl(t) };
+	struct shmc_item m;
 	int rc;
 
 	t->api = API_cas;
 	t->ctr[CTR_cases]++;
-	rc = eng_get_ex(e, key, klen, t->rbuf, t->w->cfg->max_value, &m);
+	rc = shmc_get_item(t->w->c, key, klen, t->rbuf, t->w->cfg->max_value,
+			   &m);
 	if (rc == -ENOENT)
 		return;
 	if (rc) {
@@ -1055,36 +1063,50 @@ static void op_cas(struct wthread *t, const char *key, size_t klen)
 		return;
 	}
 	wthread_check(t, t->rbuf, m.vlen, key, klen);
-	o.cas = m.cas;
 	size_t len = wthread_value(t, key, klen, VIA_CAS);
-	rc = eng_store(e, key, klen, t->wbuf, len, &o, NULL);
+	rc = shmc_cas(t->w->c, key, klen, t->wbuf, len, m.cas, &o, NULL);
 	if (rc && rc != -EEXIST && rc != -ENOENT)
 		wthread_rc(t, rc, key, klen);
 }
 
 /* Counter i + 1, with incr's init half the time; a missing counter
- * without it is added as "0" (no increment). */
+ * without it is added as "0" (no increment).  A quarter of the time,
+ * down-counter i - 1 instead, from DECR_START, with decr's init or an add
+ * of DECR_START the same ways. */
 static void op_incr(struct wthread *t)
 {
 	struct shared *sh = t->w->sh;
-	struct eng *e = shmc_engine_of(t->w->c);
-	struct eng_wopts o = { .mode = ENG_ADD };
+	shmc *c = t->w->c;
 	uint32_t i = (uint32_t)rng_below(&t->rng, NCOUNTERS);
 	bool init = rng_below(&t->rng, 2);
-	char key[KEY_MAX];
-	size_t klen = key_family(t->w->cfg, 'c', i, key);
+	bool decr = rng_below(&t->rng, 4) == 0;
+	uint64_t *att = decr ? &sh->dattempted[i] : &sh->attempted[i];
+	uint64_t *ack = decr ? &sh->dacked[i] : &sh->acked[i];
+	uint64_t start = decr ? DECR_START : 0;
+	char key[KEY_MAX], digits[24];
+	size_t klen = key_family(t->w->cfg, decr ? 'd' : 'c', i, key);
 	uint64_t v;
 	int rc;
 
-	t->api = API_incr;
+	t->api = decr ? API_decr : API_incr;
 	t->ctr[CTR_incrs]++;
-	__atomic_fetch_add(&sh->attempted[i], 1, __ATOMIC_SEQ_CST);
-	rc = eng_arith(e, key, klen, false, 1, init ? &o : NULL, 0, &v, NULL);
+	t->ctr[CTR_decrs] += decr;
+	__atomic_fetch_add(att, 1, __ATOMIC_SEQ_CST);
+	if (decr)
+		rc = init ? shmc_decr_init(c, key, klen, 1, start, 0, &v)
+			  : shmc_decr(c, key, klen, 1, &v);
+	else
+		rc = init ? shmc_incr_init(c, key, klen, 1, start, 0, &v)
+			  : shmc_incr(c, key, klen, 1, &v);
 	if (rc == 0) {
-		__atomic_fetch_add(&sh->acked[i], 1, __ATOMIC_SEQ_CST);
-		/* No value can count more increments than were begun. */
-		if (v > __atomic_load_n(&sh->attempted[i], __ATOMIC_SEQ_CST))
-			wthread_bad(t, "counter above the increments begun",
+		__atomic_fetch_add(ack, 1, __ATOMIC_SEQ_CST);
+		/* No value can count more changes than were begun. */
+		uint64_t n = decr ? (v <= start ? start - v : UINT64_MAX) : v;
+		if (n > __atomic_load_n(att, __ATOMIC_SEQ_CST))
+			wthread_bad(t,
+				    decr ? "down-counter below its start less "
+					   "the decrements begun"
+					 : "counter above the increments begun",
 				    (const uint8_t *)key, 0, key, klen);
 		return;
 	}
@@ -1092,7 +1114,8 @@ static void op_incr(struct wthread *t)
 		wthread_bad(t, "counter is not a number", (const uint8_t *)key,
 			    0, key, klen);
 	if (rc == -ENOENT && !init) {
-		rc = eng_store(e, key, klen, "0", 1, &o, NULL);
+		int len = snprintf(digits, sizeof(digits), "%" PRIu64, start);
+		rc = shmc_add(c, key, klen, digits, (size_t)len, NULL, NULL);
 		if (rc == -EEXIST)
 			rc = 0;
 	}
@@ -1104,7 +1127,7 @@ static void op_incr(struct wthread *t)
  * record; a missing or full log starts anew with one record. */
 static void op_append(struct wthread *t)
 {
-	struct eng *e = shmc_engine_of(t->w->c);
+	shmc *c = t->w->c;
 	uint32_t i = (uint32_t)rng_below(&t->rng, NLOGS);
 	uint64_t r = rng_below(&t->rng, 4);
 	char key[KEY_MAX];
@@ -1115,7 +1138,6 @@ static void op_append(struct wthread *t)
 			       .tid = t->tid,
 			       .dir = r == 1,
 			       .seq = ++t->lseq };
-	struct eng_wopts o = { .mode = r == 1 ? ENG_PREPEND : ENG_APPEND };
 	int rc;
 
 	t->api = API_append;
@@ -1142,11 +1164,13 @@ static void op_append(struct wthread *t)
 		lmax = LOG_RECS;
 	rc = shmc_peek(t->w->c, key, klen, NULL, 0, &vlen);
 	if (rc == -ENOBUFS && vlen + sizeof(rec) > lmax * sizeof(rec))
-		o.mode = ENG_SET;
-	rc = eng_store(e, key, klen, &rec, sizeof(rec), &o, NULL);
+		rc = shmc_set_ex(c, key, klen, &rec, sizeof(rec), NULL, NULL);
+	else if (r == 1)
+		rc = shmc_prepend(c, key, klen, &rec, sizeof(rec), NULL);
+	else
+		rc = shmc_append(c, key, klen, &rec, sizeof(rec), NULL);
 	if (rc == -ENOENT) {
-		o.mode = ENG_ADD;
-		rc = eng_store(e, key, klen, &rec, sizeof(rec), &o, NULL);
+		rc = shmc_add(c, key, klen, &rec, sizeof(rec), NULL, NULL);
 		if (rc == -EEXIST)
 			rc = 0;
 	}
@@ -1558,9 +1582,10 @@ struct summary {
 	uint64_t slowest; /* SLOWEST() over all workers */
 	double elapsed_s;
 	uint64_t kills, starts, unexpected;
-	uint64_t repairs, evictions; /* the cache's counters over the run */
-	uint64_t counters_exact;     /* counters checked against acked */
-	int check_rc;		     /* 0, or why check could not run */
+	uint64_t repairs, evictions;  /* the cache's counters over the run */
+	uint64_t counters_exact;      /* counters checked against acked */
+	uint64_t down_counters_exact; /* down-counters checked so */
+	int check_rc;		      /* 0, or why check could not run */
 	uint32_t check_segments, check_bad;
 	bool ok;
 	const char *why;
@@ -1586,6 +1611,7 @@ struct summary {
 	X(workers_started, N_, N_, s->starts)                                  \
 	X(unexpected_errors, N_, N_, s->unexpected)                            \
 	X(counters_exact, N_, N_, s->counters_exact)                           \
+	X(down_counters_exact, N_, N_, s->down_counters_exact)                 \
 	X(check_segments, "%" PRIu32, "%" PRIu32, s->check_segments)           \
 	X(check_bad, "%" PRIu32, "%" PRIu32, s->check_bad)
 
@@ -1891,64 +1917,111 @@ static void seg_losses(shmc *c, uint64_t *loss, uint32_t nseg)
 	}
 }
 
-/* Checks each counter after the run (see the top): a number, at most the
- * increments begun; at least those acknowledged if its segment lost
- * nothing (loss_before, from seg_losses()), and exactly those when no
- * worker was killed.  Returns how many were checked against acked. */
-static uint64_t check_counters(const struct stress_cfg *cfg, shmc *c,
-			       const struct shared *sh,
-			       const uint64_t *loss_before, struct run *r)
+/* The segment of a key: the low bits of its hash (shared/hash.h, as the
+ * region's layout fixes them, docs/LAYOUT.md), so that a counter can be
+ * placed even when it is missing. */
+static uint32_t key_seg(const void *key, size_t klen, uint32_t nseg)
+{
+	uint32_t bits = nseg > 1 ? (uint32_t)__builtin_ctz(nseg) : 0;
+
+	return hash_split(hash_key(key, klen), bits).seg;
+}
+
+/* Checks the counters of one family after the run (see the top): 'c',
+ * counted up from 0, or 'd', counted down from DECR_START, with att and
+ * ack their changes begun and acknowledged.  The changes a counter shows
+ * (its value, or DECR_START less it) are a number at most those begun; at
+ * least those acknowledged if its segment lost nothing (loss and
+ * loss_before, from seg_losses()), and exactly those when no worker was
+ * killed.  Returns how many were checked against ack, -1 after
+ * run_fail(). */
+static long check_family(const struct stress_cfg *cfg, shmc *c, char family,
+			 const uint64_t *att, const uint64_t *ack,
+			 const uint64_t *loss, const uint64_t *loss_before,
+			 struct run *r)
 {
 	uint32_t nseg = shmc_segments(c);
-	uint64_t *loss = calloc(nseg, sizeof(*loss)), exact = 0;
+	bool down = family == 'd';
+	const char *what = down ? "decrements" : "increments";
+	long exact = 0;
 
-	if (!loss) {
-		run_fail(r, "out of memory");
-		return 0;
-	}
-	seg_losses(c, loss, nseg);
 	for (uint32_t i = 0; i < NCOUNTERS; i++) {
 		char key[KEY_MAX], val[24];
-		size_t klen = key_family(cfg, 'c', i, key), vlen = 0;
-		uint64_t v = 0, att = sh->attempted[i], ack = sh->acked[i];
-		struct eng *e = shmc_engine_of(c);
-		uint32_t seg = eng_seg_of(e, key, klen);
+		size_t klen = key_family(cfg, family, i, key), vlen = 0;
+		uint64_t v = down ? DECR_START : 0, n;
+		uint32_t seg = key_seg(key, klen, nseg);
 		int rc = shmc_get(c, key, klen, val, sizeof(val) - 1, &vlen);
 		if (rc && rc != -ENOENT) {
 			run_fail(r, "counter %.*s: %s", (int)klen, key,
 				 shmc_strerror(rc));
-			break;
+			return -1;
 		}
 		val[vlen] = '\0';
 		if (rc == 0 &&
 		    (vlen == 0 || strspn(val, "0123456789") != vlen)) {
 			run_fail(r, "counter %.*s is not a number: \"%s\"",
 				 (int)klen, key, val);
-			break;
+			return -1;
 		}
 		if (rc == 0)
 			v = strtoull(val, NULL, 10);
-		if (v > att) {
+		if (down && v > DECR_START) {
 			run_fail(r,
 				 "counter %.*s is %" PRIu64
-				 ", above the %" PRIu64 " increments begun",
-				 (int)klen, key, v, att);
-			break;
+				 ", above its start %" PRIu64,
+				 (int)klen, key, v, DECR_START);
+			return -1;
+		}
+		n = down ? DECR_START - v : v;
+		if (n > att[i]) {
+			run_fail(r,
+				 "counter %.*s is %" PRIu64 " (%" PRIu64
+				 " %s), above the %" PRIu64 " %s begun",
+				 (int)klen, key, v, n, what, att[i], what);
+			return -1;
 		}
 		if (seg >= nseg || loss[seg] != loss_before[seg])
 			continue; /* evicted or reset: the upper bound only */
 		exact++;
-		if (v < ack || (r->kills == 0 && v != ack)) {
+		if (n < ack[i] || (r->kills == 0 && n != ack[i])) {
 			run_fail(r,
-				 "counter %.*s is %" PRIu64 ", but %" PRIu64
-				 " increments were acknowledged (%" PRIu64
+				 "counter %.*s is %" PRIu64 " (%" PRIu64
+				 " %s), but %" PRIu64
+				 " %s were acknowledged (%" PRIu64
 				 " begun, %" PRIu64 " workers killed)",
-				 (int)klen, key, v, ack, att, r->kills);
-			break;
+				 (int)klen, key, v, n, what, ack[i], what,
+				 att[i], r->kills);
+			return -1;
 		}
 	}
-	free(loss);
 	return exact;
+}
+
+/* Checks both counter families (check_family()); *exact and *dexact
+ * receive how many of each were checked against the acknowledged. */
+static void check_counters(const struct stress_cfg *cfg, shmc *c,
+			   const struct shared *sh, const uint64_t *loss_before,
+			   struct run *r, uint64_t *exact, uint64_t *dexact)
+{
+	uint32_t nseg = shmc_segments(c);
+	uint64_t *loss = calloc(nseg, sizeof(*loss));
+	long n;
+
+	if (!loss) {
+		run_fail(r, "out of memory");
+		return;
+	}
+	seg_losses(c, loss, nseg);
+	n = check_family(cfg, c, 'c', sh->attempted, sh->acked, loss,
+			 loss_before, r);
+	if (n >= 0) {
+		*exact = (uint64_t)n;
+		n = check_family(cfg, c, 'd', sh->dattempted, sh->dacked, loss,
+				 loss_before, r);
+		if (n >= 0)
+			*dexact = (uint64_t)n;
+	}
+	free(loss);
 }
 
 static int open_handle(const struct stress_cfg *cfg, shmc **c)
@@ -2055,8 +2128,9 @@ int main(int argc, char **argv)
 	s.check_rc = open_handle(&cfg, &c);
 	if (s.check_rc == 0) {
 		if (shmc_segments(c) == nseg)
-			s.counters_exact = check_counters(&cfg, c, r.sh,
-							  loss_before, &r);
+			check_counters(&cfg, c, r.sh, loss_before, &r,
+				       &s.counters_exact,
+				       &s.down_counters_exact);
 		s.check_rc = shmc_check(c, 0, &s.check_segments, &s.check_bad,
 					NULL);
 		if (shmc_stat(c, &after) == 0) {
