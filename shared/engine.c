@@ -1352,10 +1352,10 @@ int eng_plan(size_t size, const struct eng_config *cfg, struct eng_geom *g)
 	uint32_t sum_size = c.flags & REGION_F_CHECKSUM ? ENTRY_SUM_SIZE : 0;
 	uint64_t item = ENTRY_HDR_SIZE + (uint64_t)c.avg_item + sum_size;
 
-	/* Records cost 16 (record, free list included) + ~4 (bucket) bytes;
+	/* Records cost 12 (record, free list included) + ~4 (bucket) bytes;
 	 * find the record count whose entries of `item` bytes fill what
 	 * remains. */
-	uint64_t nrec = avail / (item + 20);
+	uint64_t nrec = avail / (item + 16);
 	for (int i = 0; i < 4; i++) {
 		if (nrec < 1)
 			nrec = 1;
@@ -1512,7 +1512,7 @@ static const char *geom_invalid(const struct region_hdr *h)
 	    h->off_recs < h->off_buckets + (uint64_t)h->nbuckets * 4 ||
 	    h->off_ring <
 		    h->off_recs + (uint64_t)h->nrec * sizeof(struct pool_rec) ||
-	    h->off_buckets % 64 || h->off_recs % 16 || h->reserved2)
+	    h->off_buckets % 64 || h->off_recs % 4 || h->reserved2)
 		return "segment block parts overlap";
 	min_blk = (uint64_t)h->off_ring + h->ring_size;
 	if (min_blk > h->seg_stride)

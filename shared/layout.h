@@ -16,7 +16,7 @@
  *            [segment 0 block]...
  *   segment: [seg_hdr 384 B][buckets u32 x nbuckets][pool_rec x nrec]
  *            [data ring, ring_size bytes]
- *   entry:   [entry_hdr 16 B][extension 0-12 B][key klen B][value vlen B]
+ *   entry:   [entry_hdr 20 B][extension 0-12 B][key klen B][value vlen B]
  *            [slack B][checksum 8 B, only with REGION_F_CHECKSUM]
  */
 #ifndef SHMC_LAYOUT_H
@@ -284,8 +284,6 @@ struct pool_rec {
 			  list) + 1; 0 ends it */
 	uint32_t tag;  /* hash bits above the segment bits; low bits = bucket */
 	uint32_t off;  /* ring offset of the entry_hdr */
-	uint32_t wlow; /* low 32 bits of seg_hdr.wcount at the entry's last
-			  write: its version, see seg_version() */
 };
 
 /* The header of an entry in a data ring.  Entries are packed byte-aligned
@@ -304,6 +302,9 @@ struct entry_hdr {
 	uint16_t klen;	   /* key bytes, 1..ENTRY_KEY_MAX | ENTRY_X_* */
 	uint16_t slack;	   /* spare bytes after the value (ENTRY_SLACK_MAX)
 			      | check high bits << ENTRY_SLACK_BITS */
+	uint32_t wlow;	   /* low 32 bits of seg_hdr.wcount at the item's
+			      last write: its version (seg_version()); kept
+			      by moves and touches */
 };
 
 /* The format word: version and the sizes of the structs a client relies
@@ -335,14 +336,15 @@ static_assert(SEG_NCOUNTERS <= 16, "counters fit lines 2-3");
 static_assert(offsetof(struct seg_hdr, flight) == 4 * LAYOUT_CACHELINE,
 	      "flights start line 4");
 static_assert(sizeof(struct seg_flight) == 16, "seg_flight size");
-static_assert(sizeof(struct pool_rec) == 16, "pool_rec size");
+static_assert(sizeof(struct pool_rec) == 12, "pool_rec size");
 static_assert(sizeof(struct ns_slot) == 64, "ns_slot size");
 #define LAYOUT_NS_TABLE_SIZE (LAYOUT_NS_SLOTS * 64u)
 static_assert(sizeof(struct client_slot) == 16, "client_slot size");
 static_assert(sizeof(struct client_ctr) == LAYOUT_CACHELINE, "client_ctr size");
 static_assert(offsetof(struct region_hdr, ctrs) == 3 * LAYOUT_CACHELINE,
 	      "client counters start at line 3");
-static_assert(sizeof(struct entry_hdr) == 16, "entry_hdr size");
+static_assert(sizeof(struct entry_hdr) == 20, "entry_hdr size");
+static_assert(offsetof(struct entry_hdr, wlow) == 16, "wlow offset");
 static_assert(offsetof(struct entry_hdr, expire) == 4, "expire offset");
 static_assert(offsetof(struct entry_hdr, vlen_use) == 8, "vlen_use offset");
 static_assert(ENTRY_USE_MAX == ~UINT32_C(0) >> ENTRY_USE_SHIFT,

@@ -62,6 +62,7 @@ struct entry {
 	uint32_t slack;
 	uint32_t chk; /* the check bits as read (see entry_check) */
 	uint32_t flags, stamp, soft; /* the extension's words, 0 if absent */
+	uint32_t wlow;		     /* the version's low bits */
 };
 
 /* No record: an empty chain, or no record before the chain's head. */
@@ -193,6 +194,7 @@ entry_read(const struct seg *s, uint32_t off, struct entry *e)
 	e->chk = eh.rec >> ENTRY_REC_BITS |
 		 (uint32_t)(eh.slack >> ENTRY_SLACK_BITS)
 			 << ENTRY_CHECK_REC_BITS;
+	e->wlow = eh.wlow;
 	e->flags = e->stamp = e->soft = 0;
 	if (__builtin_expect(e->x != 0, 0)) {
 		e->xlen = xlen_of(e->x);
@@ -276,32 +278,26 @@ entry_store_hdr_fault(struct seg *s, uint32_t off, const struct entry *e,
 		      enum fault_point p)
 {
 	uint32_t chk = entry_check(off, e);
-	/* Built as the two words of struct entry_hdr in registers: a struct
-	 * assembled field by field on the stack and copied out as 16 bytes
-	 * stalls on the store forwarding of its narrow stores. */
-	uint64_t eh[2] = {
-		((e->rec & ENTRY_REC_MASK) | chk << ENTRY_REC_BITS) |
-			(uint64_t)e->expire << 32,
-		vlen_use(e) | (uint64_t)(uint16_t)(e->klen | e->x) << 32 |
-			(uint64_t)(uint16_t)(e->slack |
-					     (chk >> ENTRY_CHECK_REC_BITS)
-						     << ENTRY_SLACK_BITS)
-				<< 48,
+	struct entry_hdr eh = {
+		.rec = (e->rec & ENTRY_REC_MASK) | chk << ENTRY_REC_BITS,
+		.expire = e->expire,
+		.vlen_use = vlen_use(e),
+		.klen = (uint16_t)(e->klen | e->x),
+		.slack = (uint16_t)(e->slack | (chk >> ENTRY_CHECK_REC_BITS)
+						       << ENTRY_SLACK_BITS),
+		.wlow = e->wlow,
 	};
-	static_assert(offsetof(struct entry_hdr, klen) == 12 &&
-			      offsetof(struct entry_hdr, slack) == 14,
-		      "entry_hdr is the two words built here");
 
 #ifdef SHMC_FAULT_INJECTION
 	if (__builtin_expect(p != FAULT_NONE && fault_armed == p, 0)) {
-		ring_write(s->ring, s->g->ring_size, off, eh,
+		ring_write(s->ring, s->g->ring_size, off, &eh,
 			   ENTRY_HDR_SIZE / 2);
 		fault_stop(p);
 	}
 #else
 	(void)p;
 #endif
-	ring_write(s->ring, s->g->ring_size, off, eh, ENTRY_HDR_SIZE);
+	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
 	if (e->x) {
 		uint32_t w[3], i = 0;
 		if (e->x & ENTRY_X_FLAGS)
@@ -669,14 +665,14 @@ static uint64_t sum_of_src(const struct seg_src *src, uint64_t key_hash)
 	return XXH3_64bits_digest(&st);
 }
 
-/* Gives record r the segment's next write count: the entry it owns has a
- * new version. */
-static inline void new_version(struct seg *s, uint32_t r)
+/* The segment's next write count, taken: the low 32 bits go into the
+ * header of the entry written (entry_hdr.wlow), its new version. */
+static inline uint32_t new_version(struct seg *s)
 {
 	uint64_t wc = s->h->wcount + 1;
 
 	__atomic_store_n(&s->h->wcount, wc, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->recs[r].wlow, (uint32_t)wc, __ATOMIC_RELAXED);
+	return (uint32_t)wc;
 }
 
 /* The extension bits an entry of key k written with w carries. */
@@ -777,6 +773,7 @@ static int insert(struct seg *s, const struct seg_key *k,
 	if ((rc = make_room(s, need, now)) || (rc = fr_pop(s, &r)))
 		return rc;
 	eh.rec = r;
+	eh.wlow = new_version(s);
 	uint32_t off = h->head;
 	entry_store_hdr(s, off, &eh);
 	FAULT(SET_HEADER);
@@ -794,7 +791,6 @@ static int insert(struct seg *s, const struct seg_key *k,
 	s->recs[r] = (struct pool_rec){ .next = old == NO_REC ? 0 : old + 1,
 					.tag = k->tag,
 					.off = off };
-	new_version(s, r);
 	s->buckets[b] = off + 1;
 	*off_out = off;
 	return 0;
@@ -898,8 +894,7 @@ static void meta_of(const struct seg *s, const struct found *f, uint32_t now,
 	m->soft = f->eh.soft;
 	m->vlen = f->eh.vlen;
 	m->stale = soft_expired(&f->eh, now);
-	m->cas = seg_version(s, __atomic_load_n(&s->recs[f->rec].wlow,
-						__ATOMIC_RELAXED));
+	m->cas = seg_version(s, f->eh.wlow);
 }
 
 int seg_get_locked(struct seg *s, const struct seg_key *k, uint32_t now,
@@ -957,12 +952,8 @@ seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 	m->flags = f.eh.flags;
 	m->soft = f.eh.soft;
 	m->stale = false;
-	if (want_cas) {
-		if (f.rec >= s->g->nrec)
-			return -EAGAIN;
-		m->cas = seg_version(s, __atomic_load_n(&s->recs[f.rec].wlow,
-							__ATOMIC_RELAXED));
-	}
+	if (want_cas)
+		m->cas = seg_version(s, f.eh.wlow);
 	if (cap < f.eh.vlen)
 		return -ENOBUFS;
 	if (f.eh.vlen)
@@ -987,14 +978,6 @@ void seg_prefetch_head(const struct seg *s, const struct seg_key *k)
 	entry_prefetch(s, head - 1);
 }
 
-/* A found entry's record, taken from its header alone when it heads its
- * chain (find()), is the one that points at it: checked before a write
- * relies on it (one load, under the lock). */
-static inline bool found_rec_ok(const struct seg *s, const struct found *f)
-{
-	return f->rec < s->g->nrec && s->recs[f->rec].off == f->off;
-}
-
 /* The version of the entry at off, in *cas_out if it is not NULL. */
 static int version_out(struct seg *s, uint32_t off, uint64_t *cas_out)
 {
@@ -1008,7 +991,7 @@ static int version_out(struct seg *s, uint32_t off, uint64_t *cas_out)
 		return rc;
 	if (eh.rec >= s->g->nrec)
 		return -EUCLEAN;
-	*cas_out = seg_version(s, s->recs[eh.rec].wlow);
+	*cas_out = seg_version(s, eh.wlow);
 	return 0;
 }
 
@@ -1043,8 +1026,6 @@ store_at(struct seg *s, const struct seg_key *k, struct found *f,
 
 	if (!f)
 		return insert(s, k, src, vlen, vlen, w, 0, now, off);
-	if (!found_rec_ok(s, f))
-		return -EUCLEAN;
 	uint32_t cap = f->eh.vlen + f->eh.slack;
 	if (!gone(&f->eh, k, now))
 		seg_count(s, SEG_CTR_overwrites);
@@ -1061,11 +1042,11 @@ store_at(struct seg *s, const struct seg_key *k, struct found *f,
 		f->eh.flags = w->flags;
 		f->eh.stamp = k->ns_stamp;
 		f->eh.soft = w->soft;
+		f->eh.wlow = new_version(s);
+		FAULT(VERSION); /* the value written, not the header */
 		entry_store_hdr(s, f->off, &f->eh);
 		if (s->g->sum_size && src)
 			sum_write(s, f->off, f->len, sum_of_src(src, k->hash));
-		FAULT(VERSION);
-		new_version(s, f->rec);
 		*off = f->off;
 		return 0;
 	}
@@ -1159,11 +1140,11 @@ join_locked(struct seg *s, const struct seg_key *k, struct found *f,
 			    &tail, FAULT_APPEND_VALUE);
 		f->eh.vlen += vlen;
 		f->eh.slack -= vlen;
+		f->eh.wlow = new_version(s);
 		entry_store_hdr_fault(s, f->off, &f->eh, FAULT_APPEND_HEADER);
 		seg_seal_at_locked(s, f->off);
-		new_version(s, f->rec);
 		if (cas_out)
-			*cas_out = seg_version(s, s->recs[f->rec].wlow);
+			*cas_out = seg_version(s, f->eh.wlow);
 		seg_write_end(s);
 		seg_count(s, SEG_CTR_sets);
 		return 0;
@@ -1196,8 +1177,6 @@ int seg_write_locked(struct seg *s, const struct seg_key *k,
 
 	if (rc && rc != -ENOENT)
 		return rc;
-	if (present && !found_rec_ok(s, &f))
-		return -EUCLEAN;
 	switch (w->mode) {
 	case SEG_SET:
 		break;
@@ -1206,7 +1185,7 @@ int seg_write_locked(struct seg *s, const struct seg_key *k,
 			return -EEXIST;
 		break;
 	case SEG_CAS:
-		if (present && w->cas != seg_version(s, s->recs[f.rec].wlow))
+		if (present && w->cas != seg_version(s, f.eh.wlow))
 			return -EEXIST;
 		/* fall through */
 	case SEG_REPLACE:
@@ -1266,8 +1245,6 @@ int seg_arith_locked(struct seg *s, const struct seg_key *k, bool decr,
 		return rc;
 	if (present) {
 		uint8_t cur[ARITH_MAX];
-		if (!found_rec_ok(s, &f))
-			return -EUCLEAN;
 		if (f.eh.vlen > sizeof(cur))
 			return -EDOM;
 		ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh),
@@ -1414,7 +1391,7 @@ int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
 				.flags = eh.flags,
 				.soft = eh.soft,
 				.stamp = eh.stamp,
-				.cas = seg_version(s, s->recs[eh.rec].wlow),
+				.cas = seg_version(s, eh.wlow),
 			};
 			uint32_t kpos = key_pos(s, off, &eh);
 			ring_pieces(s->ring, size, kpos, eh.klen, it.key,
