@@ -503,9 +503,9 @@ static int store_args_ok(const struct eng *e, const void *key, size_t klen,
 }
 
 /* The store of key k, located in s, its arguments checked. */
-static int store_at(struct eng *e, struct seg *s, struct seg_key *k,
-		    const void *val, size_t vlen, const struct eng_wopts *o,
-		    uint64_t *cas_out)
+static inline __attribute__((always_inline)) int
+store_at(struct eng *e, struct seg *s, struct seg_key *k, const void *val,
+	 size_t vlen, const struct eng_wopts *o, uint64_t *cas_out)
 {
 	int rc;
 
@@ -528,8 +528,9 @@ static int store_at(struct eng *e, struct seg *s, struct seg_key *k,
 
 static const struct eng_wopts plain_set;
 
-int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
-	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out)
+__attribute__((always_inline)) inline int
+eng_store(struct eng *e, const void *key, size_t klen, const void *val,
+	  size_t vlen, const struct eng_wopts *o, uint64_t *cas_out)
 {
 	struct seg_key k;
 	int rc;

@@ -1166,9 +1166,10 @@ join_locked(struct seg *s, const struct seg_key *k, struct found *f,
 	return rc;
 }
 
-int seg_write_locked(struct seg *s, const struct seg_key *k,
-		     const struct seg_write *w, const void *val, uint32_t vlen,
-		     uint32_t now, uint64_t *cas_out)
+__attribute__((always_inline)) inline int
+seg_write_locked(struct seg *s, const struct seg_key *k,
+		 const struct seg_write *w, const void *val, uint32_t vlen,
+		 uint32_t now, uint64_t *cas_out)
 {
 	struct seg_src src = { { val, NULL }, { vlen, 0 } };
 	struct found f;
