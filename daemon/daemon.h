@@ -204,4 +204,12 @@ void daemon_signal(struct daemon *d, int signo);
 int loop_uring_run(struct daemon *d);
 int loop_epoll_run(struct daemon *d);
 
+/* What frees the namespace table (-ENOSPC from eng_ns_add()), for the
+ * messages of NS_ADD and of --namespace at start. */
+#define NS_FULL_HOW                                                            \
+	"an unregistered prefix keeps its slot (registering it again takes "   \
+	"it back); only a new region empties the table: cachectl save FILE, "  \
+	"stop the daemon, then start it with another --name (or after "        \
+	"removing the region's /dev/shm file) and --snapshot FILE"
+
 #endif

@@ -516,7 +516,7 @@ static bool ns_prefix(struct conn *c, uint32_t id, struct proto_r *r,
 /* Replies to a namespace request with the engine's rc, in words. */
 static void ns_reply(struct conn *c, uint16_t type, uint32_t id, int rc)
 {
-	char msg[256];
+	char msg[384];
 
 	switch (rc) {
 	case 0:
@@ -532,9 +532,7 @@ static void ns_reply(struct conn *c, uint16_t type, uint32_t id, int rc)
 	case -ENOSPC:
 		snprintf(msg, sizeof(msg),
 			 "namespace table full: %u prefixes were registered in "
-			 "this region (an unregistered one keeps its slot and "
-			 "can be registered again); a new region (--reset, or "
-			 "a save and a load into a new --name) empties it",
+			 "this region; " NS_FULL_HOW,
 			 LAYOUT_NS_SLOTS / 2);
 		break;
 	case -EOVERFLOW:

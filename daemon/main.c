@@ -208,13 +208,13 @@ static int namespaces_register(struct daemon *d, char *err, size_t cap)
 		if (rc == 0)
 			log_info("namespace %s registered", opt_quote(&q, p));
 		else if (rc != -EEXIST) {
-			snprintf(err, cap, "cannot register namespace %s: %s%s",
-				 opt_quote(&q, p), strerror(-rc),
-				 rc == -ENOSPC
-					 ? " (the region's table is full: "
-					   "remove some with cachectl ns "
-					   "del)"
-					 : "");
+			snprintf(
+				err, cap, "cannot register namespace %s: %s%s",
+				opt_quote(&q, p), strerror(-rc),
+				rc == -ENOSPC
+					? " (the region's table is full: " NS_FULL_HOW
+					  ")"
+					: "");
 			return -1;
 		}
 	}

@@ -345,8 +345,10 @@ int shmc_prepend(shmc *c, const void *key, size_t klen, const void *val,
 		 size_t vlen, uint64_t *cas);
 
 /* Atomic counters on values that are decimal numbers below 2^64 (ASCII
- * digits only, as memcached stores them and as shmc_set() of "42"
- * does), with memcached's incr and decr rules: shmc_incr() wraps around
+ * digits, as memcached stores them and as shmc_set() of "42" does; read
+ * as memcached reads them: whitespace and a '+' before the digits and
+ * whitespace after them are allowed, 64 bytes at most in all), with
+ * memcached's incr and decr rules: shmc_incr() wraps around
  * at 2^64, shmc_decr() stops at 0 (it never goes negative).  The result
  * is stored back as its decimal digits (the item keeps its flags and
  * expiry and gets a new version) and returned in *out (if not NULL).

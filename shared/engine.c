@@ -963,7 +963,11 @@ int eng_get_or_claim_ex(struct eng *e, const void *key, size_t klen, void *buf,
 		if (rc == -ENOENT)
 			rc = claimed || f->slot < 0 ? ENG_LOAD : ENG_WAIT;
 		else
-			rc = claimed ? ENG_LOAD : 0; /* stale: nobody waits */
+			/* Stale: nobody waits; with no flight slot free the
+			 * caller reloads uncoordinated, as on a miss, or the
+			 * value would be served stale until its grace ran out
+			 * with nobody reloading it. */
+			rc = claimed || f->slot < 0 ? ENG_LOAD : 0;
 	}
 	if (rc >= 0 || rc == -ENOBUFS)
 		*out = (struct eng_meta){ .cas = m.cas,

@@ -484,7 +484,9 @@ int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
  * soft expiry (stale-while-revalidate): then m->stale is set and the
  * return is ENG_LOAD when the caller claimed the key's reload (it must
  * load, store and end the flight; the others are served the stale value
- * meanwhile, without waiting), 0 when another caller reloads it. */
+ * meanwhile, without waiting), 0 when another caller reloads it.  With
+ * every flight slot of the segment busy, every such caller gets ENG_LOAD
+ * (as on a miss): a reload without coordination, rather than none. */
 int eng_get_or_claim_ex(struct eng *e, const void *key, size_t klen, void *buf,
 			size_t cap, struct eng_meta *m, struct eng_flight *f);
 

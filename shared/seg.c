@@ -98,6 +98,14 @@ static inline bool gone(const struct entry *eh, const struct seg_key *k,
 	return expired(eh, now) || (k->ns_mark && eh->stamp < k->ns_mark);
 }
 
+/* Until when reads serve the entry: its soft expiry when it has one (a
+ * value stored with grace), else its expiry.  What every read reports as
+ * the item's expiry. */
+static inline uint32_t served_until(const struct entry *eh)
+{
+	return eh->soft ? eh->soft : eh->expire;
+}
+
 /* Past its soft expiry (stale-while-revalidate), not yet gone. */
 static inline bool soft_expired(const struct entry *eh, uint32_t now)
 {
@@ -890,7 +898,7 @@ static void meta_of(const struct seg *s, const struct found *f, uint32_t now,
 		    struct seg_meta *m)
 {
 	m->flags = f->eh.flags;
-	m->expire = f->eh.expire;
+	m->expire = served_until(&f->eh);
 	m->soft = f->eh.soft;
 	m->vlen = f->eh.vlen;
 	m->stale = soft_expired(&f->eh, now);
@@ -948,7 +956,7 @@ seg_get_unlocked(struct seg *s, const struct seg_key *k, uint32_t now,
 	    soft_expired(&f.eh, now))
 		return -EAGAIN;
 	m->vlen = f.eh.vlen;
-	m->expire = f.eh.expire;
+	m->expire = served_until(&f.eh);
 	m->flags = f.eh.flags;
 	m->soft = f.eh.soft;
 	m->stale = false;
@@ -1202,15 +1210,23 @@ seg_write_locked(struct seg *s, const struct seg_key *k,
 	return write_src(s, k, rc ? NULL : &f, &src, vlen, w, now, cas_out);
 }
 
-/* Parses a counter's value as memcached does (strtoull, then only spaces
- * may follow): decimal digits below 2^64, spaces before and after (it
- * pads a value a decr shortened); no sign. */
+/* isspace() in the C locale. */
+static inline bool is_space(uint8_t c)
+{
+	return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Parses a counter's value as memcached does (strtoull, then only
+ * whitespace after): whitespace, an optional '+', decimal digits below
+ * 2^64, whitespace (memcached pads a value a decr shortened with spaces). */
 static bool parse_u64(const uint8_t *p, uint32_t n, uint64_t *out)
 {
 	uint64_t v = 0;
 	uint32_t i = 0, d;
 
-	while (i < n && p[i] == ' ')
+	while (i < n && is_space(p[i]))
+		i++;
+	if (i < n && p[i] == '+')
 		i++;
 	for (d = i; i < n && p[i] >= '0' && p[i] <= '9'; i++) {
 		if (v > (UINT64_MAX - (p[i] - '0')) / 10)
@@ -1220,7 +1236,7 @@ static bool parse_u64(const uint8_t *p, uint32_t n, uint64_t *out)
 	if (i == d)
 		return false;
 	for (; i < n; i++)
-		if (p[i] != ' ')
+		if (!is_space(p[i]))
 			return false;
 	*out = v;
 	return true;
@@ -1355,12 +1371,13 @@ int seg_expiry_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	if (touch) {
 		seg_write_begin(s);
 		f.eh.expire = new_expire;
+		f.eh.soft = 0; /* a new TTL ends the grace (the word stays) */
 		if (f.eh.use < ENTRY_USE_MAX)
 			f.eh.use++;
 		entry_store_hdr(s, f.off, &f.eh);
 		seg_write_end(s);
 	}
-	*expire = f.eh.expire;
+	*expire = served_until(&f.eh);
 	return 0;
 }
 
@@ -1387,7 +1404,7 @@ int seg_iter_locked(struct seg *s, uint32_t seg_no, uint32_t now,
 			struct eng_item it = {
 				.klen = eh.klen,
 				.vlen = eh.vlen,
-				.expire = eh.expire,
+				.expire = served_until(&eh),
 				.seg = seg_no,
 				.flags = eh.flags,
 				.soft = eh.soft,

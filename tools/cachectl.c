@@ -198,14 +198,17 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "`ttl --json` and the file of `save`/`load --json`.")                       \
 	X(mget, "KEY...", 1, INT_MAX, OPT_BIT(JSON),                                  \
 	  "print the values of several keys in one multi-get",                        \
-	  "Gets every KEY in one shmc_mget() and prints, per KEY in order,\n"         \
+	  "Gets the KEYs by shmc_mget() (64 at a time) and prints, per KEY\n"         \
+	  "in order,\n"                                                               \
 	  "its value and a newline, or the line \"(not found)\" for a key\n"          \
 	  "that is missing or expired (also named on stderr).  Values that\n"         \
 	  "hold newlines make the text ambiguous: use --json, an array of\n"          \
 	  "get's objects, with \"value\": null and \"bytes\": 0 for a missing\n"      \
 	  "key.  Exits 0 when every key was found, 1 when any was not\n"              \
 	  "(some or all: get's code for a missing key; every key is still\n"          \
-	  "printed).  Needs the mapping (no --no-map).")                              \
+	  "printed), 4 when a key failed otherwise (named on stderr, printed\n"       \
+	  "as missing; the others still are).  Needs the mapping (no\n"               \
+	  "--no-map).")                                                               \
 	X(set, "KEY [VALUE]", 1, 2,                                                   \
 	  OPT_BIT(TTL) | OPT_BIT(FLAGS) | OPT_BIT(NO_MAP),                            \
 	  "store VALUE (or stdin) under KEY",                                         \
@@ -221,7 +224,9 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "seconds, or none), then the value as `get` does.  V is the\n"              \
 	  "version for `cas`.  Exits 1 if the key is missing or expired.\n"           \
 	  "With --json: the members of `get --json` plus \"flags\" and\n"             \
-	  "\"cas\".  Needs the mapping (not with --no-map).")                         \
+	  "\"cas\", the version as a string of digits (it is above 2^53,\n"           \
+	  "which a JSON number loses in most readers).  Needs the mapping\n"          \
+	  "(not with --no-map).")                                                     \
 	X(add, "KEY [VALUE]", 1, 2, STORE_OPTS, "store under KEY if absent",          \
 	  "As set, but only if KEY is missing or expired (memcached's add).\n"        \
 	  "Exits 5 if it exists (nothing is changed)." NEEDS_MAP)                     \
@@ -1205,7 +1210,7 @@ static void json_item(const char *key, size_t klen, const char *val,
 		fputs("\"value\":null", stdout);
 	printf(",\"bytes\":%zu,", vlen);
 	if (meta)
-		printf("\"flags\":%" PRIu32 ",\"cas\":%" PRIu64 ",",
+		printf("\"flags\":%" PRIu32 ",\"cas\":\"%" PRIu64 "\",",
 		       meta->flags, meta->cas);
 	json_key("expire_at");
 	if (expire_at)
@@ -1297,75 +1302,84 @@ static int cmd_gets(struct ctl *x, int argc, char **argv)
  * on its own. */
 #define MGET_CAP 4096
 
+/* Keys per shmc_mget() call: the buffers of one group at a time. */
+#define MGET_GROUP 64
+
 static int cmd_mget(struct ctl *x, int argc, char **argv)
 {
-	struct shmc_mkey *q = calloc((size_t)argc, sizeof(*q));
-	struct shmc_mres *res = calloc((size_t)argc, sizeof(*res));
-	char *bufs = malloc((size_t)argc * MGET_CAP), *big = NULL;
+	struct shmc_mkey q[MGET_GROUP];
+	struct shmc_mres res[MGET_GROUP];
+	char *bufs = malloc((size_t)MGET_GROUP * MGET_CAP), *big = NULL;
 	int rc = CTL_EXIT_OK, err;
 
-	for (int i = 0; i < argc; i++)
-		if (!argv[i][0]) {
-			rc = usage(x->cmd, "KEY must not be empty");
+	for (int i = 0; i < argc; i++) {
+		size_t klen = strlen(argv[i]);
+		if (klen == 0 || klen > SHMC_KEY_MAX) {
+			rc = usage(x->cmd, klen ? "a KEY is longer than 8191 "
+						  "bytes (SHMC_KEY_MAX)"
+						: "KEY must not be empty");
 			goto out;
 		}
-	if (!q || !res || !bufs) {
-		rc = fail("mget: out of memory for %d keys", argc);
+	}
+	if (!bufs) {
+		rc = fail("mget: out of memory");
 		goto out;
 	}
 	if ((rc = ctl_connect(x)))
 		goto out;
-	for (int i = 0; i < argc; i++)
-		q[i] = (struct shmc_mkey){ argv[i], strlen(argv[i]),
-					   bufs + (size_t)i * MGET_CAP,
-					   MGET_CAP };
-	if ((err = shmc_mget(x->c, (size_t)argc, q, res, 0))) {
-		rc = data_error("mget", argv[0], err);
-		goto out;
-	}
 	if (x->json)
 		putchar('[');
-	for (int i = 0; i < argc; i++) {
-		const char *val = q[i].buf;
-		size_t vlen = res[i].vlen;
-		uint32_t expire_at = res[i].expire_at;
-
-		err = res[i].rc;
-		if (err == -ENOBUFS) {
-			struct shmc_item it = { 0 };
-			err = mapped_get(x, argv[i], &big, &it);
-			val = big;
-			vlen = it.vlen;
-			expire_at = it.expire_at;
-		}
-		if (err == -ENOENT) {
-			data_error("mget", argv[i], err);
-			rc = CTL_EXIT_NO;
-			val = NULL;
-			vlen = 0;
-			expire_at = 0;
-		} else if (err) {
-			rc = data_error("mget", argv[i], err);
+	for (int at = 0; at < argc; at += MGET_GROUP) {
+		int g = argc - at < MGET_GROUP ? argc - at : MGET_GROUP;
+		for (int j = 0; j < g; j++)
+			q[j] = (struct shmc_mkey){ argv[at + j],
+						   strlen(argv[at + j]),
+						   bufs + (size_t)j * MGET_CAP,
+						   MGET_CAP };
+		if ((err = shmc_mget(x->c, (size_t)g, q, res, 0))) {
+			rc = data_error("mget", argv[at], err);
 			break;
 		}
-		if (x->json) {
-			if (i)
-				putchar(',');
-			json_item(argv[i], q[i].klen, val, vlen, expire_at,
-				  NULL);
-		} else if (val) {
-			fwrite(val, 1, vlen, stdout);
-			putchar('\n');
-		} else {
-			puts("(not found)");
+		for (int j = 0; j < g; j++) {
+			const char *key = argv[at + j], *val = q[j].buf;
+			size_t vlen = res[j].vlen;
+			uint32_t expire_at = res[j].expire_at;
+
+			err = res[j].rc;
+			if (err == -ENOBUFS) {
+				struct shmc_item it = { 0 };
+				err = mapped_get(x, key, &big, &it);
+				val = big;
+				vlen = it.vlen;
+				expire_at = it.expire_at;
+			}
+			if (err) {
+				/* Named on stderr; the key is printed as
+				 * missing and the others still are. */
+				int e = data_error("mget", key, err);
+				if (rc == CTL_EXIT_OK || e != CTL_EXIT_NO)
+					rc = e;
+				val = NULL;
+				vlen = 0;
+				expire_at = 0;
+			}
+			if (x->json) {
+				if (at + j)
+					putchar(',');
+				json_item(key, q[j].klen, val, vlen, expire_at,
+					  NULL);
+			} else if (val) {
+				fwrite(val, 1, vlen, stdout);
+				putchar('\n');
+			} else {
+				puts("(not found)");
+			}
 		}
 	}
 	if (x->json)
 		puts("]");
 out:
 	free(big);
-	free(q);
-	free(res);
 	free(bufs);
 	return rc;
 }
@@ -2206,7 +2220,7 @@ static void help_options(unsigned mask)
 
 static int help_global(void)
 {
-	char left[48];
+	char left[96];
 	size_t i;
 
 	printf("Usage: " CTL_PROG " [--socket PATH] [--json] COMMAND [ARG]...\n"
@@ -2214,10 +2228,16 @@ static int help_global(void)
 	       "keys,\nintegrity checks, connected clients and a live view.\n"
 	       "\nCommands:\n");
 	for (i = 0; i < CTL_NCMDS; i++) {
-		snprintf(left, sizeof(left), "%s %s", ctl_cmds[i].name,
-			 ctl_cmds[i].args);
-		printf("  %-*s%s\n", OPT_HELP_COL - 2, left,
-		       ctl_cmds[i].summary);
+		int n = snprintf(left, sizeof(left), "%s %s", ctl_cmds[i].name,
+				 ctl_cmds[i].args);
+		/* As opt_usage(): the summary on the next line when the left
+		 * column is too wide for it. */
+		if (n > OPT_HELP_COL - 3)
+			printf("  %s\n  %-*s%s\n", left, OPT_HELP_COL - 2, "",
+			       ctl_cmds[i].summary);
+		else
+			printf("  %-*s%s\n", OPT_HELP_COL - 2, left,
+			       ctl_cmds[i].summary);
 	}
 	printf("\nOptions (before or after the command):\n");
 	help_options(CTL_GLOBAL_OPTS | OPT_BIT(JSON));
@@ -2452,6 +2472,10 @@ static int check_args(const struct ctl *x)
 			     cmd->args[0] ? cmd->args : "none");
 	if (strncmp(cmd->args, "KEY", 3) == 0 && x->args[0][0] == '\0')
 		return usage(cmd, "KEY must not be empty");
+	if (strncmp(cmd->args, "KEY", 3) == 0 &&
+	    strlen(x->args[0]) > SHMC_KEY_MAX)
+		return usage(cmd, "KEY is %zu bytes; keys are at most %d",
+			     strlen(x->args[0]), SHMC_KEY_MAX);
 	return 0;
 }
 

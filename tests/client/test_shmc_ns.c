@@ -76,7 +76,7 @@ static void test_shmc_ns_errors(void **state)
 		assert_rc(shmc_ns_add(f->c, q, (size_t)len), 0);
 	}
 	assert_rc(shmc_ns_add(f->c, "one-more", 8), -ENOSPC);
-	assert_non_null(strstr(shmc_errmsg(), "--reset"));
+	assert_non_null(strstr(shmc_errmsg(), "--snapshot"));
 	/* A list larger than the room given: the count of them all. */
 	assert_rc(shmc_ns_list(f->c, list, 2, &n), 0);
 	assert_int_equal(n, SHMC_NS_MAX);

@@ -195,6 +195,10 @@ class DataCommands(CtlTest):
         self.assertEqual((out[1]["value"], out[1]["bytes"]), (None, 0))
         r = self.ctl("mget", "a", "")
         self.assertEqual(r.returncode, USAGE, r.stderr)
+        # A key over the limit is a usage error before anything is read.
+        r = self.ctl("mget", "a", "k" * 8192, "b")
+        self.assertEqual((r.returncode, r.stdout), (USAGE, b""), r.stderr)
+        self.assertIn(b"8191", r.stderr)
 
     def strict_json(self, out):
         """out parsed as a strict JSON parser would: UTF-8 throughout, no
@@ -458,8 +462,12 @@ class ItemCommands(CtlTest):
         self.assertEqual((flags, value), (4294967295, b"hello"))
         self.assertGreater(int(exp), time.time())
         j = self.json("gets", "k")
+        # The version as a string: it is above 2^53, which a JSON number
+        # loses in most readers (then cas with it fails for ever).
         self.assertEqual((j["key"], j["value"], j["bytes"], j["flags"],
-                          j["cas"]), ("k", "hello", 5, 4294967295, cas))
+                          j["cas"]), ("k", "hello", 5, 4294967295, str(cas)))
+        self.assertGreater(cas, 2**53)
+        self.ok("cas", "k", j["cas"], "via-json")
         self.ok("set", "k", "again")
         flags2, cas2, _, exp2 = self.gets("k")
         self.assertEqual((flags2, exp2), (0, "none"))
@@ -1063,7 +1071,9 @@ class CommandLine(unittest.TestCase):
     def commands(self):
         out = run_ctl(["--help"]).stdout.decode()
         block = out.split("Commands:\n")[1].split("\n\n")[0]
-        return [line.split()[0] for line in block.splitlines()]
+        # A summary on a line of its own is indented past the names.
+        return [line.split()[0] for line in block.splitlines()
+                if not line.startswith("   ")]
 
     def test_cachectl_no_daemon_exits_3_with_the_socket(self):
         missing = os.path.join(self.dir, "none.sock")
@@ -1141,6 +1151,10 @@ class CommandLine(unittest.TestCase):
         self.assertIn("Exit status:", text)
         for code in range(7):
             self.assertIn(f"\n  {code}  ", text)
+        # A command whose arguments are wide gets its summary on the next
+        # line, whole.
+        self.assertIn("del PREFIX\n", text)
+        self.assertIn("namespaces: drop every key under a prefix", text)
         commands = self.commands()
         for cmd in ("stats", "segments", "get", "set", "del", "ttl", "touch",
                     "flush", "check", "clients", "watch", "save", "load",

@@ -321,9 +321,19 @@ static void test_engine_counters(void **state)
 		  0);
 	assert_rc(eng_arith(e, "p", 1, false, 1, NULL, 0, &v, NULL), 0);
 	assert_int_equal(v, 2);
+	/* strtoull's sign and whitespace, as memcached's incr reads them. */
+	assert_rc(put(e, "p", "+41", NULL, NULL), 0);
+	assert_rc(eng_arith(e, "p", 1, false, 1, NULL, 0, &v, NULL), 0);
+	assert_int_equal(v, 42);
+	assert_rc(put(e, "p", "\t9\r\n", NULL, NULL), 0);
+	assert_rc(eng_arith(e, "p", 1, false, 1, NULL, 0, &v, NULL), 0);
+	assert_int_equal(v, 10);
 
 	/* Not a number: -EDOM, and nothing changes. */
 	static const char *const bad[] = { "abc",
+					   "+",
+					   "+-1",
+					   "4 2",
 					   "",
 					   "-1",
 					   "1.5",
@@ -544,6 +554,25 @@ static void test_engine_stale_while_revalidate(void **state)
 		  0);
 	assert_false(m.stale);
 	assert_memory_equal(buf, "v2", 2);
+
+	/* Every read reports the soft expiry as the item's expiry: when
+	 * reads stop serving it, not when its grace ends. */
+	uint32_t ttl = 0;
+	assert_rc(eng_ttl(e, "k", 1, &ttl), 0);
+	assert_int_equal(ttl, 10);
+	assert_rc(eng_get_ex(e, "k", 1, buf, sizeof(buf), &m), 0);
+	assert_int_equal(m.expire, eng_now(e) + 10);
+	/* A touch gives it a plain TTL: no grace, no soft expiry left. */
+	assert_rc(eng_touch(e, "k", 1, 100), 0);
+	eng_clock_set(e, eng_now(e) + 50);
+	tu_assert_value(e, "k", 1, "v2", 2);
+	assert_rc(eng_ttl(e, "k", 1, &ttl), 0);
+	assert_int_equal(ttl, 50);
+	assert_rc(eng_touch(e, "k", 1, 0), 0);
+	eng_clock_set(e, eng_now(e) + 1000);
+	tu_assert_value(e, "k", 1, "v2", 2);
+	assert_rc(put(e, "k", "v2", &o, NULL), 0);
+	t0 = eng_now(e) - 12;
 
 	/* Past the grace: gone for everyone, a plain miss and load. */
 	eng_clock_set(e, t0 + 12 + 31);
