@@ -28,16 +28,7 @@ struct hash_split {
 
 static inline uint64_t hash_key(const void *key, size_t klen)
 {
-#if XXH_VERSION_NUMBER >= 800 && XXH_VERSION_NUMBER < 900
-	/* XXH3_64bits() is exactly this call, but gcc 12 keeps one
-	 * out-of-line copy of it once the get path around it grows (a call
-	 * and 1 ns a get); the internal is forced inline. */
-	return XXH3_64bits_internal(key, klen, 0, XXH3_kSecret,
-				    sizeof(XXH3_kSecret),
-				    XXH3_hashLong_64b_default);
-#else
 	return XXH3_64bits(key, klen);
-#endif
 }
 
 static inline struct hash_split hash_split(uint64_t h, uint32_t seg_bits)
