@@ -39,11 +39,12 @@
 /* Keys a retrieval reads together (eng_mget() overlaps their loads). */
 #define GET_BATCH 16u
 
-/* True when the command's last token is "noreply" and there is room for
- * it after the min tokens the command needs. */
-static bool noreply_at(const struct mc_req *r, unsigned min)
+/* True when the command's last token is "noreply".  As in memcached, the
+ * token counts whether or not the command had its other arguments: in
+ * "delete noreply" it is both the key and the word. */
+static bool has_noreply(const struct mc_req *r)
 {
-	return r->ntok > min && !r->more &&
+	return r->ntok > 1 && !r->more &&
 	       mc_tok_is(&r->tok[r->ntok - 1], "noreply");
 }
 
@@ -374,7 +375,7 @@ static bool store_line(struct mc_ctx *x, enum eng_mode mode,
 		return false;
 	}
 	sl->key = &r->tok[1];
-	sl->noreply = noreply_at(r, fields);
+	sl->noreply = has_noreply(r);
 	sl->cas = 0;
 	if (r->ntok < fields || !key_tok_ok(sl->key) ||
 	    !mc_tok_u32(&r->tok[2], &sl->flags) ||
@@ -526,7 +527,7 @@ static enum mc_result cmd_delete(struct mc_ctx *x)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 2);
+	bool noreply = has_noreply(r);
 	unsigned args = r->ntok - (noreply ? 1u : 0u);
 
 	if (r->ntok < 2 || !key_tok_ok(&r->tok[1])) {
@@ -555,7 +556,7 @@ static enum mc_result arith(struct mc_ctx *x, bool decr)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 3);
+	bool noreply = has_noreply(r);
 	uint64_t delta, v;
 
 	if (r->ntok < 3 || !key_tok_ok(&r->tok[1])) {
@@ -609,7 +610,7 @@ static enum mc_result cmd_touch(struct mc_ctx *x)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 3);
+	bool noreply = has_noreply(r);
 	int32_t exptime;
 
 	if (r->ntok < 3 || !key_tok_ok(&r->tok[1])) {
@@ -649,7 +650,7 @@ static enum mc_result cmd_flush_all(struct mc_ctx *x)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 1);
+	bool noreply = has_noreply(r);
 	unsigned args = r->ntok - (noreply ? 1u : 0u);
 	int32_t delay = 0;
 
@@ -693,7 +694,7 @@ static enum mc_result cmd_verbosity(struct mc_ctx *x)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 2);
+	bool noreply = has_noreply(r);
 	uint32_t level;
 
 	if (r->ntok < 2 || !mc_tok_u32(&r->tok[1], &level)) {

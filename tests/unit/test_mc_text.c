@@ -355,6 +355,12 @@ static void test_mc_text_noreply(void **state)
 	/* Errors too, as memcached; the block is still skipped. */
 	assert_mc(f, "set k x 0 1 noreply\r\nx\r\n", "");
 	assert_mc(f, "incr k x noreply\r\n", "");
+	/* As in memcached, "noreply" last is the word even where it is also
+	 * the key. */
+	assert_mc(f, "set noreply 0 0 1\r\nx\r\n", "STORED\r\n");
+	assert_mc(f, "delete noreply\r\n", "");
+	assert_mc(f, "get noreply\r\n", "END\r\n");
+	assert_mc(f, "verbosity noreply\r\n", "");
 	assert_mc(f, "version\r\n", "VERSION " SHMC_VERSION "\r\n");
 }
 
