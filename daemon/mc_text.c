@@ -64,29 +64,55 @@ static bool key_tok_ok(const struct mc_tok *t)
  * Retrieval
  * ------------------------------------------------------------------------ */
 
+/* Writes v in decimal at p; returns the digits written (1 to 20). */
+static size_t put_dec(char *p, uint64_t v)
+{
+	static const char pairs[] = "00010203040506070809"
+				    "10111213141516171819"
+				    "20212223242526272829"
+				    "30313233343536373839"
+				    "40414243444546474849"
+				    "50515253545556575859"
+				    "60616263646566676869"
+				    "70717273747576777879"
+				    "80818283848586878889"
+				    "90919293949596979899";
+	size_t n = 1;
+
+	for (uint64_t x = v; x >= 10; x /= 10)
+		n++;
+	char *q = p + n;
+	while (v >= 100) {
+		q -= 2;
+		memcpy(q, pairs + 2 * (v % 100), 2);
+		v /= 100;
+	}
+	if (v >= 10) {
+		q -= 2;
+		memcpy(q, pairs + 2 * v, 2);
+	} else {
+		*--q = (char)('0' + v);
+	}
+	return n;
+}
+
 /* Formats a value's line into buf (key + VALUE_HDR_EXTRA bytes);
  * returns its length. */
 static size_t value_hdr(char *buf, const struct mc_tok *key,
 			const struct eng_meta *m, bool with_cas)
 {
-	char num[20];
-	size_t n = 0;
-	uint64_t v[3] = { m->flags, m->vlen, m->cas };
+	size_t n = 6;
 
 	memcpy(buf, "VALUE ", 6);
-	n = 6;
 	memcpy(buf + n, key->p, key->n);
 	n += key->n;
-	for (int f = 0; f < (with_cas ? 3 : 2); f++) {
-		size_t i = sizeof(num);
-		uint64_t x = v[f];
-		do {
-			num[--i] = (char)('0' + x % 10);
-			x /= 10;
-		} while (x);
+	buf[n++] = ' ';
+	n += put_dec(buf + n, m->flags);
+	buf[n++] = ' ';
+	n += put_dec(buf + n, m->vlen);
+	if (with_cas) {
 		buf[n++] = ' ';
-		memcpy(buf + n, num + i, sizeof(num) - i);
-		n += sizeof(num) - i;
+		n += put_dec(buf + n, m->cas);
 	}
 	buf[n++] = '\r';
 	buf[n++] = '\n';
