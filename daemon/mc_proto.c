@@ -69,8 +69,11 @@ void mc_session_end(struct mc_worker *w, struct mc_session *s)
 
 size_t mc_request_max(const struct mc_worker *w)
 {
-	size_t line = MC_LINE_MAX > MC_GET_LINE_MAX ? MC_LINE_MAX
-						    : MC_GET_LINE_MAX;
+	/* The longest line with its "\r\n"; s->need may ask one byte past
+	 * a line that is still incomplete, never more. */
+	size_t line = (MC_LINE_MAX > MC_GET_LINE_MAX ? MC_LINE_MAX
+						     : MC_GET_LINE_MAX) +
+		      2;
 	size_t store = MC_LINE_MAX + 2 + (size_t)w->eng.g.max_kv + 2;
 
 	return line > store ? line : store;
