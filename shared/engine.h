@@ -371,18 +371,23 @@ struct eng_inval {
 	const void *val;
 	size_t vlen;
 	uint32_t flags;
+	bool fresh; /* do not mark it stale: a conditional rewrite that
+		       also finds an item past its soft expiry (plain
+		       writes miss it), which leaves it fresh */
 };
 
 /* Marks a present item stale (memcached's md I): it keeps its value and
- * flags (or takes o->val and o->flags with set_value), gets a new version,
- * and expires softly now: plain reads miss it from now on, while
+ * flags (or takes o->val and o->flags with set_value), gets a new
+ * version, and expires softly now: plain reads miss it from now on, while
  * eng_get_or_claim_ex() serves it as stale (m->stale) and hands its reload
  * to one caller, until its hard expiry (kept, or now + ttl_s with
- * set_ttl).  An item already stale is marked again (a new version).
- * *cas_out (if not NULL) gets the new version.  Returns 0, -ENOENT
- * (missing or expired), -EEXIST (o->cas does not pass), -EINVAL (o
- * NULL), -E2BIG (set_value over max_kv), -ENOMEM (the copy of a value
- * over 4 KiB), or the common errors. */
+ * set_ttl).  An item already stale is marked again (a new version).  With
+ * o->fresh it is rewritten without the mark (stale or not before): the
+ * conditional write (o->cas) that eng_store() cannot do on a stale item,
+ * which it does not find.  *cas_out (if not NULL) gets the new version.
+ * Returns 0, -ENOENT (missing or expired), -EEXIST (o->cas does not
+ * pass), -EINVAL (o NULL), -E2BIG (set_value over max_kv), -ENOMEM (the
+ * copy of a value over 4 KiB), or the common errors. */
 int eng_invalidate(struct eng *e, const void *key, size_t klen,
 		   const struct eng_inval *o, uint64_t *cas_out);
 

@@ -1344,7 +1344,7 @@ int seg_invalidate_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	struct seg_write w = { .mode = SEG_SET,
 			       .flags = o->set_value ? o->flags : f.eh.flags,
 			       .expire = o->set_ttl ? expire : f.eh.expire,
-			       .soft = now };
+			       .soft = o->fresh ? 0 : now };
 	struct seg_src src = { { o->val, NULL }, { (uint32_t)o->vlen, 0 } };
 	if (!o->set_value) {
 		/* The value must survive the evacuation the new entry may
