@@ -15,10 +15,12 @@
  * Leases: a win (W) is a flight claimed in the engine (eng_get_or_claim_ex
  * on a miss or a stale item, eng_flight_claim for R) and kept in the
  * worker's table below on behalf of the session that won it, until a
- * store of the key through either protocol (mc_lease_stored()), a delete
- * or invalidation of it, the end of the session, or its time (the N or R
- * token, or MC_LEASE_DEFAULT_S, at most MC_LEASE_MAX_S) ends it; waiters
- * in mapped clients wake then.  Every worker claims with the daemon's
+ * store of the key through either protocol on this worker
+ * (mc_lease_stored()), a delete or invalidation of it, the end of the
+ * session, or its time (the N or R token, or MC_LEASE_DEFAULT_S, at most
+ * MC_LEASE_MAX_S) ends it; waiters in mapped clients wake then.  A write
+ * of the key by anyone else (a mapped client, another worker's
+ * connection) ends it at the next mc_leases_tick().  Every worker claims with the daemon's
  * client id, so a second claim of a key already leased by any worker finds
  * the flight taken (Z), as a claim by a mapped client does.
  */
@@ -280,6 +282,7 @@ static void bad_line(struct mc_ctx *x, const char *err)
 struct mc_lease {
 	struct mc_session *s; /* the holder (its nleases counts this) */
 	uint64_t token;	      /* the version a vivified win reported (c) */
+	uint64_t seen;	      /* the key's version when won, 0 absent */
 	uint32_t until;	      /* region clock second it ends at */
 	uint32_t klen;
 	struct eng_flight f;
@@ -310,7 +313,8 @@ static void lease_end(struct mc_worker *w, struct mc_lease *l)
  * seconds (0: the default).  Returns the lease, or NULL with the flight
  * ended when the table could not grow. */
 static struct mc_lease *lease_add(struct mc_ctx *x, const struct mflags *mf,
-				  struct eng_flight *f, uint32_t ttl)
+				  struct eng_flight *f, uint32_t ttl,
+				  uint64_t seen)
 {
 	struct mc_worker *w = x->w;
 
@@ -331,6 +335,7 @@ static struct mc_lease *lease_add(struct mc_ctx *x, const struct mflags *mf,
 	struct mc_lease *l = &w->leases[w->nleases++];
 	l->s = x->s;
 	l->token = 0;
+	l->seen = seen;
 	l->until = x->now + ttl;
 	l->klen = (uint32_t)mf->klen;
 	l->f = *f;
@@ -347,12 +352,24 @@ void mc_lease_stored(struct mc_worker *w, const void *key, size_t klen)
 		lease_end(w, l);
 }
 
+/* The key of lease l was written or removed since it was won, by anyone
+ * (a mapped client, another thread's connection): its load is done. */
+static bool lease_moot(struct mc_worker *w, const struct mc_lease *l)
+{
+	struct eng_info in;
+	int rc = eng_inspect(&w->eng, l->key, l->klen, NULL, 0, &in);
+
+	if (rc == 0)
+		return !in.stale && in.cas != l->seen;
+	return rc == -ENOENT && l->seen != 0;
+}
+
 void mc_leases_tick(struct mc_worker *w)
 {
 	uint32_t now = eng_now(&w->eng);
 
 	for (uint32_t i = 0; i < w->nleases;)
-		if (w->leases[i].until <= now)
+		if (w->leases[i].until <= now || lease_moot(w, &w->leases[i]))
 			lease_end(w, &w->leases[i]);
 		else
 			i++;
@@ -504,10 +521,11 @@ static int mg_lookup(struct mc_ctx *x, const struct mflags *mf, bool want,
 		g->copied = false;
 	}
 	if (g->win) {
-		struct mc_lease *l = lease_add(x, mf, &f,
-					       has(mf, 'N') && mf->n_ttl > 0
-						       ? (uint32_t)mf->n_ttl
-						       : 0);
+		uint32_t ttl = has(mf, 'N') && mf->n_ttl > 0
+				       ? (uint32_t)mf->n_ttl
+				       : 0;
+		struct mc_lease *l = lease_add(x, mf, &f, ttl,
+					       g->vivified ? 0 : g->cas);
 		if (!l)
 			return -ENOMEM;
 		if (g->vivified)
@@ -521,7 +539,7 @@ hit:
 	    remaining(x, g->until) < (int64_t)mf->r_ttl) {
 		rc = eng_flight_claim(&x->w->eng, mf->key, mf->klen, &f);
 		if (rc == ENG_LOAD) {
-			if (!lease_add(x, mf, &f, (uint32_t)mf->r_ttl))
+			if (!lease_add(x, mf, &f, (uint32_t)mf->r_ttl, g->cas))
 				return -ENOMEM;
 			g->win = true;
 		} else if (rc == ENG_WAIT) {

@@ -493,6 +493,18 @@ static void test_mc_meta_lease_ends_with_session_and_time(void **state)
 		  ENG_LOAD);
 	eng_flight_done(&e2, &fl);
 
+	/* A store by anyone else (here the mapped client) ends the win at
+	 * the worker's next tick. */
+	assert_mc(f, "mg k N30\r\n", "HD W\r\n");
+	assert_rc(eng_get_or_claim_ex(&e2, "k", 1, buf, sizeof(buf), &m, &fl),
+		  ENG_WAIT);
+	assert_rc(eng_set(&e2, "k", 1, "mapped", 6, 0), 0);
+	mc_worker_tick(&f->w);
+	assert_rc(eng_flight_wait(&e2, &fl, 1000), 0);
+	assert_int_equal(f->w.nleases, 0);
+	assert_mc(f, "mg k v R30\r\n", "VA 6\r\nmapped\r\n");
+	assert_rc(eng_del(&e2, "k", 1), 0);
+
 	/* A win nobody stores ends after its N seconds. */
 	assert_mc(f, "mg k N5\r\n", "HD W\r\n");
 	advance(f, 4);
