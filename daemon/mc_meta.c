@@ -690,19 +690,14 @@ static int ms_mode(char m)
 	switch (m) {
 	case 0:
 	case 'S':
-	case 's':
 		return ENG_SET;
 	case 'E':
-	case 'e':
 		return ENG_ADD;
 	case 'A':
-	case 'a':
 		return ENG_APPEND;
 	case 'P':
-	case 'p':
 		return ENG_PREPEND;
 	case 'R':
-	case 'r':
 		return ENG_REPLACE;
 	default:
 		return -1;
@@ -1073,11 +1068,9 @@ static enum mc_result cmd_ma(struct mc_ctx *x)
 	switch (mf.mode) {
 	case 0:
 	case 'I':
-	case 'i':
 	case '+':
 		break;
 	case 'D':
-	case 'd':
 	case '-':
 		decr = true;
 		break;
