@@ -557,7 +557,8 @@ int eng_get_or_claim_ex(struct eng *e, const void *key, size_t klen, void *buf,
  * get R: an item near its expiry is reloaded by one client): ENG_LOAD
  * when the caller now holds it (or no flight slot was free: f->slot -1,
  * a load without coordination), ENG_WAIT when another caller holds it.
- * The holder ends it with eng_flight_done().  Errors: the common ones. */
+ * The holder ends it with eng_flight_done().  Errors: -EINVAL (f NULL),
+ * the common ones. */
 int eng_flight_claim(struct eng *e, const void *key, size_t klen,
 		     struct eng_flight *f);
 

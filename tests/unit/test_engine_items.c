@@ -681,6 +681,22 @@ static void test_engine_invalidate_marks_stale(void **state)
 	assert_memory_equal(buf, "v0", 2);
 	assert_int_equal(in.flags, 9);
 	assert_true(in.stale);
+	/* A conditional rewrite with fresh: found although stale (a CAS
+	 * store is not), and fresh afterwards. */
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), 0);
+	struct eng_wopts co = { .mode = ENG_CAS, .cas = in.cas };
+	assert_rc(put(e, "k", "v3", &co, NULL), -ENOENT);
+	iv = (struct eng_inval){ .cas = in.cas,
+				 .set_ttl = true,
+				 .set_value = true,
+				 .val = "v3",
+				 .vlen = 2,
+				 .fresh = true };
+	assert_rc(eng_invalidate(e, "k", 1, &iv, NULL), 0);
+	tu_assert_value(e, "k", 1, "v3", 2);
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), 0);
+	assert_false(in.stale);
+	assert_int_equal(in.expire, 0);
 	/* The reload stores: fresh for everyone. */
 	assert_rc(put(e, "k", "v2", NULL, NULL), 0);
 	eng_flight_done(&e2, &f2);
