@@ -547,6 +547,78 @@ static void test_mc_meta_counters(void **state)
 	assert_int_equal(f->w.st.cas_misses, 1);
 }
 
+/* Random meta requests - good, bad and nonsense flags and arguments,
+ * data blocks of the right and the wrong length, time passing - never
+ * break the connection: after each batch an mn is answered, nothing
+ * closes, and every win is still accounted for. */
+static void test_mc_meta_random_requests_keep_the_connection(void **state)
+{
+	struct mc_fx *f = *state;
+	static const char *const cmds[] = {
+		"mg", "ms", "md", "ma", "me", "mn"
+	};
+	static const char *const keys[] = { "k", "k2",	  "Zm9v", "Zm9v=",
+					    "n", "a\x01", "AAAA" };
+	static const char letters[] = "bcfhklqstuvCDEFIJMNOPLRTxZ!9";
+	static const char *const args[] = {
+		"",
+		"0",
+		"1",
+		"30",
+		"-1",
+		"x",
+		"E",
+		"A",
+		"+",
+		"D",
+		"99999999999999999999",
+		"123456789012345678901234567890123"
+	};
+	uint64_t seed = 16;
+	char req[4096];
+
+	for (int batch = 0; batch < 300; batch++) {
+		size_t n = 0;
+		for (int r = 0; r < 8; r++) {
+			const char *cmd = cmds[tu_rand(&seed) % 6];
+			n += (size_t)snprintf(req + n, sizeof(req) - n, "%s %s",
+					      cmd, keys[tu_rand(&seed) % 7]);
+			bool ms = !strcmp(cmd, "ms");
+			size_t dlen = tu_rand(&seed) % 4;
+			if (ms)
+				n += (size_t)snprintf(req + n, sizeof(req) - n,
+						      " %zu", dlen);
+			int nf = (int)(tu_rand(&seed) % 6);
+			for (int i = 0; i < nf; i++)
+				n += (size_t)snprintf(
+					req + n, sizeof(req) - n, " %c%s",
+					letters[tu_rand(&seed) %
+						(sizeof(letters) - 1)],
+					args[tu_rand(&seed) % 12]);
+			n += (size_t)snprintf(req + n, sizeof(req) - n, "\r\n");
+			if (ms) {
+				/* Sometimes a block one byte too long. */
+				size_t give = dlen + (tu_rand(&seed) % 8 == 0);
+				n += (size_t)snprintf(req + n, sizeof(req) - n,
+						      "%.*s\r\n", (int)give,
+						      "1234");
+			}
+		}
+		n += (size_t)snprintf(req + n, sizeof(req) - n, "mn\r\n");
+		const char *r = mc_feed(f, req, n);
+		size_t len = f->out.len;
+		assert_true(len >= 4);
+		assert_memory_equal(r + len - 4, "MN\r\n", 4);
+		assert_false(f->s.close);
+		assert_int_equal(f->npending, 0);
+		if (batch % 10 == 0) {
+			advance(f, 7);
+			mc_worker_tick(&f->w);
+		}
+		assert_int_equal(f->s.nleases, f->w.nleases);
+	}
+}
+
 #define T(name)                                                                \
 	cmocka_unit_test_setup_teardown(name, mc_fx_setup, mc_fx_teardown)
 
@@ -569,6 +641,7 @@ int main(void)
 		T(test_mc_meta_mapped_load_makes_mg_lose),
 		T(test_mc_meta_lease_ends_with_session_and_time),
 		T(test_mc_meta_counters),
+		T(test_mc_meta_random_requests_keep_the_connection),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
