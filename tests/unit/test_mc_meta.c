@@ -14,6 +14,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "mc_fixture.h"
@@ -433,6 +435,60 @@ static void test_mc_meta_lease_holds_mapped_get_or_load(void **state)
 	assert_memory_equal(buf, "tv", 2);
 }
 
+/* A mapped client's get_or_load, in a thread of its own, as libshmc runs
+ * it: claim, or wait for the loader and look again. */
+struct mapped_load {
+	struct eng e;
+	char value[64];
+	size_t vlen;
+	int loads; /* times it had to load itself */
+};
+
+static void *mapped_get_or_load(void *arg)
+{
+	struct mapped_load *ml = arg;
+	struct eng_flight fl;
+	struct eng_meta m;
+
+	for (;;) {
+		int rc = eng_get_or_claim_ex(&ml->e, "k", 1, ml->value,
+					     sizeof(ml->value), &m, &fl);
+		if (rc == 0) {
+			ml->vlen = m.vlen;
+			return NULL;
+		}
+		if (rc == ENG_LOAD) {
+			ml->loads++;
+			eng_set(&ml->e, "k", 1, "mapped", 6, 0);
+			eng_flight_done(&ml->e, &fl);
+			continue;
+		}
+		/* A generous bound, only to end a hang. */
+		if (rc != ENG_WAIT || eng_flight_wait(&ml->e, &fl, 30000))
+			return NULL;
+	}
+}
+
+/* The mapped client does not load the key the socket client won: it
+ * waits, and reads the socket client's value. */
+static void test_mc_meta_mapped_get_or_load_reads_winners_value(void **state)
+{
+	struct mc_fx *f = *state;
+	struct mapped_load ml = { 0 };
+	pthread_t t;
+
+	attach_mapped(f, &ml.e);
+	assert_mc(f, "mg k v N30\r\n", "VA 0 W\r\n\r\n");
+	assert_int_equal(pthread_create(&t, NULL, mapped_get_or_load, &ml), 0);
+	/* Let it reach the wait (it reads the same value if it does not). */
+	usleep(20000);
+	assert_mc(f, "ms k 6\r\nsocket\r\n", "HD\r\n");
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(ml.loads, 0);
+	assert_int_equal(ml.vlen, 6);
+	assert_memory_equal(ml.value, "socket", 6);
+}
+
 /* A mapped client loading a key: a socket client's mg N loses (Z). */
 static void test_mc_meta_mapped_load_makes_mg_lose(void **state)
 {
@@ -638,6 +694,7 @@ int main(void)
 		T(test_mc_meta_invalidate_win_and_lose),
 		T(test_mc_meta_vivify_win_and_lose),
 		T(test_mc_meta_lease_holds_mapped_get_or_load),
+		T(test_mc_meta_mapped_get_or_load_reads_winners_value),
 		T(test_mc_meta_mapped_load_makes_mg_lose),
 		T(test_mc_meta_lease_ends_with_session_and_time),
 		T(test_mc_meta_counters),
