@@ -20,10 +20,12 @@
  * session, or its time (the N or R token, or MC_LEASE_DEFAULT_S, at most
  * MC_LEASE_MAX_S) ends it; waiters in mapped clients wake then.  A write
  * of the key by anyone else (a mapped client, another worker's
- * connection) ends it at the next mc_leases_tick().  Every worker claims with the daemon's
- * client id, so a second claim of a key already leased by any worker finds
- * the flight taken (Z), as a claim by a mapped client does.
+ * connection) ends it at the next mc_leases_tick().  Every worker claims
+ * with the daemon's client id, so a second claim of a key already leased
+ * by any worker finds the flight taken (Z), as a claim by a mapped client
+ * does.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,10 +43,14 @@
 #define META_TOKENS_MAX 20 /* tokens in a request, command and key included */
 #define META_OPAQUE_MAX 32 /* bytes of an O token (its letter included) */
 
-/* The most a meta reply line (without its data block) takes: "VA", the
- * size, every flag once with its figure, the key in base64, the opaque,
- * W, X and Z - well under this. */
+/* Room for a meta get's reply line (without its data block): "VA", the
+ * size, each figure flag once (s t c f l h, up to 22 bytes each), the
+ * opaque, the key token and " b", Z X W and the line end.  mg reads the
+ * value this far past the line's start and moves it up behind the line. */
 #define META_LINE_MAX 1024
+static_assert(META_LINE_MAX >= 3 + 20 + 6 * 22 + 1 + META_OPAQUE_MAX + 2 +
+				       MC_KEY_MAX + 2 + 6 + 2,
+	      "a meta get's reply line fits in META_LINE_MAX");
 
 /* One request's flags, parsed and checked. */
 struct mflags {
@@ -623,7 +629,6 @@ static enum mc_result cmd_mg(struct mc_ctx *x)
 	bool value = want && !(has(&mf, 'C') && g.cas == mf.cas);
 
 	struct mc_out *out = x->out;
-	size_t start = out->len;
 	if (value) {
 		mc_out_str(out, "VA ");
 		mc_out_u64(out, g.vlen);
@@ -666,12 +671,8 @@ static enum mc_result cmd_mg(struct mc_ctx *x)
 	mc_out_crlf(out);
 	if (value) {
 		if (g.copied && g.vlen && !out->oom) {
-			/* The value was read past the line's room: move it
+			/* Read META_LINE_MAX past the line's start: move it
 			 * up behind the line. */
-			if (out->len - start > META_LINE_MAX) {
-				mc_reply_server_error(x, "reply line too long");
-				return MC_DONE;
-			}
 			memmove(out->p + out->len, out->p + g.val_off, g.vlen);
 			out->len += g.vlen;
 		}
