@@ -1046,6 +1046,73 @@ void eng_flight_done(struct eng *e, struct eng_flight *f)
 		lock_futex_wake(w, INT_MAX);
 }
 
+int eng_flight_claim(struct eng *e, const void *key, size_t klen,
+		     struct eng_flight *f)
+{
+	struct seg_key k;
+	uint32_t seg_no;
+	bool claimed = false;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if (!f)
+		return -EINVAL;
+	struct seg s = locate(e, key, klen, &k, &seg_no);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	f->hash = k.hash;
+	f->seg = seg_no;
+	f->slot = seg_flight_locked(&s, k.hash, e->client_id, &claimed);
+	f->word = f->slot < 0 ? 0
+			      : __atomic_load_n(&s.h->flight[f->slot].word,
+						__ATOMIC_ACQUIRE);
+	seg_unlock(e, &s);
+	return claimed || f->slot < 0 ? ENG_LOAD : ENG_WAIT;
+}
+
+/* ------------------------------------------------------------------------
+ * Inspection and invalidation (memcached's meta commands)
+ * ------------------------------------------------------------------------ */
+
+int eng_inspect(struct eng *e, const void *key, size_t klen, void *buf,
+		size_t cap, struct eng_info *out)
+{
+	struct seg_key k;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if (!out)
+		return -EINVAL;
+	struct seg s = locate(e, key, klen, &k, NULL);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	rc = seg_inspect_locked(&s, &k, eng_now(e), buf, cap, out);
+	return seg_done(e, &s, rc);
+}
+
+int eng_invalidate(struct eng *e, const void *key, size_t klen,
+		   const struct eng_inval *o, uint64_t *cas_out)
+{
+	struct seg_key k;
+	int rc;
+
+	if (!o)
+		return -EINVAL;
+	if ((rc = o->set_value ? store_ok(e, key, klen, o->val, o->vlen)
+			       : key_ok(key, klen)))
+		return rc;
+	struct seg s = locate(e, key, klen, &k, NULL);
+	if ((rc = seg_lock(e, &s)))
+		return rc;
+	uint32_t now = eng_now(e);
+	ns_of(e, &k); /* under the lock: see eng_store() */
+	rc = seg_invalidate_locked(&s, &k, now, o, expire_of(now, o->ttl_s),
+				   cas_out);
+	return seg_done(e, &s, rc);
+}
+
 /* ------------------------------------------------------------------------
  * Walks, statistics, maintenance
  * ------------------------------------------------------------------------ */

@@ -328,6 +328,69 @@ int eng_arith(struct eng *e, const void *key, size_t klen, bool decr,
 	      uint64_t delta, const struct eng_wopts *init, uint64_t init_val,
 	      uint64_t *out, uint64_t *cas_out);
 
+/* Everything the engine keeps about one item, for inspection (memcached's
+ * meta debug and the meta flags h and t): see eng_inspect(). */
+struct eng_info {
+	uint64_t cas;	 /* version */
+	size_t vlen;	 /* the value's length */
+	size_t size;	 /* bytes the entry takes in the ring: header,
+			    extension, key, value, spare capacity and
+			    checksum */
+	uint32_t flags;	 /* as stored */
+	uint32_t expire; /* the hard expiry, absolute unix second; 0 =
+			    never (eng_meta.expire is the soft one when
+			    there is one) */
+	uint32_t soft;	 /* soft expiry; 0 = none */
+	uint32_t use;	 /* the entry's use count, 0..ENTRY_USE_MAX: 0 when
+			    stored, +1 per read or overwrite, -1 each time
+			    evacuation moves it (layout.h) */
+	bool stale;	 /* past its soft expiry, served only as stale */
+};
+
+/* Looks key up and changes nothing (no access, no counters, no
+ * reclamation), like eng_peek(), but also finds an item past its soft
+ * expiry (out->stale set).  The value is copied into buf when buf is not
+ * NULL (-ENOBUFS when cap is too small: nothing copied, *out set); with
+ * buf NULL only *out is filled.  Returns 0, -ENOENT (missing, expired or
+ * flushed), -ENOBUFS, or the common errors. */
+int eng_inspect(struct eng *e, const void *key, size_t klen, void *buf,
+		size_t cap, struct eng_info *out);
+
+/* What eng_invalidate() does. */
+struct eng_inval {
+	uint64_t cas;	/* not 0: only when the item's version is cas,
+			    else -EEXIST */
+	bool cas_older; /* with cas: a cas below the item's version
+			    passes too (memcached's ms with I and C: a
+			    write from an older read is kept, as stale) */
+	bool set_ttl;	/* a new TTL, ttl_s (0: never expires), instead
+			    of the item's expiry */
+	uint32_t ttl_s;
+	bool set_value; /* store val[0..vlen) with flags instead of
+			    keeping the item's value and flags */
+	const void *val;
+	size_t vlen;
+	uint32_t flags;
+	bool fresh; /* do not mark it stale: a conditional rewrite that
+		       also finds an item past its soft expiry (plain
+		       writes miss it), which leaves it fresh */
+};
+
+/* Marks a present item stale (memcached's md I): it keeps its value and
+ * flags (or takes o->val and o->flags with set_value), gets a new
+ * version, and expires softly now: plain reads miss it from now on, while
+ * eng_get_or_claim_ex() serves it as stale (m->stale) and hands its reload
+ * to one caller, until its hard expiry (kept, or now + ttl_s with
+ * set_ttl).  An item already stale is marked again (a new version).  With
+ * o->fresh it is rewritten without the mark (stale or not before): the
+ * conditional write (o->cas) that eng_store() cannot do on a stale item,
+ * which it does not find.  *cas_out (if not NULL) gets the new version.
+ * Returns 0, -ENOENT (missing or expired), -EEXIST (o->cas does not
+ * pass), -EINVAL (o NULL), -E2BIG (set_value over max_kv), -ENOMEM (the
+ * copy of a value over 4 KiB), or the common errors. */
+int eng_invalidate(struct eng *e, const void *key, size_t klen,
+		   const struct eng_inval *o, uint64_t *cas_out);
+
 /* Raises every segment's write count so that versions issued from now on
  * are above v (a snapshot load, with the highest version it saved). */
 int eng_version_floor(struct eng *e, uint64_t v);
@@ -489,6 +552,15 @@ int eng_get_or_claim(struct eng *e, const void *key, size_t klen, void *buf,
  * (as on a miss): a reload without coordination, rather than none. */
 int eng_get_or_claim_ex(struct eng *e, const void *key, size_t klen, void *buf,
 			size_t cap, struct eng_meta *m, struct eng_flight *f);
+
+/* Claims key's load whether or not the key is present (memcached's meta
+ * get R: an item near its expiry is reloaded by one client): ENG_LOAD
+ * when the caller now holds it (or no flight slot was free: f->slot -1,
+ * a load without coordination), ENG_WAIT when another caller holds it.
+ * The holder ends it with eng_flight_done().  Errors: -EINVAL (f NULL),
+ * the common ones. */
+int eng_flight_claim(struct eng *e, const void *key, size_t klen,
+		     struct eng_flight *f);
 
 /* Sleeps up to ms while the load f waits for is in progress.  Returns 0
  * when it ended (retry eng_get_or_claim), -ETIMEDOUT if it is still on,

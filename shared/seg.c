@@ -1295,6 +1295,73 @@ int seg_arith_locked(struct seg *s, const struct seg_key *k, bool decr,
 	return 0;
 }
 
+int seg_inspect_locked(struct seg *s, const struct seg_key *k, uint32_t now,
+		       void *buf, size_t cap, struct eng_info *out)
+{
+	struct found f;
+	int rc;
+
+	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
+		return rc;
+	if (gone(&f.eh, k, now))
+		return -ENOENT;
+	*out = (struct eng_info){ .cas = seg_version(s, f.eh.wlow),
+				  .vlen = f.eh.vlen,
+				  .size = f.len + s->g->sum_size,
+				  .flags = f.eh.flags,
+				  .expire = f.eh.expire,
+				  .soft = f.eh.soft,
+				  .use = f.eh.use,
+				  .stale = soft_expired(&f.eh, now) };
+	if (!buf)
+		return 0;
+	if (cap < f.eh.vlen)
+		return -ENOBUFS;
+	ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh), buf,
+		  f.eh.vlen);
+	if (s->g->sum_size &&
+	    sum_read(s, f.off, f.len) !=
+		    XXH3_64bits_withSeed(buf, f.eh.vlen, k->hash))
+		return drop_bad_sum(s, &f);
+	return 0;
+}
+
+int seg_invalidate_locked(struct seg *s, const struct seg_key *k, uint32_t now,
+			  const struct eng_inval *o, uint32_t expire,
+			  uint64_t *cas_out)
+{
+	struct found f;
+	uint8_t stack[JOIN_STACK], *copy = NULL;
+	int rc;
+
+	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
+		return rc;
+	if (gone(&f.eh, k, now))
+		return -ENOENT;
+	uint64_t version = seg_version(s, f.eh.wlow);
+	if (o->cas && o->cas != version && !(o->cas_older && o->cas < version))
+		return -EEXIST;
+	struct seg_write w = { .mode = SEG_SET,
+			       .flags = o->set_value ? o->flags : f.eh.flags,
+			       .expire = o->set_ttl ? expire : f.eh.expire,
+			       .soft = o->fresh ? 0 : now };
+	struct seg_src src = { { o->val, NULL }, { (uint32_t)o->vlen, 0 } };
+	if (!o->set_value) {
+		/* The value must survive the evacuation the new entry may
+		 * need: copy it first (as join_locked() does). */
+		copy = f.eh.vlen <= sizeof(stack) ? stack : malloc(f.eh.vlen);
+		if (!copy)
+			return -ENOMEM;
+		ring_read(s->ring, s->g->ring_size, val_pos(s, f.off, &f.eh),
+			  copy, f.eh.vlen);
+		src = (struct seg_src){ { copy, NULL }, { f.eh.vlen, 0 } };
+	}
+	rc = write_src(s, k, &f, &src, src.n[0], &w, now, cas_out);
+	if (copy != stack)
+		free(copy);
+	return rc;
+}
+
 int seg_drop_at_locked(struct seg *s, uint32_t off)
 {
 	struct entry eh;

@@ -246,6 +246,19 @@ int seg_drop_at_locked(struct seg *s, uint32_t off);
  * when every slot is busy with other keys. */
 int seg_flight_locked(struct seg *s, uint64_t h, uint32_t me, bool *claimed);
 
+/* eng_inspect() under the lock: fills *out from the entry of k (stale
+ * ones too) and copies its value into buf when buf is not NULL.  Changes
+ * nothing, but drops an entry whose checksum does not match (SEG_EBADSUM).
+ * 0, -ENOENT, -ENOBUFS, -EUCLEAN. */
+int seg_inspect_locked(struct seg *s, const struct seg_key *k, uint32_t now,
+		       void *buf, size_t cap, struct eng_info *out);
+
+/* eng_invalidate() under the lock, the entry's new hard expiry (when
+ * o->set_ttl) computed by the caller in expire. */
+int seg_invalidate_locked(struct seg *s, const struct seg_key *k, uint32_t now,
+			  const struct eng_inval *o, uint32_t expire,
+			  uint64_t *cas_out);
+
 int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now);
 
 /* *expire = the entry's absolute expiry; with `touch`, first sets it to

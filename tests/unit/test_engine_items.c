@@ -583,6 +583,158 @@ static void test_engine_stale_while_revalidate(void **state)
 	tu_assert_miss(e, "k", 1);
 }
 
+static void test_engine_inspect_changes_nothing(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_wopts o = { .flags = 7, .ttl_s = 10, .grace_s = 20 };
+	struct eng *e = &r->e;
+	struct eng_info in;
+	struct eng_flight f;
+	struct eng_meta m;
+	char buf[32];
+	uint64_t cas;
+
+	tu_region_open(r, MiB, NULL);
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), -ENOENT);
+	assert_rc(put(e, "k", "v1", &o, &cas), 0);
+	assert_rc(eng_inspect(e, "k", 1, buf, sizeof(buf), &in), 0);
+	assert_memory_equal(buf, "v1", 2);
+	assert_int_equal(in.cas, cas);
+	assert_int_equal(in.vlen, 2);
+	assert_int_equal(in.flags, 7);
+	assert_int_equal(in.soft, eng_now(e) + 10);
+	assert_int_equal(in.expire, eng_now(e) + 30);
+	assert_true(in.size > 3);
+	assert_false(in.stale);
+	/* Not a read: the use count stays until a get. */
+	assert_int_equal(in.use, 0);
+	assert_rc(eng_inspect(e, "k", 1, buf, 1, &in), -ENOBUFS);
+	assert_int_equal(in.vlen, 2);
+	tu_assert_value(e, "k", 1, "v1", 2);
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), 0);
+	assert_int_equal(in.use, 1);
+	/* Past its soft expiry: still found, as stale, and still stale for
+	 * get_or_claim afterwards. */
+	eng_clock_set(e, eng_now(e) + 12);
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), 0);
+	assert_true(in.stale);
+	assert_rc(eng_get_or_claim_ex(e, "k", 1, buf, sizeof(buf), &m, &f),
+		  ENG_LOAD);
+	assert_true(m.stale);
+	eng_flight_done(e, &f);
+}
+
+static void test_engine_invalidate_marks_stale(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_wopts o = { .flags = 3, .ttl_s = 100 };
+	struct eng *e = &r->e, e2;
+	struct eng_inval iv = { 0 };
+	struct eng_flight f1, f2;
+	struct eng_info in;
+	struct eng_meta m;
+	char buf[32];
+	uint64_t cas, cas2;
+
+	tu_region_open(r, MiB, NULL);
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	assert_rc(eng_invalidate(e, "k", 1, &iv, NULL), -ENOENT);
+	assert_rc(put(e, "k", "v1", &o, &cas), 0);
+	/* A CAS that does not match changes nothing. */
+	iv.cas = cas + 1;
+	assert_rc(eng_invalidate(e, "k", 1, &iv, NULL), -EEXIST);
+	tu_assert_value(e, "k", 1, "v1", 2);
+	iv.cas = cas;
+	assert_rc(eng_invalidate(e, "k", 1, &iv, &cas2), 0);
+	assert_true(cas2 > cas);
+	/* Plain reads miss it; get_or_claim serves it stale, with its
+	 * flags, and hands the reload to the first caller only. */
+	tu_assert_miss(e, "k", 1);
+	assert_rc(eng_get_or_claim_ex(&e2, "k", 1, buf, sizeof(buf), &m, &f2),
+		  ENG_LOAD);
+	assert_true(m.stale);
+	assert_int_equal(m.flags, 3);
+	assert_int_equal(m.cas, cas2);
+	assert_memory_equal(buf, "v1", 2);
+	assert_rc(eng_get_or_claim_ex(e, "k", 1, buf, sizeof(buf), &m, &f1), 0);
+	assert_true(m.stale);
+	/* The hard expiry is kept; with set_ttl it is replaced. */
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), 0);
+	assert_int_equal(in.expire, eng_now(e) + 100);
+	iv = (struct eng_inval){ .set_ttl = true, .ttl_s = 5 };
+	assert_rc(eng_invalidate(e, "k", 1, &iv, &cas), 0);
+	assert_true(cas > cas2);
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), 0);
+	assert_int_equal(in.expire, eng_now(e) + 5);
+	assert_true(in.stale);
+	/* A write from an older read is kept as stale with cas_older, with
+	 * its own value and flags; refused without. */
+	iv = (struct eng_inval){ .cas = cas2,
+				 .set_value = true,
+				 .val = "v0",
+				 .vlen = 2,
+				 .flags = 9 };
+	assert_rc(eng_invalidate(e, "k", 1, &iv, NULL), -EEXIST);
+	iv.cas_older = true;
+	assert_rc(eng_invalidate(e, "k", 1, &iv, NULL), 0);
+	assert_rc(eng_inspect(e, "k", 1, buf, sizeof(buf), &in), 0);
+	assert_memory_equal(buf, "v0", 2);
+	assert_int_equal(in.flags, 9);
+	assert_true(in.stale);
+	/* A conditional rewrite with fresh: found although stale (a CAS
+	 * store is not), and fresh afterwards. */
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), 0);
+	struct eng_wopts co = { .mode = ENG_CAS, .cas = in.cas };
+	assert_rc(put(e, "k", "v3", &co, NULL), -ENOENT);
+	iv = (struct eng_inval){ .cas = in.cas,
+				 .set_ttl = true,
+				 .set_value = true,
+				 .val = "v3",
+				 .vlen = 2,
+				 .fresh = true };
+	assert_rc(eng_invalidate(e, "k", 1, &iv, NULL), 0);
+	tu_assert_value(e, "k", 1, "v3", 2);
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), 0);
+	assert_false(in.stale);
+	assert_int_equal(in.expire, 0);
+	/* The reload stores: fresh for everyone. */
+	assert_rc(put(e, "k", "v2", NULL, NULL), 0);
+	eng_flight_done(&e2, &f2);
+	tu_assert_value(e, "k", 1, "v2", 2);
+	/* Past its hard expiry it is gone. */
+	iv = (struct eng_inval){ .set_ttl = true, .ttl_s = 5 };
+	assert_rc(eng_invalidate(e, "k", 1, &iv, NULL), 0);
+	eng_clock_set(e, eng_now(e) + 6);
+	assert_rc(eng_inspect(e, "k", 1, NULL, 0, &in), -ENOENT);
+	assert_rc(eng_invalidate(e, "k", 1, &iv, NULL), -ENOENT);
+}
+
+static void test_engine_flight_claim_on_present_key(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng *e = &r->e, e2;
+	struct eng_flight f1, f2;
+	struct eng_meta m;
+	char buf[32];
+
+	tu_region_open(r, MiB, NULL);
+	assert_rc(eng_attach(&e2, r->base, r->size, 2, NULL), 0);
+	assert_rc(put(e, "k", "v1", NULL, NULL), 0);
+	assert_rc(eng_flight_claim(e, "k", 1, &f1), ENG_LOAD);
+	assert_rc(eng_flight_claim(&e2, "k", 1, &f2), ENG_WAIT);
+	/* The key stays readable meanwhile. */
+	tu_assert_value(&e2, "k", 1, "v1", 2);
+	assert_rc(eng_flight_wait(&e2, &f2, 1), -ETIMEDOUT);
+	/* A miss meanwhile waits for the same load. */
+	assert_rc(eng_del(e, "k", 1), 0);
+	assert_rc(eng_get_or_claim_ex(&e2, "k", 1, buf, sizeof(buf), &m, &f2),
+		  ENG_WAIT);
+	eng_flight_done(e, &f1);
+	assert_rc(eng_flight_wait(&e2, &f2, 1000), 0);
+	assert_rc(eng_flight_claim(&e2, "k", 1, &f2), ENG_LOAD);
+	eng_flight_done(&e2, &f2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -596,6 +748,9 @@ int main(void)
 		T(test_engine_namespace_del_and_readd),
 		T(test_engine_namespace_readd_keeps_keys_written_meanwhile),
 		T(test_engine_stale_while_revalidate),
+		T(test_engine_inspect_changes_nothing),
+		T(test_engine_invalidate_marks_stale),
+		T(test_engine_flight_claim_on_present_key),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
