@@ -15,9 +15,11 @@
  *
  * A connection is released only when nothing of it is in flight: closing
  * shuts the socket down, which completes its pending recv.  So does the
- * stop: every socket is shut down and the loop runs until the last
- * connection is released, so that the kernel never writes into a buffer
- * already freed (the ring's own teardown cancels asynchronously).
+ * stop: every socket is shut down, the accepts are cancelled, and the
+ * loop runs until the last connection is released and the last accept
+ * completed, so that the kernel never writes into a buffer already freed
+ * and no listener outlives the daemon (the ring's own teardown cancels
+ * asynchronously).
  */
 #include <errno.h>
 #include <liburing.h>
@@ -281,6 +283,16 @@ static void dispatch(struct uloop *l, uint64_t ud, int res)
 	}
 }
 
+/* Whether an accept is in flight: it holds its listener open, and a TCP
+ * port stays taken (a restart could not bind it) until it completes. */
+static bool accepts_armed(const struct uloop *l)
+{
+	for (uint32_t i = 0; i < l->t->srv->nls; i++)
+		if (l->accept_armed[i])
+			return true;
+	return false;
+}
+
 int mc_loop_uring_run(struct mc_thread *t)
 {
 	struct uloop *l = calloc(1, sizeof(*l));
@@ -300,7 +312,7 @@ int mc_loop_uring_run(struct mc_thread *t)
 	arm_tick(l);
 	arm_stop(l);
 	rc = 0;
-	while ((!t->stop || t->nconns) && !t->abandon) {
+	while ((!t->stop || t->nconns || accepts_armed(l)) && !t->abandon) {
 		struct io_uring_cqe *cqe;
 		unsigned head, n = 0;
 
