@@ -309,9 +309,8 @@ class Limits(McCase):
         s = self.tcp()
         s.sendall(b"mn\r\n")
         self.assertEqual(read_until(s, 4), b"MN\r\n")
-        start = time.monotonic()
         self.assertEqual(read_to_eof(s), b"")  # closed by the daemon
-        self.assertGreaterEqual(time.monotonic() - start, 0.5)
+        self.assertIn("idle for 1 s", self.d.logtext())
 
 
 def read_to_eof_or(s, n):
@@ -410,7 +409,11 @@ class Refusals(unittest.TestCase):
                         "    if not b: break\n"
                         "    out += b\n"
                         "sys.stdout.write(out.decode())\n")
-                r = subprocess.run([sys.executable, "-c", code, mc],
+                # Debian's interpreter: one under /root is not nobody's.
+                py = ("/usr/bin/python3" if os.access("/usr/bin/python3",
+                                                      os.X_OK)
+                      else sys.executable)
+                r = subprocess.run([py, "-c", code, mc],
                                    capture_output=True, text=True,
                                    timeout=p.HANG_S,
                                    preexec_fn=become_nobody)
@@ -488,16 +491,8 @@ def main():
     if len(sys.argv) < 3 or sys.argv[2] not in ("uring", "epoll", "fallback"):
         print(__doc__)
         return 2
-    BINARY = os.path.abspath(sys.argv[1])
-    LOOP_ARGS = ["--epoll"] if sys.argv[2] == "epoll" else []
-    if sys.argv[2] == "fallback":
-        wrapper = os.path.abspath(sys.argv[3])
-        script = os.path.join(tempfile.mkdtemp(prefix="shmc-fb-"), "daemon")
-        with open(script, "w") as f:
-            f.write(f'#!/bin/sh\nexec "{wrapper}" "{BINARY}" "$@"\n')
-        os.chmod(script, 0o755)
-        BINARY = script
-        FALLBACK[0] = True
+    BINARY, LOOP_ARGS, FALLBACK[0] = p.loop_binary(
+        sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
     if len(sys.argv) > 3 and os.path.isfile(sys.argv[3]):
         del sys.argv[3]
     if not os.access(BINARY, os.X_OK):
