@@ -222,7 +222,8 @@ void mc_conn_input(struct mc_thread *t, struct mc_conn *c)
 		c->unprocessed = false;
 		return;
 	}
-	if (!c->unprocessed || c->closing)
+	/* With MC_OUT_HIGH unsent no request can run: wait for the peer. */
+	if (!c->unprocessed || c->closing || mc_conn_pending(c) >= MC_OUT_HIGH)
 		return;
 	/* Unsent output to the front: out.high then bounds what is unsent. */
 	if (c->out_off) {
