@@ -292,7 +292,7 @@ class Requests(McCase):
 
 
 class Limits(McCase):
-    extra = ["--memcached-max-conns", "3", "--memcached-idle-timeout", "1"]
+    extra = ["--memcached-max-conns", "3"]
 
     def test_memcached_max_conns_exceeded_gets_server_error(self):
         v = self.version()  # its connection stays open: 1 of 3
@@ -312,6 +312,10 @@ class Limits(McCase):
             s.sendall(b"mn\r\n")
             return read_to_eof_or(s, 4) == b"MN\r\n"
         self.wait_until(served, "no connection after one closed")
+
+
+class Idle(McCase):
+    extra = ["--memcached-idle-timeout", "1"]
 
     def test_memcached_idle_connection_closed(self):
         s = self.tcp()
