@@ -81,7 +81,7 @@ def ctl(d, *args, stdin=None):
 
 
 CLIENT_TOOLS = ("memccp", "memccat", "memcrm", "memcstat", "memcflush",
-                "memcexist", "php", "nutcracker")
+                "memcexist", "memccapable", "php", "nutcracker")
 
 
 def missing_clients():
@@ -257,7 +257,8 @@ class CrossPath(McCase):
 
 
 class LibmemcachedTools(McCase):
-    """memccp, memccat, memcrm, memcstat, memcflush, memcexist."""
+    """memccp, memccat, memcrm, memcstat, memcflush, memcexist, and
+    memccapable (its text-protocol conformance cases)."""
 
     def servers(self, where):
         return (f"--servers=127.0.0.1:{self.d.port}" if where == "tcp"
@@ -298,6 +299,15 @@ class LibmemcachedTools(McCase):
         r = self.tool("memcflush", srv)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(ctl(self.d, "get", "left").returncode, 1)
+
+    def test_mc_clients_memccapable_ascii(self):
+        # libmemcached's conformance checker, every text-protocol case.
+        r = self.tool("memccapable", "-h", "127.0.0.1", "-p",
+                      str(self.d.port), "-a", "-t", "10")
+        out = r.stdout.decode(errors="replace")
+        self.assertEqual(r.returncode, 0, out + r.stderr.decode())
+        self.assertIn("All tests passed", out)
+        self.assertNotIn("[fail]", out)
 
     def test_mc_clients_libmemcached_tools_tcp(self):
         self.check_tools("tcp")
