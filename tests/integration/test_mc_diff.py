@@ -67,7 +67,7 @@ def exchange(path, data):
         s.close()
 
 
-CAS_LINE = re.compile(rb"^(VALUE \S+ \d+ \d+) \d+$", re.M)
+CAS_LINE = re.compile(rb"^(VALUE \S+ \d+ \d+) \d+(?=\r\n)", re.M)
 
 
 def mask(b):
@@ -196,6 +196,17 @@ class Diff(unittest.TestCase):
         self.same(b"version\r\nverbosity 1\r\nverbosity\r\n"
                   b"verbosity 1 noreply\r\nflush_all 0\r\nflush_all abc\r\n"
                   b"bogus\r\n\r\nGET a\r\n")
+
+    def test_mc_diff_extra_tokens(self):
+        # memcached dispatches on the token count: extra words are errors
+        self.same(b"version foo bar\r\n")
+        self.same(b"verbosity a b c\r\n")
+        self.same(b"verbosity 1 2 3 4\r\n")
+        self.same(b"flush_all 0 noreply extra\r\n")
+        self.same(b"touch a 1 noreply extra\r\n")
+        self.same(b"incr a 1 noreply extra\r\n")
+        self.same(b"set a 0 0 1 noreply extra\r\nx\r\n")
+        self.same(b"quit now\r\n")
 
     def test_mc_diff_quit(self):
         self.same(b"set a 0 0 1\r\nx\r\nquit\r\nget a\r\n")
