@@ -26,8 +26,17 @@
 #include <stdint.h>
 
 #include "engine.h"
+#include "shmc_version.h"
 
 struct config;
+
+/* What `version` answers and `stats` shows as "version": the memcached
+ * release whose protocol this one is held to (test_mc_diff.py compares
+ * them), then shmcached's own version.  Clients read the first as
+ * memcached's (libmemcached refuses a major version 0, and some gate
+ * commands on it); `stats` gives shmcached's as "shmc_version". */
+#define MC_COMPAT_VERSION "1.6.18"
+#define MC_VERSION_LINE MC_COMPAT_VERSION " shmcached-" SHMC_VERSION
 
 /* memcached's limits on what a request may carry. */
 #define MC_KEY_MAX 250	 /* bytes in a key (after base64 decoding) */

@@ -56,10 +56,20 @@ enum mc_result {
 
 typedef enum mc_result (*mc_cmd_fn)(struct mc_ctx *x);
 
-/* The commands of each protocol: the handler for tok[0], or NULL when the
+/* A command: its handler and how many tokens (the command's own included)
+ * its line may have.  As in memcached, a line with another count is not
+ * that command: the core answers "ERROR" without calling it. */
+struct mc_cmd {
+	const char *name;
+	mc_cmd_fn fn;
+	unsigned min_tok;
+	unsigned max_tok; /* 0: any number */
+};
+
+/* The commands of each protocol: the one named tok[0], or NULL when the
  * name is not one of theirs. */
-mc_cmd_fn mc_text_lookup(const char *name, size_t n);
-mc_cmd_fn mc_meta_lookup(const char *name, size_t n);
+const struct mc_cmd *mc_text_lookup(const char *name, size_t n);
+const struct mc_cmd *mc_meta_lookup(const char *name, size_t n);
 
 /* The text protocol's `stats` (mc_stats.c). */
 enum mc_result mc_cmd_stats(struct mc_ctx *x);

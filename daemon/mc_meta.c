@@ -1231,24 +1231,19 @@ static enum mc_result cmd_mn(struct mc_ctx *x)
 	return MC_DONE;
 }
 
-mc_cmd_fn mc_meta_lookup(const char *name, size_t n)
+/* Every meta command but mn needs its key (me says so itself, as in
+ * memcached). */
+static const struct mc_cmd commands[] = {
+	{ "mg", cmd_mg, 2, 0 }, { "ms", cmd_ms, 2, 0 }, { "md", cmd_md, 2, 0 },
+	{ "ma", cmd_ma, 2, 0 }, { "mn", cmd_mn, 1, 0 }, { "me", cmd_me, 1, 0 },
+};
+
+const struct mc_cmd *mc_meta_lookup(const char *name, size_t n)
 {
 	if (n != 2 || name[0] != 'm')
 		return NULL;
-	switch (name[1]) {
-	case 'g':
-		return cmd_mg;
-	case 's':
-		return cmd_ms;
-	case 'd':
-		return cmd_md;
-	case 'a':
-		return cmd_ma;
-	case 'n':
-		return cmd_mn;
-	case 'e':
-		return cmd_me;
-	default:
-		return NULL;
-	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (commands[i].name[1] == name[1])
+			return &commands[i];
+	return NULL;
 }

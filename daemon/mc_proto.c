@@ -384,7 +384,7 @@ static void refuse_framing(struct mc_ctx *x, const char *msg)
 	x->s->close = true;
 }
 
-static mc_cmd_fn lookup(const struct mc_tok *t)
+static const struct mc_cmd *lookup(const struct mc_tok *t)
 {
 	if (t->n == 2 && t->p[0] == 'm')
 		return mc_meta_lookup(t->p, t->n);
@@ -445,12 +445,14 @@ size_t mc_process(struct mc_worker *w, struct mc_session *s, const uint8_t *in,
 		r->data = NULL;
 		r->data_len = 0;
 		r->ntok = mc_tokens(line, n, r->tok, MC_TOKENS_MAX, &r->more);
-		mc_cmd_fn fn = r->ntok ? lookup(&r->tok[0]) : NULL;
-		if (!fn) {
+		const struct mc_cmd *cmd = r->ntok ? lookup(&r->tok[0]) : NULL;
+		if (!cmd || r->ntok < cmd->min_tok ||
+		    (cmd->max_tok && (r->ntok > cmd->max_tok || r->more))) {
 			mc_reply_error(&x);
 			pos += consumed;
 			continue;
 		}
+		mc_cmd_fn fn = cmd->fn;
 		if (fn(&x) == MC_NEED_DATA) {
 			size_t total = consumed + r->data_len + 2;
 			if (avail < total) {

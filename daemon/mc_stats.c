@@ -124,8 +124,11 @@ static void stats_general(struct mc_ctx *x)
 	stat_u64(out, "uptime",
 		 x->now > sh->started ? x->now - sh->started : 0);
 	stat_u64(out, "time", x->now);
-	stat_str(out, "version", SHMC_VERSION);
+	stat_str(out, "version", MC_COMPAT_VERSION);
+	stat_str(out, "shmc_version", SHMC_VERSION);
 	stat_u64(out, "pointer_size", 8 * sizeof(void *));
+	if (sh->cfg)
+		stat_u64(out, "max_connections", sh->cfg->memcached_max_conns);
 	stat_time(out, "rusage_user", &ru.ru_utime);
 	stat_time(out, "rusage_system", &ru.ru_stime);
 	stat_u64(out, "curr_connections", c.curr_connections);
@@ -187,6 +190,8 @@ static void stats_settings(struct mc_ctx *x)
 	stat_str(out, "dump_enabled", "no");
 	stat_str(out, "hash_algorithm", "xxh3");
 	if (sh->cfg) {
+		stat_u64(out, "maxconns", sh->cfg->memcached_max_conns);
+		stat_u64(out, "idle_timeout", sh->cfg->memcached_idle_timeout);
 		stat_str(out, "shmc_name", sh->cfg->name);
 		stat_u64(out, "shmc_lock_timeout_ms", sh->cfg->lock_timeout_ms);
 		stat_str(out, "shmc_checksum",

@@ -6,8 +6,9 @@
  * its proto_text.c answers them.  `stats` is mc_stats.c's.
  *
  * Replies are memcached's, word for word; where memcached versions differ
- * this follows 1.6's current parser (a command short of its arguments gets
- * "CLIENT_ERROR bad command line format").  A trailing `noreply` silences
+ * this follows the 1.6 release Debian 12 ships (1.6.18), which the
+ * integration test test_mc_diff.py compares it with: a line with more or
+ * fewer words than its command takes is "ERROR", not a command.  A trailing `noreply` silences
  * every reply of the command it ends, errors included, as in memcached.
  *
  * Retrieval writes each value straight into the connection's output: the
@@ -710,7 +711,7 @@ static enum mc_result cmd_flush_all(struct mc_ctx *x)
 
 static enum mc_result cmd_version(struct mc_ctx *x)
 {
-	mc_out_str(x->out, "VERSION " SHMC_VERSION "\r\n");
+	mc_out_str(x->out, "VERSION " MC_VERSION_LINE "\r\n");
 	return MC_DONE;
 }
 
@@ -743,27 +744,26 @@ static enum mc_result cmd_quit(struct mc_ctx *x)
  * The command table
  * ------------------------------------------------------------------------ */
 
-static const struct {
-	const char *name;
-	mc_cmd_fn fn;
-} commands[] = {
-	{ "get", cmd_get },	    { "gets", cmd_gets },
-	{ "set", cmd_set },	    { "delete", cmd_delete },
-	{ "incr", cmd_incr },	    { "decr", cmd_decr },
-	{ "add", cmd_add },	    { "replace", cmd_replace },
-	{ "append", cmd_append },   { "prepend", cmd_prepend },
-	{ "cas", cmd_cas },	    { "touch", cmd_touch },
-	{ "gat", cmd_gat },	    { "gats", cmd_gats },
-	{ "stats", mc_cmd_stats },  { "flush_all", cmd_flush_all },
-	{ "version", cmd_version }, { "verbosity", cmd_verbosity },
-	{ "quit", cmd_quit },
+/* With the token counts memcached 1.6 (as Debian 12 ships it) takes each
+ * command with: another count is "ERROR", as there. */
+static const struct mc_cmd commands[] = {
+	{ "get", cmd_get, 2, 0 },	  { "gets", cmd_gets, 2, 0 },
+	{ "set", cmd_set, 5, 6 },	  { "delete", cmd_delete, 2, 4 },
+	{ "incr", cmd_incr, 3, 4 },	  { "decr", cmd_decr, 3, 4 },
+	{ "add", cmd_add, 5, 6 },	  { "replace", cmd_replace, 5, 6 },
+	{ "append", cmd_append, 5, 6 },	  { "prepend", cmd_prepend, 5, 6 },
+	{ "cas", cmd_cas, 6, 7 },	  { "touch", cmd_touch, 3, 4 },
+	{ "gat", cmd_gat, 3, 0 },	  { "gats", cmd_gats, 3, 0 },
+	{ "stats", mc_cmd_stats, 1, 0 },  { "flush_all", cmd_flush_all, 1, 3 },
+	{ "version", cmd_version, 1, 0 }, { "verbosity", cmd_verbosity, 2, 3 },
+	{ "quit", cmd_quit, 1, 0 },
 };
 
-mc_cmd_fn mc_text_lookup(const char *name, size_t n)
+const struct mc_cmd *mc_text_lookup(const char *name, size_t n)
 {
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strlen(commands[i].name) == n &&
 		    !memcmp(commands[i].name, name, n))
-			return commands[i].fn;
+			return &commands[i];
 	return NULL;
 }

@@ -129,14 +129,14 @@ class Diff(unittest.TestCase):
         self.same(b"set a 0 0 abc\r\nxyz\r\n")
         self.same(b"set a 0 0\r\n")
         self.same(b"set a 0 0 -1\r\n")
-        self.same(b"set a abc 0 1\r\nx\r\n")
-        self.same(b"set a 0 abc 1\r\nx\r\n")
         self.same(b"set a 0 0 3\r\nabcd\r\nget a\r\n")
         self.same(b"set a 0 0 3\r\nab\r\nget a\r\n")
-        self.same(b"set a 4294967296 0 1\r\nx\r\n")
         self.same(b"set a 4294967295 0 1\r\nx\r\nget a\r\n")
         self.same(b"cas a 0 0 1\r\nx\r\n")
-        self.same(b"cas a 0 0 1 abc\r\nx\r\n")
+        # (A refused line with a valid length - bad flags, a bad exptime,
+        # a long key - has its block skipped here, as memcached's newest
+        # parser does; 1.6.18 runs the block as a command.  Flags over 32
+        # bits are refused here.  docs/MEMCACHED.md, "Differences".)
 
     def test_mc_diff_cas_flow(self):
         # the CAS value differs by server: it is read back from the reply
@@ -164,7 +164,6 @@ class Diff(unittest.TestCase):
     def test_mc_diff_keys(self):
         k250, k251 = b"k" * 250, b"k" * 251
         self.same(b"set " + k250 + b" 0 0 1\r\nx\r\nget " + k250 + b"\r\n")
-        self.same(b"set " + k251 + b" 0 0 1\r\nx\r\nget a\r\n")
         self.same(b"get " + k251 + b"\r\n")
         self.same(b"get\r\n")
         self.same(b"delete " + k251 + b"\r\n")

@@ -22,7 +22,7 @@ static void test_mc_proto_unknown_command_is_error(void **state)
 	assert_mc(f, "bogus\r\n", "ERROR\r\n");
 	assert_mc(f, "\r\n", "ERROR\r\n");
 	/* The connection stays usable. */
-	assert_mc(f, "version\r\n", "VERSION " SHMC_VERSION "\r\n");
+	assert_mc(f, "version\r\n", "VERSION " MC_VERSION_LINE "\r\n");
 }
 
 static void test_mc_proto_pipelined_in_order(void **state)
@@ -30,8 +30,8 @@ static void test_mc_proto_pipelined_in_order(void **state)
 	struct mc_fx *f = *state;
 
 	assert_mc(f, "version\r\nmn\r\nversion\n",
-		  "VERSION " SHMC_VERSION "\r\nMN\r\nVERSION " SHMC_VERSION
-		  "\r\n");
+		  "VERSION " MC_VERSION_LINE
+		  "\r\nMN\r\nVERSION " MC_VERSION_LINE "\r\n");
 }
 
 static void test_mc_proto_partial_line_waits(void **state)
@@ -40,7 +40,7 @@ static void test_mc_proto_partial_line_waits(void **state)
 
 	assert_mc(f, "vers", "");
 	assert_true(f->s.need > 4);
-	assert_mc(f, "ion\r\n", "VERSION " SHMC_VERSION "\r\n");
+	assert_mc(f, "ion\r\n", "VERSION " MC_VERSION_LINE "\r\n");
 }
 
 static void test_mc_proto_long_line_closes(void **state)
