@@ -907,6 +907,13 @@ Client_get_into(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     if (PyObject_GetBuffer(a[1], &b, PyBUF_WRITABLE) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError) ||
+            PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Format(PyExc_TypeError,
+                         "get_into() needs a writable bytes-like buffer "
+                         "(bytearray, memoryview, ...), not %.100s",
+                         Py_TYPE(a[1])->tp_name);
+        }
         key_release(&k);
         return NULL;
     }
@@ -1291,7 +1298,7 @@ get_batch(ClientObject *self, PyObject **items, Py_ssize_t n, char *arena,
             goto out;
         }
         if (with_flags) {
-            Py_SETREF(v, Py_BuildValue("(Nk)", v, (unsigned long)it.flags));
+            v = Py_BuildValue("(Nk)", v, (unsigned long)it.flags);
         }
         if (v == NULL || PyDict_SetItem(d, items[i], v) < 0) {
             Py_XDECREF(v);
@@ -1528,6 +1535,13 @@ load_result(PyObject *r, void *buf, size_t cap, size_t *vlen, uint32_t *ttl_s,
         if (u32_arg(PyTuple_GET_ITEM(r, 1), "the loader's ttl", ttl_s) < 0) {
             return -1;
         }
+    }
+    if (!PyObject_CheckBuffer(value) || PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError,
+                     "the loader must return bytes or (bytes, ttl), not "
+                     "%.100s",
+                     Py_TYPE(value)->tp_name);
+        return -1;
     }
     if (value_get(value, &v) < 0) {
         return -1;
