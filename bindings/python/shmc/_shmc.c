@@ -816,7 +816,7 @@ Client_get(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
     return v;
 }
 
-/* Client_NAME(), a METH_FASTCALL method that calls fn(self, args, nargs,
+/* The METH_FASTCALL method Client_##name, that calls fn(self, args, nargs,
  * kwnames, ...) with the extra arguments that follow. */
 #define METHOD_VIA(name, fn, ...)                                             \
     static PyObject *Client_##name(ClientObject *self, PyObject *const *args, \

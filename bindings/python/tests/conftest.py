@@ -2,10 +2,10 @@
 on a throwaway socket and region (tests/integration/shmcproto.py's
 DaemonProc), and a Client on it, emptied before each test.
 
-Run by `meson test -C build --suite python` (python/tests/run.py), which
-sets PYTHONPATH to the build tree's package and SHMC_DAEMON to the
+Run by `meson test -C build --suite python` (bindings/python/tests/run.py),
+which sets PYTHONPATH to the build tree's package and SHMC_DAEMON to the
 daemon.  By hand: the same two variables, then `/usr/bin/python3 -m
-pytest python/tests`.
+pytest bindings/python/tests`.
 """
 import contextlib
 import os
@@ -14,7 +14,7 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "integration"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "tests", "integration"))
 
 from shmcproto import DaemonProc  # noqa: E402
 
