@@ -166,3 +166,12 @@ def test_errors_stuck_lock_holder_is_a_lock_timeout():
             stuck.kill()
             stuck.wait()
             stuck.stderr.close()
+
+
+def test_errors_full_namespace_table_says_what_to_do():
+    with own_daemon() as d, shmc.Client(d.sock) as c:
+        for i in range(shmc.NS_MAX - len(c.namespaces())):
+            assert c.add_namespace("full%d:" % i)
+        with pytest.raises(shmc.Error, match="128 namespaces") as e:
+            c.add_namespace("one-more:")
+        assert e.value.code == -28  # -ENOSPC
