@@ -8,13 +8,16 @@ daemon.  By hand: the same two variables, then `/usr/bin/python3 -m
 pytest bindings/python/tests`.
 """
 import contextlib
+import ctypes
 import os
+import signal
 import sys
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "..", "tests", "integration"))
+TOP = os.path.join(HERE, "..", "..", "..")
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 
 from shmcproto import DaemonProc  # noqa: E402
 
@@ -28,10 +31,18 @@ def daemon_binary():
     return path
 
 
+def die_with_parent():
+    """preexec_fn: the daemon gets SIGTERM when the test process ends, even
+    killed (Linux's PR_SET_PDEATHSIG), so that no daemon outlives it."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def start_daemon(extra=()):
-    """A started DaemonProc (stop it with stop_daemon())."""
-    d = DaemonProc(daemon_binary(), extra=list(extra))
-    d.start()
+    """A started DaemonProc (stop it with stop_daemon()); its region goes
+    with it, even when the test process was killed."""
+    d = DaemonProc(daemon_binary(),
+                   extra=["--unlink-on-exit"] + list(extra))
+    d.start(preexec_fn=die_with_parent)
     return d
 
 

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import DaemonProc, daemon_binary, own_daemon, stop_daemon
+from conftest import (DaemonProc, daemon_binary, die_with_parent,
+                      own_daemon, stop_daemon)
 
 import shmc
 
@@ -61,10 +62,12 @@ def nobody_daemon(extra=()):
     os.chmod(work, 0o755)
 
     def drop():
+        die_with_parent()
         os.setgid(65534)
         os.setuid(65534)
 
-    d = DaemonProc(daemon_binary(), extra=list(extra), workdir=work)
+    d = DaemonProc(daemon_binary(), extra=["--unlink-on-exit"] + list(extra),
+                   workdir=work)
     d.start(preexec_fn=drop)
     return d
 
@@ -75,7 +78,8 @@ def test_errors_untrusted_daemon_is_access_denied(monkeypatch):
     d = nobody_daemon(["--allow-user", "0"])
     try:
         monkeypatch.delenv("SHMC_TRUST_UID", raising=False)
-        with pytest.raises(shmc.AccessDenied, match="SHMC_TRUST_UID=65534") as e:
+        with pytest.raises(shmc.AccessDenied,
+                           match="SHMC_TRUST_UID=65534") as e:
             shmc.Client(d.sock)
         assert e.value.code == -10002  # SHMC_EUNTRUSTED
         monkeypatch.setenv("SHMC_TRUST_UID", "65534")  # as it says
@@ -92,9 +96,10 @@ def test_errors_daemon_refusing_this_user_is_access_denied():
     # is refused.
     work = tempfile.mkdtemp(prefix="shmc-py-")
     os.chmod(work, 0o755)
-    d = DaemonProc(daemon_binary(), extra=["--allow-user", "65533"],
+    d = DaemonProc(daemon_binary(),
+                   extra=["--unlink-on-exit", "--allow-user", "65533"],
                    workdir=work)
-    d.start()
+    d.start(preexec_fn=die_with_parent)
     try:
         r = subprocess.run(
             [sys.executable, "-c",
@@ -119,7 +124,8 @@ def test_errors_replaced_region_is_a_version_mismatch():
         c.set("k", b"v")
         d.stop()
         d.unlink()
-        d.start()  # a new region on the same socket and name
+        # A new region on the same socket and name.
+        d.start(preexec_fn=die_with_parent)
         # Another client takes the new region's first client id, which
         # is c's in the old one: c cannot get its id back.
         other = shmc.Client(d.sock)
