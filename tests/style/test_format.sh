@@ -1,9 +1,10 @@
 #!/bin/bash
 # test_format.sh SRCROOT
 #
-# Every C file of shared/ daemon/ libclient/ tools/ tests/ is formatted as
-# the top-level .clang-format says: `clang-format --dry-run -Werror` names
-# each line that is not.  The files are git's tracked ones (a source tree
+# Every C file of shared/ daemon/ libclient/ tools/ tests/ bindings/ is
+# formatted as its nearest .clang-format says (the top-level one; PEP 7's
+# bindings/python/.clang-format for the Python extension): `clang-format --dry-run
+# -Werror` names each line that is not.  The files are git's tracked ones (a source tree
 # that is not a git checkout: every .c and .h under those folders).  To fix
 # what it reports:  clang-format -i FILE...  ($CLANG_FORMAT: another binary).
 # Exits 77 (skipped) when clang-format is not installed.
@@ -20,7 +21,7 @@ if ! command -v "$fmt" >/dev/null; then
 	exit 77
 fi
 cd "$src" || exit 1
-dirs=(shared daemon libclient tools tests)
+dirs=(shared daemon libclient tools tests bindings)
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 	mapfile -t files < <(git ls-files -- "${dirs[@]/%//*.c}" \
 		"${dirs[@]/%//*.h}")

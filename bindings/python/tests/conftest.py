@@ -1,0 +1,81 @@
+"""Fixtures of the shmc module's tests: one real shmcached per test session
+on a throwaway socket and region (tests/integration/shmcproto.py's
+DaemonProc), and a Client on it, emptied before each test.
+
+Run by `meson test -C build --suite python` (bindings/python/tests/run.py),
+which sets PYTHONPATH to the build tree's package and SHMC_DAEMON to the
+daemon.  By hand: the same two variables, then `/usr/bin/python3 -m
+pytest bindings/python/tests`.
+"""
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.join(HERE, "..", "..", "..")
+sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
+
+from shmcproto import DaemonProc  # noqa: E402
+
+import shmc  # noqa: E402
+
+
+def daemon_binary():
+    path = os.environ.get("SHMC_DAEMON")
+    if not path or not os.access(path, os.X_OK):
+        pytest.skip("SHMC_DAEMON does not name the shmcached binary")
+    return path
+
+
+def die_with_parent():
+    """preexec_fn: the daemon gets SIGTERM when the test process ends, even
+    killed (Linux's PR_SET_PDEATHSIG), so that no daemon outlives it."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def start_daemon(extra=()):
+    """A started DaemonProc (stop it with stop_daemon()); its region goes
+    with it, even when the test process was killed."""
+    d = DaemonProc(daemon_binary(),
+                   extra=["--unlink-on-exit"] + list(extra))
+    d.start(preexec_fn=die_with_parent)
+    return d
+
+
+def stop_daemon(d):
+    d.stop()
+    d.unlink()
+
+
+@contextlib.contextmanager
+def own_daemon(extra=()):
+    """A daemon of the test's own, stopped and removed at the end."""
+    d = start_daemon(extra)
+    try:
+        yield d
+    finally:
+        stop_daemon(d)
+
+
+@pytest.fixture(scope="session")
+def daemon():
+    d = start_daemon()
+    yield d
+    stop_daemon(d)
+
+
+@pytest.fixture(scope="session")
+def sock(daemon):
+    return daemon.sock
+
+
+@pytest.fixture
+def client(sock):
+    c = shmc.Client(sock)
+    c.clear()
+    yield c
+    c.close()
