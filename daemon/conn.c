@@ -305,6 +305,17 @@ void conn_release(struct daemon *d, struct conn *c)
  * Input
  * ------------------------------------------------------------------------ */
 
+bool conn_frame_ready(const struct conn *c)
+{
+	struct proto_hdr h;
+
+	if (c->in_len < PROTO_HDR_SIZE)
+		return false;
+	if (proto_hdr_get(c->in, PROTO_MAX_PAYLOAD, &h))
+		return true;
+	return c->in_len - PROTO_HDR_SIZE >= h.len;
+}
+
 size_t conn_in_room(struct daemon *d, struct conn *c)
 {
 	(void)d;

@@ -131,6 +131,11 @@ void conn_input(struct daemon *d, struct conn *c);
  * otherwise wait for bytes the peer never sends. */
 void conn_resume(struct daemon *d, struct conn *c);
 
+/* True when c->in holds a complete frame not yet answered (or a header
+ * that conn_input() will refuse): the uring loop arms no recv then, see
+ * loop_uring.c. */
+bool conn_frame_ready(const struct conn *c);
+
 /* Room at the end of c->in for the next receive (grows the buffer when a
  * large frame is announced); 0 when input should pause. */
 size_t conn_in_room(struct daemon *d, struct conn *c);

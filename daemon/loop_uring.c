@@ -10,6 +10,13 @@
  *
  * A connection is released only when nothing of it is in flight: closing
  * shuts the socket down, which completes its pending recv.
+ *
+ * A recv is armed only while no complete frame waits in c->in: answering
+ * frames moves the buffer's contents (conn_input() compacts it and gives
+ * back what a large frame grew), which must never happen under a recv
+ * the kernel may be filling.  Frames that wait (behind a reply being
+ * sent, or behind a SAVE) are answered when that ends, and only then is
+ * the next recv armed.
  */
 #include <errno.h>
 #include <poll.h>
@@ -104,7 +111,7 @@ static void settle(struct uloop *l, struct conn *c)
 			conn_release(d, c);
 		return;
 	}
-	if (!c->recv_armed) {
+	if (!c->recv_armed && !conn_frame_ready(c)) {
 		size_t room = conn_in_room(d, c);
 		struct io_uring_sqe *sqe = room ? sqe_get(l) : NULL;
 		if (sqe) {
