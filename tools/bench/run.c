@@ -84,8 +84,9 @@ struct worker {
 	struct slot *slot;
 	void *proc;
 	unsigned proc_idx, thr_idx, procs;
-	unsigned every; /* time 1 op in every (0: none) */
-	uint64_t pos;	/* next trace entry */
+	unsigned every;	    /* time 1 op in every (0: none) */
+	uint64_t pos;	    /* next trace entry */
+	const char **mkeys; /* an OP_MGET's keys (mget_batch of them) */
 };
 
 volatile sig_atomic_t run_interrupted;
@@ -184,6 +185,8 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 	int (*set)(void *, const void *, size_t, const void *,
 		   size_t) = be->set;
 	int (*del)(void *, const void *, size_t) = be->del;
+	const char **mkeys = wk->mkeys;
+	const unsigned batch = w->cfg->mget_batch;
 	const uint32_t *trace = w->trace, *vlen = w->vlen;
 	const unsigned char *vals = w->vals;
 	const char *keys = w->keys;
@@ -193,6 +196,7 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 	const unsigned every = wk->every;
 	unsigned countdown = every;
 	uint64_t pos = wk->pos, done = 0;
+	unsigned found = 0;
 	size_t vl;
 
 	while (done < max_ops) {
@@ -218,19 +222,35 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 				countdown = every;
 				t0 = now_ns();
 			}
-			if (op == OP_GET)
+			if (op == OP_GET) {
 				rc = get(h, key, ks, buf, cap, &vl);
-			else if (op == OP_SET)
+			} else if (op == OP_SET) {
 				rc = set(h, key, ks, vals, vlen[k]);
-			else
+			} else if (op == OP_DEL) {
 				rc = del(h, key, ks);
+			} else {
+				/* This entry's key and the next ones'. */
+				mkeys[0] = key;
+				for (unsigned i = 1; i < batch; i++)
+					mkeys[i] =
+						keys +
+						(size_t)(trace[(pos - 1 + i) &
+							       mask] &
+							 TRACE_KEY_MASK) *
+							ks;
+				rc = be->mget(h, mkeys, ks, batch, buf, cap,
+					      &found);
+			}
 			if (timed) {
 				int64_t d = now_ns() - t0 - ovh;
 
 				hist_add(&t->lat[op], d > 0 ? (uint64_t)d : 0);
 			}
 			t->ops[op]++;
-			if (rc == 0) {
+			if (op == OP_MGET && rc == 0) {
+				t->hits += found;
+				t->misses += batch - found;
+			} else if (rc == 0) {
 				t->hits += op == OP_GET;
 			} else if (rc == BE_MISS) {
 				t->misses += op == OP_GET;
@@ -324,7 +344,9 @@ static void *worker_thread(void *arg)
 	void *h = NULL;
 	int rc;
 
-	if (!t || !buf) {
+	if (cfg->mix[OP_MGET])
+		wk->mkeys = calloc(cfg->mget_batch, sizeof(*wk->mkeys));
+	if (!t || !buf || (cfg->mix[OP_MGET] && !wk->mkeys)) {
 		rc = srv_fail(s->why, sizeof(s->why), -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -402,6 +424,7 @@ static void *worker_thread(void *arg)
 	be->close(h);
 	free(t);
 	free(buf);
+	free(wk->mkeys);
 	return NULL;
 
 fail:
@@ -410,6 +433,7 @@ fail:
 		be->close(h);
 	free(t);
 	free(buf);
+	free(wk->mkeys);
 	atomic_fetch_add(&wk->ctl->failed, 1);
 	return NULL;
 }

@@ -206,6 +206,18 @@ int srv_wait(struct be_server *s, double timeout_s, const char *log)
 			last[0] ? last : "no message");
 }
 
+unsigned srv_threads(const struct bench_cfg *cfg)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned clients = cfg->procs * cfg->threads;
+
+	if (cfg->server_threads)
+		return cfg->server_threads;
+	if (ncpu < 1)
+		ncpu = 1;
+	return clients < (unsigned)ncpu ? clients : (unsigned)ncpu;
+}
+
 void srv_kill(struct be_server *s)
 {
 	struct timespec nap = { 0, 10 * 1000 * 1000 };
