@@ -12,6 +12,8 @@
  *              srv_threads(): the same client code against the other
  *              server, over the same kind of socket.
  *
+ * With --tcp both listen on a free TCP port of 127.0.0.1 instead, and
+ * the client sets TCP_NODELAY.
  * Compiled only when libmemcached is found (HAVE_LIBMEMCACHED).
  */
 #include "bench.h"
@@ -51,7 +53,7 @@ struct mc_thr {
 static int mc_start(struct be_server *s)
 {
 	const struct bench_cfg *cfg = s->cfg;
-	char bin[PATH_MAX], mb[32], thr[16], log[PATH_MAX + 16];
+	char bin[PATH_MAX], mb[32], thr[16], port[16], log[PATH_MAX + 16];
 	char *argv[24];
 	unsigned n = 0;
 	int rc;
@@ -77,10 +79,21 @@ static int mc_start(struct be_server *s)
 	snprintf(thr, sizeof(thr), "%u", srv_threads(cfg));
 
 	argv[n++] = bin;
-	argv[n++] = "-s";
-	argv[n++] = s->sock;
-	argv[n++] = "-a";
-	argv[n++] = "0700";
+	if (cfg->tcp) {
+		if ((rc = srv_free_port(s, &s->port)))
+			return rc;
+		snprintf(port, sizeof(port), "%u", s->port);
+		snprintf(s->sock, sizeof(s->sock), "127.0.0.1:%u", s->port);
+		argv[n++] = "-l";
+		argv[n++] = "127.0.0.1";
+		argv[n++] = "-p";
+		argv[n++] = port;
+	} else {
+		argv[n++] = "-s";
+		argv[n++] = s->sock;
+		argv[n++] = "-a";
+		argv[n++] = "0700";
+	}
 	argv[n++] = "-m";
 	argv[n++] = mb;
 	argv[n++] = "-t";
@@ -110,18 +123,25 @@ static void mc_stop(struct be_server *s)
 	srv_rmdir(s);
 }
 
-/* shmc-mc: shmcached with a memcached listener; s->sock becomes the
- * listener's path once it answers. */
+/* shmc-mc: shmcached with a memcached listener; s->sock (or s->port)
+ * becomes the listener's once the daemon is up. */
 static int shmc_mc_start(struct be_server *s)
 {
 	char sock[PATH_MAX], thr[16], log[PATH_MAX + 16];
 	const char *extra[4];
+	unsigned port = 0;
 	int rc;
 
 	if ((rc = srv_mkdir(s, "shmc-mc")))
 		return rc;
-	if ((rc = srv_path(s, sock, sizeof(sock), "memcached.sock")) ||
-	    (rc = srv_path(s, log, sizeof(log), "shmcached.log")))
+	if (s->cfg->tcp) {
+		if ((rc = srv_free_port(s, &port)))
+			return rc;
+		snprintf(sock, sizeof(sock), "127.0.0.1:%u", port);
+	} else if ((rc = srv_path(s, sock, sizeof(sock), "memcached.sock"))) {
+		return rc;
+	}
+	if ((rc = srv_path(s, log, sizeof(log), "shmcached.log")))
 		return rc;
 	snprintf(thr, sizeof(thr), "%u", srv_threads(s->cfg));
 	extra[0] = "--memcached";
@@ -132,6 +152,7 @@ static int shmc_mc_start(struct be_server *s)
 	if (rc)
 		return rc;
 	snprintf(s->sock, sizeof(s->sock), "%s", sock);
+	s->port = port;
 	return srv_wait(s, 10, log);
 }
 
@@ -139,7 +160,7 @@ static int mc_attach(struct be_server *s, void **proc, char *why, size_t n)
 {
 	(void)why;
 	(void)n;
-	*proc = s->sock;
+	*proc = s;
 	return 0;
 }
 
@@ -150,6 +171,7 @@ static void mc_detach(void *proc)
 
 static int mc_open(void *proc, void **thr, char *why, size_t n)
 {
+	const struct be_server *s = proc;
 	struct mc_thr *t = calloc(1, sizeof(*t));
 	memcached_return_t rc;
 
@@ -157,10 +179,18 @@ static int mc_open(void *proc, void **thr, char *why, size_t n)
 		free(t);
 		return srv_fail(why, n, -ENOMEM, "memcached_create failed");
 	}
-	rc = memcached_server_add_unix_socket(t->m, proc);
+	if (s->port) {
+		rc = memcached_server_add(t->m, "127.0.0.1",
+					  (in_port_t)s->port);
+		if (rc == MEMCACHED_SUCCESS)
+			rc = memcached_behavior_set(
+				t->m, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+	} else {
+		rc = memcached_server_add_unix_socket(t->m, s->sock);
+	}
 	if (rc != MEMCACHED_SUCCESS) {
 		srv_fail(why, n, mc_err(rc), "memcached_server_add %s: %s",
-			 (const char *)proc, memcached_strerror(t->m, rc));
+			 s->sock, memcached_strerror(t->m, rc));
 		memcached_free(t->m);
 		free(t);
 		return mc_err(rc);

@@ -141,6 +141,9 @@
 	X(PEERS, "peers", "DIR",                                               \
 	  "use the memcached and redis that `tools/peers\n"                    \
 	  "start DIR` runs instead of starting them")                          \
+	X(TCP, "tcp", NULL,                                                    \
+	  "memcached and shmc-mc listen on TCP 127.0.0.1\n"                    \
+	  "(a free port) instead of a Unix socket")                            \
 	X(SERVER_THREADS, "server-threads", "N|auto",                          \
 	  "threads of memcached (-t) and of shmc-mc's\n"                       \
 	  "shmcached (--threads) (default 1; auto: one per\n"                  \
@@ -645,6 +648,9 @@ static int parse_args(struct options *o, int argc, char **argv)
 				rc = parse_u32(name, a, &cfg->server_threads, 1,
 					       64);
 			break;
+		case OPT_TCP:
+			cfg->tcp = true;
+			break;
 		case OPT_MGET_BATCH:
 			rc = parse_u32(name, a, &cfg->mget_batch, 1,
 				       BENCH_MGET_MAX);
@@ -870,8 +876,9 @@ static void print_vs_memcached(const struct options *o,
 			continue;
 		if (p == 0)
 			printf("\nshmc-mc (shmcached) against memcached, the same "
-			       "client over the same socket, %u server "
-			       "thread(s) each:\n",
+			       "client over the same kind of socket (%s), %u "
+			       "server thread(s) each:\n",
+			       o->cfg.tcp ? "TCP on 127.0.0.1" : "Unix",
 			       srv_threads(&o->cfg));
 		lat_all(a, &la);
 		lat_all(b, &lb);

@@ -71,6 +71,7 @@ struct bench_cfg {
 	const char *tmpdir;	 /* where temporary folders go */
 	unsigned server_threads; /* memcached -t, shmcached --threads; 0:
 				  * one per client thread up to the CPUs */
+	bool tcp; /* memcached, shmc-mc: TCP on loopback, not Unix */
 };
 
 /* ------------------------------------------------------------------------
@@ -87,6 +88,7 @@ struct be_server {
 	const struct bench_cfg *cfg;
 	char dir[PATH_MAX];  /* temporary folder ("" if none) */
 	char sock[PATH_MAX]; /* Unix socket of the server */
+	unsigned port;	     /* not 0: it listens on 127.0.0.1:port instead */
 	char name[64];	     /* shmc: the region's name */
 	pid_t pid;	     /* server process we started (0: none) */
 	char why[512];	     /* why start() skipped or failed */
@@ -171,8 +173,14 @@ void srv_rmdir(struct be_server *s);
  * bench dies.  Records the pid in s->pid.  0 or -errno. */
 int srv_spawn(struct be_server *s, char *const argv[], const char *log);
 
-/* Waits up to timeout_s for s->sock to accept a connection while s->pid
- * lives.  0, or -errno with s->why set (the log's last line if given). */
+/* A TCP port on 127.0.0.1 that is free now (the server started next is
+ * told to listen there; a race with another program is reported by its
+ * start failing).  0 or -errno with s->why set. */
+int srv_free_port(struct be_server *s, unsigned *port);
+
+/* Waits up to timeout_s for s->sock (127.0.0.1:s->port when set) to
+ * accept a connection while s->pid lives.  0, or -errno with s->why set
+ * (the log's last line if given). */
 int srv_wait(struct be_server *s, double timeout_s, const char *log);
 
 /* The server threads to give a server (memcached -t, shmcached
