@@ -17,6 +17,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "opt.h"
@@ -131,6 +133,31 @@ enum opt_kind {
 	X(HELLO_TIMEOUT, "hello-timeout", 0, KIND_VALUE, "MS",                 \
 	  "close a connection that has not sent HELLO\n"                       \
 	  "by then, 100..600000 ms (default 10000)")                           \
+	X(MEMCACHED, "memcached", 0, KIND_VALUE, "ADDR",                       \
+	  "serve memcached's text and meta protocols at\n"                     \
+	  "ADDR: a Unix socket /PATH (its access as the\n"                     \
+	  "control socket's, allow lists included) or\n"                       \
+	  "HOST:PORT for TCP (127.0.0.1:11211,\n"                              \
+	  "[::1]:11211, localhost:11211); repeatable, up\n"                    \
+	  "to 16; no UDP.  Socket activation: fds named\n"                     \
+	  "memcached (FileDescriptorName=memcached) are\n"                     \
+	  "served too (shmcached-memcached.socket)")                           \
+	X(MEMCACHED_REMOTE, "memcached-remote", 0, KIND_FLAG, NULL,            \
+	  "allow --memcached on TCP addresses other than\n"                    \
+	  "loopback: the protocol has no authentication,\n"                    \
+	  "anyone who reaches the port reads and writes\n"                     \
+	  "the cache (default: refused)")                                      \
+	X(THREADS, "threads", 0, KIND_VALUE, "N",                              \
+	  "memcached serving threads, each its own event\n"                    \
+	  "loop, 1..64 (default 1)")                                           \
+	X(MEMCACHED_MAX_CONNS, "memcached-max-conns", 0, KIND_VALUE, "N",      \
+	  "memcached connections at once, 1..65536\n"                          \
+	  "(default 1024); more are answered SERVER_ERROR\n"                   \
+	  "and closed")                                                        \
+	X(MEMCACHED_IDLE_TIMEOUT, "memcached-idle-timeout", 0, KIND_VALUE,     \
+	  "SECONDS",                                                           \
+	  "close a memcached connection idle that long,\n"                     \
+	  "0..2592000 (default 0: never)")                                     \
 	X(CONFIG, "config", 0, KIND_CMD_VALUE, "FILE",                         \
 	  "read options from FILE first (see below)")                          \
 	X(HELP, "help", 'h', KIND_CMD_ONLY, NULL, "print this help and exit")  \
@@ -488,6 +515,7 @@ struct source {
 	bool users_started;
 	bool groups_started;
 	bool ns_started;
+	bool mc_started;
 };
 
 /* The allow lists are handled as arrays of uint32_t. */
@@ -537,6 +565,139 @@ static int ns_add(struct config *c, bool *started, const char *val, char *why,
 	if (c->n_namespaces >= CONFIG_NS_MAX)
 		return fail(why, cap, "more than %u namespaces", CONFIG_NS_MAX);
 	memcpy(c->namespaces[c->n_namespaces++], val, len + 1);
+	return 0;
+}
+
+static_assert(sizeof(((struct config *)0)->memcached) ==
+		      CONFIG_MC_LISTEN_MAX * (CONFIG_MC_ADDR_MAX + 1),
+	      "config.memcached does not match its limits");
+
+/* A port: 1..65535, digits only. */
+static bool parse_port(const char *s, uint16_t *out)
+{
+	uint64_t v;
+
+	if (opt_parse_uint(s, &v) || v == 0 || v > 65535)
+		return false;
+	*out = (uint16_t)v;
+	return true;
+}
+
+int config_mc_addr(const char *s, struct config_mc_addr *a, char *why,
+		   size_t cap)
+{
+	static const char use[] =
+		"(use /PATH for a Unix socket, or HOST:PORT with HOST an IPv4 "
+		"address, [IPv6] or localhost)";
+	struct opt_qbuf q;
+	size_t len = strlen(s);
+
+	memset(a, 0, sizeof(*a));
+	if (s[0] == '/') {
+		struct sockaddr_un *un = (struct sockaddr_un *)&a->sa;
+
+		if (len > CONFIG_MC_ADDR_MAX)
+			return fail(why, cap,
+				    "socket path %s is longer than %u bytes",
+				    opt_quote(&q, s), CONFIG_MC_ADDR_MAX);
+		un->sun_family = AF_UNIX;
+		memcpy(un->sun_path, s, len);
+		a->len = (socklen_t)sizeof(*un);
+		a->is_unix = a->loopback = true;
+		return 0;
+	}
+	const char *colon = strrchr(s, ':');
+	char host[64];
+	size_t hlen = colon ? (size_t)(colon - s) : 0;
+	uint16_t port;
+
+	if (!colon || !hlen || hlen >= sizeof(host))
+		return fail(why, cap, "invalid address %s %s", opt_quote(&q, s),
+			    use);
+	if (!parse_port(colon + 1, &port))
+		return fail(why, cap, "invalid port in %s (1 to 65535)",
+			    opt_quote(&q, s));
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	if (host[0] == '[' && host[hlen - 1] == ']') {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->sa;
+
+		host[hlen - 1] = '\0';
+		if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) != 1)
+			return fail(why, cap, "invalid IPv6 address in %s %s",
+				    opt_quote(&q, s), use);
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons(port);
+		a->len = (socklen_t)sizeof(*in6);
+		a->loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+			      (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+			       in6->sin6_addr.s6_addr[12] == 127);
+		return 0;
+	}
+	struct sockaddr_in *in = (struct sockaddr_in *)&a->sa;
+
+	if (!strcmp(host, "localhost"))
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+		return fail(why, cap, "invalid address %s %s", opt_quote(&q, s),
+			    use);
+	in->sin_family = AF_INET;
+	in->sin_port = htons(port);
+	a->len = (socklen_t)sizeof(*in);
+	a->loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	return 0;
+}
+
+/* Adds a --memcached address to c's list. */
+static int mc_add(struct config *c, bool *started, const char *val, char *why,
+		  size_t cap)
+{
+	struct config_mc_addr a;
+
+	if (!*started) {
+		*started = true;
+		c->n_memcached = 0;
+	}
+	if (config_mc_addr(val, &a, why, cap))
+		return -1;
+	for (uint32_t i = 0; i < c->n_memcached; i++)
+		if (!strcmp(c->memcached[i], val))
+			return 0;
+	if (c->n_memcached >= CONFIG_MC_LISTEN_MAX)
+		return fail(why, cap, "more than %u addresses",
+			    CONFIG_MC_LISTEN_MAX);
+	snprintf(c->memcached[c->n_memcached++], sizeof(c->memcached[0]), "%s",
+		 val);
+	return 0;
+}
+
+/* What only the whole configuration tells about --memcached: an address
+ * that is the control socket, TCP beyond loopback without
+ * --memcached-remote.  Returns 0, or -1 with an explanation in why. */
+static int mc_check(const struct config *c, char *why, size_t cap)
+{
+	struct opt_qbuf q;
+
+	for (uint32_t i = 0; i < c->n_memcached; i++) {
+		struct config_mc_addr a;
+
+		if (config_mc_addr(c->memcached[i], &a, why, cap))
+			return -1;
+		if (a.is_unix && !strcmp(c->memcached[i], c->socket_path))
+			return fail(why, cap,
+				    "%s is the control socket (--socket); "
+				    "give the memcached socket another path",
+				    opt_quote(&q, c->memcached[i]));
+		if (!a.loopback && !c->memcached_remote)
+			return fail(why, cap,
+				    "%s is not a loopback address and the "
+				    "memcached protocol has no "
+				    "authentication: anyone who reaches it "
+				    "reads and writes the cache; add "
+				    "--memcached-remote to serve it anyway "
+				    "(see docs/SECURITY.md)",
+				    opt_quote(&q, c->memcached[i]));
+	}
 	return 0;
 }
 
@@ -623,6 +784,19 @@ static int opt_apply(struct config *c, struct source *src, int id,
 		return set_uint(&c->hello_timeout_ms, val,
 				CONFIG_HELLO_TIMEOUT_MIN,
 				CONFIG_HELLO_TIMEOUT_MAX, why, cap);
+	case OPT_MEMCACHED:
+		return mc_add(c, &src->mc_started, val, why, cap);
+	case OPT_MEMCACHED_REMOTE:
+		return set_flag(&c->memcached_remote, val, why, cap);
+	case OPT_THREADS:
+		return set_uint(&c->threads, val, 1, CONFIG_THREADS_MAX, why,
+				cap);
+	case OPT_MEMCACHED_MAX_CONNS:
+		return set_uint(&c->memcached_max_conns, val, 1,
+				CONFIG_MC_MAX_CONNS_MAX, why, cap);
+	case OPT_MEMCACHED_IDLE_TIMEOUT:
+		return set_uint(&c->memcached_idle_timeout, val, 0,
+				CONFIG_MC_IDLE_TIMEOUT_MAX, why, cap);
 	case OPT_CONFIG:
 	case OPT_HELP:
 	case OPT_VERSION:
@@ -796,6 +970,8 @@ void config_defaults(struct config *c)
 	c->max_clients = CONFIG_MAX_CLIENTS_DEFAULT;
 	c->lock_timeout_ms = CONFIG_LOCK_TIMEOUT_DEFAULT;
 	c->hello_timeout_ms = CONFIG_HELLO_TIMEOUT_DEFAULT;
+	c->threads = CONFIG_THREADS_DEFAULT;
+	c->memcached_max_conns = CONFIG_MC_MAX_CONNS_DEFAULT;
 	paths_default_socket(c->socket_path, sizeof(c->socket_path), euid);
 	paths_default_name(c->name, sizeof(c->name), euid);
 }
@@ -820,7 +996,14 @@ void config_usage(FILE *out)
 		"    memory = 1G\n"
 		"    allow-group = www-data\n"
 		"'#' starts a comment.  Options on the command line override "
-		"the file.\n");
+		"the file.\n"
+		"\n"
+		"Socket activation (systemd): a passed descriptor named "
+		"memcached\n(FileDescriptorName=memcached, e.g. "
+		"shmcached-memcached.socket beside\nshmcached.socket, "
+		"Service=shmcached.service) serves the memcached\nprotocols, "
+		"as --memcached would; the unnamed one is the control "
+		"socket.\n");
 }
 
 /* "--name" for option id, for messages. */
@@ -968,6 +1151,10 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 
 		report(err, NULL, "unexpected argument %s",
 		       opt_quote(&q, argv[optind]));
+		goto done;
+	}
+	if (mc_check(&w, why, sizeof(why))) {
+		report(err, "--memcached", "%s", why);
 		goto done;
 	}
 	*c = w;

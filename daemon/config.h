@@ -17,8 +17,9 @@
  * Where the settings come from, each overriding the one before:
  *     config_defaults()  ->  the --config FILE  ->  the other options,
  *                                                   in command-line order
- * A list option (allow-user, allow-group, namespace) given in a source replaces the
- * list from earlier sources; repeated within one source it accumulates.
+ * A list option (allow-user, allow-group, namespace, memcached) given in a
+ * source replaces the list from earlier sources; repeated within one
+ * source it accumulates.
  *
  * The config file holds one "key = value" per line.  The keys are the long
  * option names without "--" (every option except config, help and
@@ -26,7 +27,7 @@
  * blank lines are ignored; blanks around keys and values are trimmed; there
  * is no quoting (a value runs to the end of the line or its comment).  A
  * flag (foreground, reset, unlink-on-exit, hugepages, prefault, checksum,
- * epoll, snapshot-partial) takes true/false, yes/no, on/off or 1/0, and a
+ * epoll, snapshot-partial, memcached-remote) takes true/false, yes/no, on/off or 1/0, and a
  * bare key means true.
  */
 #ifndef SHMC_CONFIG_H
@@ -35,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "shmc_version.h" /* SHMC_VERSION, what --version prints */
@@ -63,6 +65,13 @@
 #define CONFIG_SOCKET_PATH_MAX 107u /* sun_path less its NUL */
 #define CONFIG_NAME_MAX 255u	    /* shm name, with its '/' */
 #define CONFIG_FILE_PATH_MAX 4095u  /* snapshot, log file */
+#define CONFIG_MC_LISTEN_MAX 16u    /* --memcached addresses */
+#define CONFIG_MC_ADDR_MAX 107u	    /* bytes in one (a sun_path) */
+#define CONFIG_THREADS_DEFAULT 1u
+#define CONFIG_THREADS_MAX 64u /* min 1 */
+#define CONFIG_MC_MAX_CONNS_DEFAULT 1024u
+#define CONFIG_MC_MAX_CONNS_MAX 65536u	    /* min 1 */
+#define CONFIG_MC_IDLE_TIMEOUT_MAX 2592000u /* seconds (30 days); 0 never */
 
 /* Log levels, the values of config.log_level. */
 enum config_log_level {
@@ -144,6 +153,22 @@ struct config {
 	/* --hello-timeout MS: a connection without HELLO by then is closed;
 	 * 100..600000; default 10000 */
 	uint32_t hello_timeout_ms;
+	/* --memcached ADDR: where the memcached protocols are served, in
+	 * the order given, without duplicates; each a Unix socket path
+	 * (absolute) or HOST:PORT (see config_mc_addr()) */
+	char memcached[16][108];
+	uint32_t n_memcached;
+	/* --memcached-remote: TCP on addresses other than loopback is
+	 * allowed (default: refused, the protocol has no authentication) */
+	bool memcached_remote;
+	/* --threads N: memcached serving threads, 1..64; default 1 */
+	uint32_t threads;
+	/* --memcached-max-conns N: memcached connections at once (all
+	 * threads), 1..65536; default 1024 */
+	uint32_t memcached_max_conns;
+	/* --memcached-idle-timeout SECONDS: a memcached connection with no
+	 * traffic that long is closed; 0 (the default) never */
+	uint32_t memcached_idle_timeout;
 	/* The --config FILE that was applied, as given; "" if none */
 	char config_file[4096];
 };
@@ -168,7 +193,7 @@ void config_defaults(struct config *c);
  * config_defaults().
  *
  * argv follows getopt_long: "--memory 64M" and "--memory=64M" are the
- * same, unambiguous prefixes of long names are accepted ("--mem 64M"),
+ * same, unambiguous prefixes of long names are accepted ("--seg 32"),
  * "--" ends the options, -h is --help and -V is --version.  A flag takes an
  * optional "=BOOL" ("--reset=no") so it can override the config file.
  * "--config FILE" is applied first wherever it appears (at most once),
@@ -194,7 +219,11 @@ void config_defaults(struct config *c);
  *                   values out of range or with junk, unknown users or
  *                   groups, more than 32 allow entries, more than 128
  *                   namespaces or a prefix empty or over 52 bytes, paths or names
- *                   that do not fit, an unreadable config file.
+ *                   that do not fit, an unreadable config file, more than
+ *                   16 --memcached addresses, one that does not parse
+ *                   (config_mc_addr()) or is the control socket, and TCP
+ *                   on an address other than loopback without
+ *                   --memcached-remote.
  * Values quoted in messages are cut to 64 bytes and control characters
  * escaped, so the message stays on one line.
  *
@@ -203,6 +232,22 @@ void config_defaults(struct config *c);
  * does.  It can be called again, e.g. by a test. */
 enum config_result config_parse(struct config *c, int argc, char **argv,
 				FILE *out, FILE *err);
+
+/* A --memcached address: a Unix socket path (it starts with '/', at most
+ * 107 bytes), or HOST:PORT for TCP, HOST being an IPv4 address, an IPv6
+ * address in brackets ("[::1]:11211") or "localhost" (127.0.0.1), PORT
+ * 1..65535.  No name is looked up. */
+struct config_mc_addr {
+	bool is_unix;
+	bool loopback; /* TCP on 127.0.0.0/8 or ::1 (always true for Unix) */
+	struct sockaddr_storage sa;
+	socklen_t len;
+};
+
+/* Parses s into *a.  Returns 0, or -1 with an explanation (no prefix, no
+ * newline) in why.  Thread-safe. */
+int config_mc_addr(const char *s, struct config_mc_addr *a, char *why,
+		   size_t cap);
 
 /* Sizes (--memory, --avg-item) are read by opt_parse_size() (shared/opt.h):
  * decimal digits, then optionally K, M, G or T (binary multiples), then

@@ -160,7 +160,7 @@ void conn_reply(struct conn *c, uint16_t req_type, uint32_t id,
  * Accept and peer check
  * ------------------------------------------------------------------------ */
 
-static bool peer_allowed(const struct config *cfg, uid_t uid, gid_t gid)
+bool conn_peer_allowed(const struct config *cfg, uid_t uid, gid_t gid)
 {
 	if (uid == 0 || uid == geteuid())
 		return true;
@@ -245,7 +245,7 @@ struct conn *conn_accept(struct daemon *d, int fd)
 	c->start = clients_start_word(cred.pid);
 	c->uid = cred.uid;
 	c->gid = cred.gid;
-	if (!peer_allowed(&d->cfg, cred.uid, cred.gid)) {
+	if (!conn_peer_allowed(&d->cfg, cred.uid, cred.gid)) {
 		log_warn("refused peer pid %d uid %u gid %u: not in the allow "
 			 "lists",
 			 (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);

@@ -19,6 +19,10 @@
  *   snapshot.c    the snapshot file format (docs/SNAPSHOT.md)
  *   loop_uring.c  the io_uring event loop
  *   loop_epoll.c  the epoll fallback
+ *   mc_serve.c    memcached's protocols on sockets (--memcached): the
+ *                 listeners, the serving threads and their connections
+ *                 (mc_serve.h); their event loops mc_loop_uring.c and
+ *                 mc_loop_epoll.c; the protocol itself is mc.h's
  *   log.c         leveled logging to stderr or a file
  */
 #ifndef SHMC_DAEMON_H
@@ -44,6 +48,7 @@
 #define DAEMON_LOCK_TIMEOUT_MS 50 /* the loop never waits longer */
 
 struct job_reply;
+struct mc_server;
 
 /* One client connection. */
 struct conn {
@@ -95,6 +100,8 @@ struct daemon {
 	int signal_fd;
 	int job_fd; /* eventfd: the background job is done */
 
+	struct mc_server *mc; /* memcached serving, NULL without listeners */
+
 	struct conn *conns; /* cfg.max_clients slots */
 	uint32_t nconns;
 	uint64_t started;   /* unix seconds */
@@ -127,6 +134,11 @@ void conn_resume(struct daemon *d, struct conn *c);
 /* Room at the end of c->in for the next receive (grows the buffer when a
  * large frame is announced); 0 when input should pause. */
 size_t conn_in_room(struct daemon *d, struct conn *c);
+
+/* Whether a peer (from SO_PEERCRED) may connect: root, the daemon's own
+ * user, or one the allow lists name (by uid, or by primary or
+ * supplementary group).  Thread-safe. */
+bool conn_peer_allowed(const struct config *cfg, uid_t uid, gid_t gid);
 
 /* Releases the slot: recovers locks the client held, frees buffers. */
 void conn_release(struct daemon *d, struct conn *c);
@@ -203,6 +215,27 @@ void daemon_signal(struct daemon *d, int signo);
  * (the uring loop's -ENOSYS/-EPERM means: fall back to epoll). */
 int loop_uring_run(struct daemon *d);
 int loop_epoll_run(struct daemon *d);
+
+/* mc_serve.c ------------------------------------------------------------- */
+
+/* Opens the memcached listeners: --memcached's, and the descriptors
+ * systemd passed named "memcached" (d->sd).  Sets d->mc (NULL when there
+ * are none).  Returns 0, or -errno with a one-line reason in err (nothing
+ * left open). */
+int mc_serve_open(struct daemon *d, char *err, size_t errlen);
+
+/* Starts the --threads serving threads over the region d->eng attaches
+ * (no-op without listeners).  Returns 0, or -errno with a reason in err
+ * (then everything mc_serve_open() opened is closed). */
+int mc_serve_start(struct daemon *d, char *err, size_t errlen);
+
+/* Stops and joins the threads (their connections closed), closes the
+ * listeners and removes the Unix socket files the daemon made.  No-op
+ * when nothing was opened. */
+void mc_serve_stop(struct daemon *d);
+
+/* memcached connections open now, all threads. */
+uint32_t mc_serve_conns(const struct daemon *d);
 
 /* What frees the namespace table (-ENOSPC from eng_ns_add()), for the
  * messages of NS_ADD and of --namespace at start. */

@@ -88,13 +88,13 @@ static bool reachable(const struct config *c, const struct stat *st)
  * it is trusted, and with reach (once the path is claimed) that the allow
  * lists' peers can enter it, opening a 0700 folder of shmcached's own to
  * 0755.  0, or -errno with err set. */
-static int check_folder(const struct config *c, bool reach, char *err,
-			size_t errlen)
+static int check_folder(const struct config *c, const char *path,
+			const char *opt, bool reach, char *err, size_t errlen)
 {
 	char buf[sizeof(c->socket_path)];
 	struct stat st;
 
-	snprintf(buf, sizeof(buf), "%s", c->socket_path);
+	snprintf(buf, sizeof(buf), "%s", path);
 	const char *dir = dirname(buf);
 	uid_t me = geteuid();
 	/* A symbolic link is as trusted as its owner, who can point it
@@ -104,8 +104,8 @@ static int check_folder(const struct config *c, bool reach, char *err,
 		snprintf(err, errlen,
 			 "socket folder %s is a symbolic link of "
 			 "uid %u, who could point it elsewhere; "
-			 "give --socket in a folder of your own",
-			 dir, (unsigned)st.st_uid);
+			 "give %s in a folder of your own",
+			 dir, (unsigned)st.st_uid, opt);
 		return -EPERM;
 	}
 	if (stat(dir, &st) < 0) {
@@ -120,9 +120,9 @@ static int check_folder(const struct config *c, bool reach, char *err,
 			 "socket folder %s belongs to uid %u "
 			 "(mode %04o), not to this user (uid %u) "
 			 "or root: its owner could replace the "
-			 "socket; give --socket in a folder of "
+			 "socket; give %s in a folder of "
 			 "your own",
-			 dir, (unsigned)st.st_uid, mode, (unsigned)me);
+			 dir, (unsigned)st.st_uid, mode, (unsigned)me, opt);
 		return -EPERM;
 	}
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
@@ -130,11 +130,11 @@ static int check_folder(const struct config *c, bool reach, char *err,
 			 "socket folder %s (owner uid %u, mode "
 			 "%04o) can be written by %s: they could "
 			 "replace the socket; run chmod go-w %s, "
-			 "or give --socket in a folder only you "
+			 "or give %s in a folder only you "
 			 "can write to",
 			 dir, (unsigned)st.st_uid, mode,
 			 st.st_mode & S_IWOTH ? "other users" : "its group",
-			 dir);
+			 dir, opt);
 		return -EPERM;
 	}
 	if (!reach || (!c->n_allow_users && !c->n_allow_groups) ||
@@ -161,15 +161,16 @@ static int check_folder(const struct config *c, bool reach, char *err,
 	snprintf(err, errlen,
 		 "the allowed users and groups cannot reach "
 		 "the socket: its folder %s has mode %04o; run "
-		 "chmod 0755 %s, or give --socket in a folder "
+		 "chmod 0755 %s, or give %s in a folder "
 		 "they can enter",
-		 dir, mode, dir);
+		 dir, mode, dir, opt);
 	return -EACCES;
 }
 
-/* Claims PATH.lock for this process.  0, or -errno with err set (-EBUSY:
- * another daemon serves PATH). */
-static int claim_path(const char *path, char *err, size_t errlen)
+/* Claims PATH.lock for this process: the lock's fd in *lock_out.  0, or
+ * -errno with err set (-EBUSY: another daemon serves PATH). */
+static int claim_path(const char *path, const char *opt, int *lock_out,
+		      char *err, size_t errlen)
 {
 	char lock[PATH_MAX];
 	pid_t holder = 0;
@@ -187,15 +188,15 @@ static int claim_path(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen,
 			 "another shmcached (pid %d) is serving "
 			 "%s: stop it first, or give this one "
-			 "another --socket",
-			 (int)holder, path);
+			 "another %s",
+			 (int)holder, path, opt);
 	else if (rc == -EBUSY)
 		snprintf(err, errlen,
 			 "another shmcached (in another pid "
 			 "namespace) is serving %s: stop it "
 			 "first, or give this one another "
-			 "--socket",
-			 path);
+			 "%s",
+			 path, opt);
 	else if (rc)
 		snprintf(err, errlen, "cannot lock %s: %s", lock,
 			 strerror(-rc));
@@ -203,14 +204,112 @@ static int claim_path(const char *path, char *err, size_t errlen)
 		close(fd);
 		return rc;
 	}
-	lock_fd = fd;
+	*lock_out = fd;
 	return 0;
+}
+
+int listen_unix(const struct config *c, const char *path, const char *opt,
+		int backlog, int *lock_out, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	size_t plen = strlen(path);
+	int lock = -1;
+
+	if (plen == 0 || plen >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "socket path '%s' is empty or too long",
+			 path);
+		return -ENAMETOOLONG;
+	}
+	memcpy(sa.sun_path, path, plen);
+
+	int rc = make_parent(path, c->n_allow_users || c->n_allow_groups
+					   ? 0755
+					   : 0700);
+	if (rc) {
+		snprintf(err, errlen, "cannot create the folder of %s: %s",
+			 path, strerror(-rc));
+		return rc;
+	}
+	if ((rc = check_folder(c, path, opt, false, err, errlen)) != 0 ||
+	    (rc = claim_path(path, opt, &lock, err, errlen)) != 0)
+		return rc;
+	if ((rc = check_folder(c, path, opt, true, err, errlen)) != 0)
+		goto fail;
+
+	/* Ours now: what is at the path was left by a dead daemon. */
+	struct stat st;
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen,
+			 "%s exists and is not a socket: remove "
+			 "it, or give another %s",
+			 path, opt);
+		rc = -EEXIST;
+		goto fail;
+	}
+	if (unlink(path) == 0)
+		log_info("replaced the stale socket %s", path);
+
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		rc = -errno;
+		goto fail;
+	}
+	mode_t old = umask(0177);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot bind %s: %s", path,
+			 strerror(errno));
+		close(fd);
+		goto fail;
+	}
+
+	/* Who may connect: the allow lists, then SO_PEERCRED at accept.
+	 * One group: the socket is that group's (0660).  More than one, or
+	 * any user: everyone may connect to the file (0666) and SO_PEERCRED
+	 * alone decides, since a file has one group. */
+	mode_t mode = 0600;
+	if (c->n_allow_users || c->n_allow_groups > 1)
+		mode = 0666;
+	else if (c->n_allow_groups == 1)
+		mode = 0660;
+	if (mode == 0660 && chown(path, (uid_t)-1, c->allow_groups[0]) < 0) {
+		log_warn("cannot give %s to group %u (%s): mode 0666, the "
+			 "allow list alone decides",
+			 path, (unsigned)c->allow_groups[0], strerror(errno));
+		mode = 0666;
+	}
+	chmod(path, mode);
+
+	if (listen(fd, backlog) < 0) {
+		rc = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", path,
+			 strerror(errno));
+		close(fd);
+		unlink(path);
+		goto fail;
+	}
+	log_info("listening on %s (mode %03o)", path, (unsigned)mode);
+	*lock_out = lock;
+	return fd;
+fail:
+	close(lock);
+	return rc;
+}
+
+void listen_unix_close(int fd, int lock, const char *path)
+{
+	close(fd);
+	/* Removed while PATH.lock is held: never another daemon's socket. */
+	if (lock >= 0) {
+		unlink(path);
+		close(lock);
+	}
 }
 
 int listen_open(struct daemon *d, char *err, size_t errlen)
 {
-	const struct config *c = &d->cfg;
-
 	if (d->sd.listen_fd >= 0) {
 		d->listen_fd = d->sd.listen_fd;
 		d->listen_from_systemd = true;
@@ -227,105 +326,19 @@ int listen_open(struct daemon *d, char *err, size_t errlen)
 		log_info("listening on the socket passed by systemd");
 		return 0;
 	}
-
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t plen = strlen(c->socket_path);
-	if (plen == 0 || plen >= sizeof(sa.sun_path)) {
-		snprintf(err, errlen, "socket path '%s' is empty or too long",
-			 c->socket_path);
-		return -ENAMETOOLONG;
-	}
-	memcpy(sa.sun_path, c->socket_path, plen);
-
-	int rc = make_parent(c->socket_path,
-			     c->n_allow_users || c->n_allow_groups ? 0755
-								   : 0700);
-	if (rc) {
-		snprintf(err, errlen, "cannot create the folder of %s: %s",
-			 c->socket_path, strerror(-rc));
-		return rc;
-	}
-	if ((rc = check_folder(c, false, err, errlen)) != 0 ||
-	    (rc = claim_path(c->socket_path, err, errlen)) != 0)
-		return rc;
-	if ((rc = check_folder(c, true, err, errlen)) != 0)
-		goto fail;
-
-	/* Ours now: what is at the path was left by a dead daemon. */
-	struct stat st;
-	if (lstat(c->socket_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-		snprintf(err, errlen,
-			 "%s exists and is not a socket: remove "
-			 "it, or give another --socket",
-			 c->socket_path);
-		rc = -EEXIST;
-		goto fail;
-	}
-	if (unlink(c->socket_path) == 0)
-		log_info("replaced the stale socket %s", c->socket_path);
-
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0) {
-		rc = -errno;
-		goto fail;
-	}
-	mode_t old = umask(0177);
-	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (rc < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot bind %s: %s", c->socket_path,
-			 strerror(errno));
-		close(fd);
-		goto fail;
-	}
-
-	/* Who may connect: the allow lists, then SO_PEERCRED at accept.
-	 * One group: the socket is that group's (0660).  More than one, or
-	 * any user: everyone may connect to the file (0666) and SO_PEERCRED
-	 * alone decides, since a file has one group. */
-	mode_t mode = 0600;
-	if (c->n_allow_users || c->n_allow_groups > 1)
-		mode = 0666;
-	else if (c->n_allow_groups == 1)
-		mode = 0660;
-	if (mode == 0660 &&
-	    chown(c->socket_path, (uid_t)-1, c->allow_groups[0]) < 0) {
-		log_warn("cannot give %s to group %u (%s): mode 0666, the "
-			 "allow list alone decides",
-			 c->socket_path, (unsigned)c->allow_groups[0],
-			 strerror(errno));
-		mode = 0666;
-	}
-	chmod(c->socket_path, mode);
-
-	if (listen(fd, 512) < 0) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot listen on %s: %s", c->socket_path,
-			 strerror(errno));
-		close(fd);
-		unlink(c->socket_path);
-		goto fail;
-	}
+	int fd = listen_unix(&d->cfg, d->cfg.socket_path, "--socket", 512,
+			     &lock_fd, err, errlen);
+	if (fd < 0)
+		return fd;
 	d->listen_fd = fd;
-	log_info("listening on %s (mode %03o)", c->socket_path, (unsigned)mode);
 	return 0;
-fail:
-	close(lock_fd);
-	lock_fd = -1;
-	return rc;
 }
 
 void listen_close(struct daemon *d)
 {
 	if (d->listen_fd < 0)
 		return;
-	close(d->listen_fd);
-	/* Removed while PATH.lock is held: never another daemon's socket. */
-	if (!d->listen_from_systemd)
-		unlink(d->cfg.socket_path);
+	listen_unix_close(d->listen_fd, lock_fd, d->cfg.socket_path);
 	d->listen_fd = -1;
-	if (lock_fd >= 0)
-		close(lock_fd);
 	lock_fd = -1;
 }

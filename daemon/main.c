@@ -6,13 +6,15 @@
  * exits 0 then, or with the child's status if the child exits first)
  * -> signals (blocked, read from a signalfd by the loop) -> region
  * (claimed, then created or adopted) -> control socket (claimed) -> the
- * parent is released -> READY=1 -> event loop (io_uring, or epoll if
+ * memcached listeners (--memcached) -> the parent is released -> the
+ * memcached serving threads -> READY=1 -> event loop (io_uring, or epoll if
  * io_uring cannot be set up or --epoll is given).  The fork comes first
  * because the region's and the socket's ownership are POSIX locks, which
  * belong to the process that takes them and are not inherited.
  * With --snapshot FILE, a region created by this start is loaded from FILE
  * before READY=1.
- * Stop (SIGTERM, SIGINT, or a SHUTDOWN request): STOPPING=1, connections
+ * Stop (SIGTERM, SIGINT, or a SHUTDOWN request): STOPPING=1, memcached
+ * threads stopped and their sockets removed, connections
  * closed (the clients stay in the client table: they live on), socket
  * removed, snapshot saved (with --snapshot), region kept for a warm
  * restart unless --unlink-on-exit.
@@ -157,6 +159,8 @@ static void detach_finish(int report)
 static void shutdown_all(struct daemon *d)
 {
 	sysd_notify("STOPPING=1");
+	/* The memcached threads use the region: they go first. */
+	mc_serve_stop(d);
 	/* A SAVE or LOAD that runs ends first; its requester gets the reply
 	 * with the rest below. */
 	job_finish(d);
@@ -297,11 +301,23 @@ int main(int argc, char **argv)
 		region_close(&d);
 		return 1;
 	}
+	if ((rc = mc_serve_open(&d, err, sizeof(err))) != 0) {
+		log_error("%s", err);
+		listen_close(&d);
+		d.cfg.unlink_on_exit |= created; /* leave nothing behind */
+		region_close(&d);
+		return 1;
+	}
 	if (report >= 0)
 		detach_finish(report);
 	daemon_tick(&d);
 	if (d.cfg.snapshot[0] && created)
 		persist_start(&d);
+	if ((rc = mc_serve_start(&d, err, sizeof(err))) != 0) {
+		log_error("%s", err);
+		shutdown_all(&d);
+		return 1;
+	}
 
 	char status[512];
 	snprintf(status, sizeof(status),

@@ -14,8 +14,8 @@
  * except its atomics) and read each other's counters for `stats`.
  *
  * Files: mc_proto.c (the request loop, tokens, replies, dispatch),
- * mc_text.c (the text protocol and `stats`), mc_meta.c (the meta protocol
- * and its leases); docs/PROTOCOL.md says where shmcached differs from
+ * mc_text.c (the text protocol), mc_stats.c (its `stats`), mc_meta.c
+ * (the meta protocol and its leases); docs/PROTOCOL.md says where shmcached differs from
  * memcached.
  */
 #ifndef SHMC_MC_H
@@ -92,6 +92,8 @@ struct mc_shared {
 	uint32_t flush_at;	    /* atomic: unix second of a delayed
 				       flush_all not yet done, 0 none */
 	uint32_t verbosity;	    /* atomic: `verbosity N`, kept only */
+	struct mc_stats reset;	    /* atomic: the counters' sums at the
+				       last `stats reset` (mc_stats.c) */
 };
 
 /* One serving thread's state. */

@@ -61,6 +61,9 @@ typedef enum mc_result (*mc_cmd_fn)(struct mc_ctx *x);
 mc_cmd_fn mc_text_lookup(const char *name, size_t n);
 mc_cmd_fn mc_meta_lookup(const char *name, size_t n);
 
+/* The text protocol's `stats` (mc_stats.c). */
+enum mc_result mc_cmd_stats(struct mc_ctx *x);
+
 /* Tokens --------------------------------------------------------------- */
 
 /* Splits line[0..len) at blanks (' ') into at most max tokens; returns the

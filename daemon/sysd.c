@@ -20,6 +20,7 @@ void sysd_listen_fds(struct sysd_fds *out)
 	int n = 0;
 
 	out->listen_fd = out->region_fd = -1;
+	out->n_mc_fds = 0;
 	if (pid && fds) {
 		char *end;
 		long p = strtol(pid, &end, 10);
@@ -42,7 +43,11 @@ void sysd_listen_fds(struct sysd_fds *out)
 		if (len == strlen(SYSD_REGION_FDNAME) &&
 		    strncmp(name, SYSD_REGION_FDNAME, len) == 0)
 			out->region_fd = fd;
-		else if (out->listen_fd < 0)
+		else if (len == strlen(SYSD_MC_FDNAME) &&
+			 strncmp(name, SYSD_MC_FDNAME, len) == 0) {
+			if (out->n_mc_fds < SYSD_MC_FDS_MAX)
+				out->mc_fds[out->n_mc_fds++] = fd;
+		} else if (out->listen_fd < 0)
 			out->listen_fd = fd;
 	}
 	unsetenv("LISTEN_PID");

@@ -10,14 +10,20 @@
 
 #define SYSD_LISTEN_FDS_START 3
 #define SYSD_REGION_FDNAME "region" /* our name in the fd store */
+#define SYSD_MC_FDNAME "memcached"  /* memcached protocol listeners */
+#define SYSD_MC_FDS_MAX 16
 
 /* What systemd passed: the control socket and a stored region (each -1
- * when absent).  A passed fd named SYSD_REGION_FDNAME is the region, any
- * other the socket.  Unsets the variables so children do not inherit
+ * when absent), and the memcached listeners.  A passed fd named
+ * SYSD_REGION_FDNAME is the region, those named SYSD_MC_FDNAME (up to
+ * SYSD_MC_FDS_MAX) serve the memcached protocols, the first other one is
+ * the control socket.  Unsets the variables so children do not inherit
  * them. */
 struct sysd_fds {
 	int listen_fd;
 	int region_fd;
+	int mc_fds[SYSD_MC_FDS_MAX];
+	int n_mc_fds;
 };
 void sysd_listen_fds(struct sysd_fds *out);
 

@@ -606,6 +606,127 @@ static void test_config_namespaces(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * memcached serving
+ * ------------------------------------------------------------------------ */
+
+static void test_config_memcached_defaults_and_values(void **state)
+{
+	struct config c;
+	struct run r;
+
+	(void)state;
+	r = PARSE(&c, "--foreground");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_memcached, 0);
+	assert_false(c.memcached_remote);
+	assert_int_equal(c.threads, 1);
+	assert_int_equal(c.memcached_max_conns, 1024);
+	assert_int_equal(c.memcached_idle_timeout, 0);
+	run_free(&r);
+
+	r = PARSE(&c, "--threads", "4", "--memcached-max-conns=10",
+		  "--memcached-idle-timeout", "30");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.threads, 4);
+	assert_int_equal(c.memcached_max_conns, 10);
+	assert_int_equal(c.memcached_idle_timeout, 30);
+	run_free(&r);
+}
+
+static void test_config_memcached_addresses(void **state)
+{
+	struct config c;
+	struct run r;
+
+	(void)state;
+	/* Unix and TCP, in order, a repeat stored once. */
+	r = PARSE(&c, "--memcached", "/tmp/mc.sock",
+		  "--memcached=127.0.0.1:11211", "--memcached", "[::1]:11212",
+		  "--memcached", "localhost:11213", "--memcached",
+		  "/tmp/mc.sock");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_memcached, 4);
+	assert_string_equal(c.memcached[0], "/tmp/mc.sock");
+	assert_string_equal(c.memcached[1], "127.0.0.1:11211");
+	assert_string_equal(c.memcached[2], "[::1]:11212");
+	assert_string_equal(c.memcached[3], "localhost:11213");
+	run_free(&r);
+
+	struct config_mc_addr a;
+	char why[256];
+	assert_int_equal(config_mc_addr("localhost:11211", &a, why,
+					sizeof(why)),
+			 0);
+	assert_false(a.is_unix);
+	assert_true(a.loopback);
+	assert_int_equal(a.sa.ss_family, AF_INET);
+	assert_int_equal(config_mc_addr("[::]:1", &a, why, sizeof(why)), 0);
+	assert_int_equal(a.sa.ss_family, AF_INET6);
+	assert_false(a.loopback);
+	assert_int_equal(config_mc_addr("/x", &a, why, sizeof(why)), 0);
+	assert_true(a.is_unix);
+
+	/* Beyond loopback only with --memcached-remote, wherever it is. */
+	r = PARSE(&c, "--memcached", "0.0.0.0:11211");
+	ASSERT_ERROR(&r, "--memcached", "'0.0.0.0:11211'", "not a loopback",
+		     "--memcached-remote");
+	run_free(&r);
+	r = PARSE(&c, "--memcached", "[::]:11211");
+	ASSERT_ERROR(&r, "--memcached", "--memcached-remote");
+	run_free(&r);
+	r = PARSE(&c, "--memcached", "10.1.2.3:11211", "--memcached-remote");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_true(c.memcached_remote);
+	run_free(&r);
+	r = PARSE(&c, "--memcached-remote", "--memcached", "[::]:11211");
+	assert_int_equal(r.res, CONFIG_OK);
+	run_free(&r);
+
+	/* Not the control socket. */
+	r = PARSE(&c, "--socket", "/tmp/x.sock", "--memcached", "/tmp/x.sock");
+	ASSERT_ERROR(&r, "--memcached", "control socket");
+	run_free(&r);
+
+	/* In the file; the command line's list replaces the file's. */
+	char *path = temp_conf("memcached = /tmp/a.sock\n"
+			       "memcached = 127.0.0.1:1\n"
+			       "threads = 2\n");
+	r = PARSE(&c, "--config", path);
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_memcached, 2);
+	assert_int_equal(c.threads, 2);
+	run_free(&r);
+	r = PARSE(&c, "--config", path, "--memcached", "127.0.0.1:2");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_memcached, 1);
+	assert_string_equal(c.memcached[0], "127.0.0.1:2");
+	run_free(&r);
+	temp_remove(path);
+	path = temp_conf("memcached = 192.168.1.1:11211\n");
+	r = PARSE(&c, "--config", path);
+	ASSERT_ERROR(&r, "--memcached", "--memcached-remote");
+	run_free(&r);
+	temp_remove(path);
+
+	/* Up to 16. */
+	char text[17 * 40], *p = text;
+	for (unsigned i = 0; i < CONFIG_MC_LISTEN_MAX; i++)
+		p += sprintf(p, "memcached = 127.0.0.1:%u\n", 1000 + i);
+	path = temp_conf(text);
+	r = PARSE(&c, "--config", path);
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_memcached, CONFIG_MC_LISTEN_MAX);
+	run_free(&r);
+	temp_remove(path);
+	sprintf(p, "memcached = 127.0.0.1:9\n");
+	path = temp_conf(text);
+	r = PARSE(&c, "--config", path);
+	ASSERT_ERROR(&r, "memcached", "more than 16");
+	run_free(&r);
+	temp_remove(path);
+}
+
+/* ------------------------------------------------------------------------
  * Sizes
  * ------------------------------------------------------------------------ */
 
@@ -955,6 +1076,29 @@ static void test_config_bad_values_one_line(void **state)
 		  { "--lock-timeout" } },
 		{ { "--memory" }, { "--memory", "missing value" } },
 		{ { "--name", "/a/b" }, { "--name", "'/a/b'" } },
+		{ { "--threads=0" }, { "--threads", "'0'" } },
+		{ { "--threads=65" }, { "--threads", "'65'" } },
+		{ { "--threads=x" }, { "--threads" } },
+		{ { "--memcached-max-conns=0" }, { "--memcached-max-conns" } },
+		{ { "--memcached-max-conns=65537" },
+		  { "--memcached-max-conns" } },
+		{ { "--memcached-idle-timeout=-1" },
+		  { "--memcached-idle-timeout" } },
+		{ { "--memcached-idle-timeout=2592001" },
+		  { "--memcached-idle-timeout" } },
+		{ { "--memcached-remote=maybe" }, { "--memcached-remote" } },
+		{ { "--memcached", "mc.sock" },
+		  { "--memcached", "HOST:PORT" } },
+		{ { "--memcached", "127.0.0.1" }, { "--memcached" } },
+		{ { "--memcached", "127.0.0.1:0" }, { "--memcached", "port" } },
+		{ { "--memcached", "127.0.0.1:65536" },
+		  { "--memcached", "port" } },
+		{ { "--memcached", "127.0.0.1:12x" }, { "--memcached" } },
+		{ { "--memcached", ":11211" }, { "--memcached" } },
+		{ { "--memcached", "[::1:11211" }, { "--memcached" } },
+		{ { "--memcached", "[zz]:11211" }, { "--memcached", "IPv6" } },
+		{ { "--memcached", "example.com:11211" }, { "--memcached" } },
+		{ { "--memcached=" }, { "--memcached" } },
 	};
 
 	(void)state;
@@ -1112,6 +1256,8 @@ int main(void)
 		cmocka_unit_test(test_config_paths),
 		cmocka_unit_test(test_config_allow_lists),
 		cmocka_unit_test(test_config_namespaces),
+		cmocka_unit_test(test_config_memcached_defaults_and_values),
+		cmocka_unit_test(test_config_memcached_addresses),
 		cmocka_unit_test(test_config_sizes),
 		cmocka_unit_test(test_config_file_applied_and_overridden),
 		cmocka_unit_test(test_config_file_errors_name_the_line),
