@@ -699,6 +699,17 @@ static double ns_per_op(const struct run_result *r)
 	return (double)hist_quantile(&r->batch, 0.5) / BATCH_SCALE;
 }
 
+/* CPU time of the server per measured op, ns; < 0: unknown. */
+static double server_ns_per_op(const struct run_result *r)
+{
+	uint64_t n = 0;
+
+	for (int op = 0; op < NOPS; op++)
+		n += r->ops[op];
+	return r->server_cpu_s >= 0 && n ? r->server_cpu_s * 1e9 / (double)n
+					 : -1;
+}
+
 static double hit_ratio(const struct run_result *r)
 {
 	uint64_t n = r->hits + r->misses;
@@ -885,9 +896,15 @@ static void print_vs_memcached(const struct options *o,
 		fmt_count(wa, sizeof(wa), ops_per_s(a));
 		fmt_count(wb, sizeof(wb), ops_per_s(b));
 		printf("  %u process(es): wall ops/s %s against %s (x%.2f), p99 "
-		       "%" PRIu64 " against %" PRIu64 " ns\n",
+		       "%" PRIu64 " against %" PRIu64 " ns",
 		       o->procs[p], wa, wb, ops_per_s(a) / ops_per_s(b),
 		       hist_quantile(&la, 0.99), hist_quantile(&lb, 0.99));
+		if (server_ns_per_op(a) > 0 && server_ns_per_op(b) > 0)
+			printf(",\n    server CPU per op %.0f against %.0f ns "
+			       "(x%.2f)",
+			       server_ns_per_op(a), server_ns_per_op(b),
+			       server_ns_per_op(a) / server_ns_per_op(b));
+		printf("\n");
 	}
 }
 
@@ -1254,6 +1271,8 @@ static void print_json(const struct options *o, const struct workload *w,
 		json_num("run_ops_per_s", r->run_rate);
 		json_num("ns_per_op", ns_per_op(r));
 		json_num("elapsed_s", r->elapsed_s);
+		if (server_ns_per_op(r) >= 0)
+			json_num("server_cpu_ns_per_op", server_ns_per_op(r));
 		if (r->nruns > 1) {
 			printf(", \"runs_run_ops_per_s\": [");
 			for (unsigned k = 0; k < r->nruns; k++)

@@ -32,6 +32,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -533,6 +534,36 @@ static uint64_t resident_bytes(const struct be_server *s)
 	return kb * 1024;
 }
 
+/* CPU time process pid has used so far (all its threads), in seconds;
+ * -1 if unknown. */
+static double cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	long tck = sysconf(_SC_CLK_TCK);
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || tck <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* After "pid (comm) ": state is field 3, utime 14, stime 15. */
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		   &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)tck;
+}
+
 /* Reaps worker pids[0..n) (after killing them if kill_them). */
 static void reap(pid_t *pids, unsigned n, bool kill_them, bool *any_failed)
 {
@@ -617,6 +648,7 @@ int run_backend(const struct backend *be, const struct workload *w,
 	bool failed = false;
 	struct ctl *ctl;
 	struct slot *slots;
+	double cpu0 = -1, cpu1 = -1;
 	int rc;
 
 	res->be = be;
@@ -684,15 +716,21 @@ int run_backend(const struct backend *be, const struct workload *w,
 			atomic_store(&ctl->phase, PH_WARM);
 			sleep_s(cfg->warmup);
 		}
+		cpu0 = cpu_s(srv.pid);
 		atomic_store(&ctl->phase, PH_RUN);
 		if (cfg->mode == MODE_SPEED && cfg->duration > 0) {
 			sleep_s(cfg->duration);
 			atomic_store(&ctl->phase, PH_STOP);
 		}
 	}
+	if (cpu0 >= 0 && cfg->duration > 0)
+		cpu1 = cpu_s(srv.pid);
 	if (failed || atomic_load(&ctl->failed) || run_interrupted)
 		atomic_store(&ctl->phase, PH_STOP);
 	reap(pids, procs, run_interrupted, &failed);
+	if (cpu0 >= 0 && cpu1 < 0)
+		cpu1 = cpu_s(srv.pid);
+	res->server_cpu_s = cpu0 >= 0 && cpu1 >= cpu0 ? cpu1 - cpu0 : -1;
 
 	res->status = RUN_OK;
 	for (unsigned i = 0; i < total; i++) {
