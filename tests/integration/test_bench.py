@@ -391,6 +391,8 @@ class MemcachedProtocol(BenchTest):
             # Prefilled: the gets and the mgets' keys are found.
             self.assertGreater(mc["hit_ratio"], 0.5, mc)
             self.assertIn("shmcached", mc["version"])
+            # The daemon the bench started: its CPU time was read.
+            self.assertGreaterEqual(mc["server_cpu_ns_per_op"], 0)
             # memcached is skipped when not installed, never failed.
             self.assertNotEqual(got[("memcached", 1)]["status"], "failed")
 

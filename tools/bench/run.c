@@ -20,7 +20,10 @@
  * are round trips of many microseconds, every operation is timed.  The
  * timing reads are part of the measured loop: with the defaults they add
  * 2 clock reads per 16 ops and 2 per batch (about 5 ns per op here) to
- * every backend's time per op.
+ * every backend's time per op.  An mget in the mix is one operation: a
+ * request for the keys of its trace entry and of the entries after it
+ * (--mget-batch in all), whose hits and misses count keys.  The server's
+ * CPU time over the measured phase is read from /proc/PID/stat.
  *
  * Processes.  The workers are forked from the parent after the server is
  * up; each opens its own handles (attach, then open per thread).  The
