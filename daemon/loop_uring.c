@@ -4,18 +4,14 @@
  * In flight at any time: one accept on the listening socket, one read on
  * the signalfd, one poll on the job eventfd, one timeout (the tick), and
  * per connection at most one recv and one sendmsg.  Every completion is
- * dispatched from one switch to a small handler.  user_data packs what a completion belongs to:
- *
- *     bits  0..7   kind (enum ev)
- *     bits  8..31  connection slot (for EV_RECV / EV_SEND)
- *     bits 32..63  the slot's generation, so a completion for a slot that
- *                  was since reused is recognised and dropped
+ * dispatched from one switch to a small handler.  user_data packs what a
+ * completion belongs to (uring_util.h): its kind (enum ev), and for
+ * EV_RECV / EV_SEND the connection slot and its generation.
  *
  * A connection is released only when nothing of it is in flight: closing
  * shuts the socket down, which completes its pending recv.
  */
 #include <errno.h>
-#include <liburing.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -23,6 +19,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "uring_util.h"
 
 enum ev { EV_ACCEPT = 1, EV_RECV, EV_SEND, EV_TICK, EV_SIGNAL, EV_JOB };
 
@@ -36,21 +33,9 @@ struct uloop {
 	uint64_t last_fd_warning;
 };
 
-static uint64_t ud_pack(enum ev kind, uint32_t slot, uint32_t gen)
-{
-	return (uint64_t)kind | (uint64_t)slot << 8 | (uint64_t)gen << 32;
-}
-
-/* An SQE, submitting first if the queue is full. */
 static struct io_uring_sqe *sqe_get(struct uloop *l)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
-
-	if (!sqe) {
-		io_uring_submit(&l->ring);
-		sqe = io_uring_get_sqe(&l->ring);
-	}
-	return sqe;
+	return uring_sqe(&l->ring);
 }
 
 static void arm_accept(struct uloop *l)
@@ -61,20 +46,14 @@ static void arm_accept(struct uloop *l)
 	if (!sqe)
 		return;
 	io_uring_prep_accept(sqe, l->d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ud_pack(EV_ACCEPT, 0, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(EV_ACCEPT, 0, 0));
 	l->accept_armed = true;
 }
 
 static void arm_tick(struct uloop *l)
 {
-	struct io_uring_sqe *sqe = sqe_get(l);
-
-	if (!sqe)
-		return;
-	l->tick.tv_sec = 0;
-	l->tick.tv_nsec = DAEMON_TICK_MS * 1000000L;
-	io_uring_prep_timeout(sqe, &l->tick, 0, 0);
-	io_uring_sqe_set_data64(sqe, ud_pack(EV_TICK, 0, 0));
+	uring_arm_tick(&l->ring, &l->tick, DAEMON_TICK_MS,
+		       uring_ud(EV_TICK, 0, 0));
 }
 
 static void arm_signal(struct uloop *l)
@@ -84,7 +63,7 @@ static void arm_signal(struct uloop *l)
 	if (!sqe)
 		return;
 	io_uring_prep_read(sqe, l->d->signal_fd, &l->si, sizeof(l->si), 0);
-	io_uring_sqe_set_data64(sqe, ud_pack(EV_SIGNAL, 0, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(EV_SIGNAL, 0, 0));
 }
 
 static void arm_job(struct uloop *l)
@@ -94,7 +73,7 @@ static void arm_job(struct uloop *l)
 	if (!sqe)
 		return;
 	io_uring_prep_poll_add(sqe, l->d->job_fd, POLLIN);
-	io_uring_sqe_set_data64(sqe, ud_pack(EV_JOB, 0, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(EV_JOB, 0, 0));
 }
 
 /* Arms what a connection needs next, or releases it when it is done. */
@@ -111,8 +90,8 @@ static void settle(struct uloop *l, struct conn *c)
 			conn_prepare_send(c);
 			io_uring_prep_sendmsg(sqe, c->fd, &c->msg,
 					      MSG_NOSIGNAL);
-			io_uring_sqe_set_data64(sqe,
-						ud_pack(EV_SEND, slot, c->gen));
+			io_uring_sqe_set_data64(sqe, uring_ud(EV_SEND, slot,
+							      c->gen));
 			c->send_armed = true;
 			c->inflight++;
 		}
@@ -131,8 +110,8 @@ static void settle(struct uloop *l, struct conn *c)
 		if (sqe) {
 			io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, room,
 					   0);
-			io_uring_sqe_set_data64(sqe,
-						ud_pack(EV_RECV, slot, c->gen));
+			io_uring_sqe_set_data64(sqe, uring_ud(EV_RECV, slot,
+							      c->gen));
 			c->recv_armed = true;
 			c->inflight++;
 		}
@@ -230,12 +209,12 @@ static void on_job(struct uloop *l)
 	arm_job(l);
 }
 
-static void dispatch(struct uloop *l, uint64_t ud, int res)
+static void dispatch(void *arg, uint64_t ud, int res)
 {
+	struct uloop *l = arg;
 	struct daemon *d = l->d;
-	enum ev kind = (enum ev)(ud & 0xff);
-	uint32_t slot = (uint32_t)(ud >> 8) & 0xffffff;
-	uint32_t gen = (uint32_t)(ud >> 32);
+	enum ev kind = (enum ev)uring_ud_kind(ud);
+	uint32_t slot = uring_ud_slot(ud), gen = uring_ud_gen(ud);
 	struct conn *c = NULL;
 
 	if (kind == EV_RECV || kind == EV_SEND) {
@@ -281,25 +260,16 @@ int loop_uring_run(struct daemon *d)
 	arm_tick(&l);
 	arm_signal(&l);
 	arm_job(&l);
+	rc = 0;
 	while (!d->stop) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-
-		rc = io_uring_submit_and_wait(&l.ring, 1);
-		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+		if ((rc = uring_turn(&l.ring, dispatch, &l)) < 0) {
 			log_error("io_uring_submit_and_wait: %s",
 				  strerror(-rc));
 			break;
 		}
-		io_uring_for_each_cqe(&l.ring, head, cqe)
-		{
-			dispatch(&l, io_uring_cqe_get_data64(cqe), cqe->res);
-			n++;
-		}
-		io_uring_cq_advance(&l.ring, n);
 	}
 	/* The ring goes first: its in-flight operations die with it, then the
 	 * connections are released by the caller. */
 	io_uring_queue_exit(&l.ring);
-	return rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY ? rc : 0;
+	return rc;
 }

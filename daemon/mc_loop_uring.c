@@ -6,21 +6,18 @@
  * thread's stop eventfd, one timeout (the tick), and per connection at
  * most one recv and one send.  Every completion is dispatched from one
  * switch to a small handler.  user_data packs what a completion belongs
- * to:
- *
- *     bits  0..7   kind (enum ev)
- *     bits  8..31  connection slot (EV_RECV, EV_SEND) or listener (EV_ACCEPT)
- *     bits 32..63  the slot's generation, so a completion for a slot that
- *                  was since reused is recognised and dropped
+ * to (uring_util.h): its kind (enum ev); the connection slot and its
+ * generation (EV_RECV, EV_SEND) or the listener (EV_ACCEPT).
  *
  * A connection is released only when nothing of it is in flight: closing
  * shuts the socket down, which completes its pending recv.  So does the
- * stop: every socket is shut down and the loop runs until the last
- * connection is released, so that the kernel never writes into a buffer
- * already freed (the ring's own teardown cancels asynchronously).
+ * stop: every socket is shut down, the accepts are cancelled, and the
+ * loop runs until the last connection is released and the last accept
+ * completed, so that the kernel never writes into a buffer already freed
+ * and no listener outlives the daemon (the ring's own teardown cancels
+ * asynchronously).
  */
 #include <errno.h>
-#include <liburing.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +26,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "uring_util.h"
 #include "mc_serve.h"
 
 enum ev { EV_ACCEPT = 1, EV_RECV, EV_SEND, EV_TICK, EV_STOP };
@@ -37,27 +35,14 @@ struct uloop {
 	struct io_uring ring;
 	struct mc_thread *t;
 	struct __kernel_timespec tick;
-	uint64_t stop_word;
 	bool accept_armed[MC_LISTEN_MAX];
 	bool accept_paused; /* out of fds: retry on the next tick */
 	unsigned stop_ticks;
 };
 
-static uint64_t ud_pack(enum ev kind, uint32_t slot, uint32_t gen)
-{
-	return (uint64_t)kind | (uint64_t)slot << 8 | (uint64_t)gen << 32;
-}
-
-/* An SQE, submitting first if the queue is full. */
 static struct io_uring_sqe *sqe_get(struct uloop *l)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
-
-	if (!sqe) {
-		io_uring_submit(&l->ring);
-		sqe = io_uring_get_sqe(&l->ring);
-	}
-	return sqe;
+	return uring_sqe(&l->ring);
 }
 
 static void arm_accept(struct uloop *l, uint32_t i)
@@ -69,20 +54,13 @@ static void arm_accept(struct uloop *l, uint32_t i)
 		return;
 	io_uring_prep_accept(sqe, l->t->srv->ls[i].fd, NULL, NULL,
 			     SOCK_CLOEXEC);
-	io_uring_sqe_set_data64(sqe, ud_pack(EV_ACCEPT, i, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(EV_ACCEPT, i, 0));
 	l->accept_armed[i] = true;
 }
 
 static void arm_tick(struct uloop *l)
 {
-	struct io_uring_sqe *sqe = sqe_get(l);
-
-	if (!sqe)
-		return;
-	l->tick.tv_sec = 0;
-	l->tick.tv_nsec = MC_TICK_MS * 1000000L;
-	io_uring_prep_timeout(sqe, &l->tick, 0, 0);
-	io_uring_sqe_set_data64(sqe, ud_pack(EV_TICK, 0, 0));
+	uring_arm_tick(&l->ring, &l->tick, MC_TICK_MS, uring_ud(EV_TICK, 0, 0));
 }
 
 static void arm_stop(struct uloop *l)
@@ -92,7 +70,7 @@ static void arm_stop(struct uloop *l)
 	if (!sqe)
 		return;
 	io_uring_prep_poll_add(sqe, l->t->stop_fd, POLLIN);
-	io_uring_sqe_set_data64(sqe, ud_pack(EV_STOP, 0, 0));
+	io_uring_sqe_set_data64(sqe, uring_ud(EV_STOP, 0, 0));
 }
 
 /* Arms what a connection needs next, or releases it when it is done. */
@@ -107,8 +85,8 @@ static void settle(struct uloop *l, struct mc_conn *c)
 		if (sqe) {
 			io_uring_prep_send(sqe, c->fd, c->out.p + c->out_off,
 					   mc_conn_pending(c), MSG_NOSIGNAL);
-			io_uring_sqe_set_data64(sqe, ud_pack(EV_SEND, c->slot,
-							     c->gen));
+			io_uring_sqe_set_data64(sqe, uring_ud(EV_SEND, c->slot,
+							      c->gen));
 			c->send_armed = true;
 			c->inflight++;
 		}
@@ -127,8 +105,8 @@ static void settle(struct uloop *l, struct mc_conn *c)
 		if (sqe) {
 			io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, room,
 					   0);
-			io_uring_sqe_set_data64(sqe, ud_pack(EV_RECV, c->slot,
-							     c->gen));
+			io_uring_sqe_set_data64(sqe, uring_ud(EV_RECV, c->slot,
+							      c->gen));
 			c->recv_armed = true;
 			c->inflight++;
 		} else if (c->closing && c->inflight == 0) {
@@ -227,19 +205,19 @@ static void begin_stop(struct uloop *l)
 		struct io_uring_sqe *sqe = l->accept_armed[i] ? sqe_get(l)
 							      : NULL;
 		if (sqe) {
-			io_uring_prep_cancel64(sqe, ud_pack(EV_ACCEPT, i, 0),
+			io_uring_prep_cancel64(sqe, uring_ud(EV_ACCEPT, i, 0),
 					       0);
 			io_uring_sqe_set_data64(sqe, 0);
 		}
 	}
 }
 
-static void dispatch(struct uloop *l, uint64_t ud, int res)
+static void dispatch(void *arg, uint64_t ud, int res)
 {
+	struct uloop *l = arg;
 	struct mc_thread *t = l->t;
-	enum ev kind = (enum ev)(ud & 0xff);
-	uint32_t slot = (uint32_t)(ud >> 8) & 0xffffff;
-	uint32_t gen = (uint32_t)(ud >> 32);
+	enum ev kind = (enum ev)uring_ud_kind(ud);
+	uint32_t slot = uring_ud_slot(ud), gen = uring_ud_gen(ud);
 	struct mc_conn *c = NULL;
 
 	if (kind == 0)
@@ -281,6 +259,16 @@ static void dispatch(struct uloop *l, uint64_t ud, int res)
 	}
 }
 
+/* Whether an accept is in flight: it holds its listener open, and a TCP
+ * port stays taken (a restart could not bind it) until it completes. */
+static bool accepts_armed(const struct uloop *l)
+{
+	for (uint32_t i = 0; i < l->t->srv->nls; i++)
+		if (l->accept_armed[i])
+			return true;
+	return false;
+}
+
 int mc_loop_uring_run(struct mc_thread *t)
 {
 	struct uloop *l = calloc(1, sizeof(*l));
@@ -300,24 +288,13 @@ int mc_loop_uring_run(struct mc_thread *t)
 	arm_tick(l);
 	arm_stop(l);
 	rc = 0;
-	while ((!t->stop || t->nconns) && !t->abandon) {
-		struct io_uring_cqe *cqe;
-		unsigned head, n = 0;
-
-		rc = io_uring_submit_and_wait(&l->ring, 1);
-		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+	while ((!t->stop || t->nconns || accepts_armed(l)) && !t->abandon) {
+		if ((rc = uring_turn(&l->ring, dispatch, l)) < 0) {
 			log_error("memcached thread %u: io_uring_submit_and_"
 				  "wait: %s",
 				  t->w.index, strerror(-rc));
 			break;
 		}
-		rc = 0;
-		io_uring_for_each_cqe(&l->ring, head, cqe)
-		{
-			dispatch(l, io_uring_cqe_get_data64(cqe), cqe->res);
-			n++;
-		}
-		io_uring_cq_advance(&l->ring, n);
 	}
 	/* The ring goes first: its in-flight operations die with it, then the
 	 * caller releases the connections. */

@@ -42,16 +42,6 @@
  * Connections
  * ------------------------------------------------------------------------ */
 
-/* Refuses an accepted socket with one line, best effort, and closes it. */
-static void refuse(struct mc_thread *t, int fd, const char *line)
-{
-	ssize_t n = send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
-
-	(void)n;
-	close(fd);
-	MC_COUNT(&t->w, rejected_connections, 1);
-}
-
 /* Whether a warning may be logged now (one per thread per 10 s). */
 static bool warn_now(struct mc_thread *t)
 {
@@ -61,6 +51,71 @@ static bool warn_now(struct mc_thread *t)
 		return false;
 	t->last_warning_ms = now;
 	return true;
+}
+
+/* A connection in a free slot of t, or NULL (no slot, no memory). */
+static struct mc_conn *conn_new(struct mc_thread *t, int fd,
+				const struct mc_listener *l)
+{
+	struct mc_server *srv = t->srv;
+	uint32_t slot = srv->max_conns;
+
+	/* Searched from where the last one was found. */
+	for (uint32_t i = 0; i < srv->max_conns; i++) {
+		uint32_t k = (t->next_slot + i) % srv->max_conns;
+		if (!t->conns[k]) {
+			slot = k;
+			break;
+		}
+	}
+	struct mc_conn *c = slot < srv->max_conns ? calloc(1, sizeof(*c))
+						  : NULL;
+	uint8_t *in = c ? malloc(MC_IN_INITIAL) : NULL;
+	if (!in) {
+		free(c);
+		return NULL;
+	}
+	c->fd = fd;
+	c->slot = slot;
+	c->gen = ++t->gens[slot];
+	c->is_unix = l->is_unix;
+	c->in = in;
+	c->in_cap = MC_IN_INITIAL;
+	c->out.high = MC_OUT_HIGH;
+	c->active_ms = c->since_ms = clock_mono_ms();
+	mc_session_init(&t->w, &c->s);
+	t->conns[slot] = c;
+	t->next_slot = (slot + 1) % srv->max_conns;
+	t->nconns++;
+	return c;
+}
+
+/* Refuses an accepted socket with one line.  Closing it at once would
+ * reset it if the peer's first request is unread (and with it the line
+ * the peer has not read yet), so the connection lingers: the line is
+ * sent, the socket shut down for writing, what the peer sends discarded
+ * until it closes or MC_LINGER_MS pass.  Without a slot: closed at once. */
+static struct mc_conn *refuse(struct mc_thread *t, int fd,
+			      const struct mc_listener *l, const char *line)
+{
+	struct mc_conn *c = conn_new(t, fd, l);
+
+	MC_COUNT(&t->w, rejected_connections, 1);
+	if (c) {
+		size_t n = strlen(line);
+		c->refused = true;
+		if ((c->out.p = malloc(n)) != NULL) {
+			memcpy(c->out.p, line, n);
+			c->out.len = c->out.cap = n;
+			return c;
+		}
+		mc_conn_release(t, c);
+		return NULL;
+	}
+	ssize_t n = send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)n;
+	close(fd);
+	return NULL;
 }
 
 struct mc_conn *mc_conn_accept(struct mc_thread *t, int fd,
@@ -76,8 +131,8 @@ struct mc_conn *mc_conn_accept(struct mc_thread *t, int fd,
 			log_warn("memcached: refused a connection on %s: %u "
 				 "open already (--memcached-max-conns)",
 				 l->name, srv->max_conns);
-		refuse(t, fd, "SERVER_ERROR too many open connections\r\n");
-		return NULL;
+		return refuse(t, fd, l,
+			      "SERVER_ERROR too many open connections\r\n");
 	}
 	if (l->is_unix) {
 		struct ucred cred;
@@ -93,50 +148,29 @@ struct mc_conn *mc_conn_accept(struct mc_thread *t, int fd,
 					 "lists",
 					 (int)cred.pid, (unsigned)cred.uid,
 					 (unsigned)cred.gid, l->name);
-			refuse(t, fd,
-			       ok ? "SERVER_ERROR not allowed: this user is "
-				    "not in the daemon's allow lists\r\n"
-				  : "SERVER_ERROR cannot read the peer's "
-				    "credentials\r\n");
-			return NULL;
+			return refuse(
+				t, fd, l,
+				ok ? "SERVER_ERROR not allowed: this user is "
+				     "not in the daemon's allow lists\r\n"
+				   : "SERVER_ERROR cannot read the peer's "
+				     "credentials\r\n");
 		}
 	} else {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-
-	/* A free slot: searched from where the last one was found. */
-	uint32_t slot = srv->max_conns;
-	for (uint32_t i = 0; i < srv->max_conns; i++) {
-		uint32_t k = (t->next_slot + i) % srv->max_conns;
-		if (!t->conns[k]) {
-			slot = k;
-			break;
-		}
-	}
-	struct mc_conn *c = slot < srv->max_conns ? calloc(1, sizeof(*c))
-						  : NULL;
-	uint8_t *in = c ? malloc(MC_IN_INITIAL) : NULL;
-	if (!in) {
+	struct mc_conn *c = conn_new(t, fd, l);
+	if (!c) {
 		__atomic_fetch_sub(&srv->nconns, 1, __ATOMIC_RELAXED);
-		free(c);
 		if (warn_now(t))
 			log_warn("memcached: out of memory for a connection");
-		refuse(t, fd, "SERVER_ERROR out of memory\r\n");
+		ssize_t n = send(fd, "SERVER_ERROR out of memory\r\n", 28,
+				 MSG_DONTWAIT | MSG_NOSIGNAL);
+		(void)n;
+		close(fd);
+		MC_COUNT(&t->w, rejected_connections, 1);
 		return NULL;
 	}
-	c->fd = fd;
-	c->slot = slot;
-	c->gen = ++t->gens[slot];
-	c->is_unix = l->is_unix;
-	c->in = in;
-	c->in_cap = MC_IN_INITIAL;
-	c->out.high = MC_OUT_HIGH;
-	c->active_ms = clock_mono_ms();
-	mc_session_init(&t->w, &c->s);
-	t->conns[slot] = c;
-	t->next_slot = (slot + 1) % srv->max_conns;
-	t->nconns++;
 	MC_COUNT(&t->w, curr_connections, 1);
 	return c;
 }
@@ -183,7 +217,13 @@ void mc_conn_received(struct mc_thread *t, struct mc_conn *c, size_t n)
 
 void mc_conn_input(struct mc_thread *t, struct mc_conn *c)
 {
-	if (!c->unprocessed || c->closing)
+	if (c->refused) {
+		c->in_len = 0; /* discarded */
+		c->unprocessed = false;
+		return;
+	}
+	/* With MC_OUT_HIGH unsent no request can run: wait for the peer. */
+	if (!c->unprocessed || c->closing || mc_conn_pending(c) >= MC_OUT_HIGH)
 		return;
 	/* Unsent output to the front: out.high then bounds what is unsent. */
 	if (c->out_off) {
@@ -228,6 +268,9 @@ void mc_conn_sent(struct mc_thread *t, struct mc_conn *c, size_t n)
 	if (c->out_off < c->out.len)
 		return;
 	c->out_off = c->out.len = 0;
+	if (c->refused)
+		shutdown(c->fd,
+			 SHUT_WR); /* the line is out: the peer gets EOF */
 	if (c->out.cap > MC_OUT_KEEP) {
 		free(c->out.p);
 		c->out.p = NULL;
@@ -250,20 +293,23 @@ void mc_conn_release(struct mc_thread *t, struct mc_conn *c)
 	free(c->out.p);
 	t->conns[c->slot] = NULL;
 	t->nconns--;
-	__atomic_fetch_sub(&t->srv->nconns, 1, __ATOMIC_RELAXED);
-	MC_COUNT(&t->w, curr_connections, (uint64_t)-1);
+	if (!c->refused) {
+		__atomic_fetch_sub(&t->srv->nconns, 1, __ATOMIC_RELAXED);
+		MC_COUNT(&t->w, curr_connections, (uint64_t)-1);
+	}
 	free(c);
 }
 
 void mc_thread_tick(struct mc_thread *t, uint64_t now_ms)
 {
 	mc_worker_tick(&t->w);
-	if (!t->srv->idle_ms)
-		return;
 	for (uint32_t i = 0; i < t->srv->max_conns; i++) {
 		struct mc_conn *c = t->conns[i];
-		if (c && !c->closing &&
-		    now_ms - c->active_ms >= t->srv->idle_ms) {
+		if (c && c->refused && !c->closing &&
+		    now_ms - c->since_ms >= MC_LINGER_MS)
+			mc_conn_drop(c);
+		else if (c && !c->closing && t->srv->idle_ms &&
+			 now_ms - c->active_ms >= t->srv->idle_ms) {
 			log_debug("memcached: a connection idle for %u s: "
 				  "closed (--memcached-idle-timeout)",
 				  t->srv->d->cfg.memcached_idle_timeout);

@@ -40,6 +40,7 @@
 #define MC_OUT_KEEP (64u << 10) /* a larger drained output buffer is freed */
 #define MC_BACKLOG 1024		/* listen(2) backlog, memcached's */
 #define MC_TICK_MS 100		/* mc_worker_tick(), idle timeouts */
+#define MC_LINGER_MS 2000	/* a refused connection waits for its peer */
 #define MC_LISTEN_MAX (CONFIG_MC_LISTEN_MAX + SYSD_MC_FDS_MAX)
 
 struct daemon;
@@ -58,11 +59,13 @@ struct mc_conn {
 	int fd;
 	uint32_t slot, gen;
 	bool is_unix;
+	bool refused;	  /* gets one error line; its input is discarded */
 	bool closing;	  /* close once out is sent (or at once: dropped) */
 	bool unprocessed; /* in holds bytes mc_process() has not run */
 	bool recv_armed, send_armed; /* io_uring operations in flight */
 	unsigned inflight;
 	uint64_t active_ms; /* monotonic ms of the last byte in or out */
+	uint64_t since_ms;  /* monotonic ms, accepted */
 	struct mc_session s;
 	uint8_t *in;
 	size_t in_len, in_cap;
@@ -104,7 +107,8 @@ struct mc_server {
 /* Takes an accepted socket from listener l: counts it, refuses it (one
  * "SERVER_ERROR ..." line, then closed) over --memcached-max-conns, when
  * its peer is not allowed (Unix sockets) or memory is short.  Returns
- * the connection or NULL. */
+ * the connection (a refused one too: it lingers until its line is read,
+ * see `refused`) or NULL (closed). */
 struct mc_conn *mc_conn_accept(struct mc_thread *t, int fd,
 			       const struct mc_listener *l);
 

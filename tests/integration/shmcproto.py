@@ -346,6 +346,24 @@ def binaries(count, doc):
     return paths
 
 
+def loop_binary(binary, loop, wrapper=None):
+    """For a test program run once per event loop (uring, epoll,
+    fallback): returns (binary, args, fallback) - the daemon to start,
+    the arguments that choose the loop, and whether io_uring is made
+    unavailable.  "fallback" wraps binary in a script that runs it under
+    the seccomp wrapper (no_uring), so the daemon must fall back to epoll
+    by itself."""
+    binary = os.path.abspath(binary)
+    if loop != "fallback":
+        return binary, ["--epoll"] if loop == "epoll" else [], False
+    wrapper = os.path.abspath(wrapper)
+    script = os.path.join(tempfile.mkdtemp(prefix="shmc-fb-"), "daemon")
+    with open(script, "w") as f:
+        f.write(f'#!/bin/sh\nexec "{wrapper}" "{binary}" "$@"\n')
+    os.chmod(script, 0o755)
+    return script, [], True
+
+
 def run_tests(args, prefix):
     """Runs the __main__ module's test cases (args: unittest's arguments,
     e.g. test names) with temporary files in a private folder, prints the

@@ -772,19 +772,8 @@ def main():
     if len(sys.argv) < 3 or sys.argv[2] not in ("uring", "epoll", "fallback"):
         print(__doc__)
         return 2
-    BINARY = os.path.abspath(sys.argv[1])
-    LOOP_ARGS = ["--epoll"] if sys.argv[2] == "epoll" else []
-    if sys.argv[2] == "fallback":
-        # A wrapper script: the wrapper then the daemon, as one "binary".
-        wrapper = os.path.abspath(sys.argv[3])
-        script = os.path.join(tempfile.mkdtemp(prefix="shmc-fb-"), "daemon")
-        with open(script, "w") as f:
-            f.write(f'#!/bin/sh\nexec "{wrapper}" "{BINARY}" "$@"\n')
-        os.chmod(script, 0o755)
-        BINARY = script
-        FALLBACK[0] = True
-    # The wrapper argument (meson passes it for every loop) is not a test
-    # name: drop it so that test names can follow.
+    BINARY, LOOP_ARGS, FALLBACK[0] = p.loop_binary(
+        sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
     if len(sys.argv) > 3 and os.path.isfile(sys.argv[3]):
         del sys.argv[3]
     if not os.path.isdir("/dev/shm"):
