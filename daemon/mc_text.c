@@ -39,11 +39,12 @@
 /* Keys a retrieval reads together (eng_mget() overlaps their loads). */
 #define GET_BATCH 16u
 
-/* True when the command's last token is "noreply" and there is room for
- * it after the min tokens the command needs. */
-static bool noreply_at(const struct mc_req *r, unsigned min)
+/* True when the command's last token is "noreply".  As in memcached, the
+ * token counts whether or not the command had its other arguments: in
+ * "delete noreply" it is both the key and the word. */
+static bool has_noreply(const struct mc_req *r)
 {
-	return r->ntok > min && !r->more &&
+	return r->ntok > 1 && !r->more &&
 	       mc_tok_is(&r->tok[r->ntok - 1], "noreply");
 }
 
@@ -63,29 +64,55 @@ static bool key_tok_ok(const struct mc_tok *t)
  * Retrieval
  * ------------------------------------------------------------------------ */
 
+/* Writes v in decimal at p; returns the digits written (1 to 20). */
+static size_t put_dec(char *p, uint64_t v)
+{
+	static const char pairs[] = "00010203040506070809"
+				    "10111213141516171819"
+				    "20212223242526272829"
+				    "30313233343536373839"
+				    "40414243444546474849"
+				    "50515253545556575859"
+				    "60616263646566676869"
+				    "70717273747576777879"
+				    "80818283848586878889"
+				    "90919293949596979899";
+	size_t n = 1;
+
+	for (uint64_t x = v; x >= 10; x /= 10)
+		n++;
+	char *q = p + n;
+	while (v >= 100) {
+		q -= 2;
+		memcpy(q, pairs + 2 * (v % 100), 2);
+		v /= 100;
+	}
+	if (v >= 10) {
+		q -= 2;
+		memcpy(q, pairs + 2 * v, 2);
+	} else {
+		*--q = (char)('0' + v);
+	}
+	return n;
+}
+
 /* Formats a value's line into buf (key + VALUE_HDR_EXTRA bytes);
  * returns its length. */
 static size_t value_hdr(char *buf, const struct mc_tok *key,
 			const struct eng_meta *m, bool with_cas)
 {
-	char num[20];
-	size_t n = 0;
-	uint64_t v[3] = { m->flags, m->vlen, m->cas };
+	size_t n = 6;
 
 	memcpy(buf, "VALUE ", 6);
-	n = 6;
 	memcpy(buf + n, key->p, key->n);
 	n += key->n;
-	for (int f = 0; f < (with_cas ? 3 : 2); f++) {
-		size_t i = sizeof(num);
-		uint64_t x = v[f];
-		do {
-			num[--i] = (char)('0' + x % 10);
-			x /= 10;
-		} while (x);
+	buf[n++] = ' ';
+	n += put_dec(buf + n, m->flags);
+	buf[n++] = ' ';
+	n += put_dec(buf + n, m->vlen);
+	if (with_cas) {
 		buf[n++] = ' ';
-		memcpy(buf + n, num + i, sizeof(num) - i);
-		n += sizeof(num) - i;
+		n += put_dec(buf + n, m->cas);
 	}
 	buf[n++] = '\r';
 	buf[n++] = '\n';
@@ -374,7 +401,7 @@ static bool store_line(struct mc_ctx *x, enum eng_mode mode,
 		return false;
 	}
 	sl->key = &r->tok[1];
-	sl->noreply = noreply_at(r, fields);
+	sl->noreply = has_noreply(r);
 	sl->cas = 0;
 	if (r->ntok < fields || !key_tok_ok(sl->key) ||
 	    !mc_tok_u32(&r->tok[2], &sl->flags) ||
@@ -526,7 +553,7 @@ static enum mc_result cmd_delete(struct mc_ctx *x)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 2);
+	bool noreply = has_noreply(r);
 	unsigned args = r->ntok - (noreply ? 1u : 0u);
 
 	if (r->ntok < 2 || !key_tok_ok(&r->tok[1])) {
@@ -555,7 +582,7 @@ static enum mc_result arith(struct mc_ctx *x, bool decr)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 3);
+	bool noreply = has_noreply(r);
 	uint64_t delta, v;
 
 	if (r->ntok < 3 || !key_tok_ok(&r->tok[1])) {
@@ -609,7 +636,7 @@ static enum mc_result cmd_touch(struct mc_ctx *x)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 3);
+	bool noreply = has_noreply(r);
 	int32_t exptime;
 
 	if (r->ntok < 3 || !key_tok_ok(&r->tok[1])) {
@@ -649,7 +676,7 @@ static enum mc_result cmd_flush_all(struct mc_ctx *x)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 1);
+	bool noreply = has_noreply(r);
 	unsigned args = r->ntok - (noreply ? 1u : 0u);
 	int32_t delay = 0;
 
@@ -693,7 +720,7 @@ static enum mc_result cmd_verbosity(struct mc_ctx *x)
 {
 	struct mc_req *r = &x->req;
 	size_t mark = x->out->len;
-	bool noreply = noreply_at(r, 2);
+	bool noreply = has_noreply(r);
 	uint32_t level;
 
 	if (r->ntok < 2 || !mc_tok_u32(&r->tok[1], &level)) {

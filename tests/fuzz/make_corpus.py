@@ -7,6 +7,10 @@
     corpus/request/*   inputs for fuzz-request: one control byte (how the
                        stream is cut into receives, slow reading, clock
                        ticks; see fuzz_request.c), then what a peer sends
+    corpus/mc/*        inputs for fuzz-mc: one control byte (the cuts,
+                       back-pressure, clock ticks; see fuzz_mc.c), then
+                       memcached text and meta requests (memcached's
+                       doc/protocol.txt)
 
 Frames follow docs/PROTOCOL.md, written here independently of the C codec
 (the constants and encoders are those of tests/integration/shmcproto.py,
@@ -288,6 +292,95 @@ NS_PROTO = {
 }
 
 
+# fuzz_mc.c's control byte: the seed of the cuts (0: one receive), then
+# back-pressure and the ticking clock.
+MC_WHOLE, MC_TIGHT, MC_TICK = 0, 64, 128
+
+
+def mc(ctl, *lines):
+    """One fuzz-mc input: the control byte, then the requests as given
+    (str or bytes; a str is encoded as latin-1)."""
+    return u8(ctl) + b"".join(x if isinstance(x, bytes) else
+                              x.encode("latin-1") for x in lines)
+
+
+def mc_set(cmd, key, val, flags=0, exptime=0, extra=""):
+    val = val if isinstance(val, bytes) else val.encode()
+    return (f"{cmd} {key} {flags} {exptime} {len(val)}{extra}\r\n"
+            .encode() + val + b"\r\n")
+
+
+MC = {
+    "text-storage": mc(MC_WHOLE, mc_set("set", "k", "v", 5),
+                       mc_set("add", "k", "w"), mc_set("replace", "k", "x"),
+                       mc_set("append", "k", "y"), mc_set("prepend", "k", "z"),
+                       mc_set("set", "n", "10"), "get k n\r\n",
+                       "gets k\r\n"),
+    "text-cas": mc(MC_WHOLE, mc_set("set", "c", "1"), "gets c\r\n",
+                   mc_set("cas", "c", "2", extra=" 1"),
+                   mc_set("cas", "c", "2", extra=" 99999999999999999999"),
+                   mc_set("cas", "nope", "2", extra=" 1")),
+    "text-arith": mc(MC_WHOLE, mc_set("set", "n", "18446744073709551615"),
+                     "incr n 1\r\n", "decr n 5\r\n", "incr n x\r\n",
+                     "incr nope 1\r\n", mc_set("set", "s", "abc"),
+                     "decr s 1\r\n"),
+    "text-delete-touch": mc(MC_TICK, mc_set("set", "d", "1", exptime=3),
+                            "touch d 10\r\n", "gat 5 d nope\r\n",
+                            "gats 0 d\r\n", "delete d 0\r\n",
+                            "delete d\r\n", "delete d 5\r\n",
+                            "touch d -1\r\n"),
+    "text-noreply": mc(MC_WHOLE, mc_set("set", "q", "1", extra=" noreply"),
+                       "incr q 1 noreply\r\n", "delete q noreply\r\n",
+                       "flush_all 0 noreply\r\n",
+                       "verbosity 1 noreply\r\n", "get q\r\n"),
+    "text-flush": mc(MC_TICK, mc_set("set", "f", "1"), "flush_all 2\r\n",
+                     "get f\r\n", "get f\r\n", "get f\r\n",
+                     "flush_all\r\n", "flush_all x\r\n"),
+    "text-stats": mc(MC_TIGHT, "stats\r\n", "stats settings\r\n",
+                     "stats reset\r\n", "stats slabs\r\n",
+                     "stats items\r\n", "stats sizes\r\n",
+                     "stats detail on\r\n", "stats nope\r\n",
+                     "version\r\n", "verbosity 2\r\n"),
+    "text-errors": mc(MC_WHOLE, "get\r\n", "set k 0 0\r\n",
+                      "set k 0 0 -1\r\n", "set k x 0 1\r\nx\r\n",
+                      "set k 0 0 3\r\nabcd\r\n", "bogus\r\n", "\r\n",
+                      "get " + "k" * 251 + "\r\n", b"get a\x01b\r\n",
+                      "set k 0 0 4294967295\r\n", "quit\r\n",
+                      "get k\r\n"),
+    # Over the 1 MiB region's largest item: the block is swallowed, in
+    # pieces (the input ends before the block does).
+    "text-too-large": mc(7, "set big 0 0 300000\r\n", b"B" * 1000),
+    "text-split": mc(1, mc_set("set", "s", "0123456789" * 20),
+                     "get s s s\r\n", "gets s\r\n"),
+    "text-many-keys": mc(MC_TIGHT | 3, mc_set("set", "m7", "x" * 3000),
+                         "get " + " ".join(f"m{i}" for i in range(300))
+                         + "\r\n"),
+    "text-bare-newlines": mc(MC_WHOLE, "set b 0 0 1\nx\r\nget b\n"),
+    "meta-get-set": mc(MC_WHOLE, "ms mk 2 T0 F5\r\nhi\r\n",
+                       "mg mk v f t c k s\r\n", "mg nope v\r\n",
+                       "mg mk q\r\n", "mn\r\n"),
+    "meta-delete-arith": mc(MC_WHOLE, "ms ma 1\r\n5\r\n", "ma ma\r\n",
+                            "ma ma MD D2 v\r\n", "ma nope N0 J7 v\r\n",
+                            "md ma q\r\n", "md ma\r\n", "mn\r\n"),
+    "meta-base64-opaque": mc(MC_WHOLE, "ms Zm9v 1 b Oab\r\nx\r\n",
+                             "mg Zm9v b v Oxy k\r\n", "me Zm9v b\r\n",
+                             "mg !!! b v\r\n"),
+    "meta-lease": mc(MC_TICK, "mg lk v N30 t\r\n", "mg lk v N30 t\r\n",
+                     "ms lk 1 T60\r\nL\r\n", "mg lk v c\r\n",
+                     "ms lk 1 I\r\nM\r\n", "mg lk v R30\r\n"),
+    "meta-modes": mc(MC_WHOLE, "ms mm 1 ME\r\na\r\n",
+                     "ms mm 1 MA\r\nb\r\n", "ms mm 1 MP\r\nc\r\n",
+                     "ms mm 1 MR\r\nd\r\n", "ms mm 1 MS C1\r\ne\r\n",
+                     "ms mm 1 MZ\r\nf\r\n", "ms mm x\r\n",
+                     "mg mm v\r\n"),
+    "mixed": mc(5, mc_set("set", "x", "1"), "mg x v\r\n",
+                "ms y 1\r\n2\r\n", "get x y\r\n", "md x q\r\n",
+                "delete y\r\n", "mn\r\n", "get x y\r\n"),
+    "binary-magic": mc(MC_WHOLE, b"\x80\x00\x00\x05get k\r\n"),
+    "empty": mc(MC_WHOLE),
+}
+
+
 def write(dirname, files):
     d = os.path.join(HERE, "corpus", dirname)
     os.makedirs(d, exist_ok=True)
@@ -299,10 +392,10 @@ def write(dirname, files):
 
 def main():
     n = write("proto", {**PROTO, **NS_PROTO}) + write(
-        "request", {**REQUEST, **NS_REQUEST})
-    print(f"wrote {len(PROTO) + len(NS_PROTO)} proto and "
-          f"{len(REQUEST) + len(NS_REQUEST)} request inputs, "
-          f"{n} bytes")
+        "request", {**REQUEST, **NS_REQUEST}) + write("mc", MC)
+    print(f"wrote {len(PROTO) + len(NS_PROTO)} proto, "
+          f"{len(REQUEST) + len(NS_REQUEST)} request and {len(MC)} mc "
+          f"inputs, {n} bytes")
 
 
 if __name__ == "__main__":

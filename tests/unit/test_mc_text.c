@@ -193,6 +193,59 @@ static void test_mc_text_gets_matches_engine(void **state)
 	snprintf(want, sizeof(want), "VALUE m 77 5 %llu\r\nhello\r\nEND\r\n",
 		 (unsigned long long)cas);
 	assert_mc(f, "gets m\r\n", want);
+
+	/* A value larger than a retrieval first reserves, by gets and gats:
+	 * its line is written before the value is read in place. */
+	size_t big = 10000;
+	char *val = malloc(big);
+	assert_non_null(val);
+	memset(val, 'b', big);
+	o.flags = 9;
+	assert_rc(eng_store(&f->r.e, "big", 3, val, big, &o, &cas), 0);
+	for (int i = 0; i < 2; i++) {
+		const char *r = mc_run(f,
+				       i ? "gats 100 big\r\n" : "gets big\r\n");
+		int h = snprintf(want, sizeof(want), "VALUE big 9 %zu %llu\r\n",
+				 big, (unsigned long long)cas);
+		assert_int_equal(f->out.len, (size_t)h + big + 2 + 5);
+		assert_memory_equal(r, want, (size_t)h);
+		assert_memory_equal(r + h, val, big);
+		assert_string_equal(r + h + big, "\r\nEND\r\n");
+	}
+	free(val);
+}
+
+/* stats sums the counters of every worker; stats reset starts them all
+ * from zero. */
+static void test_mc_text_stats_sum_workers(void **state)
+{
+	struct mc_fx *f = *state;
+	struct mc_worker w2, *both[2] = { &f->w, &w2 };
+	struct mc_session s2;
+	struct mc_out out2 = { .high = SIZE_MAX };
+	const char *req = "get a b c\r\n";
+
+	f->sh.workers = both;
+	f->sh.nworkers = 2;
+	assert_rc(mc_worker_init(&w2, &f->sh, 1, 1000), 0);
+	mc_session_init(&w2, &s2);
+	assert_int_equal(mc_process(&w2, &s2, (const uint8_t *)req, strlen(req),
+				    &out2),
+			 strlen(req));
+	assert_mc(f, "get a\r\n", "END\r\n");
+	assert_int_equal(stat_of(f, "cmd_get"), 4);
+	assert_int_equal(stat_of(f, "get_misses"), 4);
+	assert_int_equal(stat_of(f, "threads"), 2);
+	assert_mc(f, "stats reset\r\n", "RESET\r\n");
+	assert_int_equal(stat_of(f, "cmd_get"), 0);
+	out2.len = 0;
+	mc_process(&w2, &s2, (const uint8_t *)req, strlen(req), &out2);
+	assert_int_equal(stat_of(f, "cmd_get"), 3);
+	mc_session_end(&w2, &s2);
+	mc_worker_fini(&w2);
+	free(out2.p);
+	f->sh.workers = f->workers;
+	f->sh.nworkers = 1;
 }
 
 static void test_mc_text_incr_decr(void **state)
@@ -355,6 +408,12 @@ static void test_mc_text_noreply(void **state)
 	/* Errors too, as memcached; the block is still skipped. */
 	assert_mc(f, "set k x 0 1 noreply\r\nx\r\n", "");
 	assert_mc(f, "incr k x noreply\r\n", "");
+	/* As in memcached, "noreply" last is the word even where it is also
+	 * the key. */
+	assert_mc(f, "set noreply 0 0 1\r\nx\r\n", "STORED\r\n");
+	assert_mc(f, "delete noreply\r\n", "");
+	assert_mc(f, "get noreply\r\n", "END\r\n");
+	assert_mc(f, "verbosity noreply\r\n", "");
 	assert_mc(f, "version\r\n", "VERSION " SHMC_VERSION "\r\n");
 }
 
@@ -640,6 +699,7 @@ int main(void)
 		T(test_mc_text_flush_all),
 		T(test_mc_text_verbosity),
 		T(test_mc_text_stats),
+		T(test_mc_text_stats_sum_workers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
