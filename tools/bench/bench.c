@@ -699,15 +699,15 @@ static double ns_per_op(const struct run_result *r)
 	return (double)hist_quantile(&r->batch, 0.5) / BATCH_SCALE;
 }
 
-/* CPU time of the server per measured op, ns; < 0: unknown. */
-static double server_ns_per_op(const struct run_result *r)
+/* CPU time cpu_s (a run_result's server_cpu_s or client_cpu_s) per
+ * measured op of r, ns; < 0: unknown. */
+static double cpu_ns_per_op(const struct run_result *r, double cpu_s)
 {
 	uint64_t n = 0;
 
 	for (int op = 0; op < NOPS; op++)
 		n += r->ops[op];
-	return r->server_cpu_s >= 0 && n ? r->server_cpu_s * 1e9 / (double)n
-					 : -1;
+	return cpu_s >= 0 && n ? cpu_s * 1e9 / (double)n : -1;
 }
 
 static double hit_ratio(const struct run_result *r)
@@ -882,6 +882,7 @@ static void print_vs_memcached(const struct options *o,
 						  o->procs[p]);
 		struct hist la, lb;
 		char wa[32], wb[32];
+		double sa, sb;
 
 		if (!a || !b || ops_per_s(b) <= 0)
 			continue;
@@ -899,11 +900,16 @@ static void print_vs_memcached(const struct options *o,
 		       "%" PRIu64 " against %" PRIu64 " ns",
 		       o->procs[p], wa, wb, ops_per_s(a) / ops_per_s(b),
 		       hist_quantile(&la, 0.99), hist_quantile(&lb, 0.99));
-		if (server_ns_per_op(a) > 0 && server_ns_per_op(b) > 0)
+		sa = cpu_ns_per_op(a, a->server_cpu_s);
+		sb = cpu_ns_per_op(b, b->server_cpu_s);
+		if (sa > 0 && sb > 0)
 			printf(",\n    server CPU per op %.0f against %.0f ns "
 			       "(x%.2f)",
-			       server_ns_per_op(a), server_ns_per_op(b),
-			       server_ns_per_op(a) / server_ns_per_op(b));
+			       sa, sb, sa / sb);
+		sa = cpu_ns_per_op(a, a->client_cpu_s);
+		sb = cpu_ns_per_op(b, b->client_cpu_s);
+		if (sa > 0 && sb > 0)
+			printf(", the clients' %.0f against %.0f ns", sa, sb);
 		printf("\n");
 	}
 }
@@ -1271,8 +1277,12 @@ static void print_json(const struct options *o, const struct workload *w,
 		json_num("run_ops_per_s", r->run_rate);
 		json_num("ns_per_op", ns_per_op(r));
 		json_num("elapsed_s", r->elapsed_s);
-		if (server_ns_per_op(r) >= 0)
-			json_num("server_cpu_ns_per_op", server_ns_per_op(r));
+		if (cpu_ns_per_op(r, r->server_cpu_s) >= 0)
+			json_num("server_cpu_ns_per_op",
+				 cpu_ns_per_op(r, r->server_cpu_s));
+		if (cpu_ns_per_op(r, r->client_cpu_s) >= 0)
+			json_num("client_cpu_ns_per_op",
+				 cpu_ns_per_op(r, r->client_cpu_s));
 		if (r->nruns > 1) {
 			printf(", \"runs_run_ops_per_s\": [");
 			for (unsigned k = 0; k < r->nruns; k++)

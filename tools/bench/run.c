@@ -22,8 +22,9 @@
  * 2 clock reads per 16 ops and 2 per batch (about 5 ns per op here) to
  * every backend's time per op.  An mget in the mix is one operation: a
  * request for the keys of its trace entry and of the entries after it
- * (--mget-batch in all), whose hits and misses count keys.  The server's
- * CPU time over the measured phase is read from /proc/PID/stat.
+ * (--mget-batch in all), whose hits and misses count keys.  The CPU time
+ * of the server and of the workers over the measured phase (--duration
+ * runs) is read from /proc/PID/stat.
  *
  * Processes.  The workers are forked from the parent after the server is
  * up; each opens its own handles (attach, then open per thread).  The
@@ -567,6 +568,21 @@ static double cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)tck;
 }
 
+/* CPU time of the processes pids[0..n) together; -1 if one is unknown. */
+static double cpu_sum(const pid_t *pids, unsigned n)
+{
+	double sum = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		double c = cpu_s(pids[i]);
+
+		if (c < 0)
+			return -1;
+		sum += c;
+	}
+	return sum;
+}
+
 /* Reaps worker pids[0..n) (after killing them if kill_them). */
 static void reap(pid_t *pids, unsigned n, bool kill_them, bool *any_failed)
 {
@@ -651,7 +667,7 @@ int run_backend(const struct backend *be, const struct workload *w,
 	bool failed = false;
 	struct ctl *ctl;
 	struct slot *slots;
-	double cpu0 = -1, cpu1 = -1;
+	double cpu0 = -1, cpu1 = -1, ccpu0 = -1, ccpu1 = -1;
 	int rc;
 
 	res->be = be;
@@ -720,6 +736,7 @@ int run_backend(const struct backend *be, const struct workload *w,
 			sleep_s(cfg->warmup);
 		}
 		cpu0 = cpu_s(srv.pid);
+		ccpu0 = cpu_sum(pids, procs);
 		atomic_store(&ctl->phase, PH_RUN);
 		if (cfg->mode == MODE_SPEED && cfg->duration > 0) {
 			sleep_s(cfg->duration);
@@ -728,12 +745,15 @@ int run_backend(const struct backend *be, const struct workload *w,
 	}
 	if (cpu0 >= 0 && cfg->duration > 0)
 		cpu1 = cpu_s(srv.pid);
+	if (ccpu0 >= 0 && cfg->duration > 0)
+		ccpu1 = cpu_sum(pids, procs);
 	if (failed || atomic_load(&ctl->failed) || run_interrupted)
 		atomic_store(&ctl->phase, PH_STOP);
 	reap(pids, procs, run_interrupted, &failed);
 	if (cpu0 >= 0 && cpu1 < 0)
 		cpu1 = cpu_s(srv.pid);
 	res->server_cpu_s = cpu0 >= 0 && cpu1 >= cpu0 ? cpu1 - cpu0 : -1;
+	res->client_cpu_s = ccpu0 >= 0 && ccpu1 >= ccpu0 ? ccpu1 - ccpu0 : -1;
 
 	res->status = RUN_OK;
 	for (unsigned i = 0; i < total; i++) {

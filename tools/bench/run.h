@@ -41,6 +41,8 @@ struct run_result {
 	double server_cpu_s;   /* CPU time (user + system) of the server the
 				* bench started, over the measured phase;
 				* < 0: no such server, or unknown */
+	double client_cpu_s;   /* the same of the worker processes (--duration
+				* runs only; < 0: unknown) */
 	double runs[RUN_MAX_REPEAT]; /* --repeat: ops/s of every run */
 	unsigned nruns;		     /* (this result is the median one) */
 };
