@@ -146,6 +146,7 @@ int mc_loop_epoll_run(struct mc_thread *t)
 	for (uint32_t i = 0; i < t->srv->nls; i++)
 		add_listener(ep, t, i);
 	log_info("memcached thread %u: event loop epoll", t->w.index);
+	mc_thread_ready(t);
 
 	while (!t->stop) {
 		uint64_t now = clock_mono_ms();

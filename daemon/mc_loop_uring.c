@@ -287,6 +287,7 @@ int mc_loop_uring_run(struct mc_thread *t)
 		arm_accept(l, i);
 	arm_tick(l);
 	arm_stop(l);
+	mc_thread_ready(t);
 	rc = 0;
 	while ((!t->stop || t->nconns || accepts_armed(l)) && !t->abandon) {
 		if ((rc = uring_turn(&l->ring, dispatch, l)) < 0) {

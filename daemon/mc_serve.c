@@ -492,6 +492,14 @@ int mc_serve_open(struct daemon *d, char *err, size_t errlen)
  * Threads
  * ------------------------------------------------------------------------ */
 
+void mc_thread_ready(struct mc_thread *t)
+{
+	if (!t->set_up) {
+		t->set_up = true;
+		sem_post(&t->srv->ready);
+	}
+}
+
 static void *thread_main(void *arg)
 {
 	struct mc_thread *t = arg;
@@ -510,6 +518,10 @@ static void *thread_main(void *arg)
 	if (rc)
 		log_error("memcached thread %u: event loop failed: %s",
 			  t->w.index, strerror(-rc));
+	if (!t->set_up) {
+		t->setup_rc = rc ? rc : -EIO;
+		mc_thread_ready(t);
+	}
 	for (uint32_t i = 0; i < t->srv->max_conns && !t->abandon; i++)
 		if (t->conns[i])
 			mc_conn_release(t, t->conns[i]);
@@ -581,7 +593,8 @@ int mc_serve_start(struct daemon *d, char *err, size_t errlen)
 	sigset_t all, old;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	int rc = 0;
+	int rc = sem_init(&srv->ready, 0, 0) < 0 ? errno : 0;
+	srv->sem_ok = rc == 0;
 	for (uint32_t i = 0; i < srv->nthreads && !rc; i++) {
 		struct mc_thread *t = &srv->threads[i];
 		rc = pthread_create(&t->tid, NULL, thread_main, t);
@@ -593,6 +606,20 @@ int mc_serve_start(struct daemon *d, char *err, size_t errlen)
 			 strerror(rc));
 		mc_serve_stop(d);
 		return -rc;
+	}
+	/* Each thread's loop set up, or the reason it could not be. */
+	for (uint32_t i = 0; i < srv->nthreads; i++)
+		while (sem_wait(&srv->ready) < 0 && errno == EINTR)
+			;
+	for (uint32_t i = 0; i < srv->nthreads && !rc; i++) {
+		if ((rc = srv->threads[i].setup_rc) != 0)
+			snprintf(err, errlen,
+				 "memcached thread %u: no event loop: %s", i,
+				 strerror(-rc));
+	}
+	if (rc) {
+		mc_serve_stop(d);
+		return rc;
 	}
 	log_info("memcached: %u thread(s), up to %u connections%s",
 		 srv->nthreads, srv->max_conns,
@@ -618,6 +645,8 @@ void mc_serve_stop(struct daemon *d)
 			pthread_join(srv->threads[i].tid, NULL);
 	free_threads(srv);
 	close_listeners(srv);
+	if (srv->sem_ok)
+		sem_destroy(&srv->ready);
 	free(srv);
 	d->mc = NULL;
 }

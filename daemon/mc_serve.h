@@ -27,6 +27,7 @@
 #define SHMC_MC_SERVE_H
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -79,6 +80,8 @@ struct mc_thread {
 	struct mc_worker w;
 	pthread_t tid;
 	bool running; /* tid is a thread to join */
+	bool set_up;  /* its loop runs: mc_thread_ready() was called */
+	int setup_rc; /* 0, or why no loop could be set up */
 	int stop_fd;  /* eventfd: readable when the thread must stop */
 	bool stop;
 	bool abandon; /* connections the kernel may still use: not freed */
@@ -99,6 +102,8 @@ struct mc_server {
 	uint32_t max_conns;
 	uint32_t nconns;  /* atomic: open connections, all threads */
 	uint64_t idle_ms; /* --memcached-idle-timeout, 0 never */
+	sem_t ready;	  /* posted once by each thread: loop set up or not */
+	bool sem_ok;	  /* ready was initialised */
 	size_t in_max;	  /* the input bound: mc_request_max() + 1 */
 };
 
@@ -143,6 +148,11 @@ void mc_conn_release(struct mc_thread *t, struct mc_conn *c);
 void mc_thread_tick(struct mc_thread *t, uint64_t now_ms);
 
 /* Loops ------------------------------------------------------------------ */
+
+/* A loop calls it once it is set up and about to wait for events:
+ * mc_serve_start() waits for every thread's, so the daemon reports READY=1
+ * with every thread serving. */
+void mc_thread_ready(struct mc_thread *t);
 
 /* Runs t until t->stop.  Returns 0, or -errno when the loop cannot be set
  * up (the uring loop's -ENOSYS/-EPERM/-EACCES/-ENOMEM: use epoll).  The
