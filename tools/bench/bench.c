@@ -182,6 +182,10 @@ static void usage(FILE *f)
 		   "that is\n"
 		   "not installed is reported as skipped (tools/peers "
 		   "install).\n"
+		   "--backends memcached,shmc-mc compares memcached and "
+		   "shmcached's\n"
+		   "--memcached socket: the same client, the same kind of "
+		   "socket.\n"
 		   "\nOptions:\n");
 	opt_usage(f, opt_descs, NOPTS, OPT_ALL, OPT_USAGE_META_SPACE);
 	fprintf(f, "\nExit status: 0 figures printed (skipped peers included), "
