@@ -359,6 +359,78 @@ class Peers(BenchTest):
             self.assertEqual(r["hit_ratio"] > 0.5, True, r)
 
 
+def daemon_speaks_memcached():
+    """True when this build's shmcached has --memcached (issue 16)."""
+    r = subprocess.run([DAEMON, "--help"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    return b"--memcached" in r.stdout
+
+
+class MemcachedProtocol(BenchTest):
+    """shmc-mc: shmcached's memcached socket, driven by the memcached
+    backend's client code, beside memcached when it is installed."""
+
+    def test_bench_shmc_mc_runs_gets_sets_and_mgets(self):
+        if not daemon_speaks_memcached():
+            self.skipTest("shmcached built without --memcached")
+        for kind in ([], ["--tcp"]):
+            rc, out, err = bench(
+                ["--json", "--daemon", DAEMON, "--backends",
+                 "shmc-mc,memcached", "--mix", "get=50,set=40,mget=10",
+                 "--mget-batch", "10", "--server-threads", "2"] + kind
+                + SHORT, env=self.env)
+            got = rows(out)
+            mc = got[("shmc-mc", 1)]
+            if mc["status"] == "skipped":
+                self.skipTest(mc["reason"])  # built without libmemcached
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(out["workload"]["server_threads"], 2)
+            self.assert_speed_row(mc)
+            self.assertEqual(mc["ops"], 3000)
+            self.assertEqual(set(mc["latency"]), {"get", "set", "mget"})
+            # Prefilled: the gets and the mgets' keys are found.
+            self.assertGreater(mc["hit_ratio"], 0.5, mc)
+            self.assertIn("shmcached", mc["version"])
+            # The daemon the bench started: its CPU time was read.
+            self.assertGreaterEqual(mc["server_cpu_ns_per_op"], 0)
+            # memcached is skipped when not installed, never failed.
+            self.assertNotEqual(got[("memcached", 1)]["status"], "failed")
+
+    def test_bench_side_by_side_line_names_both_servers(self):
+        if not daemon_speaks_memcached():
+            self.skipTest("shmcached built without --memcached")
+        rc, out, err = bench(["--daemon", DAEMON, "--backends",
+                              "memcached,shmc-mc", "--mix", "get=100"]
+                             + SHORT, env=self.env)
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        ran = [n for n in ("memcached", "shmc-mc")
+               if any(ln.startswith(n + " ") and "skipped" not in ln
+                      for ln in lines)]
+        if ran != ["memcached", "shmc-mc"]:
+            self.skipTest("memcached or libmemcached not installed")
+        self.assertTrue(any(ln.startswith("shmc-mc (shmcached) against "
+                                          "memcached") for ln in lines),
+                        out)
+
+    def test_bench_mget_skips_backends_without_multi_get(self):
+        rc, out, err = bench(["--json", "--daemon", DAEMON, "--backends",
+                              "shmc,inproc", "--mix", "get=1,mget=1"]
+                             + SHORT, env=self.env)
+        self.assertEqual(rc, 0, err)
+        for r in rows(out).values():
+            self.assertEqual(r["status"], "skipped", r)
+            self.assertIn("multi-get", r["reason"])
+
+    def test_bench_memcached_options_bad_usage(self):
+        for args in (["--server-threads", "0"], ["--server-threads", "x"],
+                     ["--mget-batch", "0"], ["--mget-batch", "100000"],
+                     ["--hit-ratio", "--mix", "mget=1"]):
+            rc, _, err = bench(args, env=self.env)
+            self.assertEqual(rc, 2, args)
+            self.assertIn("shmc-bench", err)
+
+
 def main():
     global DAEMON, BENCH
     DAEMON, BENCH = p.binaries(2, __doc__)

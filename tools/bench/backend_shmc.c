@@ -4,8 +4,9 @@
  * temporary socket and region name with --memory equal to the workload's
  * cache size and --avg-item equal to its mean key + value (bench
  * --avg-item; extra daemon options: --daemon-arg, which come last and so
- * win), or uses the daemon at --socket.  One handle per worker process (a handle is thread-safe, and
- * after fork() a child must open its own).
+ * win), or uses the daemon at --socket.  One handle per worker process
+ * (a handle is thread-safe, and after fork() a child must open its own).
+ * be_shmc_spawn() starts the daemon for the shmc-mc backend too.
  */
 #include "bench.h"
 #include "shmc.h"
@@ -15,25 +16,21 @@
 #include <string.h>
 #include <unistd.h>
 
-static int shmc_be_start(struct be_server *s)
+int be_shmc_spawn(struct be_server *s, const char *const *extra,
+		  unsigned nextra)
 {
 	const struct bench_cfg *cfg = s->cfg;
 	static unsigned runs;
-	char *argv[40], mem[32], avg[16], log[PATH_MAX + 16];
+	char *argv[48], mem[32], avg[16], log[PATH_MAX + 16];
 	unsigned n = 0;
 	int rc;
 
-	if (cfg->shmc_socket) {
-		snprintf(s->sock, sizeof(s->sock), "%s", cfg->shmc_socket);
-		return 0;
-	}
 	if (!cfg->daemon || access(cfg->daemon, X_OK))
 		return srv_fail(s->why, sizeof(s->why), -ENOENT,
 				"no shmcached binary at %s (--daemon PATH or "
 				"$SHMC_DAEMON)",
 				cfg->daemon ? cfg->daemon : "(none found)");
-	rc = srv_mkdir(s, "shmc");
-	if (rc)
+	if (!s->dir[0] && (rc = srv_mkdir(s, "shmc")))
 		return rc;
 	if ((rc = srv_path(s, s->sock, sizeof(s->sock), "shmcached.sock")))
 		return rc;
@@ -63,6 +60,8 @@ static int shmc_be_start(struct be_server *s)
 		argv[n++] = "--avg-item";
 		argv[n++] = avg;
 	}
+	for (unsigned i = 0; i < nextra && i < 8; i++)
+		argv[n++] = (char *)extra[i];
 	for (unsigned i = 0; i < cfg->ndaemon_args; i++)
 		argv[n++] = (char *)cfg->daemon_args[i];
 	argv[n] = NULL;
@@ -71,6 +70,15 @@ static int shmc_be_start(struct be_server *s)
 	if (!rc)
 		rc = srv_wait(s, 10, log);
 	return rc;
+}
+
+static int shmc_be_start(struct be_server *s)
+{
+	if (s->cfg->shmc_socket) {
+		snprintf(s->sock, sizeof(s->sock), "%s", s->cfg->shmc_socket);
+		return 0;
+	}
+	return be_shmc_spawn(s, NULL, 0);
 }
 
 static void shmc_be_stop(struct be_server *s)

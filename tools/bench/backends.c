@@ -9,6 +9,7 @@
 
 #ifdef HAVE_LIBMEMCACHED
 #define BE_MEMCACHED (&be_memcached)
+#define BE_SHMC_MC (&be_shmc_mc)
 #else
 static const struct backend no_memcached = {
 	.name = "memcached",
@@ -16,7 +17,14 @@ static const struct backend no_memcached = {
 	.missing = "built without libmemcached (tools/peers install, then "
 		   "reconfigure the build)",
 };
+static const struct backend no_shmc_mc = {
+	.name = "shmc-mc",
+	.flags = BE_REMOTE | BE_EVICTS,
+	.missing = "built without libmemcached, its client (tools/peers "
+		   "install, then reconfigure the build)",
+};
 #define BE_MEMCACHED (&no_memcached)
+#define BE_SHMC_MC (&no_shmc_mc)
 #endif
 
 #ifdef HAVE_HIREDIS
@@ -43,7 +51,8 @@ static const struct backend no_lmdb = {
 #endif
 
 const struct backend *const bench_backends[] = {
-	&be_shmc, &be_inproc, BE_MEMCACHED, BE_REDIS, BE_LMDB, &be_lru,
+	&be_shmc, &be_inproc, BE_MEMCACHED, BE_SHMC_MC,
+	BE_REDIS, BE_LMDB,    &be_lru,
 };
 const unsigned bench_nbackends = sizeof(bench_backends) /
 				 sizeof(bench_backends[0]);

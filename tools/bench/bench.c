@@ -5,7 +5,9 @@
  *
  *   speed (default)  ops/s, ns/op, latency p50/p99/p999, hit ratio of a
  *                    get/set/del mix over uniform or Zipf keys, for
- *                    shmc, inproc (the floor), memcached, redis, lmdb;
+ *                    shmc, inproc (the floor), memcached, redis, lmdb,
+ *                    and shmc-mc (shmcached's memcached socket) on
+ *                    request; mget in the mix: 100-key multi-gets;
  *                    --procs 1,2 runs each count and adds the scaling;
  *   --hit-ratio      cache-aside (get, set on a miss) over a Zipf trace
  *                    whose distinct bytes are ten times the cache: shmc,
@@ -72,7 +74,11 @@
 	X(VALUE_DIST, "value-dist", "uniform:MIN:MAX",                         \
 	  "value sizes drawn once per key instead")                            \
 	X(MIX, "mix", "LIST",                                                  \
-	  "operation weights (default get=90,set=10,del=0)")                   \
+	  "operation weights of get, set, del, mget\n"                         \
+	  "(default get=90,set=10,del=0); mget: one multi-\n"                  \
+	  "get of --mget-batch keys (memcached, shmc-mc)")                     \
+	X(MGET_BATCH, "mget-batch", "B",                                       \
+	  "keys of one mget in --mix (default 100)")                           \
 	X(DIST, "dist", "D",                                                   \
 	  "key popularity: uniform or zipf:S (default\n"                       \
 	  "uniform; --hit-ratio: zipf:0.99)")                                  \
@@ -89,16 +95,19 @@
 	  "--hit-ratio: leading trace ops that only warm\n"                    \
 	  "the caches (default: keys)")                                        \
 	X(BACKENDS, "backends", "LIST",                                        \
-	  "of shmc,inproc,memcached,redis,lmdb,lru (default:\n"                \
-	  "all but lru; --hit-ratio: shmc,lru,memcached,\n"                    \
-	  "redis; --memory: shmc,memcached,redis,lru)")                        \
+	  "of shmc,inproc,memcached,shmc-mc,redis,lmdb,lru\n"                  \
+	  "(default: all but shmc-mc and lru; --hit-ratio:\n"                  \
+	  "shmc,lru,memcached,redis; --memory: shmc,\n"                        \
+	  "memcached,redis,lru); shmc-mc: shmcached's\n"                       \
+	  "--memcached socket driven as memcached is")                         \
 	X(CACHE, "cache", "SIZE",                                              \
 	  "memory of every cache, whole MiB (default: room\n"                  \
 	  "for all keys, at least 64M; --hit-ratio: 10% of\n"                  \
 	  "the working set; --memory: 64M)")                                   \
 	X(SAMPLE, "sample", "N",                                               \
 	  "time 1 op in N for the latency histogram\n"                         \
-	  "(default 16; 0: none); memcached, redis: every op")                 \
+	  "(default 16; 0: none); memcached, shmc-mc,\n"                       \
+	  "redis: every op")                                                   \
 	X(REPEAT, "repeat", "N",                                               \
 	  "run every backend N times, interleaved, and\n"                      \
 	  "report the run of median run ops/s (speed mode;\n"                  \
@@ -132,6 +141,13 @@
 	X(PEERS, "peers", "DIR",                                               \
 	  "use the memcached and redis that `tools/peers\n"                    \
 	  "start DIR` runs instead of starting them")                          \
+	X(TCP, "tcp", NULL,                                                    \
+	  "memcached and shmc-mc listen on TCP 127.0.0.1\n"                    \
+	  "(a free port) instead of a Unix socket")                            \
+	X(SERVER_THREADS, "server-threads", "N|auto",                          \
+	  "threads of memcached (-t) and of shmc-mc's\n"                       \
+	  "shmcached (--threads) (default 1; auto: one per\n"                  \
+	  "client thread up to the CPUs)")                                     \
 	X(HELP, "help", NULL, "print this help and exit")                      \
 	X(VERSION, "version", NULL, "print the version and exit")
 
@@ -148,7 +164,7 @@ static const struct opt_spec opt_descs[NOPTS] = {
 #undef OPT_DESC_X
 };
 
-static const char *const op_names[NOPS] = { "get", "set", "del" };
+static const char *const op_names[NOPS] = { "get", "set", "del", "mget" };
 
 enum bench_exit { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
@@ -166,6 +182,10 @@ static void usage(FILE *f)
 		   "that is\n"
 		   "not installed is reported as skipped (tools/peers "
 		   "install).\n"
+		   "--backends memcached,shmc-mc compares memcached and "
+		   "shmcached's\n"
+		   "--memcached socket: the same client, the same kind of "
+		   "socket.\n"
 		   "\nOptions:\n");
 	opt_usage(f, opt_descs, NOPTS, OPT_ALL, OPT_USAGE_META_SPACE);
 	fprintf(f, "\nExit status: 0 figures printed (skipped peers included), "
@@ -260,9 +280,10 @@ static int parse_mix(const char *s, unsigned mix[NOPS])
 		rc = 0;
 	}
 	free(copy);
-	if (!rc && mix[OP_GET] + mix[OP_SET] + mix[OP_DEL] == 0)
+	if (!rc && mix[OP_GET] + mix[OP_SET] + mix[OP_DEL] + mix[OP_MGET] == 0)
 		rc = -EINVAL;
-	return rc ? bad("mix", s, "get=W,set=W,del=W with a weight > 0") : 0;
+	return rc ? bad("mix", s, "get=W,set=W,del=W,mget=W with a weight > 0")
+		  : 0;
 }
 
 static int parse_backends(struct options *o, const char *s)
@@ -285,8 +306,8 @@ static int parse_backends(struct options *o, const char *s)
 		}
 		if (i == bench_nbackends) {
 			rc = bad("backends", tok,
-				 "one of shmc, inproc, memcached, redis, lmdb, "
-				 "lru expected");
+				 "one of shmc, inproc, memcached, shmc-mc, "
+				 "redis, lmdb, lru expected");
 			break;
 		}
 	}
@@ -463,6 +484,8 @@ static int finish_config(struct options *o)
 	if (!o->avg_item_set)
 		cfg->avg_item = (uint32_t)lround(cfg->key_size +
 						 (cfg->vmin + cfg->vmax) / 2.0);
+	if (cfg->mode != MODE_SPEED && cfg->mix[OP_MGET])
+		return bad("mix", "mget", "mget is for the speed mode only");
 	cfg->procs = o->procs[0];
 	return 0;
 }
@@ -483,6 +506,8 @@ static int parse_args(struct options *o, int argc, char **argv)
 	cfg->warmup = 0.5;
 	cfg->seed = 1;
 	cfg->sample = 16;
+	cfg->mget_batch = 100;
+	cfg->server_threads = 1;
 	o->repeat = 1;
 	for (int i = 0; i < NOPTS; i++)
 		longs[i] = (struct option){ opt_descs[i].name,
@@ -620,6 +645,20 @@ static int parse_args(struct options *o, int argc, char **argv)
 		case OPT_PEERS:
 			cfg->peers_dir = a;
 			break;
+		case OPT_SERVER_THREADS:
+			if (!strcmp(a, "auto"))
+				cfg->server_threads = 0;
+			else
+				rc = parse_u32(name, a, &cfg->server_threads, 1,
+					       64);
+			break;
+		case OPT_TCP:
+			cfg->tcp = true;
+			break;
+		case OPT_MGET_BATCH:
+			rc = parse_u32(name, a, &cfg->mget_batch, 1,
+				       BENCH_MGET_MAX);
+			break;
 		case OPT_HELP:
 			usage(stdout);
 			return PARSE_DONE;
@@ -650,7 +689,10 @@ static int parse_args(struct options *o, int argc, char **argv)
 
 static double ops_per_s(const struct run_result *r)
 {
-	uint64_t n = r->ops[OP_GET] + r->ops[OP_SET] + r->ops[OP_DEL];
+	uint64_t n = 0;
+
+	for (int op = 0; op < NOPS; op++)
+		n += r->ops[op];
 
 	return r->elapsed_s > 0 ? (double)n / r->elapsed_s : 0;
 }
@@ -659,6 +701,17 @@ static double ops_per_s(const struct run_result *r)
 static double ns_per_op(const struct run_result *r)
 {
 	return (double)hist_quantile(&r->batch, 0.5) / BATCH_SCALE;
+}
+
+/* CPU time cpu_s (a run_result's server_cpu_s or client_cpu_s) per
+ * measured op of r, ns; < 0: unknown. */
+static double cpu_ns_per_op(const struct run_result *r, double cpu_s)
+{
+	uint64_t n = 0;
+
+	for (int op = 0; op < NOPS; op++)
+		n += r->ops[op];
+	return cpu_s >= 0 && n ? cpu_s * 1e9 / (double)n : -1;
 }
 
 static double hit_ratio(const struct run_result *r)
@@ -821,6 +874,50 @@ static void print_shmc_config(const struct options *o,
 		       "keeps the daemon's default)\n");
 }
 
+/* shmcached and memcached behind the same client code and socket, side
+ * by side: a line per process count where both ran. */
+static void print_vs_memcached(const struct options *o,
+			       const struct run_result *res, unsigned n)
+{
+	for (unsigned p = 0; p < o->nprocs; p++) {
+		const struct run_result *a = find(res, n, "shmc-mc",
+						  o->procs[p]),
+					*b = find(res, n, "memcached",
+						  o->procs[p]);
+		struct hist la, lb;
+		char wa[32], wb[32];
+		double sa, sb;
+
+		if (!a || !b || ops_per_s(b) <= 0)
+			continue;
+		if (p == 0)
+			printf("\nshmc-mc (shmcached) against memcached, the same "
+			       "client over the same kind of socket (%s), %u "
+			       "server thread(s) each:\n",
+			       o->cfg.tcp ? "TCP on 127.0.0.1" : "Unix",
+			       srv_threads(&o->cfg));
+		lat_all(a, &la);
+		lat_all(b, &lb);
+		fmt_count(wa, sizeof(wa), ops_per_s(a));
+		fmt_count(wb, sizeof(wb), ops_per_s(b));
+		printf("  %u process(es): wall ops/s %s against %s (x%.2f), p99 "
+		       "%" PRIu64 " against %" PRIu64 " ns",
+		       o->procs[p], wa, wb, ops_per_s(a) / ops_per_s(b),
+		       hist_quantile(&la, 0.99), hist_quantile(&lb, 0.99));
+		sa = cpu_ns_per_op(a, a->server_cpu_s);
+		sb = cpu_ns_per_op(b, b->server_cpu_s);
+		if (sa > 0 && sb > 0)
+			printf(",\n    server CPU per op %.0f against %.0f ns "
+			       "(x%.2f)",
+			       sa, sb, sa / sb);
+		sa = cpu_ns_per_op(a, a->client_cpu_s);
+		sb = cpu_ns_per_op(b, b->client_cpu_s);
+		if (sa > 0 && sb > 0)
+			printf(", the clients' %.0f against %.0f ns", sa, sb);
+		printf("\n");
+	}
+}
+
 static void table_speed(const struct options *o, const struct workload *w,
 			const struct run_result *res, unsigned n)
 {
@@ -830,9 +927,13 @@ static void table_speed(const struct options *o, const struct workload *w,
 
 	for (int op = 0; op < NOPS; op++)
 		nops += cfg->mix[op] > 0;
-	printf(PROG " speed: mix get=%u,set=%u,del=%u, %s keys, %u keys x "
-		    "(%u B key + %s value), cache %" PRIu64 " MiB each\n",
-	       cfg->mix[OP_GET], cfg->mix[OP_SET], cfg->mix[OP_DEL],
+	printf(PROG " speed: mix get=%u,set=%u,del=%u", cfg->mix[OP_GET],
+	       cfg->mix[OP_SET], cfg->mix[OP_DEL]);
+	if (cfg->mix[OP_MGET])
+		printf(",mget=%u (%u keys each)", cfg->mix[OP_MGET],
+		       cfg->mget_batch);
+	printf(", %s keys, %u keys x (%u B key + %s value), cache %" PRIu64
+	       " MiB each\n",
 	       dist_text(cfg, d, sizeof(d)), cfg->keys, cfg->key_size,
 	       value_text(cfg, v, sizeof(v)), cfg->cache >> 20);
 	if (cfg->duration > 0)
@@ -858,7 +959,7 @@ static void table_speed(const struct options *o, const struct workload *w,
 		       "changes hands\n",
 		       o->xfer.ns, o->xfer.cpu[0], o->xfer.cpu[1]);
 	if (cfg->sample)
-		printf("  latency: 1 op in %u timed (memcached, redis: every "
+		printf("  latency: 1 op in %u timed (memcached, shmc-mc, redis: every "
 		       "op), "
 		       "less %" PRId64 " ns of clock overhead\n",
 		       cfg->sample, w->clock_ovh);
@@ -918,6 +1019,7 @@ static void table_speed(const struct options *o, const struct workload *w,
 			       r->first_error);
 		printf("\n");
 	}
+	print_vs_memcached(o, res, n);
 	if (nops < 2 || !cfg->sample)
 		return;
 	printf("\nlatency by operation, ns:\n%-10s %5s %4s %10s %8s %8s %9s "
@@ -1132,11 +1234,16 @@ static void print_json(const struct options *o, const struct workload *w,
 	machine_json(o);
 	printf(",\n \"workload\": {\"keys\": %u, \"key_size\": %u, "
 	       "\"value_min\": %u, \"value_max\": %u, \"mix\": {\"get\": %u, "
-	       "\"set\": %u, \"del\": %u}, \"dist\": \"%s\", \"threads\": %u, "
-	       "\"procs\": [",
+	       "\"set\": %u, \"del\": %u, \"mget\": %u}, \"mget_batch\": %u, "
+	       "\"dist\": \"%s\", \"threads\": %u, \"server_threads\": ",
 	       cfg->keys, cfg->key_size, cfg->vmin, cfg->vmax, cfg->mix[OP_GET],
-	       cfg->mix[OP_SET], cfg->mix[OP_DEL], dist_text(cfg, d, sizeof(d)),
-	       cfg->threads);
+	       cfg->mix[OP_SET], cfg->mix[OP_DEL], cfg->mix[OP_MGET],
+	       cfg->mget_batch, dist_text(cfg, d, sizeof(d)), cfg->threads);
+	if (cfg->server_threads)
+		printf("%u", cfg->server_threads);
+	else
+		printf("\"auto\"");
+	printf(", \"procs\": [");
 	for (unsigned i = 0; i < o->nprocs; i++)
 		printf("%s%u", i ? ", " : "", o->procs[i]);
 	printf("], \"duration_s\": %g, \"ops\": %" PRIu64 ", \"warmup_s\": %g, "
@@ -1167,12 +1274,19 @@ static void print_json(const struct options *o, const struct workload *w,
 		printf(", \"version\": ");
 		json_str(r->version);
 		lat_all(r, &all);
-		printf(", \"ops\": %" PRIu64,
-		       r->ops[OP_GET] + r->ops[OP_SET] + r->ops[OP_DEL]);
+		printf(", \"ops\": %" PRIu64, r->ops[OP_GET] + r->ops[OP_SET] +
+						      r->ops[OP_DEL] +
+						      r->ops[OP_MGET]);
 		json_num("ops_per_s", ops_per_s(r));
 		json_num("run_ops_per_s", r->run_rate);
 		json_num("ns_per_op", ns_per_op(r));
 		json_num("elapsed_s", r->elapsed_s);
+		if (cpu_ns_per_op(r, r->server_cpu_s) >= 0)
+			json_num("server_cpu_ns_per_op",
+				 cpu_ns_per_op(r, r->server_cpu_s));
+		if (cpu_ns_per_op(r, r->client_cpu_s) >= 0)
+			json_num("client_cpu_ns_per_op",
+				 cpu_ns_per_op(r, r->client_cpu_s));
 		if (r->nruns > 1) {
 			printf(", \"runs_run_ops_per_s\": [");
 			for (unsigned k = 0; k < r->nruns; k++)
@@ -1241,9 +1355,15 @@ static void print_json(const struct options *o, const struct workload *w,
  * main
  * ------------------------------------------------------------------------ */
 
-/* Why backend b has no row in this mode, or NULL. */
-static const char *not_for_mode(const struct backend *b, enum bench_mode m)
+/* Why backend b has no row in this mode and mix, or NULL. */
+static const char *not_for_mode(const struct backend *b,
+				const struct bench_cfg *cfg)
 {
+	enum bench_mode m = cfg->mode;
+
+	if (m == MODE_SPEED && cfg->mix[OP_MGET] && !b->mget && !b->missing)
+		return "no multi-get here: mget in --mix runs memcached and "
+		       "shmc-mc only";
 	if (m == MODE_SPEED && (b->flags & BE_SIM))
 		return "a simulator: --hit-ratio and --memory only";
 	if (m != MODE_SPEED && !(b->flags & (BE_EVICTS | BE_SIM)))
@@ -1257,7 +1377,7 @@ static bool run_one(const struct options *o, const struct workload *w,
 		    unsigned b, unsigned rep, struct run_result *r)
 {
 	const struct backend *be = bench_backends[b];
-	const char *na = not_for_mode(be, o->cfg.mode);
+	const char *na = not_for_mode(be, &o->cfg);
 
 	if (na) {
 		r->be = be;

@@ -36,15 +36,21 @@ enum bench_mode {
 	MODE_MEMORY,	/* fill until eviction, count the items kept */
 };
 
-/* Operations, as stored in the top bits of a trace entry. */
-enum bench_op { OP_GET, OP_SET, OP_DEL, NOPS };
+/* Operations, as stored in the top bits of a trace entry.  OP_MGET is one
+ * multi-get of bench_cfg.mget_batch keys: the entry's key and those of the
+ * entries after it in the trace (speed mode, backends with an mget). */
+enum bench_op { OP_GET, OP_SET, OP_DEL, OP_MGET, NOPS };
+
+/* The most keys of one OP_MGET (--mget-batch). */
+#define BENCH_MGET_MAX 1024
 
 struct bench_cfg {
 	enum bench_mode mode;
 	uint32_t keys;	     /* distinct keys */
 	uint32_t key_size;   /* bytes of every key */
 	uint32_t vmin, vmax; /* value size: fixed when equal */
-	unsigned mix[NOPS];  /* weights of get, set, del */
+	unsigned mix[NOPS];  /* weights of get, set, del, mget */
+	uint32_t mget_batch; /* keys of one OP_MGET */
 	double zipf;	     /* 0: uniform; else the Zipf exponent */
 	unsigned threads;    /* per process */
 	unsigned procs;	     /* worker processes of this run */
@@ -63,6 +69,9 @@ struct bench_cfg {
 	const char *shmc_socket; /* a running daemon instead of our own */
 	const char *peers_dir;	 /* running peers (tools/peers start DIR) */
 	const char *tmpdir;	 /* where temporary folders go */
+	unsigned server_threads; /* memcached -t, shmcached --threads; 0:
+				  * one per client thread up to the CPUs */
+	bool tcp; /* memcached, shmc-mc: TCP on loopback, not Unix */
 };
 
 /* ------------------------------------------------------------------------
@@ -79,6 +88,7 @@ struct be_server {
 	const struct bench_cfg *cfg;
 	char dir[PATH_MAX];  /* temporary folder ("" if none) */
 	char sock[PATH_MAX]; /* Unix socket of the server */
+	unsigned port;	     /* not 0: it listens on 127.0.0.1:port instead */
 	char name[64];	     /* shmc: the region's name */
 	pid_t pid;	     /* server process we started (0: none) */
 	char why[512];	     /* why start() skipped or failed */
@@ -111,6 +121,11 @@ struct backend {
 		   size_t vlen);
 	/* 0 (deleted), BE_MISS, or -errno. */
 	int (*del)(void *thr, const void *key, size_t klen);
+	/* Gets keys[0..n) (each klen bytes) in one request; the values may
+	 * all go to the same buf.  0 with *hits = the keys found, or -errno.
+	 * NULL: no multi-get (a mix with mget skips the backend). */
+	int (*mget)(void *thr, const char *const *keys, size_t klen, unsigned n,
+		    void *buf, size_t cap, unsigned *hits);
 	/* Live items now (--memory); NULL when it cannot say. */
 	int (*items)(void *thr, uint64_t *n);
 	/* The server's or library's version, into buf; may be NULL. */
@@ -119,10 +134,18 @@ struct backend {
 	const char *(*strerror)(int err);
 };
 
-/* The backends (backend_*.c, lru_sim.c); memcached, redis and lmdb exist
- * only when their client library was found. */
-extern const struct backend be_shmc, be_inproc, be_memcached, be_redis, be_lmdb,
-	be_lru;
+/* The backends (backend_*.c, lru_sim.c); memcached, shmc-mc (shmcached
+ * through libmemcached), redis and lmdb exist only when their client
+ * library was found. */
+extern const struct backend be_shmc, be_inproc, be_memcached, be_shmc_mc,
+	be_redis, be_lmdb, be_lru;
+
+/* Starts shmcached as the shmc backend does (backend_shmc.c), with
+ * extra[0..nextra) (at most 8) added to its options before those of
+ * --daemon-arg; in s->dir if set, else in a new folder.  s->sock is its
+ * control socket.  0 or -errno with s->why set. */
+int be_shmc_spawn(struct be_server *s, const char *const *extra,
+		  unsigned nextra);
 
 /* The table of backends (backends.c), in the order rows are printed. */
 extern const struct backend *const bench_backends[];
@@ -150,9 +173,20 @@ void srv_rmdir(struct be_server *s);
  * bench dies.  Records the pid in s->pid.  0 or -errno. */
 int srv_spawn(struct be_server *s, char *const argv[], const char *log);
 
-/* Waits up to timeout_s for s->sock to accept a connection while s->pid
- * lives.  0, or -errno with s->why set (the log's last line if given). */
+/* A TCP port on 127.0.0.1 that is free now (the server started next is
+ * told to listen there; a race with another program is reported by its
+ * start failing).  0 or -errno with s->why set. */
+int srv_free_port(struct be_server *s, unsigned *port);
+
+/* Waits up to timeout_s for s->sock (127.0.0.1:s->port when set) to
+ * accept a connection while s->pid lives.  0, or -errno with s->why set
+ * (the log's last line if given). */
 int srv_wait(struct be_server *s, double timeout_s, const char *log);
+
+/* The server threads to give a server (memcached -t, shmcached
+ * --threads): cfg->server_threads, or when 0 one per client thread
+ * (processes x threads) up to the CPUs online. */
+unsigned srv_threads(const struct bench_cfg *cfg);
 
 /* Stops s->pid: SIGTERM, then SIGKILL after 5 s; reaps it. */
 void srv_kill(struct be_server *s);

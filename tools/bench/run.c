@@ -20,7 +20,11 @@
  * are round trips of many microseconds, every operation is timed.  The
  * timing reads are part of the measured loop: with the defaults they add
  * 2 clock reads per 16 ops and 2 per batch (about 5 ns per op here) to
- * every backend's time per op.
+ * every backend's time per op.  An mget in the mix is one operation: a
+ * request for the keys of its trace entry and of the entries after it
+ * (--mget-batch in all), whose hits and misses count keys.  The CPU time
+ * of the server and of the workers over the measured phase (--duration
+ * runs) is read from /proc/PID/stat.
  *
  * Processes.  The workers are forked from the parent after the server is
  * up; each opens its own handles (attach, then open per thread).  The
@@ -32,6 +36,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -84,8 +89,9 @@ struct worker {
 	struct slot *slot;
 	void *proc;
 	unsigned proc_idx, thr_idx, procs;
-	unsigned every; /* time 1 op in every (0: none) */
-	uint64_t pos;	/* next trace entry */
+	unsigned every;	    /* time 1 op in every (0: none) */
+	uint64_t pos;	    /* next trace entry */
+	const char **mkeys; /* an OP_MGET's keys (mget_batch of them) */
 };
 
 volatile sig_atomic_t run_interrupted;
@@ -184,6 +190,8 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 	int (*set)(void *, const void *, size_t, const void *,
 		   size_t) = be->set;
 	int (*del)(void *, const void *, size_t) = be->del;
+	const char **mkeys = wk->mkeys;
+	const unsigned batch = w->cfg->mget_batch;
 	const uint32_t *trace = w->trace, *vlen = w->vlen;
 	const unsigned char *vals = w->vals;
 	const char *keys = w->keys;
@@ -193,6 +201,7 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 	const unsigned every = wk->every;
 	unsigned countdown = every;
 	uint64_t pos = wk->pos, done = 0;
+	unsigned found = 0;
 	size_t vl;
 
 	while (done < max_ops) {
@@ -218,19 +227,35 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 				countdown = every;
 				t0 = now_ns();
 			}
-			if (op == OP_GET)
+			if (op == OP_GET) {
 				rc = get(h, key, ks, buf, cap, &vl);
-			else if (op == OP_SET)
+			} else if (op == OP_SET) {
 				rc = set(h, key, ks, vals, vlen[k]);
-			else
+			} else if (op == OP_DEL) {
 				rc = del(h, key, ks);
+			} else {
+				/* This entry's key and the next ones'. */
+				mkeys[0] = key;
+				for (unsigned i = 1; i < batch; i++)
+					mkeys[i] =
+						keys +
+						(size_t)(trace[(pos - 1 + i) &
+							       mask] &
+							 TRACE_KEY_MASK) *
+							ks;
+				rc = be->mget(h, mkeys, ks, batch, buf, cap,
+					      &found);
+			}
 			if (timed) {
 				int64_t d = now_ns() - t0 - ovh;
 
 				hist_add(&t->lat[op], d > 0 ? (uint64_t)d : 0);
 			}
 			t->ops[op]++;
-			if (rc == 0) {
+			if (op == OP_MGET && rc == 0) {
+				t->hits += found;
+				t->misses += batch - found;
+			} else if (rc == 0) {
 				t->hits += op == OP_GET;
 			} else if (rc == BE_MISS) {
 				t->misses += op == OP_GET;
@@ -324,7 +349,9 @@ static void *worker_thread(void *arg)
 	void *h = NULL;
 	int rc;
 
-	if (!t || !buf) {
+	if (cfg->mix[OP_MGET])
+		wk->mkeys = calloc(cfg->mget_batch, sizeof(*wk->mkeys));
+	if (!t || !buf || (cfg->mix[OP_MGET] && !wk->mkeys)) {
 		rc = srv_fail(s->why, sizeof(s->why), -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -402,6 +429,7 @@ static void *worker_thread(void *arg)
 	be->close(h);
 	free(t);
 	free(buf);
+	free(wk->mkeys);
 	return NULL;
 
 fail:
@@ -410,6 +438,7 @@ fail:
 		be->close(h);
 	free(t);
 	free(buf);
+	free(wk->mkeys);
 	atomic_fetch_add(&wk->ctl->failed, 1);
 	return NULL;
 }
@@ -509,6 +538,51 @@ static uint64_t resident_bytes(const struct be_server *s)
 	return kb * 1024;
 }
 
+/* CPU time process pid has used so far (all its threads), in seconds;
+ * -1 if unknown. */
+static double cpu_s(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut, st;
+	long tck = sysconf(_SC_CLK_TCK);
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || tck <= 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* After "pid (comm) ": state is field 3, utime 14, stime 15. */
+	p = strrchr(buf, ')');
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		   &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)tck;
+}
+
+/* CPU time of the processes pids[0..n) together; -1 if one is unknown. */
+static double cpu_sum(const pid_t *pids, unsigned n)
+{
+	double sum = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		double c = cpu_s(pids[i]);
+
+		if (c < 0)
+			return -1;
+		sum += c;
+	}
+	return sum;
+}
+
 /* Reaps worker pids[0..n) (after killing them if kill_them). */
 static void reap(pid_t *pids, unsigned n, bool kill_them, bool *any_failed)
 {
@@ -593,6 +667,7 @@ int run_backend(const struct backend *be, const struct workload *w,
 	bool failed = false;
 	struct ctl *ctl;
 	struct slot *slots;
+	double cpu0 = -1, cpu1 = -1, ccpu0 = -1, ccpu1 = -1;
 	int rc;
 
 	res->be = be;
@@ -660,15 +735,25 @@ int run_backend(const struct backend *be, const struct workload *w,
 			atomic_store(&ctl->phase, PH_WARM);
 			sleep_s(cfg->warmup);
 		}
+		cpu0 = cpu_s(srv.pid);
+		ccpu0 = cpu_sum(pids, procs);
 		atomic_store(&ctl->phase, PH_RUN);
 		if (cfg->mode == MODE_SPEED && cfg->duration > 0) {
 			sleep_s(cfg->duration);
 			atomic_store(&ctl->phase, PH_STOP);
 		}
 	}
+	if (cpu0 >= 0 && cfg->duration > 0)
+		cpu1 = cpu_s(srv.pid);
+	if (ccpu0 >= 0 && cfg->duration > 0)
+		ccpu1 = cpu_sum(pids, procs);
 	if (failed || atomic_load(&ctl->failed) || run_interrupted)
 		atomic_store(&ctl->phase, PH_STOP);
 	reap(pids, procs, run_interrupted, &failed);
+	if (cpu0 >= 0 && cpu1 < 0)
+		cpu1 = cpu_s(srv.pid);
+	res->server_cpu_s = cpu0 >= 0 && cpu1 >= cpu0 ? cpu1 - cpu0 : -1;
+	res->client_cpu_s = ccpu0 >= 0 && ccpu1 >= ccpu0 ? ccpu1 - ccpu0 : -1;
 
 	res->status = RUN_OK;
 	for (unsigned i = 0; i < total; i++) {

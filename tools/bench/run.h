@@ -38,6 +38,11 @@ struct run_result {
 	unsigned sample_every; /* 1 op in this many was timed (0: none) */
 	uint64_t items;	       /* --memory, --hit-ratio: items at the end */
 	uint64_t resident;     /* bytes the server (or region) holds, 0: ? */
+	double server_cpu_s;   /* CPU time (user + system) of the server the
+				* bench started, over the measured phase;
+				* < 0: no such server, or unknown */
+	double client_cpu_s;   /* the same of the worker processes (--duration
+				* runs only; < 0: unknown) */
 	double runs[RUN_MAX_REPEAT]; /* --repeat: ops/s of every run */
 	unsigned nruns;		     /* (this result is the median one) */
 };

@@ -19,6 +19,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,6 +148,39 @@ int srv_spawn(struct be_server *s, char *const argv[], const char *log)
 	return 0;
 }
 
+int srv_free_port(struct be_server *s, unsigned *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc = 0;
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+	    getsockname(fd, (struct sockaddr *)&a, &len))
+		rc = srv_fail(s->why, sizeof(s->why), -errno,
+			      "a free TCP port on 127.0.0.1: %s",
+			      strerror(errno));
+	else
+		*port = ntohs(a.sin_port);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static bool can_connect_tcp(unsigned port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+	if (fd < 0)
+		return false;
+	rc = connect(fd, (struct sockaddr *)&a, sizeof(a));
+	close(fd);
+	return rc == 0;
+}
+
 static bool can_connect(const char *path)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -186,7 +221,7 @@ int srv_wait(struct be_server *s, double timeout_s, const char *log)
 	int status;
 
 	for (double waited = 0; waited < timeout_s; waited += 0.01) {
-		if (can_connect(s->sock))
+		if (s->port ? can_connect_tcp(s->port) : can_connect(s->sock))
 			return 0;
 		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
 			s->pid = 0;
@@ -201,9 +236,26 @@ int srv_wait(struct be_server *s, double timeout_s, const char *log)
 		nanosleep(&nap, NULL);
 	}
 	srv_tail(log, last, sizeof(last));
+	if (s->port)
+		return srv_fail(s->why, sizeof(s->why), -ETIMEDOUT,
+				"no answer on 127.0.0.1:%u after %.0f s: %s",
+				s->port, timeout_s,
+				last[0] ? last : "no message");
 	return srv_fail(s->why, sizeof(s->why), -ETIMEDOUT,
 			"no answer on %s after %.0f s: %s", s->sock, timeout_s,
 			last[0] ? last : "no message");
+}
+
+unsigned srv_threads(const struct bench_cfg *cfg)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned clients = cfg->procs * cfg->threads;
+
+	if (cfg->server_threads)
+		return cfg->server_threads;
+	if (ncpu < 1)
+		ncpu = 1;
+	return clients < (unsigned)ncpu ? clients : (unsigned)ncpu;
 }
 
 void srv_kill(struct be_server *s)

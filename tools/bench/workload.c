@@ -162,8 +162,11 @@ static int64_t clock_overhead(void)
 static int build_trace(struct workload *w, struct rng *r)
 {
 	const struct bench_cfg *cfg = w->cfg;
-	unsigned total = cfg->mix[OP_GET] + cfg->mix[OP_SET] + cfg->mix[OP_DEL];
+	unsigned total = 0;
 	struct zipf z;
+
+	for (int op = 0; op < NOPS; op++)
+		total += cfg->mix[op];
 
 	if (cfg->mode == MODE_HIT_RATIO) {
 		/* Every op is a get (a set follows a miss): no mix. */
@@ -192,12 +195,8 @@ static int build_trace(struct workload *w, struct rng *r)
 		if (cfg->mode != MODE_HIT_RATIO) {
 			uint64_t x = rng_below(r, total);
 
-			if (x < cfg->mix[OP_GET])
-				op = OP_GET;
-			else if (x < cfg->mix[OP_GET] + cfg->mix[OP_SET])
-				op = OP_SET;
-			else
-				op = OP_DEL;
+			for (op = 0; op + 1 < NOPS && x >= cfg->mix[op]; op++)
+				x -= cfg->mix[op];
 		}
 		w->trace[i] = (op << TRACE_OP_SHIFT) | key;
 	}
