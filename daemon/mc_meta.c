@@ -446,7 +446,7 @@ static int mg_read(struct mc_ctx *x, const struct mflags *mf, bool claim,
 			rc = eng_get_or_claim_ex(e, mf->key, mf->klen, p, cap,
 						 &m, f);
 		} else if (has(mf, 'u')) {
-			struct eng_info in;
+			struct eng_info in = { 0 };
 			rc = eng_inspect(e, mf->key, mf->klen, p, cap, &in);
 			m = (struct eng_meta){ .cas = in.cas,
 					       .vlen = in.vlen,
@@ -794,7 +794,7 @@ static void ms_join(struct mc_ctx *x, const struct mflags *mf,
 
 	for (int tries = 0; tries < 2; tries++) {
 		if (has(mf, 'C')) {
-			struct eng_info in;
+			struct eng_info in = { 0 };
 			r->rc = eng_inspect(e, mf->key, mf->klen, NULL, 0, &in);
 			if (r->rc == 0 && (in.cas != mf->cas || in.stale))
 				r->rc = -EEXIST;
@@ -969,7 +969,7 @@ static enum mc_result cmd_md(struct mc_ctx *x)
 			/* Checked just before the delete, not in the same
 			 * locked step: a delete of a newer version only
 			 * costs a miss. */
-			struct eng_info in;
+			struct eng_info in = { 0 };
 			rc = eng_inspect(e, mf.key, mf.klen, NULL, 0, &in);
 			if (rc == 0 && in.cas != mf.cas)
 				rc = -EEXIST;
