@@ -191,13 +191,34 @@ ext_read(const struct seg *s, uint32_t off, uint32_t x, uint32_t xlen)
 	return r;
 }
 
+/* A field of the header at p, loaded or stored in place: a header is
+ * byte-aligned in the ring, and going through a struct entry_hdr on the
+ * stack cost a copy, and on a store a load of the whole struct that waits
+ * for its narrower stores to land (no store forwarding). */
+#define HDR_FIELDS(X) X(rec) X(expire) X(vlen_use) X(klen) X(slack) X(wlow)
+#define HDR_SIZE_X(field) +sizeof(((struct entry_hdr *)0)->field)
+static_assert(0 HDR_FIELDS(HDR_SIZE_X) == sizeof(struct entry_hdr),
+	      "HDR_FIELDS names every field of struct entry_hdr");
+#undef HDR_SIZE_X
+#define HDR_GET(p, field, v)                                                   \
+	memcpy(&(v), (p) + offsetof(struct entry_hdr, field), sizeof(v))
+#define HDR_PUT(p, field, v)                                                   \
+	memcpy((p) + offsetof(struct entry_hdr, field), &(v), sizeof(v))
+
 /* Reads the header at off (and its extension), unchecked. */
 static inline __attribute__((always_inline)) void
 entry_read(const struct seg *s, uint32_t off, struct entry *e)
 {
-	struct entry_hdr eh;
+	struct entry_hdr eh, tmp;
+	const uint8_t *p = s->ring + off;
 
-	ring_read(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	if (__builtin_expect(s->g->ring_size - off < ENTRY_HDR_SIZE, 0)) {
+		ring_read(s->ring, s->g->ring_size, off, &tmp, ENTRY_HDR_SIZE);
+		p = (const uint8_t *)&tmp; /* it wraps */
+	}
+#define GET_X(field) HDR_GET(p, field, eh.field);
+	HDR_FIELDS(GET_X)
+#undef GET_X
 	e->rec = eh.rec & ENTRY_REC_MASK;
 	if (e->rec == ENTRY_REC_MASK)
 		e->rec = ENTRY_DEAD;
@@ -317,7 +338,14 @@ entry_store_hdr_fault(struct seg *s, uint32_t off, const struct entry *e,
 #else
 	(void)p;
 #endif
-	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	if (__builtin_expect(s->g->ring_size - off >= ENTRY_HDR_SIZE, 1)) {
+		uint8_t *at = s->ring + off;
+#define PUT_X(field) HDR_PUT(at, field, eh.field);
+		HDR_FIELDS(PUT_X)
+#undef PUT_X
+	} else {
+		ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	}
 	if (e->x) {
 		uint32_t w[3], i = 0;
 		if (e->x & ENTRY_X_FLAGS)
