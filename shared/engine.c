@@ -428,10 +428,12 @@ int eng_ns_list(const struct eng *e, struct eng_ns_info *out, size_t cap)
  * ------------------------------------------------------------------------ */
 
 /* Hashes the key and picks its segment (its number in *seg_no if wanted);
- * finds the key's namespace. */
+ * with ns, finds the key's namespace (ns_of()).  A write passes false: it
+ * finds the namespace under the lock (see store_at()), and a first look
+ * here would be thrown away. */
 static inline __attribute__((always_inline)) struct seg
 locate(const struct eng *e, const void *key, size_t klen, struct seg_key *k,
-       uint32_t *seg_no)
+       uint32_t *seg_no, bool ns)
 {
 	uint64_t h = hash_key(key, klen);
 	struct hash_split hs = hash_split(h, e->g.seg_bits);
@@ -440,7 +442,8 @@ locate(const struct eng *e, const void *key, size_t klen, struct seg_key *k,
 	k->klen = (uint32_t)klen;
 	k->tag = hs.tag;
 	k->hash = h;
-	ns_of(e, k);
+	if (ns)
+		ns_of(e, k);
 	if (seg_no)
 		*seg_no = hs.seg;
 	struct seg s = seg_at(e, hs.seg);
@@ -539,7 +542,7 @@ eng_store(struct eng *e, const void *key, size_t klen, const void *val,
 		o = &plain_set;
 	if ((rc = store_args_ok(e, key, klen, val, vlen, o)))
 		return rc;
-	struct seg s = locate(e, key, klen, &k, NULL);
+	struct seg s = locate(e, key, klen, &k, NULL, false);
 	return store_at(e, &s, &k, val, vlen, o, cas_out);
 }
 
@@ -565,7 +568,7 @@ int eng_mset(struct eng *e, size_t n, const struct eng_mitem *items,
 							it[i].klen, it[i].val,
 							it[i].vlen, o)) == 0)
 				s[i] = locate(e, it[i].key, it[i].klen, &k[i],
-					      NULL);
+					      NULL, false);
 		for (size_t i = 0; i < g; i++)
 			if (rc[at + i] == 0)
 				rc[at + i] = store_at(e, &s[i], &k[i],
@@ -605,7 +608,7 @@ int eng_arith(struct eng *e, const void *key, size_t klen, bool decr,
 		return -EINVAL;
 	if (klen + 20 > e->g.max_kv)
 		return -E2BIG;
-	struct seg s = locate(e, key, klen, &k, NULL);
+	struct seg s = locate(e, key, klen, &k, NULL, false);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
@@ -688,7 +691,7 @@ get(struct eng *e, enum seg_get_mode mode, const void *key, size_t klen,
 
 	if ((rc = get_ok(key, klen, buf, cap)))
 		return rc;
-	struct seg s = locate(e, key, klen, &k, NULL);
+	struct seg s = locate(e, key, klen, &k, NULL, true);
 	return get_at(e, mode, &s, &k, buf, cap, m, want_cas);
 }
 
@@ -753,7 +756,7 @@ int eng_mget(struct eng *e, size_t n, const struct eng_mkey *keys,
 			if ((r[i].rc = get_ok(q[i].key, q[i].klen, q[i].buf,
 					      q[i].cap)) == 0)
 				s[i] = locate(e, q[i].key, q[i].klen, &k[i],
-					      NULL);
+					      NULL, true);
 		/* The buckets have arrived, or are on the way: start the
 		 * loads of the entries they name. */
 		for (size_t i = 0; i < g; i++)
@@ -794,7 +797,7 @@ int eng_del(struct eng *e, const void *key, size_t klen)
 
 	if ((rc = key_ok(key, klen)))
 		return rc;
-	struct seg s = locate(e, key, klen, &k, NULL);
+	struct seg s = locate(e, key, klen, &k, NULL, true);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	rc = seg_del_locked(&s, &k, eng_now(e));
@@ -812,7 +815,7 @@ static int expiry(struct eng *e, const void *key, size_t klen, bool touch,
 		return rc;
 	if (!touch && !ttl_out)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k, NULL);
+	struct seg s = locate(e, key, klen, &k, NULL, true);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
@@ -865,7 +868,7 @@ int eng_read(struct eng *e, const void *key, size_t klen, eng_read_fn fn,
 		return rc;
 	if (!fn)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k, NULL);
+	struct seg s = locate(e, key, klen, &k, NULL, true);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET, NULL, 0, &m, &v);
@@ -889,7 +892,7 @@ int eng_reserve(struct eng *e, const void *key, size_t klen, size_t vlen,
 		return rc;
 	if (!r)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k, &r->seg);
+	struct seg s = locate(e, key, klen, &k, &r->seg, false);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);
@@ -947,7 +950,7 @@ int eng_get_or_claim_ex(struct eng *e, const void *key, size_t klen, void *buf,
 		return rc;
 	if ((!buf && cap) || !out || !f)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k, &seg_no);
+	struct seg s = locate(e, key, klen, &k, &seg_no, true);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	rc = seg_get_locked(&s, &k, eng_now(e), SEG_GET_STALE, buf, cap, &m,
@@ -1058,7 +1061,8 @@ int eng_flight_claim(struct eng *e, const void *key, size_t klen,
 		return rc;
 	if (!f)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k, &seg_no);
+	/* Only the hash counts: no namespace is looked up. */
+	struct seg s = locate(e, key, klen, &k, &seg_no, false);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	f->hash = k.hash;
@@ -1085,7 +1089,7 @@ int eng_inspect(struct eng *e, const void *key, size_t klen, void *buf,
 		return rc;
 	if (!out)
 		return -EINVAL;
-	struct seg s = locate(e, key, klen, &k, NULL);
+	struct seg s = locate(e, key, klen, &k, NULL, true);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	rc = seg_inspect_locked(&s, &k, eng_now(e), buf, cap, out);
@@ -1103,7 +1107,7 @@ int eng_invalidate(struct eng *e, const void *key, size_t klen,
 	if ((rc = o->set_value ? store_ok(e, key, klen, o->val, o->vlen)
 			       : key_ok(key, klen)))
 		return rc;
-	struct seg s = locate(e, key, klen, &k, NULL);
+	struct seg s = locate(e, key, klen, &k, NULL, false);
 	if ((rc = seg_lock(e, &s)))
 		return rc;
 	uint32_t now = eng_now(e);

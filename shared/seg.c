@@ -169,26 +169,56 @@ entry_check(uint32_t off, const struct entry *e)
 	       fold9(lens) ^ fold9(e->expire);
 }
 
-/* Reads the extension words x names, which follow the header at off. */
-static void __attribute__((noinline))
-ext_read(const struct seg *s, uint32_t off, struct entry *e)
+/* The extension's words, 0 where absent. */
+struct ext {
+	uint32_t flags, stamp, soft;
+};
+
+/* Reads the extension words x names (xlen bytes), which follow the header
+ * at off.  Returned by value, out of line: a pointer into the caller's
+ * struct entry would keep that struct out of registers on every path. */
+static struct ext __attribute__((noinline))
+ext_read(const struct seg *s, uint32_t off, uint32_t x, uint32_t xlen)
 {
 	uint32_t w[3], i = 0;
+	struct ext r;
 
 	ring_read(s->ring, s->g->ring_size,
-		  ring_add(off, ENTRY_HDR_SIZE, s->g->ring_size), w, e->xlen);
-	e->flags = e->x & ENTRY_X_FLAGS ? w[i++] : 0;
-	e->stamp = e->x & ENTRY_X_STAMP ? w[i++] : 0;
-	e->soft = e->x & ENTRY_X_SOFT ? w[i++] : 0;
+		  ring_add(off, ENTRY_HDR_SIZE, s->g->ring_size), w, xlen);
+	r.flags = x & ENTRY_X_FLAGS ? w[i++] : 0;
+	r.stamp = x & ENTRY_X_STAMP ? w[i++] : 0;
+	r.soft = x & ENTRY_X_SOFT ? w[i++] : 0;
+	return r;
 }
+
+/* A field of the header at p, loaded or stored in place: a header is
+ * byte-aligned in the ring, and going through a struct entry_hdr on the
+ * stack cost a copy, and on a store a load of the whole struct that waits
+ * for its narrower stores to land (no store forwarding). */
+#define HDR_FIELDS(X) X(rec) X(expire) X(vlen_use) X(klen) X(slack) X(wlow)
+#define HDR_SIZE_X(field) +sizeof(((struct entry_hdr *)0)->field)
+static_assert(0 HDR_FIELDS(HDR_SIZE_X) == sizeof(struct entry_hdr),
+	      "HDR_FIELDS names every field of struct entry_hdr");
+#undef HDR_SIZE_X
+#define HDR_GET(p, field, v)                                                   \
+	memcpy(&(v), (p) + offsetof(struct entry_hdr, field), sizeof(v))
+#define HDR_PUT(p, field, v)                                                   \
+	memcpy((p) + offsetof(struct entry_hdr, field), &(v), sizeof(v))
 
 /* Reads the header at off (and its extension), unchecked. */
 static inline __attribute__((always_inline)) void
 entry_read(const struct seg *s, uint32_t off, struct entry *e)
 {
-	struct entry_hdr eh;
+	struct entry_hdr eh, tmp;
+	const uint8_t *p = s->ring + off;
 
-	ring_read(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	if (__builtin_expect(s->g->ring_size - off < ENTRY_HDR_SIZE, 0)) {
+		ring_read(s->ring, s->g->ring_size, off, &tmp, ENTRY_HDR_SIZE);
+		p = (const uint8_t *)&tmp; /* it wraps */
+	}
+#define GET_X(field) HDR_GET(p, field, eh.field);
+	HDR_FIELDS(GET_X)
+#undef GET_X
 	e->rec = eh.rec & ENTRY_REC_MASK;
 	if (e->rec == ENTRY_REC_MASK)
 		e->rec = ENTRY_DEAD;
@@ -206,7 +236,10 @@ entry_read(const struct seg *s, uint32_t off, struct entry *e)
 	e->flags = e->stamp = e->soft = 0;
 	if (__builtin_expect(e->x != 0, 0)) {
 		e->xlen = xlen_of(e->x);
-		ext_read(s, off, e);
+		struct ext x = ext_read(s, off, e->x, e->xlen);
+		e->flags = x.flags;
+		e->stamp = x.stamp;
+		e->soft = x.soft;
 	}
 }
 
@@ -305,7 +338,14 @@ entry_store_hdr_fault(struct seg *s, uint32_t off, const struct entry *e,
 #else
 	(void)p;
 #endif
-	ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	if (__builtin_expect(s->g->ring_size - off >= ENTRY_HDR_SIZE, 1)) {
+		uint8_t *at = s->ring + off;
+#define PUT_X(field) HDR_PUT(at, field, eh.field);
+		HDR_FIELDS(PUT_X)
+#undef PUT_X
+	} else {
+		ring_write(s->ring, s->g->ring_size, off, &eh, ENTRY_HDR_SIZE);
+	}
 	if (e->x) {
 		uint32_t w[3], i = 0;
 		if (e->x & ENTRY_X_FLAGS)
@@ -754,24 +794,26 @@ static int make_room(struct seg *s, uint32_t need, uint32_t now)
 
 /* Writes a new entry with capacity cap >= vlen at the head and indexes it
  * (src NULL: the value bytes are left unwritten), with w's flags and
- * expiries and k's namespace stamp, and a new version. */
+ * expiries and k's namespace stamp, and a new version.  w comes by value:
+ * its address passed out of line would keep the callers' struct seg_write
+ * in memory, and their mode tests unfolded. */
 static int insert(struct seg *s, const struct seg_key *k,
 		  const struct seg_src *src, uint32_t vlen, uint32_t cap,
-		  const struct seg_write *w, uint32_t use, uint32_t now,
+		  struct seg_write w, uint32_t use, uint32_t now,
 		  uint32_t *off_out)
 {
 	struct seg_hdr *h = s->h;
 	uint32_t size = s->g->ring_size;
 	struct entry eh = {
-		.expire = w->expire,
+		.expire = w.expire,
 		.vlen = vlen,
 		.use = use,
 		.klen = k->klen,
-		.x = x_of(k, w),
+		.x = x_of(k, &w),
 		.slack = cap - vlen,
-		.flags = w->flags,
+		.flags = w.flags,
 		.stamp = k->ns_stamp,
-		.soft = w->soft,
+		.soft = w.soft,
 	};
 	eh.xlen = xlen_of(eh.x);
 	uint32_t need = (uint32_t)entry_len(s, &eh);
@@ -986,21 +1028,27 @@ void seg_prefetch_head(const struct seg *s, const struct seg_key *k)
 	entry_prefetch(s, head - 1);
 }
 
-/* The version of the entry at off, in *cas_out if it is not NULL. */
-static int version_out(struct seg *s, uint32_t off, uint64_t *cas_out)
+/* The version of the entry at off, in *cas_out. */
+static int __attribute__((noinline))
+version_read(struct seg *s, uint32_t off, uint64_t *cas_out)
 {
 	struct entry eh;
 	uint32_t len;
 	int rc;
 
-	if (!cas_out)
-		return 0;
 	if ((rc = entry_load(s, off, &eh, &len)))
 		return rc;
 	if (eh.rec >= s->g->nrec)
 		return -EUCLEAN;
 	*cas_out = seg_version(s, eh.wlow);
 	return 0;
+}
+
+/* version_read() if cas_out is not NULL: a plain set asks for no version. */
+static inline __attribute__((always_inline)) int
+version_out(struct seg *s, uint32_t off, uint64_t *cas_out)
+{
+	return cas_out ? version_read(s, off, cas_out) : 0;
 }
 
 /* The lookup before a conditional write: 0 (found: *f), -ENOENT, or
@@ -1033,7 +1081,7 @@ store_at(struct seg *s, const struct seg_key *k, struct found *f,
 	int rc;
 
 	if (!f)
-		return insert(s, k, src, vlen, vlen, w, 0, now, off);
+		return insert(s, k, src, vlen, vlen, *w, 0, now, off);
 	uint32_t cap = f->eh.vlen + f->eh.slack;
 	if (!gone(&f->eh, k, now))
 		seg_count(s, SEG_CTR_overwrites);
@@ -1072,7 +1120,7 @@ store_at(struct seg *s, const struct seg_key *k, struct found *f,
 	/* An overwrite is a use, as in place. */
 	uint32_t use = f->eh.use < ENTRY_USE_MAX ? f->eh.use + 1
 						 : ENTRY_USE_MAX;
-	return insert(s, k, src, vlen, (uint32_t)grown, w, use, now, off);
+	return insert(s, k, src, vlen, (uint32_t)grown, *w, use, now, off);
 }
 
 int seg_store_locked(struct seg *s, const struct seg_key *k,
@@ -1119,14 +1167,16 @@ write_src(struct seg *s, const struct seg_key *k, struct found *f,
 	return 0;
 }
 
-/* An append or a prepend to the present entry f: in place into its
+/* An append or a prepend to the present entry found: in place into its
  * slack when it can, else a new entry of the joined value.  Out of line:
- * its copy buffer stays off the frame of the other writes. */
+ * its copy buffer stays off the frame of the other writes; and found
+ * comes by value, as insert()'s w does. */
 static int __attribute__((noinline))
-join_locked(struct seg *s, const struct seg_key *k, struct found *f,
+join_locked(struct seg *s, const struct seg_key *k, struct found found,
 	    enum seg_mode mode, const void *val, uint32_t vlen, uint32_t now,
 	    uint64_t *cas_out)
 {
+	struct found *f = &found;
 	struct seg_write w = { .mode = SEG_SET,
 			       .flags = f->eh.flags,
 			       .expire = f->eh.expire,
@@ -1205,7 +1255,7 @@ seg_write_locked(struct seg *s, const struct seg_key *k,
 	case SEG_PREPEND:
 		if (!present)
 			return -ENOENT;
-		return join_locked(s, k, &f, w->mode, val, vlen, now, cas_out);
+		return join_locked(s, k, f, w->mode, val, vlen, now, cas_out);
 	}
 	return write_src(s, k, rc ? NULL : &f, &src, vlen, w, now, cas_out);
 }
