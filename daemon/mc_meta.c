@@ -446,6 +446,7 @@ static int mg_read(struct mc_ctx *x, const struct mflags *mf, bool claim,
 			rc = eng_get_or_claim_ex(e, mf->key, mf->klen, p, cap,
 						 &m, f);
 		} else if (has(mf, 'u')) {
+			/* A miss fills none of it. */
 			struct eng_info in = { 0 };
 			rc = eng_inspect(e, mf->key, mf->klen, p, cap, &in);
 			m = (struct eng_meta){ .cas = in.cas,

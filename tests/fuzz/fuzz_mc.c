@@ -15,7 +15,8 @@
  *   bit 6     back-pressure: the output's high mark is 64 bytes, so
  *             mc_process() stops after nearly every reply
  *   bit 7     a second passes after every receive, and the worker ticks
- *             (leases, a delayed flush_all)
+ *             (leases, a delayed flush_all, expiring and stale items);
+ *             after the input the clock jumps past the longest lease
  * The driver keeps what mc_process() left unconsumed and appends the next
  * receive to it, drains the output whenever it is called, and calls again
  * while it makes progress, as the server does.
@@ -30,6 +31,12 @@
  *     that starts with one of the protocols' reply words; a text VALUE
  *     line names a valid key, 32-bit flags and its length, and a meta VA
  *     line its length, and that many bytes then "\r\n" follow;
+ *   - a number (incr, decr) and the text words without arguments stand
+ *     alone on their line, and a meta status line's tokens after its code
+ *     (and VA's length) are flags, each starting with a letter;
+ *   - the worker's leases are the one session's (its nleases), none is
+ *     left once the clock has passed the longest lease (with bit 7) and
+ *     none once mc_session_end() has run;
  *   - once the session is closed, no further input is taken.
  */
 #include <stdbool.h>
@@ -47,6 +54,14 @@
 #define NSEG 4u
 #define T0 1700000000u
 #define HIGH_TIGHT 64u
+/* The longest a meta lease lasts (docs/MEMCACHED.md). */
+#define LEASE_MAX_S 300u
+
+/* The one session holds every lease of the worker. */
+#define CHECK_LEASES(w, s)                                                     \
+	CHECKF((w)->nleases == (s)->nleases,                                   \
+	       "the worker holds %u leases, its one session %u", (w)->nleases, \
+	       (s)->nleases)
 
 /* ------------------------------------------------------------------------
  * The output's form
@@ -77,29 +92,72 @@ static bool block_len(const struct mc_tok *t, unsigned n, uint64_t *len)
 	return false;
 }
 
-static bool digits(const struct mc_tok *t)
+/* The replies a line may start with, and how many tokens it has: exactly
+ * `min` when max is 1, else at least `min`.  A meta status line's tokens
+ * after the code (after the length for VA) are its flags, each a letter
+ * and what follows it in the same token. */
+struct reply_word {
+	const char *word;
+	unsigned min, max;
+	bool meta;
+};
+
+static const struct reply_word reply_words[] = {
+	/* text */
+	{ "END", 1, 1, false },
+	{ "STORED", 1, 1, false },
+	{ "NOT_STORED", 1, 1, false },
+	{ "EXISTS", 1, 1, false },
+	{ "NOT_FOUND", 1, 1, false },
+	{ "DELETED", 1, 1, false },
+	{ "TOUCHED", 1, 1, false },
+	{ "OK", 1, 1, false },
+	{ "RESET", 1, 1, false },
+	{ "ERROR", 1, 1, false },
+	{ "STAT", 2, 0, false },
+	{ "VERSION", 2, 0, false },
+	{ "CLIENT_ERROR", 2, 0, false },
+	{ "SERVER_ERROR", 2, 0, false },
+	{ "VALUE", 4, 0, false }, /* block_len() checks the rest */
+	/* meta */
+	{ "VA", 2, 0, true },
+	{ "HD", 1, 0, true },
+	{ "EN", 1, 0, true },
+	{ "NF", 1, 0, true },
+	{ "NS", 1, 0, true },
+	{ "EX", 1, 0, true },
+	{ "MN", 1, 1, false },
+	{ "ME", 2, 0, false },
+};
+
+/* Checks a reply line's first word and its token count (nt, or at least
+ * nt when more), and a meta line's flags. */
+static void check_line(const struct mc_tok *t, unsigned nt, bool more)
 {
 	uint64_t v;
 
-	return mc_tok_u64(t, &v);
-}
-
-static const char *const reply_words[] = {
-	/* text */
-	"END", "STORED", "NOT_STORED", "EXISTS", "NOT_FOUND", "DELETED",
-	"TOUCHED", "OK", "RESET", "STAT", "VERSION", "ERROR", "CLIENT_ERROR",
-	"SERVER_ERROR",
-	/* meta */
-	"HD", "EN", "NF", "NS", "EX", "MN", "ME"
-};
-
-static bool known_word(const struct mc_tok *t)
-{
+	if (mc_tok_u64(&t[0], &v)) { /* incr, decr */
+		CHECKF(nt == 1 && !more, "a number with %u tokens after it",
+		       nt - 1);
+		return;
+	}
 	for (size_t i = 0; i < sizeof(reply_words) / sizeof(reply_words[0]);
-	     i++)
-		if (mc_tok_is(t, reply_words[i]))
-			return true;
-	return digits(t); /* incr, decr */
+	     i++) {
+		const struct reply_word *r = &reply_words[i];
+		if (!mc_tok_is(&t[0], r->word))
+			continue;
+		CHECKF(nt >= r->min && (r->max != 1 || (nt == 1 && !more)),
+		       "%s with %u tokens", r->word, nt);
+		if (r->meta)
+			for (unsigned k = r->min; k < nt; k++)
+				CHECKF((t[k].p[0] >= 'a' && t[k].p[0] <= 'z') ||
+					       (t[k].p[0] >= 'A' &&
+						t[k].p[0] <= 'Z'),
+				       "%s with a flag %.*s", r->word,
+				       (int)t[k].n, t[k].p);
+		return;
+	}
+	CHECKF(false, "unknown reply %.*s", (int)t[0].n, t[0].p);
 }
 
 /* Walks out[0..len) reply by reply; aborts on anything malformed. */
@@ -122,9 +180,7 @@ static void check_replies(const uint8_t *out, size_t len)
 		bool more;
 		unsigned nt = mc_tokens(line, n, t, 8, &more);
 		CHECKF(nt > 0 && t[0].p == line, "an empty or indented reply");
-		CHECKF(known_word(&t[0]) || mc_tok_is(&t[0], "VALUE") ||
-			       mc_tok_is(&t[0], "VA"),
-		       "unknown reply %.*s", (int)t[0].n, t[0].p);
+		check_line(t, nt, more);
 		at += n + 2;
 		uint64_t blen;
 		if (block_len(t, more ? 8 : nt, &blen)) {
@@ -225,12 +281,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		p += cut;
 		left -= cut;
 		settle(&w, &s, in, &n, &out);
+		CHECK_LEASES(&w, &s);
 		if (ctl & 128u) {
 			eng_clock_set(&e, ++now);
 			mc_worker_tick(&w);
+			CHECK_LEASES(&w, &s);
 		}
 	}
+	if (ctl & 128u) {
+		/* Past the longest lease: the tick ends every one. */
+		eng_clock_set(&e, now + LEASE_MAX_S + 1);
+		mc_worker_tick(&w);
+		CHECKF(w.nleases == 0, "%u leases outlived their time",
+		       w.nleases);
+	}
 	mc_session_end(&w, &s);
+	CHECKF(w.nleases == 0 && s.nleases == 0,
+	       "%u leases outlived their session", w.nleases);
 	mc_worker_fini(&w);
 	free(out.p);
 	free(in);

@@ -326,6 +326,24 @@ static void test_mc_meta_touch_hit_before_and_no_bump(void **state)
 	assert_non_null(strstr(r, "fetch=no"));
 }
 
+/* u on a missing key (fuzz-mc's regress-mg-u-miss): the engine fills
+ * nothing on a miss, and the get read its stale flag anyway, a load of an
+ * undefined bool that UBSan reports. */
+static void test_mc_meta_no_bump_get_of_a_miss(void **state)
+{
+	struct mc_fx *f = *state;
+
+	assert_mc(f, "mg nope v u\r\n", "EN\r\n");
+	assert_mc(f, "mg nope u q\r\nmn\r\n", "MN\r\n");
+	/* With N it vivifies as without u. */
+	assert_mc(f, "mg viv u s N30\r\n", "HD s0 W\r\n");
+	assert_mc(f, "mg viv u s N30\r\n", "HD s0 Z\r\n");
+	/* A stale item is served by the claim, as without u. */
+	assert_mc(f, "ms st 1\r\na\r\n", "HD\r\n");
+	assert_mc(f, "md st I\r\n", "HD\r\n");
+	assert_mc(f, "mg st u v\r\n", "VA 1 X W\r\na\r\n");
+}
+
 static void test_mc_meta_invalidate_win_and_lose(void **state)
 {
 	struct mc_fx *f = *state;
@@ -691,6 +709,7 @@ int main(void)
 		T(test_mc_meta_delete),
 		T(test_mc_meta_arithmetic),
 		T(test_mc_meta_touch_hit_before_and_no_bump),
+		T(test_mc_meta_no_bump_get_of_a_miss),
 		T(test_mc_meta_invalidate_win_and_lose),
 		T(test_mc_meta_vivify_win_and_lose),
 		T(test_mc_meta_lease_holds_mapped_get_or_load),
