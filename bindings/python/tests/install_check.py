@@ -24,6 +24,14 @@ print("installed shmc", shmc.__version__, "works from", shmc.__file__)
 """
 
 
+def check_installed(dest, site):
+    """Imports the shmc installed under dest (found on site) in a fresh
+    interpreter and tries it; returns that interpreter's exit status."""
+    env = dict(os.environ, PYTHONPATH=site, DEST=dest)
+    return subprocess.run([sys.executable, "-c", CHECK], env=env,
+                          cwd=dest).returncode
+
+
 def main():
     meson, build = sys.argv[1], sys.argv[2]
     dest = tempfile.mkdtemp(prefix="shmc-pyinst-")
@@ -35,10 +43,7 @@ def main():
         if len(inits) != 1:
             print(f"expected one installed shmc/__init__.py, got {inits}")
             return 1
-        site = os.path.dirname(os.path.dirname(inits[0]))
-        env = dict(os.environ, PYTHONPATH=site, DEST=dest)
-        return subprocess.run([sys.executable, "-c", CHECK], env=env,
-                              cwd=dest).returncode
+        return check_installed(dest, os.path.dirname(os.path.dirname(inits[0])))
     finally:
         shutil.rmtree(dest, ignore_errors=True)
 
