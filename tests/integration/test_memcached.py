@@ -291,6 +291,25 @@ class Requests(McCase):
             self.assertLess(rss_kb(self.d.proc.pid), limit)
 
 
+    def test_memcached_get_line_repeating_a_key_bounds_memory(self):
+        # One get line naming a 100 kB value 1500 times asks for 150 MB
+        # of replies: they are made as the client reads them.
+        self.version()
+        limit = max(64 << 10, rss_kb(self.d.proc.pid) + (32 << 10))
+        val = b"v" * 100000
+        s = self.unix()
+        s.sendall(b"set k 0 0 %d\r\n%s\r\n" % (len(val), val))
+        self.assertEqual(read_until(s, 8), b"STORED\r\n")
+        s.sendall(b"get" + b" k" * 1500 + b"\r\n")
+        one = b"VALUE k 0 %d\r\n%s\r\n" % (len(val), val)
+        first = read_until(s, 1 << 20)
+        rss = rss_kb(self.d.proc.pid)
+        self.assertLess(rss, limit, f"daemon RSS {rss} kB")
+        rest = read_until(s, len(one) * 1500 + 5 - len(first))
+        self.assertEqual(first + rest, one * 1500 + b"END\r\n")
+        s.sendall(b"mn\r\n")
+        self.assertEqual(read_until(s, 4), b"MN\r\n")
+
 class Limits(McCase):
     extra = ["--memcached-max-conns", "3"]
 
