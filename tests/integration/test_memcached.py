@@ -110,15 +110,19 @@ class McCase(unittest.TestCase):
         self.socks.append(s)
         return s
 
+    def ask(self, s, req, end):
+        """Sends req on s; its reply, read until it ends with end."""
+        s.sendall(req)
+        r = b""
+        while not r.endswith(end):
+            b = s.recv(65536)
+            self.assertTrue(b, f"EOF before the reply to {req!r} ended")
+            r += b
+        return r
+
     def version(self):
         """The daemon's VERSION line, from a new connection."""
-        s = self.unix()
-        s.sendall(b"version\r\n")
-        line = b""
-        while not line.endswith(b"\r\n"):
-            b = s.recv(100)
-            self.assertTrue(b, "EOF before the VERSION line")
-            line += b
+        line = self.ask(self.unix(), b"version\r\n", b"\r\n")
         self.assertTrue(line.startswith(VERSION), line)
         return line
 
@@ -342,6 +346,34 @@ class Idle(McCase):
         self.assertEqual(read_until(s, 4), b"MN\r\n")
         self.assertEqual(read_to_eof(s), b"")  # closed by the daemon
         self.assertIn("idle for 1 s", self.d.logtext())
+
+
+    def conns(self):
+        """curr_connections, this query's own connection included."""
+        s = self.unix()
+        r = self.ask(s, b"stats\r\n", b"END\r\n")
+        s.close()
+        self.socks.remove(s)
+        for line in r.split(b"\r\n"):
+            if line.startswith(b"STAT curr_connections "):
+                return int(line.split()[2])
+        self.fail("no curr_connections")
+
+    def stuck_client(self, tail):
+        """A client whose replies wait unread: 200 kB values, then tail."""
+        val = b"v" * 200000
+        s = self.unix()
+        s.sendall(b"set k 0 0 %d\r\n%s\r\n" % (len(val), val))
+        self.assertEqual(read_until(s, 8), b"STORED\r\n")
+        s.sendall(tail)
+        return s
+
+    def test_memcached_idle_connection_not_reading_closed(self):
+        # Its replies pile up past the back-pressure mark: the daemon
+        # neither reads nor can send, and the timeout still ends it.
+        self.stuck_client(b"get" + b" k" * 20 + b"\r\n")
+        self.wait_until(lambda: self.conns() == 1, "a connection that "
+                        "does not read was never closed")
 
 
 def read_to_eof_or(s, n):
