@@ -375,6 +375,12 @@ class Idle(McCase):
         self.wait_until(lambda: self.conns() == 1, "a connection that "
                         "does not read was never closed")
 
+    def test_memcached_idle_connection_quit_not_reading_closed(self):
+        # quit: closing once its replies are sent, which never happens.
+        self.stuck_client(b"get k k k k k\r\nquit\r\n")
+        self.wait_until(lambda: self.conns() == 1, "a connection that "
+                        "quit but does not read was never closed")
+
 
 def read_to_eof_or(s, n):
     """n bytes, or what came before EOF."""
