@@ -127,6 +127,9 @@ struct mc_session {
 			     its input buffer to hold them. */
 	bool close;	  /* `quit`, or input after which memcached closes:
 			     send what is queued, then close */
+	size_t resume;	  /* a retrieval paused at out->high: where in its
+			     line its next key starts, else 0.  The line is
+			     left unconsumed and runs on from there. */
 	uint32_t nleases; /* leases it holds (mc_meta.c) */
 };
 

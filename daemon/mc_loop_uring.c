@@ -92,8 +92,9 @@ static void settle(struct uloop *l, struct mc_conn *c)
 		}
 	}
 	if (c->closing) {
-		/* Done sending what was queued: end the pending recv. */
-		if (!mc_conn_pending(c) && c->recv_armed)
+		/* Done sending what was queued (or dropped it): end the
+		 * pending recv, and a send the peer does not read. */
+		if (!mc_conn_pending(c) && (c->recv_armed || c->send_armed))
 			shutdown(c->fd, SHUT_RDWR);
 		if (c->inflight == 0)
 			mc_conn_release(t, c);

@@ -453,7 +453,10 @@ size_t mc_process(struct mc_worker *w, struct mc_session *s, const uint8_t *in,
 			continue;
 		}
 		mc_cmd_fn fn = cmd->fn;
-		if (fn(&x) == MC_NEED_DATA) {
+		enum mc_result res = fn(&x);
+		if (s->resume)
+			break; /* its replies wait to be sent: the line again */
+		if (res == MC_NEED_DATA) {
 			size_t total = consumed + r->data_len + 2;
 			if (avail < total) {
 				s->need = total;

@@ -308,8 +308,11 @@ void mc_thread_tick(struct mc_thread *t, uint64_t now_ms)
 		if (c && c->refused && !c->closing &&
 		    now_ms - c->since_ms >= MC_LINGER_MS)
 			mc_conn_drop(c);
-		else if (c && !c->closing && t->srv->idle_ms &&
+		else if (c && (!c->closing || mc_conn_pending(c)) &&
+			 t->srv->idle_ms &&
 			 now_ms - c->active_ms >= t->srv->idle_ms) {
+			/* Closing with its replies unsent: as idle (quit, then
+			 * never read). */
 			log_debug("memcached: a connection idle for %u s: "
 				  "closed (--memcached-idle-timeout)",
 				  t->srv->d->cfg.memcached_idle_timeout);

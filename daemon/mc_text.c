@@ -271,6 +271,19 @@ static bool next_key(struct key_walk *kw, struct mc_tok *t)
 	return true;
 }
 
+/* Whether the keys kw has still to walk are all valid (kw is kept). */
+static bool keys_ok(const struct key_walk *kw)
+{
+	struct mc_req r = *kw->r;
+	struct key_walk rest = { .r = &r, .i = kw->i };
+	struct mc_tok t;
+
+	while (next_key(&rest, &t))
+		if (!key_tok_ok(&t))
+			return false;
+	return true;
+}
+
 /* gat/gats of one key: its value, then its new expiry. */
 static int gat_one(struct mc_ctx *x, const struct mc_tok *key, bool with_cas,
 		   uint32_t ttl, bool expired)
@@ -319,6 +332,16 @@ static enum mc_result retrieve(struct mc_ctx *x, bool with_cas, bool touch)
 	struct mc_tok batch[GET_BATCH], t;
 	size_t n = 0;
 	int rc = 0;
+	bool resumed = x->s->resume != 0;
+	if (resumed) {
+		/* Paused at out->high (below): on from the next key. */
+		const char *from = r->line + x->s->resume;
+		r->ntok = mc_tokens(from,
+				    (size_t)(r->line + r->line_len - from),
+				    r->tok, MC_TOKENS_MAX, &r->more);
+		kw.i = 0;
+		x->s->resume = 0;
+	}
 	while (rc == 0 && next_key(&kw, &t)) {
 		if (!key_tok_ok(&t)) {
 			out->len = start;
@@ -327,12 +350,28 @@ static enum mc_result retrieve(struct mc_ctx *x, bool with_cas, bool touch)
 		}
 		if (touch) {
 			rc = gat_one(x, &t, with_cas, ttl, expired);
-			continue;
+		} else {
+			batch[n++] = t;
+			if (n == GET_BATCH) {
+				rc = get_batch(x, batch, n, with_cas);
+				n = 0;
+			}
 		}
-		batch[n++] = t;
-		if (n == GET_BATCH) {
-			rc = get_batch(x, batch, n, with_cas);
-			n = 0;
+		/* A line may name a key thousands of times: with out->high
+		 * reached, the replies so far are sent before the rest is
+		 * read, so that one line never holds more than that and a
+		 * value in memory.  An error after a pause follows the values
+		 * already sent.  The rest is checked first, as a bad key
+		 * drops every value of its line. */
+		if (rc == 0 && n == 0 && out->len >= out->high &&
+		    (kw.i < r->ntok || r->more)) {
+			if (!resumed && !keys_ok(&kw)) {
+				out->len = start;
+				mc_reply_client_error(x, BAD_FORMAT);
+				return MC_DONE;
+			}
+			x->s->resume = (size_t)(t.p + t.n - r->line);
+			return MC_DONE;
 		}
 	}
 	if (rc == 0 && n)

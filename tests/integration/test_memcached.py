@@ -110,15 +110,19 @@ class McCase(unittest.TestCase):
         self.socks.append(s)
         return s
 
+    def ask(self, s, req, end):
+        """Sends req on s; its reply, read until it ends with end."""
+        s.sendall(req)
+        r = b""
+        while not r.endswith(end):
+            b = s.recv(65536)
+            self.assertTrue(b, f"EOF before the reply to {req!r} ended")
+            r += b
+        return r
+
     def version(self):
         """The daemon's VERSION line, from a new connection."""
-        s = self.unix()
-        s.sendall(b"version\r\n")
-        line = b""
-        while not line.endswith(b"\r\n"):
-            b = s.recv(100)
-            self.assertTrue(b, "EOF before the VERSION line")
-            line += b
+        line = self.ask(self.unix(), b"version\r\n", b"\r\n")
         self.assertTrue(line.startswith(VERSION), line)
         return line
 
@@ -291,6 +295,25 @@ class Requests(McCase):
             self.assertLess(rss_kb(self.d.proc.pid), limit)
 
 
+    def test_memcached_get_line_repeating_a_key_bounds_memory(self):
+        # One get line naming a 100 kB value 1500 times asks for 150 MB
+        # of replies: they are made as the client reads them.
+        self.version()
+        limit = max(64 << 10, rss_kb(self.d.proc.pid) + (32 << 10))
+        val = b"v" * 100000
+        s = self.unix()
+        s.sendall(b"set k 0 0 %d\r\n%s\r\n" % (len(val), val))
+        self.assertEqual(read_until(s, 8), b"STORED\r\n")
+        s.sendall(b"get" + b" k" * 1500 + b"\r\n")
+        one = b"VALUE k 0 %d\r\n%s\r\n" % (len(val), val)
+        first = read_until(s, 1 << 20)
+        rss = rss_kb(self.d.proc.pid)
+        self.assertLess(rss, limit, f"daemon RSS {rss} kB")
+        rest = read_until(s, len(one) * 1500 + 5 - len(first))
+        self.assertEqual(first + rest, one * 1500 + b"END\r\n")
+        s.sendall(b"mn\r\n")
+        self.assertEqual(read_until(s, 4), b"MN\r\n")
+
 class Limits(McCase):
     extra = ["--memcached-max-conns", "3"]
 
@@ -323,6 +346,40 @@ class Idle(McCase):
         self.assertEqual(read_until(s, 4), b"MN\r\n")
         self.assertEqual(read_to_eof(s), b"")  # closed by the daemon
         self.assertIn("idle for 1 s", self.d.logtext())
+
+
+    def conns(self):
+        """curr_connections, this query's own connection included."""
+        s = self.unix()
+        r = self.ask(s, b"stats\r\n", b"END\r\n")
+        s.close()
+        self.socks.remove(s)
+        for line in r.split(b"\r\n"):
+            if line.startswith(b"STAT curr_connections "):
+                return int(line.split()[2])
+        self.fail("no curr_connections")
+
+    def stuck_client(self, tail):
+        """A client whose replies wait unread: 200 kB values, then tail."""
+        val = b"v" * 200000
+        s = self.unix()
+        s.sendall(b"set k 0 0 %d\r\n%s\r\n" % (len(val), val))
+        self.assertEqual(read_until(s, 8), b"STORED\r\n")
+        s.sendall(tail)
+        return s
+
+    def test_memcached_idle_connection_not_reading_closed(self):
+        # Its replies pile up past the back-pressure mark: the daemon
+        # neither reads nor can send, and the timeout still ends it.
+        self.stuck_client(b"get" + b" k" * 20 + b"\r\n")
+        self.wait_until(lambda: self.conns() == 1, "a connection that "
+                        "does not read was never closed")
+
+    def test_memcached_idle_connection_quit_not_reading_closed(self):
+        # quit: closing once its replies are sent, which never happens.
+        self.stuck_client(b"get k k k k k\r\nquit\r\n")
+        self.wait_until(lambda: self.conns() == 1, "a connection that "
+                        "quit but does not read was never closed")
 
 
 def read_to_eof_or(s, n):

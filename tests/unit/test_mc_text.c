@@ -564,6 +564,87 @@ static void test_mc_text_get_300_keys(void **state)
 	free(want);
 }
 
+/* Reads line's replies to the end: each mc_feed() is one drain of the
+ * output (a paused line runs on at the next), none past what high
+ * allows (bound).  Returns them, malloc'ed; *feeds gets how many. */
+static char *drain_all(struct mc_fx *f, const char *line, size_t bound,
+		       int *feeds)
+{
+	size_t cap = 1 << 20, len = 0;
+	char *all = malloc(cap);
+	const char *r = mc_run(f, line);
+
+	assert_non_null(all);
+	*feeds = 0;
+	for (;;) {
+		(*feeds)++;
+		assert_true(f->out.len <= bound);
+		assert_true(len + f->out.len < cap);
+		memcpy(all + len, r, f->out.len);
+		len += f->out.len;
+		if (!f->npending)
+			break;
+		assert_true(*feeds < 10000);
+		r = mc_feed(f, "", 0);
+	}
+	all[len] = '\0';
+	return all;
+}
+
+/* One get line naming a key many times: its replies are made as they are
+ * sent, never all at once (a 1 MiB line of "k k k ..." would otherwise
+ * hold half a million values in memory), and are the same. */
+static void test_mc_text_get_paused_at_high(void **state)
+{
+	struct mc_fx *f = *state;
+	char val[1001], set[1100];
+	char *line = malloc(16 + 2 * 300 + 3), *want = malloc(300 * 1030);
+	size_t ln = 0, wn = 0;
+	int feeds;
+
+	assert_non_null(line);
+	assert_non_null(want);
+	memset(val, 'v', 1000);
+	val[1000] = '\0';
+	snprintf(set, sizeof(set), "set k 0 0 1000\r\n%s\r\n", val);
+	assert_mc(f, set, "STORED\r\n");
+	f->out.high = 8192;
+	size_t bound = f->out.high + 16 * 1100;
+
+	static const char *const cmds[] = { "get", "gat 0" };
+	for (size_t c = 0; c < 2; c++) {
+		const char *cmd = cmds[c];
+		ln = (size_t)sprintf(line, "%s", cmd);
+		wn = 0;
+		for (int i = 0; i < 300; i++) {
+			ln += (size_t)sprintf(line + ln, " k");
+			wn += (size_t)sprintf(want + wn,
+					      "VALUE k 0 1000\r\n%s\r\n", val);
+		}
+		sprintf(line + ln, "\r\n");
+		sprintf(want + wn, "END\r\n");
+		char *all = drain_all(f, line, bound, &feeds);
+		assert_true(feeds > 1);
+		assert_string_equal(all, want);
+		free(all);
+	}
+	assert_int_equal(stat_of(f, "get_hits"), 300);
+	assert_int_equal(stat_of(f, "touch_hits"), 300);
+
+	/* A bad key after the pause point: the line's only reply. */
+	ln = (size_t)sprintf(line, "get");
+	for (int i = 0; i < 299; i++)
+		ln += (size_t)sprintf(line + ln, " k");
+	sprintf(line + ln, " \x01\r\n");
+	char *all = drain_all(f, line, bound, &feeds);
+	assert_string_equal(all, "CLIENT_ERROR bad command line format\r\n");
+	free(all);
+	/* The connection goes on. */
+	assert_mc(f, "get k\r\n", want + wn - strlen(val) - 18);
+	free(line);
+	free(want);
+}
+
 static void test_mc_text_get_many_tokens(void **state)
 {
 	struct mc_fx *f = *state;
@@ -695,6 +776,7 @@ int main(void)
 		T(test_mc_text_bad_data_chunk),
 		T(test_mc_text_too_large_swallowed),
 		T(test_mc_text_get_300_keys),
+		T(test_mc_text_get_paused_at_high),
 		T(test_mc_text_get_many_tokens),
 		T(test_mc_text_flush_all),
 		T(test_mc_text_verbosity),
