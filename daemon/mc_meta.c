@@ -38,6 +38,15 @@
  * a load at most SHMC_LOAD_WAIT_MS (10 s) and then takes it over anyway. */
 #define MC_LEASE_DEFAULT_S 30u
 #define MC_LEASE_MAX_S 300u
+/* Leases one connection may hold at once, and one worker: a client that
+ * wins keys it never stores cannot grow the table (nor the scans every
+ * store and tick make of it) without bound.  Past either, a win is
+ * refused with MC_LEASES_FULL. */
+#define MC_SESSION_LEASES_MAX 1024u
+#define MC_WORKER_LEASES_MAX 65536u
+#define MC_LEASES_FULL                                                         \
+	"too many leases held: store (or md) the keys this connection won, "   \
+	"or close connections that won keys they never store"
 
 /* memcached's limits on a meta request's flags. */
 #define META_TOKENS_MAX 20 /* tokens in a request, command and key included */
@@ -317,13 +326,19 @@ static void lease_end(struct mc_worker *w, struct mc_lease *l)
 
 /* Keeps the flight f, won by this request's session, as a lease of ttl
  * seconds (0: the default).  Returns the lease, or NULL with the flight
- * ended when the table could not grow. */
+ * ended when the table could not grow or is at its limits (*full set). */
 static struct mc_lease *lease_add(struct mc_ctx *x, const struct mflags *mf,
 				  struct eng_flight *f, uint32_t ttl,
-				  uint64_t seen)
+				  uint64_t seen, bool *full)
 {
 	struct mc_worker *w = x->w;
 
+	*full = x->s->nleases >= MC_SESSION_LEASES_MAX ||
+		w->nleases >= MC_WORKER_LEASES_MAX;
+	if (*full) {
+		eng_flight_done(&w->eng, f);
+		return NULL;
+	}
 	if (w->nleases == w->cap_leases) {
 		uint32_t cap = w->cap_leases ? w->cap_leases * 2 : 16;
 		struct mc_lease *p = realloc(w->leases, cap * sizeof(*p));
@@ -531,10 +546,11 @@ static int mg_lookup(struct mc_ctx *x, const struct mflags *mf, bool want,
 		uint32_t ttl = has(mf, 'N') && mf->n_ttl > 0
 				       ? (uint32_t)mf->n_ttl
 				       : 0;
+		bool full;
 		struct mc_lease *l = lease_add(x, mf, &f, ttl,
-					       g->vivified ? 0 : g->cas);
+					       g->vivified ? 0 : g->cas, &full);
 		if (!l)
-			return -ENOMEM;
+			return full ? -ENOSPC : -ENOMEM;
 		if (g->vivified)
 			g->cas = l->token = eng_version_max(&x->w->eng) + 1;
 	}
@@ -546,8 +562,10 @@ hit:
 	    remaining(x, g->until) < (int64_t)mf->r_ttl) {
 		rc = eng_flight_claim(&x->w->eng, mf->key, mf->klen, &f);
 		if (rc == ENG_LOAD) {
-			if (!lease_add(x, mf, &f, (uint32_t)mf->r_ttl, g->cas))
-				return -ENOMEM;
+			bool full;
+			if (!lease_add(x, mf, &f, (uint32_t)mf->r_ttl, g->cas,
+				       &full))
+				return full ? -ENOSPC : -ENOMEM;
 			g->win = true;
 		} else if (rc == ENG_WAIT) {
 			g->lost = true;
@@ -592,6 +610,8 @@ static enum mc_result cmd_mg(struct mc_ctx *x)
 	if ((rc = mg_lookup(x, &mf, want, &g))) {
 		if (rc == -ENOMEM)
 			mc_reply_server_error(x, "out of memory");
+		else if (rc == -ENOSPC)
+			mc_reply_server_error(x, MC_LEASES_FULL);
 		else
 			mc_reply_engine_error(x, rc);
 		return MC_DONE;

@@ -693,6 +693,34 @@ static void test_mc_meta_random_requests_keep_the_connection(void **state)
 	}
 }
 
+static void test_mc_meta_leases_per_connection_are_bounded(void **state)
+{
+	struct mc_fx *f = *state;
+	char req[64];
+
+	/* A client that wins keys and never stores them stops winning at
+	 * the limit, with an error saying what to do; nothing else breaks. */
+	for (int i = 0; i < 1024; i++) {
+		snprintf(req, sizeof(req), "mg won%d N30 s\r\n", i);
+		assert_string_equal(mc_run(f, req), "HD s0 W\r\n");
+	}
+	assert_int_equal(f->s.nleases, 1024);
+	const char *r = mc_run(f, "mg won-too-many N30 s\r\n");
+	assert_non_null(strstr(r, "SERVER_ERROR too many leases held"));
+	assert_int_equal(f->s.nleases, 1024);
+	/* The refused key's load was not left claimed: another caller of the
+	 * engine wins it at once. */
+	struct eng_meta m;
+	struct eng_flight fl;
+	assert_int_equal(eng_get_or_claim_ex(&f->r.e, "won-too-many", 12, NULL,
+					     0, &m, &fl),
+			 ENG_LOAD);
+	eng_flight_done(&f->r.e, &fl);
+	/* Storing a won key frees its lease: the next win goes through. */
+	assert_mc(f, "ms won0 1\r\nx\r\n", "HD\r\n");
+	assert_mc(f, "mg other N30 s\r\n", "HD s0 W\r\n");
+}
+
 #define T(name)                                                                \
 	cmocka_unit_test_setup_teardown(name, mc_fx_setup, mc_fx_teardown)
 
@@ -710,6 +738,7 @@ int main(void)
 		T(test_mc_meta_arithmetic),
 		T(test_mc_meta_touch_hit_before_and_no_bump),
 		T(test_mc_meta_no_bump_get_of_a_miss),
+		T(test_mc_meta_leases_per_connection_are_bounded),
 		T(test_mc_meta_invalidate_win_and_lose),
 		T(test_mc_meta_vivify_win_and_lose),
 		T(test_mc_meta_lease_holds_mapped_get_or_load),
