@@ -364,6 +364,28 @@ def loop_binary(binary, loop, wrapper=None):
     return script, [], True
 
 
+def loop_main(doc, prefix):
+    """main() of a test program run once per event loop:
+    PROG DAEMON uring|epoll|fallback [NO_URING] [unittest args].  Returns
+    (binary, loop args, fallback, exit status): the status is None when
+    the tests are to run (then run_tests() runs them), else 2
+    (usage) or 77 (the host cannot run them)."""
+    if len(sys.argv) < 3 or sys.argv[2] not in ("uring", "epoll", "fallback"):
+        print(doc)
+        return None, None, None, 2
+    binary, args, fallback = loop_binary(
+        sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+    if len(sys.argv) > 3 and os.path.isfile(sys.argv[3]):
+        del sys.argv[3]
+    if not os.access(binary, os.X_OK):
+        print(f"{binary}: not an executable: skipped")
+        return None, None, None, 77
+    if not os.path.isdir("/dev/shm"):
+        print("no /dev/shm: skipped")
+        return None, None, None, 77
+    return binary, args, fallback, None
+
+
 def run_tests(args, prefix):
     """Runs the __main__ module's test cases (args: unittest's arguments,
     e.g. test names) with temporary files in a private folder, prints the

@@ -15,13 +15,11 @@ import resource
 import select
 import os
 import re
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -793,18 +791,10 @@ class SocketActivation(unittest.TestCase):
 
 def main():
     global BINARY, LOOP_ARGS
-    if len(sys.argv) < 3 or sys.argv[2] not in ("uring", "epoll", "fallback"):
-        print(__doc__)
-        return 2
-    BINARY, LOOP_ARGS, FALLBACK[0] = p.loop_binary(
-        sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
-    if len(sys.argv) > 3 and os.path.isfile(sys.argv[3]):
-        del sys.argv[3]
-    if not os.path.isdir("/dev/shm"):
-        print("no /dev/shm: skipped")
-        return 77
+    BINARY, LOOP_ARGS, FALLBACK[0], status = p.loop_main(__doc__, "shmc-it-")
+    if status is not None:
+        return status
     return p.run_tests(sys.argv[3:], "shmc-it-")
-
 
 if __name__ == "__main__":
     sys.exit(main())

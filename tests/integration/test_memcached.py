@@ -557,21 +557,10 @@ class SocketActivation(unittest.TestCase):
 
 def main():
     global BINARY, LOOP_ARGS
-    if len(sys.argv) < 3 or sys.argv[2] not in ("uring", "epoll", "fallback"):
-        print(__doc__)
-        return 2
-    BINARY, LOOP_ARGS, FALLBACK[0] = p.loop_binary(
-        sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
-    if len(sys.argv) > 3 and os.path.isfile(sys.argv[3]):
-        del sys.argv[3]
-    if not os.access(BINARY, os.X_OK):
-        print(f"{BINARY}: not an executable: skipped")
-        return 77
-    if not os.path.isdir("/dev/shm"):
-        print("no /dev/shm: skipped")
-        return 77
+    BINARY, LOOP_ARGS, FALLBACK[0], status = p.loop_main(__doc__, "shmc-mc-")
+    if status is not None:
+        return status
     return p.run_tests(sys.argv[3:], "shmc-mc-")
-
 
 if __name__ == "__main__":
     sys.exit(main())
