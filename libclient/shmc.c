@@ -906,9 +906,14 @@ static int load_and_store(shmc *c, struct eng_flight *f, const void *key,
 	if (rc == 0 && len > cap)
 		rc = -ENOBUFS;
 	if (rc == 0) {
-		struct eng_wopts o = { .ttl_s = ttl,
-				       .grace_s = ttl ? grace_s : 0 };
+		/* A fill (shmc_fill()): the lease begun at the claim. */
+		struct eng_wopts o = { .mode = ENG_ADD,
+				       .ttl_s = ttl,
+				       .grace_s = ttl ? grace_s : 0,
+				       .lease = &f->lease };
 		rc = eng_store(&c->e, key, klen, buf, len, &o, NULL);
+		if (rc == -ESTALE || rc == -EEXIST)
+			rc = 0; /* the caller still gets what it loaded */
 	}
 	eng_flight_done(&c->e, f);
 	if (rc == 0 || rc == -ENOBUFS)
@@ -944,7 +949,8 @@ static int get_or_load(shmc *c, const void *key, size_t klen, void *buf,
 		       clock_mono_ms() - start < SHMC_LOAD_WAIT_MS)
 			; /* -EOWNERDEAD ends the wait at once */
 		if ((rc == -ETIMEDOUT || rc == -EOWNERDEAD) &&
-		    eng_flight_takeover(&c->e, &f) == 0)
+		    eng_flight_takeover(&c->e, &f) == 0 &&
+		    eng_lease_begin(&c->e, key, klen, &f.lease) == 0)
 			return load_and_store(c, &f, key, klen, buf, cap, vlen,
 					      grace_s, load, arg);
 		/* The load ended (or changed hands): look again. */
@@ -964,6 +970,54 @@ SHMC_EXPORT int shmc_get_or_load_swr(shmc *c, const void *key, size_t klen,
 				     void *arg)
 {
 	return get_or_load(c, key, klen, buf, cap, vlen, grace_s, load, arg);
+}
+
+/* ------------------------------------------------------------------------
+ * Fill leases
+ * ------------------------------------------------------------------------ */
+
+static_assert(sizeof(struct shmc_lease) == sizeof(struct eng_lease),
+	      "shmc_lease holds an eng_lease");
+
+SHMC_EXPORT int shmc_lease_begin(shmc *c, const void *key, size_t klen,
+				 struct shmc_lease *l)
+{
+	struct eng_lease el;
+	int rc = usable_with(c, l != NULL);
+
+	if (rc || (rc = eng_lease_begin(&c->e, key, klen, &el)))
+		return rc;
+	memcpy(l, &el, sizeof(el));
+	return 0;
+}
+
+SHMC_EXPORT int shmc_get_lease(shmc *c, const void *key, size_t klen, void *buf,
+			       size_t cap, struct shmc_item *it,
+			       struct shmc_lease *l)
+{
+	int rc = shmc_get_item(c, key, klen, buf, cap, it);
+
+	if (rc == -ENOENT && (rc = shmc_lease_begin(c, key, klen, l)) == 0)
+		rc = -ENOENT;
+	return rc;
+}
+
+SHMC_EXPORT int shmc_fill(shmc *c, const struct shmc_lease *l, const void *key,
+			  size_t klen, const void *val, size_t vlen,
+			  const struct shmc_store_opts *o, uint64_t *cas)
+{
+	struct eng_lease el;
+	int rc = usable_with(c, l != NULL);
+
+	if (rc)
+		return rc;
+	memcpy(&el, l, sizeof(el));
+	struct eng_wopts w = { .mode = ENG_ADD, .lease = &el };
+	if (o) {
+		w.flags = o->flags;
+		w.ttl_s = o->ttl_s;
+	}
+	return eng_store(&c->e, key, klen, val, vlen, &w, cas);
 }
 
 /* ------------------------------------------------------------------------

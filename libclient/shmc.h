@@ -262,7 +262,11 @@ typedef int (*shmc_loader)(const void *key, size_t klen, void *buf, size_t cap,
  * the waiters stop waiting at once when the daemon notices, and within
  * SHMC_LOAD_WAIT_MS in any case, and one of them loads.  A loader's value
  * longer than cap gives -ENOBUFS with *vlen set (the value is not stored).
- * The loader runs without any lock held and may call shmc functions. */
+ * The loader runs without any lock held and may call shmc functions.
+ * The loaded value is stored as shmc_fill() stores it, under a lease
+ * begun before the loader runs: when the key was deleted or invalidated
+ * while it ran (or a value was stored meanwhile), the caller still gets
+ * the loaded value (0) but it is not cached. */
 int shmc_get_or_load(shmc *c, const void *key, size_t klen, void *buf,
 		     size_t cap, size_t *vlen, shmc_loader load, void *arg);
 #define SHMC_LOAD_WAIT_MS 10000
@@ -389,6 +393,69 @@ int shmc_decr_init(shmc *c, const void *key, size_t klen, uint64_t delta,
 int shmc_get_or_load_swr(shmc *c, const void *key, size_t klen, void *buf,
 			 size_t cap, size_t *vlen, uint32_t grace_s,
 			 shmc_loader load, void *arg);
+
+/* ------------------------------------------------------------------------
+ * Fill leases: no stale fill
+ *
+ * A near cache in front of a store of record (Redis, a database) fills
+ * itself after a miss: read the store, then cache what was read.  If the
+ * key is written in the store and its invalidation reaches the cache
+ * between that read and the cache's store, a plain store would install
+ * the old value after the invalidation, for good.  A lease closes that
+ * window (memcached's leases, Facebook's "Scaling Memcache"): taken at
+ * the miss, before the store is read, it is voided by every deletion and
+ * invalidation the key's segment sees until the fill, and the fill under
+ * a void lease stores nothing.  The daemon's Redis tracking deletes each
+ * invalidated key, and blocks its prefixes while its tracking is down, so
+ * a fill never caches what was read while invalidations could be lost.
+ *
+ *     struct shmc_lease l;
+ *     rc = shmc_get_lease(c, k, kl, buf, cap, &it, &l);
+ *     if (rc == -ENOENT) {
+ *             ... read the value from the store into buf ...
+ *             shmc_fill(c, &l, k, kl, buf, n, &opts);  (-ESTALE: not
+ *                                                       cached, serve it)
+ *     }
+ *
+ * shmc_get_or_load() does this itself: its loader is the read.  A lease
+ * fails safe: a deletion of another key of the same segment voids it too
+ * (the fill is skipped, which costs one more miss, never a stale value).
+ * A lease is a plain value: it holds nothing, needs no release, and may
+ * be dropped unused.
+ * ------------------------------------------------------------------------ */
+
+/* A fill lease; its contents are private. */
+struct shmc_lease {
+	uint32_t priv_[4];
+};
+
+/* Starts a fill lease on key, as a miss of shmc_get_lease() does: for a
+ * caller that found the key missing by other means (a multi-get).  Call
+ * it before reading the store.  Takes no lock and writes nothing.
+ * Returns 0, or -EINVAL (bad key, l NULL), -ECHILD. */
+int shmc_lease_begin(shmc *c, const void *key, size_t klen,
+		     struct shmc_lease *l);
+
+/* Gets key as shmc_get_item() does; on a miss (-ENOENT) also starts a
+ * fill lease in *l (shmc_lease_begin()).  Returns 0 (hit: *it set, *l
+ * untouched), -ENOENT (miss: *l set), -ENOBUFS (as shmc_get_item()), or
+ * the common errors. */
+int shmc_get_lease(shmc *c, const void *key, size_t klen, void *buf, size_t cap,
+		   struct shmc_item *it, struct shmc_lease *l);
+
+/* Stores key -> val, read from the store after the miss that began l,
+ * with o's flags and TTL (o may be NULL), only if key is still absent
+ * and l is still valid.  *cas (if not NULL) gets the new version.
+ * Returns 0 (stored), -ESTALE (l is void: the key, or another of its
+ * segment, was deleted or invalidated since l began, a namespace over
+ * the key was flushed, or the key is under a namespace blocked by the
+ * near cache's outage; nothing stored: use the value for this request
+ * but do not cache it), -EEXIST (a value was stored meanwhile: it
+ * stays), -EINVAL (l was begun on another key's segment), or the common
+ * errors. */
+int shmc_fill(shmc *c, const struct shmc_lease *l, const void *key, size_t klen,
+	      const void *val, size_t vlen, const struct shmc_store_opts *o,
+	      uint64_t *cas);
 
 /* ------------------------------------------------------------------------
  * Zero-copy access, for large values

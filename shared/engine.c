@@ -253,6 +253,8 @@ static int store_ok(const struct eng *e, const void *key, size_t klen,
  * ring, which forgetting the mark would bring back.  Registering the
  * prefix again revives the slot as it is. */
 #define NS_DEAD 1u
+/* ns_slot.state of a namespace blocked for fills (eng_ns_block()). */
+#define NS_BLOCKED 2u
 
 static inline struct ns_slot *ns_table(const struct eng *e)
 {
@@ -301,6 +303,8 @@ ns_of_slow(const struct eng *e, uint64_t mask, struct seg_key *k)
 			continue; /* an unregistered one (NS_DEAD) still counts:
 				     see NS_DEAD */
 		k->ns = true;
+		if (__atomic_load_n(&n->state, __ATOMIC_ACQUIRE) & NS_BLOCKED)
+			k->ns_blocked = true;
 		uint32_t m = __atomic_load_n(&n->mark, __ATOMIC_ACQUIRE);
 		if (m > k->ns_mark)
 			k->ns_mark = m;
@@ -311,7 +315,7 @@ static inline void ns_of(const struct eng *e, struct seg_key *k)
 {
 	uint64_t mask = __atomic_load_n(&e->hdr->ns_lenmask, __ATOMIC_ACQUIRE);
 
-	k->ns = false;
+	k->ns = k->ns_blocked = false;
 	k->ns_mark = k->ns_stamp = 0;
 	if (__builtin_expect(mask != 0, 0))
 		ns_of_slow(e, mask, k);
@@ -331,7 +335,7 @@ int eng_ns_add(struct eng *e, const void *prefix, size_t len)
 		return rc;
 	h = (uint32_t)hash_key(prefix, len);
 	struct ns_slot *n = ns_find(e, prefix, (uint32_t)len, h, &fs);
-	if (n && n->state != NS_DEAD)
+	if (n && !(n->state & NS_DEAD))
 		return -EEXIST;
 	if (n) { /* unregistered before: revived, its mark kept */
 		__atomic_store_n(&n->state, 0, __ATOMIC_RELEASE);
@@ -365,7 +369,7 @@ static int ns_registered(struct eng *e, const void *prefix, size_t len,
 		return rc;
 	*n = ns_find(e, prefix, (uint32_t)len, (uint32_t)hash_key(prefix, len),
 		     NULL);
-	return !*n || (*n)->state == NS_DEAD ? -ENOENT : 0;
+	return !*n || ((*n)->state & NS_DEAD) ? -ENOENT : 0;
 }
 
 /* Raises the clock and sets n's mark to it. */
@@ -402,6 +406,22 @@ int eng_ns_del(struct eng *e, const void *prefix, size_t len)
 	return 0;
 }
 
+int eng_ns_block(struct eng *e, const void *prefix, size_t len, bool on)
+{
+	struct ns_slot *n;
+	int rc = ns_registered(e, prefix, len, &n);
+
+	if (rc)
+		return rc;
+	/* Release: a lease begun after a flush that follows the block reads
+	 * the flush's clock (acquire) and then sees the block. */
+	uint16_t st = __atomic_load_n(&n->state, __ATOMIC_RELAXED);
+	__atomic_store_n(&n->state,
+			 (uint16_t)(on ? st | NS_BLOCKED : st & ~NS_BLOCKED),
+			 __ATOMIC_RELEASE);
+	return 0;
+}
+
 int eng_ns_list(const struct eng *e, struct eng_ns_info *out, size_t cap)
 {
 	const struct ns_slot *t = ns_table(e);
@@ -409,7 +429,8 @@ int eng_ns_list(const struct eng *e, struct eng_ns_info *out, size_t cap)
 
 	for (uint32_t i = 0; i < LAYOUT_NS_SLOTS; i++) {
 		uint32_t l = __atomic_load_n(&t[i].len, __ATOMIC_ACQUIRE);
-		if (l == 0 || l > LAYOUT_NS_PREFIX_MAX || t[i].state == NS_DEAD)
+		if (l == 0 || l > LAYOUT_NS_PREFIX_MAX ||
+		    (t[i].state & NS_DEAD))
 			continue;
 		if ((size_t)count < cap) {
 			struct eng_ns_info *o = &out[count];
@@ -453,6 +474,55 @@ locate(const struct eng *e, const void *key, size_t klen, struct seg_key *k,
 	__builtin_prefetch(s.h, 1);
 	__builtin_prefetch(&s.buckets[hash_bucket(hs.tag, e->g.nbuckets)], 0);
 	return s;
+}
+
+/* ------------------------------------------------------------------------
+ * Fill leases (engine.h, struct eng_lease)
+ * ------------------------------------------------------------------------ */
+
+/* Starts l on key k of s.  The segment's deletion count first, then the
+ * namespace clock and blocks (ns_of()): a deletion or a flush that this
+ * start does not see moves them before the fill checks them. */
+static void lease_start(const struct eng *e, const struct seg *s,
+			struct seg_key *k, struct eng_lease *l)
+{
+	l->seg = s->no;
+	l->inval = __atomic_load_n(&s->h->inval, __ATOMIC_ACQUIRE);
+	ns_of(e, k);
+	l->clock = k->ns_stamp;
+	l->ok = !k->ns_blocked;
+}
+
+/* Whether a fill of k (its namespace fields read under the lock) may
+ * still use l.  Under s's lock: a deletion bumps inval under it too.  A
+ * flush after this check marks above the stamp the fill writes (the
+ * clock read here), so it drops the entry; one before moved the clock. */
+static int lease_ok(const struct seg *s, const struct seg_key *k,
+		    const struct eng_lease *l)
+{
+	if (l->seg != s->no)
+		return -EINVAL;
+	if (!l->ok ||
+	    __atomic_load_n(&s->h->inval, __ATOMIC_RELAXED) != l->inval)
+		return -ESTALE;
+	if (k->ns && (k->ns_blocked || k->ns_stamp != l->clock))
+		return -ESTALE;
+	return 0;
+}
+
+int eng_lease_begin(struct eng *e, const void *key, size_t klen,
+		    struct eng_lease *l)
+{
+	struct seg_key k;
+	int rc;
+
+	if ((rc = key_ok(key, klen)))
+		return rc;
+	if (!l)
+		return -EINVAL;
+	struct seg s = locate(e, key, klen, &k, NULL, false);
+	lease_start(e, &s, &k, l);
+	return 0;
 }
 
 /* Keys a multi-get (and a multi-set) takes together: their misses overlap.  16 lines of
@@ -523,6 +593,9 @@ store_at(struct eng *e, struct seg *s, struct seg_key *k, const void *val,
 	 * would leave it the old stamp, under a write that began after the
 	 * flush and took the lock first. */
 	ns_of(e, k);
+	if (__builtin_expect(o->lease != NULL, 0) &&
+	    (rc = lease_ok(s, k, o->lease)))
+		return seg_done(e, s, rc);
 	if ((rc = expiries(o, now, &w)) == 0)
 		rc = seg_write_locked(s, k, &w, val, (uint32_t)vlen, now,
 				      cas_out);
@@ -963,6 +1036,7 @@ int eng_get_or_claim_ex(struct eng *e, const void *key, size_t klen, void *buf,
 				  ? 0
 				  : __atomic_load_n(&s.h->flight[f->slot].word,
 						    __ATOMIC_ACQUIRE);
+		lease_start(e, &s, &k, &f->lease);
 		if (rc == -ENOENT)
 			rc = claimed || f->slot < 0 ? ENG_LOAD : ENG_WAIT;
 		else
@@ -1071,6 +1145,7 @@ int eng_flight_claim(struct eng *e, const void *key, size_t klen,
 	f->word = f->slot < 0 ? 0
 			      : __atomic_load_n(&s.h->flight[f->slot].word,
 						__ATOMIC_ACQUIRE);
+	lease_start(e, &s, &k, &f->lease);
 	seg_unlock(e, &s);
 	return claimed || f->slot < 0 ? ENG_LOAD : ENG_WAIT;
 }

@@ -247,6 +247,24 @@ enum eng_mode {
 	ENG_PREPEND, /* value before the present one; as ENG_APPEND */
 };
 
+/* A fill lease: the right to install a value read from the source of
+ * truth after a miss, which an invalidation taken meanwhile takes away
+ * (memcached's leases; "no stale fill").  eng_lease_begin() takes it at
+ * the miss, before the source is read; a store with o->lease then fails
+ * with -ESTALE when, since the lease began, the key's segment saw a
+ * deletion of any key (eng_del(), eng_invalidate(), a reset or a clear),
+ * or - for a key under a namespace - any namespace was flushed, or the
+ * key is under a namespace blocked by eng_ns_block() (then or now).  A
+ * deletion of another key of the segment voids it too: a lease fails
+ * safe, and costs its holder one more miss.  A plain value, copied
+ * freely; it holds nothing and needs no release. */
+struct eng_lease {
+	uint32_t seg;	/* the key's segment */
+	uint32_t inval; /* seg_hdr.inval at the start */
+	uint32_t clock; /* the region's namespace clock at the start */
+	uint32_t ok;	/* 1: may fill; 0: void from the start (blocked) */
+};
+
 /* A store's options; zero is a plain set that never expires. */
 struct eng_wopts {
 	enum eng_mode mode;
@@ -259,15 +277,25 @@ struct eng_wopts {
 			       is kept grace_s more seconds, during which
 			       only eng_get_or_claim() serves it (as stale) */
 	uint64_t cas;	    /* ENG_CAS: the version read */
+	const struct eng_lease *lease; /* not NULL: a fill under this lease
+					  (-ESTALE once it is void) */
 };
 
 /* Stores key -> value as o says (NULL: a plain set).  *cas_out (if not
  * NULL) gets the new version.  Errors: as eng_set(); -EEXIST (add: present;
  * cas: changed since), -ENOENT (replace, cas, append, prepend: absent or
  * expired), -E2BIG (an append or prepend would pass max_kv), -ENOMEM (an
- * append or prepend of a value over 4 KiB could not copy it). */
+ * append or prepend of a value over 4 KiB could not copy it), -ESTALE
+ * (o->lease is void: nothing stored), -EINVAL (o->lease is another
+ * segment's: not this key's lease). */
 int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
 	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out);
+
+/* Starts a fill lease on key (see struct eng_lease): call it after a
+ * miss and before reading the value from its source.  Takes no lock and
+ * writes nothing.  0, or -EINVAL (bad key, l NULL). */
+int eng_lease_begin(struct eng *e, const void *key, size_t klen,
+		    struct eng_lease *l);
 
 /* As eng_get(), with the item's metadata, its version included, in *m
  * (m->vlen is set on -ENOBUFS too). */
@@ -420,6 +448,14 @@ int eng_ns_add(struct eng *e, const void *prefix, size_t len);
  * a new region gets past it). */
 int eng_ns_flush(struct eng *e, const void *prefix, size_t len);
 
+/* Blocks (on) or unblocks the namespace prefix for fills: while it is
+ * blocked, a lease begun on a key under it is void, and a fill under a
+ * lease fails (-ESTALE); plain writes and reads are not affected.  The
+ * near cache blocks its prefixes while its invalidations may be missing
+ * (block first, then flush; flush again before unblocking).  0, -ENOENT
+ * (not registered), -EINVAL. */
+int eng_ns_block(struct eng *e, const void *prefix, size_t len, bool on);
+
 /* Unregisters prefix: drops its keys (as eng_ns_flush()) and takes it
  * off the list.  Its slot stays: keys under the prefix are still stamped,
  * so that the dropped ones never come back, and registering the prefix
@@ -531,6 +567,8 @@ struct eng_flight {
 	uint32_t seg;
 	int slot;      /* -1: no slot was free, load without coordination */
 	uint32_t word; /* the slot's word when last seen */
+	struct eng_lease lease; /* with ENG_LOAD: begun at the claim, for
+				   the loader's store (o->lease) */
 };
 
 #define ENG_LOAD 1 /* the caller must load, store, then eng_flight_done() */
@@ -569,7 +607,9 @@ int eng_flight_claim(struct eng *e, const void *key, size_t klen,
 int eng_flight_wait(struct eng *e, const struct eng_flight *f, uint32_t ms);
 
 /* Takes over a load whose loader is dead or too slow: returns 0 when the
- * caller is now the loader, -EAGAIN when the load changed meanwhile. */
+ * caller is now the loader, -EAGAIN when the load changed meanwhile.
+ * f->lease is not renewed: begin it again (eng_lease_begin()) before
+ * reading the source. */
 int eng_flight_takeover(struct eng *e, struct eng_flight *f);
 
 /* Ends the caller's load (success or failure) and wakes every waiter. */

@@ -27,7 +27,7 @@
 #include <stdint.h>
 
 #define LAYOUT_MAGIC UINT64_C(0x31454843434d4853) /* "SHMCCHE1" (LE) */
-#define LAYOUT_VERSION 5u
+#define LAYOUT_VERSION 6u
 #define LAYOUT_CACHELINE 64u
 #define LAYOUT_REGION_HDR_SIZE 4096u
 #define LAYOUT_SEG_HDR_SIZE 384u
@@ -199,7 +199,7 @@ struct client_slot {
 struct ns_slot {
 	uint32_t mark;	/* entries stamped below it are gone; 0: none */
 	uint16_t len;	/* prefix bytes, 1..LAYOUT_NS_PREFIX_MAX; 0: free */
-	uint16_t state; /* reserved */
+	uint16_t state; /* NS_* bits (engine.c): unregistered, blocked */
 	uint32_t hash;	/* low 32 bits of the prefix's XXH3-64 */
 	uint8_t prefix[LAYOUT_NS_PREFIX_MAX];
 };
@@ -259,8 +259,13 @@ struct seg_hdr {
 	uint32_t fr_count;     /* free records */
 	uint32_t live;	       /* entries in the index (gauge "entries") */
 	uint32_t sweep_cursor; /* next bucket the expiry sweep visits */
-	uint32_t reserved1;
-	uint64_t wcount; /* writes: each write of an entry takes the next
+	uint32_t inval;	       /* deletions: +1 by the lock holder with each
+				  delete, invalidation and reset, whether or
+				  not the key was there; fill leases taken
+				  before it moved are void (engine.h,
+				  struct eng_lease); read without the lock
+				  with acquire loads */
+	uint64_t wcount;       /* writes: each write of an entry takes the next
 			    value, its version (CAS) is built from it
 			    (seg_version()); starts at the region's
 			    version floor */

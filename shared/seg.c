@@ -850,6 +850,13 @@ static int insert(struct seg *s, const struct seg_key *k,
  * Operations
  * ------------------------------------------------------------------------ */
 
+/* A deletion of any kind happened in s: fill leases taken before are
+ * void (seg_hdr.inval). */
+static inline void inval_bump(struct seg *s)
+{
+	__atomic_store_n(&s->h->inval, s->h->inval + 1, __ATOMIC_RELEASE);
+}
+
 void seg_reset_locked(struct seg *s)
 {
 	struct seg_hdr *h = s->h;
@@ -864,6 +871,7 @@ void seg_reset_locked(struct seg *s)
 	h->head = h->tail = 0;
 	gauge_set(&h->used, 0);
 	h->sweep_cursor = 0;
+	inval_bump(s);
 	__atomic_store_n(&h->gen, h->gen + 1, __ATOMIC_RELAXED);
 }
 
@@ -1384,6 +1392,7 @@ int seg_invalidate_locked(struct seg *s, const struct seg_key *k, uint32_t now,
 	uint8_t stack[JOIN_STACK], *copy = NULL;
 	int rc;
 
+	inval_bump(s);
 	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
 		return rc;
 	if (gone(&f.eh, k, now))
@@ -1457,6 +1466,7 @@ int seg_del_locked(struct seg *s, const struct seg_key *k, uint32_t now)
 	struct found f;
 	int rc;
 
+	inval_bump(s); /* a key absent now may be being filled */
 	if ((rc = state_ok(s)) || (rc = find(s, k, &f)))
 		return rc;
 	seg_write_begin(s);

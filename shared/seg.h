@@ -54,6 +54,7 @@ struct seg_key {
 	 * is under one; an entry stamped below mark is gone; a write stamps
 	 * its entry with stamp. */
 	bool ns;
+	bool ns_blocked; /* under a blocked namespace (eng_ns_block()) */
 	uint32_t ns_mark;
 	uint32_t ns_stamp;
 };

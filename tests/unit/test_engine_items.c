@@ -735,6 +735,80 @@ static void test_engine_flight_claim_on_present_key(void **state)
 	eng_flight_done(&e2, &f2);
 }
 
+static void test_engine_lease_blocked_namespace(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 4 };
+	struct eng *e = &r->e;
+	struct eng_lease before, during, outside;
+	struct eng_wopts o = { .mode = ENG_ADD };
+
+	tu_region_open(r, 4 * MiB, &cfg);
+	assert_rc(eng_ns_block(e, "t:", 2, true), -ENOENT);
+	assert_rc(eng_ns_add(e, "t:", 2), 0);
+	assert_rc(eng_lease_begin(e, "t:a", 3, &before), 0);
+	/* The near cache's outage: block, then flush. */
+	assert_rc(eng_ns_block(e, "t:", 2, true), 0);
+	assert_rc(eng_ns_flush(e, "t:", 2), 0);
+	assert_rc(eng_lease_begin(e, "t:b", 3, &during), 0);
+	assert_rc(eng_lease_begin(e, "u:c", 3, &outside), 0);
+	o.lease = &before;
+	assert_rc(put(e, "t:a", "v", &o, NULL), -ESTALE);
+	o.lease = &during;
+	assert_rc(put(e, "t:b", "v", &o, NULL), -ESTALE);
+	/* Keys outside the prefix fill, and plain writes are not blocked. */
+	o.lease = &outside;
+	assert_rc(put(e, "u:c", "v", &o, NULL), 0);
+	assert_rc(put(e, "t:plain", "p", NULL, NULL), 0);
+	expect(e, "t:plain", "p", 0);
+	tu_assert_miss(e, "t:a", 3);
+	tu_assert_miss(e, "t:b", 3);
+	/* Back: flush again, unblock; a lease begun while blocked stays
+	 * void, a new one fills. */
+	assert_rc(eng_ns_flush(e, "t:", 2), 0);
+	assert_rc(eng_ns_block(e, "t:", 2, false), 0);
+	o.lease = &during;
+	assert_rc(put(e, "t:b", "v", &o, NULL), -ESTALE);
+	assert_rc(eng_lease_begin(e, "t:b", 3, &during), 0);
+	assert_rc(put(e, "t:b", "v2", &o, NULL), 0);
+	expect(e, "t:b", "v2", 0);
+	/* Blocked, it is still registered. */
+	struct eng_ns_info ns[2];
+	assert_int_equal(eng_ns_list(e, ns, 2), 1);
+}
+
+/* A deletion anywhere in the key's segment voids a lease: an eviction
+ * or a store does not. */
+static void test_engine_lease_voided_by_deletions_only(void **state)
+{
+	struct tu_region *r = *state;
+	struct eng_config cfg = { .nseg = 1 };
+	struct eng *e = &r->e;
+	struct eng_lease l;
+	struct eng_wopts o = { .mode = ENG_ADD, .lease = &l };
+	struct eng_inval inv = { 0 };
+
+	tu_region_open(r, 4 * MiB, &cfg);
+	assert_rc(eng_lease_begin(e, "k", 1, &l), 0);
+	assert_rc(put(e, "other", "x", NULL, NULL), 0);
+	assert_rc(put(e, "k", "v", &o, NULL), 0);
+	assert_rc(eng_del(e, "k", 1), 0);
+
+	assert_rc(eng_lease_begin(e, "k", 1, &l), 0);
+	assert_rc(eng_del(e, "other", 5), 0); /* same (only) segment */
+	assert_rc(put(e, "k", "v", &o, NULL), -ESTALE);
+
+	assert_rc(eng_lease_begin(e, "k", 1, &l), 0);
+	assert_rc(put(e, "other", "x", NULL, NULL), 0);
+	assert_rc(eng_invalidate(e, "other", 5, &inv, NULL), 0);
+	assert_rc(put(e, "k", "v", &o, NULL), -ESTALE);
+
+	assert_rc(eng_lease_begin(e, "k", 1, &l), 0);
+	assert_rc(eng_clear(e), 0);
+	assert_rc(put(e, "k", "v", &o, NULL), -ESTALE);
+	tu_assert_miss(e, "k", 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -751,6 +825,8 @@ int main(void)
 		T(test_engine_inspect_changes_nothing),
 		T(test_engine_invalidate_marks_stale),
 		T(test_engine_flight_claim_on_present_key),
+		T(test_engine_lease_blocked_namespace),
+		T(test_engine_lease_voided_by_deletions_only),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
