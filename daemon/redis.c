@@ -260,7 +260,9 @@ static void key_drop(struct redis_track *t, const uint8_t *key, size_t n)
 
 	for (int i = 0; i < 5; i++) {
 		rc = eng_del(&d->eng, key, n);
-		if (rc == 0 || rc == -ENOENT || rc == -EUCLEAN)
+		/* -E2BIG: a key too long for the region is never in it;
+		 * -EUCLEAN: the segment was reset, the key with it. */
+		if (rc == 0 || rc == -ENOENT || rc == -E2BIG || rc == -EUCLEAN)
 			return;
 	}
 	log_warn("redis: cannot delete an invalidated key (%s): its "
