@@ -5,7 +5,8 @@ redis-server processes (a server on a Unix socket or a loopback port, a
 stored in the daemons' regions that must disappear when a third client
 writes them to Redis.
 
-    test_nearcache.py DAEMON_BINARY CACHECTL_BINARY [unittest args]
+    test_nearcache.py DAEMON_BINARY CACHECTL_BINARY LEASE_CLIENT
+                      [unittest args]
 
 Needs redis-server, redis-cli and Debian's python3-redis (for
 /usr/bin/python3): exits 77 (skipped) without them.  Prints "N passed,
@@ -30,7 +31,7 @@ try:
 except ImportError:
     redis = None
 
-DAEMON = CACHECTL = None
+DAEMON = CACHECTL = LEASE = None
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 
@@ -160,6 +161,31 @@ def present(d, keys):
         c.close()
 
 
+class Lease:
+    """A fill through a lease (lease_client), as an application reading
+    through to Redis: the lease is taken at the miss, here; fill() stores
+    the value and says "filled", or "stale" when the lease was voided."""
+
+    def __init__(self, d, key, value="from-redis"):
+        self.p = subprocess.Popen([LEASE, d.sock, key, value],
+                                  stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        first = self.p.stdout.readline().strip()
+        if first != "leased":
+            self.p.kill()
+            self.p.wait()
+            raise AssertionError(f"lease_client on {key}: {first!r}")
+
+    def fill(self):
+        out, _ = self.p.communicate("go\n", timeout=p.HANG_S)
+        assert self.p.returncode == 0, out
+        return out.strip()
+
+
+def lease_fill(d, key):
+    return Lease(d, key).fill()
+
+
 class NearCacheCase(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="nc-")
@@ -253,6 +279,22 @@ class Standalone(NearCacheCase):
         self.assertGreaterEqual(s["keys"], len(keys) + 50)
         self.assertEqual((s["masters"], s["reconnects"]), (1, 0))
 
+    def test_nearcache_fill_after_an_invalidation_is_refused(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        rc = r.client()
+        # The application missed and read Redis; before it stores what it
+        # read, another host writes the key: the fill must not happen.
+        lease = Lease(d, "user:race")
+        keys = nearcache(d)["keys"]
+        rc.set("user:race", b"newer")
+        wait_for("the invalidation", lambda: nearcache(d)["keys"] > keys)
+        self.assertEqual(lease.fill(), "stale")
+        self.assertEqual(present(d, ["user:race"]), [])
+        # Without a write in between, the fill is cached.
+        self.assertEqual(lease_fill(d, "user:race"), "filled")
+        self.assertEqual(present(d, ["user:race"]), ["user:race"])
+
     def test_nearcache_keys_outside_the_prefixes_are_never_touched(self):
         r = self.redis()
         d = self.daemon(r.addr(), prefixes=("user:",))
@@ -273,11 +315,13 @@ class Standalone(NearCacheCase):
         rc = r.client()
         keys = [f"user:{i}" for i in range(50)]
         store(d, keys + ["other:1"])
+        lease = Lease(d, "user:during")
         tracking = [c for c in rc.client_list()
                     if c["name"] == "shmcached-track"]
         self.assertEqual(len(tracking), 1, rc.client_list())
         rc.client_kill_filter(_id=tracking[0]["id"])
         self.wait_gone((d,), keys, "the prefixes dropped after CLIENT KILL")
+        self.assertEqual(lease.fill(), "stale")  # taken before: void
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
         wait_for("the reconnect counted",
                  lambda: nearcache(d)["reconnects"] >= 1)
@@ -298,6 +342,7 @@ class Standalone(NearCacheCase):
         r.stop()
         self.wait_gone((d,), keys, "the prefixes dropped with Redis gone")
         self.wait_state(d, "down")
+        self.assertEqual(lease_fill(d, "sess:down"), "stale")  # blocked
         s = nearcache(d)
         self.assertNotEqual(s["last_error"], "")
         self.assertGreater(s["last_error_at"], 0)
@@ -310,6 +355,7 @@ class Standalone(NearCacheCase):
         self.assertEqual(json.loads(out.stdout)["redis"]["state"], "down")
         r.start()
         self.wait_state(d, "up")
+        self.assertEqual(lease_fill(d, "sess:down"), "filled")
         store(d, ["sess:new"])
         r.client().set("sess:new", b"v")
         self.wait_gone((d,), ["sess:new"], "invalidation after restart")
@@ -383,6 +429,10 @@ class Config(NearCacheCase):
         err = nearcache(bad)["last_error"]
         self.assertIn("HELLO", err)
         self.assertIn("WRONGPASS", err)
+        # Its prefixes stay blocked: nothing is filled under them.
+        self.assertEqual(lease_fill(bad, "user:2"), "stale")
+        self.assertEqual(lease_fill(bad, "other:2"), "filled")
+        self.assertEqual(lease_fill(d, "user:2"), "filled")
 
 
 class Cluster(NearCacheCase):
@@ -451,12 +501,12 @@ class Cluster(NearCacheCase):
 
 
 def main():
-    global DAEMON, CACHECTL
-    DAEMON, CACHECTL = p.binaries(2, __doc__)
+    global DAEMON, CACHECTL, LEASE
+    DAEMON, CACHECTL, LEASE = p.binaries(3, __doc__)
     if not REDIS_SERVER or not REDIS_CLI or redis is None:
         print("redis-server, redis-cli or python3-redis missing: skipped")
         return 77
-    return p.run_tests(sys.argv[3:], "shmc-nc-")
+    return p.run_tests(sys.argv[4:], "shmc-nc-")
 
 
 if __name__ == "__main__":
