@@ -125,6 +125,7 @@ struct redis_track {
 	int wake_fd; /* eventfd: stop */
 	char password[REDIS_PASSWORD_MAX + 1];
 	bool has_password;
+	unsigned seed; /* of the reconnect jitter (rand_r) */
 
 	struct rnode *nodes[REDIS_NODES_MAX];
 	uint32_t nnodes;
@@ -446,7 +447,7 @@ static void node_fail(struct redis_track *t, struct rnode *n, const char *fmt,
 		n->backoff_ms = REDIS_BACKOFF_MAX_MS;
 	/* jitter: between half the wait and all of it */
 	n->next_try = now + n->backoff_ms / 2 +
-		      (uint64_t)rand() % (n->backoff_ms / 2 + 1);
+		      (uint64_t)rand_r(&t->seed) % (n->backoff_ms / 2 + 1);
 	masters_update(t);
 	state_update(t);
 }
@@ -1108,6 +1109,26 @@ int redis_prepare(struct daemon *d, char *err, size_t cap)
 	return 0;
 }
 
+void redis_unblock_untracked(struct daemon *d)
+{
+	static struct eng_ns_info ns[LAYOUT_NS_SLOTS]; /* main()'s, once */
+	const struct config *c = &d->cfg;
+	int n = eng_ns_list(&d->eng, ns, LAYOUT_NS_SLOTS);
+
+	pthread_mutex_lock(&d->ns_lock);
+	for (int i = 0; i < n && i < (int)LAYOUT_NS_SLOTS; i++) {
+		bool tracked = false;
+
+		for (uint32_t k = 0; k < c->n_redis_prefixes && !tracked; k++)
+			tracked = strlen(c->redis_prefixes[k]) == ns[i].len &&
+				  !memcmp(c->redis_prefixes[k], ns[i].prefix,
+					  ns[i].len);
+		if (!tracked)
+			eng_ns_block(&d->eng, ns[i].prefix, ns[i].len, false);
+	}
+	pthread_mutex_unlock(&d->ns_lock);
+}
+
 int redis_start(struct daemon *d, char *err, size_t cap)
 {
 	struct redis_track *t = d->redis;
@@ -1143,7 +1164,7 @@ int redis_start(struct daemon *d, char *err, size_t cap)
 		snprintf(err, cap, "redis: eventfd: %s", strerror(errno));
 		return -1;
 	}
-	srand((unsigned)(clock_mono_ms() ^ (uint64_t)getpid()));
+	t->seed = (unsigned)(clock_mono_ms() ^ (uint64_t)getpid());
 	rc = pthread_create(&t->thread, NULL, redis_main, t);
 	if (rc) {
 		snprintf(err, cap, "redis: cannot start the thread: %s",

@@ -52,6 +52,12 @@ struct redis_stats {
  * is a start-up error.  Returns 0, or -1 with a one-line reason in err. */
 int redis_prepare(struct daemon *d, char *err, size_t cap);
 
+/* Unblocks every namespace of the region that this start does not track
+ * (--redis-prefix): a region keeps the blocks of a daemon that followed
+ * Redis (redis_stop() leaves them), and nothing else blocks a namespace.
+ * Call once the region is attached, before redis_start(). */
+void redis_unblock_untracked(struct daemon *d);
+
 /* Registers the prefixes as namespaces (one registered already is kept),
  * blocks and flushes them, and starts the thread.  Call once the region
  * is attached.  Returns 0, or -1 with a one-line reason in err. */

@@ -362,6 +362,20 @@ class Standalone(NearCacheCase):
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
 
 
+    def test_nearcache_restart_without_redis_lets_fills_in_again(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        self.assertEqual(lease_fill(d, "user:1"), "filled")
+        self.assertEqual(d.stop(), 0)  # leaves its prefixes blocked
+        # The same region, its daemon now without --redis: nothing else
+        # would ever unblock them.
+        again = p.DaemonProc(DAEMON, name=d.name, workdir=d.dir).start()
+        self.addCleanup(again.stop)
+        self.assertEqual(present(again, ["user:1"]), [])  # flushed at stop
+        self.assertEqual(lease_fill(again, "user:2"), "filled")
+        self.assertEqual(nearcache(again)["state"], "off")
+
+
 class Config(NearCacheCase):
     def run_daemon(self, *args):
         return subprocess.run([DAEMON, "--foreground", "--socket",
