@@ -15,6 +15,7 @@ N failed, N skipped" last; exits 0 if all passed, 1 if not.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -361,6 +362,21 @@ class Standalone(NearCacheCase):
         self.wait_gone((d,), ["sess:new"], "invalidation after restart")
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
 
+
+    def test_nearcache_silent_redis_is_noticed_by_its_ping(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        store(d, ["user:1", "other:1"])
+        # A peer that holds the connection open but answers nothing (a
+        # partition, a hung host): only the PING deadline tells.
+        r.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(r.proc.send_signal, signal.SIGCONT)
+        self.wait_gone((d,), ["user:1"], "the prefixes dropped")
+        self.assertIn("no reply", nearcache(d)["last_error"])
+        self.assertEqual(lease_fill(d, "user:2"), "stale")
+        r.proc.send_signal(signal.SIGCONT)
+        self.wait_state(d, "up")
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
 
     def test_nearcache_restart_without_redis_lets_fills_in_again(self):
         r = self.redis()
