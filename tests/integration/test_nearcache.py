@@ -466,11 +466,19 @@ class Config(NearCacheCase):
 
 
 class Cluster(NearCacheCase):
-    def node(self, port):
+    def node(self, port, timeout_ms=3000):
         return self.redis(f"node{port}", port,
                           extra=["--cluster-enabled", "yes",
                                  "--cluster-config-file", "nodes.conf",
-                                 "--cluster-node-timeout", "3000"])
+                                 "--cluster-node-timeout", str(timeout_ms)])
+
+    def ports(self, n):
+        ports = []
+        while len(ports) < n:
+            port = free_port(cluster=True)
+            if port not in ports:
+                ports.append(port)
+        return ports
 
     def cli(self, *args):
         r = subprocess.run([REDIS_CLI] + list(args), capture_output=True,
@@ -484,11 +492,7 @@ class Cluster(NearCacheCase):
             for n in nodes))
 
     def test_nearcache_cluster_tracks_every_master_and_a_moved_slot(self):
-        ports = []
-        while len(ports) < 4:
-            port = free_port(cluster=True)
-            if port not in ports:
-                ports.append(port)
+        ports = self.ports(4)
         nodes = [self.node(port) for port in ports[:3]]
         self.cli("--cluster", "create",
                  *[f"127.0.0.1:{port}" for port in ports[:3]],
@@ -528,6 +532,42 @@ class Cluster(NearCacheCase):
         self.wait_gone((d,), [key], "a write on the new master invalidates")
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
         self.assertIn("127.0.0.1:%d is a master" % ports[3], d.logtext())
+
+
+    def test_nearcache_cluster_failover_is_followed(self):
+        ports = self.ports(4)
+        nodes = [self.node(port, 1000) for port in ports[:3]]
+        self.cli("--cluster", "create",
+                 *[f"127.0.0.1:{port}" for port in ports[:3]],
+                 "--cluster-replicas", "0", "--cluster-yes")
+        self.wait_cluster_ok(nodes)
+        replica = self.node(ports[3], 1000)
+        self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
+                 f"127.0.0.1:{ports[1]}", "--cluster-slave",
+                 "--cluster-master-id", nodes[0].client().cluster("myid"))
+        wait_for("the replica in sync", lambda: replica.client().info(
+            "replication").get("master_link_status") == "up")
+        d = self.daemon(f"127.0.0.1:{ports[1]}")
+        self.wait_state(d, "up", masters=3)
+        rc = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[1])
+        key = next(f"user:{i}" for i in range(100000)
+                   if rc.get_node_from_key(f"user:{i}").port == ports[0])
+        rc.close()
+        store(d, [key, "other:1"])
+
+        # The master of the key dies; its replica takes over.
+        nodes[0].stop()
+        self.wait_gone((d,), [key], "the prefixes dropped")
+        self.assertEqual(lease_fill(d, "user:x"), "stale")
+        wait_for("the failover", lambda: replica.client().info(
+            "replication")["role"] == "master", timeout=30)
+        self.wait_state(d, "up", masters=3)
+        self.assertIn(f"127.0.0.1:{ports[3]} is a master", d.logtext())
+        store(d, [key])
+        rc = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[1])
+        rc.set(key, b"on the promoted replica")
+        self.wait_gone((d,), [key], "a write on the new master invalidates")
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
 
 
 def main():
