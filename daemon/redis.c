@@ -285,15 +285,21 @@ static void key_drop(struct redis_track *t, const uint8_t *key, size_t n)
  * The state
  * ------------------------------------------------------------------------ */
 
-/* Every seed answered once, at least one master, every master tracked. */
+/* At least one master, every master tracked; and until a seed has
+ * answered as a cluster node, every seed answered once (an unknown seed
+ * may be a server of its own; once the cluster is found, its masters
+ * are known from it, and a seed that is down does not hold it up). */
 static bool all_up(const struct redis_track *t)
 {
 	uint32_t masters = 0;
+	bool cluster = false;
 
+	for (uint32_t i = 0; i < t->nnodes; i++)
+		cluster |= t->nodes[i]->kind == K_CLUSTER;
 	for (uint32_t i = 0; i < t->nnodes; i++) {
 		const struct rnode *n = t->nodes[i];
 
-		if (n->seed && n->kind == K_UNKNOWN)
+		if (n->seed && n->kind == K_UNKNOWN && !cluster)
 			return false;
 		if (n->master && !n->tracking)
 			return false;

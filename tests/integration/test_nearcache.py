@@ -498,8 +498,9 @@ class Cluster(NearCacheCase):
                  *[f"127.0.0.1:{port}" for port in ports[:3]],
                  "--cluster-replicas", "0", "--cluster-yes")
         self.wait_cluster_ok(nodes)
-        # One seed is enough.
-        d = self.daemon(f"127.0.0.1:{ports[1]}")
+        # One seed is enough; one that is down does not hold it up.
+        d = self.daemon([f"127.0.0.1:{free_port()}",
+                         f"127.0.0.1:{ports[1]}"])
         self.wait_state(d, "up", masters=3)
         rc = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[0])
         keys = [f"user:{i}" for i in range(60)]

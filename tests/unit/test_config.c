@@ -772,6 +772,13 @@ static void test_config_redis(void **state)
 	ASSERT_ERROR(&r, "--redis-user", "without blanks");
 	run_free(&r);
 
+	/* Redis refuses overlapping prefixes in one CLIENT TRACKING. */
+	r = PARSE(&c, "--redis", "/r", "--redis-prefix",
+		  "user:42:", "--redis-prefix", "user:");
+	ASSERT_ERROR(&r, "--redis-prefix", "'user:42:' starts with 'user:'",
+		     "give only 'user:'");
+	run_free(&r);
+
 	/* Not loopback is fine: Redis is usually on another host. */
 	r = PARSE(&c, "--redis", "192.168.1.9:6379", "--redis-prefix", "u:");
 	assert_int_equal(r.res, CONFIG_OK);
