@@ -28,7 +28,7 @@ struct config;
 	X(masters_known, "Redis masters known (cluster topology or servers)")  \
 	X(messages, "invalidation messages received")                          \
 	X(keys, "keys invalidated (deleted, present or not)")                  \
-	X(flushes, "tracked prefixes dropped: FLUSHALL and lost tracking")     \
+	X(flushes, "prefixes flushed: start, FLUSHALL, outages")               \
 	X(reconnects, "connections lost or failed, then retried")
 
 enum redis_counter {
