@@ -387,6 +387,20 @@ class Standalone(NearCacheCase):
         self.wait_state(d, "up")
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
 
+    def test_nearcache_load_drops_what_the_snapshot_holds_under_prefixes(
+            self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        store(d, ["user:1", "other:1"])
+        snap = os.path.join(self.dir, "snap")
+        ctl = [CACHECTL, "--socket", d.sock]
+        for args in (["save", snap], ["flush"], ["load", snap]):
+            out = subprocess.run(ctl + args, capture_output=True,
+                                 timeout=p.HANG_S)
+            self.assertEqual(out.returncode, 0, (args, out.stderr))
+        # user:1 may have been written in Redis since the save.
+        self.assertEqual(present(d, ["user:1", "other:1"]), ["other:1"])
+
     def test_nearcache_restart_without_redis_lets_fills_in_again(self):
         r = self.redis()
         d = self.daemon(r.addr())
