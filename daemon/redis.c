@@ -900,6 +900,16 @@ static void node_read(struct redis_track *t, struct rnode *n)
 			n->in_len -= used;
 			resp_reset(&n->rd);
 		}
+		/* A large message made the buffer grow: give it back once
+		 * nothing is pending. */
+		if (n->in_len == 0 && n->in_cap > REDIS_IN_INITIAL * 64) {
+			uint8_t *p = realloc(n->in, REDIS_IN_INITIAL);
+
+			if (p) {
+				n->in = p;
+				n->in_cap = REDIS_IN_INITIAL;
+			}
+		}
 	}
 }
 

@@ -296,6 +296,24 @@ class Standalone(NearCacheCase):
         self.assertEqual(lease_fill(d, "user:race"), "filled")
         self.assertEqual(present(d, ["user:race"]), ["user:race"])
 
+    def test_nearcache_one_message_for_50000_keys(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        sample = [f"user:{i:06d}" for i in range(0, 50000, 997)]
+        store(d, sample + ["other:1"])
+        keys = nearcache(d)["keys"]
+        # One MSET: one invalidation message of about 1 MB, read in
+        # many pieces.
+        r.client().mset({f"user:{i:06d}": b"v" for i in range(50000)})
+        wait_for("50000 keys invalidated",
+                 lambda: nearcache(d)["keys"] >= keys + 50000)
+        self.assertEqual(present(d, sample), [])
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
+        self.assertEqual(nearcache(d)["reconnects"], 0)
+        store(d, ["user:after"])
+        r.client().set("user:after", b"v")
+        self.wait_gone((d,), ["user:after"], "the next message")
+
     def test_nearcache_keys_outside_the_prefixes_are_never_touched(self):
         r = self.redis()
         d = self.daemon(r.addr(), prefixes=("user:",))
