@@ -7,8 +7,8 @@
  * bytes out, misses are None or False, errors are exceptions under
  * shmc.Error.  Beside it Lease, the opaque value of a fill lease
  * (Client.get_lease(), Client.fill()).  The pure-Python parts (the
- * package, the Django backend) are beside this file; docs/PYTHON.md is
- * the user's manual.
+ * package, the Django backend, the Redis near cache) are beside this
+ * file; docs/PYTHON.md is the user's manual.
  *
  * Not for: the zero-copy reservations of shmc.h (shmc_reserve() holds a
  * segment lock while the caller writes, which Python code cannot promise
