@@ -9,22 +9,7 @@ import pytest
 
 import shmc
 import shmc.redis
-from redisproc import RedisServer
-
-
-@pytest.fixture(scope="module")
-def server():
-    s = RedisServer()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def redis(server):
-    r = server.client()
-    r.flushall()
-    yield r
-    r.close()
+from redisproc import redis, server, writer  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -188,8 +173,7 @@ def write_and_invalidate(client, writer, new):
 
 
 def test_redis_forced_race_get_does_not_cache_the_old_value(client, redis,
-                                                            server):
-    writer = server.client()
+                                                            writer):
     redis.set("t:race", b"old")
     near = shmc.redis.NearCache(
         client, redis, prefixes=["t:"],
@@ -201,12 +185,10 @@ def test_redis_forced_race_get_does_not_cache_the_old_value(client, redis,
     near._after_read = None
     assert near.get("t:race") == b"new"
     assert client.get("t:race") == b"new"
-    writer.close()
 
 
 def test_redis_forced_race_get_many_does_not_cache_old_values(client, redis,
-                                                              server):
-    writer = server.client()
+                                                              writer):
     redis.mset({"t:r1": b"old1", "t:r2": b"old2"})
     near = shmc.redis.NearCache(
         client, redis, prefixes=["t:"],
@@ -217,7 +199,6 @@ def test_redis_forced_race_get_many_does_not_cache_old_values(client, redis,
     near._after_read = None
     assert near.get_many(["t:r1", "t:r2"]) == {"t:r1": b"new",
                                                "t:r2": b"new"}
-    writer.close()
 
 
 def test_redis_import_of_shmc_does_not_need_redis_py():

@@ -1,0 +1,149 @@
+"""shmc.redis.NearCache end to end: a daemon that follows a real
+redis-server (--redis, --redis-prefix; docs/NEARCACHE.md) drops the
+copies of keys that another Redis client writes, and a fill that races
+with such a write - forced: the write is made, and its invalidation has
+reached the daemon, between the near cache's read of Redis and its fill -
+does not cache the old value.  Last, a smoke test against a 3-master
+Redis Cluster.  Skipped when the daemon has no --redis, or without
+redis-server, redis-cli or python3-redis.
+"""
+import subprocess
+import time
+
+import pytest
+
+import shmc
+import shmc.redis
+from conftest import daemon_binary, own_daemon
+from redisproc import RedisCluster
+from redisproc import redis, server, writer  # noqa: F401 (fixtures)
+from shmcproto import Client as ControlClient
+
+DEADLINE_S = 30.0  # only a hang or a lost invalidation reaches it
+PREFIX = "e:"
+
+
+def daemon_follows_redis():
+    out = subprocess.run([daemon_binary(), "--help"], capture_output=True,
+                         text=True).stdout
+    if "--redis-prefix" not in out:
+        pytest.skip("this shmcached has no --redis (the near cache)")
+
+
+def nearcache(d):
+    """The daemon's tracking state and counters (NEARCACHE request)."""
+    c = ControlClient(d.sock)
+    try:
+        return c.nearcache()
+    finally:
+        c.close()
+
+
+def wait_for(what, fn):
+    end = time.monotonic() + DEADLINE_S
+    while not fn():
+        if time.monotonic() > end:
+            raise AssertionError("not within %s s: %s" % (DEADLINE_S, what))
+        time.sleep(0.005)
+
+
+def wait_up(d, masters=1):
+    wait_for("the daemon's Redis tracking is up",
+             lambda: (lambda s: s["state"] == "up"
+                      and s["masters"] >= masters)(nearcache(d)))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def daemon_with_redis():
+    """Skips the module before any server starts when the daemon has no
+    --redis."""
+    daemon_follows_redis()
+
+
+@pytest.fixture(scope="module")
+def tracking(server):
+    """A daemon of its own, following server for the prefix e:."""
+    with own_daemon(["--redis", server.sock, "--redis-prefix", PREFIX]) as d:
+        wait_up(d)
+        yield d
+
+
+@pytest.fixture
+def region(tracking):
+    c = shmc.Client(tracking.sock)
+    yield c
+    c.close()
+
+
+def test_redis_tracking_prefixes_default_to_the_tracked_ones(region, redis):
+    near = shmc.redis.NearCache(region, redis)
+    assert near.prefixes == (PREFIX.encode(),)
+    with pytest.raises(ValueError, match="tracked prefixes"):
+        near.get("other:1")
+
+
+def test_redis_tracking_write_by_another_client_drops_the_copy(
+        region, redis, writer):
+    near = shmc.redis.NearCache(region, redis, ttl=300)
+    redis.mset({"e:1": b"old", "e:2": b"old"})
+    assert near.get_many(["e:1", "e:2"]) == {"e:1": b"old", "e:2": b"old"}
+    assert region.get("e:1") == b"old"
+    writer.set("e:1", b"new")
+    writer.delete("e:2")
+    wait_for("the written keys' copies dropped",
+             lambda: region.get_many(["e:1", "e:2"]) == {})
+    assert near.get("e:1") == b"new"
+    assert near.get("e:2") is None
+
+
+def test_redis_tracking_forced_race_with_an_invalidation_from_redis(
+        tracking, region, redis, writer):
+    redis.set("e:race", b"old")
+
+    def after_read(key, value):
+        # Another client writes the key once the near cache has read it,
+        # and the daemon receives the invalidation, before the fill.
+        before = nearcache(tracking)["keys"]
+        writer.set(key, b"new")
+        wait_for("the daemon received the invalidation",
+                 lambda: nearcache(tracking)["keys"] > before)
+
+    near = shmc.redis.NearCache(region, redis, _after_read=after_read)
+    assert near.get("e:race") == b"old"  # this request's answer ...
+    assert region.get("e:race") is None  # ... not cached
+    near._after_read = None
+    assert near.get("e:race") == b"new"
+    assert region.get("e:race") == b"new"
+
+
+def test_redis_tracking_cluster_smoke():
+    cluster = RedisCluster()
+    try:
+        seed = "127.0.0.1:%d" % cluster.ports[1]
+        with own_daemon(["--redis", seed, "--redis-prefix", "c:"]) as d:
+            wait_up(d, masters=3)
+            rc, writer = cluster.client(), cluster.client()
+            region = shmc.Client(d.sock)
+            near = shmc.redis.NearCache(region, rc, ttl=300)
+            keys = ["c:%d" % i for i in range(30)]
+            assert len({rc.get_node_from_key(k).port for k in keys}) == 3
+            for k in keys:
+                rc.set(k, k.encode())
+            # One MGET per slot: keys of every master in one call.
+            assert near.get_many(keys + ["c:absent"]) == {
+                k: k.encode() for k in keys}
+            assert len(region.get_many(keys)) == len(keys)
+            for k in keys:
+                writer.set(k, b"new")
+            wait_for("every master's writes drop the copies",
+                     lambda: region.get_many(keys) == {})
+            assert set(near.get_many(keys).values()) == {b"new"}
+            near.set("c:0", b"mine")
+            assert near.get("c:0") == b"mine"
+            assert near.delete("c:1") is True
+            assert near.get("c:1") is None
+            region.close()
+            rc.close()
+            writer.close()
+    finally:
+        cluster.stop()
