@@ -3,9 +3,8 @@ in front of Redis or Redis Cluster (redis-py, Debian: python3-redis).
 
     import redis, shmc, shmc.redis
 
-    near = shmc.redis.NearCache(shmc.Client(),
-                                redis.Redis(unix_socket_path="/run/redis.sock"),
-                                ttl=300)
+    r = redis.Redis(unix_socket_path="/run/redis.sock")
+    near = shmc.redis.NearCache(shmc.Client(), r, ttl=300)
     near.get("user:42")          # the region's copy, else Redis GET, cached
     near.get_many(["user:1", "user:2"])   # one multi-get, one MGET
     near.set("user:42", b"...")  # Redis SET; this host's copy dropped at once
@@ -25,13 +24,21 @@ daemon's side, are in docs/NEARCACHE.md.  redis-py is imported by the
 caller, never by this module: `import shmc` does not need it.
 """
 
-from ._shmc import ValueTooLarge
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Union
+
+from ._shmc import Client, Lease, ValueTooLarge
+
+Key = Union[str, bytes, bytearray, memoryview]
+Value = Union[str, bytes, bytearray, memoryview]
 
 # Flags of an entry that records a key absent from Redis (cache_misses).
 ABSENT_FLAGS = 0x52444E30  # "RDN0"
 
 
-def _key_bytes(key):
+def _key_bytes(key: Key) -> bytes:
     """A key as the bytes Redis and the region both name it by."""
     if isinstance(key, str):
         return key.encode()
@@ -41,7 +48,7 @@ def _key_bytes(key):
                     % type(key).__name__)
 
 
-def _value_bytes(value):
+def _value_bytes(value: Value) -> bytes:
     """A value for Redis SET: bytes, or str encoded as UTF-8."""
     if isinstance(value, str):
         return value.encode()
@@ -67,8 +74,11 @@ class NearCache:
     ABSENT_FLAGS) until Redis writes it; by default absence is not cached.
     """
 
-    def __init__(self, client, redis, ttl=0, *, prefixes=None,
-                 cache_misses=False, _after_read=None):
+    def __init__(self, client: Client, redis: Any, ttl: int = 0, *,
+                 prefixes: Union[Iterable[Key], None] = None,
+                 cache_misses: bool = False,
+                 _after_read: Union[Callable[[bytes, Union[bytes, None]],
+                                             Any], None] = None) -> None:
         if prefixes is None:
             prefixes = client.namespaces()
             if not prefixes:
@@ -90,11 +100,11 @@ class NearCache:
         # of Redis and the fill, to force the race a lease closes.
         self._after_read = _after_read
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return "<shmc.redis.NearCache prefixes=%r ttl=%r>" % (
             list(self.prefixes), self.ttl)
 
-    def _key(self, key):
+    def _key(self, key: Key) -> bytes:
         k = _key_bytes(key)
         if not k.startswith(self.prefixes):
             raise ValueError(
@@ -104,7 +114,7 @@ class NearCache:
                 % (k, list(self.prefixes)))
         return k
 
-    def _cached(self, k, value):
+    def _cached(self, k: bytes, value: bytes) -> Union[bytes, None]:
         """The value of a hit: a cached absence reads as None.  Only an
         empty value may be one, and only then are its flags read."""
         if value or not self.cache_misses:
@@ -114,7 +124,8 @@ class NearCache:
             return None
         return value
 
-    def _fill(self, lease, k, value):
+    def _fill(self, lease: Lease, k: bytes,
+              value: Union[bytes, str, None]) -> Union[bytes, None]:
         """Caches what Redis answered for k under lease; a value the
         region cannot hold is served but not cached."""
         if isinstance(value, str):
@@ -131,7 +142,7 @@ class NearCache:
             pass
         return value
 
-    def get(self, key):
+    def get(self, key: Key) -> Union[bytes, None]:
         """The value of key (bytes), or None when Redis does not have it.
         A hit is served from the region; a miss reads Redis (GET) and
         caches the answer, unless the key was written meanwhile."""
@@ -141,7 +152,7 @@ class NearCache:
             return self._cached(k, value)
         return self._fill(lease, k, self.redis.get(k))
 
-    def _mget(self, keys):
+    def _mget(self, keys: list[bytes]) -> list[Any]:
         """Redis' values of keys, in order: one MGET, or for a cluster one
         per slot (redis-py's mget_nonatomic())."""
         mget = getattr(self.redis, "mget_nonatomic", None)
@@ -149,7 +160,7 @@ class NearCache:
             return self.redis.mget(keys)
         return mget(keys)
 
-    def get_many(self, keys):
+    def get_many(self, keys: Iterable[Key]) -> dict[Any, bytes]:
         """The values of keys (an iterable) as a dict of each key (as
         given) to its bytes; keys Redis does not have are left out.  One
         multi-get of the region, then one MGET of Redis for the misses
@@ -181,23 +192,29 @@ class NearCache:
                     out[name] = value
         return out
 
-    def set(self, key, value, *, ex=None):
+    def set(self, key: Key, value: Value, *,
+            ex: Union[int, None] = None) -> None:
         """Writes key -> value to Redis (SET, with ex seconds of expiry
         there when given), then drops this host's copy, so that the next
         get() on this host reads the new value.  Other hosts' copies are
         dropped by their daemons' tracking."""
         k = self._key(key)
-        self.redis.set(k, _value_bytes(value), ex=ex)
-        self.client.delete(k)
+        value = _value_bytes(value)
+        try:
+            self.redis.set(k, value, ex=ex)
+        finally:  # even when the reply was lost: dropping a copy is safe
+            self.client.delete(k)
 
-    def delete(self, key):
+    def delete(self, key: Key) -> bool:
         """Deletes key from Redis (DEL) and drops this host's copy.
         Returns whether Redis had it."""
         k = self._key(key)
-        n = self.redis.delete(k)
-        self.client.delete(k)
+        try:
+            n = self.redis.delete(k)
+        finally:
+            self.client.delete(k)
         return bool(n)
 
-    def invalidate(self, key):
+    def invalidate(self, key: Key) -> None:
         """Drops this host's copy of key only (Redis is not touched)."""
         self.client.delete(self._key(key))

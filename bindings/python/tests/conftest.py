@@ -79,3 +79,30 @@ def client(sock):
     c.clear()
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    """A redis-server of the test module's own (redisproc.py), on a Unix
+    socket; skips without redis-server or python3-redis."""
+    from redisproc import RedisServer
+    s = RedisServer()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def redis(redis_server):
+    """A redis.Redis on redis_server, emptied first."""
+    r = redis_server.client()
+    r.flushall()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def writer(redis_server):
+    """Another client of redis_server: another host's application."""
+    r = redis_server.client()
+    yield r
+    r.close()

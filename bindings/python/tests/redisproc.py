@@ -99,31 +99,6 @@ class RedisServer(Server):
         raise TimeoutError("redis-server not ready (log in %s)" % self.dir)
 
 
-@pytest.fixture(scope="module")
-def server():
-    """A redis-server of the test module's own."""
-    s = RedisServer()
-    yield s
-    s.stop()
-
-
-@pytest.fixture
-def redis(server):
-    """A redis.Redis on server, emptied first."""
-    r = server.client()
-    r.flushall()
-    yield r
-    r.close()
-
-
-@pytest.fixture
-def writer(server):
-    """Another client of server: another host's application."""
-    r = server.client()
-    yield r
-    r.close()
-
-
 class RedisCluster:
     """Three masters on loopback ports, no replicas, made a cluster by
     redis-cli --cluster create, and waited for until every slot is

@@ -9,7 +9,6 @@ import pytest
 
 import shmc
 import shmc.redis
-from redisproc import redis, server, writer  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -92,6 +91,27 @@ def test_redis_set_writes_redis_and_drops_the_local_copy(near, client,
         near.set("t:n", 5)
 
 
+def test_redis_set_that_fails_still_drops_the_local_copy(near, client,
+                                                         redis, monkeypatch):
+    # A write whose reply was lost may have reached Redis: the local copy
+    # must not outlive it.
+    redis.set("t:lost", b"old")
+    assert near.get("t:lost") == b"old"
+
+    def lost(*args, **kwargs):
+        raise ConnectionError("the reply was lost")
+
+    monkeypatch.setattr(redis, "set", lost)
+    monkeypatch.setattr(redis, "delete", lost)
+    with pytest.raises(ConnectionError):
+        near.set("t:lost", b"new")
+    assert client.get("t:lost") is None
+    assert near.get("t:lost") == b"old"
+    with pytest.raises(ConnectionError):
+        near.delete("t:lost")
+    assert client.get("t:lost") is None
+
+
 def test_redis_delete_removes_from_redis_and_the_region(near, client,
                                                         redis):
     redis.set("t:d", b"v")
@@ -140,8 +160,8 @@ def test_redis_prefixes_default_to_the_daemons_namespaces(client, redis):
         shmc.redis.NearCache(client, redis, prefixes="t:")
 
 
-def test_redis_str_replies_are_returned_as_bytes(client, server):
-    r = server.client(decode_responses=True)
+def test_redis_str_replies_are_returned_as_bytes(client, redis_server):
+    r = redis_server.client(decode_responses=True)
     try:
         r.set("t:txt", "héllo")
         near = shmc.redis.NearCache(client, r, prefixes=["t:"])

@@ -16,7 +16,6 @@ import shmc
 import shmc.redis
 from conftest import daemon_binary, own_daemon
 from redisproc import RedisCluster
-from redisproc import redis, server, writer  # noqa: F401 (fixtures)
 from shmcproto import Client as ControlClient
 
 DEADLINE_S = 30.0  # only a hang or a lost invalidation reaches it
@@ -61,9 +60,10 @@ def daemon_with_redis():
 
 
 @pytest.fixture(scope="module")
-def tracking(server):
-    """A daemon of its own, following server for the prefix e:."""
-    with own_daemon(["--redis", server.sock, "--redis-prefix", PREFIX]) as d:
+def tracking(redis_server):
+    """A daemon of its own, following redis_server for the prefix e:."""
+    with own_daemon(["--redis", redis_server.sock,
+                     "--redis-prefix", PREFIX]) as d:
         wait_up(d)
         yield d
 
