@@ -92,6 +92,10 @@ class NearCache:
         if not self.prefixes or not all(self.prefixes):
             raise ValueError("prefixes must hold at least one prefix, and "
                              "no empty one")
+        if isinstance(ttl, bool) or not isinstance(ttl, int) \
+                or not 0 <= ttl <= 0xFFFFFFFF:
+            raise ValueError("ttl must be whole seconds, 0 to 2**32-1 (0: "
+                             "until invalidated), not %r" % (ttl,))
         self.client = client
         self.redis = redis
         self.ttl = ttl

@@ -158,6 +158,9 @@ def test_redis_prefixes_default_to_the_daemons_namespaces(client, redis):
         shmc.redis.NearCache(client, redis, prefixes=[""])
     with pytest.raises(TypeError, match="list"):
         shmc.redis.NearCache(client, redis, prefixes="t:")
+    for ttl in (-1, 2**32, 1.5, "60"):
+        with pytest.raises(ValueError, match="ttl"):
+            shmc.redis.NearCache(client, redis, ttl, prefixes=["t:"])
 
 
 def test_redis_str_replies_are_returned_as_bytes(client, redis_server):

@@ -7,6 +7,7 @@ does not cache the old value.  Last, a smoke test against a 3-master
 Redis Cluster.  Skipped when the daemon has no --redis, or without
 redis-server, redis-cli or python3-redis.
 """
+import itertools
 import subprocess
 import time
 
@@ -20,6 +21,7 @@ from shmcproto import Client as ControlClient
 
 DEADLINE_S = 30.0  # only a hang or a lost invalidation reaches it
 PREFIX = "e:"
+CANARIES = itertools.count()
 
 
 def daemon_follows_redis():
@@ -46,6 +48,19 @@ def wait_for(what, fn):
         time.sleep(0.005)
 
 
+def settle(region, redis):
+    """Returns once the daemon has applied the invalidations of every
+    write made to Redis so far: they come on one connection, in order, so
+    a canary written last is dropped last.  (A fill whose lease began
+    while an invalidation was still on its way would be refused, as it
+    must: the tests settle first to assert what is cached.)"""
+    canary = "%scanary:%d" % (PREFIX, next(CANARIES))
+    region.set(canary, b"x")
+    redis.set(canary, b"x")
+    wait_for("the canary's invalidation",
+             lambda: region.get(canary) is None)
+
+
 def wait_up(d, masters=1):
     wait_for("the daemon's Redis tracking is up",
              lambda: (lambda s: s["state"] == "up"
@@ -69,6 +84,16 @@ def tracking(redis_server):
 
 
 @pytest.fixture
+def redis(redis_server):
+    """A redis.Redis on redis_server, not emptied (FLUSHALL would flush
+    the daemon's prefixes at a time of its own): each test has keys of
+    its own."""
+    r = redis_server.client()
+    yield r
+    r.close()
+
+
+@pytest.fixture
 def region(tracking):
     c = shmc.Client(tracking.sock)
     yield c
@@ -86,6 +111,7 @@ def test_redis_tracking_write_by_another_client_drops_the_copy(
         region, redis, writer):
     near = shmc.redis.NearCache(region, redis, ttl=300)
     redis.mset({"e:1": b"old", "e:2": b"old"})
+    settle(region, redis)
     assert near.get_many(["e:1", "e:2"]) == {"e:1": b"old", "e:2": b"old"}
     assert region.get("e:1") == b"old"
     writer.set("e:1", b"new")
@@ -97,16 +123,15 @@ def test_redis_tracking_write_by_another_client_drops_the_copy(
 
 
 def test_redis_tracking_forced_race_with_an_invalidation_from_redis(
-        tracking, region, redis, writer):
+        region, redis, writer):
     redis.set("e:race", b"old")
+    settle(region, redis)
 
     def after_read(key, value):
         # Another client writes the key once the near cache has read it,
-        # and the daemon receives the invalidation, before the fill.
-        before = nearcache(tracking)["keys"]
+        # and the daemon applies the invalidation, before the fill.
         writer.set(key, b"new")
-        wait_for("the daemon received the invalidation",
-                 lambda: nearcache(tracking)["keys"] > before)
+        settle(region, writer)
 
     near = shmc.redis.NearCache(region, redis, _after_read=after_read)
     assert near.get("e:race") == b"old"  # this request's answer ...
@@ -127,8 +152,14 @@ def test_redis_tracking_cluster_smoke():
             near = shmc.redis.NearCache(region, rc, ttl=300)
             keys = ["c:%d" % i for i in range(30)]
             assert len({rc.get_node_from_key(k).port for k in keys}) == 3
+            # Every write's invalidation applied first (they come from
+            # three masters, on three connections: counted, not settled
+            # by a canary).
+            before = nearcache(d)["keys"]
             for k in keys:
                 rc.set(k, k.encode())
+            wait_for("the invalidations of the writes",
+                     lambda: nearcache(d)["keys"] >= before + len(keys))
             # One MGET per slot: keys of every master in one call.
             assert near.get_many(keys + ["c:absent"]) == {
                 k: k.encode() for k in keys}
