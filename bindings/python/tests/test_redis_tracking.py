@@ -16,7 +16,7 @@ import pytest
 import shmc
 import shmc.redis
 from conftest import daemon_binary, own_daemon
-from redisproc import RedisCluster
+from redisproc import RedisCluster, RedisServer, free_ports
 from shmcproto import Client as ControlClient
 
 DEADLINE_S = 30.0  # only a hang or a lost invalidation reaches it
@@ -48,13 +48,13 @@ def wait_for(what, fn):
         time.sleep(0.005)
 
 
-def settle(region, redis):
+def settle(region, redis, prefix=PREFIX):
     """Returns once the daemon has applied the invalidations of every
     write made to Redis so far: they come on one connection, in order, so
     a canary written last is dropped last.  (A fill whose lease began
     while an invalidation was still on its way would be refused, as it
     must: the tests settle first to assert what is cached.)"""
-    canary = "%scanary:%d" % (PREFIX, next(CANARIES))
+    canary = "%scanary:%d" % (prefix, next(CANARIES))
     region.set(canary, b"x")
     redis.set(canary, b"x")
     wait_for("the canary's invalidation",
@@ -139,6 +139,37 @@ def test_redis_tracking_forced_race_with_an_invalidation_from_redis(
     near._after_read = None
     assert near.get("e:race") == b"new"
     assert region.get("e:race") == b"new"
+
+
+def test_redis_tracking_nothing_is_cached_while_tracking_is_down(redis):
+    # The daemon follows a Redis that is not there yet: its prefix is
+    # blocked, so a value read from Redis (here another server) is
+    # served but never cached.
+    port = free_ports(1)[0]
+    with own_daemon(["--redis", "127.0.0.1:%d" % port,
+                     "--redis-prefix", "d:"]) as d:
+        assert nearcache(d)["state"] != "up"
+        region = shmc.Client(d.sock)
+        near = shmc.redis.NearCache(region, redis)
+        redis.set("d:k", b"v")
+        for _ in range(2):
+            assert near.get("d:k") == b"v"
+            assert near.get_many(["d:k"]) == {"d:k": b"v"}
+            assert region.get("d:k") is None
+        # Once Redis is there and followed, fills are cached again.
+        server = RedisServer(port=port)
+        try:
+            wait_up(d)
+            r = server.client()
+            r.set("d:k", b"followed")
+            settle(region, r, "d:")
+            near = shmc.redis.NearCache(region, r)
+            assert near.get("d:k") == b"followed"
+            assert region.get("d:k") == b"followed"
+            r.close()
+        finally:
+            server.stop()
+        region.close()
 
 
 def test_redis_tracking_cluster_smoke():
