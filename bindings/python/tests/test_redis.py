@@ -3,12 +3,17 @@ the test's own) and a daemon that does not follow Redis: reads through,
 multi-gets, writes, deletes, the prefix rule, and the race a fill lease
 closes, forced through the test hook between the read of Redis and the
 fill (the invalidation is made by hand, as the daemon's tracking would
-make it).  The daemon's own tracking is tested in test_redis_tracking.py.
+make it, or by a NearCache.set() in another process, step by step with
+Events).  The daemon's own tracking is tested in test_redis_tracking.py.
 """
+import multiprocessing
+
 import pytest
 
 import shmc
 import shmc.redis
+
+HANG_S = 120  # only a hang reaches it
 
 
 @pytest.fixture
@@ -232,3 +237,51 @@ def test_redis_import_of_shmc_does_not_need_redis_py():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True,
                          text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def racing_reader(sock, redis_sock, key, read_done, write_done, out):
+    """In another process: NearCache.get() of key, paused between its
+    read of Redis and its fill until the writer is done."""
+    import redis as redis_py
+
+    def after_read(k, value):
+        read_done.set()
+        assert write_done.wait(HANG_S)
+
+    with shmc.Client(sock) as c:
+        r = redis_py.Redis(unix_socket_path=redis_sock)
+        near = shmc.redis.NearCache(c, r, prefixes=["t:"],
+                                    _after_read=after_read)
+        out.value = near.get(key)
+        r.close()
+
+
+def test_redis_forced_race_with_a_set_in_another_process(client, redis,
+                                                         redis_server, sock):
+    # A NearCache.set() on this host while another process is between
+    # its read of Redis and its fill: the other process serves what it
+    # read, and the old value is not cached (even with no daemon
+    # tracking Redis: set() drops the local copy itself).
+    ctx = multiprocessing.get_context("fork")
+    redis.set("t:p", b"old")
+    read_done, write_done = ctx.Event(), ctx.Event()
+    out = ctx.Array("c", 16, lock=False)
+    p = ctx.Process(target=racing_reader,
+                    args=(sock, redis_server.sock, "t:p", read_done,
+                          write_done, out))
+    p.start()
+    try:
+        assert read_done.wait(HANG_S)
+        shmc.redis.NearCache(client, redis, prefixes=["t:"]).set("t:p",
+                                                                 b"new")
+        write_done.set()
+        p.join(HANG_S)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+    assert out.value == b"old"
+    assert client.get("t:p") is None
+    near = shmc.redis.NearCache(client, redis, prefixes=["t:"])
+    assert near.get("t:p") == b"new"
+    assert client.get("t:p") == b"new"
