@@ -10,6 +10,7 @@ import pickle
 import pytest
 
 import shmc
+from conftest import forced_race
 
 HANG_S = 120  # only a hang reaches it
 
@@ -148,20 +149,15 @@ def test_lease_forced_race_across_processes(client, sock):
     store = ctx.Array("c", b"old\0\0\0", lock=False)
     read_done, inval_done = ctx.Event(), ctx.Event()
     out = ctx.Value("i", -1, lock=False)
-    p = ctx.Process(target=reader,
-                    args=(sock, "race", store, read_done, inval_done, out))
-    p.start()
-    try:
-        assert read_done.wait(HANG_S)
-        # The writer: the store changes, and the key is invalidated.
+
+    def writer():
+        # The store changes, and the key is invalidated.
         store.value = b"new"
         assert client.delete("race") is False
-        inval_done.set()
-        p.join(HANG_S)
-        assert p.exitcode == 0
-    finally:
-        if p.is_alive():
-            p.kill()
+
+    forced_race(ctx, reader,
+                (sock, "race", store, read_done, inval_done, out),
+                read_done, writer, inval_done)
     assert out.value == 0  # the fill was refused
     assert client.get("race") is None
     # Without an invalidation in between, the reader's fill is cached.

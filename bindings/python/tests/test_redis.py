@@ -12,6 +12,7 @@ import pytest
 
 import shmc
 import shmc.redis
+from conftest import forced_race
 
 HANG_S = 120  # only a hang reaches it
 
@@ -266,22 +267,12 @@ def test_redis_forced_race_with_a_set_in_another_process(client, redis,
     redis.set("t:p", b"old")
     read_done, write_done = ctx.Event(), ctx.Event()
     out = ctx.Array("c", 16, lock=False)
-    p = ctx.Process(target=racing_reader,
-                    args=(sock, redis_server.sock, "t:p", read_done,
-                          write_done, out))
-    p.start()
-    try:
-        assert read_done.wait(HANG_S)
-        shmc.redis.NearCache(client, redis, prefixes=["t:"]).set("t:p",
-                                                                 b"new")
-        write_done.set()
-        p.join(HANG_S)
-        assert p.exitcode == 0
-    finally:
-        if p.is_alive():
-            p.kill()
+    near = shmc.redis.NearCache(client, redis, prefixes=["t:"])
+    forced_race(ctx, racing_reader,
+                (sock, redis_server.sock, "t:p", read_done, write_done,
+                 out),
+                read_done, lambda: near.set("t:p", b"new"), write_done)
     assert out.value == b"old"
     assert client.get("t:p") is None
-    near = shmc.redis.NearCache(client, redis, prefixes=["t:"])
     assert near.get("t:p") == b"new"
     assert client.get("t:p") == b"new"
