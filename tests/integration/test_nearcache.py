@@ -354,6 +354,15 @@ class Standalone(NearCacheCase):
                              timeout=p.HANG_S)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(json.loads(out.stdout)["redis"]["state"], "down")
+        out = subprocess.run([CACHECTL, "--socket", d.sock, "stats"],
+                             capture_output=True, text=True,
+                             timeout=p.HANG_S)
+        rows = {line.split()[0]: line.split()[1:]
+                for line in out.stdout.splitlines()}
+        self.assertEqual(rows["redis_state"][0], "down")
+        self.assertEqual(rows["redis_masters"][0], "0")
+        self.assertIn(s["last_error"].split()[0], " ".join(
+            rows["redis_error"]))
         r.start()
         self.wait_state(d, "up")
         self.assertEqual(lease_fill(d, "sess:down"), "filled")
