@@ -33,14 +33,15 @@ HANG_S = 30
 class Server:
     """A server process on a Unix socket in a temporary folder."""
 
-    def __init__(self, name, argv_of, sock_name):
+    def __init__(self, name, argv_of, sock_name, preexec_fn=None):
         self.name = name
         self.dir = tempfile.mkdtemp(prefix=f"shmc-pybench-{name}-")
         self.sock = os.path.join(self.dir, sock_name)
         self.proc = subprocess.Popen(argv_of(self.dir, self.sock),
                                      stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL,
+                                     preexec_fn=preexec_fn)
         deadline = time.monotonic() + HANG_S
         while not os.path.exists(self.sock):
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -13,7 +13,8 @@ Celery): a Client created before the workers fork works in each of them.
     cache.get("user:42")             # b"..." (None when missing)
     cache.incr("hits", initial=0)    # 1, atomically across processes
 
-The manual is docs/PYTHON.md; the Django cache backend is shmc.django.
+The manual is docs/PYTHON.md; the Django cache backend is shmc.django,
+the read-through near cache in front of Redis shmc.redis.
 """
 from ._shmc import (
     KEY_MAX,
@@ -26,6 +27,7 @@ from ._shmc import (
     DaemonUnavailable,
     Error,
     Item,
+    Lease,
     LockTimeout,
     NotANumber,
     ValueTooLarge,
@@ -46,6 +48,7 @@ __all__ = [
     "DaemonUnavailable",
     "Error",
     "Item",
+    "Lease",
     "LockTimeout",
     "NotANumber",
     "ValueTooLarge",

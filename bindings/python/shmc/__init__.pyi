@@ -33,6 +33,9 @@ class Item(NamedTuple):
     cas: int
     expire_at: int
 
+class Lease:
+    """A fill lease (Client.get_lease(), Client.lease_begin()); opaque."""
+
 Loader = Callable[[], Union[BytesLike, tuple[BytesLike, int]]]
 
 class Client:
@@ -110,6 +113,18 @@ class Client:
     def get_or_load(
         self, key: Key, loader: Loader, ttl: int = 0, *, grace: int = 0
     ) -> bytes: ...
+    def get_lease(
+        self, key: Key
+    ) -> Union[tuple[bytes, None], tuple[None, Lease]]: ...
+    def lease_begin(self, key: Key) -> Lease: ...
+    def fill(
+        self,
+        lease: Lease,
+        key: Key,
+        value: BytesLike,
+        ttl: int = 0,
+        flags: int = 0,
+    ) -> bool: ...
     def clear(self) -> None: ...
     def ping(self) -> None: ...
     def stats(self) -> dict[str, int]: ...

@@ -5,8 +5,10 @@
  * calls into Python's terms: keys are str (UTF-8) or bytes-like, values
  * bytes-like in (read through the buffer protocol, not copied first) and
  * bytes out, misses are None or False, errors are exceptions under
- * shmc.Error.  The pure-Python parts (the package, the Django backend)
- * are beside this file; docs/PYTHON.md is the user's manual.
+ * shmc.Error.  Beside it Lease, the opaque value of a fill lease
+ * (Client.get_lease(), Client.fill()).  The pure-Python parts (the
+ * package, the Django backend, the Redis near cache) are beside this
+ * file; docs/PYTHON.md is the user's manual.
  *
  * Not for: the zero-copy reservations of shmc.h (shmc_reserve() holds a
  * segment lock while the caller writes, which Python code cannot promise
@@ -729,18 +731,30 @@ Client_repr(ClientObject *self)
  * Client: reads
  * ------------------------------------------------------------------------ */
 
+/* shmc_get_item(), or shmc_get_lease() when l is not NULL. */
+static int
+get_call(shmc *c, const Key *k, void *buf, size_t cap, struct shmc_item *it,
+         struct shmc_lease *l)
+{
+    if (l != NULL) {
+        return shmc_get_lease(c, k->p, k->n, buf, cap, it, l);
+    }
+    return shmc_get_item(c, k->p, k->n, buf, cap, it);
+}
+
 /* Reads key's value into a new bytes object, its metadata into *it.
  * Returns the bytes, or NULL with *rcp set: -ENOENT for a miss (no
- * exception), or ERR_PYTHON with an exception set. */
+ * exception; with l not NULL, a fill lease is begun in *l), or
+ * ERR_PYTHON with an exception set. */
 static PyObject *
-read_item(ClientObject *self, const Key *k, struct shmc_item *it, int *rcp)
+read_item(ClientObject *self, const Key *k, struct shmc_item *it, int *rcp,
+          struct shmc_lease *l)
 {
     char small[SMALL_VALUE];
     PyObject *b;
     int rc;
 
-    WITH_HANDLE(self, c, rc,
-                shmc_get_item(c, k->p, k->n, small, sizeof(small), it));
+    WITH_HANDLE(self, c, rc, get_call(c, k, small, sizeof(small), it, l));
     if (rc == 0) {
         b = PyBytes_FromStringAndSize(small, it->vlen);
         *rcp = b ? 0 : ERR_PYTHON;
@@ -757,12 +771,11 @@ read_item(ClientObject *self, const Key *k, struct shmc_item *it, int *rcp)
         if (need >= NOGIL_BYTES) {
             WITH_HANDLE_NOGIL(
                 self, c, rc,
-                shmc_get_item(c, k->p, k->n, PyBytes_AS_STRING(b), need, it));
+                get_call(c, k, PyBytes_AS_STRING(b), need, it, l));
         }
         else {
-            WITH_HANDLE(
-                self, c, rc,
-                shmc_get_item(c, k->p, k->n, PyBytes_AS_STRING(b), need, it));
+            WITH_HANDLE(self, c, rc,
+                        get_call(c, k, PyBytes_AS_STRING(b), need, it, l));
         }
         if (rc == 0) {
             if (it->vlen < need &&
@@ -808,7 +821,7 @@ Client_get(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (key_get(a[0], &k) < 0) {
         return NULL;
     }
-    v = read_item(self, &k, &it, &rc);
+    v = read_item(self, &k, &it, &rc, NULL);
     key_release(&k);
     if (v == NULL && rc == -ENOENT) {
         return Py_NewRef(a[1] ? a[1] : Py_None);
@@ -840,7 +853,7 @@ get_meta(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
         key_get(a[0], &k) < 0) {
         return NULL;
     }
-    v = read_item(self, &k, &it, &rc);
+    v = read_item(self, &k, &it, &rc, NULL);
     key_release(&k);
     if (v == NULL) {
         return rc == -ENOENT ? Py_NewRef(Py_None) : NULL;
@@ -1285,7 +1298,7 @@ get_batch(ClientObject *self, PyObject **items, Py_ssize_t n, char *arena,
             r = v ? 0 : ERR_PYTHON;
         }
         else if (r == -ENOBUFS) {
-            v = read_item(self, &ks[i], &it, &r);
+            v = read_item(self, &ks[i], &it, &r, NULL);
         }
         if (r == -ENOENT) {
             continue;
@@ -1587,7 +1600,9 @@ PyDoc_STRVAR(
     "(nothing is stored) and one of the waiters loads instead.  With grace\n"
     "> 0, a value past its TTL is served stale for up to grace seconds\n"
     "while one caller refreshes it (stale-while-revalidate).  The value is\n"
-    "stored with flags 0.");
+    "stored with flags 0, under a fill lease (see fill()): when key is\n"
+    "deleted or invalidated while the loader runs, its value is returned\n"
+    "but not cached.");
 
 static PyObject *
 Client_get_or_load(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1664,6 +1679,191 @@ Client_get_or_load(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
         return raise_too_large(self, k.n, vlen);
     }
     return raise_rc(rc, "get_or_load");
+}
+
+/* ------------------------------------------------------------------------
+ * Client: fill leases (no stale fill)
+ * ------------------------------------------------------------------------ */
+
+/* A fill lease (shmc.h "Fill leases"): a plain value, made only by
+ * Client.get_lease() and Client.lease_begin(), read only by
+ * Client.fill(). */
+typedef struct {
+    PyObject_HEAD
+    struct shmc_lease l;
+} LeaseObject;
+
+static PyTypeObject LeaseType;
+
+static PyObject *
+lease_new(const struct shmc_lease *l)
+{
+    LeaseObject *o = PyObject_New(LeaseObject, &LeaseType);
+
+    if (o != NULL) {
+        o->l = *l;
+    }
+    return (PyObject *)o;
+}
+
+static PyObject *
+Lease_repr(PyObject *self)
+{
+    return PyUnicode_FromString("<shmc.Lease>");
+}
+
+PyDoc_STRVAR(
+    Lease_doc,
+    "A fill lease, from Client.get_lease() or Client.lease_begin(), for\n"
+    "Client.fill().  Taken at a miss, before the store of record (Redis, a\n"
+    "database) is read, it is voided by every deletion or invalidation in\n"
+    "the key's segment, a flush of a namespace over the key, or the\n"
+    "namespace being blocked (the daemon's Redis tracking is down); a fill\n"
+    "under a void lease stores nothing.  Opaque and immutable; it holds\n"
+    "nothing and needs no release.");
+
+static PyTypeObject LeaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "shmc.Lease",
+    .tp_basicsize = sizeof(LeaseObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = Lease_doc,
+    .tp_repr = Lease_repr,
+};
+
+PyDoc_STRVAR(
+    Client_get_lease_doc,
+    "get_lease(key) -> (bytes, None) | (None, shmc.Lease)\n\n"
+    "The value of key as get() reads it, with a fill lease on a miss: a\n"
+    "hit returns (value, None), a miss (None, lease).  After a miss, read\n"
+    "the value from the store of record and cache it with\n"
+    "fill(lease, key, value): an invalidation of key that comes between\n"
+    "this call and the fill voids the lease, and the old value is not\n"
+    "cached.");
+
+static PyObject *
+Client_get_lease(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    static const char *const names[] = {"key", NULL};
+    struct shmc_lease l;
+    struct shmc_item it;
+    PyObject *a[1], *v;
+    Key k;
+    int rc;
+
+    if (parse_args("get_lease", args, nargs, kwnames, names, 1, 1, a) < 0 ||
+        key_get(a[0], &k) < 0) {
+        return NULL;
+    }
+    v = read_item(self, &k, &it, &rc, &l);
+    key_release(&k);
+    if (v != NULL) {
+        return Py_BuildValue("(NO)", v, Py_None);
+    }
+    if (rc != -ENOENT) {
+        return NULL;
+    }
+    return Py_BuildValue("(ON)", Py_None, lease_new(&l));
+}
+
+PyDoc_STRVAR(
+    Client_lease_begin_doc,
+    "lease_begin(key) -> shmc.Lease\n\n"
+    "A fill lease on key, as a miss of get_lease() takes it: for a caller\n"
+    "that found key missing otherwise (get_many()).  Take it before\n"
+    "reading the store of record.  Reads and writes nothing in the cache.");
+
+static PyObject *
+Client_lease_begin(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames)
+{
+    static const char *const names[] = {"key", NULL};
+    struct shmc_lease l;
+    PyObject *a[1];
+    Key k;
+    int rc;
+
+    if (parse_args("lease_begin", args, nargs, kwnames, names, 1, 1, a) < 0 ||
+        key_get(a[0], &k) < 0) {
+        return NULL;
+    }
+    WITH_HANDLE(self, c, rc, shmc_lease_begin(c, k.p, k.n, &l));
+    key_release(&k);
+    return rc == 0 ? lease_new(&l) : raise_rc(rc, "lease_begin");
+}
+
+PyDoc_STRVAR(
+    Client_fill_doc,
+    "fill(lease, key, value, ttl=0, flags=0) -> bool\n\n"
+    "Caches key -> value, read from the store of record after the miss\n"
+    "that began lease, if key is still missing and lease still valid.\n"
+    "True when cached; False when not: the lease was voided (key, or\n"
+    "another key of its segment, was deleted or invalidated since, or a\n"
+    "namespace over it flushed or blocked: serve the value read for this\n"
+    "request, but it may be stale for the next) or a value was stored\n"
+    "meanwhile (it stays).  A lease begun on a key of another segment\n"
+    "raises ValueError; a value too large shmc.ValueTooLarge.");
+
+static PyObject *
+Client_fill(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    static const char *const names[] = {"lease", "key",   "value",
+                                        "ttl",   "flags", NULL};
+    struct shmc_store_opts o;
+    const struct shmc_lease *l;
+    PyObject *a[5];
+    Py_buffer v;
+    Key k;
+    int rc;
+
+    if (parse_args("fill", args, nargs, kwnames, names, 5, 3, a) < 0 ||
+        u32_arg(a[3], "ttl", &o.ttl_s) < 0 ||
+        u32_arg(a[4], "flags", &o.flags) < 0) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(a[0], &LeaseType)) {
+        PyErr_Format(PyExc_TypeError,
+                     "fill() takes a shmc.Lease (from get_lease() or "
+                     "lease_begin()), not %.100s",
+                     Py_TYPE(a[0])->tp_name);
+        return NULL;
+    }
+    l = &((LeaseObject *)a[0])->l;
+    if (key_get(a[1], &k) < 0) {
+        return NULL;
+    }
+    if (value_get(a[2], &v) < 0) {
+        key_release(&k);
+        return NULL;
+    }
+    if (v.len >= NOGIL_BYTES) {
+        WITH_HANDLE_NOGIL(self, c, rc,
+                          shmc_fill(c, l, k.p, k.n, v.buf, v.len, &o, NULL));
+    }
+    else {
+        WITH_HANDLE(self, c, rc,
+                    shmc_fill(c, l, k.p, k.n, v.buf, v.len, &o, NULL));
+    }
+    PyBuffer_Release(&v);
+    key_release(&k);
+    switch (rc) {
+    case 0:
+        Py_RETURN_TRUE;
+    case -ESTALE:
+    case -EEXIST:
+        Py_RETURN_FALSE;
+    case -EINVAL:
+        PyErr_SetString(PyExc_ValueError,
+                        "fill(): the lease was begun on a key of another "
+                        "segment; take it with get_lease(key) or "
+                        "lease_begin(key) of the key you fill");
+        return NULL;
+    case -E2BIG:
+        return raise_too_large(self, k.n, v.len);
+    default:
+        return raise_rc(rc, "fill");
+    }
 }
 
 /* ------------------------------------------------------------------------
@@ -1940,6 +2140,9 @@ static PyMethodDef Client_methods[] = {
     FAST(set_many),
     FAST(delete_many),
     FAST(get_or_load),
+    FAST(get_lease),
+    FAST(lease_begin),
+    FAST(fill),
     {"clear", (PyCFunction)Client_clear, METH_NOARGS, Client_clear_doc},
     {"ping", (PyCFunction)Client_ping, METH_NOARGS, Client_ping_doc},
     {"stats", (PyCFunction)Client_stats, METH_NOARGS, Client_stats_doc},
@@ -2084,7 +2287,7 @@ PyInit__shmc(void)
 {
     PyObject *m;
 
-    if (PyType_Ready(&ClientType) < 0) {
+    if (PyType_Ready(&ClientType) < 0 || PyType_Ready(&LeaseType) < 0) {
         return NULL;
     }
     if (ItemType.tp_name == NULL &&
@@ -2096,6 +2299,7 @@ PyInit__shmc(void)
         return NULL;
     }
     if (PyModule_AddType(m, &ClientType) < 0 ||
+        PyModule_AddType(m, &LeaseType) < 0 ||
         PyModule_AddType(m, &ItemType) < 0) {
         goto fail;
     }

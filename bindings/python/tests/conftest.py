@@ -61,6 +61,24 @@ def own_daemon(extra=()):
         stop_daemon(d)
 
 
+def forced_race(ctx, target, args, read_done, write, write_done,
+                hang_s=120):
+    """Runs target(*args) in a process of ctx, which sets read_done once
+    it has read the store of record and then waits for write_done before
+    it fills; write() runs in between.  Asserts the process exited 0."""
+    p = ctx.Process(target=target, args=args)
+    p.start()
+    try:
+        assert read_done.wait(hang_s)
+        write()
+        write_done.set()
+        p.join(hang_s)
+        assert p.exitcode == 0
+    finally:
+        if p.is_alive():
+            p.kill()
+
+
 @pytest.fixture(scope="session")
 def daemon():
     d = start_daemon()
@@ -79,3 +97,30 @@ def client(sock):
     c.clear()
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module")
+def redis_server():
+    """A redis-server of the test module's own (redisproc.py), on a Unix
+    socket; skips without redis-server or python3-redis."""
+    from redisproc import RedisServer
+    s = RedisServer()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def redis(redis_server):
+    """A redis.Redis on redis_server, emptied first."""
+    r = redis_server.client()
+    r.flushall()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def writer(redis_server):
+    """Another client of redis_server: another host's application."""
+    r = redis_server.client()
+    yield r
+    r.close()

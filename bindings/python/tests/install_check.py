@@ -10,10 +10,12 @@ import sys
 import tempfile
 
 CHECK = """
-import os, sys, shmc, shmc.django
+import os, sys, shmc, shmc.django, shmc.redis
 dest = os.environ["DEST"]
 assert shmc.__file__.startswith(dest), shmc.__file__
 assert shmc._shmc.__file__.startswith(dest), shmc._shmc.__file__
+assert shmc.redis.__file__.startswith(dest), shmc.redis.__file__
+assert "redis" not in sys.modules, "shmc imported redis-py"
 try:
     shmc.Client(os.path.join(dest, "no.sock"))
 except shmc.DaemonUnavailable as e:
