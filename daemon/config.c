@@ -158,6 +158,25 @@ enum opt_kind {
 	  "SECONDS",                                                           \
 	  "close a memcached connection idle that long,\n"                     \
 	  "0..2592000 (default 0: never)")                                     \
+	X(REDIS, "redis", 0, KIND_VALUE, "ADDR",                               \
+	  "keep the cached copies of --redis-prefix keys\n"                    \
+	  "coherent with the Redis server at ADDR (/PATH\n"                    \
+	  "or HOST:PORT, HOST an IP address or localhost):\n"                  \
+	  "its invalidations delete them; repeatable, up\n"                    \
+	  "to 16: every seed's cluster or server is\n"                         \
+	  "tracked (docs/NEARCACHE.md)")                                       \
+	X(REDIS_PREFIX, "redis-prefix", 0, KIND_VALUE, "PREFIX",               \
+	  "a key prefix (1..52 bytes) tracked in Redis;\n"                     \
+	  "registered as a namespace (repeatable, up to 64;\n"                 \
+	  "at least one with --redis)")                                        \
+	X(REDIS_USER, "redis-user", 0, KIND_VALUE, "NAME",                     \
+	  "Redis ACL user (default: the password alone,\n"                     \
+	  "user \"default\")")                                                 \
+	X(REDIS_PASSWORD_FILE, "redis-password-file", 0, KIND_VALUE, "FILE",   \
+	  "read the Redis password from FILE's first line\n"                   \
+	  "at start (default: $SHMCACHED_REDIS_PASSWORD;\n"                    \
+	  "there is no option for the password itself,\n"                      \
+	  "which others could read in the process list)")                      \
 	X(CONFIG, "config", 0, KIND_CMD_VALUE, "FILE",                         \
 	  "read options from FILE first (see below)")                          \
 	X(HELP, "help", 'h', KIND_CMD_ONLY, NULL, "print this help and exit")  \
@@ -516,6 +535,8 @@ struct source {
 	bool groups_started;
 	bool ns_started;
 	bool mc_started;
+	bool redis_started;
+	bool rprefix_started;
 };
 
 /* The allow lists are handled as arrays of uint32_t. */
@@ -544,27 +565,29 @@ static_assert(sizeof(((struct config *)0)->namespaces) ==
 		      CONFIG_NS_MAX * (CONFIG_NS_PREFIX_MAX + 1),
 	      "config.namespaces does not match its limits");
 
-/* Adds a --namespace prefix to c's list. */
-static int ns_add(struct config *c, bool *started, const char *val, char *why,
-		  size_t cap)
+/* Adds prefix val (--namespace, --redis-prefix: `what`, with `note`
+ * after the length message) to a list of `max` (n used). */
+static int prefix_add(char (*list)[CONFIG_NS_PREFIX_MAX + 1], uint32_t *n,
+		      uint32_t max, bool *started, const char *val,
+		      const char *what, const char *note, char *why, size_t cap)
 {
 	struct opt_qbuf q;
 	size_t len = strlen(val);
 
 	if (!*started) {
 		*started = true;
-		c->n_namespaces = 0;
+		*n = 0;
 	}
 	if (len == 0 || len > CONFIG_NS_PREFIX_MAX)
 		return fail(why, cap,
-			    "namespace prefix %s is not 1 to %u bytes long",
-			    opt_quote(&q, val), CONFIG_NS_PREFIX_MAX);
-	for (uint32_t i = 0; i < c->n_namespaces; i++)
-		if (!strcmp(c->namespaces[i], val))
+			    "%s prefix %s is not 1 to %u bytes long%s", what,
+			    opt_quote(&q, val), CONFIG_NS_PREFIX_MAX, note);
+	for (uint32_t i = 0; i < *n; i++)
+		if (!strcmp(list[i], val))
 			return 0;
-	if (c->n_namespaces >= CONFIG_NS_MAX)
-		return fail(why, cap, "more than %u namespaces", CONFIG_NS_MAX);
-	memcpy(c->namespaces[c->n_namespaces++], val, len + 1);
+	if (*n >= max)
+		return fail(why, cap, "more than %u %ss", max, what);
+	memcpy(list[(*n)++], val, len + 1);
 	return 0;
 }
 
@@ -648,26 +671,26 @@ int config_mc_addr(const char *s, struct config_mc_addr *a, char *why,
 	return 0;
 }
 
-/* Adds a --memcached address to c's list. */
-static int mc_add(struct config *c, bool *started, const char *val, char *why,
-		  size_t cap)
+/* Adds address val (--memcached, --redis) to a list of `max` (n used),
+ * the first one in a source replacing the list of earlier sources. */
+static int addr_add(char (*list)[CONFIG_MC_ADDR_MAX + 1], uint32_t *n,
+		    uint32_t max, bool *started, const char *val, char *why,
+		    size_t cap)
 {
 	struct config_mc_addr a;
 
 	if (!*started) {
 		*started = true;
-		c->n_memcached = 0;
+		*n = 0;
 	}
 	if (config_mc_addr(val, &a, why, cap))
 		return -1;
-	for (uint32_t i = 0; i < c->n_memcached; i++)
-		if (!strcmp(c->memcached[i], val))
+	for (uint32_t i = 0; i < *n; i++)
+		if (!strcmp(list[i], val))
 			return 0;
-	if (c->n_memcached >= CONFIG_MC_LISTEN_MAX)
-		return fail(why, cap, "more than %u addresses",
-			    CONFIG_MC_LISTEN_MAX);
-	snprintf(c->memcached[c->n_memcached++], sizeof(c->memcached[0]), "%s",
-		 val);
+	if (*n >= max)
+		return fail(why, cap, "more than %u addresses", max);
+	snprintf(list[(*n)++], CONFIG_MC_ADDR_MAX + 1, "%s", val);
 	return 0;
 }
 
@@ -697,6 +720,34 @@ static int mc_check(const struct config *c, char *why, size_t cap)
 				    "--memcached-remote to serve it anyway "
 				    "(see docs/SECURITY.md)",
 				    opt_quote(&q, c->memcached[i]));
+	}
+	return 0;
+}
+
+static_assert(sizeof(((struct config *)0)->redis) ==
+			      CONFIG_REDIS_MAX * (CONFIG_MC_ADDR_MAX + 1) &&
+		      sizeof(((struct config *)0)->redis_prefixes) ==
+			      CONFIG_REDIS_PREFIXES *
+				      (CONFIG_NS_PREFIX_MAX + 1),
+	      "config.redis* do not match their limits");
+
+/* What only the whole configuration tells about --redis: prefixes
+ * without a server, a server without prefixes.  Returns 0, or the
+ * option to blame (an OPT_* id) with an explanation in why. */
+static int redis_check(const struct config *c, char *why, size_t cap)
+{
+	if (c->n_redis && !c->n_redis_prefixes) {
+		fail(why, cap,
+		     "needs at least one --redis-prefix: the key prefixes "
+		     "whose cached copies follow Redis (e.g. --redis-prefix "
+		     "user:)");
+		return 1;
+	}
+	if (!c->n_redis && c->n_redis_prefixes) {
+		fail(why, cap,
+		     "tracks nothing without --redis ADDR (the Redis server "
+		     "to follow)");
+		return 2;
 	}
 	return 0;
 }
@@ -747,7 +798,9 @@ static int opt_apply(struct config *c, struct source *src, int id,
 				 &c->n_allow_groups, &src->groups_started, v32,
 				 "group", why, cap);
 	case OPT_NAMESPACE:
-		return ns_add(c, &src->ns_started, val, why, cap);
+		return prefix_add(c->namespaces, &c->n_namespaces,
+				  CONFIG_NS_MAX, &src->ns_started, val,
+				  "namespace", "", why, cap);
 	case OPT_SNAPSHOT:
 		return set_path(c->snapshot, sizeof(c->snapshot), val, true,
 				why, cap);
@@ -785,7 +838,9 @@ static int opt_apply(struct config *c, struct source *src, int id,
 				CONFIG_HELLO_TIMEOUT_MIN,
 				CONFIG_HELLO_TIMEOUT_MAX, why, cap);
 	case OPT_MEMCACHED:
-		return mc_add(c, &src->mc_started, val, why, cap);
+		return addr_add(c->memcached, &c->n_memcached,
+				CONFIG_MC_LISTEN_MAX, &src->mc_started, val,
+				why, cap);
 	case OPT_MEMCACHED_REMOTE:
 		return set_flag(&c->memcached_remote, val, why, cap);
 	case OPT_THREADS:
@@ -797,6 +852,28 @@ static int opt_apply(struct config *c, struct source *src, int id,
 	case OPT_MEMCACHED_IDLE_TIMEOUT:
 		return set_uint(&c->memcached_idle_timeout, val, 0,
 				CONFIG_MC_IDLE_TIMEOUT_MAX, why, cap);
+	case OPT_REDIS:
+		return addr_add(c->redis, &c->n_redis, CONFIG_REDIS_MAX,
+				&src->redis_started, val, why, cap);
+	case OPT_REDIS_PREFIX:
+		return prefix_add(c->redis_prefixes, &c->n_redis_prefixes,
+				  CONFIG_REDIS_PREFIXES, &src->rprefix_started,
+				  val, "redis",
+				  " (it becomes a namespace of the region)",
+				  why, cap);
+	case OPT_REDIS_USER:
+		if (!*val || strlen(val) > CONFIG_REDIS_USER_MAX ||
+		    strpbrk(val, " \t\r\n"))
+			return fail(why, cap,
+				    "a user name is 1 to %u bytes without "
+				    "blanks",
+				    CONFIG_REDIS_USER_MAX);
+		snprintf(c->redis_user, sizeof(c->redis_user), "%s", val);
+		return 0;
+	case OPT_REDIS_PASSWORD_FILE:
+		return set_path(c->redis_password_file,
+				sizeof(c->redis_password_file), val, true, why,
+				cap);
 	case OPT_CONFIG:
 	case OPT_HELP:
 	case OPT_VERSION:
@@ -1155,6 +1232,16 @@ enum config_result config_parse(struct config *c, int argc, char **argv,
 	}
 	if (mc_check(&w, why, sizeof(why))) {
 		report(err, "--memcached", "%s", why);
+		goto done;
+	}
+	switch (redis_check(&w, why, sizeof(why))) {
+	case 0:
+		break;
+	case 1:
+		report(err, "--redis", "%s", why);
+		goto done;
+	default:
+		report(err, "--redis-prefix", "%s", why);
 		goto done;
 	}
 	*c = w;

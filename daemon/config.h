@@ -17,7 +17,8 @@
  * Where the settings come from, each overriding the one before:
  *     config_defaults()  ->  the --config FILE  ->  the other options,
  *                                                   in command-line order
- * A list option (allow-user, allow-group, namespace, memcached) given in a
+ * A list option (allow-user, allow-group, namespace, memcached, redis,
+ * redis-prefix) given in a
  * source replaces the list from earlier sources; repeated within one
  * source it accumulates.
  *
@@ -72,6 +73,9 @@
 #define CONFIG_MC_MAX_CONNS_DEFAULT 1024u
 #define CONFIG_MC_MAX_CONNS_MAX 65536u	    /* min 1 */
 #define CONFIG_MC_IDLE_TIMEOUT_MAX 2592000u /* seconds (30 days); 0 never */
+#define CONFIG_REDIS_MAX 16u		    /* --redis addresses (seeds) */
+#define CONFIG_REDIS_PREFIXES 64u	    /* --redis-prefix prefixes */
+#define CONFIG_REDIS_USER_MAX 255u
 
 /* Log levels, the values of config.log_level. */
 enum config_log_level {
@@ -169,6 +173,21 @@ struct config {
 	/* --memcached-idle-timeout SECONDS: a memcached connection with no
 	 * traffic that long is closed; 0 (the default) never */
 	uint32_t memcached_idle_timeout;
+	/* --redis ADDR: the Redis server, or seeds of a Redis Cluster, whose
+	 * invalidations the daemon follows (redis.c, docs/NEARCACHE.md), in
+	 * the order given, without duplicates; each as --memcached's
+	 * addresses (config_mc_addr()) */
+	char redis[16][108];
+	uint32_t n_redis;
+	/* --redis-prefix PREFIX: the tracked key prefixes, 1..52 bytes each;
+	 * at least one when --redis is given, none without it */
+	char redis_prefixes[64][53];
+	uint32_t n_redis_prefixes;
+	/* --redis-user NAME: the ACL user of HELLO's AUTH; "" for "default" */
+	char redis_user[256];
+	/* --redis-password-file FILE: absolute path, "" for none (then
+	 * $SHMCACHED_REDIS_PASSWORD, if set); read by the daemon at start */
+	char redis_password_file[4096];
 	/* The --config FILE that was applied, as given; "" if none */
 	char config_file[4096];
 };
@@ -223,7 +242,10 @@ void config_defaults(struct config *c);
  *                   16 --memcached addresses, one that does not parse
  *                   (config_mc_addr()) or is the control socket, and TCP
  *                   on an address other than loopback without
- *                   --memcached-remote.
+ *                   --memcached-remote; more than 16 --redis addresses
+ *                   or one that does not parse, --redis without a
+ *                   --redis-prefix or a prefix without --redis, more
+ *                   than 64 prefixes or one empty or over 52 bytes.
  * Values quoted in messages are cut to 64 bytes and control characters
  * escaped, so the message stays on one line.
  *

@@ -23,11 +23,14 @@
  *                 listeners, the serving threads and their connections
  *                 (mc_serve.h); their event loops mc_loop_uring.c and
  *                 mc_loop_epoll.c; the protocol itself is mc.h's
+ *   redis.c       --redis: the near cache's tracking thread, over the
+ *                 RESP3 reader resp.c (docs/NEARCACHE.md)
  *   log.c         leveled logging to stderr or a file
  */
 #ifndef SHMC_DAEMON_H
 #define SHMC_DAEMON_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -38,6 +41,7 @@
 #include "clock.h"
 #include "config.h"
 #include "engine.h"
+#include "redis.h"
 #include "sysd.h"
 
 #define DAEMON_CLIENT_ID 1u /* the daemon's own lock identity */
@@ -49,6 +53,7 @@
 
 struct job_reply;
 struct mc_server;
+struct redis_track;
 
 /* One client connection. */
 struct conn {
@@ -101,6 +106,13 @@ struct daemon {
 	int job_fd; /* eventfd: the background job is done */
 
 	struct mc_server *mc; /* memcached serving, NULL without listeners */
+	struct redis_track *redis;   /* --redis tracking (redis.h), or NULL */
+	pthread_mutex_t redis_lock;  /* guards redis_st */
+	struct redis_stats redis_st; /* written by the tracking thread */
+	/* Taken by every writer of the region's namespace table in the
+	 * daemon (eng_ns_add/flush/del/block: the engine assumes one writer
+	 * at a time): the loop's NS_* requests and the redis thread. */
+	pthread_mutex_t ns_lock;
 
 	struct conn *conns; /* cfg.max_clients slots */
 	uint32_t nconns;

@@ -214,6 +214,44 @@ static void on_stats(struct daemon *d, struct conn *c, uint32_t id,
 	conn_reply_finish(c, &w, PROTO_T_STATS, id);
 }
 
+/* The near cache's tracking of Redis (redis.h): its state, counters and
+ * last error. */
+static void on_nearcache(struct daemon *d, struct conn *c, uint32_t id,
+			 struct proto_r *r)
+{
+	static const char *const names[] = {
+#define NC_NAME_X(name, desc) #name,
+		REDIS_COUNTERS(NC_NAME_X)
+#undef NC_NAME_X
+	};
+	static const char *const descs[] = {
+#define NC_DESC_X(name, desc) desc,
+		REDIS_COUNTERS(NC_DESC_X)
+#undef NC_DESC_X
+	};
+	struct redis_stats s;
+	struct proto_w w;
+
+	if (!body_ok(c, id, r))
+		return;
+	pthread_mutex_lock(&d->redis_lock);
+	s = d->redis_st;
+	pthread_mutex_unlock(&d->redis_lock);
+	if (!s.state)
+		s.state = "off";
+	conn_reply_start(c, &w, 512 + REDIS_NCOUNTERS * 128);
+	proto_put_str(&w, s.state);
+	proto_put_u32(&w, REDIS_NCOUNTERS);
+	for (int i = 0; i < REDIS_NCOUNTERS; i++) {
+		proto_put_str(&w, names[i]);
+		proto_put_u64(&w, s.v[i]);
+		proto_put_str(&w, descs[i]);
+	}
+	proto_put_str(&w, s.last_error);
+	proto_put_u64(&w, s.last_error_at);
+	conn_reply_finish(c, &w, PROTO_T_NEARCACHE, id);
+}
+
 static void on_flush(struct daemon *d, struct conn *c, uint32_t id,
 		     struct proto_r *r)
 {
@@ -555,8 +593,12 @@ static void ns_op(struct daemon *d, struct conn *c, uint16_t type, uint32_t id,
 	const void *p;
 	size_t len;
 
-	if (ns_prefix(c, id, r, &p, &len))
-		ns_reply(c, type, id, op(&d->eng, p, len));
+	if (ns_prefix(c, id, r, &p, &len)) {
+		pthread_mutex_lock(&d->ns_lock);
+		int rc = op(&d->eng, p, len);
+		pthread_mutex_unlock(&d->ns_lock);
+		ns_reply(c, type, id, rc);
+	}
 }
 
 static void on_ns_add(struct daemon *d, struct conn *c, uint32_t id,
@@ -610,7 +652,7 @@ static handler_fn *const handlers[] = {
 	[PROTO_T_LOAD] = on_load,	  [PROTO_T_SHUTDOWN] = on_shutdown,
 	[PROTO_T_BYE] = on_bye,		  [PROTO_T_NS_ADD] = on_ns_add,
 	[PROTO_T_NS_FLUSH] = on_ns_flush, [PROTO_T_NS_DEL] = on_ns_del,
-	[PROTO_T_NS_LIST] = on_ns_list,
+	[PROTO_T_NS_LIST] = on_ns_list,	  [PROTO_T_NEARCACHE] = on_nearcache,
 };
 
 void handle_request(struct daemon *d, struct conn *c, uint16_t type,

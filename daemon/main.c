@@ -7,14 +7,16 @@
  * -> signals (blocked, read from a signalfd by the loop) -> region
  * (claimed, then created or adopted) -> control socket (claimed) -> the
  * memcached listeners (--memcached) -> the parent is released -> the
- * memcached serving threads -> READY=1 -> event loop (io_uring, or epoll if
+ * memcached serving threads -> the redis tracking thread (--redis) ->
+ * READY=1 -> event loop (io_uring, or epoll if
  * io_uring cannot be set up or --epoll is given).  The fork comes first
  * because the region's and the socket's ownership are POSIX locks, which
  * belong to the process that takes them and are not inherited.
  * With --snapshot FILE, a region created by this start is loaded from FILE
  * before READY=1.
  * Stop (SIGTERM, SIGINT, or a SHUTDOWN request): STOPPING=1, memcached
- * threads stopped and their sockets removed, connections
+ * threads stopped and their sockets removed, the redis thread stopped
+ * (its prefixes left blocked and flushed), connections
  * closed (the clients stay in the client table: they live on), socket
  * removed, snapshot saved (with --snapshot), region kept for a warm
  * restart unless --unlink-on-exit.
@@ -37,6 +39,7 @@
 #include "log.h"
 #include "opt.h"
 #include "persist.h"
+#include "redis.h"
 #include "region.h"
 #include "sysd.h"
 
@@ -159,8 +162,10 @@ static void detach_finish(int report)
 static void shutdown_all(struct daemon *d)
 {
 	sysd_notify("STOPPING=1");
-	/* The memcached threads use the region: they go first. */
+	/* The memcached threads and the redis thread use the region: they
+	 * go first. */
 	mc_serve_stop(d);
+	redis_stop(d);
 	/* A SAVE or LOAD that runs ends first; its requester gets the reply
 	 * with the rest below. */
 	job_finish(d);
@@ -208,7 +213,9 @@ static int namespaces_register(struct daemon *d, char *err, size_t cap)
 	for (uint32_t i = 0; i < d->cfg.n_namespaces; i++) {
 		const char *p = d->cfg.namespaces[i];
 		struct opt_qbuf q;
+		pthread_mutex_lock(&d->ns_lock);
 		int rc = eng_ns_add(&d->eng, p, strlen(p));
+		pthread_mutex_unlock(&d->ns_lock);
 		if (rc == 0)
 			log_info("namespace %s registered", opt_quote(&q, p));
 		else if (rc != -EEXIST) {
@@ -255,6 +262,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shmcached: --log-file %s: %s\n",
 			d.cfg.log_file, strerror(-rc));
 		return 1;
+	}
+	pthread_mutex_init(&d.ns_lock, NULL);
+	pthread_mutex_init(&d.redis_lock, NULL);
+	if (redis_prepare(&d, err, sizeof(err)) != 0) {
+		fprintf(stderr, "shmcached: %s\n", err);
+		return 2;
 	}
 	d.listen_fd = d.signal_fd = d.region_fd = d.job_fd = -1;
 	d.started = (uint64_t)time(NULL);
@@ -314,6 +327,11 @@ int main(int argc, char **argv)
 	if (d.cfg.snapshot[0] && created)
 		persist_start(&d);
 	if ((rc = mc_serve_start(&d, err, sizeof(err))) != 0) {
+		log_error("%s", err);
+		shutdown_all(&d);
+		return 1;
+	}
+	if (redis_start(&d, err, sizeof(err)) != 0) {
 		log_error("%s", err);
 		shutdown_all(&d);
 		return 1;

@@ -68,7 +68,11 @@
 	X(NS_ADD, 16, "bytes prefix -> empty")                                 \
 	X(NS_FLUSH, 17, "bytes prefix -> empty")                               \
 	X(NS_DEL, 18, "bytes prefix -> empty")                                 \
-	X(NS_LIST, 19, "empty -> u32 n, {bytes prefix, u32 mark, u32 slot}[n]")
+	X(NS_LIST, 19,                                                         \
+	  "empty -> u32 n, {bytes prefix, u32 mark, u32 slot}[n]")             \
+	X(NEARCACHE, 20,                                                       \
+	  "empty -> str state, u32 n, {str name, u64 value, str desc}[n], "    \
+	  "str last_error, u64 last_error_at")
 
 enum proto_type {
 #define PROTO_ENUM_X(name, val, body) PROTO_T_##name = val,

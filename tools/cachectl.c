@@ -178,7 +178,9 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "gets without the lock), then hit_rate (hits / (hits + misses),\n"          \
 	  "in %) and fill (bytes_used / bytes_total, in %).  With --json,\n"          \
 	  "one object with the same keys; a rate without a denominator is\n"          \
-	  "null.")                                                                    \
+	  "null.  When the daemon follows Redis (--redis), the near cache's\n"        \
+	  "state and counters follow as redis_* rows (with --json, a \"redis\"\n"     \
+	  "object: docs/NEARCACHE.md).")                                              \
 	X(segments, "", 0, 0, OPT_BIT(JSON),                                          \
 	  "one line per segment: entries, fill, hit rate",                            \
 	  "Prints, for each segment, its index, entries, ring bytes used and\n"       \
@@ -1068,6 +1070,104 @@ static void json_stats_members(const struct shmc_stats *s)
 	json_num_or_null(has_fill, fill);
 }
 
+/* The near cache's tracking of Redis (NEARCACHE, docs/NEARCACHE.md), as
+ * the daemon reports it. */
+struct near_stats {
+	char state[32];
+	uint32_t n;
+	struct {
+		char name[64];
+		uint64_t value;
+		char desc[128];
+	} v[32];
+	char last_error[256];
+	uint64_t last_error_at;
+};
+
+/* Asks the daemon over its socket (a connection of its own, without
+ * HELLO, even when the region is mapped).  Returns 0, -EOPNOTSUPP from a
+ * daemon older than the request, or another negative errno. */
+static int remote_nearcache(struct ctl *x, struct near_stats *ns)
+{
+	uint8_t *reply;
+	size_t rlen;
+	struct proto_r r;
+	int rc;
+
+	if (x->sock < 0) {
+		char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+		struct sock_err why = { 0 };
+
+		x->sock = sock_open(x->socket, path, sizeof(path), &why);
+		if (x->sock < 0)
+			return x->sock;
+	}
+	rc = remote_call(x, PROTO_T_NEARCACHE, NULL, 0, &reply, &rlen);
+	if (rc)
+		return rc;
+	memset(ns, 0, sizeof(*ns));
+	proto_r_init(&r, reply, rlen);
+	proto_get_str(&r, ns->state, sizeof(ns->state));
+	ns->n = proto_get_u32(&r);
+	if (ns->n > sizeof(ns->v) / sizeof(ns->v[0]))
+		r.err = -EBADMSG;
+	for (uint32_t i = 0; i < ns->n && !r.err; i++) {
+		proto_get_str(&r, ns->v[i].name, sizeof(ns->v[i].name));
+		ns->v[i].value = proto_get_u64(&r);
+		proto_get_str(&r, ns->v[i].desc, sizeof(ns->v[i].desc));
+	}
+	proto_get_str(&r, ns->last_error, sizeof(ns->last_error));
+	ns->last_error_at = proto_get_u64(&r);
+	rc = proto_r_end(&r) ? -EIO : 0;
+	free(reply);
+	return rc;
+}
+
+/* The near cache's rows of `stats` (text). */
+static void print_nearcache(const struct near_stats *ns)
+{
+	char name[96], b[ESC_MAX], tb[64];
+
+	printf("%-20s %8s  %-10s %s\n", "redis_state", ns->state, "",
+	       "tracking of Redis: connecting, up or down");
+	for (uint32_t i = 0; i < ns->n; i++) {
+		snprintf(name, sizeof(name), "redis_%s", ns->v[i].name);
+		printf("%-20s %8" PRIu64 "  %-10s %s\n", name, ns->v[i].value,
+		       "", ESC(ns->v[i].desc, b));
+	}
+	if (ns->last_error_at)
+		printf("%-20s %8s  %-10s %s (at %s)\n", "redis_error", "-", "",
+		       ESC(ns->last_error, b),
+		       local_time(ns->last_error_at, 0, tb, sizeof(tb)));
+}
+
+/* The "redis" member of `stats --json` (after a comma). */
+static void json_nearcache(const struct near_stats *ns)
+{
+	json_key("redis");
+	putchar('{');
+	json_member("state", ns->state, strlen(ns->state));
+	for (uint32_t i = 0; i < ns->n; i++) {
+		putchar(',');
+		json_key(ns->v[i].name);
+		printf("%" PRIu64, ns->v[i].value);
+	}
+	putchar(',');
+	if (ns->last_error_at) {
+		json_member("last_error", ns->last_error,
+			    strlen(ns->last_error));
+		putchar(',');
+		json_key("last_error_at");
+		printf("%" PRIu64, ns->last_error_at);
+	} else {
+		json_key("last_error");
+		fputs("null,", stdout);
+		json_key("last_error_at");
+		fputs("null", stdout);
+	}
+	putchar('}');
+}
+
 /* ------------------------------------------------------------------------
  * Commands
  * ------------------------------------------------------------------------ */
@@ -1088,9 +1188,26 @@ static int cmd_stats(struct ctl *x, int argc, char **argv)
 	if (err)
 		return fail("stats: %s",
 			    remote_msg[0] ? remote_msg : shmc_strerror(err));
+	/* The near cache's part, when the daemon follows Redis (a daemon
+	 * without --redis says "off", one older than NEARCACHE refuses it:
+	 * neither adds anything). */
+	struct near_stats ns;
+	int nerr = remote_nearcache(x, &ns);
+	bool near = nerr == 0 && strcmp(ns.state, "off") != 0;
+
+	remote_msg[0] = '\0';
+	if (nerr && nerr != -EOPNOTSUPP)
+		fprintf(stderr,
+			CTL_PROG ": stats: the near cache's state is "
+				 "unknown: %s\n",
+			shmc_strerror(nerr));
 	if (x->json) {
 		putchar('{');
 		json_stats_members(&s);
+		if (near) {
+			putchar(',');
+			json_nearcache(&ns);
+		}
 		puts("}");
 		return CTL_EXIT_OK;
 	}
@@ -1112,6 +1229,8 @@ static int cmd_stats(struct ctl *x, int argc, char **argv)
 	if (percent(s.bytes_used, s.bytes_total, &v))
 		printf("%-12s %15.2f%%  %-10s %s\n", "fill", v, "",
 		       "bytes_used / bytes_total");
+	if (near)
+		print_nearcache(&ns);
 	return CTL_EXIT_OK;
 }
 

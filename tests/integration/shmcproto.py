@@ -28,7 +28,8 @@ ERROR = 0xFFFF
 
 T = dict(HELLO=1, PING=2, STATS=3, GET=4, SET=5, DEL=6, TTL=7, TOUCH=8,
          FLUSH=9, CHECK=10, CLIENTS=11, SAVE=12, LOAD=13, SHUTDOWN=14,
-         BYE=15, NS_ADD=16, NS_FLUSH=17, NS_DEL=18, NS_LIST=19)
+         BYE=15, NS_ADD=16, NS_FLUSH=17, NS_DEL=18, NS_LIST=19,
+         NEARCACHE=20)
 
 ENOENT, EACCES, EPROTO, EBADMSG, EOPNOTSUPP, ENOTSUP = 2, 13, 71, 74, 95, 95
 EMSGSIZE, E2BIG, EINVAL, EUSERS, ETIMEDOUT = 90, 7, 22, 87, 110
@@ -231,6 +232,18 @@ class Client:
     def ns_del(self, prefix):
         """Unregisters the namespace prefix."""
         self.call("NS_DEL", bstr(prefix)).end()
+
+    def nearcache(self):
+        """The near cache's tracking of Redis (NEARCACHE): {state,
+        counters..., last_error, last_error_at}."""
+        r = self.call("NEARCACHE")
+        out = dict(state=r.str())
+        for _ in range(r.u32()):
+            name, value, _desc = r.str(), r.u64(), r.str()
+            out[name] = value
+        out["last_error"], out["last_error_at"] = r.str(), r.u64()
+        r.end()
+        return out
 
     def ns_list(self):
         """The registered namespaces: [{prefix (bytes), mark, slot}]."""

@@ -1,0 +1,463 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the near cache (--redis, docs/NEARCACHE.md): real
+redis-server processes (a server on a Unix socket or a loopback port, a
+3-master Redis Cluster), shmcached daemons that follow them, and keys
+stored in the daemons' regions that must disappear when a third client
+writes them to Redis.
+
+    test_nearcache.py DAEMON_BINARY CACHECTL_BINARY [unittest args]
+
+Needs redis-server, redis-cli and Debian's python3-redis (for
+/usr/bin/python3): exits 77 (skipped) without them.  Prints "N passed,
+N failed, N skipped" last; exits 0 if all passed, 1 if not.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import shmcproto as p  # noqa: E402
+
+try:
+    import redis  # Debian's python3-redis
+    import redis.cluster
+except ImportError:
+    redis = None
+
+DAEMON = CACHECTL = None
+REDIS_SERVER = shutil.which("redis-server")
+REDIS_CLI = shutil.which("redis-cli")
+
+# How long a test waits for something that should happen at once (an
+# invalidation, a reconnection): long enough that only a hang reaches it.
+# The latency is printed, never asserted: the benchmark measures it.
+DEADLINE = 15.0
+
+PREFIXES = ("user:", "sess:")
+
+
+def free_port(cluster=False):
+    """A loopback port nobody listens on; for a cluster node one at most
+    55535 whose bus port (+10000) is free too."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if not cluster:
+            return port
+        if port > 55535:
+            continue
+        bus = socket.socket()
+        try:
+            bus.bind(("127.0.0.1", port + 10000))
+            return port
+        except OSError:
+            continue
+        finally:
+            bus.close()
+
+
+def wait_for(what, fn, timeout=DEADLINE):
+    """Polls fn() until it is true; fails naming `what` at the deadline.
+    Returns the seconds it took."""
+    start = time.monotonic()
+    while True:
+        if fn():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.005)
+
+
+class RedisProc:
+    """A redis-server on a Unix socket (port None) or a loopback port,
+    in its own folder, with no persistence."""
+
+    def __init__(self, folder, port=None, extra=()):
+        self.dir = folder
+        os.makedirs(folder, exist_ok=True)
+        self.port = port
+        self.sock = None if port else os.path.join(folder, "redis.sock")
+        self.extra = list(extra)
+        self.proc = None
+
+    def addr(self):
+        return self.sock or f"127.0.0.1:{self.port}"
+
+    def start(self):
+        args = [REDIS_SERVER, "--dir", self.dir, "--save", "",
+                "--appendonly", "no", "--bind", "127.0.0.1",
+                "--port", str(self.port or 0)]
+        if self.sock:
+            args += ["--unixsocket", self.sock]
+        with open(os.path.join(self.dir, "log"), "a") as log:
+            self.proc = subprocess.Popen(args + self.extra, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        wait_for("redis-server answers", self.answers)
+        return self
+
+    def answers(self):
+        if self.proc.poll() is not None:
+            raise AssertionError("redis-server exited: " + open(
+                os.path.join(self.dir, "log")).read()[-2000:])
+        c = self.client(socket_timeout=1)
+        try:
+            return c.ping()
+        except redis.exceptions.AuthenticationError:
+            return True
+        except redis.exceptions.ResponseError as e:
+            return "NOAUTH" in str(e)
+        except (redis.exceptions.ConnectionError, OSError):
+            return False
+        finally:
+            c.close()
+
+    def client(self, **kw):
+        if self.sock:
+            return redis.Redis(unix_socket_path=self.sock, **kw)
+        return redis.Redis(host="127.0.0.1", port=self.port, **kw)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(p.HANG_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def nearcache(d):
+    c = p.Client(d.sock)
+    try:
+        return c.nearcache()
+    finally:
+        c.close()
+
+
+def store(d, keys, value=b"cached"):
+    c = p.Client(d.sock)
+    try:
+        for k in keys:
+            c.set(k, value)
+    finally:
+        c.close()
+
+
+def present(d, keys):
+    """The keys of `keys` that d's region holds."""
+    c = p.Client(d.sock)
+    try:
+        return [k for k in keys if c.get_or_none(k) is not None]
+    finally:
+        c.close()
+
+
+class NearCacheCase(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="nc-")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def redis(self, name="redis", port=None, extra=()):
+        r = RedisProc(os.path.join(self.dir, name), port, extra).start()
+        self.addCleanup(r.stop)
+        return r
+
+    def daemon(self, addrs, prefixes=PREFIXES, extra=(), env=None,
+               wait_up=True):
+        args = []
+        for a in addrs if isinstance(addrs, (list, tuple)) else [addrs]:
+            args += ["--redis", a]
+        for pre in prefixes:
+            args += ["--redis-prefix", pre]
+        d = p.DaemonProc(DAEMON, extra=args + list(extra))
+        d.start(env=env)
+        self.addCleanup(d.unlink)
+        self.addCleanup(d.stop)
+        if wait_up:
+            self.wait_state(d, "up")
+        return d
+
+    def wait_state(self, d, state, **more):
+        def ok():
+            s = nearcache(d)
+            return s["state"] == state and all(
+                s[k] == v for k, v in more.items())
+        try:
+            wait_for(f"state {state} {more}", ok)
+        except AssertionError:
+            raise AssertionError(f"{nearcache(d)}\n{d.logtext()[-3000:]}")
+
+    def wait_gone(self, daemons, keys, what):
+        """Waits until no daemon holds any of keys; returns the time."""
+        return wait_for(what, lambda: not any(present(d, keys)
+                                              for d in daemons))
+
+
+class Standalone(NearCacheCase):
+    def test_nearcache_writes_in_redis_drop_both_hosts_copies(self):
+        r = self.redis()
+        a, b = self.daemon(r.addr()), self.daemon(r.addr())
+        rc = r.client()
+        keys = [f"user:{i}" for i in range(200)] + ["sess:x"]
+        outside = [f"other:{i}" for i in range(20)] + ["use", "user", "sess"]
+        for d in (a, b):
+            store(d, keys + outside)
+        self.assertEqual(present(a, keys), keys)
+        start = time.monotonic()
+        pipe = rc.pipeline(transaction=False)
+        for k in keys:
+            pipe.set(k, b"new")
+        pipe.execute()
+        self.wait_gone((a, b), keys, "SET invalidates both regions")
+        print(f"SET of {len(keys)} keys: gone from both regions after "
+              f"{(time.monotonic() - start) * 1000:.1f} ms")
+
+        # DEL
+        for d in (a, b):
+            store(d, keys[:50])
+        rc.delete(*keys[:50])
+        self.wait_gone((a, b), keys[:50], "DEL invalidates")
+
+        # expiry inside Redis
+        rc.set("user:exp", b"v", px=300)
+        wait_for("the SET's own invalidation",
+                 lambda: nearcache(a)["keys"] > len(keys) + 50)
+        time.sleep(0.05)
+        for d in (a, b):
+            store(d, ["user:exp"])
+        self.wait_gone((a, b), ["user:exp"], "expiry invalidates")
+
+        # FLUSHALL: a null invalidation flushes every tracked prefix
+        flushes = nearcache(a)["flushes"]
+        for d in (a, b):
+            store(d, keys)
+        rc.flushall()
+        self.wait_gone((a, b), keys, "FLUSHALL drops the prefixes")
+        self.assertGreater(nearcache(a)["flushes"], flushes)
+
+        # Nothing outside the prefixes was touched by any of it.
+        for d in (a, b):
+            self.assertEqual(present(d, outside), outside)
+        s = nearcache(a)
+        self.assertGreaterEqual(s["messages"], 3)
+        self.assertGreaterEqual(s["keys"], len(keys) + 50)
+        self.assertEqual((s["masters"], s["reconnects"]), (1, 0))
+
+    def test_nearcache_keys_outside_the_prefixes_are_never_touched(self):
+        r = self.redis()
+        d = self.daemon(r.addr(), prefixes=("user:",))
+        rc = r.client()
+        outside = ["sess:1", "other", "use", "USER:1", "xuser:1"]
+        store(d, outside + ["user:1"])
+        for k in outside:
+            rc.set(k, b"new")
+            rc.delete(k)
+        rc.set("user:1", b"new")
+        self.wait_gone((d,), ["user:1"], "the tracked key")
+        self.assertEqual(present(d, outside), outside)
+        self.assertEqual(nearcache(d)["keys"], 1)
+
+    def test_nearcache_client_kill_drops_prefixes_then_resumes(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        rc = r.client()
+        keys = [f"user:{i}" for i in range(50)]
+        store(d, keys + ["other:1"])
+        tracking = [c for c in rc.client_list()
+                    if c["name"] == "shmcached-track"]
+        self.assertEqual(len(tracking), 1, rc.client_list())
+        rc.client_kill_filter(_id=tracking[0]["id"])
+        self.wait_gone((d,), keys, "the prefixes dropped after CLIENT KILL")
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
+        wait_for("the reconnect counted",
+                 lambda: nearcache(d)["reconnects"] >= 1)
+        self.assertIn("closed", nearcache(d)["last_error"])
+        self.wait_state(d, "up", masters=1)
+        # Coherence resumed.
+        store(d, ["user:new"])
+        rc.set("user:new", b"v")
+        self.wait_gone((d,), ["user:new"], "invalidation after reconnect")
+        self.assertIn("lost", d.logtext())
+
+    def test_nearcache_redis_restart_drops_prefixes_then_resumes(self):
+        port = free_port()
+        r = self.redis(port=port)
+        d = self.daemon(r.addr())
+        keys = [f"sess:{i}" for i in range(20)]
+        store(d, keys + ["other:1"])
+        r.stop()
+        self.wait_gone((d,), keys, "the prefixes dropped with Redis gone")
+        self.wait_state(d, "down")
+        s = nearcache(d)
+        self.assertNotEqual(s["last_error"], "")
+        self.assertGreater(s["last_error_at"], 0)
+        self.assertEqual(s["masters"], 0)
+        # cachectl shows it too.
+        out = subprocess.run([CACHECTL, "--socket", d.sock, "stats",
+                              "--json"], capture_output=True,
+                             timeout=p.HANG_S)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertEqual(json.loads(out.stdout)["redis"]["state"], "down")
+        r.start()
+        self.wait_state(d, "up")
+        store(d, ["sess:new"])
+        r.client().set("sess:new", b"v")
+        self.wait_gone((d,), ["sess:new"], "invalidation after restart")
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
+
+
+class Config(NearCacheCase):
+    def run_daemon(self, *args):
+        return subprocess.run([DAEMON, "--foreground", "--socket",
+                               os.path.join(self.dir, "s.sock"),
+                               "--name", f"/nc-cfg-{os.getpid()}"]
+                              + list(args), capture_output=True, text=True,
+                              timeout=p.HANG_S)
+
+    def test_nearcache_bad_options_exit_2_with_a_reason(self):
+        for args, words in (
+                (["--redis", "/tmp/r.sock"], "--redis-prefix"),
+                (["--redis-prefix", "user:"], "without --redis"),
+                (["--redis", "/tmp/r.sock", "--redis-prefix", "u" * 53],
+                 "1 to 52 bytes"),
+                (["--redis", "redis.example:6379", "--redis-prefix", "u:"],
+                 "invalid address"),
+                (["--redis", "127.0.0.1:0", "--redis-prefix", "u:"],
+                 "invalid port"),
+                (["--redis", "/tmp/r.sock", "--redis-prefix", "u:",
+                  "--redis-password-file", "/nonexistent/pw"],
+                 "/nonexistent/pw")):
+            r = self.run_daemon(*args)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, args)
+            self.assertIn(words, r.stderr, args)
+        r = self.run_daemon("--help")
+        self.assertIn("--redis-password-file", r.stdout)
+        self.assertNotIn("--redis-password=", r.stdout)
+
+    def test_nearcache_unreachable_redis_at_start_then_connects(self):
+        port = free_port()
+        d = self.daemon(f"127.0.0.1:{port}", wait_up=False)
+        self.wait_state(d, "down")
+        self.assertIn("connect", nearcache(d)["last_error"])
+        store(d, ["other:1", "user:1"])  # it serves meanwhile
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
+        r = self.redis(port=port)
+        self.wait_state(d, "up")
+        self.wait_gone((d,), ["user:1"], "flushed when tracking came up")
+        store(d, ["user:2"])
+        r.client().set("user:2", b"v")
+        self.wait_gone((d,), ["user:2"], "invalidation")
+
+    def test_nearcache_password_file_and_acl_user(self):
+        r = self.redis(extra=["--requirepass", "s3cret",
+                              "--user", "tracker", "on", ">tpw", "~*",
+                              "&*", "+@all"])
+        pw = os.path.join(self.dir, "pw")
+        with open(pw, "w") as f:
+            f.write("s3cret\n")
+        os.chmod(pw, 0o600)
+        d = self.daemon(r.addr(), extra=["--redis-password-file", pw])
+        store(d, ["user:1"])
+        r.client(password="s3cret").set("user:1", b"v")
+        self.wait_gone((d,), ["user:1"], "invalidation with a password")
+        env = dict(os.environ, SHMCACHED_REDIS_PASSWORD="tpw")
+        u = self.daemon(r.addr(), extra=["--redis-user", "tracker"],
+                        env=env)
+        self.assertEqual(nearcache(u)["masters"], 1)
+        with open(pw, "w") as f:
+            f.write("wrong\n")
+        bad = self.daemon(r.addr(), extra=["--redis-password-file", pw],
+                          wait_up=False)
+        self.wait_state(bad, "down")
+        err = nearcache(bad)["last_error"]
+        self.assertIn("HELLO", err)
+        self.assertIn("WRONGPASS", err)
+
+
+class Cluster(NearCacheCase):
+    def node(self, port):
+        return self.redis(f"node{port}", port,
+                          extra=["--cluster-enabled", "yes",
+                                 "--cluster-config-file", "nodes.conf",
+                                 "--cluster-node-timeout", "3000"])
+
+    def cli(self, *args):
+        r = subprocess.run([REDIS_CLI] + list(args), capture_output=True,
+                           text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return r.stdout
+
+    def wait_cluster_ok(self, nodes):
+        wait_for("cluster_state:ok", lambda: all(
+            n.client().cluster("info")["cluster_state"] == "ok"
+            for n in nodes))
+
+    def test_nearcache_cluster_tracks_every_master_and_a_moved_slot(self):
+        ports = []
+        while len(ports) < 4:
+            port = free_port(cluster=True)
+            if port not in ports:
+                ports.append(port)
+        nodes = [self.node(port) for port in ports[:3]]
+        self.cli("--cluster", "create",
+                 *[f"127.0.0.1:{port}" for port in ports[:3]],
+                 "--cluster-replicas", "0", "--cluster-yes")
+        self.wait_cluster_ok(nodes)
+        # One seed is enough.
+        d = self.daemon(f"127.0.0.1:{ports[1]}")
+        self.wait_state(d, "up", masters=3)
+        rc = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[0])
+        keys = [f"user:{i}" for i in range(60)]
+        owners = {rc.get_node_from_key(k).port for k in keys}
+        self.assertEqual(owners, set(ports[:3]))  # every master has some
+        store(d, keys + ["other:1"])
+        for k in keys:
+            rc.set(k, b"new")
+        self.wait_gone((d,), keys, "writes on every master invalidate")
+
+        # A fourth master takes slot 0: the daemon must follow.
+        new = self.node(ports[3])
+        self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
+                 f"127.0.0.1:{ports[0]}")
+        wait_for("the new node known", lambda: all(
+            len(n.client().cluster("nodes")) == 4 for n in nodes))
+        self.wait_cluster_ok(nodes + [new])
+        src = nodes[0].client().cluster("myid")
+        dst = new.client().cluster("myid")
+        self.cli("--cluster", "reshard", f"127.0.0.1:{ports[0]}",
+                 "--cluster-from", src, "--cluster-to", dst,
+                 "--cluster-slots", "1", "--cluster-yes")
+        self.wait_state(d, "up", masters=4)
+        key = next(f"user:{{{i}}}" for i in range(100000)
+                   if redis.crc.key_slot(f"user:{{{i}}}".encode()) == 0)
+        rc = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[0])
+        self.assertEqual(rc.get_node_from_key(key).port, ports[3])
+        store(d, [key])
+        rc.set(key, b"on the new master")
+        self.wait_gone((d,), [key], "a write on the new master invalidates")
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
+        self.assertIn("127.0.0.1:%d is a master" % ports[3], d.logtext())
+
+
+def main():
+    global DAEMON, CACHECTL
+    DAEMON, CACHECTL = p.binaries(2, __doc__)
+    if not REDIS_SERVER or not REDIS_CLI or redis is None:
+        print("redis-server, redis-cli or python3-redis missing: skipped")
+        return 77
+    return p.run_tests(sys.argv[3:], "shmc-nc-")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
