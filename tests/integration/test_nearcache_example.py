@@ -144,6 +144,38 @@ class NearCacheExampleTest(unittest.TestCase):
                          (0, ["nobody = here now (from redis, now cached)"]),
                          err)
 
+    def test_nearcache_example_sees_another_clients_write(self):
+        # The daemon follows Redis: a write by any other client drops
+        # the host's copy, and the next read goes to Redis.
+        if b"--redis-prefix" not in subprocess.run(
+                [DAEMON, "--help"], capture_output=True).stdout:
+            self.skipTest("this shmcached cannot follow Redis")
+        self.d.stop()
+        self.d.unlink()
+        self.d = p.DaemonProc(DAEMON, extra=[
+            "--redis", self.redis.addr, "--redis-prefix", "user:"]).start()
+        self.env["SHMC_SOCKET"] = self.d.sock
+        self.redis.call("SET", "user:3", "v1")
+        # Until the daemon's tracking is up, its prefixes are blocked: a
+        # fill is refused ("not cached"); then the copy stays.
+        end = time.monotonic() + p.HANG_S
+        while True:
+            rc, out, err = self.example("user:3", "user:3")
+            self.assertEqual(rc, 0, err)
+            if out[1] == "user:3 = v1 (from the region)":
+                break
+            self.assertLess(time.monotonic(), end, out)
+            time.sleep(0.05)
+        self.redis.call("SET", "user:3", "v2")
+        while True:
+            rc, out, err = self.example("user:3")
+            self.assertEqual(rc, 0, err)
+            if out != ["user:3 = v1 (from the region)"]:
+                break
+            self.assertLess(time.monotonic(), end, "never invalidated")
+            time.sleep(0.01)
+        self.assertEqual(out, ["user:3 = v2 (from redis, now cached)"])
+
     def test_nearcache_example_unreachable_redis_is_an_error(self):
         rc, out, err = self.example("k", addr=f"127.0.0.1:{free_port()}")
         self.assertEqual((rc, out), (1, []))
