@@ -690,10 +690,14 @@ static void report(const struct bench_cfg *cfg, const char *redis_version,
 			miss.b[i] -= on->lat_hit.b[i];
 		miss.count -= on->lat_hit.count;
 		mp50 = hist_quantile(&miss, 0.5);
-		printf("  in the same run: a miss (Redis GET + shmc_fill) p50 "
-		       "%s = %.0fx a hit\n",
-		       fmt_ns(mp50, a, sizeof(a)),
-		       hit ? (double)mp50 / (double)hit : 0);
+		if (miss.count && hit)
+			printf("  in the same run: a miss (Redis GET + "
+			       "shmc_fill) p50 %s = %.0fx a hit\n",
+			       fmt_ns(mp50, a, sizeof(a)),
+			       (double)mp50 / (double)hit);
+		else
+			printf("  in the same run: a miss (Redis GET + "
+			       "shmc_fill) p50 -: no miss and hit sampled\n");
 	}
 	{
 		uint64_t n = on->hits + on->misses;
