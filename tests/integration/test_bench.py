@@ -463,8 +463,8 @@ class NearCache(BenchTest):
             self.assertTrue(found, f"no line starting {prefix!r}:\n{out}")
             return found
 
-        self.assertIn("(loopback TCP)",
-                      line("shmc-bench near cache: Redis ")[0])
+        self.assertRegex(line("shmc-bench near cache: Redis ")[0],
+                         r" at 127\.0\.0\.1:\d+ \(TCP\)")
         line("  build: ")
         # Throughput rows, then the Redis load rows: "without" and "with"
         # twice each, with figures, not a failure.
@@ -490,6 +490,33 @@ class NearCache(BenchTest):
             self.assertIn("cannot follow Redis",
                           line("invalidation: not measured: ")[0])
         # tearDown: no folder (redis's, the daemon's) and no region left.
+
+    def test_bench_near_cache_uses_a_given_redis_and_leaves_it_running(self):
+        rdir = tempfile.mkdtemp(prefix="redis-")
+        sock = os.path.join(rdir, "redis.sock")
+        redis = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", sock, "--save",
+             "", "--appendonly", "no", "--dir", rdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            end = time.monotonic() + p.HANG_S
+            while not os.path.exists(sock):
+                self.assertLess(time.monotonic(), end, "redis-server")
+                time.sleep(0.02)
+            rc, out, err = bench(["--near-cache", "--daemon", DAEMON,
+                                  "--redis", sock] + self.SHORT_NEAR,
+                                 env=self.env)
+            self.assertEqual(rc, 0, err)
+            self.assertIn(f" at {sock} (Unix socket)", out.splitlines()[0])
+            self.assertIsNone(redis.poll(), "the bench stopped its Redis")
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(sock)
+                s.sendall(b"DBSIZE\r\n")
+                self.assertEqual(s.recv(64), b":1000\r\n")
+        finally:
+            redis.terminate()
+            redis.wait(p.HANG_S)
+            shutil.rmtree(rdir, ignore_errors=True)
 
     def test_bench_near_cache_bad_usage(self):
         for args in (["--near-cache", "--json"],

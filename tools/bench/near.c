@@ -629,9 +629,12 @@ static void report(const struct bench_cfg *cfg, const char *redis_version,
 	const struct run_result *off = &res[0], *on = &res[1];
 	char a[32], b[32], c[32], d[32];
 
-	printf(PROG " near cache: Redis %s at %s (loopback TCP), "
-		    "hiredis %d.%d.%d\n",
-	       redis_version, cfg->redis_addr, HIREDIS_MAJOR, HIREDIS_MINOR,
+	bool unix_sock = cfg->redis_addr[0] == '/' ||
+			 !strchr(cfg->redis_addr, ':');
+
+	printf(PROG " near cache: Redis %s at %s (%s), hiredis %d.%d.%d\n",
+	       redis_version, cfg->redis_addr,
+	       unix_sock ? "Unix socket" : "TCP", HIREDIS_MAJOR, HIREDIS_MINOR,
 	       HIREDIS_PATCH);
 	printf("  %u keys x (%u B key + ", cfg->keys, cfg->key_size);
 	if (cfg->vmin == cfg->vmax)
