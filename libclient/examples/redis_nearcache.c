@@ -37,7 +37,9 @@
 #include <hiredis/hiredis.h>
 
 /* How long a cached copy may live even if no invalidation ever comes: a
- * backstop only, the daemon's tracking is what keeps the copies true. */
+ * backstop only, the daemon's tracking is what keeps the copies true.
+ * Keys outside the daemon's --redis-prefix list are not tracked at all:
+ * for them this TTL is the only bound on how stale a copy gets. */
 #define NC_TTL_S 300
 
 /* Where nc_get() found the value. */
