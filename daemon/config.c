@@ -749,6 +749,23 @@ static int redis_check(const struct config *c, char *why, size_t cap)
 		     "to follow)");
 		return 2;
 	}
+	/* Redis refuses, in one CLIENT TRACKING, a prefix that starts
+	 * another: the longer one is covered by the shorter anyway. */
+	for (uint32_t i = 0; i < c->n_redis_prefixes; i++)
+		for (uint32_t k = 0; k < c->n_redis_prefixes; k++) {
+			const char *a = c->redis_prefixes[i];
+			const char *b = c->redis_prefixes[k];
+			struct opt_qbuf qa, qb;
+
+			if (i == k || strncmp(a, b, strlen(a)))
+				continue;
+			fail(why, cap,
+			     "%s starts with %s, which covers it (Redis "
+			     "refuses overlapping prefixes): give only %s",
+			     opt_quote(&qb, b), opt_quote(&qa, a),
+			     opt_quote(&qa, a));
+			return 2;
+		}
 	return 0;
 }
 

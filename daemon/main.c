@@ -308,6 +308,7 @@ int main(int argc, char **argv)
 		region_close(&d);
 		return 1;
 	}
+	redis_unblock_untracked(&d);
 	if ((rc = listen_open(&d, err, sizeof(err))) != 0) {
 		log_error("%s", err[0] ? err : strerror(-rc));
 		d.cfg.unlink_on_exit |= created; /* leave nothing behind */

@@ -245,6 +245,32 @@ void persist_exit(struct daemon *d)
 		log_saved(d->cfg.snapshot, &st);
 }
 
+/* After a LOAD: the near cache's prefixes (--redis-prefix) are flushed,
+ * for what a snapshot holds under them may have been written in Redis
+ * since (docs/NEARCACHE.md).  A load at start needs none: the tracking
+ * flushes them when it starts. */
+static void drop_tracked(struct daemon *d)
+{
+	if (!d->cfg.n_redis_prefixes)
+		return;
+	pthread_mutex_lock(&d->ns_lock);
+	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
+		const char *p = d->cfg.redis_prefixes[i];
+		int rc = eng_ns_flush(&d->eng, p, strlen(p));
+
+		if (rc)
+			log_error("cannot flush namespace %s after the load: "
+				  "%s",
+				  p, strerror(-rc));
+	}
+	pthread_mutex_unlock(&d->ns_lock);
+	pthread_mutex_lock(&d->redis_lock);
+	d->redis_st.v[REDIS_C_flushes]++;
+	pthread_mutex_unlock(&d->redis_lock);
+	log_info("load: the keys under the tracked Redis prefixes were "
+		 "dropped (they follow Redis, not the snapshot)");
+}
+
 int persist_request(struct daemon *d, bool load, unsigned flags,
 		    const char *path, uint64_t *entries, char *err,
 		    size_t errlen)
@@ -253,6 +279,9 @@ int persist_request(struct daemon *d, bool load, unsigned flags,
 	struct stat sb;
 	int rc = load ? persist_load(&d->eng, path, flags, &st, err, errlen)
 		      : persist_save(&d->eng, path, &st, err, errlen);
+
+	if (load)
+		drop_tracked(d);
 
 	if (rc) {
 		log_error("%s", err);

@@ -125,6 +125,7 @@ struct redis_track {
 	int wake_fd; /* eventfd: stop */
 	char password[REDIS_PASSWORD_MAX + 1];
 	bool has_password;
+	unsigned seed; /* of the reconnect jitter (rand_r) */
 
 	struct rnode *nodes[REDIS_NODES_MAX];
 	uint32_t nnodes;
@@ -260,7 +261,9 @@ static void key_drop(struct redis_track *t, const uint8_t *key, size_t n)
 
 	for (int i = 0; i < 5; i++) {
 		rc = eng_del(&d->eng, key, n);
-		if (rc == 0 || rc == -ENOENT || rc == -EUCLEAN)
+		/* -E2BIG: a key too long for the region is never in it;
+		 * -EUCLEAN: the segment was reset, the key with it. */
+		if (rc == 0 || rc == -ENOENT || rc == -E2BIG || rc == -EUCLEAN)
 			return;
 	}
 	log_warn("redis: cannot delete an invalidated key (%s): its "
@@ -282,15 +285,21 @@ static void key_drop(struct redis_track *t, const uint8_t *key, size_t n)
  * The state
  * ------------------------------------------------------------------------ */
 
-/* Every seed answered once, at least one master, every master tracked. */
+/* At least one master, every master tracked; and until a seed has
+ * answered as a cluster node, every seed answered once (an unknown seed
+ * may be a server of its own; once the cluster is found, its masters
+ * are known from it, and a seed that is down does not hold it up). */
 static bool all_up(const struct redis_track *t)
 {
 	uint32_t masters = 0;
+	bool cluster = false;
 
+	for (uint32_t i = 0; i < t->nnodes; i++)
+		cluster |= t->nodes[i]->kind == K_CLUSTER;
 	for (uint32_t i = 0; i < t->nnodes; i++) {
 		const struct rnode *n = t->nodes[i];
 
-		if (n->seed && n->kind == K_UNKNOWN)
+		if (n->seed && n->kind == K_UNKNOWN && !cluster)
 			return false;
 		if (n->master && !n->tracking)
 			return false;
@@ -444,7 +453,7 @@ static void node_fail(struct redis_track *t, struct rnode *n, const char *fmt,
 		n->backoff_ms = REDIS_BACKOFF_MAX_MS;
 	/* jitter: between half the wait and all of it */
 	n->next_try = now + n->backoff_ms / 2 +
-		      (uint64_t)rand() % (n->backoff_ms / 2 + 1);
+		      (uint64_t)rand_r(&t->seed) % (n->backoff_ms / 2 + 1);
 	masters_update(t);
 	state_update(t);
 }
@@ -1106,6 +1115,26 @@ int redis_prepare(struct daemon *d, char *err, size_t cap)
 	return 0;
 }
 
+void redis_unblock_untracked(struct daemon *d)
+{
+	static struct eng_ns_info ns[LAYOUT_NS_SLOTS]; /* main()'s, once */
+	const struct config *c = &d->cfg;
+	int n = eng_ns_list(&d->eng, ns, LAYOUT_NS_SLOTS);
+
+	pthread_mutex_lock(&d->ns_lock);
+	for (int i = 0; i < n && i < (int)LAYOUT_NS_SLOTS; i++) {
+		bool tracked = false;
+
+		for (uint32_t k = 0; k < c->n_redis_prefixes && !tracked; k++)
+			tracked = strlen(c->redis_prefixes[k]) == ns[i].len &&
+				  !memcmp(c->redis_prefixes[k], ns[i].prefix,
+					  ns[i].len);
+		if (!tracked)
+			eng_ns_block(&d->eng, ns[i].prefix, ns[i].len, false);
+	}
+	pthread_mutex_unlock(&d->ns_lock);
+}
+
 int redis_start(struct daemon *d, char *err, size_t cap)
 {
 	struct redis_track *t = d->redis;
@@ -1141,7 +1170,7 @@ int redis_start(struct daemon *d, char *err, size_t cap)
 		snprintf(err, cap, "redis: eventfd: %s", strerror(errno));
 		return -1;
 	}
-	srand((unsigned)(clock_mono_ms() ^ (uint64_t)getpid()));
+	t->seed = (unsigned)(clock_mono_ms() ^ (uint64_t)getpid());
 	rc = pthread_create(&t->thread, NULL, redis_main, t);
 	if (rc) {
 		snprintf(err, cap, "redis: cannot start the thread: %s",

@@ -28,7 +28,7 @@ struct config;
 	X(masters_known, "Redis masters known (cluster topology or servers)")  \
 	X(messages, "invalidation messages received")                          \
 	X(keys, "keys invalidated (deleted, present or not)")                  \
-	X(flushes, "tracked prefixes dropped: FLUSHALL and lost tracking")     \
+	X(flushes, "prefixes flushed: start, FLUSHALL, outages")               \
 	X(reconnects, "connections lost or failed, then retried")
 
 enum redis_counter {
@@ -51,6 +51,12 @@ struct redis_stats {
  * $SHMCACHED_REDIS_PASSWORD).  Call before detaching, so that a bad file
  * is a start-up error.  Returns 0, or -1 with a one-line reason in err. */
 int redis_prepare(struct daemon *d, char *err, size_t cap);
+
+/* Unblocks every namespace of the region that this start does not track
+ * (--redis-prefix): a region keeps the blocks of a daemon that followed
+ * Redis (redis_stop() leaves them), and nothing else blocks a namespace.
+ * Call once the region is attached, before redis_start(). */
+void redis_unblock_untracked(struct daemon *d);
 
 /* Registers the prefixes as namespaces (one registered already is kept),
  * blocks and flushes them, and starts the thread.  Call once the region

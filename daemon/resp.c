@@ -100,8 +100,8 @@ static int node_done(struct resp_reader *r, uint32_t idx)
 int resp_read(struct resp_reader *r, const uint8_t *buf, size_t len,
 	      const char **why)
 {
-	static const char *const dummy = "";
-	const char **w = why ? why : (const char **)&dummy;
+	const char *ignored;
+	const char **w = why ? why : &ignored;
 
 	for (;;) {
 		size_t pos = r->pos, avail, lim;

@@ -11,6 +11,10 @@
                        back-pressure, clock ticks; see fuzz_mc.c), then
                        memcached text and meta requests (memcached's
                        doc/protocol.txt)
+    corpus/resp/*      inputs for fuzz-resp: one control byte (the cuts;
+                       see fuzz_resp.c), then what Redis sends the near
+                       cache: HELLO's map, CLIENT TRACKING's +OK,
+                       CLUSTER SLOTS, invalidation pushes, errors
 
 Frames follow docs/PROTOCOL.md, written here independently of the C codec
 (the constants and encoders are those of tests/integration/shmcproto.py,
@@ -461,6 +465,58 @@ MC = {
 }
 
 
+def resp_bulk(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return b"$%d\r\n%s\r\n" % (len(s), s)
+
+
+def resp_push_inval(keys):
+    """RESP3's invalidation push: keys None is the flush form."""
+    body = b"_\r\n" if keys is None else b"*%d\r\n" % len(keys) + b"".join(
+        resp_bulk(k) for k in keys)
+    return b">2\r\n" + resp_bulk("invalidate") + body
+
+
+def resp_slots(ranges):
+    """CLUSTER SLOTS: [(start, end, port)] on 127.0.0.1."""
+    out = b"*%d\r\n" % len(ranges)
+    for start, end, port in ranges:
+        out += (b"*3\r\n:%d\r\n:%d\r\n*4\r\n" % (start, end)
+                + resp_bulk("127.0.0.1") + b":%d\r\n" % port
+                + resp_bulk("0" * 40) + b"%0\r\n")
+    return out
+
+
+RESP_HELLO = (b"%7\r\n" + resp_bulk("server") + resp_bulk("redis")
+              + resp_bulk("version") + resp_bulk("7.0.15")
+              + resp_bulk("proto") + b":3\r\n" + resp_bulk("id")
+              + b":5\r\n" + resp_bulk("mode") + resp_bulk("standalone")
+              + resp_bulk("role") + resp_bulk("master")
+              + resp_bulk("modules") + b"*0\r\n")
+
+RESP = {
+    "handshake": b"\0" + RESP_HELLO
+    + b"-ERR This instance has cluster support disabled\r\n+OK\r\n"
+    + b"+PONG\r\n",
+    "handshake-cut": b"\x07" + RESP_HELLO + b"+OK\r\n",
+    "invalidate": b"\x03" + resp_push_inval(["user:1", "user:2"])
+    + resp_push_inval(None) + resp_push_inval([]),
+    "cluster-slots": b"\x11" + resp_slots([(0, 5460, 7000),
+                                           (5461, 10922, 7001),
+                                           (10923, 16383, 7002)]),
+    "every-type": b"\0*13\r\n+OK\r\n-ERR no\r\n:-42\r\n$0\r\n\r\n#t\r\n"
+    b",1.5\r\n(12345678901234567890123\r\n!3\r\nbad\r\n"
+    b"=7\r\ntxt:abc\r\n%1\r\n+k\r\n:1\r\n~1\r\n_\r\n$-1\r\n*-1\r\n",
+    "attribute": b"\x05|1\r\n+key-popularity\r\n%1\r\n$1\r\na\r\n,0.19\r\n"
+    b"*2\r\n:2039123\r\n:9543892\r\n",
+    "errors": b"\0-WRONGPASS invalid username-password pair\r\n"
+    b"!21\r\nSYNTAX invalid syntax\r\n",
+    "bad-length": b"\0$99999999999\r\n",
+    "deep": b"\0" + b"*1\r\n" * 20 + b":1\r\n",
+}
+
+
 def write(dirname, files):
     d = os.path.join(HERE, "corpus", dirname)
     os.makedirs(d, exist_ok=True)
@@ -472,10 +528,11 @@ def write(dirname, files):
 
 def main():
     n = write("proto", {**PROTO, **NS_PROTO}) + write(
-        "request", {**REQUEST, **NS_REQUEST}) + write("mc", MC)
+        "request", {**REQUEST, **NS_REQUEST}) + write("mc", MC) + write(
+        "resp", RESP)
     print(f"wrote {len(PROTO) + len(NS_PROTO)} proto, "
-          f"{len(REQUEST) + len(NS_REQUEST)} request and {len(MC)} mc "
-          f"inputs, {n} bytes")
+          f"{len(REQUEST) + len(NS_REQUEST)} request, {len(MC)} mc and "
+          f"{len(RESP)} resp inputs, {n} bytes")
 
 
 if __name__ == "__main__":

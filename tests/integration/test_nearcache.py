@@ -5,7 +5,8 @@ redis-server processes (a server on a Unix socket or a loopback port, a
 stored in the daemons' regions that must disappear when a third client
 writes them to Redis.
 
-    test_nearcache.py DAEMON_BINARY CACHECTL_BINARY [unittest args]
+    test_nearcache.py DAEMON_BINARY CACHECTL_BINARY LEASE_CLIENT
+                      [unittest args]
 
 Needs redis-server, redis-cli and Debian's python3-redis (for
 /usr/bin/python3): exits 77 (skipped) without them.  Prints "N passed,
@@ -14,6 +15,7 @@ N failed, N skipped" last; exits 0 if all passed, 1 if not.
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +32,7 @@ try:
 except ImportError:
     redis = None
 
-DAEMON = CACHECTL = None
+DAEMON = CACHECTL = LEASE = None
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 
@@ -160,6 +162,31 @@ def present(d, keys):
         c.close()
 
 
+class Lease:
+    """A fill through a lease (lease_client), as an application reading
+    through to Redis: the lease is taken at the miss, here; fill() stores
+    the value and says "filled", or "stale" when the lease was voided."""
+
+    def __init__(self, d, key, value="from-redis"):
+        self.p = subprocess.Popen([LEASE, d.sock, key, value],
+                                  stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+        first = self.p.stdout.readline().strip()
+        if first != "leased":
+            self.p.kill()
+            self.p.wait()
+            raise AssertionError(f"lease_client on {key}: {first!r}")
+
+    def fill(self):
+        out, _ = self.p.communicate("go\n", timeout=p.HANG_S)
+        assert self.p.returncode == 0, out
+        return out.strip()
+
+
+def lease_fill(d, key):
+    return Lease(d, key).fill()
+
+
 class NearCacheCase(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="nc-")
@@ -253,6 +280,22 @@ class Standalone(NearCacheCase):
         self.assertGreaterEqual(s["keys"], len(keys) + 50)
         self.assertEqual((s["masters"], s["reconnects"]), (1, 0))
 
+    def test_nearcache_fill_after_an_invalidation_is_refused(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        rc = r.client()
+        # The application missed and read Redis; before it stores what it
+        # read, another host writes the key: the fill must not happen.
+        lease = Lease(d, "user:race")
+        keys = nearcache(d)["keys"]
+        rc.set("user:race", b"newer")
+        wait_for("the invalidation", lambda: nearcache(d)["keys"] > keys)
+        self.assertEqual(lease.fill(), "stale")
+        self.assertEqual(present(d, ["user:race"]), [])
+        # Without a write in between, the fill is cached.
+        self.assertEqual(lease_fill(d, "user:race"), "filled")
+        self.assertEqual(present(d, ["user:race"]), ["user:race"])
+
     def test_nearcache_keys_outside_the_prefixes_are_never_touched(self):
         r = self.redis()
         d = self.daemon(r.addr(), prefixes=("user:",))
@@ -273,11 +316,13 @@ class Standalone(NearCacheCase):
         rc = r.client()
         keys = [f"user:{i}" for i in range(50)]
         store(d, keys + ["other:1"])
+        lease = Lease(d, "user:during")
         tracking = [c for c in rc.client_list()
                     if c["name"] == "shmcached-track"]
         self.assertEqual(len(tracking), 1, rc.client_list())
         rc.client_kill_filter(_id=tracking[0]["id"])
         self.wait_gone((d,), keys, "the prefixes dropped after CLIENT KILL")
+        self.assertEqual(lease.fill(), "stale")  # taken before: void
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
         wait_for("the reconnect counted",
                  lambda: nearcache(d)["reconnects"] >= 1)
@@ -298,6 +343,7 @@ class Standalone(NearCacheCase):
         r.stop()
         self.wait_gone((d,), keys, "the prefixes dropped with Redis gone")
         self.wait_state(d, "down")
+        self.assertEqual(lease_fill(d, "sess:down"), "stale")  # blocked
         s = nearcache(d)
         self.assertNotEqual(s["last_error"], "")
         self.assertGreater(s["last_error_at"], 0)
@@ -308,12 +354,65 @@ class Standalone(NearCacheCase):
                              timeout=p.HANG_S)
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(json.loads(out.stdout)["redis"]["state"], "down")
+        out = subprocess.run([CACHECTL, "--socket", d.sock, "stats"],
+                             capture_output=True, text=True,
+                             timeout=p.HANG_S)
+        rows = {line.split()[0]: line.split()[1:]
+                for line in out.stdout.splitlines()}
+        self.assertEqual(rows["redis_state"][0], "down")
+        self.assertEqual(rows["redis_masters"][0], "0")
+        self.assertIn(s["last_error"].split()[0], " ".join(
+            rows["redis_error"]))
         r.start()
         self.wait_state(d, "up")
+        self.assertEqual(lease_fill(d, "sess:down"), "filled")
         store(d, ["sess:new"])
         r.client().set("sess:new", b"v")
         self.wait_gone((d,), ["sess:new"], "invalidation after restart")
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
+
+
+    def test_nearcache_silent_redis_is_noticed_by_its_ping(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        store(d, ["user:1", "other:1"])
+        # A peer that holds the connection open but answers nothing (a
+        # partition, a hung host): only the PING deadline tells.
+        r.proc.send_signal(signal.SIGSTOP)
+        self.addCleanup(r.proc.send_signal, signal.SIGCONT)
+        self.wait_gone((d,), ["user:1"], "the prefixes dropped")
+        self.assertIn("no reply", nearcache(d)["last_error"])
+        self.assertEqual(lease_fill(d, "user:2"), "stale")
+        r.proc.send_signal(signal.SIGCONT)
+        self.wait_state(d, "up")
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
+
+    def test_nearcache_load_drops_what_the_snapshot_holds_under_prefixes(
+            self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        store(d, ["user:1", "other:1"])
+        snap = os.path.join(self.dir, "snap")
+        ctl = [CACHECTL, "--socket", d.sock]
+        for args in (["save", snap], ["flush"], ["load", snap]):
+            out = subprocess.run(ctl + args, capture_output=True,
+                                 timeout=p.HANG_S)
+            self.assertEqual(out.returncode, 0, (args, out.stderr))
+        # user:1 may have been written in Redis since the save.
+        self.assertEqual(present(d, ["user:1", "other:1"]), ["other:1"])
+
+    def test_nearcache_restart_without_redis_lets_fills_in_again(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        self.assertEqual(lease_fill(d, "user:1"), "filled")
+        self.assertEqual(d.stop(), 0)  # leaves its prefixes blocked
+        # The same region, its daemon now without --redis: nothing else
+        # would ever unblock them.
+        again = p.DaemonProc(DAEMON, name=d.name, workdir=d.dir).start()
+        self.addCleanup(again.stop)
+        self.assertEqual(present(again, ["user:1"]), [])  # flushed at stop
+        self.assertEqual(lease_fill(again, "user:2"), "filled")
+        self.assertEqual(nearcache(again)["state"], "off")
 
 
 class Config(NearCacheCase):
@@ -383,14 +482,26 @@ class Config(NearCacheCase):
         err = nearcache(bad)["last_error"]
         self.assertIn("HELLO", err)
         self.assertIn("WRONGPASS", err)
+        # Its prefixes stay blocked: nothing is filled under them.
+        self.assertEqual(lease_fill(bad, "user:2"), "stale")
+        self.assertEqual(lease_fill(bad, "other:2"), "filled")
+        self.assertEqual(lease_fill(d, "user:2"), "filled")
 
 
 class Cluster(NearCacheCase):
-    def node(self, port):
+    def node(self, port, timeout_ms=3000):
         return self.redis(f"node{port}", port,
                           extra=["--cluster-enabled", "yes",
                                  "--cluster-config-file", "nodes.conf",
-                                 "--cluster-node-timeout", "3000"])
+                                 "--cluster-node-timeout", str(timeout_ms)])
+
+    def ports(self, n):
+        ports = []
+        while len(ports) < n:
+            port = free_port(cluster=True)
+            if port not in ports:
+                ports.append(port)
+        return ports
 
     def cli(self, *args):
         r = subprocess.run([REDIS_CLI] + list(args), capture_output=True,
@@ -404,18 +515,15 @@ class Cluster(NearCacheCase):
             for n in nodes))
 
     def test_nearcache_cluster_tracks_every_master_and_a_moved_slot(self):
-        ports = []
-        while len(ports) < 4:
-            port = free_port(cluster=True)
-            if port not in ports:
-                ports.append(port)
+        ports = self.ports(4)
         nodes = [self.node(port) for port in ports[:3]]
         self.cli("--cluster", "create",
                  *[f"127.0.0.1:{port}" for port in ports[:3]],
                  "--cluster-replicas", "0", "--cluster-yes")
         self.wait_cluster_ok(nodes)
-        # One seed is enough.
-        d = self.daemon(f"127.0.0.1:{ports[1]}")
+        # One seed is enough; one that is down does not hold it up.
+        d = self.daemon([f"127.0.0.1:{free_port()}",
+                         f"127.0.0.1:{ports[1]}"])
         self.wait_state(d, "up", masters=3)
         rc = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[0])
         keys = [f"user:{i}" for i in range(60)]
@@ -450,13 +558,49 @@ class Cluster(NearCacheCase):
         self.assertIn("127.0.0.1:%d is a master" % ports[3], d.logtext())
 
 
+    def test_nearcache_cluster_failover_is_followed(self):
+        ports = self.ports(4)
+        nodes = [self.node(port, 1000) for port in ports[:3]]
+        self.cli("--cluster", "create",
+                 *[f"127.0.0.1:{port}" for port in ports[:3]],
+                 "--cluster-replicas", "0", "--cluster-yes")
+        self.wait_cluster_ok(nodes)
+        replica = self.node(ports[3], 1000)
+        self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
+                 f"127.0.0.1:{ports[1]}", "--cluster-slave",
+                 "--cluster-master-id", nodes[0].client().cluster("myid"))
+        wait_for("the replica in sync", lambda: replica.client().info(
+            "replication").get("master_link_status") == "up")
+        d = self.daemon(f"127.0.0.1:{ports[1]}")
+        self.wait_state(d, "up", masters=3)
+        rc = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[1])
+        key = next(f"user:{i}" for i in range(100000)
+                   if rc.get_node_from_key(f"user:{i}").port == ports[0])
+        rc.close()
+        store(d, [key, "other:1"])
+
+        # The master of the key dies; its replica takes over.
+        nodes[0].stop()
+        self.wait_gone((d,), [key], "the prefixes dropped")
+        self.assertEqual(lease_fill(d, "user:x"), "stale")
+        wait_for("the failover", lambda: replica.client().info(
+            "replication")["role"] == "master", timeout=30)
+        self.wait_state(d, "up", masters=3)
+        self.assertIn(f"127.0.0.1:{ports[3]} is a master", d.logtext())
+        store(d, [key])
+        rc = redis.cluster.RedisCluster(host="127.0.0.1", port=ports[1])
+        rc.set(key, b"on the promoted replica")
+        self.wait_gone((d,), [key], "a write on the new master invalidates")
+        self.assertEqual(present(d, ["other:1"]), ["other:1"])
+
+
 def main():
-    global DAEMON, CACHECTL
-    DAEMON, CACHECTL = p.binaries(2, __doc__)
+    global DAEMON, CACHECTL, LEASE
+    DAEMON, CACHECTL, LEASE = p.binaries(3, __doc__)
     if not REDIS_SERVER or not REDIS_CLI or redis is None:
         print("redis-server, redis-cli or python3-redis missing: skipped")
         return 77
-    return p.run_tests(sys.argv[3:], "shmc-nc-")
+    return p.run_tests(sys.argv[4:], "shmc-nc-")
 
 
 if __name__ == "__main__":

@@ -727,6 +727,82 @@ static void test_config_memcached_addresses(void **state)
 }
 
 /* ------------------------------------------------------------------------
+ * The near cache (--redis)
+ * ------------------------------------------------------------------------ */
+
+static void test_config_redis(void **state)
+{
+	struct config c;
+	struct run r;
+
+	(void)state;
+	r = PARSE(&c, "--redis", "/run/redis.sock", "--redis=10.0.0.5:6379",
+		  "--redis", "[::1]:7000", "--redis-prefix",
+		  "user:", "--redis-prefix=page:", "--redis-prefix",
+		  "user:", "--redis-user", "cache", "--redis-password-file",
+		  "pw");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_redis, 3);
+	assert_string_equal(c.redis[1], "10.0.0.5:6379");
+	assert_int_equal(c.n_redis_prefixes, 2);
+	assert_string_equal(c.redis_prefixes[1], "page:");
+	assert_string_equal(c.redis_user, "cache");
+	assert_true(c.redis_password_file[0] == '/'); /* made absolute */
+	run_free(&r);
+
+	/* One without the other, and bad values: one line naming why. */
+	r = PARSE(&c, "--redis", "/run/redis.sock");
+	ASSERT_ERROR(&r, "--redis", "--redis-prefix");
+	run_free(&r);
+	r = PARSE(&c, "--redis-prefix", "user:");
+	ASSERT_ERROR(&r, "--redis-prefix", "without --redis");
+	run_free(&r);
+	r = PARSE(&c, "--redis", "/r", "--redis-prefix",
+		  "0123456789012345678901234567890123456789012345678901x");
+	ASSERT_ERROR(&r, "--redis-prefix", "1 to 52 bytes");
+	run_free(&r);
+	r = PARSE(&c, "--redis", "/r", "--redis-prefix", "");
+	ASSERT_ERROR(&r, "--redis-prefix", "1 to 52 bytes");
+	run_free(&r);
+	r = PARSE(&c, "--redis", "redis.example:6379", "--redis-prefix", "u:");
+	ASSERT_ERROR(&r, "--redis", "invalid address");
+	run_free(&r);
+	r = PARSE(&c, "--redis", "/r", "--redis-prefix", "u:", "--redis-user",
+		  "a b");
+	ASSERT_ERROR(&r, "--redis-user", "without blanks");
+	run_free(&r);
+
+	/* Redis refuses overlapping prefixes in one CLIENT TRACKING. */
+	r = PARSE(&c, "--redis", "/r", "--redis-prefix",
+		  "user:42:", "--redis-prefix", "user:");
+	ASSERT_ERROR(&r, "--redis-prefix", "'user:42:' starts with 'user:'",
+		     "give only 'user:'");
+	run_free(&r);
+
+	/* Not loopback is fine: Redis is usually on another host. */
+	r = PARSE(&c, "--redis", "192.168.1.9:6379", "--redis-prefix", "u:");
+	assert_int_equal(r.res, CONFIG_OK);
+	run_free(&r);
+
+	/* In the file, one line per value; the command line's list
+	 * replaces the file's. */
+	char *path = temp_conf("redis = 127.0.0.1:6379\n"
+			       "redis-prefix = user:\n"
+			       "redis-prefix = sess:\n");
+	r = PARSE(&c, "--config", path);
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_redis, 1);
+	assert_int_equal(c.n_redis_prefixes, 2);
+	run_free(&r);
+	r = PARSE(&c, "--config", path, "--redis-prefix", "page:");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_redis_prefixes, 1);
+	assert_string_equal(c.redis_prefixes[0], "page:");
+	run_free(&r);
+	temp_remove(path);
+}
+
+/* ------------------------------------------------------------------------
  * Sizes
  * ------------------------------------------------------------------------ */
 
@@ -1258,6 +1334,7 @@ int main(void)
 		cmocka_unit_test(test_config_namespaces),
 		cmocka_unit_test(test_config_memcached_defaults_and_values),
 		cmocka_unit_test(test_config_memcached_addresses),
+		cmocka_unit_test(test_config_redis),
 		cmocka_unit_test(test_config_sizes),
 		cmocka_unit_test(test_config_file_applied_and_overridden),
 		cmocka_unit_test(test_config_file_errors_name_the_line),
