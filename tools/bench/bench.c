@@ -126,7 +126,10 @@
 	  "over every key (--repeat rounds, default 9)")                       \
 	X(MEMORY, "memory", NULL, "memory mode (see above)")                   \
 	X(NEAR_CACHE, "near-cache", NULL,                                      \
-	  "near-cache mode (see above; needs hiredis)")                        \
+	  "near-cache mode (needs hiredis): Redis alone\n"                     \
+	  "on loopback TCP against shmcached in front of it;\n"                \
+	  "defaults get=95,set=5, zipf:0.99, 2 processes,\n"                   \
+	  "1 s warm-up (docs/BENCHMARKS.md)")                                  \
 	X(REDIS, "redis", "ADDR",                                              \
 	  "--near-cache: the Redis to use, HOST:PORT or a\n"                   \
 	  "Unix socket path (the bench writes its keys k...\n"                 \
