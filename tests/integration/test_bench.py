@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -429,6 +430,120 @@ class MemcachedProtocol(BenchTest):
             rc, _, err = bench(args, env=self.env)
             self.assertEqual(rc, 2, args)
             self.assertIn("shmc-bench", err)
+
+
+def bench_near_cache():
+    """True when this bench has --near-cache (built with hiredis)."""
+    rc, _, err = bench(["--near-cache", "--duration", "x"])
+    return "without hiredis" not in err
+
+
+class NearCache(BenchTest):
+    """--near-cache: Redis alone against shmcached in front of it, on a
+    redis-server the bench starts on loopback TCP."""
+
+    SHORT_NEAR = ["--keys", "1000", "--duration", "0.3", "--warmup", "0.2",
+                  "--procs", "2", "--inval-writes", "20"]
+
+    def setUp(self):
+        super().setUp()
+        if not bench_near_cache():
+            self.skipTest("shmc-bench built without hiredis")
+        if not shutil.which("redis-server"):
+            self.skipTest("redis-server not installed")
+
+    def test_bench_near_cache_prints_every_figure(self):
+        rc, out, err = bench(["--near-cache", "--daemon", DAEMON]
+                             + self.SHORT_NEAR, env=self.env)
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+
+        def line(prefix):
+            found = [ln for ln in lines if ln.startswith(prefix)]
+            self.assertTrue(found, f"no line starting {prefix!r}:\n{out}")
+            return found
+
+        self.assertRegex(line("shmc-bench near cache: Redis ")[0],
+                         r" at 127\.0\.0\.1:\d+ \(TCP\)")
+        line("  build: ")
+        # Throughput rows, then the Redis load rows: "without" and "with"
+        # twice each, with figures, not a failure.
+        for label in ("without ", "with "):
+            rows_ = line(label)
+            self.assertEqual(len(rows_), 2, out)
+            for r in rows_:
+                self.assertNotIn("failed", r)
+                self.assertNotIn("not read", r)
+        self.assertRegex(line("region hit vs Redis GET: p50 ")[0],
+                         r"= \d+x faster \(target >= 50x: (met|NOT met)\)")
+        self.assertRegex(line("  in the same run: a miss ")[0],
+                         r"(= \d+x a hit|no miss and hit sampled)$")
+        self.assertRegex(line("hit ratio: ")[0],
+                         r"^hit ratio: \d+\.\d\d % of the reads")
+        self.assertIn("the hit ratio predicts",
+                      line("reduction per op: GETs per read ")[0])
+        if daemon_follows_redis():
+            line("invalidation (20 writes")
+            line("  write sent -> gone: p50 ")
+            line("  stale reads after the write was acknowledged: ")
+        else:
+            self.assertIn("cannot follow Redis",
+                          line("invalidation: not measured: ")[0])
+        # tearDown: no folder (redis's, the daemon's) and no region left.
+
+    def test_bench_near_cache_uses_a_given_redis_and_leaves_it_running(self):
+        rdir = tempfile.mkdtemp(prefix="redis-")
+        sock = os.path.join(rdir, "redis.sock")
+        redis = subprocess.Popen(
+            ["redis-server", "--port", "0", "--unixsocket", sock, "--save",
+             "", "--appendonly", "no", "--dir", rdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            end = time.monotonic() + p.HANG_S
+            while not os.path.exists(sock):
+                self.assertLess(time.monotonic(), end, "redis-server")
+                time.sleep(0.02)
+            rc, out, err = bench(["--near-cache", "--daemon", DAEMON,
+                                  "--redis", sock] + self.SHORT_NEAR,
+                                 env=self.env)
+            self.assertEqual(rc, 0, err)
+            self.assertIn(f" at {sock} (Unix socket)", out.splitlines()[0])
+            self.assertIsNone(redis.poll(), "the bench stopped its Redis")
+            with socket.socket(socket.AF_UNIX) as s:
+                s.connect(sock)
+                s.sendall(b"DBSIZE\r\n")
+                self.assertEqual(s.recv(64), b":1000\r\n")
+        finally:
+            redis.terminate()
+            redis.wait(p.HANG_S)
+            shutil.rmtree(rdir, ignore_errors=True)
+
+    def test_bench_near_cache_bad_usage(self):
+        for args in (["--near-cache", "--json"],
+                     ["--near-cache", "--mix", "get=90,del=10"],
+                     ["--near-cache", "--procs", "1,2"],
+                     ["--redis", "127.0.0.1:1"]):
+            rc, _, err = bench(args, env=self.env)
+            self.assertEqual(rc, 2, args)
+            self.assertIn("shmc-bench", err)
+
+    def test_bench_near_cache_redis_unreachable_fails(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        rc, out, err = bench(["--near-cache", "--daemon", DAEMON, "--redis",
+                              f"127.0.0.1:{port}"] + self.SHORT_NEAR,
+                             env=self.env)
+        self.assertEqual(rc, 1)
+        self.assertIn(f"redis 127.0.0.1:{port}", err)
+        self.assertEqual(out, "")
+
+
+def daemon_follows_redis():
+    """True when this build's shmcached has --redis-prefix (issue 18)."""
+    r = subprocess.run([DAEMON, "--help"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    return b"--redis-prefix" in r.stdout
 
 
 def main():

@@ -4,30 +4,27 @@
  * workload's cache size, allkeys-lru), driven through hiredis with plain
  * GET/SET/DEL commands, one connection per worker thread.  With --peers
  * DIR the server already running at DIR/redis.sock is used instead.
+ * rd_spawn() also starts the near mode's Redis on loopback TCP (near.c).
  * Compiled only when hiredis is found (HAVE_HIREDIS).
  */
 #include "bench.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hiredis/hiredis.h>
 
-static int rd_start(struct be_server *s)
+int rd_spawn(struct be_server *s, bool tcp)
 {
 	const struct bench_cfg *cfg = s->cfg;
-	char bin[PATH_MAX], maxmem[32], log[PATH_MAX + 16];
+	char bin[PATH_MAX], maxmem[32], port[16], log[PATH_MAX + 16];
 	char *argv[32];
 	unsigned n = 0;
 	int rc;
 
-	if (cfg->peers_dir) {
-		snprintf(s->sock, sizeof(s->sock), "%s/redis.sock",
-			 cfg->peers_dir);
-		return 0;
-	}
 	if (!srv_which("redis-server", bin, sizeof(bin)))
 		return srv_fail(s->why, sizeof(s->why), BE_SKIP,
 				"redis-server not installed (tools/peers "
@@ -35,20 +32,31 @@ static int rd_start(struct be_server *s)
 	rc = srv_mkdir(s, "redis");
 	if (rc)
 		return rc;
-	if ((rc = srv_path(s, s->sock, sizeof(s->sock), "redis.sock")))
-		return rc;
 	if ((rc = srv_path(s, log, sizeof(log), "redis.log")))
 		return rc;
 	snprintf(maxmem, sizeof(maxmem), "%llu",
 		 (unsigned long long)cfg->cache);
 
 	argv[n++] = bin;
-	argv[n++] = "--unixsocket";
-	argv[n++] = s->sock;
-	argv[n++] = "--unixsocketperm";
-	argv[n++] = "700";
-	argv[n++] = "--port";
-	argv[n++] = "0";
+	if (tcp) {
+		if ((rc = srv_free_port(s, &s->port)))
+			return rc;
+		snprintf(port, sizeof(port), "%u", s->port);
+		snprintf(s->sock, sizeof(s->sock), "127.0.0.1:%u", s->port);
+		argv[n++] = "--bind";
+		argv[n++] = "127.0.0.1";
+		argv[n++] = "--port";
+		argv[n++] = port;
+	} else {
+		if ((rc = srv_path(s, s->sock, sizeof(s->sock), "redis.sock")))
+			return rc;
+		argv[n++] = "--unixsocket";
+		argv[n++] = s->sock;
+		argv[n++] = "--unixsocketperm";
+		argv[n++] = "700";
+		argv[n++] = "--port";
+		argv[n++] = "0";
+	}
 	argv[n++] = "--save";
 	argv[n++] = "";
 	argv[n++] = "--appendonly";
@@ -69,6 +77,16 @@ static int rd_start(struct be_server *s)
 	if (!rc)
 		rc = srv_wait(s, 10, log);
 	return rc;
+}
+
+static int rd_start(struct be_server *s)
+{
+	if (s->cfg->peers_dir) {
+		snprintf(s->sock, sizeof(s->sock), "%s/redis.sock",
+			 s->cfg->peers_dir);
+		return 0;
+	}
+	return rd_spawn(s, false);
 }
 
 static void rd_stop(struct be_server *s)
@@ -123,8 +141,8 @@ static int rd_check(redisReply *r)
 	return 0;
 }
 
-static int rd_get(void *thr, const void *key, size_t klen, void *buf,
-		  size_t cap, size_t *vlen)
+int rd_get(void *thr, const void *key, size_t klen, void *buf, size_t cap,
+	   size_t *vlen)
 {
 	redisReply *r = redisCommand(thr, "GET %b", key, klen);
 	int rc = rd_check(r);
@@ -146,8 +164,8 @@ static int rd_get(void *thr, const void *key, size_t klen, void *buf,
 	return rc;
 }
 
-static int rd_set(void *thr, const void *key, size_t klen, const void *val,
-		  size_t vlen)
+int rd_set(void *thr, const void *key, size_t klen, const void *val,
+	   size_t vlen)
 {
 	redisReply *r = redisCommand(thr, "SET %b %b", key, klen, val, vlen);
 	int rc = rd_check(r);

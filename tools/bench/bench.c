@@ -14,7 +14,11 @@
  *                    memcached and redis with the same memory, and an
  *                    exact LRU of the same byte budget (lru_sim.c);
  *   --memory         set more items than fit, count the items each cache
- *                    keeps in the same memory: overhead per item.
+ *                    keeps in the same memory: overhead per item;
+ *   --near-cache     shmcached as a near cache in front of Redis over
+ *                    loopback TCP, against Redis alone: reads/s, read
+ *                    latency, hit ratio, Redis's load, and the
+ *                    invalidation latency (near.c).
  *
  * The caches are measured one after the other, each on a fresh server
  * that the bench starts and stops (see run.c for the timing method and
@@ -121,6 +125,19 @@
 	  "shmc_mset against shmc_set, in alternating rounds\n"                \
 	  "over every key (--repeat rounds, default 9)")                       \
 	X(MEMORY, "memory", NULL, "memory mode (see above)")                   \
+	X(NEAR_CACHE, "near-cache", NULL,                                      \
+	  "near-cache mode (needs hiredis): Redis alone\n"                     \
+	  "on loopback TCP against shmcached in front of it;\n"                \
+	  "defaults get=95,set=5, zipf:0.99, 2 processes,\n"                   \
+	  "1 s warm-up (docs/BENCHMARKS.md)")                                  \
+	X(REDIS, "redis", "ADDR",                                              \
+	  "--near-cache: the Redis to use, HOST:PORT or a\n"                   \
+	  "Unix socket path (the bench writes its keys k...\n"                 \
+	  "into it), instead of starting redis-server on a\n"                  \
+	  "free port of 127.0.0.1")                                            \
+	X(INVAL_WRITES, "inval-writes", "N",                                   \
+	  "--near-cache: writes whose invalidation latency\n"                  \
+	  "is measured (default 1000; 0: none)")                               \
 	X(LRU_OVERHEAD, "lru-overhead", "B",                                   \
 	  "bytes per item the LRU simulator adds to key +\n"                   \
 	  "value (default 0)")                                                 \
@@ -178,10 +195,10 @@ static void usage(FILE *f)
 		   "(memcached,\n"
 		   "redis, lmdb, an in-process table) and prints one table.\n"
 		   "\n"
-		   "Modes: speed (default), --hit-ratio, --memory.  A peer "
-		   "that is\n"
-		   "not installed is reported as skipped (tools/peers "
-		   "install).\n"
+		   "Modes: speed (default), --hit-ratio, --memory, "
+		   "--near-cache.  A\n"
+		   "peer that is not installed is reported as skipped "
+		   "(tools/peers\ninstall).\n"
 		   "--backends memcached,shmc-mc compares memcached and "
 		   "shmcached's\n"
 		   "--memcached socket: the same client, the same kind of "
@@ -202,10 +219,12 @@ struct options {
 	unsigned procs[MAX_PROCS_LIST], nprocs;
 	uint32_t repeat;
 	uint32_t mget; /* --mget batch size; 0: not that mode */
+	bool near;     /* --near-cache */
+	uint32_t inval_writes;
 	bool json;
 	bool want[16]; /* indexed like bench_backends (6 of them) */
 	bool keys_set, cache_set, ops_set, duration_set, warm_ops_set;
-	bool dist_set, avg_item_set;
+	bool dist_set, avg_item_set, mix_set, warmup_set, backends_set;
 	char daemon_buf[PATH_MAX];
 	/* Measured for speed runs of more than one worker (else ns = -1). */
 	struct pp_transfer xfer;
@@ -392,6 +411,44 @@ static unsigned digits(uint64_t v)
 	return d;
 }
 
+/* --near-cache's defaults (get=95,set=5, zipf:0.99, 2 processes, 1 s of
+ * warm-up) and what it cannot take. */
+static int near_config(struct options *o)
+{
+	struct bench_cfg *cfg = &o->cfg;
+
+#ifndef HAVE_HIREDIS
+	return bad("near-cache", "",
+		   "this shmc-bench was built without hiredis "
+		   "(tools/peers install, then meson setup "
+		   "--reconfigure)");
+#endif
+	if (cfg->mode != MODE_SPEED || o->mget || o->json || o->repeat > 1 ||
+	    o->backends_set || o->ops_set)
+		return bad("near-cache", "",
+			   "it takes no --hit-ratio, --memory, --mget, --json, "
+			   "--repeat, --backends or --ops (run it again for "
+			   "more rounds)");
+	if (!o->mix_set) {
+		memset(cfg->mix, 0, sizeof(cfg->mix));
+		cfg->mix[OP_GET] = 95;
+		cfg->mix[OP_SET] = 5;
+	} else if (cfg->mix[OP_DEL] || cfg->mix[OP_MGET] || !cfg->mix[OP_GET]) {
+		return bad("mix", "", "--near-cache: get=W,set=W with get > 0");
+	}
+	if (!o->dist_set)
+		cfg->zipf = 0.99;
+	if (o->nprocs == 0) {
+		o->procs[0] = 2;
+		o->nprocs = 1;
+	} else if (o->nprocs > 1) {
+		return bad("procs", "", "--near-cache: one count");
+	}
+	if (!o->warmup_set)
+		cfg->warmup = 1;
+	return 0;
+}
+
 /* Fills the defaults that depend on the mode and checks the whole. */
 static int finish_config(struct options *o)
 {
@@ -403,6 +460,14 @@ static int finish_config(struct options *o)
 	cfg->tmpdir = tmp && *tmp ? tmp : "/tmp";
 	if (!cfg->daemon)
 		cfg->daemon = find_daemon(o);
+	if (o->near) {
+		int rc = near_config(o);
+
+		if (rc)
+			return rc;
+	} else if (cfg->redis_addr) {
+		return bad("redis", cfg->redis_addr, "for --near-cache only");
+	}
 	if (o->nprocs == 0) {
 		o->procs[0] = 1;
 		o->nprocs = 1;
@@ -509,6 +574,7 @@ static int parse_args(struct options *o, int argc, char **argv)
 	cfg->mget_batch = 100;
 	cfg->server_threads = 1;
 	o->repeat = 1;
+	o->inval_writes = 1000;
 	for (int i = 0; i < NOPTS; i++)
 		longs[i] = (struct option){ opt_descs[i].name,
 					    opt_descs[i].meta
@@ -550,6 +616,7 @@ static int parse_args(struct options *o, int argc, char **argv)
 		}
 		case OPT_MIX:
 			rc = parse_mix(a, cfg->mix);
+			o->mix_set = true;
 			break;
 		case OPT_DIST: {
 			char *end;
@@ -584,6 +651,7 @@ static int parse_args(struct options *o, int argc, char **argv)
 			break;
 		case OPT_WARMUP:
 			rc = parse_seconds(name, a, &cfg->warmup);
+			o->warmup_set = true;
 			break;
 		case OPT_WARMUP_OPS:
 			rc = parse_num(name, a, 0, UINT64_MAX, &cfg->warm_ops);
@@ -591,6 +659,7 @@ static int parse_args(struct options *o, int argc, char **argv)
 			break;
 		case OPT_BACKENDS:
 			rc = parse_backends(o, a);
+			o->backends_set = true;
 			break;
 		case OPT_CACHE: {
 			char why[OPT_WHY_MAX];
@@ -622,6 +691,15 @@ static int parse_args(struct options *o, int argc, char **argv)
 			break;
 		case OPT_MEMORY:
 			cfg->mode = MODE_MEMORY;
+			break;
+		case OPT_NEAR_CACHE:
+			o->near = true;
+			break;
+		case OPT_REDIS:
+			cfg->redis_addr = a;
+			break;
+		case OPT_INVAL_WRITES:
+			rc = parse_u32(name, a, &o->inval_writes, 0, 1000000);
 			break;
 		case OPT_LRU_OVERHEAD:
 			rc = parse_u32(name, a, &cfg->lru_overhead, 0, 1 << 20);
@@ -836,7 +914,7 @@ static void print_skipped(const struct run_result *r)
 
 /* Which build measured: a line under each table header.  Only the
  * release build's figures compare with docs/BENCHMARKS.md. */
-static void print_build(void)
+void bench_print_build(void)
 {
 	bool release = !strcmp(SHMC_BUILDTYPE, "release") && !SHMC_ASSERTS &&
 		       !strcmp(SHMC_SANITIZE, "none");
@@ -945,7 +1023,7 @@ static void table_speed(const struct options *o, const struct workload *w,
 		printf("  %u thread(s) per process, %" PRIu64 " ops per thread "
 		       "after %.1f s warm-up, seed %" PRIu64 "\n",
 		       cfg->threads, cfg->ops, cfg->warmup, cfg->seed);
-	print_build();
+	bench_print_build();
 	print_shmc_config(o, res, n);
 	if (o->repeat > 1)
 		printf("  each backend run %u times, interleaved: the run of "
@@ -1062,7 +1140,7 @@ static void table_hit_ratio(const struct options *o,
 	       "seed %" PRIu64 "\n",
 	       ws / MIB, cfg->cache >> 20, 100.0 * (double)cfg->cache / ws,
 	       cfg->ops, cfg->warm_ops, cfg->seed);
-	print_build();
+	bench_print_build();
 	printf("  lru: exact LRU with the same byte budget, an item counted "
 	       "as key + value + %u B\n",
 	       cfg->lru_overhead);
@@ -1110,7 +1188,7 @@ static void table_memory(const struct options *o, const struct run_result *res,
 	       "resident: the server's RSS\n  (shmc: the region's pages) "
 	       "after the fill\n",
 	       item);
-	print_build();
+	bench_print_build();
 	print_shmc_config(o, res, n);
 	printf("\n");
 	printf("%-10s %12s %10s %14s %8s %13s\n", "backend", "items", "B/item",
@@ -1445,6 +1523,17 @@ int main(int argc, char **argv)
 			strerror(-rc));
 		return EXIT_FAILED;
 	}
+#ifdef HAVE_HIREDIS
+	if (o.near) {
+		rc = near_run(&o.cfg, &w, o.inval_writes);
+		wl_destroy(&w);
+		if (rc == -EINTR)
+			return 130;
+		if (!rc && (fflush(stdout) || ferror(stdout)))
+			rc = -EIO;
+		return rc ? EXIT_FAILED : EXIT_OK;
+	}
+#endif
 	if (o.mget) {
 		rc = multi_run(&o.cfg, &w, o.mget, o.repeat > 1 ? o.repeat : 9);
 		wl_destroy(&w);

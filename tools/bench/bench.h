@@ -72,6 +72,11 @@ struct bench_cfg {
 	unsigned server_threads; /* memcached -t, shmcached --threads; 0:
 				  * one per client thread up to the CPUs */
 	bool tcp; /* memcached, shmc-mc: TCP on loopback, not Unix */
+	/* --near-cache: Redis's address (HOST:PORT or a Unix socket path),
+	 * and whether the daemon the near backend starts tracks it
+	 * (shmcached --redis ADDR --redis-prefix, when it has them). */
+	const char *redis_addr;
+	bool near_tracking;
 };
 
 /* ------------------------------------------------------------------------
@@ -95,10 +100,12 @@ struct be_server {
 };
 
 enum be_flags {
-	BE_LOCAL = 1,  /* state is per process: each one prefills it */
-	BE_REMOTE = 2, /* an op is a round trip: time every op */
-	BE_EVICTS = 4, /* has a memory limit (--hit-ratio, --memory) */
-	BE_SIM = 8,    /* a simulator: --hit-ratio only */
+	BE_LOCAL = 1,	   /* state is per process: each one prefills it */
+	BE_REMOTE = 2,	   /* an op is a round trip: time every op */
+	BE_EVICTS = 4,	   /* has a memory limit (--hit-ratio, --memory) */
+	BE_SIM = 8,	   /* a simulator: --hit-ratio only */
+	BE_PREFILLED = 16, /* the keys are in place before the run (the near
+			    * mode loads Redis once): no prefill */
 };
 
 struct backend {
@@ -132,6 +139,10 @@ struct backend {
 	void (*version)(void *thr, char *buf, size_t cap);
 	/* Error text of a -errno this backend returned; NULL: strerror. */
 	const char *(*strerror)(int err);
+	/* In the parent, as the measured phase begins (begin true) and as it
+	 * ends: reads what the backend's server has done so far (the near
+	 * mode's Redis load).  NULL: nothing to read. */
+	void (*mark)(struct be_server *s, bool begin);
 };
 
 /* The backends (backend_*.c, lru_sim.c); memcached, shmc-mc (shmcached
@@ -198,6 +209,21 @@ void srv_tail(const char *path, char *out, size_t cap);
 int srv_fail(char *why, size_t n, int rc, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* Starts redis-server as the redis backend does (no persistence,
+ * maxmemory = the cache size, allkeys-lru) in a new folder: on a Unix
+ * socket (s->sock), or with tcp on a free port of 127.0.0.1 (s->port, and
+ * s->sock = "127.0.0.1:PORT").  0, BE_SKIP (not installed) or -errno,
+ * with s->why set.  And the redis backend's get and set on a hiredis
+ * connection (thr, a redisContext *).  For the near mode (near.c). */
+int rd_spawn(struct be_server *s, bool tcp);
+int rd_get(void *thr, const void *key, size_t klen, void *buf, size_t cap,
+	   size_t *vlen);
+int rd_set(void *thr, const void *key, size_t klen, const void *val,
+	   size_t vlen);
+
+/* The "  build: ..." line every table header has (bench.c). */
+void bench_print_build(void);
+
 /* ------------------------------------------------------------------------
  * Multi-get mode (multi.c)
  * ------------------------------------------------------------------------ */
@@ -212,6 +238,20 @@ struct workload;
  * -errno with a message printed. */
 int multi_run(const struct bench_cfg *cfg, const struct workload *w,
 	      unsigned batch, unsigned rounds);
+
+/* ------------------------------------------------------------------------
+ * Near-cache mode (near.c, built with hiredis only)
+ * ------------------------------------------------------------------------ */
+
+/* Starts redis-server on loopback TCP unless cfg->redis_addr names one
+ * (then set to the address used), loads every key of w into it, runs w
+ * with cfg->procs processes against Redis alone and through the near
+ * cache (a daemon it starts, following Redis when the daemon can, or the
+ * one at cfg->shmc_socket), measures the invalidation latency over
+ * inval_writes writes, and prints the report.  0, -EINTR (interrupted),
+ * or -errno with a message printed. */
+int near_run(struct bench_cfg *cfg, const struct workload *w,
+	     unsigned inval_writes);
 
 /* ------------------------------------------------------------------------
  * The machine (pingpong.c)

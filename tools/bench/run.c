@@ -71,6 +71,7 @@ struct slot {
 	int64_t t_start, t_end;
 	double run_rate; /* ops/s from the median batch */
 	struct hist lat[NOPS];
+	struct hist lat_hit;
 	struct hist batch;
 } __attribute__((aligned(64)));
 
@@ -79,6 +80,7 @@ struct tally {
 	uint64_t ops[NOPS], hits, misses, errors;
 	int first_err;
 	struct hist lat[NOPS];
+	struct hist lat_hit; /* the sampled gets that hit */
 	struct hist batch; /* time per op of each batch, in 1/BATCH_SCALE ns */
 };
 
@@ -250,6 +252,9 @@ static void loop(struct worker *wk, void *h, char *buf, size_t cap,
 				int64_t d = now_ns() - t0 - ovh;
 
 				hist_add(&t->lat[op], d > 0 ? (uint64_t)d : 0);
+				if (op == OP_GET && rc == 0)
+					hist_add(&t->lat_hit,
+						 d > 0 ? (uint64_t)d : 0);
 			}
 			t->ops[op]++;
 			if (op == OP_MGET && rc == 0) {
@@ -358,7 +363,7 @@ static void *worker_thread(void *arg)
 	rc = be->open(wk->proc, &h, s->why, sizeof(s->why));
 	if (rc)
 		goto fail;
-	if (cfg->mode == MODE_SPEED) {
+	if (cfg->mode == MODE_SPEED && !(be->flags & BE_PREFILLED)) {
 		rc = prefill(wk, h);
 		if (rc)
 			goto fail;
@@ -420,6 +425,7 @@ static void *worker_thread(void *arg)
 		snprintf(s->first_error, sizeof(s->first_error), "%s",
 			 be_strerror(be, t->first_err));
 	memcpy(s->lat, t->lat, sizeof(s->lat));
+	s->lat_hit = t->lat_hit;
 	s->batch = t->batch;
 	if (t->batch.count) {
 		uint64_t med = hist_quantile(&t->batch, 0.5);
@@ -634,6 +640,7 @@ static void merge(struct run_result *res, const struct slot *slots, unsigned n)
 			res->ops[op] += s->ops[op];
 			hist_merge(&res->lat[op], &s->lat[op]);
 		}
+		hist_merge(&res->lat_hit, &s->lat_hit);
 		hist_merge(&res->batch, &s->batch);
 		res->run_rate += s->run_rate;
 		res->hits += s->hits;
@@ -737,10 +744,14 @@ int run_backend(const struct backend *be, const struct workload *w,
 		}
 		cpu0 = cpu_s(srv.pid);
 		ccpu0 = cpu_sum(pids, procs);
+		if (be->mark)
+			be->mark(&srv, true);
 		atomic_store(&ctl->phase, PH_RUN);
 		if (cfg->mode == MODE_SPEED && cfg->duration > 0) {
 			sleep_s(cfg->duration);
 			atomic_store(&ctl->phase, PH_STOP);
+			if (be->mark)
+				be->mark(&srv, false);
 		}
 	}
 	if (cpu0 >= 0 && cfg->duration > 0)

@@ -32,6 +32,7 @@ struct run_result {
 	char first_error[200]; /* the first one, as text */
 	double elapsed_s;      /* first thread's start to last one's end */
 	struct hist lat[NOPS]; /* sampled latencies, ns */
+	struct hist lat_hit;   /* those of the gets that hit */
 	struct hist batch;     /* time per op of each batch, ns x BATCH_SCALE */
 	double run_rate;       /* sum over threads of their ops/s while
 				 * running: from their median batch */
