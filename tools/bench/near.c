@@ -501,13 +501,13 @@ static void inval_run(const struct bench_cfg *cfg, const struct workload *w,
 			 cfg->daemon);
 		return;
 	} else if ((rc = be_shmc_spawn(&s, extra, 4))) {
-		snprintf(iv->why, sizeof(iv->why), "%s", s.why);
+		snprintf(iv->why, sizeof(iv->why), "%.399s", s.why);
 		goto out;
 	}
 	rc = shmc_open(&c, s.sock);
 	if (rc) {
-		snprintf(iv->why, sizeof(iv->why), "shmc_open %s: %s", s.sock,
-			 shmc_strerror(rc));
+		snprintf(iv->why, sizeof(iv->why), "shmc_open %.200s: %.150s",
+			 s.sock, shmc_strerror(rc));
 		goto out;
 	}
 	r = near_connect(cfg->redis_addr, iv->why, sizeof(iv->why));
