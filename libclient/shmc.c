@@ -893,18 +893,30 @@ SHMC_EXPORT int shmc_decr_init(shmc *c, const void *key, size_t klen,
  * get_or_load
  * ------------------------------------------------------------------------ */
 
+/* Runs the loader: 0 with the value in buf[0..*len) and its TTL in *ttl,
+ * -ENOBUFS when it is longer than cap (*len set), or the loader's
+ * error. */
+static int load_value(const void *key, size_t klen, void *buf, size_t cap,
+		      size_t *len, uint32_t *ttl, shmc_loader load, void *arg)
+{
+	int rc;
+
+	*len = 0;
+	*ttl = 0;
+	rc = load(key, klen, buf, cap, len, ttl, arg);
+	return rc == 0 && *len > cap ? -ENOBUFS : rc;
+}
+
 /* Runs the loader as the key's one loader, stores its value (with grace_s
  * of stale-while-revalidate) and ends the flight, whatever happened. */
 static int load_and_store(shmc *c, struct eng_flight *f, const void *key,
 			  size_t klen, void *buf, size_t cap, size_t *vlen,
 			  uint32_t grace_s, shmc_loader load, void *arg)
 {
-	uint32_t ttl = 0;
-	size_t len = 0;
-	int rc = load(key, klen, buf, cap, &len, &ttl, arg);
+	uint32_t ttl;
+	size_t len;
+	int rc = load_value(key, klen, buf, cap, &len, &ttl, load, arg);
 
-	if (rc == 0 && len > cap)
-		rc = -ENOBUFS;
 	if (rc == 0) {
 		/* A fill (shmc_fill()): the lease begun at the claim. */
 		struct eng_wopts o = { .mode = ENG_ADD,
@@ -916,6 +928,30 @@ static int load_and_store(shmc *c, struct eng_flight *f, const void *key,
 			rc = 0; /* the caller still gets what it loaded */
 	}
 	eng_flight_done(&c->e, f);
+	if (rc == 0 || rc == -ENOBUFS)
+		*vlen = len;
+	return rc;
+}
+
+/* Whether a fill of key would be refused whatever happens: its prefix is
+ * blocked (the near cache's tracking is down).  Then waiting for another
+ * caller's load gains nothing, since its value is not cached: each
+ * caller loads for itself, as it would with no cache. */
+static bool fill_refused(shmc *c, const void *key, size_t klen)
+{
+	struct eng_lease l;
+
+	return eng_lease_begin(&c->e, key, klen, &l) == 0 && !l.ok;
+}
+
+/* Runs the loader and stores nothing. */
+static int load_only(const void *key, size_t klen, void *buf, size_t cap,
+		     size_t *vlen, shmc_loader load, void *arg)
+{
+	uint32_t ttl;
+	size_t len;
+	int rc = load_value(key, klen, buf, cap, &len, &ttl, load, arg);
+
 	if (rc == 0 || rc == -ENOBUFS)
 		*vlen = len;
 	return rc;
@@ -941,6 +977,8 @@ static int get_or_load(shmc *c, const void *key, size_t klen, void *buf,
 					      grace_s, load, arg);
 		if (rc != ENG_WAIT)
 			return rc;
+		if (fill_refused(c, key, klen))
+			return load_only(key, klen, buf, cap, vlen, load, arg);
 
 		/* Another caller loads: wait for it, within limits. */
 		uint64_t start = clock_mono_ms();

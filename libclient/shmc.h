@@ -266,7 +266,10 @@ typedef int (*shmc_loader)(const void *key, size_t klen, void *buf, size_t cap,
  * The loaded value is stored as shmc_fill() stores it, under a lease
  * begun before the loader runs: when the key was deleted or invalidated
  * while it ran (or a value was stored meanwhile), the caller still gets
- * the loaded value (0) but it is not cached. */
+ * the loaded value (0) but it is not cached; its waiters then look again,
+ * and one of them loads.  While the key's prefix is blocked (the near
+ * cache's tracking is down: nothing loaded is cached), callers do not
+ * wait for one another: each runs its own loader. */
 int shmc_get_or_load(shmc *c, const void *key, size_t klen, void *buf,
 		     size_t cap, size_t *vlen, shmc_loader load, void *arg);
 #define SHMC_LOAD_WAIT_MS 10000

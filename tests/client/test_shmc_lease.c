@@ -13,6 +13,8 @@
  */
 #include "shmc_fixture.h"
 
+#include "clock.h"
+
 /* The store of record the children share, and the steps of the race. */
 struct store {
 	char value[64];
@@ -232,6 +234,102 @@ test_shmc_lease_get_or_load_does_not_cache_a_stale_load(void **state)
 	race(*state, true);
 }
 
+/* A daemon whose Redis is not there: its prefix "user:" stays blocked. */
+static int setup_blocked(void **state)
+{
+	static const char *const extra[] = { "--redis", "127.0.0.1:1",
+					     "--redis-prefix", "user:", NULL };
+
+	return fx_start(state, extra);
+}
+
+struct holder {
+	const char *sock;
+	volatile int loading;
+	volatile int release;
+};
+
+static int held_loader(const void *key, size_t klen, void *buf, size_t cap,
+		       size_t *vlen, uint32_t *ttl_s, void *arg)
+{
+	struct holder *h = arg;
+
+	(void)key;
+	(void)klen;
+	CHILD_CHECK(cap >= 4);
+	set_flag(&h->loading);
+	CHILD_CHECK(wait_flag(&h->release, HANG_MS));
+	memcpy(buf, "held", 4);
+	*vlen = 4;
+	*ttl_s = 0;
+	return 0;
+}
+
+static void hold_load(void *arg)
+{
+	struct holder *h = arg;
+	char buf[16];
+	size_t n = 0;
+	shmc *c;
+
+	CHILD_RC(shmc_open(&c, h->sock), 0);
+	CHILD_RC(shmc_get_or_load(c, "user:x", 6, buf, sizeof(buf), &n,
+				  held_loader, h),
+		 0);
+	CHILD_CHECK(n == 4 && memcmp(buf, "held", 4) == 0);
+	shmc_close(c);
+}
+
+static int mine_loader(const void *key, size_t klen, void *buf, size_t cap,
+		       size_t *vlen, uint32_t *ttl_s, void *arg)
+{
+	(void)key;
+	(void)klen;
+	(void)arg;
+	assert_true(cap >= 4);
+	memcpy(buf, "mine", 4);
+	*vlen = 4;
+	*ttl_s = 0;
+	return 0;
+}
+
+/* While the prefix is blocked nothing a loader reads is cached, so the
+ * callers of one key do not wait for one another's load: each loads. */
+static void test_shmc_lease_blocked_prefix_loads_without_waiting(void **state)
+{
+	struct fx *f = *state;
+	struct holder *h = shared_page();
+	struct shmc_lease l;
+	char buf[16];
+	size_t n = 0;
+
+	memset(h, 0, sizeof(*h));
+	h->sock = f->d.sock;
+	assert_rc(shmc_lease_begin(f->c, "user:x", 6, &l), 0);
+	assert_rc(shmc_fill(f->c, &l, "user:x", 6, "v", 1, NULL, NULL),
+		  -ESTALE);
+	pid_t pid = spawn(hold_load, h);
+	assert_true(wait_flag(&h->loading, HANG_MS));
+	/* The other caller holds the key's load and will until released:
+	 * this one loads at once instead of waiting SHMC_LOAD_WAIT_MS for
+	 * it (the parent releases it only afterwards). */
+	uint64_t t0 = clock_mono_ms();
+	assert_rc(shmc_get_or_load(f->c, "user:x", 6, buf, sizeof(buf), &n,
+				   mine_loader, NULL),
+		  0);
+	assert_int_equal(n, 4);
+	assert_memory_equal(buf, "mine", 4);
+	assert_true(clock_mono_ms() - t0 < SHMC_LOAD_WAIT_MS);
+	set_flag(&h->release);
+	assert_int_equal(wait_child(pid, HANG_MS), 0);
+	expect_missing(f->c, "user:x");
+	/* Keys outside the blocked prefix are cached as ever. */
+	assert_rc(shmc_get_or_load(f->c, "page:x", 6, buf, sizeof(buf), &n,
+				   mine_loader, NULL),
+		  0);
+	expect_str(f->c, "page:x", "mine");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +340,9 @@ int main(void)
 		T(test_shmc_lease_errors),
 		T(test_shmc_lease_forced_race_across_processes),
 		T(test_shmc_lease_get_or_load_does_not_cache_a_stale_load),
+		cmocka_unit_test_setup_teardown(
+			test_shmc_lease_blocked_prefix_loads_without_waiting,
+			setup_blocked, fx_teardown),
 	};
 
 	tdaemon_binary(); /* exits 77 without $SHMC_DAEMON */
