@@ -96,6 +96,12 @@ class NearCache:
                 or not 0 <= ttl <= 0xFFFFFFFF:
             raise ValueError("ttl must be whole seconds, 0 to 2**32-1 (0: "
                              "until invalidated), not %r" % (ttl,))
+        if getattr(redis, "read_from_replicas", False):
+            raise ValueError(
+                "a RedisCluster that reads from replicas cannot fill a near "
+                "cache: a replica may answer with a value older than an "
+                "invalidation already applied here, which no lease can "
+                "catch; create it with read_from_replicas=False")
         self.client = client
         self.redis = redis
         self.ttl = ttl
@@ -119,14 +125,16 @@ class NearCache:
         return k
 
     def _cached(self, k: bytes, value: bytes) -> Union[bytes, None]:
-        """The value of a hit: a cached absence reads as None.  Only an
-        empty value may be one, and only then are its flags read."""
+        """The value of a hit, read once with its flags: a cached absence
+        reads as None.  With cache_misses, an empty value's flags are read
+        in the same lookup (get_item), never in a second one, which an
+        invalidation could come between."""
         if value or not self.cache_misses:
             return value
         item = self.client.get_item(k)
-        if item is not None and item.flags == ABSENT_FLAGS:
-            return None
-        return value
+        if item is None or item.value:
+            return self.get(k)  # changed since the first read: read again
+        return None if item.flags == ABSENT_FLAGS else item.value
 
     def _fill(self, lease: Lease, k: bytes,
               value: Union[bytes, str, None]) -> Union[bytes, None]:
@@ -151,9 +159,17 @@ class NearCache:
         A hit is served from the region; a miss reads Redis (GET) and
         caches the answer, unless the key was written meanwhile."""
         k = self._key(key)
-        value, lease = self.client.get_lease(k)
-        if lease is None:
-            return self._cached(k, value)
+        if self.cache_misses:
+            item = self.client.get_item(k)
+            if item is not None:
+                if not item.value and item.flags == ABSENT_FLAGS:
+                    return None
+                return item.value
+            lease = self.client.lease_begin(k)
+        else:
+            value, lease = self.client.get_lease(k)
+            if lease is None:
+                return value
         return self._fill(lease, k, self.redis.get(k))
 
     def _mget(self, keys: list[bytes]) -> list[Any]:

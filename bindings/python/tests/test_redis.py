@@ -57,6 +57,49 @@ def test_redis_cache_misses_caches_absence_until_written(client, redis):
         "t:empty": b"", "t:later": b"now"}
 
 
+class _Between:
+    """A shmc.Client whose get_item first runs hook() once: to force an
+    invalidation between get_many's read of the region and its look at
+    an empty value's flags."""
+
+    def __init__(self, client, hook):
+        self._client, self._hook = client, hook
+
+    def get_item(self, key):
+        hook, self._hook = self._hook, None
+        if hook:
+            hook()
+        return self._client.get_item(key)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_redis_cache_misses_absence_invalidated_between_two_reads(client,
+                                                                   redis):
+    near = shmc.redis.NearCache(client, redis, prefixes=["t:"],
+                                cache_misses=True)
+    assert near.get("t:gone") is None  # cached as absent
+
+    def write_elsewhere():  # another host writes it; the daemon drops it
+        redis.set("t:gone", b"v2")
+        client.delete("t:gone")
+
+    racing = shmc.redis.NearCache(_Between(client, write_elsewhere), redis,
+                                  prefixes=["t:"], cache_misses=True)
+    # Neither b"" (never Redis' value) nor None: the new value.
+    assert racing.get_many(["t:gone"]) == {"t:gone": b"v2"}
+    assert near.get("t:gone") == b"v2"
+
+
+def test_redis_a_cluster_reading_replicas_is_refused(client):
+    class ReplicaReader:
+        read_from_replicas = True
+
+    with pytest.raises(ValueError, match="replicas"):
+        shmc.redis.NearCache(client, ReplicaReader(), prefixes=["t:"])
+
+
 def test_redis_get_many_makes_one_mget_for_the_misses(near, client, redis,
                                                       monkeypatch):
     redis.set("t:cached", b"c")
