@@ -36,6 +36,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <assert.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -66,9 +67,13 @@
 #define REDIS_PEND_MAX 8u	     /* requests in flight per connection */
 #define REDIS_IN_INITIAL (16u << 10) /* receive buffer, grown as needed */
 #define REDIS_IN_MAX ((256u << 20) + (64u << 10))
-#define REDIS_LOG_EVERY_MS 60000u /* repeated failures: warn this often */
+#define REDIS_ROUND_BYTES (64u << 10) /* read per node per poll round */
+#define REDIS_ROUND_FRAMES 64u	      /* frames handled per node per round */
+#define REDIS_LOG_EVERY_MS 60000u     /* repeated failures: warn this often */
 #define REDIS_CLIENT_NAME "shmcached-track"
 #define REDIS_PASSWORD_MAX 1024u
+
+static_assert(CONFIG_REDIS_PREFIXES <= 64, "lock_flushed: one bit a prefix");
 
 /* ------------------------------------------------------------------------
  * Types
@@ -113,6 +118,7 @@ struct rnode {
 
 	uint8_t *in;
 	size_t in_len, in_cap;
+	bool more; /* in may hold complete frames not handled yet */
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
 	struct resp_reader rd;
@@ -131,6 +137,12 @@ struct redis_track {
 	uint32_t nnodes;
 	bool up;
 	bool failed; /* a connection failed or was lost since the start */
+
+	/* The tracked prefixes (bit i: d->cfg.redis_prefixes[i]) flushed
+	 * because a key under them could not be deleted, since the last
+	 * recv(): every frame received so far is covered by that flush. */
+	uint64_t lock_flushed;
+	uint64_t last_lock_warn;
 
 	pthread_mutex_t *lock;	/* &d->redis_lock, guarding st */
 	struct redis_stats *st; /* &d->redis_st */
@@ -252,33 +264,47 @@ static bool key_tracked(const struct config *c, const uint8_t *key, size_t n)
 }
 
 /* Deletes one invalidated key.  A delete that fails (a segment lock held
- * too long) must not leave the key behind: the prefixes it is under are
- * flushed instead. */
+ * too long: a stopped client) must not leave the key behind, nor wait for
+ * that lock again for every key: the prefixes the key is under are
+ * flushed instead, once for every frame received so far (lock_flushed). */
 static void key_drop(struct redis_track *t, const uint8_t *key, size_t n)
 {
 	struct daemon *d = t->d;
-	int rc = -EAGAIN;
+	uint64_t under = 0, now;
+	int rc;
 
-	for (int i = 0; i < 5; i++) {
-		rc = eng_del(&d->eng, key, n);
-		/* -E2BIG: a key too long for the region is never in it;
-		 * -EUCLEAN: the segment was reset, the key with it. */
-		if (rc == 0 || rc == -ENOENT || rc == -E2BIG || rc == -EUCLEAN)
-			return;
-	}
-	log_warn("redis: cannot delete an invalidated key (%s): its "
-		 "prefixes are flushed instead",
-		 strerror(-rc));
-	pthread_mutex_lock(&d->ns_lock);
 	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
 		const char *p = d->cfg.redis_prefixes[i];
 		size_t pl = strlen(p);
 
 		if (pl <= n && !memcmp(key, p, pl))
-			eng_ns_flush(&d->eng, p, pl);
+			under |= UINT64_C(1) << i;
+	}
+	if (!(under & ~t->lock_flushed))
+		return; /* dropped with its prefixes already */
+	rc = eng_del(&d->eng, key, n);
+	/* -E2BIG: a key too long for the region is never in it;
+	 * -EUCLEAN: the segment was reset, the key with it. */
+	if (rc == 0 || rc == -ENOENT || rc == -E2BIG || rc == -EUCLEAN)
+		return;
+	now = clock_mono_ms();
+	if (!t->last_lock_warn ||
+	    now - t->last_lock_warn >= REDIS_LOG_EVERY_MS) {
+		log_warn("redis: cannot delete an invalidated key (%s): its "
+			 "prefixes are flushed instead",
+			 strerror(-rc));
+		t->last_lock_warn = now;
+	}
+	pthread_mutex_lock(&d->ns_lock);
+	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
+		const char *p = d->cfg.redis_prefixes[i];
+
+		if ((under >> i) & 1)
+			eng_ns_flush(&d->eng, p, strlen(p));
 	}
 	pthread_mutex_unlock(&d->ns_lock);
-	stat_add(t, REDIS_C_flushes, 1);
+	t->lock_flushed |= under;
+	stat_add(t, REDIS_C_lock_flushes, 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -407,6 +433,7 @@ static void node_close(struct rnode *n)
 	n->has_view = false;
 	n->pcount = n->phead = 0;
 	n->in_len = n->out_len = n->out_off = 0;
+	n->more = false;
 	resp_reset(&n->rd);
 }
 
@@ -850,10 +877,47 @@ static bool io_error(struct redis_track *t, struct rnode *n)
 	return false;
 }
 
-/* Reads what n sent and handles every complete frame. */
+/* Handles the complete frames in n->in, at most *budget of them; sets
+ * n->more when some are left.  Returns false when n was closed. */
+static bool node_frames(struct redis_track *t, struct rnode *n,
+			unsigned *budget)
+{
+	while (*budget) {
+		const char *why = "";
+		int rc = resp_read(&n->rd, n->in, n->in_len, &why);
+
+		if (rc == 0) {
+			n->more = false;
+			return true;
+		}
+		if (rc < 0) {
+			node_fail(t, n, "bad reply from the server: %s", why);
+			return false;
+		}
+		size_t used = n->rd.pos;
+		(*budget)--;
+		if (!on_frame(t, n))
+			return false;
+		memmove(n->in, n->in + used, n->in_len - used);
+		n->in_len -= used;
+		resp_reset(&n->rd);
+	}
+	n->more = n->in_len > 0;
+	return true;
+}
+
+/* Reads what n sent and handles the complete frames: one round's share
+ * (REDIS_ROUND_BYTES read, REDIS_ROUND_FRAMES handled), so that a node
+ * that always has data cannot keep the thread from the others, the
+ * timers and the stop.  What is left waits for the next round. */
 static void node_read(struct redis_track *t, struct rnode *n)
 {
-	for (;;) {
+	unsigned budget = REDIS_ROUND_FRAMES;
+	size_t got = 0;
+
+	if (!node_frames(t, n, &budget))
+		return;
+	while (budget && got < REDIS_ROUND_BYTES) {
 		if (n->in_len == n->in_cap) {
 			size_t cap = n->in_cap * 2;
 			uint8_t *p;
@@ -879,36 +943,22 @@ static void node_read(struct redis_track *t, struct rnode *n)
 		if (k < 0) {
 			if (io_error(t, n))
 				continue;
-			return;
+			break;
 		}
+		t->lock_flushed = 0; /* frames a past flush did not cover */
+		got += (size_t)k;
 		n->in_len += (size_t)k;
-		for (;;) {
-			const char *why = "";
-			int rc = resp_read(&n->rd, n->in, n->in_len, &why);
+		if (!node_frames(t, n, &budget))
+			return;
+	}
+	/* A large message made the buffer grow: give it back once nothing
+	 * is pending. */
+	if (n->in_len == 0 && n->in_cap > REDIS_IN_INITIAL * 64) {
+		uint8_t *p = realloc(n->in, REDIS_IN_INITIAL);
 
-			if (rc == 0)
-				break;
-			if (rc < 0) {
-				node_fail(t, n, "bad reply from the server: %s",
-					  why);
-				return;
-			}
-			size_t used = n->rd.pos;
-			if (!on_frame(t, n))
-				return;
-			memmove(n->in, n->in + used, n->in_len - used);
-			n->in_len -= used;
-			resp_reset(&n->rd);
-		}
-		/* A large message made the buffer grow: give it back once
-		 * nothing is pending. */
-		if (n->in_len == 0 && n->in_cap > REDIS_IN_INITIAL * 64) {
-			uint8_t *p = realloc(n->in, REDIS_IN_INITIAL);
-
-			if (p) {
-				n->in = p;
-				n->in_cap = REDIS_IN_INITIAL;
-			}
+		if (p) {
+			n->in = p;
+			n->in_cap = REDIS_IN_INITIAL;
 		}
 	}
 }
@@ -999,20 +1049,25 @@ static void *redis_main(void *arg)
 			pf[np] = (struct pollfd){ .fd = n->fd, .events = ev };
 			pn[np++] = n;
 		}
-		int k = poll(pf, np, 100);
+		/* A node with frames left over from the last round: poll
+		 * only to see who else is ready, then serve them all. */
+		bool more = false;
+		for (nfds_t i = 1; i < np; i++)
+			more |= pn[i]->more;
+		int k = poll(pf, np, more ? 0 : 100);
 		if (k < 0 && errno != EINTR) {
 			log_error("redis: poll: %s", strerror(errno));
 			usleep(100000);
 			continue;
 		}
-		if (k <= 0)
+		if (k < 0)
 			continue;
-		if (pf[0].revents)
+		if (k > 0 && pf[0].revents)
 			break; /* stop */
 		for (nfds_t i = 1; i < np; i++) {
 			struct rnode *n = pn[i];
 
-			if (!pf[i].revents || n->fd != pf[i].fd)
+			if (n->fd != pf[i].fd || !(pf[i].revents || n->more))
 				continue;
 			if (n->st == C_CONNECTING) {
 				int err = 0;
@@ -1029,7 +1084,8 @@ static void *redis_main(void *arg)
 				node_write(t, n);
 				continue;
 			}
-			if (pf[i].revents & (POLLIN | POLLHUP | POLLERR))
+			if ((pf[i].revents & (POLLIN | POLLHUP | POLLERR)) ||
+			    n->more)
 				node_read(t, n);
 			if (n->fd >= 0 && n->out_len > n->out_off)
 				node_write(t, n);

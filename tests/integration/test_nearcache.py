@@ -6,7 +6,7 @@ stored in the daemons' regions that must disappear when a third client
 writes them to Redis.
 
     test_nearcache.py DAEMON_BINARY CACHECTL_BINARY LEASE_CLIENT
-                      [unittest args]
+                      CRASH_CLIENT [unittest args]
 
 Needs redis-server, redis-cli and Debian's python3-redis (for
 /usr/bin/python3): exits 77 (skipped) without them.  Prints "N passed,
@@ -32,7 +32,7 @@ try:
 except ImportError:
     redis = None
 
-DAEMON = CACHECTL = LEASE = None
+DAEMON = CACHECTL = LEASE = CRASH = None
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 
@@ -76,6 +76,60 @@ def wait_for(what, fn, timeout=DEADLINE):
         if time.monotonic() - start > timeout:
             raise AssertionError(f"not within {timeout} s: {what}")
         time.sleep(0.005)
+
+
+# A fake standalone Redis (python3 FAKE PORT): answers the daemon's HELLO,
+# CLUSTER SLOTS (no cluster), CLIENT TRACKING and PING, and once tracking
+# is on sends invalidation pushes for keys under user: without end.
+FLOOD_SERVER = r"""
+import socket, sys, threading
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(sys.argv[1])))
+ls.listen(8)
+def push(i):
+    keys = [b"user:flood%d" % (i * 100 + j) for j in range(100)]
+    return (b">2\r\n$10\r\ninvalidate\r\n*%d\r\n" % len(keys)
+            + b"".join(b"$%d\r\n%s\r\n" % (len(k), k) for k in keys))
+CHUNK = b"".join(push(i) for i in range(200))
+def commands(f):
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        args = []
+        for _ in range(int(line[1:])):
+            n = int(f.readline()[1:])
+            args.append(f.read(n + 2)[:n].upper())
+        yield args
+def serve(c):
+    lock = threading.Lock()
+    def send(b):
+        with lock:
+            c.sendall(b)
+    def flood():
+        try:
+            while True:
+                send(CHUNK)
+        except OSError:
+            pass
+    try:
+        for a in commands(c.makefile("rb")):
+            if a[0] == b"HELLO":
+                send(b"%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n")
+            elif a[0] == b"CLUSTER":
+                send(b"-ERR This instance has cluster support disabled\r\n")
+            elif a[0] == b"CLIENT":
+                send(b"+OK\r\n")
+                threading.Thread(target=flood, daemon=True).start()
+            else:
+                send(b"+PONG\r\n")
+    except OSError:
+        pass
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
 
 
 class RedisProc:
@@ -223,6 +277,29 @@ class NearCacheCase(unittest.TestCase):
             wait_for(f"state {state} {more}", ok)
         except AssertionError:
             raise AssertionError(f"{nearcache(d)}\n{d.logtext()[-3000:]}")
+
+    def hold_a_segment_lock(self, d):
+        """A client of d stopped (SHMC_FAULT) holding a segment lock."""
+        proc = subprocess.Popen([CRASH, d.sock, "churn", "held:", "1", "100"],
+                                env=dict(os.environ, SHMC_FAULT="locked"),
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        line = proc.stderr.readline()
+        self.assertIn(b"shmc-fault: locked", line)
+
+    def store_one(self, d, keys):
+        """Stores the first of keys that d can store (one under a held
+        segment lock cannot be); returns it."""
+        for k in keys:
+            try:
+                store(d, [k])
+                return k
+            except p.ProtoError:
+                continue
+        raise AssertionError(f"none of {keys} could be stored")
 
     def wait_gone(self, daemons, keys, what):
         """Waits until no daemon holds any of keys; returns the time."""
@@ -432,6 +509,35 @@ class Standalone(NearCacheCase):
         self.assertEqual(lease_fill(again, "user:2"), "filled")
         self.assertEqual(nearcache(again)["state"], "off")
 
+    def test_nearcache_flooding_master_does_not_starve_the_others(self):
+        # One master sends invalidations without end, and deletes are slow
+        # (a client stopped holding a segment lock): the other master's
+        # invalidations, its loss and a SIGTERM are still seen.
+        if os.environ.get("SHMC_TEST_FAULT_INJECTION") == "false":
+            self.skipTest("needs -Dfault_injection=true (SHMC_FAULT)")
+        port = free_port()
+        fake = subprocess.Popen([sys.executable, "-c", FLOOD_SERVER,
+                                 str(port)])
+        self.addCleanup(fake.wait)
+        self.addCleanup(fake.kill)
+        r = self.redis()
+        d = self.daemon([f"127.0.0.1:{port}", r.addr()])
+        wait_for("the flood reaches the daemon",
+                 lambda: nearcache(d)["keys"] > 20000)
+        self.hold_a_segment_lock(d)
+        wait_for("a delete that found the lock held",
+                 lambda: nearcache(d)["lock_flushes"] > 0)
+        key = self.store_one(d, [f"sess:{i}" for i in range(64)])
+        r.client().set(key, b"new")
+        self.wait_gone((d,), [key], "the other master's invalidation")
+        r.stop()
+        self.wait_state(d, "down")
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(p.HANG_S)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            raise AssertionError("SIGTERM did not stop the daemon")
 
 class Config(NearCacheCase):
     def run_daemon(self, *args):
@@ -613,12 +719,12 @@ class Cluster(NearCacheCase):
 
 
 def main():
-    global DAEMON, CACHECTL, LEASE
-    DAEMON, CACHECTL, LEASE = p.binaries(3, __doc__)
+    global DAEMON, CACHECTL, LEASE, CRASH
+    DAEMON, CACHECTL, LEASE, CRASH = p.binaries(4, __doc__)
     if not REDIS_SERVER or not REDIS_CLI or redis is None:
         print("redis-server, redis-cli or python3-redis missing: skipped")
         return 77
-    return p.run_tests(sys.argv[4:], "shmc-nc-")
+    return p.run_tests(sys.argv[5:], "shmc-nc-")
 
 
 if __name__ == "__main__":
