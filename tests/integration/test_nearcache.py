@@ -538,6 +538,30 @@ class Standalone(NearCacheCase):
         except subprocess.TimeoutExpired:
             d.proc.kill()
             raise AssertionError("SIGTERM did not stop the daemon")
+    def test_nearcache_ns_del_of_a_tracked_prefix_is_refused(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        out = subprocess.run([CACHECTL, "--socket", d.sock, "ns", "del",
+                              "user:"], capture_output=True, text=True,
+                             timeout=p.HANG_S)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("tracked by --redis-prefix: the near cache keeps it",
+                      out.stderr)
+        # An untracked namespace is deleted as before.
+        ctl = [CACHECTL, "--socket", d.sock, "ns"]
+        for sub in ("add", "del"):
+            out = subprocess.run(ctl + [sub, "other:"], capture_output=True,
+                                 text=True, timeout=p.HANG_S)
+            self.assertEqual(out.returncode, 0, out.stderr)
+        # The prefix is still followed: FLUSHALL drops it, an outage
+        # blocks its fills.
+        store(d, ["user:1"])
+        r.client().flushall()
+        self.wait_gone((d,), ["user:1"], "the keys dropped by FLUSHALL")
+        r.stop()
+        self.wait_state(d, "down")
+        self.assertEqual(lease_fill(d, "user:2"), "stale")
+
 
 class Config(NearCacheCase):
     def run_daemon(self, *args):
