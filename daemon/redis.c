@@ -3,15 +3,15 @@
  *
  * One thread, one poll() loop over non-blocking sockets.  The nodes it
  * knows are a table (struct rnode): the --redis seeds, and the masters a
- * cluster's CLUSTER SLOTS names.  Each connection goes
+ * cluster's CLUSTER NODES names.  Each connection goes
  *     connect (with a deadline)
  *     -> HELLO 3 [AUTH user pass] SETNAME shmcached-track
- *     -> CLUSTER SLOTS: "cluster support disabled" makes the node a
+ *     -> CLUSTER NODES: "cluster support disabled" makes the node a
  *        standalone server (a master of its own); an array is the
  *        cluster's topology, from which the masters are taken
  *     -> on a master: CLIENT TRACKING ON BCAST PREFIX p1 PREFIX p2 ...
  *     -> +OK: this master's tracking is up
- * and then, every second, a PING (or, in a cluster, CLUSTER SLOTS, which
+ * and then, every second, a PING (or, in a cluster, CLUSTER NODES, which
  * re-reads the topology too) that must be answered within
  * REDIS_DEADLINE_MS.  Invalidations arrive as RESP3 push frames on the
  * same connection, so losing the connection is losing the tracking, and
@@ -60,7 +60,7 @@
 
 #define REDIS_NODES_MAX 256u	     /* seeds and masters known */
 #define REDIS_CONNECT_MS 2000u	     /* connect deadline */
-#define REDIS_PING_MS 1000u	     /* a PING (or CLUSTER SLOTS) every */
+#define REDIS_PING_MS 1000u	     /* a PING (or CLUSTER NODES) every */
 #define REDIS_DEADLINE_MS 3000u	     /* for any reply */
 #define REDIS_BACKOFF_MIN_MS 50u     /* reconnect wait, doubled ... */
 #define REDIS_BACKOFF_MAX_MS 5000u   /* ... up to this */
@@ -80,14 +80,14 @@ static_assert(CONFIG_REDIS_PREFIXES <= 64, "lock_flushed: one bit a prefix");
  * ------------------------------------------------------------------------ */
 
 /* What a reply in flight answers. */
-enum pend_kind { P_HELLO, P_SLOTS, P_TRACKING, P_PING };
+enum pend_kind { P_HELLO, P_NODES, P_TRACKING, P_PING };
 
 enum node_kind { K_UNKNOWN, K_STANDALONE, K_CLUSTER };
 
 enum conn_state {
 	C_IDLE,	      /* no socket */
 	C_CONNECTING, /* connect() in progress */
-	C_OPEN,	      /* connected: HELLO and CLUSTER SLOTS sent */
+	C_OPEN,	      /* connected: HELLO and CLUSTER NODES sent */
 };
 
 struct rnode {
@@ -107,7 +107,7 @@ struct rnode {
 	uint64_t next_ping;
 	uint64_t last_warn; /* a failure last logged as a warning */
 
-	/* The masters this node's last CLUSTER SLOTS named (cluster nodes
+	/* The masters this node's last CLUSTER NODES named (cluster nodes
 	 * with a connection only): a bitmap over the table's indices. */
 	uint64_t view[REDIS_NODES_MAX / 64];
 	bool has_view;
@@ -368,7 +368,7 @@ static void state_update(struct redis_track *t)
  * Nodes and connections
  * ------------------------------------------------------------------------ */
 
-/* The canonical form of an address: what CLUSTER SLOTS would say. */
+/* The canonical form of an address: what CLUSTER NODES would say. */
 static void addr_canon(const struct config_mc_addr *a, const char *given,
 		       char *out, size_t cap)
 {
@@ -546,7 +546,7 @@ static void node_connected(struct redis_track *t, struct rnode *n)
 	argv[argc++] = "SETNAME";
 	argv[argc++] = REDIS_CLIENT_NAME;
 	if (node_sendv(n, P_HELLO, argc, argv) ||
-	    node_sendv(n, P_SLOTS, 2, (const char *[]){ "CLUSTER", "SLOTS" })) {
+	    node_sendv(n, P_NODES, 2, (const char *[]){ "CLUSTER", "NODES" })) {
 		node_fail(t, n, "out of memory");
 		return;
 	}
@@ -646,53 +646,115 @@ static void masters_update(struct redis_track *t)
 	}
 }
 
-/* A CLUSTER SLOTS reply from n: its view of the masters. */
-static int slots_view(struct redis_track *t, struct rnode *n,
+/* Whether the comma-separated flags [f, f + len) hold want. */
+static bool flag_has(const char *f, size_t len, const char *want)
+{
+	size_t wl = strlen(want);
+
+	while (len) {
+		const char *c = memchr(f, ',', len);
+		size_t fl = c ? (size_t)(c - f) : len;
+
+		if (fl == wl && !memcmp(f, want, wl))
+			return true;
+		if (!c)
+			break;
+		len -= fl + 1;
+		f = c + 1;
+	}
+	return false;
+}
+
+/* The node of a CLUSTER NODES address field (ip:port@cport[,hostname]),
+ * as asked node n knows it; NULL when it is not an address or the table
+ * is full. */
+static struct rnode *view_node(struct redis_track *t, const struct rnode *n,
+			       const char *f, size_t len)
+{
+	char host[INET6_ADDRSTRLEN + 1], addr[INET6_ADDRSTRLEN + 16];
+	size_t al = 0, hl;
+	unsigned long port = 0;
+
+	while (al < len && f[al] != '@' && f[al] != ',')
+		al++;
+	for (hl = al; hl > 0 && f[hl - 1] != ':'; hl--)
+		;
+	if (hl == 0 || hl == al || al - hl > 5 || hl - 1 > INET6_ADDRSTRLEN)
+		return NULL;
+	for (size_t i = hl; i < al; i++) {
+		if (f[i] < '0' || f[i] > '9')
+			return NULL;
+		port = port * 10 + (unsigned long)(f[i] - '0');
+	}
+	if (port == 0 || port > 65535)
+		return NULL;
+	memcpy(host, f, hl - 1);
+	host[hl - 1] = '\0';
+	if (!host[0]) {
+		/* a node that does not know its own address yet: the node we
+		 * asked */
+		const char *colon = strrchr(n->addr, ':');
+		size_t nl = colon ? (size_t)(colon - n->addr) : 0;
+
+		snprintf(addr, sizeof(addr), "%.*s:%lu", (int)nl, n->addr,
+			 port);
+	} else if (strchr(host, ':')) {
+		snprintf(addr, sizeof(addr), "[%s]:%lu", host, port);
+	} else {
+		snprintf(addr, sizeof(addr), "%s:%lu", host, port);
+	}
+	return node_get(t, addr);
+}
+
+/* A CLUSTER NODES reply from n (one line a node: "id ip:port@cport flags
+ * master-id ping pong epoch link-state [slot ...]"): its view of the
+ * masters.  Every master counts, with slots or without - a master that
+ * owns no slot yet takes writes through ASK redirects while a slot
+ * migrates to it - except one in handshake or without an address, and
+ * one marked failed once it owns no slot any more (its replica took them
+ * over, or it never had any). */
+static int nodes_view(struct redis_track *t, struct rnode *n,
 		      const uint8_t *buf, const struct resp_reader *r)
 {
 	uint64_t view[REDIS_NODES_MAX / 64] = { 0 };
+	const struct resp_node *b = &r->nodes[0];
 
-	if (r->nodes[0].type != '*')
+	if (b->type != '$' && b->type != '=' && b->type != '+')
 		return -1;
-	for (uint32_t i = 1; i < r->nnodes; i = resp_next(r, i)) {
-		const struct resp_node *range = &r->nodes[i];
-		uint32_t e;
+	const char *s = (const char *)buf + b->off, *end = s + b->len;
+	while (s < end) {
+		const char *eol = memchr(s, '\n', (size_t)(end - s));
+		const char *le = eol ? eol : end, *f[9];
+		size_t fl[9];
+		int nf = 0;
 
-		if (range->type != '*' || range->n < 3)
-			return -1;
-		e = i + 1;	     /* start */
-		e = resp_next(r, e); /* end */
-		e = resp_next(r, e); /* the master: [ip, port, ...] */
-		const struct resp_node *m = &r->nodes[e];
-		if (m->type != '*' || m->n < 2)
-			return -1;
-		const struct resp_node *ip = &r->nodes[e + 1];
-		const struct resp_node *port = &r->nodes[resp_next(r, e + 1)];
-		if ((ip->type != '$' && ip->type != '+') || port->type != ':' ||
-		    ip->len > INET6_ADDRSTRLEN || port->i <= 0 ||
-		    port->i > 65535)
-			return -1;
-		char host[INET6_ADDRSTRLEN + 1], addr[INET6_ADDRSTRLEN + 16];
-		memcpy(host, buf + ip->off, ip->len);
-		host[ip->len] = '\0';
-		if (!host[0] || !strcmp(host, "?")) {
-			/* unknown endpoint: the node we asked */
-			char *colon = strrchr(n->addr, ':');
-			size_t hl = colon ? (size_t)(colon - n->addr) : 0;
-			snprintf(addr, sizeof(addr), "%.*s:%d", (int)hl,
-				 n->addr, (int)port->i);
-		} else if (strchr(host, ':')) {
-			snprintf(addr, sizeof(addr), "[%s]:%d", host,
-				 (int)port->i);
-		} else {
-			snprintf(addr, sizeof(addr), "%s:%d", host,
-				 (int)port->i);
+		for (const char *q = s; q < le && nf < 9;) {
+			while (q < le && (*q == ' ' || *q == '\r'))
+				q++;
+			if (q == le)
+				break;
+			f[nf] = q;
+			while (q < le && *q != ' ' && *q != '\r')
+				q++;
+			fl[nf] = (size_t)(q - f[nf]);
+			nf++;
 		}
-		struct rnode *mn = node_get(t, addr);
+		s = eol ? eol + 1 : end;
+		if (nf == 0)
+			continue;
+		if (nf < 8)
+			return -1;
+		if (!flag_has(f[2], fl[2], "master") ||
+		    flag_has(f[2], fl[2], "handshake") ||
+		    flag_has(f[2], fl[2], "noaddr") ||
+		    (flag_has(f[2], fl[2], "fail") && nf < 9))
+			continue;
+		struct rnode *mn = view_node(t, n, f[1], fl[1]);
 		if (!mn) {
-			log_error("redis: cannot track master %s (not an IP "
+			log_error("redis: cannot track master %.*s (not an IP "
 				  "address, or more than %u nodes)",
-				  addr, REDIS_NODES_MAX);
+				  (int)(fl[1] < 200 ? fl[1] : 200), f[1],
+				  REDIS_NODES_MAX);
 			return -1;
 		}
 		uint32_t k = node_index(t, mn);
@@ -806,7 +868,7 @@ static bool on_frame(struct redis_track *t, struct rnode *n)
 			return false;
 		}
 		return true;
-	case P_SLOTS:
+	case P_NODES:
 		if (is_err) {
 			err_text(r, buf, e, sizeof(e));
 			if (strstr(e, "cluster support disabled")) {
@@ -820,11 +882,11 @@ static bool on_frame(struct redis_track *t, struct rnode *n)
 					node_track(t, n);
 				return n->fd >= 0;
 			}
-			node_fail(t, n, "CLUSTER SLOTS refused: %s", e);
+			node_fail(t, n, "CLUSTER NODES refused: %s", e);
 			return false;
 		}
-		if (slots_view(t, n, buf, r)) {
-			node_fail(t, n, "CLUSTER SLOTS reply not understood");
+		if (nodes_view(t, n, buf, r)) {
+			node_fail(t, n, "CLUSTER NODES reply not understood");
 			return false;
 		}
 		if (n->kind != K_CLUSTER)
@@ -1008,10 +1070,10 @@ static void nodes_tick(struct redis_track *t)
 				break;
 			n->next_ping = now + REDIS_PING_MS;
 			int rc = n->kind == K_CLUSTER
-					 ? node_sendv(n, P_SLOTS, 2,
+					 ? node_sendv(n, P_NODES, 2,
 						      (const char *[]){
 							      "CLUSTER",
-							      "SLOTS" })
+							      "NODES" })
 					 : node_sendv(n, P_PING, 1,
 						      (const char *[]){
 							      "PING" });

@@ -79,7 +79,7 @@ def wait_for(what, fn, timeout=DEADLINE):
 
 
 # A fake standalone Redis (python3 FAKE PORT): answers the daemon's HELLO,
-# CLUSTER SLOTS (no cluster), CLIENT TRACKING and PING, and once tracking
+# CLUSTER NODES (no cluster), CLIENT TRACKING and PING, and once tracking
 # is on sends invalidation pushes for keys under user: without end.
 FLOOD_SERVER = r"""
 import socket, sys, threading
@@ -705,6 +705,39 @@ class Cluster(NearCacheCase):
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
         self.assertIn("127.0.0.1:%d is a master" % ports[3], d.logtext())
 
+    def test_nearcache_cluster_master_without_slots_is_tracked(self):
+        ports = self.ports(4)
+        nodes = [self.node(port) for port in ports[:3]]
+        self.cli("--cluster", "create",
+                 *[f"127.0.0.1:{port}" for port in ports[:3]],
+                 "--cluster-replicas", "0", "--cluster-yes")
+        self.wait_cluster_ok(nodes)
+        d = self.daemon([f"127.0.0.1:{ports[0]}"])
+        self.wait_state(d, "up", masters=3)
+        # An empty master joins: tracked before it owns any slot.
+        new = self.node(ports[3])
+        self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
+                 f"127.0.0.1:{ports[0]}")
+        wait_for("the new node known", lambda: all(
+            len(n.client().cluster("nodes")) == 4 for n in nodes))
+        self.wait_cluster_ok(nodes + [new])
+        self.wait_state(d, "up", masters=4, masters_known=4)
+        # Slot 0 migrates to it; a write reaches it through ASK while
+        # the source still owns the slot.
+        key = next(f"user:{{{i}}}" for i in range(100000)
+                   if redis.crc.key_slot(f"user:{{{i}}}".encode()) == 0)
+        src, dst = nodes[0].client(), new.client()
+        src.set(key, b"v1")
+        sid, did = src.cluster("myid"), dst.cluster("myid")
+        dst.execute_command("CLUSTER", "SETSLOT", 0, "IMPORTING", sid)
+        src.execute_command("CLUSTER", "SETSLOT", 0, "MIGRATING", did)
+        src.execute_command("MIGRATE", "127.0.0.1", ports[3], key, 0, 5000)
+        store(d, [key])
+        pipe = dst.pipeline(transaction=False)
+        pipe.execute_command("ASKING")
+        pipe.execute_command("SET", key, "v2")
+        self.assertEqual(pipe.execute(), [True, True])
+        self.wait_gone((d,), [key], "a write through ASK on the new master")
 
     def test_nearcache_cluster_failover_is_followed(self):
         ports = self.ports(4)
