@@ -662,13 +662,29 @@ class Cluster(NearCacheCase):
             n.client().cluster("info")["cluster_state"] == "ok"
             for n in nodes))
 
-    def test_nearcache_cluster_tracks_every_master_and_a_moved_slot(self):
-        ports = self.ports(4)
-        nodes = [self.node(port) for port in ports[:3]]
+    def create(self, ports, timeout_ms=3000):
+        """A cluster of masters on ports, no replicas; its nodes."""
+        nodes = [self.node(port, timeout_ms) for port in ports]
         self.cli("--cluster", "create",
-                 *[f"127.0.0.1:{port}" for port in ports[:3]],
+                 *[f"127.0.0.1:{port}" for port in ports],
                  "--cluster-replicas", "0", "--cluster-yes")
         self.wait_cluster_ok(nodes)
+        return nodes
+
+    def add_master(self, nodes, port):
+        """A master without slots on port, joined to nodes' cluster."""
+        new = self.node(port)
+        self.cli("--cluster", "add-node", f"127.0.0.1:{port}",
+                 f"127.0.0.1:{nodes[0].port}")
+        wait_for("the new node known", lambda: all(
+            len(n.client().cluster("nodes")) == len(nodes) + 1
+            for n in nodes))
+        self.wait_cluster_ok(nodes + [new])
+        return new
+
+    def test_nearcache_cluster_tracks_every_master_and_a_moved_slot(self):
+        ports = self.ports(4)
+        nodes = self.create(ports[:3])
         # One seed is enough; one that is down does not hold it up.
         d = self.daemon([f"127.0.0.1:{free_port()}",
                          f"127.0.0.1:{ports[1]}"])
@@ -683,12 +699,7 @@ class Cluster(NearCacheCase):
         self.wait_gone((d,), keys, "writes on every master invalidate")
 
         # A fourth master takes slot 0: the daemon must follow.
-        new = self.node(ports[3])
-        self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
-                 f"127.0.0.1:{ports[0]}")
-        wait_for("the new node known", lambda: all(
-            len(n.client().cluster("nodes")) == 4 for n in nodes))
-        self.wait_cluster_ok(nodes + [new])
+        new = self.add_master(nodes, ports[3])
         src = nodes[0].client().cluster("myid")
         dst = new.client().cluster("myid")
         self.cli("--cluster", "reshard", f"127.0.0.1:{ports[0]}",
@@ -707,20 +718,11 @@ class Cluster(NearCacheCase):
 
     def test_nearcache_cluster_master_without_slots_is_tracked(self):
         ports = self.ports(4)
-        nodes = [self.node(port) for port in ports[:3]]
-        self.cli("--cluster", "create",
-                 *[f"127.0.0.1:{port}" for port in ports[:3]],
-                 "--cluster-replicas", "0", "--cluster-yes")
-        self.wait_cluster_ok(nodes)
+        nodes = self.create(ports[:3])
         d = self.daemon([f"127.0.0.1:{ports[0]}"])
         self.wait_state(d, "up", masters=3)
         # An empty master joins: tracked before it owns any slot.
-        new = self.node(ports[3])
-        self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
-                 f"127.0.0.1:{ports[0]}")
-        wait_for("the new node known", lambda: all(
-            len(n.client().cluster("nodes")) == 4 for n in nodes))
-        self.wait_cluster_ok(nodes + [new])
+        new = self.add_master(nodes, ports[3])
         self.wait_state(d, "up", masters=4, masters_known=4)
         # Slot 0 migrates to it; a write reaches it through ASK while
         # the source still owns the slot.
@@ -741,11 +743,7 @@ class Cluster(NearCacheCase):
 
     def test_nearcache_cluster_failover_is_followed(self):
         ports = self.ports(4)
-        nodes = [self.node(port, 1000) for port in ports[:3]]
-        self.cli("--cluster", "create",
-                 *[f"127.0.0.1:{port}" for port in ports[:3]],
-                 "--cluster-replicas", "0", "--cluster-yes")
-        self.wait_cluster_ok(nodes)
+        nodes = self.create(ports[:3], 1000)
         replica = self.node(ports[3], 1000)
         self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
                  f"127.0.0.1:{ports[1]}", "--cluster-slave",
