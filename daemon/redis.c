@@ -119,6 +119,8 @@ struct rnode {
 	uint8_t *in;
 	size_t in_len, in_cap;
 	bool more; /* in may hold complete frames not handled yet */
+
+	struct rnode *next_dead; /* out of the table, to be freed */
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
 	struct resp_reader rd;
@@ -135,6 +137,7 @@ struct redis_track {
 
 	struct rnode *nodes[REDIS_NODES_MAX];
 	uint32_t nnodes;
+	struct rnode *dead; /* out of the table, freed between rounds */
 	bool up;
 	bool failed; /* a connection failed or was lost since the start */
 
@@ -389,9 +392,10 @@ static void addr_canon(const struct config_mc_addr *a, const char *given,
 	}
 }
 
-/* The node of address s (IP:PORT, [IP]:PORT or a path), added when new.
- * NULL when it does not parse or the table is full. */
-static struct rnode *node_get(struct redis_track *t, const char *s)
+/* The node of address s (IP:PORT, [IP]:PORT or a path), added when new
+ * and add is true.  NULL when it does not parse, is new and add is false,
+ * or the table is full. */
+static struct rnode *node_get(struct redis_track *t, const char *s, bool add)
 {
 	struct config_mc_addr a;
 	char why[256], canon[sizeof(((struct rnode *)0)->addr)];
@@ -402,7 +406,7 @@ static struct rnode *node_get(struct redis_track *t, const char *s)
 	for (uint32_t i = 0; i < t->nnodes; i++)
 		if (!strcmp(t->nodes[i]->addr, canon))
 			return t->nodes[i];
-	if (t->nnodes >= REDIS_NODES_MAX)
+	if (!add || t->nnodes >= REDIS_NODES_MAX)
 		return NULL;
 	struct rnode *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -435,6 +439,76 @@ static void node_close(struct rnode *n)
 	n->in_len = n->out_len = n->out_off = 0;
 	n->more = false;
 	resp_reset(&n->rd);
+}
+
+/* Closes n and frees it.  The bytes sent (the password of HELLO's AUTH
+ * among them) are zeroed first. */
+static void node_free(struct rnode *n)
+{
+	node_close(n);
+	resp_fini(&n->rd);
+	if (n->out)
+		explicit_bzero(n->out, n->out_cap);
+	free(n->in);
+	free(n->out);
+	free(n);
+}
+
+/* Takes the nodes whose bit in keep is clear out of the table, closed;
+ * the others keep their order, and every view is renumbered.  The nodes
+ * taken out are freed by nodes_reap(), between poll rounds: a pointer to
+ * one may still be held until then. */
+static void nodes_drop(struct redis_track *t, const uint64_t *keep)
+{
+	uint32_t map[REDIS_NODES_MAX], k = 0, old = t->nnodes;
+
+	for (uint32_t i = 0; i < old; i++) {
+		struct rnode *n = t->nodes[i];
+
+		if ((keep[i / 64] >> (i % 64)) & 1) {
+			map[i] = k;
+			t->nodes[k++] = n;
+			continue;
+		}
+		map[i] = UINT32_MAX;
+		log_debug("redis: %s is no longer in the topology: forgotten",
+			  n->addr);
+		node_close(n);
+		n->next_dead = t->dead;
+		t->dead = n;
+	}
+	if (k == old)
+		return;
+	t->nnodes = k;
+	for (uint32_t j = 0; j < k; j++) {
+		struct rnode *n = t->nodes[j];
+		uint64_t v[REDIS_NODES_MAX / 64] = { 0 };
+
+		for (uint32_t i = 0; i < old; i++)
+			if (map[i] != UINT32_MAX &&
+			    ((n->view[i / 64] >> (i % 64)) & 1))
+				v[map[i] / 64] |= UINT64_C(1) << (map[i] % 64);
+		memcpy(n->view, v, sizeof(v));
+	}
+}
+
+/* Between poll rounds: frees the nodes nodes_drop() took out, then takes
+ * out those no view names any more and no --redis gives (a cluster's
+ * former masters), so that the table does not fill up over time. */
+static void nodes_reap(struct redis_track *t)
+{
+	uint64_t keep[REDIS_NODES_MAX / 64] = { 0 };
+
+	while (t->dead) {
+		struct rnode *n = t->dead;
+
+		t->dead = n->next_dead;
+		node_free(n);
+	}
+	for (uint32_t i = 0; i < t->nnodes; i++)
+		if (t->nodes[i]->seed || t->nodes[i]->master)
+			keep[i / 64] |= UINT64_C(1) << (i % 64);
+	nodes_drop(t, keep);
 }
 
 static void masters_update(struct redis_track *t);
@@ -665,13 +739,13 @@ static bool flag_has(const char *f, size_t len, const char *want)
 	return false;
 }
 
-/* The node of a CLUSTER NODES address field (ip:port@cport[,hostname]),
- * as asked node n knows it; NULL when it is not an address or the table
- * is full. */
-static struct rnode *view_node(struct redis_track *t, const struct rnode *n,
-			       const char *f, size_t len)
+/* The address (for node_get()) of a CLUSTER NODES address field
+ * (ip:port@cport[,hostname]) that node n sent, into addr (cap bytes,
+ * at least INET6_ADDRSTRLEN + 16); -1 when it is not one. */
+static int view_addr(const struct rnode *n, const char *f, size_t len,
+		     char *addr, size_t cap)
 {
-	char host[INET6_ADDRSTRLEN + 1], addr[INET6_ADDRSTRLEN + 16];
+	char host[INET6_ADDRSTRLEN + 1];
 	size_t al = 0, hl;
 	unsigned long port = 0;
 
@@ -680,14 +754,14 @@ static struct rnode *view_node(struct redis_track *t, const struct rnode *n,
 	for (hl = al; hl > 0 && f[hl - 1] != ':'; hl--)
 		;
 	if (hl == 0 || hl == al || al - hl > 5 || hl - 1 > INET6_ADDRSTRLEN)
-		return NULL;
+		return -1;
 	for (size_t i = hl; i < al; i++) {
 		if (f[i] < '0' || f[i] > '9')
-			return NULL;
+			return -1;
 		port = port * 10 + (unsigned long)(f[i] - '0');
 	}
 	if (port == 0 || port > 65535)
-		return NULL;
+		return -1;
 	memcpy(host, f, hl - 1);
 	host[hl - 1] = '\0';
 	if (!host[0]) {
@@ -696,27 +770,28 @@ static struct rnode *view_node(struct redis_track *t, const struct rnode *n,
 		const char *colon = strrchr(n->addr, ':');
 		size_t nl = colon ? (size_t)(colon - n->addr) : 0;
 
-		snprintf(addr, sizeof(addr), "%.*s:%lu", (int)nl, n->addr,
-			 port);
+		snprintf(addr, cap, "%.*s:%lu", (int)nl, n->addr, port);
 	} else if (strchr(host, ':')) {
-		snprintf(addr, sizeof(addr), "[%s]:%lu", host, port);
+		snprintf(addr, cap, "[%s]:%lu", host, port);
 	} else {
-		snprintf(addr, sizeof(addr), "%s:%lu", host, port);
+		snprintf(addr, cap, "%s:%lu", host, port);
 	}
-	return node_get(t, addr);
+	return 0;
 }
 
-/* A CLUSTER NODES reply from n (one line a node: "id ip:port@cport flags
- * master-id ping pong epoch link-state [slot ...]"): its view of the
- * masters.  Every master counts, with slots or without - a master that
+/* The masters in a CLUSTER NODES reply from n (one line a node: "id
+ * ip:port@cport flags master-id ping pong epoch link-state [slot ...]"):
+ * their bits in bits, new nodes added when add is true, else counted in
+ * *missing.  Every master counts, with slots or without - a master that
  * owns no slot yet takes writes through ASK redirects while a slot
  * migrates to it - except one in handshake or without an address, and
  * one marked failed once it owns no slot any more (its replica took them
- * over, or it never had any). */
-static int nodes_view(struct redis_track *t, struct rnode *n,
-		      const uint8_t *buf, const struct resp_reader *r)
+ * over, or it never had any).  -1 for a reply not understood, or a
+ * master that cannot be added. */
+static int nodes_scan(struct redis_track *t, const struct rnode *n,
+		      const uint8_t *buf, const struct resp_reader *r,
+		      uint64_t *bits, uint32_t *missing, bool add)
 {
-	uint64_t view[REDIS_NODES_MAX / 64] = { 0 };
 	const struct resp_node *b = &r->nodes[0];
 
 	if (b->type != '$' && b->type != '=' && b->type != '+')
@@ -725,6 +800,7 @@ static int nodes_view(struct redis_track *t, struct rnode *n,
 	while (s < end) {
 		const char *eol = memchr(s, '\n', (size_t)(end - s));
 		const char *le = eol ? eol : end, *f[9];
+		char addr[INET6_ADDRSTRLEN + 16];
 		size_t fl[9];
 		int nf = 0;
 
@@ -749,17 +825,57 @@ static int nodes_view(struct redis_track *t, struct rnode *n,
 		    flag_has(f[2], fl[2], "noaddr") ||
 		    (flag_has(f[2], fl[2], "fail") && nf < 9))
 			continue;
-		struct rnode *mn = view_node(t, n, f[1], fl[1]);
+		if (view_addr(n, f[1], fl[1], addr, sizeof(addr))) {
+			log_error("redis: %s: a master's address is not "
+				  "IP:PORT: %.*s",
+				  n->addr, (int)(fl[1] < 200 ? fl[1] : 200),
+				  f[1]);
+			return -1;
+		}
+		struct rnode *mn = node_get(t, addr, add);
+		if (!mn && !add) {
+			(*missing)++;
+			continue;
+		}
 		if (!mn) {
-			log_error("redis: cannot track master %.*s (not an IP "
+			log_error("redis: cannot track master %s (not an IP "
 				  "address, or more than %u nodes)",
-				  (int)(fl[1] < 200 ? fl[1] : 200), f[1],
-				  REDIS_NODES_MAX);
+				  addr, REDIS_NODES_MAX);
 			return -1;
 		}
 		uint32_t k = node_index(t, mn);
-		view[k / 64] |= UINT64_C(1) << (k % 64);
+		bits[k / 64] |= UINT64_C(1) << (k % 64);
 	}
+	return 0;
+}
+
+/* A CLUSTER NODES reply from n: its view of the masters. */
+static int nodes_view(struct redis_track *t, struct rnode *n,
+		      const uint8_t *buf, const struct resp_reader *r)
+{
+	uint64_t keep[REDIS_NODES_MAX / 64] = { 0 };
+	uint64_t view[REDIS_NODES_MAX / 64] = { 0 };
+	uint32_t missing = 0;
+
+	/* Room for the new masters first: the nodes this view names, the
+	 * other connected nodes' views, the seeds and servers stay. */
+	if (nodes_scan(t, n, buf, r, keep, &missing, false))
+		return -1;
+	if (t->nnodes + missing > REDIS_NODES_MAX) {
+		for (uint32_t i = 0; i < t->nnodes; i++) {
+			const struct rnode *m = t->nodes[i];
+
+			if (m == n || m->seed || m->kind == K_STANDALONE)
+				keep[i / 64] |= UINT64_C(1) << (i % 64);
+			if (m != n && m->has_view)
+				for (size_t w = 0; w < REDIS_NODES_MAX / 64;
+				     w++)
+					keep[w] |= m->view[w];
+		}
+		nodes_drop(t, keep);
+	}
+	if (nodes_scan(t, n, buf, r, view, NULL, true))
+		return -1;
 	memcpy(n->view, view, sizeof(view));
 	n->has_view = true;
 	return 0;
@@ -1095,6 +1211,7 @@ static void *redis_main(void *arg)
 	struct rnode *pn[REDIS_NODES_MAX + 1];
 
 	for (;;) {
+		nodes_reap(t);
 		nodes_tick(t);
 		nfds_t np = 0;
 
@@ -1229,7 +1346,7 @@ int redis_prepare(struct daemon *d, char *err, size_t cap)
 		t->has_password = t->password[0] != '\0';
 	}
 	for (uint32_t i = 0; i < c->n_redis; i++) {
-		struct rnode *n = node_get(t, c->redis[i]);
+		struct rnode *n = node_get(t, c->redis[i], true);
 
 		if (!n) { /* config_parse() checked them */
 			snprintf(err, cap, "--redis %s: not an address",
@@ -1324,13 +1441,10 @@ void redis_stop(struct daemon *d)
 		/* Nobody follows Redis from now on. */
 		prefixes_drop(t);
 	}
-	for (uint32_t i = 0; i < t->nnodes; i++) {
-		node_close(t->nodes[i]);
-		resp_fini(&t->nodes[i]->rd);
-		free(t->nodes[i]->in);
-		free(t->nodes[i]->out);
-		free(t->nodes[i]);
-	}
+	for (uint32_t i = 0; i < t->nnodes; i++)
+		node_free(t->nodes[i]);
+	t->nnodes = 0;
+	nodes_reap(t);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
 	pthread_mutex_lock(t->lock);

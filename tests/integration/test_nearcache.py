@@ -78,20 +78,32 @@ def wait_for(what, fn, timeout=DEADLINE):
         time.sleep(0.005)
 
 
-# A fake standalone Redis (python3 FAKE PORT): answers the daemon's HELLO,
-# CLUSTER NODES (no cluster), CLIENT TRACKING and PING, and once tracking
-# is on sends invalidation pushes for keys under user: without end.
-FLOOD_SERVER = r"""
+# A fake Redis for what a real one will not do, in modes:
+#   python3 -c FAKE_REDIS flood PORT   a server that answers the daemon's
+#       HELLO, CLUSTER NODES (no cluster), CLIENT TRACKING and PING, and
+#       once tracking is on sends invalidations under user: without end;
+#   python3 -c FAKE_REDIS cluster P1 P2   two cluster nodes: the first
+#       CLUSTER NODES answer names P1 and 255 other (unreachable) masters -
+#       a big cluster, or many over time - every later one P1 and P2.
+FAKE_REDIS = r"""
 import socket, sys, threading
-ls = socket.socket()
-ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-ls.bind(("127.0.0.1", int(sys.argv[1])))
-ls.listen(8)
+mode, ports = sys.argv[1], [int(a) for a in sys.argv[2:]]
 def push(i):
     keys = [b"user:flood%d" % (i * 100 + j) for j in range(100)]
     return (b">2\r\n$10\r\ninvalidate\r\n*%d\r\n" % len(keys)
             + b"".join(b"$%d\r\n%s\r\n" % (len(k), k) for k in keys))
 CHUNK = b"".join(push(i) for i in range(200))
+asked = []
+def cluster_nodes():
+    masters = [("127.0.0.1", p) for p in ports]
+    if not asked:
+        masters = masters[:1] + [("127.0.0.2", 30000 + i)
+                                 for i in range(255)]
+    asked.append(1)
+    text = "".join("%040x %s:%d@%d master - 0 0 1 connected%s\n" % (
+        i + 1, ip, port, port + 10000, " 0-16383" if i == 0 else "")
+        for i, (ip, port) in enumerate(masters)).encode()
+    return b"$%d\r\n%s\r\n" % (len(text), text)
 def commands(f):
     while True:
         line = f.readline()
@@ -117,19 +129,39 @@ def serve(c):
         for a in commands(c.makefile("rb")):
             if a[0] == b"HELLO":
                 send(b"%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n")
+            elif a[0] == b"CLUSTER" and mode == "cluster":
+                send(cluster_nodes())
             elif a[0] == b"CLUSTER":
                 send(b"-ERR This instance has cluster support disabled\r\n")
             elif a[0] == b"CLIENT":
                 send(b"+OK\r\n")
-                threading.Thread(target=flood, daemon=True).start()
+                if mode == "flood":
+                    threading.Thread(target=flood, daemon=True).start()
             else:
                 send(b"+PONG\r\n")
     except OSError:
         pass
-while True:
-    c, _ = ls.accept()
-    threading.Thread(target=serve, args=(c,), daemon=True).start()
+def listen(port):
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(8)
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+for port in ports[1:]:
+    threading.Thread(target=listen, args=(port,), daemon=True).start()
+listen(ports[0])
 """
+
+
+def fake_redis(case, *args):
+    """Starts FAKE_REDIS with args (stopped at case's cleanup)."""
+    fake = subprocess.Popen([sys.executable, "-c", FAKE_REDIS]
+                            + [str(a) for a in args])
+    case.addCleanup(fake.wait)
+    case.addCleanup(fake.kill)
+    return fake
 
 
 class RedisProc:
@@ -516,10 +548,7 @@ class Standalone(NearCacheCase):
         if os.environ.get("SHMC_TEST_FAULT_INJECTION") == "false":
             self.skipTest("needs -Dfault_injection=true (SHMC_FAULT)")
         port = free_port()
-        fake = subprocess.Popen([sys.executable, "-c", FLOOD_SERVER,
-                                 str(port)])
-        self.addCleanup(fake.wait)
-        self.addCleanup(fake.kill)
+        fake_redis(self, "flood", port)
         r = self.redis()
         d = self.daemon([f"127.0.0.1:{port}", r.addr()])
         wait_for("the flood reaches the daemon",
@@ -740,6 +769,16 @@ class Cluster(NearCacheCase):
         pipe.execute_command("SET", key, "v2")
         self.assertEqual(pipe.execute(), [True, True])
         self.wait_gone((d,), [key], "a write through ASK on the new master")
+
+    def test_nearcache_cluster_nodes_gone_from_the_topology_are_forgotten(
+            self):
+        # A first topology of 256 masters fills the node table; the next
+        # one names a master not seen yet, which needs a place in it.
+        p1, p2 = free_port(), free_port()
+        fake_redis(self, "cluster", p1, p2)
+        d = self.daemon([f"127.0.0.1:{p1}"], wait_up=False)
+        self.wait_state(d, "up", masters=2, masters_known=2)
+        self.assertNotIn("cannot track master", d.logtext())
 
     def test_nearcache_cluster_failover_is_followed(self):
         ports = self.ports(4)
