@@ -436,6 +436,8 @@ static void node_close(struct rnode *n)
 	n->tracking = false;
 	n->has_view = false;
 	n->pcount = n->phead = 0;
+	if (n->out)
+		explicit_bzero(n->out, n->out_len); /* a password unsent */
 	n->in_len = n->out_len = n->out_off = 0;
 	n->more = false;
 	resp_reset(&n->rd);
@@ -574,9 +576,15 @@ static int node_send(struct rnode *n, enum pend_kind k, int argc,
 
 		while (cap - n->out_len < need)
 			cap *= 2;
-		uint8_t *p = realloc(n->out, cap);
+		/* not realloc(): the old buffer may hold a password */
+		uint8_t *p = malloc(cap);
 		if (!p)
 			return -ENOMEM;
+		if (n->out) {
+			memcpy(p, n->out, n->out_len);
+			explicit_bzero(n->out, n->out_cap);
+			free(n->out);
+		}
 		n->out = p;
 		n->out_cap = cap;
 	}
@@ -1154,6 +1162,8 @@ static void node_write(struct redis_track *t, struct rnode *n)
 		}
 		n->out_off += (size_t)k;
 	}
+	/* Sent: HELLO's AUTH password must not stay behind in the heap. */
+	explicit_bzero(n->out, n->out_len);
 	n->out_off = n->out_len = 0;
 }
 

@@ -248,6 +248,25 @@ def present(d, keys):
         c.close()
 
 
+def memory_count(pid, needle):
+    """How many times needle is in the writable memory of process pid."""
+    count = 0
+    with open(f"/proc/{pid}/maps") as maps, \
+            open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "w" not in fields[1]:
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, ValueError):
+                continue
+            count += data.count(needle)
+    return count
+
+
 class Lease:
     """A fill through a lease (lease_client), as an application reading
     through to Redis: the lease is taken at the miss, here; fill() stores
@@ -663,6 +682,28 @@ class Config(NearCacheCase):
         self.assertEqual(lease_fill(bad, "user:2"), "stale")
         self.assertEqual(lease_fill(bad, "other:2"), "filled")
         self.assertEqual(lease_fill(d, "user:2"), "filled")
+
+    def test_nearcache_password_is_not_left_in_sent_buffers(self):
+        # The daemon keeps the password once (to reconnect); the copy in
+        # the HELLO it sent is zeroed.  Long, so that the commands sent
+        # after it would not overwrite it all.
+        secret = "pw-" + os.urandom(150).hex()
+        r = self.redis(extra=["--requirepass", secret])
+        pw = os.path.join(self.dir, "pw")
+        with open(pw, "w") as f:
+            f.write(secret + "\n")
+        os.chmod(pw, 0o600)
+        d = self.daemon(r.addr(), extra=["--redis-password-file", pw])
+        tail = secret[-64:].encode()
+        self.assertEqual(memory_count(d.proc.pid, tail), 1)
+        # And after a reconnection.
+        rc = r.client(password=secret)
+        for c in rc.client_list():
+            if c["name"] == "shmcached-track":
+                rc.client_kill_filter(_id=c["id"])
+        wait_for("the reconnect", lambda: nearcache(d)["reconnects"] >= 1)
+        self.wait_state(d, "up")
+        self.assertEqual(memory_count(d.proc.pid, tail), 1)
 
 
 class Cluster(NearCacheCase):
