@@ -1120,8 +1120,12 @@ static void node_read(struct redis_track *t, struct rnode *n)
 			n->in = p;
 			n->in_cap = cap;
 		}
+		size_t room = n->in_cap - n->in_len;
 		ssize_t k = recv(n->fd, n->in + n->in_len,
-				 n->in_cap - n->in_len, 0);
+				 room < REDIS_ROUND_BYTES - got
+					 ? room
+					 : REDIS_ROUND_BYTES - got,
+				 0);
 		if (k == 0) {
 			node_fail(t, n, "connection closed by the server");
 			return;
