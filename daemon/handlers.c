@@ -585,7 +585,23 @@ static void ns_reply(struct conn *c, uint16_t type, uint32_t id, int rc)
 	conn_reply_error(c, id, rc, msg);
 }
 
-/* NS_ADD, NS_FLUSH, NS_DEL: op on the body's prefix. */
+/* Whether prefix is one the near cache tracks (--redis-prefix). */
+static bool ns_tracked(const struct daemon *d, const void *p, size_t len)
+{
+	if (!d->cfg.n_redis)
+		return false;
+	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
+		const char *t = d->cfg.redis_prefixes[i];
+
+		if (strlen(t) == len && !memcmp(t, p, len))
+			return true;
+	}
+	return false;
+}
+
+/* NS_ADD, NS_FLUSH, NS_DEL: op on the body's prefix.  NS_DEL of a prefix
+ * the near cache tracks is refused: the namespace is what blocks its
+ * fills during an outage, and a deleted one is blocked no more. */
 static void ns_op(struct daemon *d, struct conn *c, uint16_t type, uint32_t id,
 		  struct proto_r *r,
 		  int (*op)(struct eng *e, const void *p, size_t len))
@@ -593,12 +609,19 @@ static void ns_op(struct daemon *d, struct conn *c, uint16_t type, uint32_t id,
 	const void *p;
 	size_t len;
 
-	if (ns_prefix(c, id, r, &p, &len)) {
-		pthread_mutex_lock(&d->ns_lock);
-		int rc = op(&d->eng, p, len);
-		pthread_mutex_unlock(&d->ns_lock);
-		ns_reply(c, type, id, rc);
+	if (!ns_prefix(c, id, r, &p, &len))
+		return;
+	if (type == PROTO_T_NS_DEL && ns_tracked(d, p, len)) {
+		conn_reply_error(c, id, -EBUSY,
+				 "tracked by --redis-prefix: the near cache "
+				 "keeps it (start the daemon without that "
+				 "--redis-prefix to delete it)");
+		return;
 	}
+	pthread_mutex_lock(&d->ns_lock);
+	int rc = op(&d->eng, p, len);
+	pthread_mutex_unlock(&d->ns_lock);
+	ns_reply(c, type, id, rc);
 }
 
 static void on_ns_add(struct daemon *d, struct conn *c, uint32_t id,

@@ -3,15 +3,15 @@
  *
  * One thread, one poll() loop over non-blocking sockets.  The nodes it
  * knows are a table (struct rnode): the --redis seeds, and the masters a
- * cluster's CLUSTER SLOTS names.  Each connection goes
+ * cluster's CLUSTER NODES names.  Each connection goes
  *     connect (with a deadline)
  *     -> HELLO 3 [AUTH user pass] SETNAME shmcached-track
- *     -> CLUSTER SLOTS: "cluster support disabled" makes the node a
+ *     -> CLUSTER NODES: "cluster support disabled" makes the node a
  *        standalone server (a master of its own); an array is the
  *        cluster's topology, from which the masters are taken
  *     -> on a master: CLIENT TRACKING ON BCAST PREFIX p1 PREFIX p2 ...
  *     -> +OK: this master's tracking is up
- * and then, every second, a PING (or, in a cluster, CLUSTER SLOTS, which
+ * and then, every second, a PING (or, in a cluster, CLUSTER NODES, which
  * re-reads the topology too) that must be answered within
  * REDIS_DEADLINE_MS.  Invalidations arrive as RESP3 push frames on the
  * same connection, so losing the connection is losing the tracking, and
@@ -36,6 +36,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <assert.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -59,30 +60,34 @@
 
 #define REDIS_NODES_MAX 256u	     /* seeds and masters known */
 #define REDIS_CONNECT_MS 2000u	     /* connect deadline */
-#define REDIS_PING_MS 1000u	     /* a PING (or CLUSTER SLOTS) every */
+#define REDIS_PING_MS 1000u	     /* a PING (or CLUSTER NODES) every */
 #define REDIS_DEADLINE_MS 3000u	     /* for any reply */
 #define REDIS_BACKOFF_MIN_MS 50u     /* reconnect wait, doubled ... */
 #define REDIS_BACKOFF_MAX_MS 5000u   /* ... up to this */
 #define REDIS_PEND_MAX 8u	     /* requests in flight per connection */
 #define REDIS_IN_INITIAL (16u << 10) /* receive buffer, grown as needed */
 #define REDIS_IN_MAX ((256u << 20) + (64u << 10))
-#define REDIS_LOG_EVERY_MS 60000u /* repeated failures: warn this often */
+#define REDIS_ROUND_BYTES (64u << 10) /* read per node per poll round */
+#define REDIS_ROUND_FRAMES 64u	      /* frames handled per node per round */
+#define REDIS_LOG_EVERY_MS 60000u     /* repeated failures: warn this often */
 #define REDIS_CLIENT_NAME "shmcached-track"
 #define REDIS_PASSWORD_MAX 1024u
+
+static_assert(CONFIG_REDIS_PREFIXES <= 64, "lock_flushed: one bit a prefix");
 
 /* ------------------------------------------------------------------------
  * Types
  * ------------------------------------------------------------------------ */
 
 /* What a reply in flight answers. */
-enum pend_kind { P_HELLO, P_SLOTS, P_TRACKING, P_PING };
+enum pend_kind { P_HELLO, P_NODES, P_TRACKING, P_PING };
 
 enum node_kind { K_UNKNOWN, K_STANDALONE, K_CLUSTER };
 
 enum conn_state {
 	C_IDLE,	      /* no socket */
 	C_CONNECTING, /* connect() in progress */
-	C_OPEN,	      /* connected: HELLO and CLUSTER SLOTS sent */
+	C_OPEN,	      /* connected: HELLO and CLUSTER NODES sent */
 };
 
 struct rnode {
@@ -102,7 +107,7 @@ struct rnode {
 	uint64_t next_ping;
 	uint64_t last_warn; /* a failure last logged as a warning */
 
-	/* The masters this node's last CLUSTER SLOTS named (cluster nodes
+	/* The masters this node's last CLUSTER NODES named (cluster nodes
 	 * with a connection only): a bitmap over the table's indices. */
 	uint64_t view[REDIS_NODES_MAX / 64];
 	bool has_view;
@@ -113,6 +118,9 @@ struct rnode {
 
 	uint8_t *in;
 	size_t in_len, in_cap;
+	bool more; /* in may hold complete frames not handled yet */
+
+	struct rnode *next_dead; /* out of the table, to be freed */
 	uint8_t *out;
 	size_t out_off, out_len, out_cap;
 	struct resp_reader rd;
@@ -129,8 +137,15 @@ struct redis_track {
 
 	struct rnode *nodes[REDIS_NODES_MAX];
 	uint32_t nnodes;
+	struct rnode *dead; /* out of the table, freed between rounds */
 	bool up;
 	bool failed; /* a connection failed or was lost since the start */
+
+	/* The tracked prefixes (bit i: d->cfg.redis_prefixes[i]) flushed
+	 * because a key under them could not be deleted, since the last
+	 * recv(): every frame received so far is covered by that flush. */
+	uint64_t lock_flushed;
+	uint64_t last_lock_warn;
 
 	pthread_mutex_t *lock;	/* &d->redis_lock, guarding st */
 	struct redis_stats *st; /* &d->redis_st */
@@ -252,33 +267,47 @@ static bool key_tracked(const struct config *c, const uint8_t *key, size_t n)
 }
 
 /* Deletes one invalidated key.  A delete that fails (a segment lock held
- * too long) must not leave the key behind: the prefixes it is under are
- * flushed instead. */
+ * too long: a stopped client) must not leave the key behind, nor wait for
+ * that lock again for every key: the prefixes the key is under are
+ * flushed instead, once for every frame received so far (lock_flushed). */
 static void key_drop(struct redis_track *t, const uint8_t *key, size_t n)
 {
 	struct daemon *d = t->d;
-	int rc = -EAGAIN;
+	uint64_t under = 0, now;
+	int rc;
 
-	for (int i = 0; i < 5; i++) {
-		rc = eng_del(&d->eng, key, n);
-		/* -E2BIG: a key too long for the region is never in it;
-		 * -EUCLEAN: the segment was reset, the key with it. */
-		if (rc == 0 || rc == -ENOENT || rc == -E2BIG || rc == -EUCLEAN)
-			return;
-	}
-	log_warn("redis: cannot delete an invalidated key (%s): its "
-		 "prefixes are flushed instead",
-		 strerror(-rc));
-	pthread_mutex_lock(&d->ns_lock);
 	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
 		const char *p = d->cfg.redis_prefixes[i];
 		size_t pl = strlen(p);
 
 		if (pl <= n && !memcmp(key, p, pl))
-			eng_ns_flush(&d->eng, p, pl);
+			under |= UINT64_C(1) << i;
+	}
+	if (!(under & ~t->lock_flushed))
+		return; /* dropped with its prefixes already */
+	rc = eng_del(&d->eng, key, n);
+	/* -E2BIG: a key too long for the region is never in it;
+	 * -EUCLEAN: the segment was reset, the key with it. */
+	if (rc == 0 || rc == -ENOENT || rc == -E2BIG || rc == -EUCLEAN)
+		return;
+	now = clock_mono_ms();
+	if (!t->last_lock_warn ||
+	    now - t->last_lock_warn >= REDIS_LOG_EVERY_MS) {
+		log_warn("redis: cannot delete an invalidated key (%s): its "
+			 "prefixes are flushed instead",
+			 strerror(-rc));
+		t->last_lock_warn = now;
+	}
+	pthread_mutex_lock(&d->ns_lock);
+	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
+		const char *p = d->cfg.redis_prefixes[i];
+
+		if ((under >> i) & 1)
+			eng_ns_flush(&d->eng, p, strlen(p));
 	}
 	pthread_mutex_unlock(&d->ns_lock);
-	stat_add(t, REDIS_C_flushes, 1);
+	t->lock_flushed |= under;
+	stat_add(t, REDIS_C_lock_flushes, 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -342,7 +371,7 @@ static void state_update(struct redis_track *t)
  * Nodes and connections
  * ------------------------------------------------------------------------ */
 
-/* The canonical form of an address: what CLUSTER SLOTS would say. */
+/* The canonical form of an address: what CLUSTER NODES would say. */
 static void addr_canon(const struct config_mc_addr *a, const char *given,
 		       char *out, size_t cap)
 {
@@ -363,9 +392,10 @@ static void addr_canon(const struct config_mc_addr *a, const char *given,
 	}
 }
 
-/* The node of address s (IP:PORT, [IP]:PORT or a path), added when new.
- * NULL when it does not parse or the table is full. */
-static struct rnode *node_get(struct redis_track *t, const char *s)
+/* The node of address s (IP:PORT, [IP]:PORT or a path), added when new
+ * and add is true.  NULL when it does not parse, is new and add is false,
+ * or the table is full. */
+static struct rnode *node_get(struct redis_track *t, const char *s, bool add)
 {
 	struct config_mc_addr a;
 	char why[256], canon[sizeof(((struct rnode *)0)->addr)];
@@ -376,7 +406,7 @@ static struct rnode *node_get(struct redis_track *t, const char *s)
 	for (uint32_t i = 0; i < t->nnodes; i++)
 		if (!strcmp(t->nodes[i]->addr, canon))
 			return t->nodes[i];
-	if (t->nnodes >= REDIS_NODES_MAX)
+	if (!add || t->nnodes >= REDIS_NODES_MAX)
 		return NULL;
 	struct rnode *n = calloc(1, sizeof(*n));
 	if (!n)
@@ -406,8 +436,81 @@ static void node_close(struct rnode *n)
 	n->tracking = false;
 	n->has_view = false;
 	n->pcount = n->phead = 0;
+	if (n->out)
+		explicit_bzero(n->out, n->out_len); /* a password unsent */
 	n->in_len = n->out_len = n->out_off = 0;
+	n->more = false;
 	resp_reset(&n->rd);
+}
+
+/* Closes n and frees it.  The bytes sent (the password of HELLO's AUTH
+ * among them) are zeroed first. */
+static void node_free(struct rnode *n)
+{
+	node_close(n);
+	resp_fini(&n->rd);
+	if (n->out)
+		explicit_bzero(n->out, n->out_cap);
+	free(n->in);
+	free(n->out);
+	free(n);
+}
+
+/* Takes the nodes whose bit in keep is clear out of the table, closed;
+ * the others keep their order, and every view is renumbered.  The nodes
+ * taken out are freed by nodes_reap(), between poll rounds: a pointer to
+ * one may still be held until then. */
+static void nodes_drop(struct redis_track *t, const uint64_t *keep)
+{
+	uint32_t map[REDIS_NODES_MAX], k = 0, old = t->nnodes;
+
+	for (uint32_t i = 0; i < old; i++) {
+		struct rnode *n = t->nodes[i];
+
+		if ((keep[i / 64] >> (i % 64)) & 1) {
+			map[i] = k;
+			t->nodes[k++] = n;
+			continue;
+		}
+		map[i] = UINT32_MAX;
+		log_debug("redis: %s is no longer in the topology: forgotten",
+			  n->addr);
+		node_close(n);
+		n->next_dead = t->dead;
+		t->dead = n;
+	}
+	if (k == old)
+		return;
+	t->nnodes = k;
+	for (uint32_t j = 0; j < k; j++) {
+		struct rnode *n = t->nodes[j];
+		uint64_t v[REDIS_NODES_MAX / 64] = { 0 };
+
+		for (uint32_t i = 0; i < old; i++)
+			if (map[i] != UINT32_MAX &&
+			    ((n->view[i / 64] >> (i % 64)) & 1))
+				v[map[i] / 64] |= UINT64_C(1) << (map[i] % 64);
+		memcpy(n->view, v, sizeof(v));
+	}
+}
+
+/* Between poll rounds: frees the nodes nodes_drop() took out, then takes
+ * out those no view names any more and no --redis gives (a cluster's
+ * former masters), so that the table does not fill up over time. */
+static void nodes_reap(struct redis_track *t)
+{
+	uint64_t keep[REDIS_NODES_MAX / 64] = { 0 };
+
+	while (t->dead) {
+		struct rnode *n = t->dead;
+
+		t->dead = n->next_dead;
+		node_free(n);
+	}
+	for (uint32_t i = 0; i < t->nnodes; i++)
+		if (t->nodes[i]->seed || t->nodes[i]->master)
+			keep[i / 64] |= UINT64_C(1) << (i % 64);
+	nodes_drop(t, keep);
 }
 
 static void masters_update(struct redis_track *t);
@@ -473,9 +576,15 @@ static int node_send(struct rnode *n, enum pend_kind k, int argc,
 
 		while (cap - n->out_len < need)
 			cap *= 2;
-		uint8_t *p = realloc(n->out, cap);
+		/* not realloc(): the old buffer may hold a password */
+		uint8_t *p = malloc(cap);
 		if (!p)
 			return -ENOMEM;
+		if (n->out) {
+			memcpy(p, n->out, n->out_len);
+			explicit_bzero(n->out, n->out_cap);
+			free(n->out);
+		}
 		n->out = p;
 		n->out_cap = cap;
 	}
@@ -519,7 +628,7 @@ static void node_connected(struct redis_track *t, struct rnode *n)
 	argv[argc++] = "SETNAME";
 	argv[argc++] = REDIS_CLIENT_NAME;
 	if (node_sendv(n, P_HELLO, argc, argv) ||
-	    node_sendv(n, P_SLOTS, 2, (const char *[]){ "CLUSTER", "SLOTS" })) {
+	    node_sendv(n, P_NODES, 2, (const char *[]){ "CLUSTER", "NODES" })) {
 		node_fail(t, n, "out of memory");
 		return;
 	}
@@ -619,49 +728,123 @@ static void masters_update(struct redis_track *t)
 	}
 }
 
-/* A CLUSTER SLOTS reply from n: its view of the masters. */
-static int slots_view(struct redis_track *t, struct rnode *n,
-		      const uint8_t *buf, const struct resp_reader *r)
+/* Whether the comma-separated flags [f, f + len) hold want. */
+static bool flag_has(const char *f, size_t len, const char *want)
 {
-	uint64_t view[REDIS_NODES_MAX / 64] = { 0 };
+	size_t wl = strlen(want);
 
-	if (r->nodes[0].type != '*')
+	while (len) {
+		const char *c = memchr(f, ',', len);
+		size_t fl = c ? (size_t)(c - f) : len;
+
+		if (fl == wl && !memcmp(f, want, wl))
+			return true;
+		if (!c)
+			break;
+		len -= fl + 1;
+		f = c + 1;
+	}
+	return false;
+}
+
+/* The address (for node_get()) of a CLUSTER NODES address field
+ * (ip:port@cport[,hostname]) that node n sent, into addr (cap bytes,
+ * at least INET6_ADDRSTRLEN + 16); -1 when it is not one. */
+static int view_addr(const struct rnode *n, const char *f, size_t len,
+		     char *addr, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	size_t al = 0, hl;
+	unsigned long port = 0;
+
+	while (al < len && f[al] != '@' && f[al] != ',')
+		al++;
+	for (hl = al; hl > 0 && f[hl - 1] != ':'; hl--)
+		;
+	if (hl == 0 || hl == al || al - hl > 5 || hl - 1 > INET6_ADDRSTRLEN)
 		return -1;
-	for (uint32_t i = 1; i < r->nnodes; i = resp_next(r, i)) {
-		const struct resp_node *range = &r->nodes[i];
-		uint32_t e;
+	for (size_t i = hl; i < al; i++) {
+		if (f[i] < '0' || f[i] > '9')
+			return -1;
+		port = port * 10 + (unsigned long)(f[i] - '0');
+	}
+	if (port == 0 || port > 65535)
+		return -1;
+	memcpy(host, f, hl - 1);
+	host[hl - 1] = '\0';
+	if (!host[0]) {
+		/* a node that does not know its own address yet: the node we
+		 * asked */
+		const char *colon = strrchr(n->addr, ':');
+		size_t nl = colon ? (size_t)(colon - n->addr) : 0;
 
-		if (range->type != '*' || range->n < 3)
-			return -1;
-		e = i + 1;	     /* start */
-		e = resp_next(r, e); /* end */
-		e = resp_next(r, e); /* the master: [ip, port, ...] */
-		const struct resp_node *m = &r->nodes[e];
-		if (m->type != '*' || m->n < 2)
-			return -1;
-		const struct resp_node *ip = &r->nodes[e + 1];
-		const struct resp_node *port = &r->nodes[resp_next(r, e + 1)];
-		if ((ip->type != '$' && ip->type != '+') || port->type != ':' ||
-		    ip->len > INET6_ADDRSTRLEN || port->i <= 0 ||
-		    port->i > 65535)
-			return -1;
-		char host[INET6_ADDRSTRLEN + 1], addr[INET6_ADDRSTRLEN + 16];
-		memcpy(host, buf + ip->off, ip->len);
-		host[ip->len] = '\0';
-		if (!host[0] || !strcmp(host, "?")) {
-			/* unknown endpoint: the node we asked */
-			char *colon = strrchr(n->addr, ':');
-			size_t hl = colon ? (size_t)(colon - n->addr) : 0;
-			snprintf(addr, sizeof(addr), "%.*s:%d", (int)hl,
-				 n->addr, (int)port->i);
-		} else if (strchr(host, ':')) {
-			snprintf(addr, sizeof(addr), "[%s]:%d", host,
-				 (int)port->i);
-		} else {
-			snprintf(addr, sizeof(addr), "%s:%d", host,
-				 (int)port->i);
+		snprintf(addr, cap, "%.*s:%lu", (int)nl, n->addr, port);
+	} else if (strchr(host, ':')) {
+		snprintf(addr, cap, "[%s]:%lu", host, port);
+	} else {
+		snprintf(addr, cap, "%s:%lu", host, port);
+	}
+	return 0;
+}
+
+/* The masters in a CLUSTER NODES reply from n (one line a node: "id
+ * ip:port@cport flags master-id ping pong epoch link-state [slot ...]"):
+ * their bits in bits, new nodes added when add is true, else counted in
+ * *missing.  Every master counts, with slots or without - a master that
+ * owns no slot yet takes writes through ASK redirects while a slot
+ * migrates to it - except one in handshake or without an address, and
+ * one marked failed once it owns no slot any more (its replica took them
+ * over, or it never had any).  -1 for a reply not understood, or a
+ * master that cannot be added. */
+static int nodes_scan(struct redis_track *t, const struct rnode *n,
+		      const uint8_t *buf, const struct resp_reader *r,
+		      uint64_t *bits, uint32_t *missing, bool add)
+{
+	const struct resp_node *b = &r->nodes[0];
+
+	if (b->type != '$' && b->type != '=' && b->type != '+')
+		return -1;
+	const char *s = (const char *)buf + b->off, *end = s + b->len;
+	while (s < end) {
+		const char *eol = memchr(s, '\n', (size_t)(end - s));
+		const char *le = eol ? eol : end, *f[9];
+		char addr[INET6_ADDRSTRLEN + 16];
+		size_t fl[9];
+		int nf = 0;
+
+		for (const char *q = s; q < le && nf < 9;) {
+			while (q < le && (*q == ' ' || *q == '\r'))
+				q++;
+			if (q == le)
+				break;
+			f[nf] = q;
+			while (q < le && *q != ' ' && *q != '\r')
+				q++;
+			fl[nf] = (size_t)(q - f[nf]);
+			nf++;
 		}
-		struct rnode *mn = node_get(t, addr);
+		s = eol ? eol + 1 : end;
+		if (nf == 0)
+			continue;
+		if (nf < 8)
+			return -1;
+		if (!flag_has(f[2], fl[2], "master") ||
+		    flag_has(f[2], fl[2], "handshake") ||
+		    flag_has(f[2], fl[2], "noaddr") ||
+		    (flag_has(f[2], fl[2], "fail") && nf < 9))
+			continue;
+		if (view_addr(n, f[1], fl[1], addr, sizeof(addr))) {
+			log_error("redis: %s: a master's address is not "
+				  "IP:PORT: %.*s",
+				  n->addr, (int)(fl[1] < 200 ? fl[1] : 200),
+				  f[1]);
+			return -1;
+		}
+		struct rnode *mn = node_get(t, addr, add);
+		if (!mn && !add) {
+			(*missing)++;
+			continue;
+		}
 		if (!mn) {
 			log_error("redis: cannot track master %s (not an IP "
 				  "address, or more than %u nodes)",
@@ -669,8 +852,38 @@ static int slots_view(struct redis_track *t, struct rnode *n,
 			return -1;
 		}
 		uint32_t k = node_index(t, mn);
-		view[k / 64] |= UINT64_C(1) << (k % 64);
+		bits[k / 64] |= UINT64_C(1) << (k % 64);
 	}
+	return 0;
+}
+
+/* A CLUSTER NODES reply from n: its view of the masters. */
+static int nodes_view(struct redis_track *t, struct rnode *n,
+		      const uint8_t *buf, const struct resp_reader *r)
+{
+	uint64_t keep[REDIS_NODES_MAX / 64] = { 0 };
+	uint64_t view[REDIS_NODES_MAX / 64] = { 0 };
+	uint32_t missing = 0;
+
+	/* Room for the new masters first: the nodes this view names, the
+	 * other connected nodes' views, the seeds and servers stay. */
+	if (nodes_scan(t, n, buf, r, keep, &missing, false))
+		return -1;
+	if (t->nnodes + missing > REDIS_NODES_MAX) {
+		for (uint32_t i = 0; i < t->nnodes; i++) {
+			const struct rnode *m = t->nodes[i];
+
+			if (m == n || m->seed || m->kind == K_STANDALONE)
+				keep[i / 64] |= UINT64_C(1) << (i % 64);
+			if (m != n && m->has_view)
+				for (size_t w = 0; w < REDIS_NODES_MAX / 64;
+				     w++)
+					keep[w] |= m->view[w];
+		}
+		nodes_drop(t, keep);
+	}
+	if (nodes_scan(t, n, buf, r, view, NULL, true))
+		return -1;
 	memcpy(n->view, view, sizeof(view));
 	n->has_view = true;
 	return 0;
@@ -779,7 +992,7 @@ static bool on_frame(struct redis_track *t, struct rnode *n)
 			return false;
 		}
 		return true;
-	case P_SLOTS:
+	case P_NODES:
 		if (is_err) {
 			err_text(r, buf, e, sizeof(e));
 			if (strstr(e, "cluster support disabled")) {
@@ -793,11 +1006,11 @@ static bool on_frame(struct redis_track *t, struct rnode *n)
 					node_track(t, n);
 				return n->fd >= 0;
 			}
-			node_fail(t, n, "CLUSTER SLOTS refused: %s", e);
+			node_fail(t, n, "CLUSTER NODES refused: %s", e);
 			return false;
 		}
-		if (slots_view(t, n, buf, r)) {
-			node_fail(t, n, "CLUSTER SLOTS reply not understood");
+		if (nodes_view(t, n, buf, r)) {
+			node_fail(t, n, "CLUSTER NODES reply not understood");
 			return false;
 		}
 		if (n->kind != K_CLUSTER)
@@ -850,10 +1063,47 @@ static bool io_error(struct redis_track *t, struct rnode *n)
 	return false;
 }
 
-/* Reads what n sent and handles every complete frame. */
+/* Handles the complete frames in n->in, at most *budget of them; sets
+ * n->more when some are left.  Returns false when n was closed. */
+static bool node_frames(struct redis_track *t, struct rnode *n,
+			unsigned *budget)
+{
+	while (*budget) {
+		const char *why = "";
+		int rc = resp_read(&n->rd, n->in, n->in_len, &why);
+
+		if (rc == 0) {
+			n->more = false;
+			return true;
+		}
+		if (rc < 0) {
+			node_fail(t, n, "bad reply from the server: %s", why);
+			return false;
+		}
+		size_t used = n->rd.pos;
+		(*budget)--;
+		if (!on_frame(t, n))
+			return false;
+		memmove(n->in, n->in + used, n->in_len - used);
+		n->in_len -= used;
+		resp_reset(&n->rd);
+	}
+	n->more = n->in_len > 0;
+	return true;
+}
+
+/* Reads what n sent and handles the complete frames: one round's share
+ * (REDIS_ROUND_BYTES read, REDIS_ROUND_FRAMES handled), so that a node
+ * that always has data cannot keep the thread from the others, the
+ * timers and the stop.  What is left waits for the next round. */
 static void node_read(struct redis_track *t, struct rnode *n)
 {
-	for (;;) {
+	unsigned budget = REDIS_ROUND_FRAMES;
+	size_t got = 0;
+
+	if (!node_frames(t, n, &budget))
+		return;
+	while (budget && got < REDIS_ROUND_BYTES) {
 		if (n->in_len == n->in_cap) {
 			size_t cap = n->in_cap * 2;
 			uint8_t *p;
@@ -870,8 +1120,12 @@ static void node_read(struct redis_track *t, struct rnode *n)
 			n->in = p;
 			n->in_cap = cap;
 		}
+		size_t room = n->in_cap - n->in_len;
 		ssize_t k = recv(n->fd, n->in + n->in_len,
-				 n->in_cap - n->in_len, 0);
+				 room < REDIS_ROUND_BYTES - got
+					 ? room
+					 : REDIS_ROUND_BYTES - got,
+				 0);
 		if (k == 0) {
 			node_fail(t, n, "connection closed by the server");
 			return;
@@ -879,36 +1133,22 @@ static void node_read(struct redis_track *t, struct rnode *n)
 		if (k < 0) {
 			if (io_error(t, n))
 				continue;
-			return;
+			break;
 		}
+		t->lock_flushed = 0; /* frames a past flush did not cover */
+		got += (size_t)k;
 		n->in_len += (size_t)k;
-		for (;;) {
-			const char *why = "";
-			int rc = resp_read(&n->rd, n->in, n->in_len, &why);
+		if (!node_frames(t, n, &budget))
+			return;
+	}
+	/* A large message made the buffer grow: give it back once nothing
+	 * is pending. */
+	if (n->in_len == 0 && n->in_cap > REDIS_IN_INITIAL * 64) {
+		uint8_t *p = realloc(n->in, REDIS_IN_INITIAL);
 
-			if (rc == 0)
-				break;
-			if (rc < 0) {
-				node_fail(t, n, "bad reply from the server: %s",
-					  why);
-				return;
-			}
-			size_t used = n->rd.pos;
-			if (!on_frame(t, n))
-				return;
-			memmove(n->in, n->in + used, n->in_len - used);
-			n->in_len -= used;
-			resp_reset(&n->rd);
-		}
-		/* A large message made the buffer grow: give it back once
-		 * nothing is pending. */
-		if (n->in_len == 0 && n->in_cap > REDIS_IN_INITIAL * 64) {
-			uint8_t *p = realloc(n->in, REDIS_IN_INITIAL);
-
-			if (p) {
-				n->in = p;
-				n->in_cap = REDIS_IN_INITIAL;
-			}
+		if (p) {
+			n->in = p;
+			n->in_cap = REDIS_IN_INITIAL;
 		}
 	}
 }
@@ -926,6 +1166,8 @@ static void node_write(struct redis_track *t, struct rnode *n)
 		}
 		n->out_off += (size_t)k;
 	}
+	/* Sent: HELLO's AUTH password must not stay behind in the heap. */
+	explicit_bzero(n->out, n->out_len);
 	n->out_off = n->out_len = 0;
 }
 
@@ -958,10 +1200,10 @@ static void nodes_tick(struct redis_track *t)
 				break;
 			n->next_ping = now + REDIS_PING_MS;
 			int rc = n->kind == K_CLUSTER
-					 ? node_sendv(n, P_SLOTS, 2,
+					 ? node_sendv(n, P_NODES, 2,
 						      (const char *[]){
 							      "CLUSTER",
-							      "SLOTS" })
+							      "NODES" })
 					 : node_sendv(n, P_PING, 1,
 						      (const char *[]){
 							      "PING" });
@@ -983,6 +1225,7 @@ static void *redis_main(void *arg)
 	struct rnode *pn[REDIS_NODES_MAX + 1];
 
 	for (;;) {
+		nodes_reap(t);
 		nodes_tick(t);
 		nfds_t np = 0;
 
@@ -999,20 +1242,25 @@ static void *redis_main(void *arg)
 			pf[np] = (struct pollfd){ .fd = n->fd, .events = ev };
 			pn[np++] = n;
 		}
-		int k = poll(pf, np, 100);
+		/* A node with frames left over from the last round: poll
+		 * only to see who else is ready, then serve them all. */
+		bool more = false;
+		for (nfds_t i = 1; i < np; i++)
+			more |= pn[i]->more;
+		int k = poll(pf, np, more ? 0 : 100);
 		if (k < 0 && errno != EINTR) {
 			log_error("redis: poll: %s", strerror(errno));
 			usleep(100000);
 			continue;
 		}
-		if (k <= 0)
+		if (k < 0)
 			continue;
-		if (pf[0].revents)
+		if (k > 0 && pf[0].revents)
 			break; /* stop */
 		for (nfds_t i = 1; i < np; i++) {
 			struct rnode *n = pn[i];
 
-			if (!pf[i].revents || n->fd != pf[i].fd)
+			if (n->fd != pf[i].fd || !(pf[i].revents || n->more))
 				continue;
 			if (n->st == C_CONNECTING) {
 				int err = 0;
@@ -1029,7 +1277,8 @@ static void *redis_main(void *arg)
 				node_write(t, n);
 				continue;
 			}
-			if (pf[i].revents & (POLLIN | POLLHUP | POLLERR))
+			if ((pf[i].revents & (POLLIN | POLLHUP | POLLERR)) ||
+			    n->more)
 				node_read(t, n);
 			if (n->fd >= 0 && n->out_len > n->out_off)
 				node_write(t, n);
@@ -1111,7 +1360,7 @@ int redis_prepare(struct daemon *d, char *err, size_t cap)
 		t->has_password = t->password[0] != '\0';
 	}
 	for (uint32_t i = 0; i < c->n_redis; i++) {
-		struct rnode *n = node_get(t, c->redis[i]);
+		struct rnode *n = node_get(t, c->redis[i], true);
 
 		if (!n) { /* config_parse() checked them */
 			snprintf(err, cap, "--redis %s: not an address",
@@ -1206,13 +1455,10 @@ void redis_stop(struct daemon *d)
 		/* Nobody follows Redis from now on. */
 		prefixes_drop(t);
 	}
-	for (uint32_t i = 0; i < t->nnodes; i++) {
-		node_close(t->nodes[i]);
-		resp_fini(&t->nodes[i]->rd);
-		free(t->nodes[i]->in);
-		free(t->nodes[i]->out);
-		free(t->nodes[i]);
-	}
+	for (uint32_t i = 0; i < t->nnodes; i++)
+		node_free(t->nodes[i]);
+	t->nnodes = 0;
+	nodes_reap(t);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
 	pthread_mutex_lock(t->lock);

@@ -29,6 +29,8 @@ struct config;
 	X(messages, "invalidation messages received")                          \
 	X(keys, "keys invalidated (deleted, present or not)")                  \
 	X(flushes, "prefixes flushed: start, FLUSHALL, outages")               \
+	X(lock_flushes, "invalidated keys dropped by a prefix flush instead "  \
+			"(a segment lock held too long)")                      \
 	X(reconnects, "connections lost or failed, then retried")
 
 enum redis_counter {

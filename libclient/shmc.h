@@ -681,7 +681,8 @@ int shmc_ns_flush(shmc *c, const void *prefix, size_t len);
  * dropped key must not come back; the prefix keeps its slot in the
  * table, counted against SHMC_NS_MAX, and registering it again takes it
  * back).  0; -ENOENT (not registered); -EINVAL (as shmc_ns_add());
- * -EOVERFLOW (as shmc_ns_flush()). */
+ * -EOVERFLOW (as shmc_ns_flush()); -EBUSY (a prefix the daemon's near
+ * cache tracks, --redis-prefix: it stays registered). */
 int shmc_ns_del(shmc *c, const void *prefix, size_t len);
 
 /* One registered namespace. */

@@ -6,7 +6,7 @@ stored in the daemons' regions that must disappear when a third client
 writes them to Redis.
 
     test_nearcache.py DAEMON_BINARY CACHECTL_BINARY LEASE_CLIENT
-                      [unittest args]
+                      CRASH_CLIENT [unittest args]
 
 Needs redis-server, redis-cli and Debian's python3-redis (for
 /usr/bin/python3): exits 77 (skipped) without them.  Prints "N passed,
@@ -32,7 +32,7 @@ try:
 except ImportError:
     redis = None
 
-DAEMON = CACHECTL = LEASE = None
+DAEMON = CACHECTL = LEASE = CRASH = None
 REDIS_SERVER = shutil.which("redis-server")
 REDIS_CLI = shutil.which("redis-cli")
 
@@ -76,6 +76,92 @@ def wait_for(what, fn, timeout=DEADLINE):
         if time.monotonic() - start > timeout:
             raise AssertionError(f"not within {timeout} s: {what}")
         time.sleep(0.005)
+
+
+# A fake Redis for what a real one will not do, in modes:
+#   python3 -c FAKE_REDIS flood PORT   a server that answers the daemon's
+#       HELLO, CLUSTER NODES (no cluster), CLIENT TRACKING and PING, and
+#       once tracking is on sends invalidations under user: without end;
+#   python3 -c FAKE_REDIS cluster P1 P2   two cluster nodes: the first
+#       CLUSTER NODES answer names P1 and 255 other (unreachable) masters -
+#       a big cluster, or many over time - every later one P1 and P2.
+FAKE_REDIS = r"""
+import socket, sys, threading
+mode, ports = sys.argv[1], [int(a) for a in sys.argv[2:]]
+def push(i):
+    keys = [b"user:flood%d" % (i * 100 + j) for j in range(100)]
+    return (b">2\r\n$10\r\ninvalidate\r\n*%d\r\n" % len(keys)
+            + b"".join(b"$%d\r\n%s\r\n" % (len(k), k) for k in keys))
+CHUNK = b"".join(push(i) for i in range(200))
+asked = []
+def cluster_nodes():
+    masters = [("127.0.0.1", p) for p in ports]
+    if not asked:
+        masters = masters[:1] + [("127.0.0.2", 30000 + i)
+                                 for i in range(255)]
+    asked.append(1)
+    text = "".join("%040x %s:%d@%d master - 0 0 1 connected%s\n" % (
+        i + 1, ip, port, port + 10000, " 0-16383" if i == 0 else "")
+        for i, (ip, port) in enumerate(masters)).encode()
+    return b"$%d\r\n%s\r\n" % (len(text), text)
+def commands(f):
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        args = []
+        for _ in range(int(line[1:])):
+            n = int(f.readline()[1:])
+            args.append(f.read(n + 2)[:n].upper())
+        yield args
+def serve(c):
+    lock = threading.Lock()
+    def send(b):
+        with lock:
+            c.sendall(b)
+    def flood():
+        try:
+            while True:
+                send(CHUNK)
+        except OSError:
+            pass
+    try:
+        for a in commands(c.makefile("rb")):
+            if a[0] == b"HELLO":
+                send(b"%1\r\n$6\r\nserver\r\n$5\r\nredis\r\n")
+            elif a[0] == b"CLUSTER" and mode == "cluster":
+                send(cluster_nodes())
+            elif a[0] == b"CLUSTER":
+                send(b"-ERR This instance has cluster support disabled\r\n")
+            elif a[0] == b"CLIENT":
+                send(b"+OK\r\n")
+                if mode == "flood":
+                    threading.Thread(target=flood, daemon=True).start()
+            else:
+                send(b"+PONG\r\n")
+    except OSError:
+        pass
+def listen(port):
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", port))
+    ls.listen(8)
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+for port in ports[1:]:
+    threading.Thread(target=listen, args=(port,), daemon=True).start()
+listen(ports[0])
+"""
+
+
+def fake_redis(case, *args):
+    """Starts FAKE_REDIS with args (stopped at case's cleanup)."""
+    fake = subprocess.Popen([sys.executable, "-c", FAKE_REDIS]
+                            + [str(a) for a in args])
+    case.addCleanup(fake.wait)
+    case.addCleanup(fake.kill)
+    return fake
 
 
 class RedisProc:
@@ -162,6 +248,30 @@ def present(d, keys):
         c.close()
 
 
+def memory_count(pid, needle):
+    """How many times needle is in the writable memory of process pid;
+    None when that memory is too large to read (a sanitizer's reserved
+    address space)."""
+    regions = []
+    with open(f"/proc/{pid}/maps") as maps:
+        for line in maps:
+            fields = line.split()
+            if "w" in fields[1]:
+                regions.append([int(x, 16) for x in fields[0].split("-")])
+    if sum(end - start for start, end in regions) > (4 << 30):
+        return None
+    count = 0
+    with open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for start, end in regions:
+            try:
+                mem.seek(start)
+                data = mem.read(end - start)
+            except (OSError, ValueError):
+                continue
+            count += data.count(needle)
+    return count
+
+
 class Lease:
     """A fill through a lease (lease_client), as an application reading
     through to Redis: the lease is taken at the miss, here; fill() stores
@@ -223,6 +333,29 @@ class NearCacheCase(unittest.TestCase):
             wait_for(f"state {state} {more}", ok)
         except AssertionError:
             raise AssertionError(f"{nearcache(d)}\n{d.logtext()[-3000:]}")
+
+    def hold_a_segment_lock(self, d):
+        """A client of d stopped (SHMC_FAULT) holding a segment lock."""
+        proc = subprocess.Popen([CRASH, d.sock, "churn", "held:", "1", "100"],
+                                env=dict(os.environ, SHMC_FAULT="locked"),
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        self.addCleanup(proc.stderr.close)
+        self.addCleanup(proc.wait)
+        self.addCleanup(proc.kill)
+        line = proc.stderr.readline()
+        self.assertIn(b"shmc-fault: locked", line)
+
+    def store_one(self, d, keys):
+        """Stores the first of keys that d can store (one under a held
+        segment lock cannot be); returns it."""
+        for k in keys:
+            try:
+                store(d, [k])
+                return k
+            except p.ProtoError:
+                continue
+        raise AssertionError(f"none of {keys} could be stored")
 
     def wait_gone(self, daemons, keys, what):
         """Waits until no daemon holds any of keys; returns the time."""
@@ -432,6 +565,56 @@ class Standalone(NearCacheCase):
         self.assertEqual(lease_fill(again, "user:2"), "filled")
         self.assertEqual(nearcache(again)["state"], "off")
 
+    def test_nearcache_flooding_master_does_not_starve_the_others(self):
+        # One master sends invalidations without end, and deletes are slow
+        # (a client stopped holding a segment lock): the other master's
+        # invalidations, its loss and a SIGTERM are still seen.
+        if os.environ.get("SHMC_TEST_FAULT_INJECTION") == "false":
+            self.skipTest("needs -Dfault_injection=true (SHMC_FAULT)")
+        port = free_port()
+        fake_redis(self, "flood", port)
+        r = self.redis()
+        d = self.daemon([f"127.0.0.1:{port}", r.addr()])
+        wait_for("the flood reaches the daemon",
+                 lambda: nearcache(d)["keys"] > 20000)
+        self.hold_a_segment_lock(d)
+        wait_for("a delete that found the lock held",
+                 lambda: nearcache(d)["lock_flushes"] > 0)
+        key = self.store_one(d, [f"sess:{i}" for i in range(64)])
+        r.client().set(key, b"new")
+        self.wait_gone((d,), [key], "the other master's invalidation")
+        r.stop()
+        self.wait_state(d, "down")
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(p.HANG_S)
+        except subprocess.TimeoutExpired:
+            d.proc.kill()
+            raise AssertionError("SIGTERM did not stop the daemon")
+    def test_nearcache_ns_del_of_a_tracked_prefix_is_refused(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        out = subprocess.run([CACHECTL, "--socket", d.sock, "ns", "del",
+                              "user:"], capture_output=True, text=True,
+                             timeout=p.HANG_S)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("tracked by --redis-prefix: the near cache keeps it",
+                      out.stderr)
+        # An untracked namespace is deleted as before.
+        ctl = [CACHECTL, "--socket", d.sock, "ns"]
+        for sub in ("add", "del"):
+            out = subprocess.run(ctl + [sub, "other:"], capture_output=True,
+                                 text=True, timeout=p.HANG_S)
+            self.assertEqual(out.returncode, 0, out.stderr)
+        # The prefix is still followed: FLUSHALL drops it, an outage
+        # blocks its fills.
+        store(d, ["user:1"])
+        r.client().flushall()
+        self.wait_gone((d,), ["user:1"], "the keys dropped by FLUSHALL")
+        r.stop()
+        self.wait_state(d, "down")
+        self.assertEqual(lease_fill(d, "user:2"), "stale")
+
 
 class Config(NearCacheCase):
     def run_daemon(self, *args):
@@ -505,6 +688,31 @@ class Config(NearCacheCase):
         self.assertEqual(lease_fill(bad, "other:2"), "filled")
         self.assertEqual(lease_fill(d, "user:2"), "filled")
 
+    def test_nearcache_password_is_not_left_in_sent_buffers(self):
+        # The daemon keeps the password once (to reconnect); the copy in
+        # the HELLO it sent is zeroed.  Long, so that the commands sent
+        # after it would not overwrite it all.
+        secret = "pw-" + os.urandom(150).hex()
+        r = self.redis(extra=["--requirepass", secret])
+        pw = os.path.join(self.dir, "pw")
+        with open(pw, "w") as f:
+            f.write(secret + "\n")
+        os.chmod(pw, 0o600)
+        d = self.daemon(r.addr(), extra=["--redis-password-file", pw])
+        tail = secret[-64:].encode()
+        if memory_count(d.proc.pid, tail) is None:
+            self.skipTest("the daemon's memory is too large to read "
+                          "(a sanitizer build)")
+        self.assertEqual(memory_count(d.proc.pid, tail), 1)
+        # And after a reconnection.
+        rc = r.client(password=secret)
+        for c in rc.client_list():
+            if c["name"] == "shmcached-track":
+                rc.client_kill_filter(_id=c["id"])
+        wait_for("the reconnect", lambda: nearcache(d)["reconnects"] >= 1)
+        self.wait_state(d, "up")
+        self.assertEqual(memory_count(d.proc.pid, tail), 1)
+
 
 class Cluster(NearCacheCase):
     def node(self, port, timeout_ms=3000):
@@ -532,13 +740,29 @@ class Cluster(NearCacheCase):
             n.client().cluster("info")["cluster_state"] == "ok"
             for n in nodes))
 
-    def test_nearcache_cluster_tracks_every_master_and_a_moved_slot(self):
-        ports = self.ports(4)
-        nodes = [self.node(port) for port in ports[:3]]
+    def create(self, ports, timeout_ms=3000):
+        """A cluster of masters on ports, no replicas; its nodes."""
+        nodes = [self.node(port, timeout_ms) for port in ports]
         self.cli("--cluster", "create",
-                 *[f"127.0.0.1:{port}" for port in ports[:3]],
+                 *[f"127.0.0.1:{port}" for port in ports],
                  "--cluster-replicas", "0", "--cluster-yes")
         self.wait_cluster_ok(nodes)
+        return nodes
+
+    def add_master(self, nodes, port):
+        """A master without slots on port, joined to nodes' cluster."""
+        new = self.node(port)
+        self.cli("--cluster", "add-node", f"127.0.0.1:{port}",
+                 f"127.0.0.1:{nodes[0].port}")
+        wait_for("the new node known", lambda: all(
+            len(n.client().cluster("nodes")) == len(nodes) + 1
+            for n in nodes))
+        self.wait_cluster_ok(nodes + [new])
+        return new
+
+    def test_nearcache_cluster_tracks_every_master_and_a_moved_slot(self):
+        ports = self.ports(4)
+        nodes = self.create(ports[:3])
         # One seed is enough; one that is down does not hold it up.
         d = self.daemon([f"127.0.0.1:{free_port()}",
                          f"127.0.0.1:{ports[1]}"])
@@ -553,12 +777,7 @@ class Cluster(NearCacheCase):
         self.wait_gone((d,), keys, "writes on every master invalidate")
 
         # A fourth master takes slot 0: the daemon must follow.
-        new = self.node(ports[3])
-        self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
-                 f"127.0.0.1:{ports[0]}")
-        wait_for("the new node known", lambda: all(
-            len(n.client().cluster("nodes")) == 4 for n in nodes))
-        self.wait_cluster_ok(nodes + [new])
+        new = self.add_master(nodes, ports[3])
         src = nodes[0].client().cluster("myid")
         dst = new.client().cluster("myid")
         self.cli("--cluster", "reshard", f"127.0.0.1:{ports[0]}",
@@ -575,14 +794,44 @@ class Cluster(NearCacheCase):
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
         self.assertIn("127.0.0.1:%d is a master" % ports[3], d.logtext())
 
+    def test_nearcache_cluster_master_without_slots_is_tracked(self):
+        ports = self.ports(4)
+        nodes = self.create(ports[:3])
+        d = self.daemon([f"127.0.0.1:{ports[0]}"])
+        self.wait_state(d, "up", masters=3)
+        # An empty master joins: tracked before it owns any slot.
+        new = self.add_master(nodes, ports[3])
+        self.wait_state(d, "up", masters=4, masters_known=4)
+        # Slot 0 migrates to it; a write reaches it through ASK while
+        # the source still owns the slot.
+        key = next(f"user:{{{i}}}" for i in range(100000)
+                   if redis.crc.key_slot(f"user:{{{i}}}".encode()) == 0)
+        src, dst = nodes[0].client(), new.client()
+        src.set(key, b"v1")
+        sid, did = src.cluster("myid"), dst.cluster("myid")
+        dst.execute_command("CLUSTER", "SETSLOT", 0, "IMPORTING", sid)
+        src.execute_command("CLUSTER", "SETSLOT", 0, "MIGRATING", did)
+        src.execute_command("MIGRATE", "127.0.0.1", ports[3], key, 0, 5000)
+        store(d, [key])
+        pipe = dst.pipeline(transaction=False)
+        pipe.execute_command("ASKING")
+        pipe.execute_command("SET", key, "v2")
+        self.assertEqual(pipe.execute(), [True, True])
+        self.wait_gone((d,), [key], "a write through ASK on the new master")
+
+    def test_nearcache_cluster_nodes_gone_from_the_topology_are_forgotten(
+            self):
+        # A first topology of 256 masters fills the node table; the next
+        # one names a master not seen yet, which needs a place in it.
+        p1, p2 = free_port(), free_port()
+        fake_redis(self, "cluster", p1, p2)
+        d = self.daemon([f"127.0.0.1:{p1}"], wait_up=False)
+        self.wait_state(d, "up", masters=2, masters_known=2)
+        self.assertNotIn("cannot track master", d.logtext())
 
     def test_nearcache_cluster_failover_is_followed(self):
         ports = self.ports(4)
-        nodes = [self.node(port, 1000) for port in ports[:3]]
-        self.cli("--cluster", "create",
-                 *[f"127.0.0.1:{port}" for port in ports[:3]],
-                 "--cluster-replicas", "0", "--cluster-yes")
-        self.wait_cluster_ok(nodes)
+        nodes = self.create(ports[:3], 1000)
         replica = self.node(ports[3], 1000)
         self.cli("--cluster", "add-node", f"127.0.0.1:{ports[3]}",
                  f"127.0.0.1:{ports[1]}", "--cluster-slave",
@@ -613,12 +862,12 @@ class Cluster(NearCacheCase):
 
 
 def main():
-    global DAEMON, CACHECTL, LEASE
-    DAEMON, CACHECTL, LEASE = p.binaries(3, __doc__)
+    global DAEMON, CACHECTL, LEASE, CRASH
+    DAEMON, CACHECTL, LEASE, CRASH = p.binaries(4, __doc__)
     if not REDIS_SERVER or not REDIS_CLI or redis is None:
         print("redis-server, redis-cli or python3-redis missing: skipped")
         return 77
-    return p.run_tests(sys.argv[4:], "shmc-nc-")
+    return p.run_tests(sys.argv[5:], "shmc-nc-")
 
 
 if __name__ == "__main__":
