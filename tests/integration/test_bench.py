@@ -476,6 +476,12 @@ class NearCache(BenchTest):
                 self.assertNotIn("not read", r)
         self.assertRegex(line("region hit vs Redis GET: p50 ")[0],
                          r"= \d+x faster \(target >= 50x: (met|NOT met)\)")
+        # The machine's floor beside the verdict: a cold line's cost,
+        # and what a hit would have to cost for 50x this round's GET.
+        self.assertRegex(line("  the floor here: a read of one random "
+                              "line of 256 MiB")[0],
+                         r"p50 \d+ ns with 4 KiB pages.*; 50x this GET "
+                         r"needs hits of [\d.]+ [nu]s or less")
         self.assertRegex(line("  in the same run: a miss ")[0],
                          r"(= \d+x a hit|no miss and hit sampled)$")
         self.assertRegex(line("hit ratio: ")[0],
