@@ -15,6 +15,11 @@ import shmc.redis
 from conftest import forced_race
 
 HANG_S = 120  # only a hang reaches it
+# This module's daemon does not follow Redis: NearCache warns so of the
+# prefixes it is given (test_redis_prefixes_need_a_daemon_that_follows_
+# redis asserts the warning).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:the daemon follows no Redis:RuntimeWarning")
 
 
 @pytest.fixture
@@ -189,20 +194,23 @@ def test_redis_keys_outside_the_prefixes_are_refused(near, client, redis):
         near.get(42)
 
 
-def test_redis_prefixes_default_to_the_daemons_namespaces(client, redis):
-    for ns in client.namespaces():
-        client.delete_namespace(ns)
-    with pytest.raises(ValueError, match="--redis-prefix"):
-        shmc.redis.NearCache(client, redis)
+def test_redis_prefixes_need_a_daemon_that_follows_redis(client, redis):
+    # This daemon has no --redis: it keeps no prefix coherent, and a
+    # namespace registered with it is not one either, so there is no
+    # default ...
+    assert client.near_info() == {"state": "off", "prefixes": []}
     client.add_namespace("ns:")
     try:
-        near = shmc.redis.NearCache(client, redis)
-        redis.set("ns:k", b"v")
-        assert near.get("ns:k") == b"v"
-        with pytest.raises(ValueError, match="tracked prefixes"):
-            near.get("t:k")
+        with pytest.raises(ValueError, match="--redis-prefix"):
+            shmc.redis.NearCache(client, redis)
     finally:
         client.delete_namespace("ns:")
+    # ... and given prefixes are served with a warning that says what
+    # then drops a copy.
+    with pytest.warns(RuntimeWarning, match="follows no Redis.*'t:'"):
+        near = shmc.redis.NearCache(client, redis, prefixes=["t:"])
+    redis.set("t:warned", b"v")
+    assert near.get("t:warned") == b"v"
     with pytest.raises(ValueError, match="no empty"):
         shmc.redis.NearCache(client, redis, prefixes=[""])
     with pytest.raises(TypeError, match="list"):
