@@ -179,8 +179,8 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "in %) and fill (bytes_used / bytes_total, in %).  With --json,\n"          \
 	  "one object with the same keys; a rate without a denominator is\n"          \
 	  "null.  When the daemon follows Redis (--redis), the near cache's\n"        \
-	  "state and counters follow as redis_* rows (with --json, a \"redis\"\n"     \
-	  "object: docs/NEARCACHE.md).")                                              \
+	  "state, tracked prefixes and counters follow as redis_* rows (with\n"       \
+	  "--json, a \"redis\" object: docs/NEARCACHE.md).")                          \
 	X(segments, "", 0, 0, OPT_BIT(JSON),                                          \
 	  "one line per segment: entries, fill, hit rate",                            \
 	  "Prints, for each segment, its index, entries, ring bytes used and\n"       \
