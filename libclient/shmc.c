@@ -599,7 +599,7 @@ static_assert(SHMC_NEAR_PREFIXES_MAX == PROTO_NEAR_PREFIXES_MAX,
 /* NEARCACHE's reply (docs/PROTOCOL.md): the state, then the counters and
  * the last error, which cachectl shows and this skips, then the tracked
  * prefixes. */
-SHMC_EXPORT int shmc_near_info(shmc *c, struct shmc_near_info *out)
+SHMC_EXPORT int shmc_near_query(shmc *c, struct shmc_near_info *out)
 {
 	const void *p;
 	uint8_t *reply;

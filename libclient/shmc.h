@@ -721,7 +721,7 @@ struct shmc_near_info {
  * changed it, for as long as the copy lives.  Returns 0, -EINVAL (out
  * NULL), -EOPNOTSUPP (a daemon older than its near cache), -EIO (a reply
  * that does not parse), or the errors of reaching the daemon. */
-int shmc_near_info(shmc *c, struct shmc_near_info *out);
+int shmc_near_query(shmc *c, struct shmc_near_info *out);
 
 /* A short description of any value these functions return (0 included).
  * For the errors of reaching the daemon (SHMC_ENODAEMON, -ECONNREFUSED,

@@ -15,7 +15,7 @@
  *     (shmcached --redis ADDR --redis-prefix P).
  *   - Never cache "not found": a key missing in Redis is simply missing.
  *   - Cache only the keys the daemon keeps coherent (its --redis-prefix
- *     list, from shmc_near_info()): the copy of any other key would
+ *     list, from shmc_near_query()): the copy of any other key would
  *     outlive the next write to Redis that no daemon hears of.
  *
  * Build (hiredis from Debian's libhiredis-dev):
@@ -213,8 +213,12 @@ int main(int argc, char **argv)
 	}
 	/* What the daemon keeps coherent: asked once, it changes only with
 	 * the daemon's options. */
-	if ((rc = shmc_near_info(c, &ni)) != 0) {
-		fprintf(stderr, "shmc_near_info: %s\n", shmc_strerror(rc));
+	rc = shmc_near_query(c, &ni);
+	if (rc == -EOPNOTSUPP) { /* a daemon older than its near cache */
+		memset(&ni, 0, sizeof(ni));
+		snprintf(ni.state, sizeof(ni.state), "off");
+	} else if (rc != 0) {
+		fprintf(stderr, "shmc_near_query: %s\n", shmc_strerror(rc));
 		shmc_close(c);
 		return 1;
 	}

@@ -333,14 +333,14 @@ static void test_shmc_lease_blocked_prefix_loads_without_waiting(void **state)
 /* What the daemon keeps coherent, as a read-through cache asks for it
  * before it fills: nothing without --redis; the --redis-prefix list, as
  * given, with it (reachable or not: the list does not wait for Redis). */
-static void test_shmc_near_info_without_redis_is_off(void **state)
+static void test_shmc_near_query_without_redis_is_off(void **state)
 {
 	struct fx *f = *state;
 	struct shmc_near_info ni;
 
-	assert_rc(shmc_near_info(f->c, NULL), -EINVAL);
+	assert_rc(shmc_near_query(f->c, NULL), -EINVAL);
 	memset(&ni, 0xff, sizeof(ni));
-	assert_rc(shmc_near_info(f->c, &ni), 0);
+	assert_rc(shmc_near_query(f->c, &ni), 0);
 	assert_string_equal(ni.state, "off");
 	assert_int_equal(ni.nprefix, 0);
 }
@@ -356,12 +356,12 @@ static int setup_two_prefixes(void **state)
 	return fx_start(state, extra);
 }
 
-static void test_shmc_near_info_lists_the_tracked_prefixes(void **state)
+static void test_shmc_near_query_lists_the_tracked_prefixes(void **state)
 {
 	struct fx *f = *state;
 	struct shmc_near_info ni;
 
-	assert_rc(shmc_near_info(f->c, &ni), 0);
+	assert_rc(shmc_near_query(f->c, &ni), 0);
 	/* Redis at port 1 never answers: never "up", never "off". */
 	assert_true(!strcmp(ni.state, "connecting") ||
 		    !strcmp(ni.state, "down"));
@@ -385,9 +385,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_shmc_lease_blocked_prefix_loads_without_waiting,
 			setup_blocked, fx_teardown),
-		T(test_shmc_near_info_without_redis_is_off),
+		T(test_shmc_near_query_without_redis_is_off),
 		cmocka_unit_test_setup_teardown(
-			test_shmc_near_info_lists_the_tracked_prefixes,
+			test_shmc_near_query_lists_the_tracked_prefixes,
 			setup_two_prefixes, fx_teardown),
 	};
 

@@ -192,6 +192,7 @@ class NearCacheExampleTest(unittest.TestCase):
                                "never cached)"] * 2)
         self.redis.call("SET", "other:1", "v2")
         rc, out, err = self.example("other:1")
+        self.assertEqual(rc, 0, err)
         self.assertEqual(out, ["other:1 = v2 (from redis, not tracked: "
                                "never cached)"])
 

@@ -2078,7 +2078,7 @@ Client_near_info(ClientObject *self, PyObject *unused)
     if (ni == NULL) {
         return PyErr_NoMemory();
     }
-    WITH_HANDLE_NOGIL(self, c, rc, shmc_near_info(c, ni));
+    WITH_HANDLE_NOGIL(self, c, rc, shmc_near_query(c, ni));
     if (rc < 0) {
         PyMem_Free(ni);
         return raise_rc(rc, "near_info");

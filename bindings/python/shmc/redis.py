@@ -26,11 +26,12 @@ caller, never by this module: `import shmc` does not need it.
 
 from __future__ import annotations
 
+import errno
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Union
 
-from ._shmc import Client, Lease, ValueTooLarge
+from ._shmc import Client, Error, Lease, ValueTooLarge
 
 Key = Union[str, bytes, bytearray, memoryview]
 Value = Union[str, bytes, bytearray, memoryview]
@@ -73,9 +74,12 @@ class NearCache:
     Client.near_info()).  Given, each must lie under one of those, or
     ValueError says which is not: Redis' writes of its keys would never
     reach the region.  With a daemon that does not follow Redis (state
-    "off") given prefixes are accepted with a RuntimeWarning: then only
-    this host's set() and delete() drop copies, and ttl bounds how long
-    any other write goes unseen.  cache_misses: when True, a key
+    "off", or a daemon older than its near cache) given prefixes are
+    accepted only with a ttl, and with a RuntimeWarning: then only this
+    host's set() and delete() drop copies, and ttl bounds how long any
+    other write goes unseen.  The daemon's prefixes are read here, once:
+    create the NearCache again after restarting the daemon with other
+    --redis-prefix options.  cache_misses: when True, a key
     absent from Redis is cached as absent (an empty entry with flags
     ABSENT_FLAGS) until Redis writes it; by default absence is not cached.
     """
@@ -85,7 +89,12 @@ class NearCache:
                  cache_misses: bool = False,
                  _after_read: Union[Callable[[bytes, Union[bytes, None]],
                                              Any], None] = None) -> None:
-        info = client.near_info()
+        try:
+            info = client.near_info()
+        except Error as e:
+            if e.code != -errno.EOPNOTSUPP:
+                raise
+            info = {"state": "off", "prefixes": []}  # before --redis
         tracked = tuple(info["prefixes"]) if info["state"] != "off" else ()
         if prefixes is None:
             if not tracked:
@@ -108,16 +117,23 @@ class NearCache:
                     "keeps coherent %r: Redis' writes of its keys would "
                     "not reach the region; add --redis-prefix to the "
                     "daemon, or leave its keys out" % (p, list(tracked)))
-        if not tracked:
-            warnings.warn(
-                "the daemon follows no Redis (no --redis): the copies of "
-                "%r are dropped only by this host's NearCache.set() and "
-                "delete(), and by their ttl" % (list(self.prefixes),),
-                RuntimeWarning, stacklevel=2)
         if isinstance(ttl, bool) or not isinstance(ttl, int) \
                 or not 0 <= ttl <= 0xFFFFFFFF:
             raise ValueError("ttl must be whole seconds, 0 to 2**32-1 (0: "
                              "until invalidated), not %r" % (ttl,))
+        if not tracked:
+            if ttl == 0:
+                raise ValueError(
+                    "the daemon follows no Redis (no --redis), so with "
+                    "ttl=0 a copy would be served after any other "
+                    "client's write, for ever: run it with --redis ADDR "
+                    "--redis-prefix PREFIX, or give ttl=SECONDS, the "
+                    "staleness you accept")
+            warnings.warn(
+                "the daemon follows no Redis (no --redis): the copies of "
+                "%r are dropped only by this host's NearCache.set() and "
+                "delete(), and after ttl=%d s" % (list(self.prefixes), ttl),
+                RuntimeWarning, stacklevel=2)
         if getattr(redis, "read_from_replicas", False):
             raise ValueError(
                 "a RedisCluster that reads from replicas cannot fill a near "
