@@ -7,6 +7,7 @@
  * table at the end maps types to handlers; an unknown type gets an error
  * reply and the connection goes on.
  */
+#include <assert.h>
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -214,8 +215,11 @@ static void on_stats(struct daemon *d, struct conn *c, uint32_t id,
 	conn_reply_finish(c, &w, PROTO_T_STATS, id);
 }
 
-/* The near cache's tracking of Redis (redis.h): its state, counters and
- * last error. */
+static_assert(CONFIG_REDIS_PREFIXES <= PROTO_NEAR_PREFIXES_MAX,
+	      "NEARCACHE cannot list every --redis-prefix");
+
+/* The near cache's tracking of Redis (redis.h): its state, counters, last
+ * error, and the prefixes it keeps coherent (--redis-prefix). */
 static void on_nearcache(struct daemon *d, struct conn *c, uint32_t id,
 			 struct proto_r *r)
 {
@@ -239,7 +243,11 @@ static void on_nearcache(struct daemon *d, struct conn *c, uint32_t id,
 	pthread_mutex_unlock(&d->redis_lock);
 	if (!s.state)
 		s.state = "off";
-	conn_reply_start(c, &w, 512 + REDIS_NCOUNTERS * 128);
+	conn_reply_start(c, &w,
+			 512 + REDIS_NCOUNTERS * 128 +
+				 (size_t)d->cfg.n_redis_prefixes *
+					 (4 +
+					  sizeof(d->cfg.redis_prefixes[0])));
 	proto_put_str(&w, s.state);
 	proto_put_u32(&w, REDIS_NCOUNTERS);
 	for (int i = 0; i < REDIS_NCOUNTERS; i++) {
@@ -249,6 +257,9 @@ static void on_nearcache(struct daemon *d, struct conn *c, uint32_t id,
 	}
 	proto_put_str(&w, s.last_error);
 	proto_put_u64(&w, s.last_error_at);
+	proto_put_u32(&w, d->cfg.n_redis_prefixes);
+	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++)
+		proto_put_str(&w, d->cfg.redis_prefixes[i]);
 	conn_reply_finish(c, &w, PROTO_T_NEARCACHE, id);
 }
 

@@ -593,6 +593,54 @@ SHMC_EXPORT int shmc_ns_list(shmc *c, struct shmc_ns_info *out, size_t cap,
 	return ctl_list(c, PROTO_T_NS_LIST, out, sizeof(*out), cap, n, ns_item);
 }
 
+static_assert(SHMC_NEAR_PREFIXES_MAX == PROTO_NEAR_PREFIXES_MAX,
+	      "shmc.h's near-cache prefix limit is not the protocol's");
+
+/* NEARCACHE's reply (docs/PROTOCOL.md): the state, then the counters and
+ * the last error, which cachectl shows and this skips, then the tracked
+ * prefixes. */
+SHMC_EXPORT int shmc_near_query(shmc *c, struct shmc_near_info *out)
+{
+	const void *p;
+	uint8_t *reply;
+	size_t rlen;
+	struct proto_r r;
+
+	if (!out)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	int rc = ctl_call(c, PROTO_T_NEARCACHE, NULL, 0, &reply, &rlen);
+	if (rc)
+		return rc;
+	proto_r_init(&r, reply, rlen);
+	proto_get_str(&r, out->state, sizeof(out->state));
+	uint32_t ncounters = proto_get_u32(&r);
+	for (uint32_t i = 0; i < ncounters && !r.err; i++) {
+		proto_get_bytes(&r, &p); /* name */
+		proto_get_u64(&r);
+		proto_get_bytes(&r, &p); /* description */
+	}
+	proto_get_bytes(&r, &p); /* last error, and its time */
+	proto_get_u64(&r);
+	out->nprefix = proto_get_u32(&r);
+	if (out->nprefix > SHMC_NEAR_PREFIXES_MAX)
+		r.err = -EBADMSG;
+	for (uint32_t i = 0; i < out->nprefix && !r.err; i++) {
+		size_t len = proto_get_bytes(&r, &p);
+
+		if (!r.err && (len == 0 || len > SHMC_NS_PREFIX_MAX))
+			r.err = -EBADMSG;
+		else if (!r.err)
+			memcpy(out->prefix[i].bytes, p, len);
+		out->prefix[i].len = (uint32_t)len;
+	}
+	rc = proto_r_end(&r) || !out->state[0] ? -EIO : 0;
+	free(reply);
+	if (rc)
+		memset(out, 0, sizeof(*out));
+	return rc;
+}
+
 /* SAVE, or LOAD with PROTO_LOAD_* flags (sent only when not 0). */
 static int snapshot(shmc *c, uint16_t type, const char *path, uint32_t flags,
 		    uint64_t *entries)

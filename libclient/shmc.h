@@ -699,6 +699,30 @@ struct shmc_ns_info {
  * 0). */
 int shmc_ns_list(shmc *c, struct shmc_ns_info *out, size_t cap, size_t *n);
 
+/* The most prefixes a daemon's near cache tracks (--redis-prefix). */
+#define SHMC_NEAR_PREFIXES_MAX 64
+
+/* The daemon's near cache (shmcached --redis, docs/NEARCACHE.md). */
+struct shmc_near_info {
+	char state[16];	  /* "off" (no --redis), "connecting", "up" or
+			     "down" */
+	uint32_t nprefix; /* the prefixes it keeps coherent: prefix[0..n) */
+	struct shmc_near_prefix {
+		uint8_t bytes[SHMC_NS_PREFIX_MAX]; /* len bytes, not
+						      terminated */
+		uint32_t len;
+	} prefix[SHMC_NEAR_PREFIXES_MAX];
+};
+
+/* What the daemon follows of Redis, into *out.  Only the copies of keys
+ * that start with one of out->prefix are dropped when Redis writes them
+ * (and only while state is not "off"): a read-through cache should fill
+ * no other key from Redis, or it serves that key's old value after Redis
+ * changed it, for as long as the copy lives.  Returns 0, -EINVAL (out
+ * NULL), -EOPNOTSUPP (a daemon older than its near cache), -EIO (a reply
+ * that does not parse), or the errors of reaching the daemon. */
+int shmc_near_query(shmc *c, struct shmc_near_info *out);
+
 /* A short description of any value these functions return (0 included).
  * For the errors of reaching the daemon (SHMC_ENODAEMON, -ECONNREFUSED,
  * SHMC_EUNTRUSTED, -EACCES) that the calling thread's last shmc_open() or

@@ -72,7 +72,11 @@
 	  "empty -> u32 n, {bytes prefix, u32 mark, u32 slot}[n]")             \
 	X(NEARCACHE, 20,                                                       \
 	  "empty -> str state, u32 n, {str name, u64 value, str desc}[n], "    \
-	  "str last_error, u64 last_error_at")
+	  "str last_error, u64 last_error_at, u32 np, str prefix[np]")
+
+/* The most prefixes a NEARCACHE reply lists (the daemon's --redis-prefix
+ * limit, shmc.h's SHMC_NEAR_PREFIXES_MAX). */
+#define PROTO_NEAR_PREFIXES_MAX 64
 
 enum proto_type {
 #define PROTO_ENUM_X(name, val, body) PROTO_T_##name = val,

@@ -179,8 +179,8 @@ typedef int ctl_handler(struct ctl *x, int argc, char **argv);
 	  "in %) and fill (bytes_used / bytes_total, in %).  With --json,\n"          \
 	  "one object with the same keys; a rate without a denominator is\n"          \
 	  "null.  When the daemon follows Redis (--redis), the near cache's\n"        \
-	  "state and counters follow as redis_* rows (with --json, a \"redis\"\n"     \
-	  "object: docs/NEARCACHE.md).")                                              \
+	  "state, tracked prefixes and counters follow as redis_* rows (with\n"       \
+	  "--json, a \"redis\" object: docs/NEARCACHE.md).")                          \
 	X(segments, "", 0, 0, OPT_BIT(JSON),                                          \
 	  "one line per segment: entries, fill, hit rate",                            \
 	  "Prints, for each segment, its index, entries, ring bytes used and\n"       \
@@ -1082,6 +1082,8 @@ struct near_stats {
 	} v[32];
 	char last_error[256];
 	uint64_t last_error_at;
+	uint32_t nprefix; /* the tracked prefixes (--redis-prefix) */
+	char prefix[PROTO_NEAR_PREFIXES_MAX][SHMC_NS_PREFIX_MAX + 1];
 };
 
 /* Asks the daemon over its socket (a connection of its own, without
@@ -1118,6 +1120,11 @@ static int remote_nearcache(struct ctl *x, struct near_stats *ns)
 	}
 	proto_get_str(&r, ns->last_error, sizeof(ns->last_error));
 	ns->last_error_at = proto_get_u64(&r);
+	ns->nprefix = proto_get_u32(&r);
+	if (ns->nprefix > PROTO_NEAR_PREFIXES_MAX)
+		r.err = -EBADMSG;
+	for (uint32_t i = 0; i < ns->nprefix && !r.err; i++)
+		proto_get_str(&r, ns->prefix[i], sizeof(ns->prefix[i]));
 	rc = proto_r_end(&r) ? -EIO : 0;
 	free(reply);
 	return rc;
@@ -1130,6 +1137,11 @@ static void print_nearcache(const struct near_stats *ns)
 
 	printf("%-20s %8s  %-10s %s\n", "redis_state", ns->state, "",
 	       "tracking of Redis: connecting, up or down");
+	printf("%-20s %8" PRIu32 "  %-10s %s", "redis_prefixes", ns->nprefix,
+	       "", "prefixes kept coherent:");
+	for (uint32_t i = 0; i < ns->nprefix; i++)
+		printf(" '%s'", ESC(ns->prefix[i], b));
+	putchar('\n');
 	for (uint32_t i = 0; i < ns->n; i++) {
 		snprintf(name, sizeof(name), "redis_%s", ns->v[i].name);
 		printf("%-20s %8" PRIu64 "  %-10s %s\n", name, ns->v[i].value,
@@ -1147,6 +1159,15 @@ static void json_nearcache(const struct near_stats *ns)
 	json_key("redis");
 	putchar('{');
 	json_member("state", ns->state, strlen(ns->state));
+	putchar(',');
+	json_key("prefixes");
+	putchar('[');
+	for (uint32_t i = 0; i < ns->nprefix; i++) {
+		if (i)
+			putchar(',');
+		json_str(ns->prefix[i], strlen(ns->prefix[i]));
+	}
+	putchar(']');
 	for (uint32_t i = 0; i < ns->n; i++) {
 		putchar(',');
 		json_key(ns->v[i].name);

@@ -14,6 +14,9 @@
  *     other hosts hold are dropped by their daemons when Redis tells them
  *     (shmcached --redis ADDR --redis-prefix P).
  *   - Never cache "not found": a key missing in Redis is simply missing.
+ *   - Cache only the keys the daemon keeps coherent (its --redis-prefix
+ *     list, from shmc_near_query()): the copy of any other key would
+ *     outlive the next write to Redis that no daemon hears of.
  *
  * Build (hiredis from Debian's libhiredis-dev):
  *
@@ -37,47 +40,67 @@
 #include <hiredis/hiredis.h>
 
 /* How long a cached copy may live even if no invalidation ever comes: a
- * backstop only, the daemon's tracking is what keeps the copies true.
- * Keys outside the daemon's --redis-prefix list are not tracked at all:
- * for them this TTL is the only bound on how stale a copy gets. */
+ * backstop only, the daemon's tracking is what keeps the copies true. */
 #define NC_TTL_S 300
 
 /* Where nc_get() found the value. */
 enum nc_source {
-	NC_REGION,	   /* the near cache: no round trip */
-	NC_REDIS,	   /* Redis, and now cached in the region */
-	NC_REDIS_UNCACHED, /* Redis; not cached (the key changed meanwhile,
+	NC_REGION,	    /* the near cache: no round trip */
+	NC_REDIS,	    /* Redis, and now cached in the region */
+	NC_REDIS_UNCACHED,  /* Redis; not cached (the key changed meanwhile,
 			     * or the region refused it) */
+	NC_REDIS_UNTRACKED, /* Redis; never cached: the daemon does not keep
+			     * this key coherent */
 };
 
 static const char *const nc_source_names[] = {
 	[NC_REGION] = "from the region",
 	[NC_REDIS] = "from redis, now cached",
 	[NC_REDIS_UNCACHED] = "from redis, not cached",
+	[NC_REDIS_UNTRACKED] = "from redis, not tracked: never cached",
 };
+
+/* Whether the daemon drops key's copy when Redis writes it: it follows
+ * Redis, and key starts with one of its --redis-prefix. */
+static int nc_tracked(const struct shmc_near_info *ni, const char *key,
+		      size_t klen)
+{
+	if (!strcmp(ni->state, "off"))
+		return 0;
+	for (uint32_t i = 0; i < ni->nprefix; i++)
+		if (klen >= ni->prefix[i].len &&
+		    !memcmp(key, ni->prefix[i].bytes, ni->prefix[i].len))
+			return 1;
+	return 0;
+}
 
 /* Reads key through the near cache into buf (cap bytes), *len = its
  * length.  Returns 0, -ENOENT (not in Redis either), -ENOBUFS (cap too
  * small), -EIO (Redis failed: r->errstr says why), or a libshmc error. */
-static int nc_get(shmc *c, redisContext *r, const char *key, char *buf,
-		  size_t cap, size_t *len, enum nc_source *from)
+static int nc_get(shmc *c, const struct shmc_near_info *ni, redisContext *r,
+		  const char *key, char *buf, size_t cap, size_t *len,
+		  enum nc_source *from)
 {
 	const struct shmc_store_opts opts = { .ttl_s = NC_TTL_S };
 	size_t klen = strlen(key);
+	int tracked = nc_tracked(ni, key, klen);
 	struct shmc_lease lease;
 	struct shmc_item it;
 	redisReply *rep;
 	int rc;
 
-	/* 1. The region.  A miss also begins the lease. */
-	rc = shmc_get_lease(c, key, klen, buf, cap, &it, &lease);
-	if (rc == 0) {
-		*len = it.vlen;
-		*from = NC_REGION;
-		return 0;
+	/* 1. The region, for a key it may hold.  A miss also begins the
+	 * lease. */
+	if (tracked) {
+		rc = shmc_get_lease(c, key, klen, buf, cap, &it, &lease);
+		if (rc == 0) {
+			*len = it.vlen;
+			*from = NC_REGION;
+			return 0;
+		}
+		if (rc != -ENOENT)
+			return rc;
 	}
-	if (rc != -ENOENT)
-		return rc;
 
 	/* 2. Redis, after the lease began. */
 	rep = redisCommand(r, "GET %b", key, klen);
@@ -95,6 +118,11 @@ static int nc_get(shmc *c, redisContext *r, const char *key, char *buf,
 	memcpy(buf, rep->str, rep->len);
 	*len = rep->len;
 	freeReplyObject(rep);
+
+	if (!tracked) {
+		*from = NC_REDIS_UNTRACKED;
+		return 0;
+	}
 
 	/* 3. Fill under the lease.  -ESTALE: an invalidation came after our
 	 * GET, so what we read may be old for the next reader: serve it to
@@ -164,6 +192,7 @@ static redisContext *connect_redis(const char *addr)
 
 int main(int argc, char **argv)
 {
+	struct shmc_near_info ni;
 	char buf[4096];
 	redisContext *r;
 	shmc *c;
@@ -182,6 +211,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "shmc_open: %s\n", shmc_strerror(rc));
 		return 1;
 	}
+	/* What the daemon keeps coherent: asked once, it changes only with
+	 * the daemon's options. */
+	rc = shmc_near_query(c, &ni);
+	if (rc == -EOPNOTSUPP) { /* a daemon older than its near cache */
+		memset(&ni, 0, sizeof(ni));
+		snprintf(ni.state, sizeof(ni.state), "off");
+	} else if (rc != 0) {
+		fprintf(stderr, "shmc_near_query: %s\n", shmc_strerror(rc));
+		shmc_close(c);
+		return 1;
+	}
+	if (!strcmp(ni.state, "off"))
+		fprintf(stderr, "note: the daemon follows no Redis (no "
+				"--redis): nothing is cached\n");
 	if (!(r = connect_redis(argv[1]))) {
 		shmc_close(c);
 		return 1;
@@ -199,7 +242,7 @@ int main(int argc, char **argv)
 				       "dropped)\n",
 				       argv[i], eq + 1);
 		} else {
-			rc = nc_get(c, r, argv[i], buf, sizeof(buf), &len,
+			rc = nc_get(c, &ni, r, argv[i], buf, sizeof(buf), &len,
 				    &from);
 			if (rc == 0)
 				printf("%s = %.*s (%s)\n", argv[i], (int)len,

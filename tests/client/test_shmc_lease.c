@@ -330,6 +330,48 @@ static void test_shmc_lease_blocked_prefix_loads_without_waiting(void **state)
 	expect_str(f->c, "page:x", "mine");
 }
 
+/* What the daemon keeps coherent, as a read-through cache asks for it
+ * before it fills: nothing without --redis; the --redis-prefix list, as
+ * given, with it (reachable or not: the list does not wait for Redis). */
+static void test_shmc_near_query_without_redis_is_off(void **state)
+{
+	struct fx *f = *state;
+	struct shmc_near_info ni;
+
+	assert_rc(shmc_near_query(f->c, NULL), -EINVAL);
+	memset(&ni, 0xff, sizeof(ni));
+	assert_rc(shmc_near_query(f->c, &ni), 0);
+	assert_string_equal(ni.state, "off");
+	assert_int_equal(ni.nprefix, 0);
+}
+
+static int setup_two_prefixes(void **state)
+{
+	static const char *const extra[] = {
+		"--redis", "127.0.0.1:1",    "--redis-prefix",
+		"user:",   "--redis-prefix", "s",
+		NULL
+	};
+
+	return fx_start(state, extra);
+}
+
+static void test_shmc_near_query_lists_the_tracked_prefixes(void **state)
+{
+	struct fx *f = *state;
+	struct shmc_near_info ni;
+
+	assert_rc(shmc_near_query(f->c, &ni), 0);
+	/* Redis at port 1 never answers: never "up", never "off". */
+	assert_true(!strcmp(ni.state, "connecting") ||
+		    !strcmp(ni.state, "down"));
+	assert_int_equal(ni.nprefix, 2);
+	assert_int_equal(ni.prefix[0].len, 5);
+	assert_memory_equal(ni.prefix[0].bytes, "user:", 5);
+	assert_int_equal(ni.prefix[1].len, 1);
+	assert_memory_equal(ni.prefix[1].bytes, "s", 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +385,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_shmc_lease_blocked_prefix_loads_without_waiting,
 			setup_blocked, fx_teardown),
+		T(test_shmc_near_query_without_redis_is_off),
+		cmocka_unit_test_setup_teardown(
+			test_shmc_near_query_lists_the_tracked_prefixes,
+			setup_two_prefixes, fx_teardown),
 	};
 
 	tdaemon_binary(); /* exits 77 without $SHMC_DAEMON */

@@ -235,13 +235,15 @@ class Client:
 
     def nearcache(self):
         """The near cache's tracking of Redis (NEARCACHE): {state,
-        counters..., last_error, last_error_at}."""
+        counters..., last_error, last_error_at, prefixes (the tracked
+        ones, bytes)}."""
         r = self.call("NEARCACHE")
         out = dict(state=r.str())
         for _ in range(r.u32()):
             name, value, _desc = r.str(), r.u64(), r.str()
             out[name] = value
         out["last_error"], out["last_error_at"] = r.str(), r.u64()
+        out["prefixes"] = [r.bytes() for _ in range(r.u32())]
         r.end()
         return out
 

@@ -504,13 +504,21 @@ class Standalone(NearCacheCase):
                               "--json"], capture_output=True,
                              timeout=p.HANG_S)
         self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertEqual(json.loads(out.stdout)["redis"]["state"], "down")
+        js = json.loads(out.stdout)["redis"]
+        self.assertEqual(js["state"], "down")
+        # The prefixes it keeps coherent, as given (--redis-prefix), in
+        # the request's reply and in both of cachectl's forms.
+        self.assertEqual(js["prefixes"], list(PREFIXES))
+        self.assertEqual(s["prefixes"], [x.encode() for x in PREFIXES])
         out = subprocess.run([CACHECTL, "--socket", d.sock, "stats"],
                              capture_output=True, text=True,
                              timeout=p.HANG_S)
         rows = {line.split()[0]: line.split()[1:]
                 for line in out.stdout.splitlines()}
         self.assertEqual(rows["redis_state"][0], "down")
+        self.assertEqual(rows["redis_prefixes"][0], str(len(PREFIXES)))
+        self.assertEqual(rows["redis_prefixes"][-len(PREFIXES):],
+                         [f"'{x}'" for x in PREFIXES])
         self.assertEqual(rows["redis_masters"][0], "0")
         self.assertIn(s["last_error"].split()[0], " ".join(
             rows["redis_error"]))
@@ -564,6 +572,8 @@ class Standalone(NearCacheCase):
         self.assertEqual(present(again, ["user:1"]), [])  # flushed at stop
         self.assertEqual(lease_fill(again, "user:2"), "filled")
         self.assertEqual(nearcache(again)["state"], "off")
+        # It keeps no prefix coherent now, and says so.
+        self.assertEqual(nearcache(again)["prefixes"], [])
 
     def test_nearcache_flooding_master_does_not_starve_the_others(self):
         # One master sends invalidations without end, and deletes are slow

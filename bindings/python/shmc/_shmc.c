@@ -2060,6 +2060,47 @@ Client_namespaces(ClientObject *self, PyObject *unused)
     return list;
 }
 
+PyDoc_STRVAR(Client_near_info_doc,
+             "near_info() -> dict\n\n"
+             "The daemon's near cache (shmcached --redis): {'state': 'off' "
+             "(no --redis), 'connecting', 'up' or 'down', 'prefixes': the "
+             "key prefixes whose copies it drops when Redis writes them, a "
+             "list of bytes}.");
+
+static PyObject *
+Client_near_info(ClientObject *self, PyObject *unused)
+{
+    struct shmc_near_info *ni;
+    PyObject *list, *d = NULL;
+    int rc;
+
+    ni = PyMem_Malloc(sizeof(*ni));
+    if (ni == NULL) {
+        return PyErr_NoMemory();
+    }
+    WITH_HANDLE_NOGIL(self, c, rc, shmc_near_query(c, ni));
+    if (rc < 0) {
+        PyMem_Free(ni);
+        return raise_rc(rc, "near_info");
+    }
+    list = PyList_New(0);
+    for (uint32_t i = 0; list != NULL && i < ni->nprefix; i++) {
+        PyObject *p = PyBytes_FromStringAndSize(
+            (const char *)ni->prefix[i].bytes, ni->prefix[i].len);
+
+        if (p == NULL || PyList_Append(list, p) < 0) {
+            Py_CLEAR(list);
+        }
+        Py_XDECREF(p);
+    }
+    if (list != NULL) {
+        d = Py_BuildValue("{s:s,s:O}", "state", ni->state, "prefixes", list);
+        Py_DECREF(list);
+    }
+    PyMem_Free(ni);
+    return d;
+}
+
 /* ------------------------------------------------------------------------
  * Client: attributes
  * ------------------------------------------------------------------------ */
@@ -2154,6 +2195,8 @@ static PyMethodDef Client_methods[] = {
      Client_delete_namespace_doc},
     {"namespaces", (PyCFunction)Client_namespaces, METH_NOARGS,
      Client_namespaces_doc},
+    {"near_info", (PyCFunction)Client_near_info, METH_NOARGS,
+     Client_near_info_doc},
     {"close", (PyCFunction)Client_close, METH_NOARGS, Client_close_doc},
     {"__enter__", (PyCFunction)Client_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Client_exit, METH_VARARGS, NULL},

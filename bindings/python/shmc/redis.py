@@ -26,10 +26,12 @@ caller, never by this module: `import shmc` does not need it.
 
 from __future__ import annotations
 
+import errno
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, Union
 
-from ._shmc import Client, Lease, ValueTooLarge
+from ._shmc import Client, Error, Lease, ValueTooLarge
 
 Key = Union[str, bytes, bytearray, memoryview]
 Value = Union[str, bytes, bytearray, memoryview]
@@ -66,10 +68,18 @@ class NearCache:
     bytes or str (decode_responses), and are returned as bytes.  ttl: the
     seconds a copy lives in the region (0: until invalidated); it also
     bounds how long a key expired in Redis, but not yet deleted there,
-    stays cached.  prefixes: the key prefixes the daemon tracks (its
-    --redis-prefix options); a key under none of them raises ValueError.
-    None (the default) takes the namespaces registered with the daemon,
-    which include every --redis-prefix.  cache_misses: when True, a key
+    stays cached.  prefixes: the key prefixes this near cache serves; a
+    key under none of them raises ValueError.  None (the default) takes
+    the prefixes the daemon keeps coherent (its --redis-prefix options,
+    Client.near_info()).  Given, each must lie under one of those, or
+    ValueError says which is not: Redis' writes of its keys would never
+    reach the region.  With a daemon that does not follow Redis (state
+    "off", or a daemon older than its near cache) given prefixes are
+    accepted only with a ttl, and with a RuntimeWarning: then only this
+    host's set() and delete() drop copies, and ttl bounds how long any
+    other write goes unseen.  The daemon's prefixes are read here, once:
+    create the NearCache again after restarting the daemon with other
+    --redis-prefix options.  cache_misses: when True, a key
     absent from Redis is cached as absent (an empty entry with flags
     ABSENT_FLAGS) until Redis writes it; by default absence is not cached.
     """
@@ -79,23 +89,51 @@ class NearCache:
                  cache_misses: bool = False,
                  _after_read: Union[Callable[[bytes, Union[bytes, None]],
                                              Any], None] = None) -> None:
+        try:
+            info = client.near_info()
+        except Error as e:
+            if e.code != -errno.EOPNOTSUPP:
+                raise
+            info = {"state": "off", "prefixes": []}  # before --redis
+        tracked = tuple(info["prefixes"]) if info["state"] != "off" else ()
         if prefixes is None:
-            prefixes = client.namespaces()
-            if not prefixes:
+            if not tracked:
                 raise ValueError(
-                    "the daemon has no namespaces, so no tracked prefix: "
-                    "run shmcached with --redis ADDR --redis-prefix PREFIX, "
-                    "or pass prefixes=[...]")
+                    "the daemon follows no Redis, so no key is kept "
+                    "coherent: run shmcached with --redis ADDR "
+                    "--redis-prefix PREFIX (or pass prefixes=[...] for "
+                    "keys that only this host writes)")
+            prefixes = tracked
         elif isinstance(prefixes, (str, bytes)):
             raise TypeError("prefixes must be a list of prefixes, not one")
         self.prefixes = tuple(_key_bytes(p) for p in prefixes)
         if not self.prefixes or not all(self.prefixes):
             raise ValueError("prefixes must hold at least one prefix, and "
                              "no empty one")
+        for p in self.prefixes:
+            if tracked and not p.startswith(tracked):
+                raise ValueError(
+                    "the prefix %r is under none of the prefixes the daemon "
+                    "keeps coherent %r: Redis' writes of its keys would "
+                    "not reach the region; add --redis-prefix to the "
+                    "daemon, or leave its keys out" % (p, list(tracked)))
         if isinstance(ttl, bool) or not isinstance(ttl, int) \
                 or not 0 <= ttl <= 0xFFFFFFFF:
             raise ValueError("ttl must be whole seconds, 0 to 2**32-1 (0: "
                              "until invalidated), not %r" % (ttl,))
+        if not tracked:
+            if ttl == 0:
+                raise ValueError(
+                    "the daemon follows no Redis (no --redis), so with "
+                    "ttl=0 a copy would be served after any other "
+                    "client's write, for ever: run it with --redis ADDR "
+                    "--redis-prefix PREFIX, or give ttl=SECONDS, the "
+                    "staleness you accept")
+            warnings.warn(
+                "the daemon follows no Redis (no --redis): the copies of "
+                "%r are dropped only by this host's NearCache.set() and "
+                "delete(), and after ttl=%d s" % (list(self.prefixes), ttl),
+                RuntimeWarning, stacklevel=2)
         if getattr(redis, "read_from_replicas", False):
             raise ValueError(
                 "a RedisCluster that reads from replicas cannot fill a near "

@@ -6,7 +6,9 @@ fill (the invalidation is made by hand, as the daemon's tracking would
 make it, or by a NearCache.set() in another process, step by step with
 Events).  The daemon's own tracking is tested in test_redis_tracking.py.
 """
+import errno
 import multiprocessing
+import os
 
 import pytest
 
@@ -15,11 +17,19 @@ import shmc.redis
 from conftest import forced_race
 
 HANG_S = 120  # only a hang reaches it
+# This module's daemon follows no Redis: a NearCache on it needs a ttl,
+# the bound on how long another client's write goes unseen.
+TTL = 300
+# This module's daemon does not follow Redis: NearCache warns so of the
+# prefixes it is given (test_redis_prefixes_need_a_daemon_that_follows_
+# redis asserts the warning).
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:the daemon follows no Redis:RuntimeWarning")
 
 
 @pytest.fixture
 def near(client, redis):
-    return shmc.redis.NearCache(client, redis, ttl=300, prefixes=["t:"])
+    return shmc.redis.NearCache(client, redis, TTL, prefixes=["t:"])
 
 
 def test_redis_get_reads_through_and_caches(near, client, redis):
@@ -41,7 +51,7 @@ def test_redis_get_of_a_key_absent_from_redis_is_none_and_not_cached(
 
 
 def test_redis_cache_misses_caches_absence_until_written(client, redis):
-    near = shmc.redis.NearCache(client, redis, prefixes=["t:"],
+    near = shmc.redis.NearCache(client, redis, TTL, prefixes=["t:"],
                                 cache_misses=True)
     assert near.get("t:later") is None
     assert client.get_item("t:later").flags == shmc.redis.ABSENT_FLAGS
@@ -77,7 +87,7 @@ class _Between:
 
 def test_redis_cache_misses_absence_invalidated_between_two_reads(client,
                                                                    redis):
-    near = shmc.redis.NearCache(client, redis, prefixes=["t:"],
+    near = shmc.redis.NearCache(client, redis, TTL, prefixes=["t:"],
                                 cache_misses=True)
     assert near.get("t:gone") is None  # cached as absent
 
@@ -86,7 +96,7 @@ def test_redis_cache_misses_absence_invalidated_between_two_reads(client,
         client.delete("t:gone")
 
     racing = shmc.redis.NearCache(_Between(client, write_elsewhere), redis,
-                                  prefixes=["t:"], cache_misses=True)
+                                  TTL, prefixes=["t:"], cache_misses=True)
     # Neither b"" (never Redis' value) nor None: the new value.
     assert racing.get_many(["t:gone"]) == {"t:gone": b"v2"}
     assert near.get("t:gone") == b"v2"
@@ -97,7 +107,7 @@ def test_redis_a_cluster_reading_replicas_is_refused(client):
         read_from_replicas = True
 
     with pytest.raises(ValueError, match="replicas"):
-        shmc.redis.NearCache(client, ReplicaReader(), prefixes=["t:"])
+        shmc.redis.NearCache(client, ReplicaReader(), TTL, prefixes=["t:"])
 
 
 def test_redis_get_many_makes_one_mget_for_the_misses(near, client, redis,
@@ -189,20 +199,27 @@ def test_redis_keys_outside_the_prefixes_are_refused(near, client, redis):
         near.get(42)
 
 
-def test_redis_prefixes_default_to_the_daemons_namespaces(client, redis):
-    for ns in client.namespaces():
-        client.delete_namespace(ns)
-    with pytest.raises(ValueError, match="--redis-prefix"):
-        shmc.redis.NearCache(client, redis)
+def test_redis_prefixes_need_a_daemon_that_follows_redis(client, redis):
+    # This daemon has no --redis: it keeps no prefix coherent, and a
+    # namespace registered with it is not one either, so there is no
+    # default ...
+    assert client.near_info() == {"state": "off", "prefixes": []}
     client.add_namespace("ns:")
     try:
-        near = shmc.redis.NearCache(client, redis)
-        redis.set("ns:k", b"v")
-        assert near.get("ns:k") == b"v"
-        with pytest.raises(ValueError, match="tracked prefixes"):
-            near.get("t:k")
+        with pytest.raises(ValueError, match="--redis-prefix"):
+            shmc.redis.NearCache(client, redis)
     finally:
         client.delete_namespace("ns:")
+    # ... and given prefixes are served only with a ttl (without one a
+    # copy would never go), and with a warning that says what then drops
+    # a copy.
+    with pytest.raises(ValueError, match="ttl=0"):
+        shmc.redis.NearCache(client, redis, prefixes=["t:"])
+    with pytest.warns(RuntimeWarning, match="follows no Redis.*'t:'"):
+        near = shmc.redis.NearCache(client, redis, 60, prefixes=["t:"])
+    assert near.ttl == 60
+    redis.set("t:warned", b"v")
+    assert near.get("t:warned") == b"v"
     with pytest.raises(ValueError, match="no empty"):
         shmc.redis.NearCache(client, redis, prefixes=[""])
     with pytest.raises(TypeError, match="list"):
@@ -212,11 +229,38 @@ def test_redis_prefixes_default_to_the_daemons_namespaces(client, redis):
             shmc.redis.NearCache(client, redis, ttl, prefixes=["t:"])
 
 
+class _Answering:
+    """A shmc.Client whose near_info() raises shmc.Error with code."""
+
+    def __init__(self, client, code):
+        self._client, self._code = client, code
+
+    def near_info(self):
+        e = shmc.Error("near_info: " + os.strerror(-self._code))
+        e.code = self._code
+        raise e
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_redis_daemon_older_than_its_near_cache_counts_as_off(client, redis):
+    old = _Answering(client, -errno.EOPNOTSUPP)  # refuses NEARCACHE
+    with pytest.raises(ValueError, match="--redis-prefix"):
+        shmc.redis.NearCache(old, redis)
+    with pytest.warns(RuntimeWarning, match="follows no Redis"):
+        shmc.redis.NearCache(old, redis, 60, prefixes=["t:"])
+    # Any other failure to ask is the caller's to see.
+    with pytest.raises(shmc.Error, match="near_info"):
+        shmc.redis.NearCache(_Answering(client, -errno.EIO), redis, 60,
+                             prefixes=["t:"])
+
+
 def test_redis_str_replies_are_returned_as_bytes(client, redis_server):
     r = redis_server.client(decode_responses=True)
     try:
         r.set("t:txt", "héllo")
-        near = shmc.redis.NearCache(client, r, prefixes=["t:"])
+        near = shmc.redis.NearCache(client, r, TTL, prefixes=["t:"])
         assert near.get("t:txt") == "héllo".encode()
         assert near.get("t:txt") == "héllo".encode()  # the cached copy
         r.set("t:txt2", "x")
@@ -248,7 +292,7 @@ def test_redis_forced_race_get_does_not_cache_the_old_value(client, redis,
                                                             writer):
     redis.set("t:race", b"old")
     near = shmc.redis.NearCache(
-        client, redis, prefixes=["t:"],
+        client, redis, TTL, prefixes=["t:"],
         _after_read=write_and_invalidate(client, writer, b"new"))
     # The old value is this request's answer, but is not cached ...
     assert near.get("t:race") == b"old"
@@ -263,7 +307,7 @@ def test_redis_forced_race_get_many_does_not_cache_old_values(client, redis,
                                                               writer):
     redis.mset({"t:r1": b"old1", "t:r2": b"old2"})
     near = shmc.redis.NearCache(
-        client, redis, prefixes=["t:"],
+        client, redis, TTL, prefixes=["t:"],
         _after_read=write_and_invalidate(client, writer, b"new"))
     assert near.get_many(["t:r1", "t:r2"]) == {"t:r1": b"old1",
                                                "t:r2": b"old2"}
@@ -294,7 +338,7 @@ def racing_reader(sock, redis_sock, key, read_done, write_done, out):
 
     with shmc.Client(sock) as c:
         r = redis_py.Redis(unix_socket_path=redis_sock)
-        near = shmc.redis.NearCache(c, r, prefixes=["t:"],
+        near = shmc.redis.NearCache(c, r, TTL, prefixes=["t:"],
                                     _after_read=after_read)
         out.value = near.get(key)
         r.close()
@@ -310,7 +354,7 @@ def test_redis_forced_race_with_a_set_in_another_process(client, redis,
     redis.set("t:p", b"old")
     read_done, write_done = ctx.Event(), ctx.Event()
     out = ctx.Array("c", 16, lock=False)
-    near = shmc.redis.NearCache(client, redis, prefixes=["t:"])
+    near = shmc.redis.NearCache(client, redis, TTL, prefixes=["t:"])
     forced_race(ctx, racing_reader,
                 (sock, redis_server.sock, "t:p", read_done, write_done,
                  out),

@@ -100,11 +100,30 @@ def region(tracking):
     c.close()
 
 
-def test_redis_tracking_prefixes_default_to_the_tracked_ones(region, redis):
-    near = shmc.redis.NearCache(region, redis)
-    assert near.prefixes == (PREFIX.encode(),)
-    with pytest.raises(ValueError, match="tracked prefixes"):
-        near.get("other:1")
+def test_redis_tracking_prefixes_default_to_the_tracked_ones(
+        tracking, region, redis):
+    wait_up(tracking)
+    assert region.near_info() == {"state": "up",
+                                  "prefixes": [PREFIX.encode()]}
+    # A namespace registered beside the tracked prefix is not tracked:
+    # Redis' writes of its keys never reach the region, so it is neither
+    # taken by default nor accepted.
+    region.add_namespace("other:")
+    try:
+        near = shmc.redis.NearCache(region, redis)
+        assert near.prefixes == (PREFIX.encode(),)
+        with pytest.raises(ValueError, match="tracked prefixes"):
+            near.get("other:1")
+        with pytest.raises(ValueError, match="'other:'.*keeps coherent"):
+            shmc.redis.NearCache(region, redis, prefixes=["other:", PREFIX])
+        # A narrower prefix under a tracked one is.
+        sub = shmc.redis.NearCache(region, redis, prefixes=[PREFIX + "s:"])
+        redis.set(PREFIX + "s:1", b"v")
+        assert sub.get(PREFIX + "s:1") == b"v"
+        with pytest.raises(ValueError, match="tracked prefixes"):
+            sub.get(PREFIX + "1")
+    finally:
+        region.delete_namespace("other:")
 
 
 def test_redis_tracking_write_by_another_client_drops_the_copy(
