@@ -212,20 +212,47 @@ static void prefixes_block(struct redis_track *t, bool on)
 	pthread_mutex_unlock(&d->ns_lock);
 }
 
+/* Flushes the tracked prefixes whose bits are set in which (under
+ * d->ns_lock).  Should a namespace flush fail - the region's 2^32 - 1
+ * namespace flushes spent (EOVERFLOW), or the prefix unregistered - the
+ * whole cache is cleared instead: a tracked key must never outlive its
+ * invalidation, and the other keys only cost a reload. */
+static void prefixes_flush_some(struct redis_track *t, uint64_t which)
+{
+	struct daemon *d = t->d;
+
+	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
+		const char *p = d->cfg.redis_prefixes[i];
+		int rc;
+
+		if (!((which >> i) & 1) ||
+		    (rc = eng_ns_flush(&d->eng, p, strlen(p))) == 0)
+			continue;
+		log_error(
+			"redis: cannot flush namespace %s (%s): clearing the "
+			"whole cache instead%s",
+			p, strerror(-rc),
+			rc == -EOVERFLOW
+				? "; the region's namespace flushes are "
+				  "spent, and every flush will clear it until "
+				  "a new region is made (stop the daemon, "
+				  "remove the region, start it)"
+				: "");
+		if ((rc = eng_clear(&d->eng)) != 0)
+			log_error("redis: cannot clear the cache (%s): tracked "
+				  "keys may be stale until the next flush",
+				  strerror(-rc));
+		return;
+	}
+}
+
 /* Flushes every tracked prefix; counts one flush. */
 static void prefixes_flush(struct redis_track *t)
 {
 	struct daemon *d = t->d;
 
 	pthread_mutex_lock(&d->ns_lock);
-	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
-		const char *p = d->cfg.redis_prefixes[i];
-		int rc = eng_ns_flush(&d->eng, p, strlen(p));
-
-		if (rc)
-			log_error("redis: cannot flush namespace %s: %s", p,
-				  strerror(-rc));
-	}
+	prefixes_flush_some(t, UINT64_MAX);
 	pthread_mutex_unlock(&d->ns_lock);
 	stat_add(t, REDIS_C_flushes, 1);
 }
@@ -299,12 +326,7 @@ static void key_drop(struct redis_track *t, const uint8_t *key, size_t n)
 		t->last_lock_warn = now;
 	}
 	pthread_mutex_lock(&d->ns_lock);
-	for (uint32_t i = 0; i < d->cfg.n_redis_prefixes; i++) {
-		const char *p = d->cfg.redis_prefixes[i];
-
-		if ((under >> i) & 1)
-			eng_ns_flush(&d->eng, p, strlen(p));
-	}
+	prefixes_flush_some(t, under);
 	pthread_mutex_unlock(&d->ns_lock);
 	t->lock_flushed |= under;
 	stat_add(t, REDIS_C_lock_flushes, 1);

@@ -329,6 +329,8 @@ static_assert(offsetof(struct region_hdr, clock) == LAYOUT_GEOM_SIZE,
 	      "the geometry is lines 0-1");
 static_assert(offsetof(struct region_hdr, lock_timeout_ms) == 148,
 	      "lock_timeout_ms offset");
+static_assert(offsetof(struct region_hdr, ns_clock) == 168,
+	      "ns_clock offset (tests/integration/test_nearcache.py pokes it)");
 static_assert(offsetof(struct region_hdr, geom_copy) ==
 		      LAYOUT_REGION_HDR_SIZE - LAYOUT_GEOM_SIZE,
 	      "the geometry's copy fills the header's last two lines");

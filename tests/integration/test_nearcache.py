@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,10 @@ REDIS_CLI = shutil.which("redis-cli")
 DEADLINE = 15.0
 
 PREFIXES = ("user:", "sess:")
+# region_hdr.ns_clock's offset (shared/layout.h: line 2 of the header,
+# after clock, daemon_pid, boot_count, next_client_id, lock_timeout_ms,
+# pidns and ns_lenmask).
+NS_CLOCK_OFFSET = 168
 
 
 def free_port(cluster=False):
@@ -574,6 +579,26 @@ class Standalone(NearCacheCase):
         self.assertEqual(nearcache(again)["state"], "off")
         # It keeps no prefix coherent now, and says so.
         self.assertEqual(nearcache(again)["prefixes"], [])
+
+    def test_nearcache_spent_namespace_flushes_clear_the_cache_instead(self):
+        r = self.redis()
+        d = self.daemon(r.addr())
+        # The region as it is after 2^32 - 1 namespace flushes, its clock
+        # at the top (region_hdr.ns_clock, layout.h line 2): no namespace
+        # flush is possible any more.
+        with open("/dev/shm" + d.name, "r+b") as f:
+            f.seek(NS_CLOCK_OFFSET)
+            f.write(struct.pack("<I", 0xFFFFFFFF))
+        store(d, ["user:1", "other:1"])
+        r.client().flushall()
+        # The tracked key must not outlive Redis' flush: the daemon
+        # clears the whole cache instead, untracked keys with it.
+        self.wait_gone((d,), ["user:1", "other:1"], "the cache cleared")
+        self.assertIn("clearing the whole cache instead", d.logtext())
+        # Keys are still deleted one by one as Redis writes them.
+        store(d, ["user:2"])
+        r.client().set("user:2", b"v")
+        self.wait_gone((d,), ["user:2"], "an invalidation after the clear")
 
     def test_nearcache_flooding_master_does_not_starve_the_others(self):
         # One master sends invalidations without end, and deletes are slow
