@@ -908,7 +908,9 @@ static enum mc_result cmd_ms(struct mc_ctx *x)
 		if (r.rc == -EEXIST || r.rc == -ENOENT)
 			r.code = "NS";
 	}
-	if (r.rc && r.rc != -EEXIST && r.rc != -ENOENT) {
+	if (r.rc == -ESTALE) /* a prefix the near cache blocks */
+		r.code = "NS";
+	if (r.rc && r.rc != -EEXIST && r.rc != -ENOENT && r.rc != -ESTALE) {
 		mc_reply_engine_error(x, r.rc);
 		return MC_DONE;
 	}
@@ -1130,6 +1132,9 @@ static enum mc_result cmd_ma(struct mc_ctx *x)
 		return MC_DONE;
 	case -EEXIST:
 		reply_code(x, &mf, "EX");
+		return MC_DONE;
+	case -ESTALE: /* N under a prefix the near cache blocks */
+		reply_code(x, &mf, "NS");
 		return MC_DONE;
 	case -EDOM:
 		bad_line(x, "cannot increment or decrement non-numeric value");

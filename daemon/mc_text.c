@@ -545,6 +545,9 @@ static enum mc_result store(struct mc_ctx *x, enum eng_mode mode)
 			mc_out_str(x->out, "NOT_STORED\r\n");
 		}
 		break;
+	case -ESTALE: /* a prefix the near cache blocks (eng_ns_block()) */
+		mc_out_str(x->out, "NOT_STORED\r\n");
+		break;
 	default:
 		mc_reply_engine_error(x, rc);
 		break;

@@ -67,10 +67,12 @@ static void log_loaded(const struct daemon *d, const char *path,
 	log_info("loaded %" PRIu64 " entries (%" PRIu64 " bytes) from %s "
 		 "in %.3f s (%.0f MB/s); skipped %" PRIu64 " expired, %" PRIu64
 		 " too large for this cache (a key over %u bytes, or key and "
-		 "value over %" PRIu32 "), %" PRIu64 " failed",
+		 "value over %" PRIu32 "), %" PRIu64 " under prefixes the "
+		 "near cache blocks (its Redis tracking not up), %" PRIu64
+		 " failed",
 		 st->entries, st->data_bytes, path, st->seconds, mb_s(st),
 		 st->expired, st->too_big, ENTRY_KEY_MAX, d->eng.g.max_kv,
-		 st->failed);
+		 st->blocked, st->failed);
 }
 
 /* The --snapshot file, when it failed to load and is still there (a LOAD

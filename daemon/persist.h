@@ -38,6 +38,8 @@ struct persist_stats {
 	uint64_t entries; /* saved, or loaded (stored in the cache) */
 	uint64_t expired; /* load: skipped, expired before it was stored */
 	uint64_t too_big; /* load: skipped, larger than this cache's max_kv */
+	uint64_t blocked; /* load: skipped, under a prefix the near cache
+			     blocks (its Redis tracking not up) */
 	uint64_t failed;  /* load: not stored (segment lock timed out,
 				   segment found corrupted) */
 	uint64_t blocks;  /* blocks written, or verified and used */

@@ -100,6 +100,9 @@ static void store_block(struct eng *e, struct snap_block *b,
 		case -E2BIG:
 			st->too_big++;
 			break;
+		case -ESTALE: /* eng_ns_block(): it would be flushed anyway */
+			st->blocked++;
+			break;
 		default:
 			st->failed++;
 			break;
@@ -233,6 +236,7 @@ static void storer_stop(struct storer *w, struct persist_stats *st)
 		st->entries += from[i]->entries;
 		st->expired += from[i]->expired;
 		st->too_big += from[i]->too_big;
+		st->blocked += from[i]->blocked;
 		st->failed += from[i]->failed;
 		st->blocks += from[i]->blocks;
 	}

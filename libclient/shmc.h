@@ -146,6 +146,14 @@ void shmc_close(shmc *c);
 
 /* ------------------------------------------------------------------------
  * Data operations (on the mapping)
+ *
+ * Every write that would make or change a value (the sets, adds,
+ * replaces, cas, appends, prepends, incr/decr with an initial value,
+ * multi-sets, reservations, fills) fails with -ESTALE and stores nothing
+ * for a key under a prefix the daemon's near cache has blocked: while its
+ * tracking of Redis is down (shmcached --redis, docs/NEARCACHE.md) no
+ * copy may be made that a lost invalidation would leave stale.  The
+ * prefix was flushed as it was blocked, so reads miss meanwhile.
  * ------------------------------------------------------------------------ */
 
 /* Stores key -> val for ttl_s seconds (0: no expiry), replacing any value

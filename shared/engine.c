@@ -593,6 +593,8 @@ store_at(struct eng *e, struct seg *s, struct seg_key *k, const void *val,
 	 * would leave it the old stamp, under a write that began after the
 	 * flush and took the lock first. */
 	ns_of(e, k);
+	if (__builtin_expect(k->ns_blocked, 0))
+		return seg_done(e, s, -ESTALE); /* see eng_ns_block() */
 	if (__builtin_expect(o->lease != NULL, 0) &&
 	    (rc = lease_ok(s, k, o->lease)))
 		return seg_done(e, s, rc);
@@ -694,6 +696,10 @@ int eng_arith(struct eng *e, const void *key, size_t klen, bool decr,
 			init = NULL;
 	}
 	ns_of(e, &k); /* under the lock: see eng_store() */
+	/* Under a blocked namespace no key is left (it was flushed) and none
+	 * may be made. */
+	if (__builtin_expect(k.ns_blocked, 0))
+		return seg_done(e, &s, init ? -ESTALE : -ENOENT);
 	rc = seg_arith_locked(&s, &k, decr, delta, init ? &w : NULL, init_val,
 			      now, out, cas_out);
 	return seg_done(e, &s, rc);
@@ -972,6 +978,8 @@ int eng_reserve(struct eng *e, const void *key, size_t klen, size_t vlen,
 	struct seg_write w = { .mode = SEG_SET,
 			       .expire = expire_of(now, ttl_s) };
 	ns_of(e, &k); /* under the lock: see eng_store() */
+	if (__builtin_expect(k.ns_blocked, 0))
+		return seg_done(e, &s, -ESTALE); /* see eng_ns_block() */
 	seg_write_begin(&s);
 	rc = seg_store_locked(&s, &k, NULL, (uint32_t)vlen, &w, now, &r->off,
 			      NULL);
@@ -1187,6 +1195,8 @@ int eng_invalidate(struct eng *e, const void *key, size_t klen,
 		return rc;
 	uint32_t now = eng_now(e);
 	ns_of(e, &k); /* under the lock: see eng_store() */
+	if (__builtin_expect(k.ns_blocked && o->set_value, 0))
+		return seg_done(e, &s, -ESTALE); /* see eng_ns_block() */
 	rc = seg_invalidate_locked(&s, &k, now, o, expire_of(now, o->ttl_s),
 				   cas_out);
 	return seg_done(e, &s, rc);

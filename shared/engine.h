@@ -448,12 +448,16 @@ int eng_ns_add(struct eng *e, const void *prefix, size_t len);
  * a new region gets past it). */
 int eng_ns_flush(struct eng *e, const void *prefix, size_t len);
 
-/* Blocks (on) or unblocks the namespace prefix for fills: while it is
- * blocked, a lease begun on a key under it is void, and a fill under a
- * lease fails (-ESTALE); plain writes and reads are not affected.  The
- * near cache blocks its prefixes while its invalidations may be missing
- * (block first, then flush; flush again before unblocking).  0, -ENOENT
- * (not registered), -EINVAL. */
+/* Blocks (on) or unblocks the namespace prefix for writes: while it is
+ * blocked, no write makes or changes a value under it - a store (of any
+ * mode, a fill under a lease too), a reservation, or a stale invalidation
+ * with a value fails with -ESTALE, an incr/decr with -ENOENT (-ESTALE
+ * when it would create the key) - and a lease begun on a key under it is
+ * void.  Reads, deletes and touches are not affected.  The near cache
+ * blocks its prefixes while its invalidations may be missing (block
+ * first, then flush, so nothing is left under them; flush again before
+ * unblocking): no copy is made that a lost invalidation could leave
+ * stale.  0, -ENOENT (not registered), -EINVAL. */
 int eng_ns_block(struct eng *e, const void *prefix, size_t len, bool on);
 
 /* Unregisters prefix: drops its keys (as eng_ns_flush()) and takes it

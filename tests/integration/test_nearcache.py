@@ -12,6 +12,7 @@ Needs redis-server, redis-cli and Debian's python3-redis (for
 /usr/bin/python3): exits 77 (skipped) without them.  Prints "N passed,
 N failed, N skipped" last; exits 0 if all passed, 1 if not.
 """
+import errno
 import json
 import os
 import shutil
@@ -685,14 +686,60 @@ class Config(NearCacheCase):
         d = self.daemon(f"127.0.0.1:{port}", wait_up=False)
         self.wait_state(d, "down")
         self.assertIn("connect", nearcache(d)["last_error"])
-        store(d, ["other:1", "user:1"])  # it serves meanwhile
+        store(d, ["other:1"])  # it serves meanwhile
         self.assertEqual(present(d, ["other:1"]), ["other:1"])
+        # But it caches nothing under its prefixes: a copy made now could
+        # miss its invalidation.
+        with self.assertRaises(p.ProtoError) as cm:
+            store(d, ["user:1"])
+        self.assertEqual(cm.exception.err, errno.ESTALE)
+        self.assertEqual(present(d, ["user:1"]), [])
         r = self.redis(port=port)
         self.wait_state(d, "up")
-        self.wait_gone((d,), ["user:1"], "flushed when tracking came up")
         store(d, ["user:2"])
         r.client().set("user:2", b"v")
         self.wait_gone((d,), ["user:2"], "invalidation")
+
+    def test_nearcache_memcached_writes_under_blocked_prefixes_not_stored(
+            self):
+        port = free_port()
+        mc = os.path.join(self.dir, "mc.sock")
+        d = self.daemon(f"127.0.0.1:{port}", wait_up=False,
+                        extra=["--memcached", mc])
+        self.wait_state(d, "down")
+
+        def ask(req, lines=1):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(p.HANG_S)
+                s.connect(mc)
+                s.sendall(req)
+                got = b""
+                while got.count(b"\r\n") < lines:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    got += chunk
+                return got
+
+        # A client of the memcached protocol is told "not stored", in
+        # each protocol's words, for every write under a tracked prefix
+        # while Redis' tracking is down; other keys are stored.
+        self.assertEqual(ask(b"set user:1 0 0 1\r\nv\r\n"),
+                         b"NOT_STORED\r\n")
+        self.assertEqual(ask(b"add user:1 0 0 1\r\nv\r\n"),
+                         b"NOT_STORED\r\n")
+        self.assertEqual(ask(b"incr user:2 1\r\n"), b"NOT_FOUND\r\n")
+        self.assertEqual(ask(b"ms user:3 1\r\nv\r\n"), b"NS\r\n")
+        self.assertEqual(ask(b"ma user:4 N0 J5\r\n"), b"NS\r\n")
+        self.assertEqual(ask(b"set other:1 0 0 1\r\nv\r\n"),
+                         b"STORED\r\n")
+        self.assertEqual(present(d, ["user:1", "user:3", "user:4",
+                                     "other:1"]), ["other:1"])
+        self.redis(port=port)
+        self.wait_state(d, "up")
+        self.assertEqual(ask(b"set user:1 0 0 1\r\nv\r\n"),
+                         b"STORED\r\n")
+        self.assertEqual(present(d, ["user:1"]), ["user:1"])
 
     def test_nearcache_password_file_and_acl_user(self):
         r = self.redis(extra=["--requirepass", "s3cret",

@@ -756,17 +756,48 @@ static void test_engine_lease_blocked_namespace(void **state)
 	assert_rc(put(e, "t:a", "v", &o, NULL), -ESTALE);
 	o.lease = &during;
 	assert_rc(put(e, "t:b", "v", &o, NULL), -ESTALE);
-	/* Keys outside the prefix fill, and plain writes are not blocked. */
+	/* Keys outside the prefix fill. */
 	o.lease = &outside;
 	assert_rc(put(e, "u:c", "v", &o, NULL), 0);
-	assert_rc(put(e, "t:plain", "p", NULL, NULL), 0);
-	expect(e, "t:plain", "p", 0);
+	/* Under it, no write makes a value, whatever its kind: a copy made
+	 * while invalidations may be lost could be left stale. */
+	static const enum eng_mode modes[] = {
+		ENG_SET, ENG_ADD, ENG_REPLACE, ENG_CAS, ENG_APPEND, ENG_PREPEND
+	};
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		struct eng_wopts w = { .mode = modes[i], .cas = 1 };
+
+		assert_rc(put(e, "t:plain", "p", &w, NULL), -ESTALE);
+	}
+	struct eng_mitem mi[2] = { { "t:m", 3, "v", 1 }, { "u:m", 3, "v", 1 } };
+	int mrc[2];
+	assert_rc(eng_mset(e, 2, mi, NULL, mrc, NULL), 0);
+	assert_rc(mrc[0], -ESTALE);
+	assert_rc(mrc[1], 0);
+	struct eng_wopts init = { .ttl_s = 0 };
+	uint64_t v;
+	assert_rc(eng_arith(e, "t:n", 3, false, 1, NULL, 0, &v, NULL), -ENOENT);
+	assert_rc(eng_arith(e, "t:n", 3, false, 1, &init, 5, &v, NULL),
+		  -ESTALE);
+	struct eng_resv rv;
+	assert_rc(eng_reserve(e, "t:r", 3, 8, 0, &rv), -ESTALE);
+	struct eng_inval iv = { .set_value = true, .val = "s", .vlen = 1 };
+	assert_rc(eng_invalidate(e, "t:plain", 7, &iv, NULL), -ESTALE);
+	/* Deletes and touches go on (there is nothing to find). */
+	assert_rc(eng_del(e, "t:plain", 7), -ENOENT);
+	assert_rc(eng_touch(e, "t:plain", 7, 10), -ENOENT);
+	tu_assert_miss(e, "t:plain", 7);
+	tu_assert_miss(e, "t:m", 3);
+	tu_assert_miss(e, "t:n", 3);
 	tu_assert_miss(e, "t:a", 3);
 	tu_assert_miss(e, "t:b", 3);
+	expect(e, "u:m", "v", 0);
 	/* Back: flush again, unblock; a lease begun while blocked stays
-	 * void, a new one fills. */
+	 * void, a new one fills, and plain writes store again. */
 	assert_rc(eng_ns_flush(e, "t:", 2), 0);
 	assert_rc(eng_ns_block(e, "t:", 2, false), 0);
+	assert_rc(put(e, "t:plain", "p", NULL, NULL), 0);
+	expect(e, "t:plain", "p", 0);
 	o.lease = &during;
 	assert_rc(put(e, "t:b", "v", &o, NULL), -ESTALE);
 	assert_rc(eng_lease_begin(e, "t:b", 3, &during), 0);

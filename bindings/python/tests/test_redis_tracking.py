@@ -7,6 +7,7 @@ does not cache the old value.  Last, a smoke test against a 3-master
 Redis Cluster.  Skipped when the daemon has no --redis, or without
 redis-server, redis-cli or python3-redis.
 """
+import errno
 import itertools
 import subprocess
 import time
@@ -228,3 +229,25 @@ def test_redis_tracking_cluster_smoke():
             writer.close()
     finally:
         cluster.stop()
+
+
+def test_redis_tracking_down_nothing_is_cached_under_its_prefixes():
+    # A daemon whose Redis never answers: its prefix stays blocked, so
+    # neither a plain write nor a NearCache fill makes a copy there (it
+    # could miss its invalidation); other keys are cached as ever.
+    port, = free_ports(1)
+    with own_daemon(["--redis", "127.0.0.1:%d" % port,
+                     "--redis-prefix", PREFIX]) as d:
+        c = shmc.Client(d.sock)
+        try:
+            assert c.near_info()["state"] in ("connecting", "down")
+            with pytest.raises(shmc.Error, match="prefix is blocked") as ei:
+                c.set(PREFIX + "plain", b"v")
+            assert ei.value.code == -errno.ESTALE
+            assert c.get(PREFIX + "plain") is None
+            assert c.get_or_load(PREFIX + "loaded", lambda: b"v") == b"v"
+            assert c.get(PREFIX + "loaded") is None
+            c.set("other:1", b"v")
+            assert c.get("other:1") == b"v"
+        finally:
+            c.close()
