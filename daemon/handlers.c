@@ -489,6 +489,14 @@ static void on_set(struct daemon *d, struct conn *c, uint32_t id,
 		conn_reply_error(c, id, rc, msg);
 		return;
 	}
+	if (rc == -ESTALE) {
+		conn_reply_error(
+			c, id, rc,
+			"not stored: the key's prefix is blocked while "
+			"the near cache has lost Redis' tracking "
+			"(docs/NEARCACHE.md)");
+		return;
+	}
 	reply_rc(c, PROTO_T_SET, id, rc);
 }
 

@@ -914,7 +914,9 @@ static enum mc_result cmd_ms(struct mc_ctx *x)
 		mc_reply_engine_error(x, r.rc);
 		return MC_DONE;
 	}
-	if (r.rc == 0 && !r.stale)
+	/* A store refused under a prefix the near cache blocks ends the win
+	 * too: its holder tried, and the next reader loads for itself. */
+	if ((r.rc == 0 && !r.stale) || r.rc == -ESTALE)
 		mc_lease_stored(w, mf.key, mf.klen);
 	else if (r.rc)
 		r.cas = 0;

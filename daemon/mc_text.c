@@ -545,7 +545,7 @@ static enum mc_result store(struct mc_ctx *x, enum eng_mode mode)
 			mc_out_str(x->out, "NOT_STORED\r\n");
 		}
 		break;
-	case -ESTALE: /* a prefix the near cache blocks (eng_ns_block()) */
+	case -ESTALE: /* set or add under a prefix the near cache blocks */
 		mc_out_str(x->out, "NOT_STORED\r\n");
 		break;
 	default:

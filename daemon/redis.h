@@ -5,8 +5,9 @@
  * key Redis says was written (docs/NEARCACHE.md).
  *
  * The coherence rules it keeps: the tracked prefixes (--redis-prefix) are
- * namespaces of the region, blocked (eng_ns_block(): no fill through a
- * lease) and flushed whenever a tracking connection is missing, and
+ * namespaces of the region, blocked (eng_ns_block(): no write makes a
+ * value under them) and flushed whenever a tracking connection is
+ * missing, and
  * unblocked - after one more flush - only while every master's tracking
  * is up.  Keys outside the prefixes are never touched.
  *

@@ -1324,9 +1324,9 @@ SHMC_EXPORT const char *shmc_strerror(int err)
 		return "not a number (incr/decr of a value that is not a "
 		       "decimal number below 2^64)";
 	case -ESTALE:
-		return "not stored: the fill lease is void (the key changed "
-		       "since the miss), or the key's prefix is blocked while "
-		       "the daemon's near cache has lost Redis' tracking";
+		return "not stored: the key's prefix is blocked while the "
+		       "daemon's near cache has lost Redis' tracking, or its "
+		       "fill lease is void (the key changed since the miss)";
 	case -E2BIG:
 		return "key or value too large";
 	case -EINVAL:

@@ -147,13 +147,14 @@ void shmc_close(shmc *c);
 /* ------------------------------------------------------------------------
  * Data operations (on the mapping)
  *
- * Every write that would make or change a value (the sets, adds,
- * replaces, cas, appends, prepends, incr/decr with an initial value,
- * multi-sets, reservations, fills) fails with -ESTALE and stores nothing
- * for a key under a prefix the daemon's near cache has blocked: while its
- * tracking of Redis is down (shmcached --redis, docs/NEARCACHE.md) no
- * copy may be made that a lost invalidation would leave stale.  The
- * prefix was flushed as it was blocked, so reads miss meanwhile.
+ * Every write that would make a value (the sets and adds, multi-sets,
+ * incr/decr with an initial value, reservations, fills) fails with
+ * -ESTALE and stores nothing for a key under a prefix the daemon's near
+ * cache has blocked: while its tracking of Redis is down (shmcached
+ * --redis, docs/NEARCACHE.md) no copy may be made that a lost
+ * invalidation would leave stale.  The prefix was flushed as it was
+ * blocked, so reads miss meanwhile, and the writes that need the key
+ * present (replace, cas, append, prepend, incr/decr) find it missing.
  * ------------------------------------------------------------------------ */
 
 /* Stores key -> val for ttl_s seconds (0: no expiry), replacing any value
@@ -245,7 +246,7 @@ struct shmc_mitem {
 
 /* shmc_set() of items[0..n-1] in turn, each with ttl_s, its result in
  * rc[i] (0, or what shmc_set() returns for it: -EINVAL, -E2BIG,
- * -ETIMEDOUT, -EUCLEAN).  Not atomic: items are stored one by one, and a
+ * -ETIMEDOUT, -EUCLEAN, -ESTALE).  Not atomic: items are stored one by one, and a
  * failed item does not stop the rest; a key that appears twice ends with
  * the later value.  Returns 0 (then every rc[i] is set), -EINVAL when
  * items or rc is NULL and n > 0, or -ECHILD. */

@@ -593,7 +593,11 @@ store_at(struct eng *e, struct seg *s, struct seg_key *k, const void *val,
 	 * would leave it the old stamp, under a write that began after the
 	 * flush and took the lock first. */
 	ns_of(e, k);
-	if (__builtin_expect(k->ns_blocked, 0))
+	/* Under a blocked namespace nothing is left (it was flushed as it
+	 * was blocked) and nothing may be made: a store that would create
+	 * is refused; the others find nothing (-ENOENT) on their own. */
+	if (__builtin_expect(k->ns_blocked, 0) &&
+	    (o->mode == ENG_SET || o->mode == ENG_ADD))
 		return seg_done(e, s, -ESTALE); /* see eng_ns_block() */
 	if (__builtin_expect(o->lease != NULL, 0) &&
 	    (rc = lease_ok(s, k, o->lease)))
@@ -1195,8 +1199,6 @@ int eng_invalidate(struct eng *e, const void *key, size_t klen,
 		return rc;
 	uint32_t now = eng_now(e);
 	ns_of(e, &k); /* under the lock: see eng_store() */
-	if (__builtin_expect(k.ns_blocked && o->set_value, 0))
-		return seg_done(e, &s, -ESTALE); /* see eng_ns_block() */
 	rc = seg_invalidate_locked(&s, &k, now, o, expire_of(now, o->ttl_s),
 				   cas_out);
 	return seg_done(e, &s, rc);

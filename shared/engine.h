@@ -286,7 +286,8 @@ struct eng_wopts {
  * cas: changed since), -ENOENT (replace, cas, append, prepend: absent or
  * expired), -E2BIG (an append or prepend would pass max_kv), -ENOMEM (an
  * append or prepend of a value over 4 KiB could not copy it), -ESTALE
- * (o->lease is void: nothing stored), -EINVAL (o->lease is another
+ * (o->lease is void, or a set or add of a key under a namespace blocked
+ * by eng_ns_block(): nothing stored), -EINVAL (o->lease is another
  * segment's: not this key's lease). */
 int eng_store(struct eng *e, const void *key, size_t klen, const void *val,
 	      size_t vlen, const struct eng_wopts *o, uint64_t *cas_out);
@@ -351,7 +352,9 @@ int eng_mset(struct eng *e, size_t n, const struct eng_mitem *items,
  * the value is not such a number (nothing is changed).  With init, an
  * absent key is first created with init_val, init->flags and init->ttl_s
  * and the delta applied to that, in the same locked step (so an incr by 1
- * with init_val 0 returns 1, as ngx.shared.DICT:incr(key, 1, 0) does). */
+ * with init_val 0 returns 1, as ngx.shared.DICT:incr(key, 1, 0) does).
+ * -ESTALE: with init, a key under a namespace blocked by eng_ns_block()
+ * (nothing created). */
 int eng_arith(struct eng *e, const void *key, size_t klen, bool decr,
 	      uint64_t delta, const struct eng_wopts *init, uint64_t init_val,
 	      uint64_t *out, uint64_t *cas_out);
@@ -449,11 +452,13 @@ int eng_ns_add(struct eng *e, const void *prefix, size_t len);
 int eng_ns_flush(struct eng *e, const void *prefix, size_t len);
 
 /* Blocks (on) or unblocks the namespace prefix for writes: while it is
- * blocked, no write makes or changes a value under it - a store (of any
- * mode, a fill under a lease too), a reservation, or a stale invalidation
- * with a value fails with -ESTALE, an incr/decr with -ENOENT (-ESTALE
- * when it would create the key) - and a lease begun on a key under it is
- * void.  Reads, deletes and touches are not affected.  The near cache
+ * blocked, no write makes a value under it - a set or an add (a fill
+ * under a lease too), a reservation, an incr/decr with an initial value
+ * fail with -ESTALE - and a lease begun on a key under it is void.  The
+ * writes that need the key present (replace, cas, append, prepend,
+ * incr/decr, invalidations) find nothing, -ENOENT, since the prefix is
+ * flushed as it is blocked.  Reads, deletes and touches are not
+ * affected.  The near cache
  * blocks its prefixes while its invalidations may be missing (block
  * first, then flush, so nothing is left under them; flush again before
  * unblocking): no copy is made that a lost invalidation could leave

@@ -708,18 +708,23 @@ class Config(NearCacheCase):
                         extra=["--memcached", mc])
         self.wait_state(d, "down")
 
-        def ask(req, lines=1):
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(p.HANG_S)
-                s.connect(mc)
-                s.sendall(req)
-                got = b""
-                while got.count(b"\r\n") < lines:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    got += chunk
-                return got
+        def conn():
+            s = socket.socket(socket.AF_UNIX)
+            self.addCleanup(s.close)
+            s.settimeout(p.HANG_S)
+            s.connect(mc)
+            return s
+
+        def ask(req, lines=1, s=None):
+            s = s or conn()
+            s.sendall(req)
+            got = b""
+            while got.count(b"\r\n") < lines:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+            return got
 
         # A client of the memcached protocol is told "not stored", in
         # each protocol's words, for every write under a tracked prefix
@@ -731,6 +736,22 @@ class Config(NearCacheCase):
         self.assertEqual(ask(b"incr user:2 1\r\n"), b"NOT_FOUND\r\n")
         self.assertEqual(ask(b"ms user:3 1\r\nv\r\n"), b"NS\r\n")
         self.assertEqual(ask(b"ma user:4 N0 J5\r\n"), b"NS\r\n")
+        # The writes that need the key find it missing, as memcached
+        # would say it.
+        self.assertEqual(ask(b"cas user:1 0 0 1 5\r\nv\r\n"),
+                         b"NOT_FOUND\r\n")
+        self.assertEqual(ask(b"replace user:1 0 0 1\r\nv\r\n"),
+                         b"NOT_STORED\r\n")
+        self.assertEqual(ask(b"md user:1 x\r\n"), b"NF\r\n")
+        # A meta win (N) whose store is refused ends there: the next
+        # reader wins in turn instead of waiting out the win's time (Z).
+        a, b = conn(), conn()
+        self.assertEqual(ask(b"mg user:5 N30 v\r\n", 2, a),
+                         b"VA 0 W\r\n\r\n")
+        self.assertIn(b" Z", ask(b"mg user:5 N30 v\r\n", 2, b))
+        self.assertEqual(ask(b"ms user:5 1\r\nv\r\n", 1, a), b"NS\r\n")
+        self.assertEqual(ask(b"mg user:5 N30 v\r\n", 2, b),
+                         b"VA 0 W\r\n\r\n")
         self.assertEqual(ask(b"set other:1 0 0 1\r\nv\r\n"),
                          b"STORED\r\n")
         self.assertEqual(present(d, ["user:1", "user:3", "user:4",

@@ -1389,7 +1389,8 @@ PyDoc_STRVAR(
     "set_many(mapping, ttl=0, flags=0) -> list\n\n"
     "set() of every key -> value of mapping (a dict or an iterable of\n"
     "pairs), not atomically.  Returns the keys that were not stored because\n"
-    "they were too large (as pymemcache does); other errors raise.");
+    "they were too large (as pymemcache does) or under a prefix the\n"
+    "daemon's near cache blocks; other errors raise.");
 
 static PyObject *
 Client_set_many(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1438,7 +1439,7 @@ Client_set_many(ClientObject *self, PyObject *const *args, Py_ssize_t nargs,
                     shmc_set_ex(c, k.p, k.n, v.buf, v.len, &o, NULL));
         PyBuffer_Release(&v);
         key_release(&k);
-        if (rc == -E2BIG) {
+        if (rc == -E2BIG || rc == -ESTALE) {
             rc = PyList_Append(failed, key);
         }
         else if (rc < 0) {

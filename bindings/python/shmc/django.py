@@ -26,6 +26,7 @@ the daemon, in constant time) instead of the whole shared cache.
 One Client per socket is shared by every backend instance (and thread)
 of the process; it reopens itself in a forked worker.
 """
+import errno
 import pickle
 import threading
 import time
@@ -58,6 +59,13 @@ def _client(location):
         if c is None or c.closed:
             c = _clients[location] = shmc.Client(location or None)
         return c
+
+
+def _not_stored(e):
+    """Whether the shmc.Error e means "not stored", which a cache's user
+    takes as False: a value too large, or a key under a prefix the
+    daemon's near cache blocks (its tracking of Redis is down)."""
+    return isinstance(e, shmc.ValueTooLarge) or e.code == -errno.ESTALE
 
 
 def _encode(value, protocol):
@@ -141,6 +149,9 @@ class ShmcCache(BaseCache):
         return min(ttl, 0xFFFFFFFF)
 
     # -- BaseCache ----------------------------------------------------------
+    # A write that is not stored is False, as with Django's memcached
+    # backends: a value too large, or a key under a prefix the daemon's
+    # near cache blocks while its tracking of Redis is down (_not_stored).
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         k = self._key(key, version)
         ttl = self.get_backend_timeout(timeout)
@@ -149,7 +160,9 @@ class ShmcCache(BaseCache):
         data, flags = _encode(value, self._protocol)
         try:
             return self._cache.add(k, data, ttl=ttl, flags=flags)
-        except shmc.ValueTooLarge:
+        except shmc.Error as e:
+            if not _not_stored(e):
+                raise
             return False
 
     def get(self, key, default=None, version=None):
@@ -173,7 +186,9 @@ class ShmcCache(BaseCache):
         try:
             self._cache.set(k, data, ttl=ttl, flags=flags)
             return True
-        except shmc.ValueTooLarge:
+        except shmc.Error as e:
+            if not _not_stored(e):
+                raise
             self._cache.delete(k)
             return False
 

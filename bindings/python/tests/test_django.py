@@ -309,3 +309,26 @@ def test_django_values_expire(sock):
     while c.get("k") is not None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert c.get("k") is None
+
+
+def test_django_keys_under_a_blocked_near_cache_prefix_are_not_stored(
+        caches):
+    # A daemon whose Redis never answers keeps its tracked prefix blocked:
+    # writes there are "not stored", as a value too large is, not errors.
+    from conftest import own_daemon
+    from redisproc import free_ports
+    port, = free_ports(1)
+    with own_daemon(["--redis", "127.0.0.1:%d" % port,
+                     "--redis-prefix", "nc:"]) as d:
+        c = make(d.sock, KEY_PREFIX="nc")  # keys "nc:1:<key>"
+        plain = make(d.sock, KEY_PREFIX="other")
+        try:
+            c.set("k", 1)
+            assert c.get("k") is None
+            assert c.add("k", 1) is False
+            assert c.set_many({"a": 1, "b": 2}) == ["a", "b"]
+            plain.set("k", 1)
+            assert plain.get("k") == 1
+        finally:
+            c.close()
+            plain.close()

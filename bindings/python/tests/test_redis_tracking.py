@@ -249,5 +249,12 @@ def test_redis_tracking_down_nothing_is_cached_under_its_prefixes():
             assert c.get(PREFIX + "loaded") is None
             c.set("other:1", b"v")
             assert c.get("other:1") == b"v"
+            # set_many reports the key it could not store and goes on; the
+            # writes that need the key present find it missing.
+            assert c.set_many({"other:2": b"v", PREFIX + "m": b"v",
+                               "other:3": b"v"}) == [PREFIX + "m"]
+            assert c.get_many(["other:2", "other:3", PREFIX + "m"]) == {
+                "other:2": b"v", "other:3": b"v"}
+            assert c.replace(PREFIX + "plain", b"v") is False
         finally:
             c.close()
