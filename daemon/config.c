@@ -161,7 +161,7 @@ enum opt_kind {
 	X(REDIS, "redis", 0, KIND_VALUE, "ADDR",                               \
 	  "keep the cached copies of --redis-prefix keys\n"                    \
 	  "coherent with the Redis server at ADDR (/PATH\n"                    \
-	  "or HOST:PORT, HOST an IP address or localhost):\n"                  \
+	  "or HOST:PORT, HOST a name or an IP address):\n"                     \
 	  "its invalidations delete them; repeatable, up\n"                    \
 	  "to 16: every seed's cluster or server is\n"                         \
 	  "tracked (docs/NEARCACHE.md)")                                       \
@@ -671,20 +671,62 @@ int config_mc_addr(const char *s, struct config_mc_addr *a, char *why,
 	return 0;
 }
 
+bool config_redis_name(const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	size_t hlen = colon ? (size_t)(colon - s) : 0, label = 0;
+	bool digits_only = true;
+	uint16_t port;
+
+	if (!hlen || hlen > 253 || s[0] == '/' || !parse_port(colon + 1, &port))
+		return false;
+	for (size_t i = 0; i < hlen; i++) {
+		char ch = s[i];
+
+		if (ch == '.') {
+			if (!label || s[i - 1] == '-')
+				return false;
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)ch) && ch != '-')
+			return false;
+		if ((ch == '-' && !label) || ++label > 63)
+			return false;
+		digits_only &= ch >= '0' && ch <= '9';
+	}
+	return label && s[hlen - 1] != '-' && !digits_only;
+}
+
 /* Adds address val (--memcached, --redis) to a list of `max` (n used),
- * the first one in a source replacing the list of earlier sources. */
+ * the first one in a source replacing the list of earlier sources; names
+ * (a --redis HOST:PORT whose HOST is a host name) only with names_ok. */
 static int addr_add(char (*list)[CONFIG_MC_ADDR_MAX + 1], uint32_t *n,
-		    uint32_t max, bool *started, const char *val, char *why,
-		    size_t cap)
+		    uint32_t max, bool *started, const char *val, bool names_ok,
+		    char *why, size_t cap)
 {
 	struct config_mc_addr a;
+	struct opt_qbuf q;
 
 	if (!*started) {
 		*started = true;
 		*n = 0;
 	}
-	if (config_mc_addr(val, &a, why, cap))
-		return -1;
+	if (names_ok && strlen(val) > CONFIG_MC_ADDR_MAX)
+		return fail(why, cap, "address %s is longer than %u bytes",
+			    opt_quote(&q, val), CONFIG_MC_ADDR_MAX);
+	/* A name is looked up when connecting, not here.  What is neither
+	 * gets config_mc_addr()'s reason, whose usage for --redis names
+	 * names too. */
+	if (!(names_ok && config_redis_name(val)) &&
+	    config_mc_addr(val, &a, why, cap))
+		return names_ok && !strncmp(why, "invalid address", 15)
+			       ? fail(why, cap,
+				      "invalid address %s (use /PATH for a "
+				      "Unix socket, or HOST:PORT with HOST a "
+				      "host name, an IPv4 address or [IPv6])",
+				      opt_quote(&q, val))
+			       : -1;
 	for (uint32_t i = 0; i < *n; i++)
 		if (!strcmp(list[i], val))
 			return 0;
@@ -857,7 +899,7 @@ static int opt_apply(struct config *c, struct source *src, int id,
 	case OPT_MEMCACHED:
 		return addr_add(c->memcached, &c->n_memcached,
 				CONFIG_MC_LISTEN_MAX, &src->mc_started, val,
-				why, cap);
+				false, why, cap);
 	case OPT_MEMCACHED_REMOTE:
 		return set_flag(&c->memcached_remote, val, why, cap);
 	case OPT_THREADS:
@@ -871,7 +913,7 @@ static int opt_apply(struct config *c, struct source *src, int id,
 				CONFIG_MC_IDLE_TIMEOUT_MAX, why, cap);
 	case OPT_REDIS:
 		return addr_add(c->redis, &c->n_redis, CONFIG_REDIS_MAX,
-				&src->redis_started, val, why, cap);
+				&src->redis_started, val, true, why, cap);
 	case OPT_REDIS_PREFIX:
 		return prefix_add(c->redis_prefixes, &c->n_redis_prefixes,
 				  CONFIG_REDIS_PREFIXES, &src->rprefix_started,

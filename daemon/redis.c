@@ -33,6 +33,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -59,6 +60,8 @@
 #include "resp.h"
 
 #define REDIS_NODES_MAX 256u	     /* seeds and masters known */
+#define REDIS_RESOLVE_MAX 8u	     /* addresses kept of a name */
+#define REDIS_RESOLVE_MS 10000u	     /* a name not resolved by then: down */
 #define REDIS_CONNECT_MS 2000u	     /* connect deadline */
 #define REDIS_PING_MS 1000u	     /* a PING (or CLUSTER NODES) every */
 #define REDIS_DEADLINE_MS 3000u	     /* for any reply */
@@ -86,14 +89,40 @@ enum node_kind { K_UNKNOWN, K_STANDALONE, K_CLUSTER };
 
 enum conn_state {
 	C_IDLE,	      /* no socket */
+	C_RESOLVING,  /* a seed given by name: its resolution in progress */
 	C_CONNECTING, /* connect() in progress */
 	C_OPEN,	      /* connected: HELLO and CLUSTER NODES sent */
 };
 
+/* The resolution of a seed given by name, made by a thread of its own:
+ * getaddrinfo() may wait seconds for a name server, and the tracking
+ * thread must go on serving the other connections meanwhile.  The node
+ * and the resolver each hold a reference; the node reads the result once
+ * done is set, or gives up on it at its deadline. */
+struct resolve {
+	char host[CONFIG_MC_ADDR_MAX + 1];
+	char port[8];
+	int refs; /* atomic */
+	int done; /* atomic: the fields below are set */
+	int err;  /* getaddrinfo()'s; 0: at least one address */
+	int sys;  /* errno, for EAI_SYSTEM */
+	unsigned nres;
+	struct sockaddr_storage res[REDIS_RESOLVE_MAX];
+	socklen_t len[REDIS_RESOLVE_MAX];
+};
+
 struct rnode {
 	char addr[CONFIG_MC_ADDR_MAX +
-		  1]; /* canonical: IP:PORT, [IP]:PORT, path */
+		  1]; /* canonical: IP:PORT, [IP]:PORT, path; a seed given
+			 by name keeps it: HOST:PORT */
 	struct config_mc_addr sa;
+	/* A seed given by name (host[0] != 0): resolved again before each
+	 * connect, so that a name that moves is followed; the addresses it
+	 * gives are tried in turn, one per attempt. */
+	char host[CONFIG_MC_ADDR_MAX + 1];
+	uint16_t port;
+	struct resolve *res; /* C_RESOLVING */
+	unsigned res_turn;   /* which address of a resolution to try */
 	bool seed;
 	bool master;	  /* a server, or a master in the views */
 	bool tracking;	  /* CLIENT TRACKING answered +OK */
@@ -441,6 +470,31 @@ static struct rnode *node_get(struct redis_track *t, const char *s, bool add)
 	return n;
 }
 
+/* A seed given as HOST:PORT with HOST a name (config_redis_name()), added
+ * to the table; NULL when s is no such address, or the table is full. */
+static struct rnode *seed_by_name(struct redis_track *t, const char *s)
+{
+	const char *colon = strrchr(s, ':');
+	uint64_t port;
+
+	if (!colon || !config_redis_name(s) || t->nnodes >= REDIS_NODES_MAX ||
+	    opt_parse_uint(colon + 1, &port) || port == 0 || port > 65535)
+		return NULL;
+	for (uint32_t i = 0; i < t->nnodes; i++)
+		if (!strcmp(t->nodes[i]->addr, s))
+			return t->nodes[i];
+	struct rnode *n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	snprintf(n->addr, sizeof(n->addr), "%s", s);
+	snprintf(n->host, sizeof(n->host), "%.*s", (int)(colon - s), s);
+	n->port = (uint16_t)port;
+	n->fd = -1;
+	resp_init(&n->rd);
+	t->nodes[t->nnodes++] = n;
+	return n;
+}
+
 static uint32_t node_index(const struct redis_track *t, const struct rnode *n)
 {
 	for (uint32_t i = 0; i < t->nnodes; i++)
@@ -449,8 +503,47 @@ static uint32_t node_index(const struct redis_track *t, const struct rnode *n)
 	return 0;
 }
 
+/* Drops a reference to r; the last one frees it. */
+static void resolve_put(struct resolve *r)
+{
+	if (__atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(r);
+}
+
+/* The resolver thread: one name, then gone (detached). */
+static void *resolve_main(void *arg)
+{
+	struct resolve *r = arg;
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+				  .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV };
+	struct addrinfo *ai = NULL;
+	int rc = getaddrinfo(r->host, r->port, &hints, &ai);
+
+	r->sys = errno;
+
+	for (struct addrinfo *p = rc ? NULL : ai;
+	     p && r->nres < REDIS_RESOLVE_MAX; p = p->ai_next) {
+		if ((p->ai_family != AF_INET && p->ai_family != AF_INET6) ||
+		    p->ai_addrlen > sizeof(r->res[0]))
+			continue;
+		memcpy(&r->res[r->nres], p->ai_addr, p->ai_addrlen);
+		r->len[r->nres++] = p->ai_addrlen;
+	}
+	if (ai)
+		freeaddrinfo(ai);
+	r->err = rc ? rc : r->nres ? 0 : EAI_NONAME;
+	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+	resolve_put(r);
+	return NULL;
+}
+
 static void node_close(struct rnode *n)
 {
+	if (n->res) { /* a resolution given up: its thread frees it */
+		resolve_put(n->res);
+		n->res = NULL;
+	}
 	if (n->fd >= 0)
 		close(n->fd);
 	n->fd = -1;
@@ -695,6 +788,68 @@ static void node_connect(struct redis_track *t, struct rnode *n)
 	}
 	n->st = C_CONNECTING;
 	n->deadline = clock_mono_ms() + REDIS_CONNECT_MS;
+}
+
+/* Starts the resolution of n's name (a seed given by name) on a thread of
+ * its own; nodes_tick() connects once it is done (resolve_check()). */
+static void resolve_start(struct redis_track *t, struct rnode *n)
+{
+	struct resolve *r = calloc(1, sizeof(*r));
+	pthread_attr_t at;
+	pthread_t th;
+	int rc;
+
+	if (!r) {
+		node_fail(t, n, "out of memory");
+		return;
+	}
+	snprintf(r->host, sizeof(r->host), "%s", n->host);
+	snprintf(r->port, sizeof(r->port), "%u", n->port);
+	r->refs = 2;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&th, &at, resolve_main, r);
+	pthread_attr_destroy(&at);
+	if (rc) {
+		free(r);
+		node_fail(t, n, "cannot start a thread to resolve %s: %s",
+			  n->host, strerror(rc));
+		return;
+	}
+	n->res = r;
+	n->st = C_RESOLVING;
+	n->deadline = clock_mono_ms() + REDIS_RESOLVE_MS;
+}
+
+/* n is C_RESOLVING: once its resolution is done, connects to the next of
+ * the addresses it gave (one per attempt), or fails n. */
+static void resolve_check(struct redis_track *t, struct rnode *n)
+{
+	struct resolve *r = n->res;
+
+	if (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE)) {
+		if (clock_mono_ms() >= n->deadline)
+			node_fail(t, n,
+				  "cannot resolve %s: no answer within "
+				  "%u ms",
+				  n->host, REDIS_RESOLVE_MS);
+		return;
+	}
+	if (r->err) {
+		node_fail(t, n, "cannot resolve %s: %s", n->host,
+			  r->err == EAI_SYSTEM ? strerror(r->sys)
+					       : gai_strerror(r->err));
+		return;
+	}
+	unsigned i = n->res_turn++ % r->nres;
+
+	memset(&n->sa, 0, sizeof(n->sa));
+	memcpy(&n->sa.sa, &r->res[i], r->len[i]);
+	n->sa.len = r->len[i];
+	resolve_put(r);
+	n->res = NULL;
+	n->st = C_IDLE;
+	node_connect(t, n);
 }
 
 /* Whether n should have a connection now. */
@@ -1203,8 +1358,15 @@ static void nodes_tick(struct redis_track *t)
 
 		switch (n->st) {
 		case C_IDLE:
-			if (node_wanted(t, n) && now >= n->next_try)
+			if (!node_wanted(t, n) || now < n->next_try)
+				break;
+			if (n->host[0])
+				resolve_start(t, n);
+			else
 				node_connect(t, n);
+			break;
+		case C_RESOLVING:
+			resolve_check(t, n);
 			break;
 		case C_CONNECTING:
 			if (now >= n->deadline)
@@ -1382,7 +1544,10 @@ int redis_prepare(struct daemon *d, char *err, size_t cap)
 		t->has_password = t->password[0] != '\0';
 	}
 	for (uint32_t i = 0; i < c->n_redis; i++) {
-		struct rnode *n = node_get(t, c->redis[i], true);
+		/* A name, localhost too, is looked up at each connect. */
+		struct rnode *n = config_redis_name(c->redis[i])
+					  ? seed_by_name(t, c->redis[i])
+					  : node_get(t, c->redis[i], true);
 
 		if (!n) { /* config_parse() checked them */
 			snprintf(err, cap, "--redis %s: not an address",

@@ -666,7 +666,7 @@ class Config(NearCacheCase):
                 (["--redis-prefix", "user:"], "without --redis"),
                 (["--redis", "/tmp/r.sock", "--redis-prefix", "u" * 53],
                  "1 to 52 bytes"),
-                (["--redis", "redis.example:6379", "--redis-prefix", "u:"],
+                (["--redis", "no_such:6379", "--redis-prefix", "u:"],
                  "invalid address"),
                 (["--redis", "127.0.0.1:0", "--redis-prefix", "u:"],
                  "invalid port"),
@@ -761,6 +761,25 @@ class Config(NearCacheCase):
         self.assertEqual(ask(b"set user:1 0 0 1\r\nv\r\n"),
                          b"STORED\r\n")
         self.assertEqual(present(d, ["user:1"]), ["user:1"])
+
+    def test_nearcache_redis_given_by_host_name(self):
+        # A name (localhost is one) is looked up on a thread of its own at
+        # each connect; the tracking then works as with an address.
+        port = free_port()
+        r = self.redis(port=port)
+        d = self.daemon(f"localhost:{port}")
+        store(d, ["user:1"])
+        r.client().set("user:1", b"v")
+        self.wait_gone((d,), ["user:1"], "invalidation via a host name")
+        # A name that does not resolve keeps the tracking down, says so,
+        # and the prefixes stay blocked; the daemon serves the rest.
+        bad = self.daemon("no-such-host.invalid:6379", wait_up=False)
+        self.wait_state(bad, "down")
+        wait_for("the resolver's error", lambda: "cannot resolve "
+                 "no-such-host.invalid" in nearcache(bad)["last_error"])
+        self.assertEqual(lease_fill(bad, "user:2"), "stale")
+        store(bad, ["other:1"])
+        self.assertEqual(present(bad, ["other:1"]), ["other:1"])
 
     def test_nearcache_password_file_and_acl_user(self):
         r = self.redis(extra=["--requirepass", "s3cret",

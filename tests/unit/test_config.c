@@ -764,8 +764,45 @@ static void test_config_redis(void **state)
 	r = PARSE(&c, "--redis", "/r", "--redis-prefix", "");
 	ASSERT_ERROR(&r, "--redis-prefix", "1 to 52 bytes");
 	run_free(&r);
-	r = PARSE(&c, "--redis", "redis.example:6379", "--redis-prefix", "u:");
-	ASSERT_ERROR(&r, "--redis", "invalid address");
+	/* A host name is taken (looked up when connecting); what is no name
+	 * and no address is refused, with the forms it may take. */
+	r = PARSE(&c, "--redis", "redis.example:6379", "--redis",
+		  "cache-1.eu.internal:7000", "--redis", "localhost:6379",
+		  "--redis-prefix", "u:");
+	assert_int_equal(r.res, CONFIG_OK);
+	assert_int_equal(c.n_redis, 3);
+	assert_string_equal(c.redis[1], "cache-1.eu.internal:7000");
+	run_free(&r);
+	static const struct {
+		const char *addr, *why;
+	} bad[] = {
+		{ "bad_name:6379", "HOST a host name" },
+		{ "-x.y:6379", "HOST a host name" },
+		{ "x-.y:6379", "HOST a host name" },
+		{ "x..y:6379", "HOST a host name" },
+		{ "1.2.3:6379", "HOST a host name" },
+		{ ".x:6379", "HOST a host name" },
+		{ "x.:6379", "HOST a host name" },
+		{ "host:0", "invalid port" },
+		{ "host:", "invalid port" },
+		{ "host:65536", "invalid port" },
+		{ "host:6379x", "invalid port" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = PARSE(&c, "--redis", bad[i].addr, "--redis-prefix", "u:");
+		ASSERT_ERROR(&r, "--redis", bad[i].why);
+		run_free(&r);
+		assert_false(config_redis_name(bad[i].addr));
+	}
+	char longname[CONFIG_MC_ADDR_MAX + 8];
+	memset(longname, 'a', sizeof(longname));
+	memcpy(longname + sizeof(longname) - 6, ":6379", 6);
+	r = PARSE(&c, "--redis", longname, "--redis-prefix", "u:");
+	ASSERT_ERROR(&r, "--redis", "longer than");
+	run_free(&r);
+	/* A --memcached listener takes no name. */
+	r = PARSE(&c, "--memcached", "redis.example:11211");
+	ASSERT_ERROR(&r, "--memcached", "invalid address");
 	run_free(&r);
 	r = PARSE(&c, "--redis", "/r", "--redis-prefix", "u:", "--redis-user",
 		  "a b");
