@@ -678,8 +678,10 @@ bool config_redis_name(const char *s)
 	bool digits_only = true;
 	uint16_t port;
 
-	if (!hlen || hlen > 253 || s[0] == '/' || !parse_port(colon + 1, &port))
+	if (!hlen || s[0] == '/' || !parse_port(colon + 1, &port))
 		return false;
+	if (hlen > 1 && s[hlen - 1] == '.')
+		hlen--; /* a fully qualified name's final dot */
 	for (size_t i = 0; i < hlen; i++) {
 		char ch = s[i];
 
@@ -689,7 +691,8 @@ bool config_redis_name(const char *s)
 			label = 0;
 			continue;
 		}
-		if (!isalnum((unsigned char)ch) && ch != '-')
+		/* '_' as in service names (a container's, DNS SRV-style). */
+		if (!isalnum((unsigned char)ch) && ch != '-' && ch != '_')
 			return false;
 		if ((ch == '-' && !label) || ++label > 63)
 			return false;
@@ -712,7 +715,7 @@ static int addr_add(char (*list)[CONFIG_MC_ADDR_MAX + 1], uint32_t *n,
 		*started = true;
 		*n = 0;
 	}
-	if (names_ok && strlen(val) > CONFIG_MC_ADDR_MAX)
+	if (names_ok && val[0] != '/' && strlen(val) > CONFIG_MC_ADDR_MAX)
 		return fail(why, cap, "address %s is longer than %u bytes",
 			    opt_quote(&q, val), CONFIG_MC_ADDR_MAX);
 	/* A name is looked up when connecting, not here.  What is neither
@@ -720,7 +723,8 @@ static int addr_add(char (*list)[CONFIG_MC_ADDR_MAX + 1], uint32_t *n,
 	 * names too. */
 	if (!(names_ok && config_redis_name(val)) &&
 	    config_mc_addr(val, &a, why, cap))
-		return names_ok && !strncmp(why, "invalid address", 15)
+		return names_ok && (!strncmp(why, "invalid address", 15) ||
+				    !strncmp(why, "invalid IPv6", 12))
 			       ? fail(why, cap,
 				      "invalid address %s (use /PATH for a "
 				      "Unix socket, or HOST:PORT with HOST a "

@@ -272,10 +272,12 @@ int config_mc_addr(const char *s, struct config_mc_addr *a, char *why,
 		   size_t cap);
 
 /* Whether s is HOST:PORT with HOST a host name (not an IP address):
- * labels of letters, digits and '-', not starting or ending with '-', 1 to
- * 63 bytes each, joined by '.', 253 bytes at most, not all digits and
- * dots; PORT 1..65535.  A --redis address may be one (its name is looked
- * up at each connect); a --memcached listener may not.  Thread-safe. */
+ * labels of letters, digits, '-' and '_', not starting or ending with
+ * '-', 1 to 63 bytes each, joined by '.' (a final '.' allowed), not all
+ * digits and dots; PORT 1..65535.  The whole address fits
+ * CONFIG_MC_ADDR_MAX bytes.  A --redis address may be one (its name is
+ * looked up at each connect); a --memcached listener may not.
+ * Thread-safe. */
 bool config_redis_name(const char *s);
 
 /* Sizes (--memory, --avg-item) are read by opt_parse_size() (shared/opt.h):

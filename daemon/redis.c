@@ -122,7 +122,9 @@ struct rnode {
 	char host[CONFIG_MC_ADDR_MAX + 1];
 	uint16_t port;
 	struct resolve *res; /* C_RESOLVING */
-	unsigned res_turn;   /* which address of a resolution to try */
+	unsigned res_turn;   /* which address of a resolution to try: the
+				next one only after a failed connect */
+	unsigned res_count;  /* addresses the last resolution gave */
 	bool seed;
 	bool master;	  /* a server, or a master in the views */
 	bool tracking;	  /* CLIENT TRACKING answered +OK */
@@ -503,6 +505,12 @@ static uint32_t node_index(const struct redis_track *t, const struct rnode *n)
 	return 0;
 }
 
+/* Resolver threads running, all daemons' nodes together: one that hangs
+ * in getaddrinfo() past its deadline is not waited for, so a name server
+ * that never answers must not make them pile up. */
+static int resolvers_running;
+#define REDIS_RESOLVERS_MAX 4
+
 /* Drops a reference to r; the last one frees it. */
 static void resolve_put(struct resolve *r)
 {
@@ -516,7 +524,7 @@ static void *resolve_main(void *arg)
 	struct resolve *r = arg;
 	struct addrinfo hints = { .ai_family = AF_UNSPEC,
 				  .ai_socktype = SOCK_STREAM,
-				  .ai_flags = AI_NUMERICSERV };
+				  .ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG };
 	struct addrinfo *ai = NULL;
 	int rc = getaddrinfo(r->host, r->port, &hints, &ai);
 
@@ -535,6 +543,7 @@ static void *resolve_main(void *arg)
 	r->err = rc ? rc : r->nres ? 0 : EAI_NONAME;
 	__atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
 	resolve_put(r);
+	__atomic_sub_fetch(&resolvers_running, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
 
@@ -642,9 +651,18 @@ static void node_fail(struct redis_track *t, struct rnode *n, const char *fmt,
 	bool was_tracking = n->tracking;
 	uint64_t now = clock_mono_ms();
 
+	bool connecting = n->st == C_CONNECTING;
+
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
+	if (n->host[0] && connecting) { /* which of the name's addresses */
+		char at[sizeof(n->addr)];
+		size_t wl = strlen(why);
+
+		addr_canon(&n->sa, n->addr, at, sizeof(at));
+		snprintf(why + wl, sizeof(why) - wl, " (at %s)", at);
+	}
 	node_close(n);
 	t->failed = true;
 	stat_error(t, "%s: %s", n->addr, why);
@@ -672,6 +690,11 @@ static void node_fail(struct redis_track *t, struct rnode *n, const char *fmt,
 	/* jitter: between half the wait and all of it */
 	n->next_try = now + n->backoff_ms / 2 +
 		      (uint64_t)rand_r(&t->seed) % (n->backoff_ms / 2 + 1);
+	/* A seed given by name that could not connect to one of its
+	 * addresses tries the next one at once, until each was tried. */
+	if (n->host[0] && connecting && n->res_count &&
+	    ++n->res_turn % n->res_count)
+		n->next_try = now;
 	masters_update(t);
 	state_update(t);
 }
@@ -778,16 +801,15 @@ static void node_connect(struct redis_track *t, struct rnode *n)
 		}
 		n->in_cap = REDIS_IN_INITIAL;
 	}
+	/* Connecting from here: a refusal at once counts as one too. */
+	n->st = C_CONNECTING;
+	n->deadline = clock_mono_ms() + REDIS_CONNECT_MS;
 	if (connect(fd, (const struct sockaddr *)&n->sa.sa, n->sa.len) == 0) {
 		node_connected(t, n);
 		return;
 	}
-	if (errno != EINPROGRESS && errno != EAGAIN) {
+	if (errno != EINPROGRESS && errno != EAGAIN)
 		node_fail(t, n, "connect: %s", strerror(errno));
-		return;
-	}
-	n->st = C_CONNECTING;
-	n->deadline = clock_mono_ms() + REDIS_CONNECT_MS;
 }
 
 /* Starts the resolution of n's name (a seed given by name) on a thread of
@@ -803,6 +825,16 @@ static void resolve_start(struct redis_track *t, struct rnode *n)
 		node_fail(t, n, "out of memory");
 		return;
 	}
+	if (__atomic_add_fetch(&resolvers_running, 1, __ATOMIC_ACQ_REL) >
+	    REDIS_RESOLVERS_MAX) {
+		__atomic_sub_fetch(&resolvers_running, 1, __ATOMIC_RELEASE);
+		free(r);
+		node_fail(t, n,
+			  "cannot resolve %s: %d resolutions still running "
+			  "(a name server that does not answer)",
+			  n->host, REDIS_RESOLVERS_MAX);
+		return;
+	}
 	snprintf(r->host, sizeof(r->host), "%s", n->host);
 	snprintf(r->port, sizeof(r->port), "%u", n->port);
 	r->refs = 2;
@@ -811,6 +843,7 @@ static void resolve_start(struct redis_track *t, struct rnode *n)
 	rc = pthread_create(&th, &at, resolve_main, r);
 	pthread_attr_destroy(&at);
 	if (rc) {
+		__atomic_sub_fetch(&resolvers_running, 1, __ATOMIC_RELEASE);
 		free(r);
 		node_fail(t, n, "cannot start a thread to resolve %s: %s",
 			  n->host, strerror(rc));
@@ -841,7 +874,9 @@ static void resolve_check(struct redis_track *t, struct rnode *n)
 					       : gai_strerror(r->err));
 		return;
 	}
-	unsigned i = n->res_turn++ % r->nres;
+	unsigned i = n->res_turn % r->nres;
+
+	n->res_count = r->nres;
 
 	memset(&n->sa, 0, sizeof(n->sa));
 	memcpy(&n->sa.sa, &r->res[i], r->len[i]);
@@ -951,11 +986,19 @@ static int view_addr(const struct rnode *n, const char *f, size_t len,
 	host[hl - 1] = '\0';
 	if (!host[0]) {
 		/* a node that does not know its own address yet: the node we
-		 * asked */
-		const char *colon = strrchr(n->addr, ':');
-		size_t nl = colon ? (size_t)(colon - n->addr) : 0;
+		 * asked, at the address we reached (a seed given by name was
+		 * resolved to it) */
+		char canon[sizeof(n->addr)];
+		const char *a = n->addr;
 
-		snprintf(addr, cap, "%.*s:%lu", (int)nl, n->addr, port);
+		if (n->host[0]) {
+			addr_canon(&n->sa, n->addr, canon, sizeof(canon));
+			a = canon;
+		}
+		const char *colon = strrchr(a, ':');
+		size_t nl = colon ? (size_t)(colon - a) : 0;
+
+		snprintf(addr, cap, "%.*s:%lu", (int)nl, a, port);
 	} else if (strchr(host, ':')) {
 		snprintf(addr, cap, "[%s]:%lu", host, port);
 	} else {

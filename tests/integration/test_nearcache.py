@@ -666,7 +666,7 @@ class Config(NearCacheCase):
                 (["--redis-prefix", "user:"], "without --redis"),
                 (["--redis", "/tmp/r.sock", "--redis-prefix", "u" * 53],
                  "1 to 52 bytes"),
-                (["--redis", "no_such:6379", "--redis-prefix", "u:"],
+                (["--redis", "no such:6379", "--redis-prefix", "u:"],
                  "invalid address"),
                 (["--redis", "127.0.0.1:0", "--redis-prefix", "u:"],
                  "invalid port"),
@@ -861,6 +861,26 @@ class Cluster(NearCacheCase):
         wait_for("cluster_state:ok", lambda: all(
             n.client().cluster("info")["cluster_state"] == "ok"
             for n in nodes))
+
+    def test_nearcache_cluster_seed_by_name_and_a_node_without_its_ip(self):
+        # A one-node cluster that never met another node does not know
+        # its own address: CLUSTER NODES says ":PORT".  Reached through a
+        # seed given by name, the node is the address the name gave.
+        port, = self.ports(1)
+        n = self.node(port)
+        n.client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        self.wait_cluster_ok([n])
+        nodes = n.client().execute_command("CLUSTER", "NODES")
+        nodes = nodes.decode() if isinstance(nodes, bytes) else nodes
+        self.assertIn(f" :{port}@", " " + nodes)
+        # LOCALHOST: a name every resolver knows (names match without
+        # case), which, unlike "localhost", is no address to the daemon
+        # anywhere but through its lookup.
+        d = self.daemon(f"LOCALHOST:{port}")
+        self.assertEqual(nearcache(d)["masters"], 1)
+        store(d, ["user:1"])
+        n.client().set("user:1", b"v")
+        self.wait_gone((d,), ["user:1"], "invalidation from the node")
 
     def create(self, ports, timeout_ms=3000):
         """A cluster of masters on ports, no replicas; its nodes."""

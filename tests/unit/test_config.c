@@ -768,21 +768,23 @@ static void test_config_redis(void **state)
 	 * and no address is refused, with the forms it may take. */
 	r = PARSE(&c, "--redis", "redis.example:6379", "--redis",
 		  "cache-1.eu.internal:7000", "--redis", "localhost:6379",
-		  "--redis-prefix", "u:");
+		  "--redis", "redis_cache:6379", "--redis",
+		  "redis.example.com.:6379", "--redis-prefix", "u:");
 	assert_int_equal(r.res, CONFIG_OK);
-	assert_int_equal(c.n_redis, 3);
+	assert_int_equal(c.n_redis, 5);
 	assert_string_equal(c.redis[1], "cache-1.eu.internal:7000");
 	run_free(&r);
 	static const struct {
 		const char *addr, *why;
 	} bad[] = {
-		{ "bad_name:6379", "HOST a host name" },
+		{ "bad name:6379", "HOST a host name" },
 		{ "-x.y:6379", "HOST a host name" },
 		{ "x-.y:6379", "HOST a host name" },
 		{ "x..y:6379", "HOST a host name" },
 		{ "1.2.3:6379", "HOST a host name" },
 		{ ".x:6379", "HOST a host name" },
-		{ "x.:6379", "HOST a host name" },
+		{ "x..:6379", "HOST a host name" },
+		{ "[::g]:6379", "HOST a host name" },
 		{ "host:0", "invalid port" },
 		{ "host:", "invalid port" },
 		{ "host:65536", "invalid port" },
