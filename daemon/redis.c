@@ -117,8 +117,9 @@ struct rnode {
 			 by name keeps it: HOST:PORT */
 	struct config_mc_addr sa;
 	/* A seed given by name (host[0] != 0): resolved again before each
-	 * connect, so that a name that moves is followed; the addresses it
-	 * gives are tried in turn, one per attempt. */
+	 * connect, so that a name that moves is followed; of the addresses
+	 * it gives, the one that worked is kept, and one that fails to
+	 * connect gives way to the next (node_fail()). */
 	char host[CONFIG_MC_ADDR_MAX + 1];
 	uint16_t port;
 	struct resolve *res; /* C_RESOLVING */
