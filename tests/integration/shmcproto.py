@@ -7,6 +7,7 @@ and region name and stops it again.
 """
 import itertools
 import os
+import random
 import shutil
 import socket
 import struct
@@ -35,6 +36,23 @@ ENOENT, EACCES, EPROTO, EBADMSG, EOPNOTSUPP, ENOTSUP = 2, 13, 71, 74, 95, 95
 EMSGSIZE, E2BIG, EINVAL, EUSERS, ETIMEDOUT = 90, 7, 22, 87, 110
 EEXIST, ENOSPC = 17, 28
 NS_PREFIX_MAX = 52  # LAYOUT_NS_PREFIX_MAX
+
+
+def free_port(cluster=False):
+    """A loopback TCP port nobody listens on, below the kernel's ephemeral
+    range (32768 and up by default): a port from that range, free when
+    picked, can be taken as the local port of any connection made before
+    the server binds it.  For a Redis cluster node, one whose bus port
+    (+10000) is free and below the range too."""
+    while True:
+        port = random.randint(10000, 22767 if cluster else 32767)
+        try:
+            for p in [port, port + 10000] if cluster else [port]:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return port
+        except OSError:
+            continue
 
 
 class ProtoError(Exception):

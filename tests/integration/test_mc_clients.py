@@ -36,11 +36,7 @@ except ImportError:  # the tests that need it skip
 DAEMON = CACHECTL = None
 
 
-def free_port():
-    """A loopback TCP port nobody listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = p.free_port
 
 
 def wait_port(port, proc, timeout=p.HANG_S):

@@ -32,13 +32,7 @@ VERSION = b"VERSION "
 TOO_MANY = b"SERVER_ERROR too many open connections\r\n"
 
 
-def free_port():
-    """A loopback TCP port nobody listens on now."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = p.free_port
 
 
 def rss_kb(pid):

@@ -50,26 +50,7 @@ PREFIXES = ("user:", "sess:")
 NS_CLOCK_OFFSET = 168
 
 
-def free_port(cluster=False):
-    """A loopback port nobody listens on; for a cluster node one at most
-    55535 whose bus port (+10000) is free too."""
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if not cluster:
-            return port
-        if port > 55535:
-            continue
-        bus = socket.socket()
-        try:
-            bus.bind(("127.0.0.1", port + 10000))
-            return port
-        except OSError:
-            continue
-        finally:
-            bus.close()
+free_port = p.free_port
 
 
 def wait_for(what, fn, timeout=DEADLINE):
@@ -847,7 +828,8 @@ class Cluster(NearCacheCase):
         ports = []
         while len(ports) < n:
             port = free_port(cluster=True)
-            if port not in ports:
+            taken = set(ports) | {p + 10000 for p in ports}
+            if port not in taken and port + 10000 not in taken:
                 ports.append(port)
         return ports
 

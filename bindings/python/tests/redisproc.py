@@ -4,6 +4,7 @@ ports; each started by the test, waited for until it answers, and always
 stopped.  Tests that need one skip when redis-server (Debian:
 redis-server) or redis-py (python3-redis) is missing."""
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -35,17 +36,25 @@ def server_binary():
 
 
 def free_ports(n):
-    """n loopback TCP ports free now (a server started soon gets them)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    """n distinct loopback TCP ports free now (a server started soon gets
+    them), each with port + 10000 free too (a cluster node's bus), all
+    below the kernel's ephemeral range (32768 and up by default): a port
+    from that range, free when picked, can be taken as the local port of
+    any connection made before the server binds it."""
+    ports = []
+    while len(ports) < n:
+        port = random.randint(10000, 22767)
+        taken = set(ports) | {p + 10000 for p in ports}
+        if port in taken or port + 10000 in taken:
+            continue
+        try:
+            for p in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        ports.append(port)
+    return ports
 
 
 class RedisServer(Server):
